@@ -1,0 +1,41 @@
+#pragma once
+// The `salvo` command line. main.cc builds the CLI11 app; each subcommand
+// group registers itself from its own file so that each concept owns its
+// command surface:
+//   sink_command.cc      salvo sink                 (engine/sink)
+//   dkim_commands.cc     salvo dkim keygen|sign     (dkim/)
+//   campaign_commands.cc salvo campaign ..., salvo suppression ...  (queue/)
+//   preview_command.cc   salvo campaign preview     (engine/message)
+//   run_commands.cc      salvo run, salvo send      (engine/delivery)
+//   bench_command.cc     salvo bench                (bench/)
+//
+// Exit codes are the same everywhere: 0 ok, 1 runtime failure, 2 usage error.
+// Errors go to stderr as one line: "salvo: error: <what and where>".
+#include <CLI/CLI.hpp>
+
+#include <string_view>
+
+namespace salvo::cli {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;
+inline constexpr int kExitUsage = 2;
+
+// Shared by all subcommands; a subcommand's callback stores its exit code here.
+struct CommandContext {
+  int exit_code = kExitOk;
+};
+
+// Prints "salvo: error: <message>" to stderr (one line; embedded newlines are
+// replaced so the error stays on one line).
+void PrintError(std::string_view message);
+
+void RegisterSinkCommand(CLI::App& app, CommandContext& ctx);
+void RegisterDkimCommands(CLI::App& app, CommandContext& ctx);
+void RegisterCampaignCommands(CLI::App& app, CommandContext& ctx);
+// Called after RegisterCampaignCommands: adds `preview` under `campaign`.
+void RegisterPreviewCommand(CLI::App& app, CommandContext& ctx);
+void RegisterRunCommands(CLI::App& app, CommandContext& ctx);
+void RegisterBenchCommand(CLI::App& app, CommandContext& ctx);
+
+}  // namespace salvo::cli
