@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <string>
+#include <string_view>
 
 #include "engine/cli/commands.h"
 #include "engine/common/log.h"
@@ -43,6 +44,25 @@ int Main(int argc, char** argv) {
     LogLevel level;
     if (ParseLogLevel(log_level, &level)) SetLogLevel(level);
   });
+
+  // CLI11 reports an unknown first word as "A subcommand is required", which
+  // hides the typo: name it instead.
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--log-level") {
+      ++i;
+      continue;
+    }
+    if (arg.starts_with("-")) continue;
+    bool known = false;
+    for (const CLI::App* sub : app.get_subcommands({}))
+      if (sub->check_name(std::string(arg))) known = true;
+    if (!known) {
+      PrintError("unknown subcommand '" + std::string(arg) + "' (run 'salvo --help')");
+      return kExitUsage;
+    }
+    break;
+  }
 
   try {
     app.parse(argc, argv);

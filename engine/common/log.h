@@ -19,15 +19,14 @@ void LogLine(LogLevel level, const char* file, int line, std::string_view messag
 
 }  // namespace salvo
 
-#define SALVO_LOG(level, ...)                                                       \
-  do {                                                                              \
-    if (::salvo::LogLevel::level >= ::salvo::GetLogLevel())                        \
-      ::salvo::LogLine(::salvo::LogLevel::level, __FILE__, __LINE__,               \
-                       ::fmt::format(__VA_ARGS__));                                \
+#define SALVO_LOG(level, ...)                                                                     \
+  do {                                                                                            \
+    if (::salvo::LogLevel::level >= ::salvo::GetLogLevel())                                       \
+      ::salvo::LogLine(::salvo::LogLevel::level, __FILE__, __LINE__, ::fmt::format(__VA_ARGS__)); \
   } while (0)
 
 // A broken invariant: crash deliberately, naming the invariant.
-#define SALVO_CHECK(cond)                                                     \
-  do {                                                                        \
-    if (!(cond)) ::salvo::CheckFailed(__FILE__, __LINE__, #cond);             \
+#define SALVO_CHECK(cond)                                         \
+  do {                                                            \
+    if (!(cond)) ::salvo::CheckFailed(__FILE__, __LINE__, #cond); \
   } while (0)

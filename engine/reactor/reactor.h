@@ -72,8 +72,7 @@ class Reactor {
 
   // Send all `len` bytes (short writes are continued internally). The caller
   // keeps `data` alive and unchanged until `cb` runs. `cb(len)` or `cb(-errno)`.
-  virtual void Send(int fd, const void* data, size_t len,
-                    absl::AnyInvocable<void(int res)> cb) = 0;
+  virtual void Send(int fd, const void* data, size_t len, absl::AnyInvocable<void(int res)> cb) = 0;
 
   // Multishot receive with provided buffers: `cb(n, bytes)` for each chunk
   // (bytes valid only during the call), `cb(0, {})` at EOF, `cb(-errno, {})`

@@ -1,0 +1,66 @@
+// The command surface every subcommand shares: help, version, exit codes, and
+// one-line errors for bad input.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "tests/cli/cli_runner.h"
+
+namespace salvo::testing {
+namespace {
+
+int CountLines(const std::string& s) {
+  return static_cast<int>(std::count(s.begin(), s.end(), '\n'));
+}
+
+TEST(CliTest, HelpListsEverySubcommandAndExitsZero) {
+  CommandResult r = RunSalvo({"--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  for (const char* sub : {"sink", "dkim", "campaign", "suppression", "run", "send", "bench"})
+    EXPECT_NE(r.out.find(sub), std::string::npos) << sub;
+  EXPECT_NE(r.out.find("Exit codes"), std::string::npos);
+}
+
+TEST(CliTest, VersionPrintsNameAndVersion) {
+  CommandResult r = RunSalvo({"--version"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.out.rfind("salvo ", 0), 0u) << r.out;
+}
+
+TEST(CliTest, SubcommandHelpWorks) {
+  for (const char* sub : {"sink", "dkim", "campaign", "run", "send", "bench"}) {
+    CommandResult r = RunSalvo({sub, "--help"});
+    EXPECT_EQ(r.exit_code, 0) << sub << ": " << r.err;
+    EXPECT_NE(r.out.find("Usage"), std::string::npos) << sub;
+  }
+}
+
+TEST(CliTest, UnknownSubcommandIsOneLineUsageError) {
+  CommandResult r = RunSalvo({"sendd"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(CountLines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("unknown subcommand 'sendd'"), std::string::npos) << r.err;
+  EXPECT_TRUE(r.out.empty());
+}
+
+TEST(CliTest, NoSubcommandIsUsageError) {
+  CommandResult r = RunSalvo({});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(CountLines(r.err), 1) << r.err;
+}
+
+TEST(CliTest, UnknownTopLevelFlagIsOneLineUsageError) {
+  CommandResult r = RunSalvo({"--frobnicate", "sink"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(CountLines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("salvo: error:"), std::string::npos);
+}
+
+TEST(CliTest, BadLogLevelIsUsageError) {
+  CommandResult r = RunSalvo({"--log-level", "loud", "sink", "--help"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("loud"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace salvo::testing
