@@ -1,0 +1,510 @@
+// Strict TOML configuration loading. toml++ gives every key and value a source
+// region, so each error names file:line:column. Parsing runs once at start-up,
+// off the data path, so toml++'s exceptions are caught here and turned into
+// absl::Status.
+#include "engine/config/config.h"
+
+#include <unistd.h>
+
+#include <toml++/toml.h>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/numbers.h"
+#include "fmt/format.h"
+
+namespace salvo::config {
+namespace {
+
+// absl::StrCat takes absl::string_view, which in Debian's abseil is not
+// std::string_view; fmt concatenates both kinds.
+template <typename... A>
+std::string Cat(const A&... a) {
+  std::string s;
+  (fmt::format_to(std::back_inserter(s), "{}", a), ...);
+  return s;
+}
+
+std::string Where(std::string_view file, const toml::source_region& r) {
+  return Cat(file, ":", r.begin.line, ":", r.begin.column);
+}
+
+std::string_view TypeName(toml::node_type t) {
+  switch (t) {
+    case toml::node_type::table:
+      return "table";
+    case toml::node_type::array:
+      return "array";
+    case toml::node_type::string:
+      return "string";
+    case toml::node_type::integer:
+      return "integer";
+    case toml::node_type::floating_point:
+      return "float";
+    case toml::node_type::boolean:
+      return "boolean";
+    case toml::node_type::date:
+      return "date";
+    case toml::node_type::time:
+      return "time";
+    case toml::node_type::date_time:
+      return "date-time";
+    default:
+      return "nothing";
+  }
+}
+
+// Parses "30", "30s", "250ms", "5m", "1h", "1.5s" into seconds.
+bool ParseDurationText(std::string_view text, double* out) {
+  size_t i = 0;
+  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.'))
+    ++i;
+  if (i == 0) return false;
+  double v;
+  if (!absl::SimpleAtod(std::string(text.substr(0, i)), &v)) return false;
+  std::string_view unit = text.substr(i);
+  double mult;
+  if (unit.empty() || unit == "s")
+    mult = 1;
+  else if (unit == "ms")
+    mult = 0.001;
+  else if (unit == "m" || unit == "min")
+    mult = 60;
+  else if (unit == "h")
+    mult = 3600;
+  else if (unit == "d")
+    mult = 86400;
+  else
+    return false;
+  *out = v * mult;
+  return true;
+}
+
+// Walks one TOML table, reading known keys and rejecting the rest. The first
+// error wins; later reads become no-ops so callers need not check each one.
+class TableReader {
+ public:
+  TableReader(const toml::table& table, std::string path, std::string_view file,
+              absl::Status* status)
+      : table_(table), path_(std::move(path)), file_(file), status_(status) {}
+
+  std::string KeyName(std::string_view key) const {
+    return path_.empty() ? std::string(key) : Cat(path_, ".", key);
+  }
+  bool ok() const { return status_->ok(); }
+  void Fail(const toml::source_region& where, std::string_view what) {
+    if (status_->ok()) *status_ = absl::InvalidArgumentError(Cat(Where(file_, where), ": ", what));
+  }
+  const toml::node* Get(std::string_view key) {
+    seen_.insert(std::string(key));
+    if (!ok()) return nullptr;
+    return table_.get(key);
+  }
+  void WrongType(std::string_view key, const toml::node& n, std::string_view want) {
+    Fail(n.source(), Cat("'", KeyName(key), "' must be ", want, ", not ", TypeName(n.type())));
+  }
+
+  void String(std::string_view key, std::string* out) {
+    const toml::node* n = Get(key);
+    if (!n) return;
+    if (auto v = n->value<std::string>(); v && n->is_string())
+      *out = *v;
+    else
+      WrongType(key, *n, "a string");
+  }
+  void Bool(std::string_view key, bool* out) {
+    const toml::node* n = Get(key);
+    if (!n) return;
+    if (n->is_boolean())
+      *out = *n->value<bool>();
+    else
+      WrongType(key, *n, "true or false");
+  }
+  void Int(std::string_view key, int* out, int64_t min, int64_t max) {
+    const toml::node* n = Get(key);
+    if (!n) return;
+    if (!n->is_integer()) return WrongType(key, *n, "an integer");
+    int64_t v = *n->value<int64_t>();
+    if (v < min || v > max)
+      return Fail(n->source(),
+                  Cat("'", KeyName(key), "' = ", v, " is out of range [", min, ", ", max, "]"));
+    *out = static_cast<int>(v);
+  }
+  // Seconds: a number, or a string with a unit ("250ms", "30s", "5m", "1h").
+  void Duration(std::string_view key, Seconds* out, double min_s = 0) {
+    const toml::node* n = Get(key);
+    if (!n) return;
+    double v;
+    if (n->is_integer())
+      v = static_cast<double>(*n->value<int64_t>());
+    else if (n->is_floating_point())
+      v = *n->value<double>();
+    else if (n->is_string()) {
+      if (!ParseDurationText(*n->value<std::string>(), &v))
+        return Fail(n->source(), Cat("'", KeyName(key), "' = \"", *n->value<std::string>(),
+                                     "\" is not a duration (e.g. 30, \"30s\", "
+                                     "\"250ms\", \"5m\", \"1h\")"));
+    } else {
+      return WrongType(key, *n, "a duration (seconds, or a string like \"30s\")");
+    }
+    if (!std::isfinite(v) || v < min_s)
+      return Fail(n->source(), Cat("'", KeyName(key), "' must be a duration >= ", min_s, "s"));
+    *out = Seconds(v);
+  }
+  void StringList(std::string_view key, std::vector<std::string>* out) {
+    const toml::node* n = Get(key);
+    if (!n) return;
+    if (n->is_string()) {
+      *out = {*n->value<std::string>()};
+      return;
+    }
+    const toml::array* a = n->as_array();
+    if (!a) return WrongType(key, *n, "a list of strings");
+    out->clear();
+    for (const toml::node& e : *a) {
+      if (!e.is_string()) return WrongType(key, e, "a list of strings; an element");
+      out->push_back(*e.value<std::string>());
+    }
+  }
+  // A sub-table; returns nullptr if absent (or wrong type, with the error set).
+  const toml::table* Table(std::string_view key) {
+    const toml::node* n = Get(key);
+    if (!n) return nullptr;
+    if (const toml::table* t = n->as_table()) return t;
+    WrongType(key, *n, "a table");
+    return nullptr;
+  }
+  // Call last: every key not read is an error.
+  void RejectUnknown() {
+    if (!ok()) return;
+    for (auto&& [k, v] : table_) {
+      if (seen_.contains(std::string(k.str()))) continue;
+      const toml::source_region& where = k.source().begin.line ? k.source() : v.source();
+      Fail(where, path_.empty() ? Cat("unknown key '", k.str(), "'")
+                                : Cat("unknown key '", k.str(), "' in [", path_, "]"));
+      return;
+    }
+  }
+
+  const std::string& path() const { return path_; }
+
+ private:
+  const toml::table& table_;
+  std::string path_;
+  std::string_view file_;
+  absl::Status* status_;
+  absl::flat_hash_set<std::string> seen_;
+};
+
+std::string SourceOf(std::string_view file, const toml::node& n) {
+  return Cat(file, ":", n.source().begin.line);
+}
+
+void CheckHostList(TableReader& r, const toml::node& where, std::string_view what,
+                   const std::vector<std::string>& hosts) {
+  if (hosts.empty()) r.Fail(where.source(), Cat(what, ": needs at least one host"));
+  for (const std::string& h : hosts) {
+    std::string host;
+    int port;
+    absl::Status s = SplitHostPort(h, 25, &host, &port);
+    if (!s.ok()) return r.Fail(where.source(), Cat(what, ": ", std::string(s.message())));
+  }
+}
+
+}  // namespace
+
+absl::Status SplitHostPort(std::string_view text, int default_port, std::string* host, int* port) {
+  std::string_view h = text, p;
+  if (!text.empty() && text.front() == '[') {
+    size_t close = text.find(']');
+    if (close == std::string_view::npos)
+      return absl::InvalidArgumentError(Cat("bad address '", text, "': missing ']'"));
+    h = text.substr(1, close - 1);
+    std::string_view rest = text.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') return absl::InvalidArgumentError(Cat("bad address '", text, "'"));
+      p = rest.substr(1);
+    }
+  } else if (size_t colon = text.rfind(':'); colon != std::string_view::npos) {
+    if (text.find(':') != colon) {
+      h = text;  // bare IPv6 without brackets and without port
+    } else {
+      h = text.substr(0, colon);
+      p = text.substr(colon + 1);
+    }
+  }
+  if (h.empty()) return absl::InvalidArgumentError(Cat("bad address '", text, "': no host"));
+  int v = default_port;
+  if (!p.empty() || (text.size() && text.back() == ':')) {
+    if (!absl::SimpleAtoi(std::string(p), &v) || v < 1 || v > 65535)
+      return absl::InvalidArgumentError(Cat("bad address '", text, "': port must be 1..65535"));
+  }
+  *host = std::string(h);
+  *port = v;
+  return absl::OkStatus();
+}
+
+int Config::EffectiveShards() const {
+  if (shards > 0) return shards;
+  unsigned n = std::thread::hardware_concurrency();
+  return n ? static_cast<int>(n) : 1;
+}
+
+std::string Config::AdminSocketPath() const {
+  if (!queue.admin_socket.empty()) return queue.admin_socket;
+  return (std::filesystem::path(data_dir) / "admin.sock").string();
+}
+
+std::string_view TlsModeName(TlsMode mode) {
+  switch (mode) {
+    case TlsMode::kOff:
+      return "off";
+    case TlsMode::kOpportunistic:
+      return "opportunistic";
+    case TlsMode::kRequired:
+      return "required";
+  }
+  return "?";
+}
+
+std::string_view DkimKeyTypeName(DkimKeyType type) {
+  return type == DkimKeyType::kRsa ? "rsa" : "ed25519";
+}
+
+absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view source_name) {
+  toml::table doc;
+  try {
+    doc = toml::parse(toml_text, source_name);
+  } catch (const toml::parse_error& e) {
+    return absl::InvalidArgumentError(Cat(Where(source_name, e.source()), ": ", e.description()));
+  }
+  std::filesystem::path base_dir = std::filesystem::path(source_name).parent_path();
+  auto resolve = [&](std::string* p) {
+    if (!p->empty() && std::filesystem::path(*p).is_relative() && !base_dir.empty())
+      *p = (base_dir / *p).lexically_normal().string();
+  };
+
+  Config cfg;
+  cfg.source_file = std::string(source_name);
+  absl::Status status;
+  TableReader root(doc, "", source_name, &status);
+
+  root.String("data_dir", &cfg.data_dir);
+  root.Int("shards", &cfg.shards, 0, 256);
+  root.Bool("pin_threads", &cfg.pin_threads);
+  if (const toml::node* n = root.Get("log_level")) {
+    std::string level = n->value_or<std::string>("");
+    if (!n->is_string())
+      root.WrongType("log_level", *n, "a string");
+    else if (level != "debug" && level != "info" && level != "warning" && level != "error" &&
+             level != "off")
+      root.Fail(n->source(),
+                Cat("'log_level' = \"", level, "\": expected debug|info|warning|error|off"));
+    else
+      cfg.log_level = level;
+  }
+  root.String("shaping_file", &cfg.shaping_file);
+
+  if (const toml::table* t = root.Table("dns")) {
+    TableReader r(*t, "dns", source_name, &status);
+    r.StringList("servers", &cfg.dns.servers);
+    r.Duration("timeout", &cfg.dns.timeout, 0.001);
+    r.Int("attempts", &cfg.dns.attempts, 1, 10);
+    r.Bool("cache", &cfg.dns.cache);
+    r.Duration("min_ttl", &cfg.dns.min_ttl);
+    r.Duration("max_ttl", &cfg.dns.max_ttl);
+    r.Duration("negative_ttl", &cfg.dns.negative_ttl);
+    r.RejectUnknown();
+    if (status.ok()) {
+      for (const std::string& s : cfg.dns.servers) {
+        std::string host;
+        int port;
+        absl::Status hs = SplitHostPort(s, 53, &host, &port);
+        if (!hs.ok())
+          r.Fail(t->get("servers")->source(), Cat("[dns] servers: ", std::string(hs.message())));
+      }
+    }
+  }
+
+  // Routes: [[route]] tables and/or a [routes] table of domain = host(s).
+  if (const toml::node* n = root.Get("route")) {
+    const toml::array* arr = n->as_array();
+    if (!arr || !arr->is_array_of_tables()) {
+      root.WrongType("route", *n, "an array of tables ([[route]])");
+    } else {
+      for (const toml::node& e : *arr) {
+        if (!status.ok()) break;
+        TableReader r(*e.as_table(), "route", source_name, &status);
+        RouteConfig route;
+        route.source = SourceOf(source_name, e);
+        r.String("domain", &route.domain);
+        r.StringList("hosts", &route.hosts);
+        r.RejectUnknown();
+        if (status.ok() && route.domain.empty())
+          r.Fail(e.source(), "[[route]] needs domain = \"example.com\" (or \"*\")");
+        if (status.ok()) CheckHostList(r, e, Cat("route for '", route.domain, "'"), route.hosts);
+        cfg.routes.push_back(std::move(route));
+      }
+    }
+  }
+  if (const toml::table* t = root.Table("routes")) {
+    for (auto&& [k, v] : *t) {
+      if (!status.ok()) break;
+      TableReader r(*t, "routes", source_name, &status);
+      RouteConfig route;
+      route.domain = std::string(k.str());
+      route.source = SourceOf(source_name, v);
+      r.StringList(k.str(), &route.hosts);
+      if (status.ok()) CheckHostList(r, v, Cat("route for '", route.domain, "'"), route.hosts);
+      cfg.routes.push_back(std::move(route));
+    }
+  }
+  if (status.ok()) {
+    absl::flat_hash_set<std::string> seen;
+    for (RouteConfig& r : cfg.routes) {
+      for (char& c : r.domain) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (!seen.insert(r.domain).second) {
+        status = absl::InvalidArgumentError(
+            Cat(r.source, ": route for '", r.domain, "' is declared twice"));
+        break;
+      }
+    }
+  }
+
+  if (const toml::table* t = root.Table("dkim")) {
+    TableReader r(*t, "dkim", source_name, &status);
+    if (const toml::node* n = r.Get("keys")) {
+      const toml::array* arr = n->as_array();
+      if (!arr || !arr->is_array_of_tables()) {
+        r.WrongType("keys", *n, "an array of tables ([[dkim.keys]])");
+      } else {
+        for (const toml::node& e : *arr) {
+          if (!status.ok()) break;
+          TableReader kr(*e.as_table(), "dkim.keys", source_name, &status);
+          DkimKeyConfig key;
+          key.source = SourceOf(source_name, e);
+          std::string type = "rsa";
+          kr.String("domain", &key.domain);
+          kr.String("selector", &key.selector);
+          kr.String("key_file", &key.key_file);
+          kr.String("type", &type);
+          kr.RejectUnknown();
+          if (!status.ok()) break;
+          if (type == "rsa" || type == "rsa-sha256")
+            key.type = DkimKeyType::kRsa;
+          else if (type == "ed25519" || type == "ed25519-sha256")
+            key.type = DkimKeyType::kEd25519;
+          else
+            kr.Fail(e.source(),
+                    Cat("[[dkim.keys]] type = \"", type, "\": expected \"rsa\" or \"ed25519\""));
+          if (key.domain.empty() || key.selector.empty() || key.key_file.empty())
+            kr.Fail(e.source(), "[[dkim.keys]] needs domain, selector and key_file");
+          resolve(&key.key_file);
+          cfg.dkim_keys.push_back(std::move(key));
+        }
+      }
+    }
+    r.RejectUnknown();
+  }
+
+  if (const toml::table* t = root.Table("delivery")) {
+    TableReader r(*t, "delivery", source_name, &status);
+    DeliveryConfig& d = cfg.delivery;
+    r.Int("connections_per_site", &d.connections_per_site, 1, 100000);
+    r.Int("messages_per_connection", &d.messages_per_connection, 1, 1000000);
+    r.Int("max_recipients_per_message", &d.max_recipients_per_message, 1, 10000);
+    r.Duration("idle_timeout", &d.idle_timeout);
+    r.Int("in_flight_limit", &d.in_flight_limit, 1, 10000000);
+    r.Duration("shutdown_deadline", &d.shutdown_deadline);
+    r.String("helo_name", &d.helo_name);
+    r.Duration("site_retry_delay", &d.site_retry_delay);
+    if (const toml::table* tt = r.Table("timeouts")) {
+      TableReader tr(*tt, "delivery.timeouts", source_name, &status);
+      TimeoutConfig& to = d.timeouts;
+      tr.Duration("connect", &to.connect, 0.001);
+      tr.Duration("greeting", &to.greeting, 0.001);
+      tr.Duration("ehlo", &to.ehlo, 0.001);
+      tr.Duration("starttls", &to.starttls, 0.001);
+      tr.Duration("mail", &to.mail, 0.001);
+      tr.Duration("rcpt", &to.rcpt, 0.001);
+      tr.Duration("data", &to.data, 0.001);
+      tr.Duration("data_block", &to.data_block, 0.001);
+      tr.Duration("data_end", &to.data_end, 0.001);
+      tr.Duration("quit", &to.quit, 0.001);
+      tr.RejectUnknown();
+    }
+    r.RejectUnknown();
+  }
+
+  if (const toml::table* t = root.Table("tls")) {
+    TableReader r(*t, "tls", source_name, &status);
+    if (const toml::node* n = r.Get("mode")) {
+      std::string mode = n->value_or<std::string>("");
+      if (!n->is_string())
+        r.WrongType("mode", *n, "a string");
+      else if (mode == "off")
+        cfg.tls.mode = TlsMode::kOff;
+      else if (mode == "opportunistic")
+        cfg.tls.mode = TlsMode::kOpportunistic;
+      else if (mode == "required")
+        cfg.tls.mode = TlsMode::kRequired;
+      else
+        r.Fail(n->source(),
+               Cat("[tls] mode = \"", mode, "\": expected off|opportunistic|required"));
+    }
+    r.Bool("verify", &cfg.tls.verify);
+    r.String("ca_file", &cfg.tls.ca_file);
+    r.RejectUnknown();
+    resolve(&cfg.tls.ca_file);
+  }
+
+  if (const toml::table* t = root.Table("metrics")) {
+    TableReader r(*t, "metrics", source_name, &status);
+    r.String("listen", &cfg.metrics.listen);
+    r.RejectUnknown();
+    if (status.ok() && !cfg.metrics.listen.empty()) {
+      std::string host;
+      int port;
+      absl::Status s = SplitHostPort(cfg.metrics.listen, 0, &host, &port);
+      if (!s.ok() || port == 0)
+        r.Fail(t->get("listen")->source(),
+               Cat("[metrics] listen: expected \"addr:port\", got \"", cfg.metrics.listen, "\""));
+    }
+  }
+
+  if (const toml::table* t = root.Table("queue")) {
+    TableReader r(*t, "queue", source_name, &status);
+    r.Int("lease_batch", &cfg.queue.lease_batch, 1, 100000);
+    r.Duration("poll_interval", &cfg.queue.poll_interval, 0.001);
+    r.String("admin_socket", &cfg.queue.admin_socket);
+    r.RejectUnknown();
+  }
+
+  root.RejectUnknown();
+  if (!status.ok()) return status;
+  if (cfg.data_dir.empty())
+    return absl::InvalidArgumentError(Cat(source_name, ": data_dir must not be empty"));
+  resolve(&cfg.data_dir);
+  resolve(&cfg.shaping_file);
+  resolve(&cfg.queue.admin_socket);
+  return cfg;
+}
+
+absl::StatusOr<Config> LoadConfig(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError(
+        Cat(path, ": cannot read configuration: ", std::strerror(errno)));
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ParseConfig(ss.str(), path);
+}
+
+}  // namespace salvo::config

@@ -1,0 +1,129 @@
+#pragma once
+// The `salvo run` configuration: one TOML file, every key optional with a
+// default (see deploy/salvo.example.toml, which documents each key). Parsing
+// is strict: an unknown key, a wrong type or an out-of-range value is an
+// error naming "file:line:column" and the key.
+//
+// A Config is a plain value: built once at start-up on the main thread, then
+// copied or read (never mutated) by the shards.
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace salvo::config {
+
+using Seconds = std::chrono::duration<double>;
+
+struct DnsConfig {
+  // "ip" or "ip:port" ("[v6]:port"); empty = the system resolver configuration.
+  std::vector<std::string> servers;
+  Seconds timeout{5.0};  // per query attempt
+  int attempts = 2;
+  bool cache = true;
+  Seconds min_ttl{0.0};      // answers are cached at least this long
+  Seconds max_ttl{86400.0};  // and at most this long
+  Seconds negative_ttl{300.0};
+};
+
+// A routing override: mail for `domain` ("*" = every domain not matched by
+// another route; "example.com" matches that domain only) goes to `hosts`, in
+// order, instead of the domain's MX set. Each host is "host:port" or "host"
+// (port 25).
+struct RouteConfig {
+  std::string domain;
+  std::vector<std::string> hosts;
+  std::string source;  // "file:line" where it was declared, for messages
+};
+
+enum class DkimKeyType { kRsa, kEd25519 };
+
+struct DkimKeyConfig {
+  std::string domain;
+  std::string selector;
+  std::string key_file;  // PEM private key
+  DkimKeyType type = DkimKeyType::kRsa;
+  std::string source;  // "file:line"
+};
+
+// Per-phase SMTP client deadlines (RFC 5321 4.5.3.2 gives the classic ones).
+struct TimeoutConfig {
+  Seconds connect{30.0};
+  Seconds greeting{300.0};
+  Seconds ehlo{300.0};
+  Seconds starttls{120.0};
+  Seconds mail{300.0};
+  Seconds rcpt{300.0};
+  Seconds data{120.0};        // DATA -> 354
+  Seconds data_block{180.0};  // each block of message bytes sent
+  Seconds data_end{600.0};    // final dot -> reply
+  Seconds quit{10.0};
+};
+
+struct DeliveryConfig {
+  TimeoutConfig timeouts;
+  int connections_per_site = 32;         // open connections per destination site
+  int messages_per_connection = 100;     // then QUIT and reconnect
+  int max_recipients_per_message = 100;  // RCPTs per transaction
+  Seconds idle_timeout{5.0};             // close a connection idle this long
+  int in_flight_limit = 10000;           // messages leased and not completed, per process
+  Seconds shutdown_deadline{30.0};       // SIGTERM: finish transactions within this
+  std::string helo_name;                 // empty = the machine's host name
+  Seconds site_retry_delay{60.0};        // all MX hosts down: site paused this long
+};
+
+enum class TlsMode { kOff, kOpportunistic, kRequired };
+
+struct TlsConfig {
+  TlsMode mode = TlsMode::kOpportunistic;
+  bool verify = false;  // verify the peer certificate (required mode only)
+  std::string ca_file;  // empty = system store
+};
+
+struct MetricsConfig {
+  std::string listen;  // "addr:port"; empty = no metrics endpoint
+};
+
+struct QueueConfig {
+  int lease_batch = 200;       // recipients per lease from the spool
+  Seconds poll_interval{0.2};  // how often to look for due work when idle
+  std::string admin_socket;    // empty = "<data_dir>/admin.sock"
+};
+
+struct Config {
+  std::string source_file;  // the file this came from ("" = defaults)
+  std::string data_dir = "./salvo-data";
+  int shards = 0;  // 0 = one per CPU
+  bool pin_threads = true;
+  std::string log_level = "info";
+  std::string shaping_file;  // traffic shaping rules (later); "" = none
+  DnsConfig dns;
+  std::vector<RouteConfig> routes;
+  std::vector<DkimKeyConfig> dkim_keys;
+  DeliveryConfig delivery;
+  TlsConfig tls;
+  MetricsConfig metrics;
+  QueueConfig queue;
+
+  // shards resolved against the CPU count (never 0).
+  int EffectiveShards() const;
+  std::string AdminSocketPath() const;
+};
+
+// Parses TOML text; `source_name` is used in error messages.
+absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view source_name);
+// Reads and parses a file. Errors: "FILE: cannot read: <reason>" or
+// "FILE:LINE:COL: <what>".
+absl::StatusOr<Config> LoadConfig(const std::string& path);
+
+std::string_view TlsModeName(TlsMode mode);
+std::string_view DkimKeyTypeName(DkimKeyType type);
+
+// "host:port" / "host" / "[v6]:port" -> host, port. Port defaults to
+// `default_port`. Returns InvalidArgument for a bad port.
+absl::Status SplitHostPort(std::string_view text, int default_port, std::string* host, int* port);
+
+}  // namespace salvo::config

@@ -1,0 +1,191 @@
+#include "engine/config/config.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <string>
+
+namespace salvo::config {
+namespace {
+
+using ::testing::HasSubstr;
+
+absl::StatusOr<Config> Parse(const std::string& text) { return ParseConfig(text, "/etc/s.toml"); }
+
+std::string ErrorOf(const std::string& text) {
+  auto c = Parse(text);
+  EXPECT_FALSE(c.ok()) << text;
+  return c.ok() ? "" : std::string(c.status().message());
+}
+
+TEST(ConfigTest, EmptyFileGivesDefaults) {
+  auto c = Parse("");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->shards, 0);
+  EXPECT_GE(c->EffectiveShards(), 1);
+  EXPECT_EQ(c->log_level, "info");
+  EXPECT_EQ(c->delivery.connections_per_site, 32);
+  EXPECT_EQ(c->delivery.messages_per_connection, 100);
+  EXPECT_DOUBLE_EQ(c->delivery.timeouts.data_end.count(), 600.0);
+  EXPECT_DOUBLE_EQ(c->delivery.shutdown_deadline.count(), 30.0);
+  EXPECT_EQ(c->tls.mode, TlsMode::kOpportunistic);
+  EXPECT_TRUE(c->routes.empty());
+  EXPECT_TRUE(c->metrics.listen.empty());
+  EXPECT_EQ(c->data_dir, "/etc/salvo-data");  // relative paths resolve against the file's folder
+  EXPECT_EQ(c->AdminSocketPath(), "/etc/salvo-data/admin.sock");
+}
+
+TEST(ConfigTest, FullFile) {
+  auto c = Parse(R"(
+data_dir = "/var/lib/salvo"
+shards = 2
+pin_threads = false
+log_level = "debug"
+[dns]
+servers = ["127.0.0.1:5353", "[::1]:53"]
+timeout = "1500ms"
+attempts = 3
+[[route]]
+domain = "example.com"
+hosts = ["127.0.0.2:2525", "127.0.0.3:2525"]
+[routes]
+"*" = "127.0.0.1:2525"
+"Other.ORG" = ["10.0.0.1"]
+[[dkim.keys]]
+domain = "example.com"
+selector = "s1"
+key_file = "keys/s1.pem"
+type = "ed25519"
+[delivery]
+connections_per_site = 4
+messages_per_connection = 7
+idle_timeout = 2.5
+helo_name = "mx.example.com"
+[delivery.timeouts]
+connect = "2s"
+data_end = "1m"
+[tls]
+mode = "off"
+[metrics]
+listen = "127.0.0.1:9464"
+[queue]
+lease_batch = 50
+)");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->data_dir, "/var/lib/salvo");
+  EXPECT_EQ(c->EffectiveShards(), 2);
+  EXPECT_FALSE(c->pin_threads);
+  EXPECT_EQ(c->dns.servers.size(), 2u);
+  EXPECT_DOUBLE_EQ(c->dns.timeout.count(), 1.5);
+  ASSERT_EQ(c->routes.size(), 3u);
+  EXPECT_EQ(c->routes[0].domain, "example.com");
+  EXPECT_EQ(c->routes[0].hosts.size(), 2u);
+  EXPECT_EQ(c->routes[0].source, "/etc/s.toml:10");
+  EXPECT_EQ(c->routes[1].domain, "*");
+  EXPECT_EQ(c->routes[2].domain, "other.org");
+  ASSERT_EQ(c->dkim_keys.size(), 1u);
+  EXPECT_EQ(c->dkim_keys[0].type, DkimKeyType::kEd25519);
+  EXPECT_EQ(c->dkim_keys[0].key_file, "/etc/keys/s1.pem");
+  EXPECT_EQ(c->delivery.connections_per_site, 4);
+  EXPECT_DOUBLE_EQ(c->delivery.idle_timeout.count(), 2.5);
+  EXPECT_DOUBLE_EQ(c->delivery.timeouts.connect.count(), 2.0);
+  EXPECT_DOUBLE_EQ(c->delivery.timeouts.data_end.count(), 60.0);
+  EXPECT_EQ(c->tls.mode, TlsMode::kOff);
+  EXPECT_EQ(c->metrics.listen, "127.0.0.1:9464");
+  EXPECT_EQ(c->queue.lease_batch, 50);
+}
+
+TEST(ConfigTest, UnknownKeysNameFileLineAndKey) {
+  EXPECT_EQ(ErrorOf("shards = 1\nshardz = 2\n"), "/etc/s.toml:2:1: unknown key 'shardz'");
+  EXPECT_THAT(ErrorOf("[delivery]\n\nconection_per_site = 3\n"),
+              HasSubstr("/etc/s.toml:3:1: unknown key 'conection_per_site' in [delivery]"));
+  EXPECT_THAT(ErrorOf("[delivery.timeouts]\nconect = 3\n"),
+              HasSubstr(":2:1: unknown key 'conect' in [delivery.timeouts]"));
+  EXPECT_THAT(ErrorOf("[bogus]\nx = 1\n"), HasSubstr(":1:"));
+  EXPECT_THAT(ErrorOf("[[route]]\ndomain='a'\nhosts=['h']\nport=1\n"),
+              HasSubstr(":4:1: unknown key 'port' in [route]"));
+  EXPECT_THAT(ErrorOf("[[dkim.keys]]\ndomain='a'\nselector='s'\nkey_file='k'\nalg='x'\n"),
+              HasSubstr(":5:1: unknown key 'alg' in [dkim.keys]"));
+}
+
+TEST(ConfigTest, WrongTypesNameFileLineAndKey) {
+  EXPECT_EQ(ErrorOf("\nshards = \"two\"\n"),
+            "/etc/s.toml:2:10: 'shards' must be an integer, not string");
+  EXPECT_THAT(ErrorOf("[delivery]\nhelo_name = 5\n"),
+              HasSubstr(":2:13: 'delivery.helo_name' must be a string, not integer"));
+  EXPECT_THAT(ErrorOf("pin_threads = 1\n"), HasSubstr("'pin_threads' must be true or false"));
+  EXPECT_THAT(ErrorOf("dns = 3\n"), HasSubstr("'dns' must be a table"));
+  EXPECT_THAT(ErrorOf("[dns]\nservers = [1, 2]\n"), HasSubstr("'dns.servers' must be a list"));
+  EXPECT_THAT(ErrorOf("[delivery.timeouts]\nconnect = true\n"),
+              HasSubstr(":2:11: 'delivery.timeouts.connect' must be a duration"));
+  EXPECT_THAT(ErrorOf("[delivery.timeouts]\nconnect = \"3 fortnights\"\n"),
+              HasSubstr("is not a duration"));
+  EXPECT_THAT(ErrorOf("route = 1\n"), HasSubstr("'route' must be an array of tables"));
+}
+
+TEST(ConfigTest, BadValues) {
+  EXPECT_THAT(ErrorOf("shards = -1\n"), HasSubstr(":1:10: 'shards' = -1 is out of range [0, 256]"));
+  EXPECT_THAT(ErrorOf("[delivery]\nconnections_per_site = 0\n"), HasSubstr("out of range"));
+  EXPECT_THAT(ErrorOf("log_level = \"loud\"\n"), HasSubstr("expected debug|info"));
+  EXPECT_THAT(ErrorOf("[tls]\nmode = \"maybe\"\n"),
+              HasSubstr(":2:8: [tls] mode = \"maybe\": expected off|opportunistic|required"));
+  EXPECT_THAT(ErrorOf("[[route]]\nhosts = ['a']\n"), HasSubstr(":1:1: [[route]] needs domain"));
+  EXPECT_THAT(ErrorOf("[[route]]\ndomain = 'x'\nhosts = []\n"),
+              HasSubstr("route for 'x': needs at least one host"));
+  EXPECT_THAT(ErrorOf("[routes]\n'x' = 'h:99999'\n"), HasSubstr("port must be 1..65535"));
+  EXPECT_THAT(ErrorOf("[routes]\n'x' = 'a'\n'X' = 'b'\n"), HasSubstr("declared twice"));
+  EXPECT_THAT(ErrorOf("[[dkim.keys]]\ndomain='a'\nselector='s'\nkey_file='k'\ntype='dsa'\n"),
+              HasSubstr("expected \"rsa\" or \"ed25519\""));
+  EXPECT_THAT(ErrorOf("[[dkim.keys]]\ndomain='a'\n"),
+              HasSubstr("needs domain, selector and key_file"));
+  EXPECT_THAT(ErrorOf("[metrics]\nlisten = 'nope'\n"), HasSubstr("expected \"addr:port\""));
+  EXPECT_THAT(ErrorOf("[dns]\nservers = ['1.2.3.4:0']\n"), HasSubstr("[dns] servers"));
+}
+
+TEST(ConfigTest, SyntaxErrorsNameFileLine) {
+  EXPECT_THAT(ErrorOf("a = \n"), HasSubstr("/etc/s.toml:1:"));
+  EXPECT_THAT(ErrorOf("x = 1\n[delivery\n"), HasSubstr("/etc/s.toml:2:"));
+}
+
+TEST(ConfigTest, LoadMissingFile) {
+  auto c = LoadConfig("/nonexistent/salvo.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()),
+              HasSubstr("/nonexistent/salvo.toml: cannot read configuration"));
+}
+
+TEST(ConfigTest, ExampleFileParsesToDefaults) {
+  // deploy/salvo.example.toml documents every key with its default value.
+  auto c = LoadConfig(SALVO_SOURCE_DIR "/deploy/salvo.example.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  Config d = *Parse("");
+  EXPECT_EQ(c->shards, d.shards);
+  EXPECT_EQ(c->log_level, d.log_level);
+  EXPECT_EQ(c->delivery.connections_per_site, d.delivery.connections_per_site);
+  EXPECT_EQ(c->delivery.messages_per_connection, d.delivery.messages_per_connection);
+  EXPECT_EQ(c->delivery.in_flight_limit, d.delivery.in_flight_limit);
+  EXPECT_DOUBLE_EQ(c->delivery.timeouts.data_end.count(), d.delivery.timeouts.data_end.count());
+  EXPECT_DOUBLE_EQ(c->delivery.timeouts.greeting.count(), d.delivery.timeouts.greeting.count());
+  EXPECT_EQ(c->tls.mode, d.tls.mode);
+  EXPECT_EQ(c->queue.lease_batch, d.queue.lease_batch);
+}
+
+TEST(SplitHostPortTest, Forms) {
+  std::string h;
+  int p;
+  ASSERT_TRUE(SplitHostPort("127.0.0.2:2525", 25, &h, &p).ok());
+  EXPECT_EQ(h, "127.0.0.2");
+  EXPECT_EQ(p, 2525);
+  ASSERT_TRUE(SplitHostPort("mx.example.com", 25, &h, &p).ok());
+  EXPECT_EQ(p, 25);
+  ASSERT_TRUE(SplitHostPort("[::1]:26", 25, &h, &p).ok());
+  EXPECT_EQ(h, "::1");
+  EXPECT_EQ(p, 26);
+  EXPECT_FALSE(SplitHostPort(":25", 25, &h, &p).ok());
+  EXPECT_FALSE(SplitHostPort("h:x", 25, &h, &p).ok());
+  EXPECT_FALSE(SplitHostPort("h:", 25, &h, &p).ok());
+}
+
+}  // namespace
+}  // namespace salvo::config
