@@ -1,0 +1,296 @@
+#include "dkim/canonicalization.h"
+
+#include "dkim/text.h"
+
+#include <cstring>
+
+namespace salvo::dkim {
+namespace {
+
+inline bool IsWsp(char c) { return c == ' ' || c == '\t'; }
+
+class StringSink final : public BodySink {
+ public:
+  explicit StringSink(std::string* out) : out_(out) {}
+  void Write(std::string_view bytes) override { out_->append(bytes); }
+
+ private:
+  std::string* out_;
+};
+
+constexpr std::string_view kCrlf = "\r\n";
+
+}  // namespace
+
+std::string_view CanonicalizationName(Canonicalization c) {
+  return c == Canonicalization::kSimple ? "simple" : "relaxed";
+}
+
+bool ParseCanonicalization(std::string_view text, Canonicalization* header,
+                           Canonicalization* body) {
+  auto one = [](std::string_view t, Canonicalization* out) {
+    if (t == "simple") {
+      *out = Canonicalization::kSimple;
+      return true;
+    }
+    if (t == "relaxed") {
+      *out = Canonicalization::kRelaxed;
+      return true;
+    }
+    return false;
+  };
+  const std::size_t slash = text.find('/');
+  if (slash == std::string_view::npos) {
+    *body = Canonicalization::kSimple;
+    return one(text, header);
+  }
+  return one(text.substr(0, slash), header) && one(text.substr(slash + 1), body);
+}
+
+absl::StatusOr<ParsedMessage> ParseMessage(std::string_view message) {
+  ParsedMessage parsed;
+  std::size_t pos = 0;
+  std::size_t line_no = 0;
+  std::size_t field_start = std::string_view::npos;
+  auto close_field = [&](std::size_t end) -> absl::Status {
+    if (field_start == std::string_view::npos) return absl::OkStatus();
+    std::string_view raw = message.substr(field_start, end - field_start);
+    const std::size_t colon = raw.find(':');
+    // The first line of a field was checked to hold a colon.
+    std::string_view name = raw.substr(0, colon);
+    while (!name.empty() && IsWsp(name.back())) name.remove_suffix(1);
+    parsed.fields.push_back(HeaderField{name, raw});
+    field_start = std::string_view::npos;
+    return absl::OkStatus();
+  };
+  while (pos < message.size()) {
+    ++line_no;
+    const std::size_t lf = message.find('\n', pos);
+    if (lf == std::string_view::npos) {
+      return absl::InvalidArgumentError(
+          text::Cat("message header line ", line_no,
+                    " does not end with CRLF (header block not terminated)"));
+    }
+    if (lf == pos || message[lf - 1] != '\r') {
+      return absl::InvalidArgumentError(
+          text::Cat("message header line ", line_no, " ends with a bare LF (CRLF expected)"));
+    }
+    std::string_view line = message.substr(pos, lf - 1 - pos);
+    if (line.empty()) {  // end of the header block
+      if (auto s = close_field(pos); !s.ok()) return s;
+      parsed.body = message.substr(lf + 1);
+      return parsed;
+    }
+    if (IsWsp(line.front())) {
+      if (field_start == std::string_view::npos) {
+        return absl::InvalidArgumentError(text::Cat(
+            "message header line ", line_no, " is a continuation line before any header field"));
+      }
+    } else {
+      if (auto s = close_field(pos); !s.ok()) return s;
+      const std::size_t colon = line.find(':');
+      std::string_view name = line.substr(0, colon == std::string_view::npos ? 0 : colon);
+      while (!name.empty() && IsWsp(name.back())) name.remove_suffix(1);
+      if (colon == std::string_view::npos || name.empty()) {
+        return absl::InvalidArgumentError(
+            text::Cat("message header line ", line_no, " is not a header field (no name:)"));
+      }
+      field_start = pos;
+    }
+    pos = lf + 1;
+  }
+  // No empty line: the whole message is a header block without a body.
+  if (auto s = close_field(pos); !s.ok()) return s;
+  parsed.body = message.substr(message.size());
+  return parsed;
+}
+
+void CanonicalizeHeader(Canonicalization c, std::string_view raw, std::string* out) {
+  if (c == Canonicalization::kSimple) {
+    out->append(raw);
+    return;
+  }
+  const std::size_t colon = raw.find(':');
+  std::string_view name = raw.substr(0, colon);
+  while (!name.empty() && IsWsp(name.back())) name.remove_suffix(1);
+  for (char ch : name) out->push_back(text::Lower(ch));
+  out->push_back(':');
+  if (colon == std::string_view::npos) {
+    out->append(kCrlf);
+    return;
+  }
+  // Value: unfold (drop CR and LF), WSP runs -> one SP, trim both ends.
+  std::string_view value = raw.substr(colon + 1);
+  bool wsp = false;
+  bool any = false;
+  for (char ch : value) {
+    if (ch == '\r' || ch == '\n') continue;
+    if (IsWsp(ch)) {
+      wsp = true;
+      continue;
+    }
+    if (wsp && any) out->push_back(' ');
+    wsp = false;
+    any = true;
+    out->push_back(ch);
+  }
+  out->append(kCrlf);
+}
+
+void BodyCanonicalizer::Reset(Canonicalization c, BodySink* sink) {
+  canon_ = c;
+  sink_ = sink;
+  pending_crlf_ = 0;
+  pending_cr_ = false;
+  pending_wsp_ = false;
+  wrote_any_ = false;
+}
+
+void BodyCanonicalizer::FlushPendingLines() {
+  // Empty lines are held back until content follows: trailing ones are dropped.
+  static constexpr char kManyCrlf[] =
+      "\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n";
+  while (pending_crlf_ > 0) {
+    const std::size_t n = pending_crlf_ < 16 ? pending_crlf_ : 16;
+    sink_->Write(std::string_view(kManyCrlf, 2 * n));
+    pending_crlf_ -= n;
+  }
+}
+
+void BodyCanonicalizer::Update(std::string_view chunk) {
+  if (canon_ == Canonicalization::kSimple) {
+    UpdateSimple(chunk);
+  } else {
+    UpdateRelaxed(chunk);
+  }
+}
+
+// simple: bytes unchanged, except that trailing CRLFs are held back.
+void BodyCanonicalizer::UpdateSimple(std::string_view chunk) {
+  std::size_t i = 0;
+  const std::size_t n = chunk.size();
+  while (i < n) {
+    if (pending_cr_) {
+      pending_cr_ = false;
+      if (chunk[i] == '\n') {
+        ++pending_crlf_;
+        ++i;
+        continue;
+      }
+      FlushPendingLines();
+      sink_->Write("\r");
+    }
+    if (chunk[i] == '\r') {
+      pending_cr_ = true;
+      ++i;
+      continue;
+    }
+    // A run of content bytes up to the next CR.
+    const void* cr = std::memchr(chunk.data() + i, '\r', n - i);
+    const std::size_t end =
+        cr == nullptr ? n : static_cast<std::size_t>(static_cast<const char*>(cr) - chunk.data());
+    FlushPendingLines();
+    sink_->Write(chunk.substr(i, end - i));
+    i = end;
+  }
+}
+
+// relaxed: WSP at line end dropped, WSP runs -> one SP, trailing empty lines
+// dropped. Content runs are written straight from the input.
+void BodyCanonicalizer::UpdateRelaxed(std::string_view chunk) {
+  std::size_t i = 0;
+  const std::size_t n = chunk.size();
+  while (i < n) {
+    char c = chunk[i];
+    if (pending_cr_) {
+      pending_cr_ = false;
+      if (c == '\n') {  // end of line: pending WSP was trailing
+        ++pending_crlf_;
+        pending_wsp_ = false;
+        ++i;
+        continue;
+      }
+      // A bare CR is content.
+      FlushPendingLines();
+      if (pending_wsp_) sink_->Write(" ");
+      pending_wsp_ = false;
+      sink_->Write("\r");
+      wrote_any_ = true;
+    }
+    if (c == '\r') {
+      pending_cr_ = true;
+      ++i;
+      continue;
+    }
+    if (IsWsp(c)) {
+      pending_wsp_ = true;
+      ++i;
+      continue;
+    }
+    // A run of bytes the canonical form keeps as they are: content, and single
+    // SPs between content bytes. Typical text lines are one run.
+    std::size_t end = i + 1;
+    while (end < n) {
+      const char d = chunk[end];
+      if (d == '\r' || d == '\t') break;
+      if (d == ' ') {
+        if (end + 1 >= n) break;
+        const char e = chunk[end + 1];
+        if (e == ' ' || e == '\t' || e == '\r') break;
+      }
+      ++end;
+    }
+    FlushPendingLines();
+    if (pending_wsp_) {
+      // Write the single SP together with the run when it directly precedes
+      // it in the input (the common "word word" case): one sink call.
+      if (i > 0 && chunk[i - 1] == ' ') {
+        --i;
+      } else {
+        sink_->Write(" ");
+      }
+      pending_wsp_ = false;
+    }
+    sink_->Write(chunk.substr(i, end - i));
+    wrote_any_ = true;
+    i = end;
+  }
+}
+
+void BodyCanonicalizer::Finish() {
+  if (canon_ == Canonicalization::kSimple) {
+    if (pending_cr_) {  // a final bare CR is content
+      FlushPendingLines();
+      sink_->Write("\r");
+      pending_cr_ = false;
+    }
+    // Exactly one CRLF ends the body; an empty body is a single CRLF.
+    pending_crlf_ = 0;
+    sink_->Write(kCrlf);
+    return;
+  }
+  if (pending_cr_) {
+    FlushPendingLines();
+    if (pending_wsp_) sink_->Write(" ");
+    sink_->Write("\r");
+    wrote_any_ = true;
+    pending_cr_ = false;
+  }
+  // Non-empty body: exactly one CRLF ends it (trailing empty lines dropped).
+  // A body of only empty or WSP lines canonicalizes to nothing at all.
+  if (wrote_any_) sink_->Write(kCrlf);
+  pending_crlf_ = 0;
+  pending_wsp_ = false;
+  wrote_any_ = false;
+}
+
+std::string CanonicalizeBody(Canonicalization c, std::string_view body) {
+  std::string out;
+  StringSink sink(&out);
+  BodyCanonicalizer canon(c, &sink);
+  canon.Update(body);
+  canon.Finish();
+  return out;
+}
+
+}  // namespace salvo::dkim
