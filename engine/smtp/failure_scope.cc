@@ -1,0 +1,281 @@
+#include "engine/smtp/failure_scope.h"
+
+#include <cerrno>
+#include <cstring>
+
+#include "engine/smtp/strings.h"
+
+namespace salvo::smtp {
+namespace {
+
+bool TextHasAny(std::string_view lower, std::initializer_list<std::string_view> needles) {
+  for (std::string_view n : needles) {
+    if (lower.find(n) != std::string_view::npos) return true;
+  }
+  return false;
+}
+
+// Category from the reply text alone (servers without enhanced codes, or a
+// generic enhanced code like X.7.1 whose text says more).
+std::string_view CategoryFromText(std::string_view lower) {
+  if (TextHasAny(lower, {"greylist", "graylist"})) return "greylisted";
+  if (TextHasAny(lower,
+                 {"spam", "unsolicited", "blocklist", "blacklist", "block list", "black list",
+                  "listed at", "listed on", "dnsbl", "rbl", "reputation", "blocked"})) {
+    return "spam_block";
+  }
+  if (TextHasAny(lower, {"rate limit", "rate-limit", "ratelimit", "too many connections",
+                         "too many messages", "throttl", "try again later", "exceeded the rate",
+                         "sending rate"})) {
+    return "rate_limited";
+  }
+  if (TextHasAny(lower, {"user unknown", "unknown user", "no such user", "does not exist",
+                         "mailbox unavailable", "invalid recipient", "recipient address rejected",
+                         "no mailbox", "unrouteable address", "address rejected"})) {
+    return "invalid_recipient";
+  }
+  if (TextHasAny(lower, {"mailbox full", "quota", "over the limit", "mailbox is full",
+                         "insufficient storage"})) {
+    return "mailbox_full";
+  }
+  if (TextHasAny(lower, {"too large", "too big", "size limit", "exceeds"})) {
+    return "message_too_large";
+  }
+  return {};
+}
+
+Outcome Make(Disposition d, Scope s, FailureKind k, std::string category, std::string_view host) {
+  Outcome o;
+  o.disposition = d;
+  o.scope = s;
+  o.kind = k;
+  o.category = std::move(category);
+  o.host.assign(host);
+  return o;
+}
+
+}  // namespace
+
+std::string_view PhaseName(Phase p) {
+  switch (p) {
+    case Phase::kConnect:
+      return "connect";
+    case Phase::kGreeting:
+      return "greeting";
+    case Phase::kEhlo:
+      return "ehlo";
+    case Phase::kStartTls:
+      return "starttls";
+    case Phase::kTlsHandshake:
+      return "tls_handshake";
+    case Phase::kAuth:
+      return "auth";
+    case Phase::kMail:
+      return "mail";
+    case Phase::kRcpt:
+      return "rcpt";
+    case Phase::kData:
+      return "data";
+    case Phase::kDataEnd:
+      return "data_end";
+    case Phase::kRset:
+      return "rset";
+    case Phase::kQuit:
+      return "quit";
+  }
+  return "unknown";
+}
+
+std::string Categorize(const Reply& reply) {
+  std::string lower = internal::AsciiLower(reply.text);
+  std::string_view enh = reply.enhanced;
+  // subject.detail without the class
+  std::string_view sd = enh.size() > 2 ? enh.substr(2) : std::string_view();
+  if (!sd.empty()) {
+    if (sd == "1.1" || sd == "1.2" || sd == "1.3" || sd == "1.6" || sd == "1.10" || sd == "1.0" ||
+        sd == "1.4") {
+      return "invalid_recipient";
+    }
+    if (sd == "1.7" || sd == "1.8") return "invalid_sender";
+    if (sd == "2.2" || sd == "3.1") return "mailbox_full";
+    if (sd == "2.1") return "mailbox_disabled";
+    if (sd == "2.3" || sd == "3.4") return "message_too_large";
+    if (sd == "5.3") return "too_many_recipients";
+    if (sd == "4.5" || sd == "3.2") return "rate_limited";
+    if (sd == "7.28") return "spam_block";
+    if (sd == "7.8" || sd == "7.9" || sd == "7.11" || sd == "7.12" || sd == "7.13" ||
+        (sd == "7.0" && reply.code == 535)) {
+      return "auth";
+    }
+    if (sd[0] == '7') {
+      std::string_view t = CategoryFromText(lower);
+      if (t == "spam_block" || t == "rate_limited" || t == "greylisted") return std::string(t);
+      if (sd == "7.0" && enh[0] == '4') return "rate_limited";
+      if (sd == "7.10" || sd == "7.4" || sd == "7.5") return "tls";
+      return "policy";
+    }
+    if (sd[0] == '4') return "routing";
+    if (sd[0] == '5' || sd[0] == '6') return "protocol";
+  }
+  std::string_view t = CategoryFromText(lower);
+  if (!t.empty()) return std::string(t);
+  if (reply.code == 421) return "rate_limited";
+  if (reply.code == 452) return "mailbox_full";  // insufficient storage (or too many rcpts)
+  if (reply.code == 552) return "message_too_large";
+  if (reply.code == 550 || reply.code == 551 || reply.code == 553) return "invalid_recipient";
+  if (reply.code == 554) return "policy";
+  if (reply.code >= 500 && reply.code < 510) return "protocol";
+  return "other";
+}
+
+Outcome OutcomeForReply(const Reply& reply, Phase phase, std::string_view host) {
+  Outcome o;
+  o.host.assign(host);
+  o.reply = reply;
+  o.kind = FailureKind::kReply;
+  int cls = reply.code / 100;
+  if (cls == 2 && phase == Phase::kDataEnd) return OutcomeDelivered(reply, host);
+  o.category = Categorize(reply);
+  if (reply.code == 421) {
+    // "Service not available, closing transmission channel": any command,
+    // the whole site is pushing back.
+    o.disposition = Disposition::kDeferred;
+    o.scope = Scope::kSite;
+    return o;
+  }
+  o.disposition = cls == 5 ? Disposition::kBounced : Disposition::kDeferred;
+  switch (phase) {
+    case Phase::kConnect:
+    case Phase::kGreeting:
+    case Phase::kEhlo:
+    case Phase::kStartTls:
+    case Phase::kTlsHandshake:
+      // Host-level refusal: another MX or a later attempt may succeed, so a
+      // 5xx here does not bounce the mail (Postfix smtp_skip_5xx_greeting).
+      o.disposition = Disposition::kDeferred;
+      o.scope = Scope::kSite;
+      break;
+    case Phase::kAuth:
+      o.disposition = Disposition::kDeferred;
+      o.scope = Scope::kSite;
+      o.category = "auth";
+      break;
+    case Phase::kRcpt:
+      o.scope = Scope::kRecipient;
+      break;
+    case Phase::kMail:
+    case Phase::kData:
+    case Phase::kDataEnd:
+      o.scope = Scope::kMessage;
+      break;
+    case Phase::kRset:
+    case Phase::kQuit:
+      o.disposition = Disposition::kDeferred;
+      o.scope = Scope::kConnection;
+      break;
+  }
+  if (cls != 4 && cls != 5) {
+    // A positive reply where a failure is being reported (e.g. 354 to MAIL):
+    // the peer is out of sync.
+    o.disposition = Disposition::kDeferred;
+    o.scope = Scope::kConnection;
+    o.kind = FailureKind::kProtocol;
+    o.category = "protocol";
+    o.detail = internal::Cat("unexpected reply ", reply.code, " to ", PhaseName(phase));
+  }
+  return o;
+}
+
+Outcome OutcomeDelivered(const Reply& reply, std::string_view host) {
+  Outcome o = Make(Disposition::kDelivered, Scope::kRecipient, FailureKind::kNone, "", host);
+  o.reply = reply;
+  return o;
+}
+
+Outcome OutcomeForTimeout(Phase phase, std::string_view host) {
+  Outcome o =
+      Make(Disposition::kDeferred, Scope::kConnection, FailureKind::kTimeout, "timeout", host);
+  o.detail = internal::Cat("timed out waiting during ", PhaseName(phase));
+  return o;
+}
+
+Outcome OutcomeForConnectionLost(Phase phase, std::string_view host) {
+  Outcome o = Make(Disposition::kDeferred, Scope::kConnection, FailureKind::kConnectionLost,
+                   "connection", host);
+  o.detail = internal::Cat("connection lost during ", PhaseName(phase));
+  return o;
+}
+
+Outcome OutcomeForProtocolError(std::string_view detail, std::string_view host) {
+  Outcome o =
+      Make(Disposition::kDeferred, Scope::kConnection, FailureKind::kProtocol, "protocol", host);
+  o.detail = internal::Cat("protocol error: ", detail);
+  return o;
+}
+
+Outcome OutcomeForTlsFailure(std::string_view detail, bool tls_required, std::string_view host) {
+  Outcome o = Make(Disposition::kDeferred, tls_required ? Scope::kSite : Scope::kConnection,
+                   FailureKind::kTls, "tls", host);
+  o.detail = internal::Cat("TLS failure: ", detail);
+  return o;
+}
+
+Outcome OutcomeForAuthFailure(const Reply& reply, std::string_view detail, std::string_view host) {
+  Outcome o = Make(Disposition::kDeferred, Scope::kSite, FailureKind::kReply, "auth", host);
+  if (reply.empty()) o.kind = FailureKind::kLocal;
+  o.reply = reply;
+  o.detail = internal::Cat("authentication failed: ", detail);
+  return o;
+}
+
+Outcome OutcomeForConnectFailure(int err, std::string_view host) {
+  if (err < 0) err = -err;
+  Outcome o = Make(Disposition::kDeferred, Scope::kSite, FailureKind::kConnectFailed,
+                   err == ETIMEDOUT ? "timeout" : "connection", host);
+  o.detail = internal::Cat("connect failed: ", std::strerror(err));
+  return o;
+}
+
+Outcome OutcomeForDnsFailure(DnsFailure failure, std::string_view domain, std::string_view detail) {
+  Outcome o;
+  o.kind = FailureKind::kDns;
+  o.scope = Scope::kSite;
+  o.category = "dns";
+  std::string_view what;
+  switch (failure) {
+    case DnsFailure::kNxDomain:
+      o.disposition = Disposition::kBounced;
+      what = "domain does not exist";
+      break;
+    case DnsFailure::kNullMx:
+      o.disposition = Disposition::kBounced;
+      o.category = "null_mx";
+      what = "domain accepts no mail (null MX)";
+      break;
+    case DnsFailure::kNoAddress:
+      o.disposition = Disposition::kDeferred;
+      what = "no address for any MX host";
+      break;
+    case DnsFailure::kServFail:
+      o.disposition = Disposition::kDeferred;
+      what = "DNS server failure";
+      break;
+    case DnsFailure::kTimeout:
+      o.disposition = Disposition::kDeferred;
+      what = "DNS timeout";
+      break;
+  }
+  o.detail = internal::Cat(domain, ": ", what);
+  if (!detail.empty()) internal::Append(&o.detail, " (", detail, ")");
+  return o;
+}
+
+Outcome OutcomeForLocal(std::string_view category, std::string_view detail, bool permanent,
+                        Scope scope, std::string_view host) {
+  Outcome o = Make(permanent ? Disposition::kBounced : Disposition::kDeferred, scope,
+                   FailureKind::kLocal, std::string(category), host);
+  o.detail.assign(detail);
+  return o;
+}
+
+}  // namespace salvo::smtp

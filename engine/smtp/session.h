@@ -1,0 +1,256 @@
+#pragma once
+// The sans-I/O SMTP client session (RFC 5321 + PIPELINING, SIZE, 8BITMIME,
+// SMTPUTF8, STARTTLS, AUTH PLAIN/LOGIN, CHUNKING).
+//
+// A Session is one SMTP conversation over one already-connected transport.
+// It does no I/O: the owner (the engine's connection, on its shard thread; or
+// a test) feeds the bytes it read, writes the bytes the session produced,
+// enforces NextDeadline(), and reacts to events. Not thread-safe; lives on
+// the thread that owns the socket.
+//
+//   Session s(opts);                       // after TCP connect; expects the greeting
+//   loop:
+//     write(s.PendingOutput()); s.ConsumeOutput(n_written);
+//     s.Feed(bytes_read)  | s.OnConnectionLost() on EOF/error
+//                         | s.OnTimeout(now) when NextDeadline() passes
+//     for (Event& e : s.TakeEvents()):
+//       kReady           -> s.StartTransaction(envelope) or s.Quit()
+//       kTransactionDone -> e.outcomes[i] is the result for envelope.rcpts[i]
+//       kClosed          -> flush PendingOutput() (best effort) and close;
+//                           e.outcome says why (kind kNone = clean QUIT); a
+//                           session that closes before its first kReady
+//                           reports the failure (greeting, TLS, ...) here
+//
+// Structure (STYLE habit 6): one State enum; Enter() is the one place that
+// sends the command(s) for a new state; HandleReply() is the one place that
+// handles replies. Commands awaiting replies sit in a FIFO (the receive
+// cursor); with PIPELINING, MAIL, every RCPT and DATA (or BDAT with the body)
+// go out in one write and replies are matched in order. The DATA body is sent
+// only after 354 and only if at least one RCPT was accepted; if DATA got 354
+// with no accepted recipient, a lone "." ends it (RFC 2920 3.1).
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "engine/common/clock.h"
+#include "engine/smtp/extensions.h"
+#include "engine/smtp/failure_scope.h"
+#include "engine/smtp/outcome.h"
+#include "engine/smtp/reply.h"
+#include "engine/smtp/tls.h"
+
+namespace salvo::smtp {
+
+enum class TlsMode : uint8_t {
+  kDisabled,       // never STARTTLS
+  kOpportunistic,  // STARTTLS when offered, no verification required; plaintext otherwise
+  kRequired,       // STARTTLS must be offered and the chain + host name must verify
+};
+
+// Per-phase reply deadlines, RFC 5321 4.5.3.2 defaults.
+struct Timeouts {
+  absl::Duration greeting = absl::Minutes(5);
+  absl::Duration ehlo = absl::Minutes(5);
+  absl::Duration starttls = absl::Minutes(2);  // STARTTLS reply and the handshake
+  absl::Duration auth = absl::Minutes(2);
+  absl::Duration mail = absl::Minutes(5);
+  absl::Duration rcpt = absl::Minutes(5);
+  absl::Duration data_init = absl::Minutes(2);    // reply to DATA
+  absl::Duration data_block = absl::Minutes(3);   // no write progress while sending the body
+  absl::Duration data_final = absl::Minutes(10);  // reply after the final dot / BDAT LAST
+  absl::Duration rset = absl::Minutes(2);
+  absl::Duration quit = absl::Minutes(1);
+};
+
+struct Credentials {
+  std::string username;
+  std::string password;
+};
+
+struct Options {
+  std::string helo_name = "localhost";  // our name in EHLO/HELO
+  std::string host;                     // peer host name: SNI and certificate host-name check
+  std::string host_label;  // for Outcome::host and logs, e.g. "mx.example[192.0.2.1]"; default host
+  TlsMode tls = TlsMode::kOpportunistic;
+  TlsClientContext* tls_context = nullptr;  // shard-owned; nullptr disables STARTTLS
+  std::optional<Credentials> auth;          // AUTH PLAIN/LOGIN after EHLO (smarthost)
+  bool allow_auth_without_tls = false;      // else AUTH needs an active TLS layer
+  bool use_pipelining = true;               // when the server offers PIPELINING
+  bool use_chunking = true;                 // BDAT when the server offers CHUNKING
+  Timeouts timeouts;
+  const Clock* clock = nullptr;  // nullptr = Clock::System()
+  ReplyParserLimits reply_limits;
+};
+
+// One transaction: a message for some recipients.
+struct Envelope {
+  uint64_t id = 0;        // echoed in the kTransactionDone event
+  std::string mail_from;  // reverse-path without <>; empty = null sender
+  std::vector<std::string> rcpts;
+  // The message (headers + body). Must stay valid until kTransactionDone for
+  // this envelope. Bare LF line ends are sent as CRLF; lines starting with
+  // "." are dot-stuffed for DATA. It is copied once, into the output buffer.
+  std::string_view body;
+  std::shared_ptr<const void> body_owner;  // optional keep-alive for `body`
+  bool needs_8bit = false;                 // send BODY=8BITMIME when offered
+  bool needs_smtputf8 = false;             // bounced if the server lacks SMTPUTF8
+};
+
+struct Event {
+  enum class Type : uint8_t {
+    kReady,            // idle: StartTransaction() or Quit()
+    kTransactionDone,  // outcomes for one Envelope
+    kClosed,           // the session is over; close the socket
+  };
+  Type type = Type::kReady;
+  uint64_t envelope_id = 0;       // kTransactionDone
+  std::vector<Outcome> outcomes;  // kTransactionDone: outcomes[i] belongs to rcpts[i]
+  Outcome outcome;                // kClosed: kind kNone on a clean QUIT
+};
+
+enum class State : uint8_t {
+  kGreeting,      // waiting for 220
+  kEhlo,          // EHLO sent
+  kHelo,          // HELO sent after EHLO was refused
+  kStartTls,      // STARTTLS sent
+  kTlsHandshake,  // handshake in progress
+  kAuth,          // AUTH exchange
+  kReady,         // idle, between transactions
+  kTransaction,   // MAIL/RCPT/DATA (or BDAT) sent, replies outstanding
+  kDataBody,      // body + "." sent, waiting for the final reply
+  kRset,          // RSET sent
+  kQuit,          // QUIT sent
+  kClosed,        // over; no more input is processed
+};
+std::string_view StateName(State s);
+
+class Session {
+ public:
+  explicit Session(Options options);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Bytes read from the socket (ciphertext once TLS is up).
+  void Feed(std::string_view bytes);
+  // Bytes to write to the socket; valid until the next non-const call.
+  std::string_view PendingOutput() const { return std::string_view(out_).substr(out_pos_); }
+  void ConsumeOutput(size_t n);
+
+  // Starts a transaction; only in State::kReady (after a kReady event).
+  // Returns false (and does nothing) otherwise or if rcpts is empty.
+  bool StartTransaction(Envelope envelope);
+  // Ends the session: QUIT when idle; mid-transaction, open recipients are
+  // deferred (kLocal, "shutdown") and the session closes.
+  void Quit();
+  // EOF or a socket error.
+  void OnConnectionLost();
+
+  // When the current wait expires (absl::InfiniteFuture() when idle/closed).
+  absl::Time NextDeadline() const { return deadline_; }
+  // Call when NextDeadline() has passed; no-op if now is before it.
+  void OnTimeout(absl::Time now);
+
+  std::vector<Event> TakeEvents();
+  bool HasEvents() const { return !events_.empty(); }
+
+  State state() const { return state_; }
+  bool closed() const { return state_ == State::kClosed; }
+  const Extensions& extensions() const { return ext_; }
+  const TlsInfo& tls_info() const { return tls_info_; }
+  bool authenticated() const { return authenticated_; }
+  uint64_t transactions_started() const { return transactions_; }
+
+ private:
+  enum class Cmd : uint8_t {
+    kGreeting,
+    kEhlo,
+    kHelo,
+    kStartTls,
+    kAuth,
+    kMail,
+    kRcpt,
+    kData,
+    kDot,
+    kBdat,
+    kRset,
+    kQuit,
+  };
+  struct Pending {
+    Cmd cmd;
+    uint32_t index;  // recipient index for kRcpt
+  };
+  struct Transaction {
+    Envelope env;
+    std::vector<Outcome> outcomes;
+    std::vector<uint8_t> decided;   // outcome set (failure or delivered)
+    std::vector<uint8_t> accepted;  // RCPT got 2xx
+    size_t accepted_count = 0;
+    size_t next_rcpt = 0;  // send cursor over rcpts
+    bool mail_sent = false;
+    bool mail_ok = false;
+    bool data_sent = false;  // DATA or BDAT sent
+    bool body_sent = false;  // body + "." after 354
+    bool need_rset = true;
+  };
+
+  void Enter(State next);
+  void HandleReply(const Reply& reply);
+  void HandleTransactionReply(Cmd cmd, uint32_t index, const Reply& reply);
+  void ProcessInput();
+  void AfterEhlo();
+  void PumpTransaction();
+  void FinishTransaction();
+  // Ends the session: open recipients get `open_outcome`; kClosed carries
+  // `session_outcome`.
+  void Abort(const Outcome& open_outcome, const Outcome& session_outcome, bool send_quit);
+  void AbortWith(const Outcome& outcome, bool send_quit) { Abort(outcome, outcome, send_quit); }
+  void Send(Cmd cmd, uint32_t index, std::string_view line);
+  void Write(std::string_view bytes);
+  void FlushTls();
+  void WriteBody(std::string_view body, bool dot_stuff);
+  void ArmDeadline();
+  absl::Duration TimeoutFor(Cmd cmd) const;
+  Phase PhaseFor(Cmd cmd) const;
+  Phase CurrentPhase() const;
+  void StartTls();
+  void ContinueHandshake();
+  void SendAuth();
+  void Emit(Event e) { events_.push_back(std::move(e)); }
+
+  Options opts_;
+  const Clock* clock_;
+  State state_ = State::kGreeting;
+  ReplyParser parser_;
+  std::string out_;  // ciphertext when TLS is active, else plaintext
+  size_t out_pos_ = 0;
+  std::string scratch_;  // plaintext staging while TLS is active
+  std::string plain_in_;
+  std::vector<Pending> pending_;
+  size_t pending_head_ = 0;
+  absl::Time deadline_ = absl::InfiniteFuture();
+  bool body_writing_ = false;  // data_block deadline applies while output drains
+  Extensions ext_;
+  bool tried_helo_ = false;
+  std::unique_ptr<TlsChannel> tls_;
+  TlsInfo tls_info_;
+  bool tls_failed_opportunistic_ = false;
+  int auth_step_ = 0;
+  bool authenticated_ = false;
+  std::optional<Transaction> txn_;
+  uint64_t transactions_ = 0;
+  std::vector<Event> events_;
+};
+
+// Helpers shared with tests and the benchmark.
+// Appends `body` to *out with bare LF -> CRLF, a final CRLF if missing and,
+// when dot_stuff, a "." doubled at the start of every line (no terminator).
+void AppendNormalizedBody(std::string_view body, bool dot_stuff, std::string* out);
+// Size of `body` after CRLF normalisation (without dot-stuffing).
+size_t NormalizedBodySize(std::string_view body);
+
+}  // namespace salvo::smtp

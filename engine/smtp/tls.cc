@@ -1,0 +1,249 @@
+#include "engine/smtp/tls.h"
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "engine/smtp/strings.h"
+
+namespace salvo::smtp {
+namespace {
+
+// ex_data slot on SSL objects pointing back at the TlsChannel's context/host.
+int ChannelIndex() {
+  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+struct ChannelRef {
+  TlsClientContext* context;
+  std::string host;
+};
+
+int NewSessionCallback(SSL* ssl, SSL_SESSION* session) {
+  auto* ref = static_cast<ChannelRef*>(SSL_get_ex_data(ssl, ChannelIndex()));
+  if (ref == nullptr || ref->context == nullptr) return 0;
+  ref->context->StoreSession(ref->host, session);
+  return 1;  // we took the reference
+}
+
+std::string OpenSslErrors() {
+  std::string s;
+  unsigned long e;
+  while ((e = ERR_get_error()) != 0) {
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof(buf));
+    if (!s.empty()) s += "; ";
+    s += buf;
+  }
+  return s;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<TlsClientContext>> TlsClientContext::Create(
+    const TlsClientConfig& config) {
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  if (ctx == nullptr) return absl::InternalError("SSL_CTX_new failed: " + OpenSslErrors());
+  SSL_CTX_set_min_proto_version(ctx, TLS1_VERSION);
+  if (!config.ca_file.empty()) {
+    if (SSL_CTX_load_verify_locations(ctx, config.ca_file.c_str(), nullptr) != 1) {
+      std::string err = OpenSslErrors();
+      SSL_CTX_free(ctx);
+      return absl::InvalidArgumentError(
+          internal::Cat("cannot load CA file ", config.ca_file, ": ", err));
+    }
+  } else {
+    SSL_CTX_set_default_verify_paths(ctx);
+  }
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  SSL_CTX_sess_set_new_cb(ctx, NewSessionCallback);
+  return std::unique_ptr<TlsClientContext>(new TlsClientContext(ctx, config.session_cache_size));
+}
+
+TlsClientContext::~TlsClientContext() {
+  for (auto& [host, entry] : sessions_) SSL_SESSION_free(entry.session);
+  SSL_CTX_free(ctx_);
+}
+
+SSL_SESSION* TlsClientContext::FindSession(const std::string& host) {
+  auto it = sessions_.find(host);
+  if (it == sessions_.end()) return nullptr;
+  if (!SSL_SESSION_is_resumable(it->second.session)) {
+    SSL_SESSION_free(it->second.session);
+    sessions_.erase(it);
+    return nullptr;
+  }
+  SSL_SESSION_up_ref(it->second.session);
+  return it->second.session;
+}
+
+void TlsClientContext::StoreSession(const std::string& host, SSL_SESSION* session) {
+  auto it = sessions_.find(host);
+  if (it != sessions_.end()) {
+    SSL_SESSION_free(it->second.session);
+    it->second = Entry{session, ++seq_};
+    return;
+  }
+  if (max_ == 0) {
+    SSL_SESSION_free(session);
+    return;
+  }
+  if (sessions_.size() >= max_) {
+    // Evict the oldest. Linear, but only when the cache is full.
+    auto oldest = sessions_.begin();
+    for (auto i = sessions_.begin(); i != sessions_.end(); ++i) {
+      if (i->second.seq < oldest->second.seq) oldest = i;
+    }
+    SSL_SESSION_free(oldest->second.session);
+    sessions_.erase(oldest);
+  }
+  sessions_.emplace(host, Entry{session, ++seq_});
+}
+
+absl::StatusOr<std::unique_ptr<TlsChannel>> TlsChannel::Create(TlsClientContext* context,
+                                                               const std::string& host,
+                                                               bool verify) {
+  std::unique_ptr<TlsChannel> ch(new TlsChannel());
+  ch->context_ = context;
+  ch->host_ = host;
+  ch->verify_ = verify;
+  ch->ssl_ = SSL_new(context->ctx());
+  if (ch->ssl_ == nullptr) return absl::InternalError("SSL_new failed: " + OpenSslErrors());
+  ch->rbio_ = BIO_new(BIO_s_mem());
+  ch->wbio_ = BIO_new(BIO_s_mem());
+  if (ch->rbio_ == nullptr || ch->wbio_ == nullptr) {
+    BIO_free(ch->rbio_);
+    BIO_free(ch->wbio_);
+    ch->rbio_ = ch->wbio_ = nullptr;
+    return absl::ResourceExhaustedError("BIO_new failed");
+  }
+  BIO_set_mem_eof_return(ch->rbio_, -1);  // empty = "want more", not EOF
+  SSL_set_bio(ch->ssl_, ch->rbio_, ch->wbio_);
+  SSL_set_connect_state(ch->ssl_);
+  SSL_set_ex_data(ch->ssl_, ChannelIndex(), new ChannelRef{context, host});
+  if (!host.empty()) {
+    // SNI only for names, not IP literals.
+    bool is_ip = host.find_first_not_of("0123456789.:") == std::string::npos;
+    if (!is_ip) SSL_set_tlsext_host_name(ch->ssl_, host.c_str());
+    // Checked for both modes so TlsInfo::verified is meaningful; enforced
+    // only when `verify`.
+    if (is_ip) {
+      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ch->ssl_), host.c_str());
+    } else {
+      SSL_set1_host(ch->ssl_, host.c_str());
+    }
+  }
+  SSL_set_verify(ch->ssl_, verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
+  if (SSL_SESSION* s = context->FindSession(host)) {
+    SSL_set_session(ch->ssl_, s);
+    SSL_SESSION_free(s);
+  }
+  return ch;
+}
+
+TlsChannel::~TlsChannel() {
+  if (ssl_ != nullptr) {
+    delete static_cast<ChannelRef*>(SSL_get_ex_data(ssl_, ChannelIndex()));
+    SSL_free(ssl_);  // frees both BIOs
+  }
+}
+
+std::string TlsChannel::ErrorString(int ret) {
+  int err = SSL_get_error(ssl_, ret);
+  std::string s;
+  long vr = SSL_get_verify_result(ssl_);
+  if (vr != X509_V_OK && verify_) {
+    s = internal::Cat("certificate verification failed: ", X509_verify_cert_error_string(vr));
+  }
+  std::string queue = OpenSslErrors();
+  if (s.empty()) {
+    s = queue.empty() ? internal::Cat("SSL error ", err) : queue;
+  }
+  return s;
+}
+
+TlsChannel::Step TlsChannel::Handshake() {
+  if (done_) return Step::kDone;
+  ERR_clear_error();
+  int r = SSL_do_handshake(ssl_);
+  if (r == 1) {
+    done_ = true;
+    if (SSL_session_reused(ssl_)) context_->CountResumed();
+    return Step::kDone;
+  }
+  int err = SSL_get_error(ssl_, r);
+  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return Step::kInProgress;
+  error_ = ErrorString(r);
+  return Step::kFailed;
+}
+
+void TlsChannel::FeedCiphertext(std::string_view bytes) {
+  while (!bytes.empty()) {
+    int n =
+        BIO_write(rbio_, bytes.data(), static_cast<int>(std::min<size_t>(bytes.size(), 1 << 30)));
+    if (n <= 0) return;
+    bytes.remove_prefix(n);
+  }
+}
+
+absl::Status TlsChannel::ReadPlaintext(std::string* out) {
+  char buf[16384];
+  while (true) {
+    ERR_clear_error();
+    int n = SSL_read(ssl_, buf, sizeof(buf));
+    if (n > 0) {
+      out->append(buf, n);
+      continue;
+    }
+    int err = SSL_get_error(ssl_, n);
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return absl::OkStatus();
+    if (err == SSL_ERROR_ZERO_RETURN) {
+      peer_closed_ = true;
+      return absl::OkStatus();
+    }
+    error_ = ErrorString(n);
+    return absl::UnavailableError(error_);
+  }
+}
+
+absl::Status TlsChannel::WritePlaintext(std::string_view bytes) {
+  while (!bytes.empty()) {
+    ERR_clear_error();
+    int n =
+        SSL_write(ssl_, bytes.data(), static_cast<int>(std::min<size_t>(bytes.size(), 1 << 30)));
+    if (n <= 0) {
+      error_ = ErrorString(n);
+      return absl::UnavailableError(error_);
+    }
+    bytes.remove_prefix(n);
+  }
+  return absl::OkStatus();
+}
+
+void TlsChannel::DrainCiphertext(std::string* out) {
+  char* data = nullptr;
+  long n = BIO_get_mem_data(wbio_, &data);
+  if (n > 0) {
+    out->append(data, n);
+    (void)BIO_reset(wbio_);
+  }
+}
+
+TlsInfo TlsChannel::Info() const {
+  TlsInfo info;
+  info.active = done_;
+  if (!done_) return info;
+  info.protocol = SSL_get_version(ssl_);
+  info.cipher = SSL_get_cipher_name(ssl_);
+  long vr = SSL_get_verify_result(ssl_);
+  info.verified = vr == X509_V_OK && SSL_get0_peer_certificate(ssl_) != nullptr;
+  if (!info.verified) {
+    info.verify_error = SSL_get0_peer_certificate(ssl_) == nullptr
+                            ? "no peer certificate"
+                            : X509_verify_cert_error_string(vr);
+  }
+  info.resumed = SSL_session_reused(ssl_) == 1;
+  return info;
+}
+
+}  // namespace salvo::smtp
