@@ -1090,6 +1090,7 @@ absl::StatusOr<RenderResult> Template::Render(const RenderContext& ctx, std::str
     if (absl::Status s = CheckHeaderText("Feedback-ID", ctx.feedback_id, 200); !s.ok()) return s;
   }
 
+  const size_t start_size = out->size();
   Scratch& sc = ThreadScratch();
   const std::vector<int32_t>& cols = ctx.binding->column_of_variable_;
   sc.values.resize(cols.size());
@@ -1171,8 +1172,20 @@ absl::StatusOr<RenderResult> Template::Render(const RenderContext& ctx, std::str
   out->append(ctx.sender_domain);
   out->append(">\r\n");
   if (!unsub.https_base.empty()) {
+    std::string token = MakeUnsubscribeToken(unsub.secret, ctx.campaign_id, ctx.recipient);
+    if (token.empty()) {
+      out->resize(start_size);
+      return absl::InternalError("HMAC-SHA256 failed while making the unsubscribe token");
+    }
     out->append("List-Unsubscribe: <");
-    out->append(MakeUnsubscribeUrl(unsub.https_base, unsub.secret, ctx.campaign_id, ctx.recipient));
+    out->append(unsub.https_base);
+    out->push_back(unsub.https_base.find('?') == std::string_view::npos ? '?' : '&');
+    out->append("c=");
+    AppendPercentEncoded(ctx.campaign_id, out);
+    out->append("&r=");
+    AppendPercentEncoded(ctx.recipient, out);
+    out->append("&t=");
+    out->append(token);
     out->push_back('>');
     if (!unsub.mailto.empty()) {
       out->append(",\r\n <mailto:");
@@ -1180,7 +1193,7 @@ absl::StatusOr<RenderResult> Template::Render(const RenderContext& ctx, std::str
       out->append("?subject=unsubscribe%20");
       out->append(ctx.campaign_id);
       out->append("%20");
-      out->append(MakeUnsubscribeToken(unsub.secret, ctx.campaign_id, ctx.recipient));
+      out->append(token);
       out->push_back('>');
     }
     out->append("\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n");
