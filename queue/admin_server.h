@@ -1,0 +1,83 @@
+#pragma once
+// Operating the spool while the engine runs. RocksDB admits one writer
+// process, so `salvo run` starts an AdminServer: a Unix socket at
+// <data_dir>/admin.sock served by its own thread, one JSON request and one
+// JSON response per line. The CLI first tries the socket (AdminCall) and opens
+// the database directly only when no engine answers; both paths go through
+// HandleAdminRequest, so they behave the same.
+//
+// Requests ({"op": ...}):
+//   list                                       -> {"campaigns": [...]}
+//   status    {"campaign": "ID|name", "top": N} -> {"status": {...}}
+//   pause|resume|cancel {"campaign": "ID|name"} -> {"id": N, "state": "..."}
+//   load      {"spec": {...}, "strict": bool}   -> {"report": {...}}   (paths absolute)
+//   suppression_add    {"emails": [...], "reason": "..."} -> {"added": N}
+//   suppression_remove {"emails": [...]}                  -> {"removed": N}
+//   suppression_list   {"limit": N, "after": "addr"}      -> {"entries": [...]}
+//   suppression_import {"path": "...", "reason": "..."}   -> {"report": {...}}
+// Every response has "ok"; failures carry "code" (absl status code name,
+// e.g. "not_found") and "error" (one line for the user).
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "queue/spool.h"
+
+namespace salvo::queue {
+
+struct AdminOptions {
+  // Template check for loads (see LoadOptions::validate_template).
+  TemplateValidator validate_template;
+};
+
+// Runs one request against a spool. Never throws; bad requests get ok=false.
+nlohmann::json HandleAdminRequest(Spool& spool, const nlohmann::json& request,
+                                  const AdminOptions& options);
+
+// <data_dir>/admin.sock
+std::string AdminSocketPath(const std::string& data_dir);
+
+// Serves HandleAdminRequest on the admin socket from its own thread. The
+// spool must outlive the server. Stop() (or the destructor) joins the thread
+// and removes the socket file.
+class AdminServer {
+ public:
+  static absl::StatusOr<std::unique_ptr<AdminServer>> Start(Spool* spool, AdminOptions options);
+  ~AdminServer();
+  void Stop();
+  const std::string& socket_path() const { return path_; }
+
+ private:
+  AdminServer(Spool* spool, AdminOptions options, int listen_fd, std::string path);
+  void Run();
+  void Serve(int fd);
+
+  Spool* spool_;
+  AdminOptions options_;
+  int listen_fd_;
+  std::string path_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+// Sends one request to the engine serving `data_dir`. kUnavailable when no
+// engine is listening (then open the spool directly); other errors mean the
+// engine answered badly or not in time.
+absl::StatusOr<nlohmann::json> AdminCall(const std::string& data_dir, const nlohmann::json& request,
+                                         absl::Duration timeout = absl::Minutes(10));
+
+// JSON forms shared by the server and the CLI.
+nlohmann::json CountsToJson(const StateCounts& counts);
+nlohmann::json CampaignToJson(const CampaignInfo& info);
+nlohmann::json StatusToJson(const CampaignStatus& status);
+nlohmann::json LoadReportToJson(const LoadReport& report);
+nlohmann::json SpecToJson(const CampaignSpec& spec);
+absl::StatusOr<CampaignSpec> SpecFromJson(const nlohmann::json& j);
+
+}  // namespace salvo::queue

@@ -1,0 +1,250 @@
+#include "queue/campaign.h"
+#include "queue/strings.h"
+
+#include <toml++/toml.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "queue/address.h"
+
+namespace salvo::queue {
+
+std::string_view RecipientStateName(RecipientState s) {
+  switch (s) {
+    case RecipientState::kQueued:
+      return "queued";
+    case RecipientState::kInFlight:
+      return "in_flight";
+    case RecipientState::kDelivered:
+      return "delivered";
+    case RecipientState::kDeferred:
+      return "deferred";
+    case RecipientState::kBounced:
+      return "bounced";
+    case RecipientState::kExpired:
+      return "expired";
+    case RecipientState::kSuppressed:
+      return "suppressed";
+    case RecipientState::kCancelled:
+      return "cancelled";
+  }
+  return "unknown";
+}
+
+bool IsFinal(RecipientState s) {
+  return s != RecipientState::kQueued && s != RecipientState::kInFlight &&
+         s != RecipientState::kDeferred;
+}
+
+std::string_view CampaignStateName(CampaignState s) {
+  switch (s) {
+    case CampaignState::kLoading:
+      return "loading";
+    case CampaignState::kActive:
+      return "active";
+    case CampaignState::kPaused:
+      return "paused";
+    case CampaignState::kCancelled:
+      return "cancelled";
+  }
+  return "unknown";
+}
+
+uint64_t StateCounts::Total() const {
+  uint64_t t = 0;
+  for (uint64_t v : n) t += v;
+  return t;
+}
+
+uint64_t StateCounts::Pending() const {
+  return (*this)[RecipientState::kQueued] + (*this)[RecipientState::kDeferred] +
+         (*this)[RecipientState::kInFlight];
+}
+
+absl::Status RetryPolicy::Validate() const {
+  if (first_retry_min <= absl::ZeroDuration())
+    return absl::InvalidArgumentError("retry.first_retry_min must be positive");
+  if (first_retry_max < first_retry_min)
+    return absl::InvalidArgumentError("retry.first_retry_max must be >= first_retry_min");
+  if (!(multiplier >= 1.0 && multiplier <= 100.0))
+    return absl::InvalidArgumentError("retry.multiplier must be between 1 and 100");
+  if (max_delay < first_retry_min)
+    return absl::InvalidArgumentError("retry.max_delay must be >= first_retry_min");
+  if (max_age <= absl::ZeroDuration())
+    return absl::InvalidArgumentError("retry.max_age must be positive");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<absl::Duration> ParseRetryDuration(std::string_view text) {
+  std::string t = Lower(Strip(text));
+  if (t.empty()) return absl::InvalidArgumentError("empty duration");
+  double seconds;
+  if (absl::SimpleAtod(t, &seconds)) {
+    if (seconds < 0) return absl::InvalidArgumentError("negative duration");
+    return absl::Seconds(seconds);
+  }
+  // Sum of <number><unit> with units s, m, h, d.
+  absl::Duration total = absl::ZeroDuration();
+  size_t i = 0;
+  while (i < t.size()) {
+    size_t j = i;
+    while (j < t.size() && (absl::ascii_isdigit(t[j]) || t[j] == '.')) ++j;
+    if (j == i || j == t.size())
+      return absl::InvalidArgumentError(Cat("bad duration '", text, "' (use e.g. 5m, 4h, 3d)"));
+    double v;
+    if (!absl::SimpleAtod(t.substr(i, j - i), &v))
+      return absl::InvalidArgumentError(Cat("bad duration '", text, "'"));
+    switch (t[j]) {
+      case 's':
+        total += absl::Seconds(v);
+        break;
+      case 'm':
+        total += absl::Minutes(v);
+        break;
+      case 'h':
+        total += absl::Hours(v);
+        break;
+      case 'd':
+        total += absl::Hours(24 * v);
+        break;
+      default:
+        return absl::InvalidArgumentError(
+            Cat("bad duration unit '", std::string(1, t[j]), "' in '", text, "' (s, m, h, d)"));
+    }
+    i = j + 1;
+  }
+  return total;
+}
+
+namespace {
+
+std::string Where(const std::string& path, const toml::node& node) {
+  return Cat(path, ":", node.source().begin.line);
+}
+
+}  // namespace
+
+absl::StatusOr<CampaignSpec> ParseCampaignFile(const std::string& path) {
+  std::ifstream probe(path);
+  if (!probe) {
+    return absl::NotFoundError(Cat(path, ": cannot open campaign file: ", std::strerror(errno)));
+  }
+  toml::table root;
+  try {
+    root = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    // toml++ reports with exceptions; this is the control plane (CLI), not the data path.
+    return absl::InvalidArgumentError(Cat(path, ":", e.source().begin.line, ": ", e.description()));
+  }
+  const std::filesystem::path base = std::filesystem::path(path).parent_path();
+  auto resolve = [&](const std::string& p) {
+    std::filesystem::path fp(p);
+    if (fp.is_absolute() || base.empty()) return fp.string();
+    return (base / fp).string();
+  };
+  CampaignSpec spec;
+  auto get_string = [&](const toml::node& node, std::string_view key,
+                        std::string* out) -> absl::Status {
+    const auto* s = node.as_string();
+    if (s == nullptr)
+      return absl::InvalidArgumentError(Cat(Where(path, node), ": '", key, "' must be a string"));
+    *out = s->get();
+    return absl::OkStatus();
+  };
+  for (const auto& [key, node] : root) {
+    const std::string_view k = key.str();
+    absl::Status s;
+    if (k == "name") {
+      s = get_string(node, k, &spec.name);
+    } else if (k == "template") {
+      s = get_string(node, k, &spec.template_path);
+      spec.template_path = resolve(spec.template_path);
+    } else if (k == "recipients") {
+      s = get_string(node, k, &spec.recipients_path);
+      spec.recipients_path = resolve(spec.recipients_path);
+    } else if (k == "from") {
+      s = get_string(node, k, &spec.from);
+    } else if (k == "dkim_domain") {
+      s = get_string(node, k, &spec.dkim_domain);
+    } else if (k == "retry") {
+      const auto* t = node.as_table();
+      if (t == nullptr)
+        return absl::InvalidArgumentError(Cat(Where(path, node), ": [retry] must be a table"));
+      for (const auto& [rk, rn] : *t) {
+        const std::string_view r = rk.str();
+        if (r == "multiplier") {
+          auto v = rn.value<double>();
+          if (!v)
+            return absl::InvalidArgumentError(
+                Cat(Where(path, rn), ": retry.multiplier must be a number"));
+          spec.retry.multiplier = *v;
+          continue;
+        }
+        absl::Duration* target = nullptr;
+        if (r == "first_retry_min") target = &spec.retry.first_retry_min;
+        if (r == "first_retry_max") target = &spec.retry.first_retry_max;
+        if (r == "max_delay") target = &spec.retry.max_delay;
+        if (r == "max_age") target = &spec.retry.max_age;
+        if (target == nullptr)
+          return absl::InvalidArgumentError(
+              Cat(Where(path, rn), ": unknown key 'retry.", r,
+                  "' (known: first_retry_min, first_retry_max, multiplier, max_delay, max_age)"));
+        std::string text;
+        if (auto num = rn.value<double>()) {
+          text = Cat(*num);
+        } else if (const auto* str = rn.as_string()) {
+          text = str->get();
+        } else {
+          return absl::InvalidArgumentError(Cat(
+              Where(path, rn), ": retry.", r, " must be a duration string like \"5m\" or seconds"));
+        }
+        absl::StatusOr<absl::Duration> d = ParseRetryDuration(text);
+        if (!d.ok())
+          return absl::InvalidArgumentError(
+              Cat(Where(path, rn), ": retry.", r, ": ", d.status().message()));
+        *target = *d;
+      }
+    } else if (k == "options") {
+      const auto* t = node.as_table();
+      if (t == nullptr)
+        return absl::InvalidArgumentError(Cat(Where(path, node), ": [options] must be a table"));
+      for (const auto& [ok, on] : *t) {
+        if (const auto* str = on.as_string()) {
+          spec.options[std::string(ok.str())] = str->get();
+        } else if (auto i = on.value<int64_t>()) {
+          spec.options[std::string(ok.str())] = Cat(*i);
+        } else if (auto b = on.value<bool>()) {
+          spec.options[std::string(ok.str())] = *b ? "true" : "false";
+        } else if (auto f = on.value<double>()) {
+          spec.options[std::string(ok.str())] = Cat(*f);
+        } else {
+          return absl::InvalidArgumentError(
+              Cat(Where(path, on), ": options.", ok.str(), " must be a string, number or boolean"));
+        }
+      }
+    } else {
+      return absl::InvalidArgumentError(
+          Cat(Where(path, node), ": unknown key '", k,
+              "' (known: name, template, recipients, from, dkim_domain, [retry], [options])"));
+    }
+    if (!s.ok()) return s;
+  }
+  for (auto [key, value] : {std::pair<const char*, const std::string*>{"name", &spec.name},
+                            {"template", &spec.template_path},
+                            {"recipients", &spec.recipients_path},
+                            {"from", &spec.from}}) {
+    if (value->empty())
+      return absl::InvalidArgumentError(Cat(path, ":1: missing required key '", key, "'"));
+  }
+  if (absl::Status s = spec.retry.Validate(); !s.ok())
+    return absl::InvalidArgumentError(Cat(path, ": ", s.message()));
+  return spec;
+}
+
+}  // namespace salvo::queue

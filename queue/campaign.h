@@ -1,0 +1,151 @@
+#pragma once
+// Campaign-level value types shared by the spool, the loader, the admin
+// server and the CLI. Plain data; no I/O.
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace salvo::queue {
+
+// Strong IDs: a campaign is numbered from 1 in load order; a recipient is
+// numbered from 1 in list order within its campaign.
+enum class CampaignId : uint64_t {};
+enum class RecipientId : uint64_t {};
+inline uint64_t Value(CampaignId id) { return static_cast<uint64_t>(id); }
+inline uint64_t Value(RecipientId id) { return static_cast<uint64_t>(id); }
+
+enum class RecipientState : uint8_t {
+  kQueued = 0,
+  kInFlight = 1,
+  kDelivered = 2,
+  kDeferred = 3,
+  kBounced = 4,
+  kExpired = 5,
+  kSuppressed = 6,
+  kCancelled = 7,
+};
+inline constexpr size_t kNumRecipientStates = 8;
+std::string_view RecipientStateName(RecipientState s);
+// True for delivered, bounced, expired, suppressed, cancelled.
+bool IsFinal(RecipientState s);
+
+enum class CampaignState : uint8_t {
+  kLoading = 0,  // being loaded: invisible to the engine; removed at open if left over
+  kActive = 1,
+  kPaused = 2,
+  kCancelled = 3,
+};
+std::string_view CampaignStateName(CampaignState s);
+
+// Recipients per state (index = RecipientState).
+struct StateCounts {
+  std::array<uint64_t, kNumRecipientStates> n{};
+  uint64_t& operator[](RecipientState s) { return n[static_cast<size_t>(s)]; }
+  uint64_t operator[](RecipientState s) const { return n[static_cast<size_t>(s)]; }
+  uint64_t Total() const;
+  uint64_t Pending() const;  // queued + deferred + in flight
+};
+
+// Retry schedule: attempt k (k = 1 after the first failure) waits a uniform
+// random delay in [first_retry_min, first_retry_max] * multiplier^(k-1),
+// capped at max_delay; a recipient older than max_age is expired instead of
+// retried (the last retry is moved to exactly max_age).
+// Defaults in the spirit of the big MTAs.
+struct RetryPolicy {
+  absl::Duration first_retry_min = absl::Minutes(5);
+  absl::Duration first_retry_max = absl::Minutes(20);
+  double multiplier = 2.0;
+  absl::Duration max_delay = absl::Hours(4);
+  absl::Duration max_age = absl::Hours(72);
+
+  absl::Status Validate() const;
+};
+
+// What identifies and configures a campaign (from a TOML file or flags).
+struct CampaignSpec {
+  std::string name;
+  std::string template_path;    // RFC 5322 message with {{placeholders}}
+  std::string recipients_path;  // RFC 4180 CSV with an `email` column
+  std::string from;             // envelope sender / From address
+  std::string dkim_domain;      // optional
+  RetryPolicy retry;
+  std::map<std::string, std::string> options;  // free-form [options] of the campaign file
+};
+
+// Stored campaign metadata.
+struct CampaignInfo {
+  CampaignId id{};
+  std::string name;
+  std::string from;
+  std::string dkim_domain;
+  std::string template_path;
+  std::string recipients_path;
+  CampaignState state = CampaignState::kLoading;
+  absl::Time created;
+  RetryPolicy retry;
+  std::vector<std::string> columns;  // CSV header, in file order
+  std::map<std::string, std::string> options;
+};
+
+// Template check done at load time, supplied by the caller so queue/ stays
+// independent of engine/message: gets the template text and the CSV columns;
+// an error should name the placeholder and template file:line.
+using TemplateValidator =
+    std::function<absl::Status(std::string_view template_text, std::string_view template_path,
+                               const std::vector<std::string>& columns)>;
+
+struct LoadProgress {
+  uint64_t bytes_read = 0;
+  uint64_t bytes_total = 0;  // 0 if unknown
+  uint64_t rows = 0;
+};
+
+struct LoadOptions {
+  bool strict = false;                  // an invalid address is fatal instead of skipped
+  TemplateValidator validate_template;  // optional
+  std::function<void(const LoadProgress&)> progress;  // optional, called every ~64k rows
+  const std::atomic<bool>* interrupted = nullptr;     // optional: abort (and roll back) when set
+  size_t max_reported_errors = 10;                    // invalid addresses listed in the report
+};
+
+struct LoadReport {
+  CampaignId id{};
+  uint64_t rows = 0;
+  uint64_t accepted = 0;
+  uint64_t duplicates = 0;
+  uint64_t suppressed = 0;
+  uint64_t invalid = 0;
+  std::vector<std::string> first_errors;  // "file:line: invalid address 'x': why"
+  double seconds = 0;
+};
+
+struct SuppressionImportReport {
+  uint64_t added = 0;
+  uint64_t already = 0;
+  uint64_t invalid = 0;
+  std::vector<std::string> first_errors;
+};
+
+// Parses a campaign file (TOML). Relative paths are resolved against the
+// file's folder. Errors name file:line.
+//   name = "Spring sale"            template = "message.eml"
+//   recipients = "list.csv"         from = "news@example.com"
+//   dkim_domain = "example.com"     # optional
+//   [retry]  first_retry_min = "5m"  first_retry_max = "20m"  multiplier = 2.0
+//            max_delay = "4h"  max_age = "3d"
+//   [options] any = "string values"
+absl::StatusOr<CampaignSpec> ParseCampaignFile(const std::string& path);
+
+// Parses "90s", "5m", "4h", "3d", "1h30m" or a plain number of seconds.
+absl::StatusOr<absl::Duration> ParseRetryDuration(std::string_view text);
+
+}  // namespace salvo::queue

@@ -1,0 +1,853 @@
+#include "queue/spool.h"
+#include "queue/strings.h"
+
+#include <rocksdb/cache.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "engine/common/log.h"
+#include "queue/address.h"
+#include "queue/retry.h"
+#include "queue/spool_impl.h"
+
+namespace salvo::queue {
+
+namespace {
+
+constexpr const char* kCfNames[] = {"default",  "campaigns", "templates", "recipients",
+                                    "schedule", "inflight",  "history",   "suppression"};
+constexpr size_t kChunk = 10000;  // records per WriteBatch in bulk operator actions
+
+std::string ReplyText(const smtp::Outcome& o) {
+  if (o.reply.code == 0) return o.detail;
+  std::string s = Cat(o.reply.code);
+  if (!o.reply.enhanced.empty()) absl::StrAppend(&s, " ", o.reply.enhanced);
+  if (!o.reply.text.empty())
+    absl::StrAppend(&s, " ", absl::StrReplaceAll(o.reply.text, {{"\n", " "}}));
+  return s;
+}
+
+std::string CampaignPrefixEnd(CampaignId c) { return keys::Campaign(CampaignId{Value(c) + 1}); }
+
+}  // namespace
+
+absl::Status FromRocks(const rocksdb::Status& s, std::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  std::string msg = Cat(what, ": ", s.ToString());
+  if (s.IsIOError() && s.ToString().find("lock") != std::string::npos) {
+    return absl::UnavailableError(
+        Cat(msg, " (another salvo process, e.g. `salvo run`, holds this data directory)"));
+  }
+  if (s.IsBusy() || s.IsTryAgain()) return absl::UnavailableError(msg);
+  return absl::InternalError(msg);
+}
+
+const std::string* LeasedRecipient::Variable(std::string_view name) const {
+  if (!columns) return nullptr;
+  for (size_t i = 0; i < columns->size() && i < values.size(); ++i)
+    if ((*columns)[i] == name) return &values[i];
+  return nullptr;
+}
+
+Spool::Impl::~Impl() {
+  if (db_ == nullptr) return;
+  for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
+  delete db_;
+}
+
+void Spool::Impl::AddSchedule(rocksdb::WriteBatch* b, const keys::RecipientRecord& r, CampaignId c,
+                              RecipientId id) {
+  std::string key = keys::Schedule(r.domain, r.next_us, c, id);
+  auto it = domain_cursor_.find(r.domain);
+  if (it != domain_cursor_.end() && key <= it->second) domain_cursor_.erase(it);
+  b->Put(schedule_cf_, key, rocksdb::Slice());
+}
+
+void Spool::Impl::PutCounts(rocksdb::WriteBatch* b, CampaignId c, const StateCounts& counts) {
+  b->Put(default_cf_, keys::Counts(c), keys::EncodeCounts(counts));
+}
+
+void Spool::Impl::PutHistory(rocksdb::WriteBatch* b, CampaignId c, RecipientId id,
+                             keys::RecipientRecord* r, const keys::HistoryRecord& h) {
+  b->Put(history_cf_, keys::History(c, id, r->transitions++), keys::EncodeHistory(h));
+}
+
+double Spool::Impl::Jitter() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
+
+bool Spool::Impl::Suppressed(std::string_view normalized) const {
+  std::string value;
+  rocksdb::ReadOptions ro;
+  return db_->Get(ro, suppression_cf_, normalized, &value).ok();
+}
+
+absl::StatusOr<CampaignEntry*> Spool::Impl::Find(CampaignId id) {
+  auto it = campaigns_.find(Value(id));
+  if (it == campaigns_.end()) return absl::NotFoundError(Cat("no campaign with ID ", Value(id)));
+  return &it->second;
+}
+
+absl::Status Spool::Impl::PersistCampaign(const CampaignInfo& info) {
+  return FromRocks(
+      db_->Put(SyncWrite(), campaigns_cf_, keys::Campaign(info.id), keys::EncodeCampaign(info)),
+      "writing campaign");
+}
+
+absl::Status Spool::Impl::DropCampaignData(CampaignId c) {
+  const std::string begin = keys::Campaign(c);
+  const std::string end = CampaignPrefixEnd(c);
+  rocksdb::ReadOptions ro;
+  rocksdb::Slice upper(end);
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, recipients_cf_));
+  rocksdb::WriteBatch batch;
+  for (it->Seek(begin); it->Valid(); it->Next()) {
+    keys::RecipientRecord r;
+    if (!keys::DecodeRecord(it->value().ToStringView(), &r)) continue;
+    batch.Delete(schedule_cf_,
+                 keys::Schedule(r.domain, r.next_us, c,
+                                RecipientId{keys::GetU64(it->key().ToStringView(), 8)}));
+    if (batch.Count() >= kChunk) {
+      if (auto s = FromRocks(db_->Write(HotWrite(), &batch), "dropping campaign"); !s.ok())
+        return s;
+      batch.Clear();
+    }
+  }
+  if (auto s = FromRocks(it->status(), "scanning campaign"); !s.ok()) return s;
+  batch.DeleteRange(recipients_cf_, begin, end);
+  batch.DeleteRange(history_cf_, begin, end);
+  batch.DeleteRange(inflight_cf_, begin, end);
+  batch.Delete(templates_cf_, begin);
+  batch.Delete(default_cf_, keys::Counts(c));
+  batch.Delete(campaigns_cf_, begin);
+  return FromRocks(db_->Write(SyncWrite(), &batch), "dropping campaign");
+}
+
+absl::Status Spool::Impl::Recover() {
+  // Campaigns: load metadata and counts; drop half-loaded ones.
+  std::vector<CampaignId> half_loaded;
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), campaigns_cf_));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      absl::StatusOr<CampaignInfo> info = keys::DecodeCampaign(it->value().ToStringView());
+      if (!info.ok()) return info.status();
+      next_campaign_id_ = std::max(next_campaign_id_, Value(info->id) + 1);
+      if (info->state == CampaignState::kLoading) {
+        half_loaded.push_back(info->id);
+        continue;
+      }
+      CampaignEntry e;
+      e.columns = std::make_shared<const std::vector<std::string>>(info->columns);
+      std::string counts;
+      if (db_->Get(rocksdb::ReadOptions(), default_cf_, keys::Counts(info->id), &counts).ok())
+        keys::DecodeCounts(counts, &e.counts);
+      e.info = std::move(*info);
+      campaigns_.emplace(Value(e.info.id), std::move(e));
+    }
+    if (auto s = FromRocks(it->status(), "reading campaigns"); !s.ok()) return s;
+  }
+  for (CampaignId c : half_loaded) {
+    SALVO_LOG(kWarning, "removing campaign {} left half-loaded by an interrupted load", Value(c));
+    if (auto s = DropCampaignData(c); !s.ok()) return s;
+  }
+  // Recipients in flight when the previous process died go back to the queue.
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), inflight_cf_));
+  rocksdb::WriteBatch batch;
+  absl::flat_hash_map<uint64_t, bool> touched;
+  const uint64_t now_us = keys::TimeToMicros(clock_->Now());
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    const std::string_view k = it->key().ToStringView();
+    batch.Delete(inflight_cf_, it->key());
+    if (k.size() != 16) continue;
+    const CampaignId c{keys::GetU64(k, 0)};
+    const RecipientId id{keys::GetU64(k, 8)};
+    auto ce = campaigns_.find(Value(c));
+    std::string value;
+    keys::RecipientRecord r;
+    if (ce == campaigns_.end() ||
+        !db_->Get(rocksdb::ReadOptions(), recipients_cf_, k, &value).ok() ||
+        !keys::DecodeRecord(value, &r)) {
+      continue;
+    }
+    CampaignEntry& e = ce->second;
+    const uint64_t lease_us =
+        it->value().size() == 8 ? keys::GetU64(it->value().ToStringView()) : now_us;
+    PutHistory(&batch, c, id, &r, {lease_us, r.state, RecipientState::kInFlight, "", "", "leased"});
+    e.counts[RecipientState::kInFlight] -=
+        std::min<uint64_t>(1, e.counts[RecipientState::kInFlight]);
+    RecipientState to = r.state;
+    if (e.info.state == CampaignState::kCancelled) to = RecipientState::kCancelled;
+    PutHistory(&batch, c, id, &r,
+               {now_us, RecipientState::kInFlight, to, "", "", "recovered after restart"});
+    r.state = to;
+    e.counts[to]++;
+    if (to != RecipientState::kCancelled && e.info.state == CampaignState::kActive)
+      AddSchedule(&batch, r, c, id);
+    batch.Put(recipients_cf_, k, keys::EncodeRecord(r));
+    touched[Value(c)] = true;
+    ++recovered_at_open_;
+  }
+  if (auto s = FromRocks(it->status(), "reading in-flight recipients"); !s.ok()) return s;
+  for (const auto& [c, unused] : touched) PutCounts(&batch, CampaignId{c}, campaigns_[c].counts);
+  if (batch.Count() > 0) {
+    if (auto s = FromRocks(db_->Write(SyncWrite(), &batch), "recovering in-flight recipients");
+        !s.ok())
+      return s;
+  }
+  if (recovered_at_open_ > 0)
+    SALVO_LOG(kInfo, "{} recipients in flight at the last stop went back to the queue",
+              recovered_at_open_);
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------
+
+Spool::Spool(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Spool::~Spool() = default;
+
+absl::StatusOr<std::unique_ptr<Spool>> Spool::Open(const std::string& data_dir, Options options) {
+  auto impl = std::make_unique<Impl>();
+  impl->data_dir_ = data_dir;
+  impl->options_ = options;
+  impl->clock_ = options.clock != nullptr ? options.clock : Clock::System();
+  {
+    absl::MutexLock lock(&impl->mu_);
+    impl->rng_.seed(options.rng_seed != 0 ? options.rng_seed
+                                          : static_cast<uint64_t>(absl::ToUnixNanos(absl::Now())));
+  }
+  std::error_code ec;
+  if (options.create_if_missing) {
+    std::filesystem::create_directories(data_dir, ec);
+    if (ec)
+      return absl::FailedPreconditionError(
+          Cat(data_dir, ": cannot create data directory: ", ec.message()));
+  } else if (!std::filesystem::exists(std::filesystem::path(data_dir) / "CURRENT")) {
+    return absl::NotFoundError(Cat(data_dir, ": no salvo data directory here"));
+  }
+
+  rocksdb::Options db_options;
+  db_options.create_if_missing = options.create_if_missing;
+  db_options.create_missing_column_families = true;
+  db_options.IncreaseParallelism(2);
+  db_options.max_open_files = 256;
+  db_options.keep_log_file_num = 3;
+  db_options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = rocksdb::NewLRUCache(64 << 20);
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  rocksdb::ColumnFamilyOptions cf_options;
+  cf_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  cf_options.write_buffer_size = 32 << 20;
+  cf_options.compression = rocksdb::kNoCompression;
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+  for (const char* name : kCfNames) cfs.emplace_back(name, cf_options);
+  rocksdb::DB* db = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(db_options, data_dir, cfs, &impl->handles_, &db);
+  if (!s.ok()) return FromRocks(s, Cat("opening spool in ", data_dir));
+  impl->db_ = db;
+  impl->default_cf_ = impl->handles_[0];
+  impl->campaigns_cf_ = impl->handles_[1];
+  impl->templates_cf_ = impl->handles_[2];
+  impl->recipients_cf_ = impl->handles_[3];
+  impl->schedule_cf_ = impl->handles_[4];
+  impl->inflight_cf_ = impl->handles_[5];
+  impl->history_cf_ = impl->handles_[6];
+  impl->suppression_cf_ = impl->handles_[7];
+  {
+    absl::MutexLock lock(&impl->mu_);
+    if (absl::Status st = impl->Recover(); !st.ok()) return st;
+  }
+  return std::unique_ptr<Spool>(new Spool(std::move(impl)));
+}
+
+const std::string& Spool::data_dir() const { return impl_->data_dir_; }
+absl::Time Spool::Now() const { return impl_->clock_->Now(); }
+
+absl::StatusOr<size_t> Spool::RecoverInFlight() {
+  // Done once by Open() (a new process has nothing in flight by definition:
+  // RocksDB admits one writer process). Reports what Open() recovered.
+  return impl_->recovered_at_open_;
+}
+
+size_t Spool::InFlight() const {
+  absl::MutexLock lock(&impl_->mu_);
+  return impl_->inflight_.size();
+}
+
+absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDue(absl::Time now,
+                                                         const LeaseLimits& limits) {
+  Impl& m = *impl_;
+  absl::MutexLock lock(&m.mu_);
+  std::vector<DomainBatch> out;
+  if (limits.max_total == 0 || limits.max_per_domain == 0) return out;
+  const uint64_t now_us = keys::TimeToMicros(now);
+  constexpr size_t kMaxSkipPerDomain = 1000;
+
+  struct Candidate {
+    std::string key;
+    size_t batch;
+  };
+  std::vector<Candidate> candidates;
+  std::unique_ptr<rocksdb::Iterator> it(m.db_->NewIterator(rocksdb::ReadOptions(), m.schedule_cf_));
+  const std::string start = m.rr_position_;
+  bool wrapped = start.empty();
+  size_t visited = 0;
+  it->Seek(start);
+  std::string resume_at;
+  while (candidates.size() < limits.max_total && visited < limits.max_domains_visited) {
+    if (!it->Valid()) {
+      if (wrapped) break;
+      wrapped = true;
+      it->SeekToFirst();
+      if (!it->Valid()) break;
+    }
+    if (wrapped && !start.empty() && it->key().compare(start) >= 0) break;  // full circle
+    keys::ScheduleKey sk;
+    if (!keys::ParseSchedule(it->key().ToStringView(), &sk)) {
+      it->Next();  // not ours; skip
+      continue;
+    }
+    const std::string domain(sk.domain);
+    const std::string domain_end = keys::ScheduleDomainEnd(domain);
+    ++visited;
+    size_t quota = std::min(limits.max_per_domain, limits.max_total - candidates.size());
+    if (limits.domain_quota) quota = std::min(quota, limits.domain_quota(domain));
+    if (quota > 0) {
+      auto cur = m.domain_cursor_.find(domain);
+      if (cur != m.domain_cursor_.end() && it->key().compare(cur->second) <= 0) {
+        it->Seek(cur->second);
+        if (it->Valid() && it->key().compare(cur->second) == 0) it->Next();
+      }
+      size_t taken = 0, skipped = 0;
+      size_t batch_index = out.size();
+      for (; it->Valid() && it->key().compare(domain_end) < 0 && taken < quota &&
+             skipped < kMaxSkipPerDomain;
+           it->Next()) {
+        if (!keys::ParseSchedule(it->key().ToStringView(), &sk)) continue;
+        if (sk.due_us > now_us) break;
+        auto ce = m.campaigns_.find(Value(sk.campaign));
+        if (ce == m.campaigns_.end() || ce->second.info.state != CampaignState::kActive) {
+          ++skipped;  // loading campaign (paused/cancelled ones have no entries)
+          continue;
+        }
+        if (taken == 0) {
+          out.push_back(DomainBatch{domain, {}});
+        }
+        candidates.push_back({it->key().ToString(), batch_index});
+        ++taken;
+      }
+    }
+    it->Seek(domain_end);
+    resume_at = domain_end;
+  }
+  if (auto s = FromRocks(it->status(), "scanning the schedule"); !s.ok()) return s;
+  it.reset();
+  m.rr_position_ = resume_at;
+
+  // Read the records and lease them, in one WriteBatch.
+  rocksdb::WriteBatch batch;
+  absl::flat_hash_map<uint64_t, bool> touched;
+  std::vector<rocksdb::Slice> rkeys;
+  std::vector<std::string> rkey_storage;
+  rkey_storage.reserve(candidates.size());
+  for (const Candidate& c : candidates) {
+    keys::ScheduleKey sk;
+    keys::ParseSchedule(c.key, &sk);
+    rkey_storage.push_back(keys::Recipient(sk.campaign, sk.recipient));
+  }
+  for (const auto& k : rkey_storage) rkeys.emplace_back(k);
+  std::vector<std::string> values(rkeys.size());
+  std::vector<rocksdb::ColumnFamilyHandle*> cfs(rkeys.size(), m.recipients_cf_);
+  std::vector<rocksdb::Status> statuses =
+      m.db_->MultiGet(rocksdb::ReadOptions(), cfs, rkeys, &values);
+  std::string lease_value;
+  keys::PutU64(&lease_value, now_us);
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    const Candidate& c = candidates[i];
+    keys::ScheduleKey sk;
+    keys::ParseSchedule(c.key, &sk);
+    batch.Delete(m.schedule_cf_, c.key);
+    std::string domain(sk.domain);
+    m.domain_cursor_[domain] = c.key;
+    keys::RecipientRecord r;
+    if (!statuses[i].ok() || !keys::DecodeRecord(values[i], &r) ||
+        (r.state != RecipientState::kQueued && r.state != RecipientState::kDeferred)) {
+      SALVO_LOG(kWarning, "dropping stale schedule entry for campaign {} recipient {}",
+                Value(sk.campaign), Value(sk.recipient));
+      continue;
+    }
+    CampaignEntry& e = m.campaigns_[Value(sk.campaign)];
+    touched[Value(sk.campaign)] = true;
+    // Expired while waiting (e.g. the engine was down for days)?
+    RecipientState final_state = RecipientState::kQueued;
+    std::string why;
+    if (now >= keys::MicrosToTime(r.queued_us) + e.info.retry.max_age) {
+      final_state = RecipientState::kExpired;
+      why = "expired before the next attempt (older than max_age)";
+    } else if (m.Suppressed(r.email.substr(0, r.email.rfind('@') + 1) + r.domain)) {
+      final_state = RecipientState::kSuppressed;
+      why = "on the suppression list";
+    }
+    if (final_state != RecipientState::kQueued) {
+      e.counts[r.state]--;
+      e.counts[final_state]++;
+      m.PutHistory(&batch, sk.campaign, sk.recipient, &r,
+                   {now_us, r.state, final_state, r.last_reply, r.category, why});
+      r.state = final_state;
+      batch.Put(m.recipients_cf_, rkey_storage[i], keys::EncodeRecord(r));
+      continue;
+    }
+    batch.Put(m.inflight_cf_, rkey_storage[i], lease_value);
+    e.counts[r.state]--;
+    e.counts[RecipientState::kInFlight]++;
+    LeasedRecipient lr;
+    lr.campaign = sk.campaign;
+    lr.id = sk.recipient;
+    lr.email = r.email;
+    lr.domain = r.domain;
+    lr.columns = e.columns;
+    lr.values = r.values;
+    lr.attempts = r.attempts;
+    lr.queued_at = keys::MicrosToTime(r.queued_us);
+    out[c.batch].recipients.push_back(std::move(lr));
+    m.inflight_.emplace(std::make_pair(Value(sk.campaign), Value(sk.recipient)),
+                        InFlightEntry{std::move(r), now_us});
+  }
+  for (const auto& [c, unused] : touched)
+    m.PutCounts(&batch, CampaignId{c}, m.campaigns_[c].counts);
+  if (batch.Count() > 0) {
+    if (auto s = FromRocks(m.db_->Write(m.HotWrite(), &batch), "writing leases"); !s.ok()) {
+      // Undo the in-memory side; the schedule entries are still on disk.
+      for (auto& b : out)
+        for (auto& r : b.recipients) m.inflight_.erase({Value(r.campaign), Value(r.id)});
+      m.domain_cursor_.clear();
+      return s;
+    }
+  }
+  out.erase(std::remove_if(out.begin(), out.end(),
+                           [](const DomainBatch& b) { return b.recipients.empty(); }),
+            out.end());
+  return out;
+}
+
+absl::Status Spool::Complete(CampaignId campaign, RecipientId id, const smtp::Outcome& outcome) {
+  Completion c{campaign, id, outcome};
+  return CompleteBatch(absl::MakeConstSpan(&c, 1));
+}
+
+absl::Status Spool::CompleteBatch(absl::Span<const Completion> completions) {
+  Impl& m = *impl_;
+  absl::MutexLock lock(&m.mu_);
+  const absl::Time now = m.clock_->Now();
+  const uint64_t now_us = keys::TimeToMicros(now);
+  rocksdb::WriteBatch batch;
+  absl::flat_hash_map<uint64_t, bool> touched;
+  absl::Status first_error;
+  std::vector<std::pair<uint64_t, uint64_t>> done;
+  for (const Completion& c : completions) {
+    auto it = m.inflight_.find({Value(c.campaign), Value(c.id)});
+    if (it == m.inflight_.end()) {
+      if (first_error.ok())
+        first_error = absl::FailedPreconditionError(
+            Cat("campaign ", Value(c.campaign), " recipient ", Value(c.id),
+                " is not in flight (completed twice or never leased)"));
+      continue;
+    }
+    keys::RecipientRecord r = std::move(it->second.record);
+    const uint64_t lease_us = it->second.lease_us;
+    done.push_back(it->first);
+    m.inflight_.erase(it);
+    CampaignEntry& e = m.campaigns_[Value(c.campaign)];
+    touched[Value(c.campaign)] = true;
+    const std::string key = keys::Recipient(c.campaign, c.id);
+    const smtp::Outcome& o = c.outcome;
+    const std::string reply = ReplyText(o);
+    RecipientState to;
+    std::string detail = o.host.empty() ? o.detail : o.host;
+    r.attempts++;
+    switch (o.disposition) {
+      case smtp::Disposition::kDelivered:
+        to = RecipientState::kDelivered;
+        break;
+      case smtp::Disposition::kBounced:
+        to = RecipientState::kBounced;
+        if (o.category == "invalid_recipient") {
+          absl::StatusOr<Address> a = ParseAddress(r.email);
+          nlohmann::json v = {{"reason", Cat("bounce: ", reply)}, {"added_us", now_us}};
+          batch.Put(m.suppression_cf_, a.ok() ? a->Normalized() : r.email, v.dump());
+        }
+        break;
+      case smtp::Disposition::kDeferred:
+      default: {
+        if (e.info.state == CampaignState::kCancelled) {
+          to = RecipientState::kCancelled;
+          detail = "campaign cancelled";
+          break;
+        }
+        absl::Time next =
+            NextAttempt(e.info.retry, keys::MicrosToTime(r.queued_us), now, r.attempts, m.Jitter());
+        if (next == absl::InfiniteFuture()) {
+          to = RecipientState::kExpired;
+          detail = Cat("expired after ", r.attempts, " attempts (older than max_age); ", detail);
+        } else {
+          to = RecipientState::kDeferred;
+          r.next_us = keys::TimeToMicros(next);
+        }
+        break;
+      }
+    }
+    m.PutHistory(&batch, c.campaign, c.id, &r,
+                 {lease_us, r.state, RecipientState::kInFlight, "", "", "leased"});
+    m.PutHistory(&batch, c.campaign, c.id, &r,
+                 {now_us, RecipientState::kInFlight, to, reply, o.category, detail});
+    e.counts[RecipientState::kInFlight]--;
+    e.counts[to]++;
+    r.state = to;
+    r.last_reply = reply;
+    r.category = o.category;
+    if (to == RecipientState::kDeferred && e.info.state == CampaignState::kActive)
+      m.AddSchedule(&batch, r, c.campaign, c.id);
+    batch.Delete(m.inflight_cf_, key);
+    batch.Put(m.recipients_cf_, key, keys::EncodeRecord(r));
+  }
+  for (const auto& [c, unused] : touched)
+    m.PutCounts(&batch, CampaignId{c}, m.campaigns_[c].counts);
+  if (batch.Count() > 0) {
+    if (auto s = FromRocks(m.db_->Write(m.HotWrite(), &batch), "writing completions"); !s.ok()) {
+      // In-memory counts are ahead of disk now; a broken disk is not survivable here.
+      SALVO_LOG(kError, "spool write failed: {}", SV(s.message()));
+      return s;
+    }
+  }
+  return first_error;
+}
+
+// ---- Campaigns -------------------------------------------------------------
+
+absl::StatusOr<CampaignInfo> Spool::GetCampaign(CampaignId id) const {
+  absl::MutexLock lock(&impl_->mu_);
+  auto it = impl_->campaigns_.find(Value(id));
+  if (it == impl_->campaigns_.end())
+    return absl::NotFoundError(Cat("no campaign with ID ", Value(id)));
+  return it->second.info;
+}
+
+absl::StatusOr<CampaignId> Spool::FindCampaign(std::string_view id_or_name) const {
+  absl::MutexLock lock(&impl_->mu_);
+  uint64_t n;
+  if (absl::SimpleAtoi(AV(id_or_name), &n) && impl_->campaigns_.contains(n)) return CampaignId{n};
+  uint64_t best = 0;
+  for (const auto& [id, e] : impl_->campaigns_)
+    if (e.info.name == id_or_name) best = std::max(best, id);
+  if (best != 0) return CampaignId{best};
+  return absl::NotFoundError(Cat("no campaign with ID or name '", id_or_name, "'"));
+}
+
+absl::StatusOr<std::string> Spool::GetTemplate(CampaignId id) const {
+  std::string text;
+  rocksdb::Status s =
+      impl_->db_->Get(rocksdb::ReadOptions(), impl_->templates_cf_, keys::Campaign(id), &text);
+  if (s.IsNotFound()) return absl::NotFoundError(Cat("no template for campaign ", Value(id)));
+  if (!s.ok()) return FromRocks(s, "reading template");
+  return text;
+}
+
+std::vector<CampaignInfo> Spool::ListCampaigns() const {
+  absl::MutexLock lock(&impl_->mu_);
+  std::vector<CampaignInfo> out;
+  for (const auto& [id, e] : impl_->campaigns_) out.push_back(e.info);
+  std::sort(out.begin(), out.end(),
+            [](const CampaignInfo& a, const CampaignInfo& b) { return Value(a.id) < Value(b.id); });
+  return out;
+}
+
+absl::StatusOr<StateCounts> Spool::Counts(CampaignId id) const {
+  absl::MutexLock lock(&impl_->mu_);
+  auto it = impl_->campaigns_.find(Value(id));
+  if (it == impl_->campaigns_.end())
+    return absl::NotFoundError(Cat("no campaign with ID ", Value(id)));
+  return it->second.counts;
+}
+
+absl::StatusOr<bool> Spool::AllDone(CampaignId id) const {
+  absl::StatusOr<StateCounts> c = Counts(id);
+  if (!c.ok()) return c.status();
+  return c->Pending() == 0;
+}
+
+absl::StatusOr<CampaignStatus> Spool::Status(CampaignId id, size_t top_domains) const {
+  CampaignStatus st;
+  {
+    absl::MutexLock lock(&impl_->mu_);
+    auto it = impl_->campaigns_.find(Value(id));
+    if (it == impl_->campaigns_.end())
+      return absl::NotFoundError(Cat("no campaign with ID ", Value(id)));
+    st.info = it->second.info;
+    st.counts = it->second.counts;
+  }
+  // Per-domain counts from a scan of the stored records (in-flight ones show
+  // their stored state, queued or deferred).
+  const std::string begin = keys::Campaign(id);
+  const std::string end = CampaignPrefixEnd(id);
+  rocksdb::ReadOptions ro;
+  rocksdb::Slice upper(end);
+  ro.iterate_upper_bound = &upper;
+  ro.fill_cache = false;
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db_->NewIterator(ro, impl_->recipients_cf_));
+  absl::flat_hash_map<std::string, StateCounts> domains;
+  uint64_t attempted = 0, ever_deferred = 0;
+  keys::RecipientRecord r;
+  for (it->Seek(begin); it->Valid(); it->Next()) {
+    if (!keys::DecodeRecord(it->value().ToStringView(), &r)) continue;
+    domains[r.domain][r.state]++;
+    if (r.attempts > 0) {
+      ++attempted;
+      if (r.state == RecipientState::kDeferred || r.state == RecipientState::kExpired ||
+          r.attempts > 1)
+        ++ever_deferred;
+    }
+  }
+  if (auto s = FromRocks(it->status(), "scanning recipients"); !s.ok()) return s;
+  std::vector<DomainCount> all;
+  all.reserve(domains.size());
+  for (auto& [d, c] : domains) all.push_back({d, c});
+  const size_t n = std::min(top_domains, all.size());
+  std::partial_sort(all.begin(), all.begin() + n, all.end(),
+                    [](const DomainCount& a, const DomainCount& b) {
+                      if (a.counts.Total() != b.counts.Total())
+                        return a.counts.Total() > b.counts.Total();
+                      return a.domain < b.domain;
+                    });
+  all.resize(n);
+  st.top_domains = std::move(all);
+  const uint64_t failed = st.counts[RecipientState::kBounced] + st.counts[RecipientState::kExpired];
+  const uint64_t finished = failed + st.counts[RecipientState::kDelivered];
+  st.bounce_rate = finished == 0 ? 0 : static_cast<double>(failed) / finished;
+  st.deferral_rate = attempted == 0 ? 0 : static_cast<double>(ever_deferred) / attempted;
+  return st;
+}
+
+absl::Status Spool::Pause(CampaignId id) {
+  Impl& m = *impl_;
+  absl::MutexLock lock(&m.mu_);
+  absl::StatusOr<CampaignEntry*> e = m.Find(id);
+  if (!e.ok()) return e.status();
+  CampaignInfo& info = (*e)->info;
+  if (info.state == CampaignState::kPaused) return absl::OkStatus();
+  if (info.state != CampaignState::kActive)
+    return absl::FailedPreconditionError(
+        Cat("campaign ", Value(id), " is ", CampaignStateName(info.state), ", not active"));
+  // Remove the campaign's schedule entries so a paused campaign costs the
+  // lease scan nothing; Resume puts them back. Done under the mutex so no
+  // completion can slip between the two.
+  const std::string begin = keys::Campaign(id);
+  const std::string end = CampaignPrefixEnd(id);
+  rocksdb::ReadOptions ro;
+  rocksdb::Slice upper(end);
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(m.db_->NewIterator(ro, m.recipients_cf_));
+  rocksdb::WriteBatch batch;
+  keys::RecipientRecord r;
+  for (it->Seek(begin); it->Valid(); it->Next()) {
+    if (!keys::DecodeRecord(it->value().ToStringView(), &r)) continue;
+    if (r.state != RecipientState::kQueued && r.state != RecipientState::kDeferred) continue;
+    const RecipientId rid{keys::GetU64(it->key().ToStringView(), 8)};
+    if (m.inflight_.contains({Value(id), Value(rid)})) continue;
+    batch.Delete(m.schedule_cf_, keys::Schedule(r.domain, r.next_us, id, rid));
+    if (batch.Count() >= kChunk) {
+      if (auto s = FromRocks(m.db_->Write(m.HotWrite(), &batch), "pausing"); !s.ok()) return s;
+      batch.Clear();
+    }
+  }
+  if (auto s = FromRocks(it->status(), "scanning recipients"); !s.ok()) return s;
+  info.state = CampaignState::kPaused;
+  batch.Put(m.campaigns_cf_, keys::Campaign(id), keys::EncodeCampaign(info));
+  return FromRocks(m.db_->Write(m.SyncWrite(), &batch), "pausing");
+}
+
+absl::Status Spool::Resume(CampaignId id) {
+  Impl& m = *impl_;
+  absl::MutexLock lock(&m.mu_);
+  absl::StatusOr<CampaignEntry*> e = m.Find(id);
+  if (!e.ok()) return e.status();
+  CampaignInfo& info = (*e)->info;
+  if (info.state == CampaignState::kActive) return absl::OkStatus();
+  if (info.state != CampaignState::kPaused)
+    return absl::FailedPreconditionError(
+        Cat("campaign ", Value(id), " is ", CampaignStateName(info.state), ", not paused"));
+  const std::string begin = keys::Campaign(id);
+  const std::string end = CampaignPrefixEnd(id);
+  rocksdb::ReadOptions ro;
+  rocksdb::Slice upper(end);
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(m.db_->NewIterator(ro, m.recipients_cf_));
+  rocksdb::WriteBatch batch;
+  keys::RecipientRecord r;
+  for (it->Seek(begin); it->Valid(); it->Next()) {
+    if (!keys::DecodeRecord(it->value().ToStringView(), &r)) continue;
+    if (r.state != RecipientState::kQueued && r.state != RecipientState::kDeferred) continue;
+    const RecipientId rid{keys::GetU64(it->key().ToStringView(), 8)};
+    if (m.inflight_.contains({Value(id), Value(rid)})) continue;
+    m.AddSchedule(&batch, r, id, rid);
+    if (batch.Count() >= kChunk) {
+      if (auto s = FromRocks(m.db_->Write(m.HotWrite(), &batch), "resuming"); !s.ok()) return s;
+      batch.Clear();
+    }
+  }
+  if (auto s = FromRocks(it->status(), "scanning recipients"); !s.ok()) return s;
+  info.state = CampaignState::kActive;
+  batch.Put(m.campaigns_cf_, keys::Campaign(id), keys::EncodeCampaign(info));
+  return FromRocks(m.db_->Write(m.SyncWrite(), &batch), "resuming");
+}
+
+absl::Status Spool::Cancel(CampaignId id) {
+  Impl& m = *impl_;
+  absl::MutexLock lock(&m.mu_);
+  absl::StatusOr<CampaignEntry*> e = m.Find(id);
+  if (!e.ok()) return e.status();
+  CampaignInfo& info = (*e)->info;
+  StateCounts& counts = (*e)->counts;
+  if (info.state == CampaignState::kCancelled) return absl::OkStatus();
+  const uint64_t now_us = keys::TimeToMicros(m.clock_->Now());
+  const std::string begin = keys::Campaign(id);
+  const std::string end = CampaignPrefixEnd(id);
+  rocksdb::ReadOptions ro;
+  rocksdb::Slice upper(end);
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(m.db_->NewIterator(ro, m.recipients_cf_));
+  rocksdb::WriteBatch batch;
+  keys::RecipientRecord r;
+  // Mark the campaign first (in memory): from here on completions of its
+  // in-flight recipients turn deferrals into cancellations.
+  info.state = CampaignState::kCancelled;
+  for (it->Seek(begin); it->Valid(); it->Next()) {
+    if (!keys::DecodeRecord(it->value().ToStringView(), &r)) continue;
+    if (r.state != RecipientState::kQueued && r.state != RecipientState::kDeferred) continue;
+    const RecipientId rid{keys::GetU64(it->key().ToStringView(), 8)};
+    if (m.inflight_.contains({Value(id), Value(rid)})) continue;
+    batch.Delete(m.schedule_cf_, keys::Schedule(r.domain, r.next_us, id, rid));
+    m.PutHistory(&batch, id, rid, &r,
+                 {now_us, r.state, RecipientState::kCancelled, "", "", "cancelled by operator"});
+    counts[r.state]--;
+    counts[RecipientState::kCancelled]++;
+    r.state = RecipientState::kCancelled;
+    batch.Put(m.recipients_cf_, it->key(), keys::EncodeRecord(r));
+    if (batch.Count() >= kChunk) {
+      m.PutCounts(&batch, id, counts);
+      if (auto s = FromRocks(m.db_->Write(m.HotWrite(), &batch), "cancelling"); !s.ok()) return s;
+      batch.Clear();
+    }
+  }
+  if (auto s = FromRocks(it->status(), "scanning recipients"); !s.ok()) return s;
+  m.PutCounts(&batch, id, counts);
+  batch.Put(m.campaigns_cf_, keys::Campaign(id), keys::EncodeCampaign(info));
+  return FromRocks(m.db_->Write(m.SyncWrite(), &batch), "cancelling");
+}
+
+absl::StatusOr<LoadReport> Spool::LoadCampaign(const CampaignSpec& spec,
+                                               const LoadOptions& options) {
+  return impl_->Load(spec, options);
+}
+
+// ---- Recipients ------------------------------------------------------------
+
+absl::StatusOr<RecipientView> Spool::GetRecipient(CampaignId campaign, RecipientId id) const {
+  std::string value;
+  rocksdb::Status s = impl_->db_->Get(rocksdb::ReadOptions(), impl_->recipients_cf_,
+                                      keys::Recipient(campaign, id), &value);
+  if (s.IsNotFound())
+    return absl::NotFoundError(Cat("no recipient ", Value(id), " in campaign ", Value(campaign)));
+  if (!s.ok()) return FromRocks(s, "reading recipient");
+  keys::RecipientRecord r;
+  if (!keys::DecodeRecord(value, &r)) return absl::DataLossError("corrupt recipient record");
+  RecipientView v;
+  v.campaign = campaign;
+  v.id = id;
+  v.email = r.email;
+  v.state = r.state;
+  {
+    absl::MutexLock lock(&impl_->mu_);
+    if (impl_->inflight_.contains({Value(campaign), Value(id)}))
+      v.state = RecipientState::kInFlight;
+  }
+  v.attempts = r.attempts;
+  v.queued_at = keys::MicrosToTime(r.queued_us);
+  v.next_attempt = keys::MicrosToTime(r.next_us);
+  v.last_reply = r.last_reply;
+  v.category = r.category;
+  v.values = r.values;
+  return v;
+}
+
+absl::StatusOr<std::vector<HistoryEntry>> Spool::History(CampaignId campaign,
+                                                         RecipientId id) const {
+  const std::string begin = keys::Recipient(campaign, id);
+  const std::string end = keys::Recipient(campaign, RecipientId{Value(id) + 1});
+  rocksdb::ReadOptions ro;
+  rocksdb::Slice upper(end);
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db_->NewIterator(ro, impl_->history_cf_));
+  std::vector<HistoryEntry> out;
+  for (it->Seek(begin); it->Valid(); it->Next()) {
+    keys::HistoryRecord h;
+    if (!keys::DecodeHistory(it->value().ToStringView(), &h)) continue;
+    out.push_back({keys::MicrosToTime(h.at_us), h.from, h.to, h.reply, h.category, h.detail});
+  }
+  if (auto s = FromRocks(it->status(), "reading history"); !s.ok()) return s;
+  return out;
+}
+
+// ---- Suppression -----------------------------------------------------------
+
+absl::Status Spool::AddSuppression(std::string_view email, std::string_view reason) {
+  absl::StatusOr<Address> a = ParseAddress(email);
+  if (!a.ok())
+    return absl::InvalidArgumentError(Cat("invalid address '", email, "': ", a.status().message()));
+  nlohmann::json v = {{"reason", std::string(reason)},
+                      {"added_us", keys::TimeToMicros(impl_->clock_->Now())}};
+  return FromRocks(
+      impl_->db_->Put(impl_->SyncWrite(), impl_->suppression_cf_, a->Normalized(), v.dump()),
+      "adding to the suppression list");
+}
+
+absl::Status Spool::RemoveSuppression(std::string_view email) {
+  absl::StatusOr<Address> a = ParseAddress(email);
+  std::string key = a.ok() ? a->Normalized() : std::string(email);
+  if (!impl_->Suppressed(key))
+    return absl::NotFoundError(Cat("'", email, "' is not on the suppression list"));
+  return FromRocks(impl_->db_->Delete(impl_->SyncWrite(), impl_->suppression_cf_, key),
+                   "removing from the suppression list");
+}
+
+bool Spool::IsSuppressed(std::string_view email) const {
+  absl::StatusOr<Address> a = ParseAddress(email);
+  return impl_->Suppressed(a.ok() ? a->Normalized() : std::string(email));
+}
+
+std::vector<SuppressionEntry> Spool::ListSuppression(size_t limit, std::string_view after) const {
+  std::vector<SuppressionEntry> out;
+  std::unique_ptr<rocksdb::Iterator> it(
+      impl_->db_->NewIterator(rocksdb::ReadOptions(), impl_->suppression_cf_));
+  it->Seek(after);
+  if (!after.empty() && it->Valid() && it->key().ToStringView() == after) it->Next();
+  for (; it->Valid() && out.size() < limit; it->Next()) {
+    SuppressionEntry e;
+    e.email = it->key().ToString();
+    nlohmann::json v = nlohmann::json::parse(it->value().ToStringView(), nullptr, false);
+    if (v.is_object()) {
+      e.reason = v.value("reason", "");
+      e.added = keys::MicrosToTime(v.value("added_us", uint64_t{0}));
+    }
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+}  // namespace salvo::queue

@@ -1,0 +1,213 @@
+#pragma once
+// The campaign spool: every campaign, its template and every recipient's state,
+// kept in RocksDB so nothing is lost when the process dies.
+//
+// Who owns it: one Spool per process (RocksDB allows one writer process). It is
+// thread-safe: the engine's shards call LeaseDue/Complete from any thread, the
+// admin server thread calls the operator functions. One internal mutex
+// serializes state changes; RocksDB reads for status/list run outside it.
+//
+// Recipient state machine (every transition is written in one WriteBatch with
+// a history entry carrying the SMTP reply that caused it):
+//
+//   queued ──lease──> in_flight ──Complete──> delivered
+//   deferred <──────┘   │    ├──(4xx, not expired)──> deferred (attempts++, next attempt)
+//                       │    ├──(5xx)──> bounced (category, reply)
+//                       │    └──(4xx, older than max age)──> expired (counts as a bounce)
+//   queued/deferred ──(suppressed since load)──> suppressed   (at lease time)
+//   queued/deferred ──(older than max age)──> expired          (at lease time)
+//   queued/deferred/in_flight ──cancel──> cancelled            (in_flight: at Complete,
+//                                                               unless delivered)
+//   in_flight ──RecoverInFlight (after a crash)──> back to queued/deferred
+//
+// Sync policy: lease and completion batches are written with WAL and
+// sync=Options::sync_writes (default false: survives a process crash or
+// SIGKILL, since the WAL is in the OS page cache; set it for power-loss
+// safety at a throughput cost). A campaign load's final flip and operator
+// actions (pause/resume/cancel/suppression) are always written with sync=true.
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "engine/common/clock.h"
+#include "engine/smtp/outcome.h"
+#include "queue/campaign.h"
+
+namespace salvo::queue {
+
+// One recipient handed to the engine. The spool keeps its own copy until
+// Complete(); the engine may move this one around freely.
+struct LeasedRecipient {
+  CampaignId campaign{};
+  RecipientId id{};
+  std::string email;   // as loaded (local part case kept)
+  std::string domain;  // lower-cased destination domain (U-labels kept as UTF-8)
+  // Column names of the campaign's CSV (shared by all its recipients) and this
+  // recipient's values, in the same order. columns->at(i) is the name of values[i].
+  std::shared_ptr<const std::vector<std::string>> columns;
+  std::vector<std::string> values;
+  uint32_t attempts = 0;  // delivery attempts already made (0 on the first try)
+  absl::Time queued_at;   // when the recipient entered the queue (max age counts from here)
+
+  // Value of the CSV column `name`, or nullptr.
+  const std::string* Variable(std::string_view name) const;
+};
+
+// Due recipients of one destination domain.
+struct DomainBatch {
+  std::string domain;
+  std::vector<LeasedRecipient> recipients;
+};
+
+struct LeaseLimits {
+  size_t max_per_domain = 100;  // at most this many per domain in one call
+  size_t max_total = 1000;      // at most this many in one call
+  // Bounds the work of one call: at most this many destination domains are
+  // visited; the next call continues round-robin where this one stopped.
+  size_t max_domains_visited = 4096;
+  // Optional: how many more the engine wants for this domain right now (e.g.
+  // 0 while the domain is throttled). Called with the spool mutex held: keep it
+  // cheap and never call back into the spool.
+  std::function<size_t(std::string_view domain)> domain_quota;
+};
+
+// One completed delivery attempt.
+struct Completion {
+  CampaignId campaign{};
+  RecipientId id{};
+  smtp::Outcome outcome;
+};
+
+// One recorded transition of a recipient.
+struct HistoryEntry {
+  absl::Time at;
+  RecipientState from = RecipientState::kQueued;
+  RecipientState to = RecipientState::kQueued;
+  std::string reply;     // "550 5.1.1 text" or empty
+  std::string category;  // bounce/deferral category or empty
+  std::string detail;    // host, or why (e.g. "cancelled by operator")
+};
+
+// What a recipient looks like now (for tests, `status`, debugging).
+struct RecipientView {
+  CampaignId campaign{};
+  RecipientId id{};
+  std::string email;
+  RecipientState state = RecipientState::kQueued;
+  uint32_t attempts = 0;
+  absl::Time queued_at;
+  absl::Time next_attempt;
+  std::string last_reply;
+  std::string category;
+  std::vector<std::string> values;
+};
+
+struct DomainCount {
+  std::string domain;
+  StateCounts counts;
+};
+
+struct CampaignStatus {
+  CampaignInfo info;
+  StateCounts counts;
+  std::vector<DomainCount> top_domains;  // by recipient count, descending
+  // bounced+expired over finished (delivered+bounced+expired); deferral rate:
+  // recipients deferred at least once over all attempted. 0 when nothing ran.
+  double bounce_rate = 0;
+  double deferral_rate = 0;
+};
+
+struct SuppressionEntry {
+  std::string email;   // normalized (domain lower-cased)
+  std::string reason;  // "manual", "import:FILE", "bounce: 550 5.1.1 ..."
+  absl::Time added;
+};
+
+class Spool {
+ public:
+  struct Options {
+    bool sync_writes = false;  // see the sync policy above
+    Clock* clock = nullptr;    // nullptr: Clock::System()
+    uint64_t rng_seed = 0;     // retry jitter; 0 = seeded from the clock
+    bool create_if_missing = true;
+  };
+
+  // Opens (creating) the spool in `data_dir`. Cleans up any half-loaded
+  // campaign left by a crash. Fails with kUnavailable when another process
+  // holds the database (e.g. a running `salvo run`).
+  static absl::StatusOr<std::unique_ptr<Spool>> Open(const std::string& data_dir, Options options);
+  ~Spool();
+  Spool(const Spool&) = delete;
+  Spool& operator=(const Spool&) = delete;
+
+  const std::string& data_dir() const;
+  absl::Time Now() const;
+
+  // ---- Engine side ----
+  // At start-up, before leasing: recipients that were in flight when the
+  // process died go back to the queue. Returns how many.
+  absl::StatusOr<size_t> RecoverInFlight();
+  // Hands out due recipients (next attempt <= now) of active campaigns,
+  // grouped by destination domain, round-robin over domains across calls, so
+  // one slow domain never blocks the others. Memory is bounded by the limits.
+  absl::StatusOr<std::vector<DomainBatch>> LeaseDue(absl::Time now, const LeaseLimits& limits);
+  // Records the outcome of an attempt for a leased recipient and applies the
+  // retry schedule/expiry. CompleteBatch writes many in one WriteBatch (the
+  // fast path). Completing a recipient that is not leased is kFailedPrecondition
+  // (and the other completions of the batch still apply).
+  absl::Status Complete(CampaignId campaign, RecipientId id, const smtp::Outcome& outcome);
+  absl::Status CompleteBatch(absl::Span<const Completion> completions);
+  size_t InFlight() const;
+
+  // ---- Campaigns ----
+  absl::StatusOr<CampaignInfo> GetCampaign(CampaignId id) const;
+  // Accepts a decimal ID or an exact campaign name (the newest on ties).
+  absl::StatusOr<CampaignId> FindCampaign(std::string_view id_or_name) const;
+  absl::StatusOr<std::string> GetTemplate(CampaignId id) const;
+  std::vector<CampaignInfo> ListCampaigns() const;
+  absl::StatusOr<StateCounts> Counts(CampaignId id) const;
+  // True when no recipient of the campaign is queued, deferred or in flight.
+  absl::StatusOr<bool> AllDone(CampaignId id) const;
+  // Counts plus the top destination domains (scans the campaign's recipients).
+  absl::StatusOr<CampaignStatus> Status(CampaignId id, size_t top_domains = 10) const;
+  absl::Status Pause(CampaignId id);
+  absl::Status Resume(CampaignId id);
+  // Queued and deferred recipients become cancelled now; in-flight ones when
+  // their attempt completes (a delivery that already happened stays delivered).
+  absl::Status Cancel(CampaignId id);
+
+  // Streams the recipient list into a new campaign; see queue/loader.h.
+  absl::StatusOr<LoadReport> LoadCampaign(const CampaignSpec& spec, const LoadOptions& options);
+
+  // ---- Recipients (inspection) ----
+  absl::StatusOr<RecipientView> GetRecipient(CampaignId campaign, RecipientId id) const;
+  absl::StatusOr<std::vector<HistoryEntry>> History(CampaignId campaign, RecipientId id) const;
+
+  // ---- Suppression list (addresses normalized: domain lower-cased) ----
+  absl::Status AddSuppression(std::string_view email, std::string_view reason);
+  // kNotFound when the address is not on the list.
+  absl::Status RemoveSuppression(std::string_view email);
+  bool IsSuppressed(std::string_view email) const;
+  // Entries in address order, starting after `after` (paging).
+  std::vector<SuppressionEntry> ListSuppression(size_t limit, std::string_view after = "") const;
+  // Imports a file of addresses: one per line, or a CSV with an `email`
+  // column. Blank lines and '#' comments are skipped. Returns added/invalid counts.
+  absl::StatusOr<SuppressionImportReport> ImportSuppression(const std::string& path,
+                                                            std::string_view reason);
+
+  class Impl;
+
+ private:
+  explicit Spool(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace salvo::queue
