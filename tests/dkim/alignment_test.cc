@@ -1,0 +1,60 @@
+#include "dkim/alignment.h"
+
+#include <openssl/evp.h>
+
+#include "gtest/gtest.h"
+
+namespace salvo::dkim {
+namespace {
+
+TEST(Alignment, FromDomain) {
+  EXPECT_EQ(*FromDomain("Joe <joe@Mail.Example.COM>"), "mail.example.com");
+  EXPECT_EQ(*FromDomain("joe@example.org"), "example.org");
+  EXPECT_EQ(*FromDomain(" \"Shop, Inc\" <news@shop.example.co.uk> "), "shop.example.co.uk");
+  EXPECT_EQ(*FromDomain("news@example.com (Newsletter)"), "example.com");
+  EXPECT_FALSE(FromDomain("no address here").ok());
+  EXPECT_FALSE(FromDomain("<user@localhost>").ok());
+}
+
+TEST(Alignment, OrganizationalDomain) {
+  EXPECT_EQ(OrganizationalDomain("example.com"), "example.com");
+  EXPECT_EQ(OrganizationalDomain("a.b.Example.com"), "example.com");
+  EXPECT_EQ(OrganizationalDomain("mail.example.co.uk"), "example.co.uk");
+  EXPECT_EQ(OrganizationalDomain("example.co.uk"), "example.co.uk");
+  EXPECT_EQ(OrganizationalDomain("news.shop.com.au"), "shop.com.au");
+}
+
+DkimKey FakeKey(std::string domain, std::string selector) {
+  DkimKey k;
+  k.domain = std::move(domain);
+  k.selector = std::move(selector);
+  k.pkey.reset(EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519"));
+  k.type = KeyType::kEd25519;
+  return k;
+}
+
+TEST(Alignment, SelectKeysForFrom) {
+  KeyStore store;
+  ASSERT_TRUE(store.Add(FakeKey("example.com", "rsa")).ok());
+  ASSERT_TRUE(store.Add(FakeKey("example.com", "ed")).ok());
+  ASSERT_TRUE(store.Add(FakeKey("mail.shop.net", "s")).ok());
+  auto exact = SelectKeysForFrom(store, "News <news@example.com>");
+  ASSERT_TRUE(exact.ok());
+  EXPECT_EQ(exact->size(), 2u);  // dual signing
+  auto parent = SelectKeysForFrom(store, "news@bulk.mail.example.com");
+  ASSERT_TRUE(parent.ok());
+  EXPECT_EQ((*parent)[0]->domain, "example.com");
+  auto sub = SelectKeysForFrom(store, "x@mail.shop.net");
+  ASSERT_TRUE(sub.ok());
+  // shop.net's org domain has no key, and a sibling subdomain's key is not used.
+  auto none = SelectKeysForFrom(store, "Shop <x@shop.net>");
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(none.status().message(),
+            "no DKIM key for From domain shop.net (configured: example.com, mail.shop.net)");
+  auto other = SelectKeysForFrom(store, "a@example.org");
+  EXPECT_FALSE(other.ok());
+}
+
+}  // namespace
+}  // namespace salvo::dkim

@@ -1,0 +1,206 @@
+// Signer output format: tags, default header list and over-signing, folding,
+// dual signing, and that the emitted field is exactly the one that was signed.
+#include "dkim/signer.h"
+
+#include <string>
+
+#include "gtest/gtest.h"
+#include "tests/dkim/test_util.h"
+
+namespace salvo::dkim {
+namespace {
+
+constexpr char kMessage[] =
+    "From: Shop <news@example.com>\r\n"
+    "To: alice@example.net\r\n"
+    "Subject: Hello\r\n"
+    "Date: Sat, 28 Nov 2026 01:00:00 +0000\r\n"
+    "Message-ID: <1@example.com>\r\n"
+    "X-Campaign: c1\r\n"
+    "List-Unsubscribe: <https://example.com/u/1>\r\n"
+    "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+    "Received: from a by b\r\n"
+    "\r\n"
+    "Hi there.\r\n";
+
+std::vector<std::string> SplitFields(const std::string& fields) {
+  const std::string message = fields + "\r\n";  // the views point into it
+  auto parsed = ParseMessage(message);
+  EXPECT_TRUE(parsed.ok()) << parsed.status();
+  std::vector<std::string> out;
+  for (const auto& f : parsed->fields) out.emplace_back(f.raw);
+  return out;
+}
+
+std::string Tag(const std::string& field, const std::string& tag) {
+  std::string compact;
+  for (char c : field.substr(field.find(':') + 1)) {
+    if (c != ' ' && c != '\t' && c != '\r' && c != '\n') compact.push_back(c);
+  }
+  std::size_t pos = 0;
+  while (pos < compact.size()) {
+    std::size_t end = compact.find(';', pos);
+    if (end == std::string::npos) end = compact.size();
+    const std::string part = compact.substr(pos, end - pos);
+    if (part.rfind(tag + "=", 0) == 0) return part.substr(tag.size() + 1);
+    pos = end + 1;
+  }
+  return "<none>";
+}
+
+class SignerTest : public ::testing::Test {
+ protected:
+  // RSA-2048 generation is slow: one pair of keys for the whole suite.
+  static void SetUpTestSuite() {
+    auto rsa = GenerateKey(KeyType::kRsa, 2048, "example.com", "rsa2026");
+    auto ed = GenerateKey(KeyType::kEd25519, 0, "example.com", "ed2026");
+    ASSERT_TRUE(rsa.ok() && ed.ok());
+    rsa_key_ = new DkimKey(std::move(rsa->key));
+    ed_key_ = new DkimKey(std::move(ed->key));
+  }
+  static void TearDownTestSuite() {
+    delete rsa_key_;
+    delete ed_key_;
+  }
+  void SetUp() override { options_.timestamp = 1764291600; }
+  static inline DkimKey* rsa_key_ = nullptr;
+  static inline DkimKey* ed_key_ = nullptr;
+  const DkimKey& rsa_ = *rsa_key_;
+  const DkimKey& ed_ = *ed_key_;
+  SignOptions options_;
+  Signer signer_;
+};
+
+TEST_F(SignerTest, DualSignatureTagsAndDefaultHeaders) {
+  const DkimKey* keys[] = {&rsa_, &ed_};
+  auto out = signer_.Sign(kMessage, keys, options_);
+  ASSERT_TRUE(out.ok()) << out.status();
+  const auto fields = SplitFields(*out);
+  ASSERT_EQ(fields.size(), 2u);
+  EXPECT_EQ(Tag(fields[0], "a"), "rsa-sha256");
+  EXPECT_EQ(Tag(fields[1], "a"), "ed25519-sha256");
+  for (const auto& f : fields) {
+    EXPECT_EQ(f.rfind("DKIM-Signature: v=1; a=", 0), 0u) << f;
+    EXPECT_EQ(Tag(f, "c"), "relaxed/relaxed");
+    EXPECT_EQ(Tag(f, "d"), "example.com");
+    EXPECT_EQ(Tag(f, "t"), "1764291600");
+    EXPECT_EQ(Tag(f, "x"), "<none>");
+    EXPECT_EQ(Tag(f, "i"), "<none>");
+    // Present defaults once per occurrence, over-signed names once more
+    // (also when absent); X-Campaign and Received are not signed.
+    EXPECT_EQ(Tag(f, "h"),
+              "from:from:reply-to:subject:subject:date:date:message-id:message-id:to:to:cc:"
+              "mime-version:content-type:content-transfer-encoding:list-unsubscribe:"
+              "list-unsubscribe:list-unsubscribe-post:list-unsubscribe-post:feedback-id");
+    // Lines <= 78 columns, CRLF-separated, continuation lines start with SP.
+    std::size_t start = 0;
+    while (start < f.size()) {
+      std::size_t end = f.find("\r\n", start);
+      if (end == std::string::npos) end = f.size();
+      EXPECT_LE(end - start, 78u) << f.substr(start, end - start);
+      if (start > 0) {
+        EXPECT_EQ(f[start], ' ');
+      }
+      start = end + 2;
+    }
+  }
+  EXPECT_EQ(Tag(fields[0], "bh"), Tag(fields[1], "bh"));
+  EXPECT_EQ(Tag(fields[0], "s"), "rsa2026");
+  EXPECT_EQ(Tag(fields[1], "s"), "ed2026");
+  EXPECT_EQ(Tag(fields[0], "b").size(), 344u);  // 256-byte RSA-2048 signature
+  EXPECT_EQ(Tag(fields[1], "b").size(), 88u);   // 64-byte Ed25519 signature
+}
+
+TEST_F(SignerTest, EmittedFieldIsTheSignedField) {
+  // Both algorithms are deterministic: re-signing the emitted field with b=
+  // emptied (its folding kept) must give the same b=, for every c= choice.
+  for (auto hc : {Canonicalization::kSimple, Canonicalization::kRelaxed}) {
+    for (auto bc : {Canonicalization::kSimple, Canonicalization::kRelaxed}) {
+      options_.header_canon = hc;
+      options_.body_canon = bc;
+      options_.expire_after_seconds = 86400;
+      options_.identity = "news@example.com";
+      const DkimKey* keys[] = {&ed_, &rsa_};
+      auto out = signer_.Sign(kMessage, keys, options_);
+      ASSERT_TRUE(out.ok()) << out.status();
+      auto parsed = ParseMessage(kMessage);
+      ASSERT_TRUE(parsed.ok());
+      const auto fields = SplitFields(*out);
+      ASSERT_EQ(fields.size(), 2u);
+      for (std::size_t i = 0; i < 2; ++i) {
+        const std::string& f = fields[i];
+        EXPECT_EQ(Tag(f, "x"), "1764378000");
+        EXPECT_EQ(Tag(f, "i"), "news@example.com");
+        const std::string templ = f.substr(0, f.find("\r\n b=") + 5);
+        auto b = signer_.SignFieldTemplate(*parsed, templ, i == 0 ? ed_ : rsa_);
+        ASSERT_TRUE(b.ok()) << b.status();
+        EXPECT_EQ(*b, Tag(f, "b")) << f;
+      }
+    }
+  }
+}
+
+TEST_F(SignerTest, ExplicitHeaderListAndOverSigning) {
+  options_.headers = {"From", "Subject", "To", "From"};
+  const DkimKey* keys[] = {&ed_};
+  auto out = signer_.Sign(kMessage, keys, options_);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(Tag(*out, "h"), "from:subject:to:from");
+  options_.headers = {"Subject", "To"};
+  auto no_from = signer_.Sign(kMessage, keys, options_);
+  ASSERT_FALSE(no_from.ok());
+  EXPECT_NE(no_from.status().message().find("must include From"), std::string_view::npos);
+  options_.headers = {"From", "Bad Name"};
+  EXPECT_FALSE(signer_.Sign(kMessage, keys, options_).ok());
+}
+
+TEST_F(SignerTest, DuplicateHeadersSignedBottomUp) {
+  // Two To fields: h= lists "to" three times (two + one over-sign); the
+  // template re-sign check proves the instances are taken bottom-up.
+  const std::string msg =
+      "From: a@example.com\r\nTo: first@x.org\r\nTo: second@x.org\r\nSubject: s\r\n\r\nbody\r\n";
+  const DkimKey* keys[] = {&ed_};
+  auto out = signer_.Sign(msg, keys, options_);
+  ASSERT_TRUE(out.ok());
+  const std::string h = Tag(*out, "h");
+  EXPECT_NE(h.find("to:to:to"), std::string::npos) << h;
+  // Swapping the two To fields changes the signature (order matters).
+  const std::string swapped =
+      "From: a@example.com\r\nTo: second@x.org\r\nTo: first@x.org\r\nSubject: s\r\n\r\nbody\r\n";
+  auto out2 = signer_.Sign(swapped, keys, options_);
+  ASSERT_TRUE(out2.ok());
+  EXPECT_NE(Tag(*out, "b"), Tag(*out2, "b"));
+  EXPECT_EQ(Tag(*out, "bh"), Tag(*out2, "bh"));
+}
+
+TEST_F(SignerTest, LongDomainAndFolding) {
+  auto key = GenerateKey(KeyType::kEd25519, 0,
+                         "a-rather-long-subdomain-name.of-a-very-long-domain-name.example.com",
+                         "selector-with-a-long-name-2026-11");
+  ASSERT_TRUE(key.ok());
+  const DkimKey* keys[] = {&key->key};
+  auto out = signer_.Sign(kMessage, keys, options_);
+  ASSERT_TRUE(out.ok());
+  std::size_t start = 0;
+  while (start < out->size()) {
+    const std::size_t end = out->find("\r\n", start);
+    ASSERT_NE(end, std::string::npos);
+    EXPECT_LE(end - start, 78u);
+    start = end + 2;
+  }
+}
+
+TEST_F(SignerTest, BadInput) {
+  const DkimKey* keys[] = {&ed_};
+  EXPECT_FALSE(signer_.Sign("From: a@b.c\nTo: x\n\nbody\n", keys, options_).ok());
+  EXPECT_FALSE(signer_.Sign(kMessage, {}, options_).ok());
+}
+
+TEST(FoldSignatureField, ShortFieldStaysOnOneLineUntilB) {
+  EXPECT_EQ(FoldSignatureField({"v=1", "a=ed25519-sha256", "b="}),
+            "DKIM-Signature: v=1; a=ed25519-sha256;\r\n b=");
+  EXPECT_EQ(FoldSignatureField({"v=1", "b=abc"}), "DKIM-Signature: v=1;\r\n b=abc");
+}
+
+}  // namespace
+}  // namespace salvo::dkim
