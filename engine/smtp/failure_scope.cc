@@ -114,8 +114,23 @@ std::string Categorize(const Reply& reply) {
       if (sd == "7.10" || sd == "7.4" || sd == "7.5") return "tls";
       return "policy";
     }
-    if (sd[0] == '4') return "routing";
-    if (sd[0] == '5' || sd[0] == '6') return "protocol";
+    // Subject defaults (RFC 3463 3.x) for the remaining details.
+    switch (sd[0]) {
+      case '0':
+        break;  // X.0.0: only the class is known; fall through to the text
+      case '1':
+        return "invalid_recipient";
+      case '2':
+        return "mailbox_unavailable";
+      case '3':
+        return "system";
+      case '4':
+        return "routing";
+      case '5':
+        return "protocol";
+      case '6':
+        return "content";
+    }
   }
   std::string_view t = CategoryFromText(lower);
   if (!t.empty()) return std::string(t);

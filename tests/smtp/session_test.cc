@@ -1,0 +1,396 @@
+// The client state machine driven in memory: RFC 2920 ordering, BDAT,
+// dot-stuffing, parameters, fallbacks, AUTH, timeouts, many transactions.
+#include "engine/smtp/session.h"
+
+#include <gtest/gtest.h>
+
+#include "tests/smtp/session_harness.h"
+
+namespace salvo::smtp {
+namespace {
+
+using testing::Harness;
+
+const Outcome& Rcpt(const Harness& h, size_t i) {
+  const Event* e = h.Last(Event::Type::kTransactionDone);
+  EXPECT_NE(e, nullptr);
+  return e->outcomes.at(i);
+}
+
+TEST(SessionTest, PipelinedMailRcptsAndDataGoOutInOneWriteInOrder) {
+  Harness h;
+  h.Greet();
+  EXPECT_EQ(h.last_ehlo, "EHLO client.test\r\n");
+  ASSERT_EQ(h.Count(Event::Type::kReady), 1);
+  ASSERT_TRUE(h.Start(Harness::Env({"a@x", "b@x", "c@x"}, "B\r\n", 7)));
+  EXPECT_EQ(h.Out(),
+            "MAIL FROM:<sender@client.test>\r\nRCPT TO:<a@x>\r\nRCPT TO:<b@x>\r\n"
+            "RCPT TO:<c@x>\r\nDATA\r\n");
+  // Replies matched in order, arriving in odd pieces.
+  h.Feed("250 ok\r\n250 ok a\r\n55");
+  EXPECT_EQ(h.Out(), "");  // no body before 354
+  h.Feed("0 5.1.1 no b\r\n450 4.2.2 full\r\n354 go\r\n");
+  EXPECT_EQ(h.Out(), "B\r\n.\r\n");
+  h.Feed("250 2.0.0 queued as X\r\n");
+  const Event* e = h.Last(Event::Type::kTransactionDone);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->envelope_id, 7u);
+  EXPECT_EQ(Rcpt(h, 0).disposition, Disposition::kDelivered);
+  EXPECT_EQ(Rcpt(h, 0).reply.text, "queued as X");
+  EXPECT_EQ(Rcpt(h, 1).disposition, Disposition::kBounced);
+  EXPECT_EQ(Rcpt(h, 1).scope, Scope::kRecipient);
+  EXPECT_EQ(Rcpt(h, 2).disposition, Disposition::kDeferred);
+  EXPECT_EQ(Rcpt(h, 2).scope, Scope::kRecipient);
+  EXPECT_EQ(Rcpt(h, 2).category, "mailbox_full");
+  EXPECT_EQ(h.Count(Event::Type::kReady), 2);
+}
+
+TEST(SessionTest, PipelinedDataGets354WithNoAcceptedRecipientSendsLoneDot) {
+  Harness h;
+  h.Greet();
+  h.Out();
+  ASSERT_TRUE(h.Start(Harness::Env({"a@x"}, "SECRET\r\n")));
+  h.Out();
+  h.Feed("250 ok\r\n550 no\r\n354 go anyway\r\n");
+  EXPECT_EQ(h.Out(), ".\r\n");  // RFC 2920 3.1: no body, just end the data
+  h.Feed("554 no valid recipients\r\n");
+  EXPECT_EQ(Rcpt(h, 0).disposition, Disposition::kBounced);
+  EXPECT_EQ(Rcpt(h, 0).reply.code, 550);
+  EXPECT_EQ(h.session->state(), State::kReady);
+}
+
+TEST(SessionTest, PipelinedMailRejectedIgnoresTheFollowing503s) {
+  Harness h;
+  h.Greet();
+  h.Out();
+  ASSERT_TRUE(h.Start(Harness::Env({"a@x", "b@x"})));
+  h.Out();
+  h.Feed("553 5.1.8 bad sender\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL\r\n503 need RCPT\r\n");
+  EXPECT_EQ(h.Out(), "RSET\r\n");
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(Rcpt(h, i).reply.code, 553);
+    EXPECT_EQ(Rcpt(h, i).scope, Scope::kMessage);
+    EXPECT_EQ(Rcpt(h, i).disposition, Disposition::kBounced);
+    EXPECT_EQ(Rcpt(h, i).category, "invalid_sender");
+  }
+}
+
+TEST(SessionTest, WithoutPipeliningOneCommandAtATimeAndNoDataWhenAllRejected) {
+  Harness h;
+  h.Greet({"mx", "8BITMIME"});
+  h.Out();
+  ASSERT_TRUE(h.Start(Harness::Env({"a@x", "b@x"}, "BODY\r\n")));
+  EXPECT_EQ(h.Out(), "MAIL FROM:<sender@client.test>\r\n");
+  h.Feed("250 ok\r\n");
+  EXPECT_EQ(h.Out(), "RCPT TO:<a@x>\r\n");
+  h.Feed("550 no\r\n");
+  EXPECT_EQ(h.Out(), "RCPT TO:<b@x>\r\n");
+  h.Feed("551 no\r\n");
+  EXPECT_EQ(h.Out(), "RSET\r\n");  // no DATA
+  EXPECT_EQ(Rcpt(h, 1).reply.code, 551);
+  h.Feed("250 ok\r\n");
+  EXPECT_EQ(h.session->state(), State::kReady);
+}
+
+TEST(SessionTest, ManyTransactionsPerConnectionAndQuit) {
+  Harness h;
+  h.Greet();
+  h.Out();
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(h.Start(Harness::Env({"a@x"}, "m\r\n", i)));
+    EXPECT_EQ(h.Out(), "MAIL FROM:<sender@client.test>\r\nRCPT TO:<a@x>\r\nDATA\r\n");
+    h.Feed("250 ok\r\n250 ok\r\n354 go\r\n");
+    EXPECT_EQ(h.Out(), "m\r\n.\r\n");
+    h.Feed("250 ok\r\n");
+    EXPECT_EQ(Rcpt(h, 0).disposition, Disposition::kDelivered);
+  }
+  EXPECT_EQ(h.Count(Event::Type::kTransactionDone), 5);
+  EXPECT_FALSE(h.Start(Harness::Env({})));  // no recipients
+  h.session->Quit();
+  EXPECT_EQ(h.Out(), "QUIT\r\n");
+  EXPECT_FALSE(h.Start(Harness::Env({"a@x"})));  // not ready
+  h.Feed("221 bye\r\n");
+  ASSERT_TRUE(h.session->closed());
+  EXPECT_EQ(h.Last(Event::Type::kClosed)->outcome.kind, FailureKind::kNone);
+}
+
+TEST(SessionTest, DotStuffingAndLineEndNormalisation) {
+  std::string out;
+  AppendNormalizedBody(".lead\nmid\r\n..two\r\nlast.\n.", true, &out);
+  EXPECT_EQ(out, "..lead\r\nmid\r\n...two\r\nlast.\r\n..\r\n");
+  out.clear();
+  AppendNormalizedBody(".lead\nx", false, &out);
+  EXPECT_EQ(out, ".lead\r\nx\r\n");
+  EXPECT_EQ(NormalizedBodySize(".lead\nx"), out.size());
+  EXPECT_EQ(NormalizedBodySize(""), 2u);
+  out.clear();
+  AppendNormalizedBody("a\r", true, &out);
+  EXPECT_EQ(out, "a\r\n");
+}
+
+TEST(SessionTest, BdatCarriesTheExactNormalisedBodyPipelinedWithMailAndRcpt) {
+  Harness h;
+  h.Greet({"mx", "PIPELINING", "CHUNKING", "SIZE 1000"});
+  h.Out();
+  ASSERT_TRUE(h.Start(Harness::Env({"a@x"}, ".x\nyy\n")));
+  EXPECT_EQ(h.Out(),
+            "MAIL FROM:<sender@client.test> SIZE=8\r\nRCPT TO:<a@x>\r\nBDAT 8 LAST\r\n"
+            ".x\r\nyy\r\n");
+  h.Feed("250 ok\r\n250 ok\r\n250 2.0.0 Ok: 9 bytes queued\r\n");
+  EXPECT_EQ(Rcpt(h, 0).disposition, Disposition::kDelivered);
+  EXPECT_EQ(h.Out(), "");
+  // A refused BDAT is followed by RSET.
+  ASSERT_TRUE(h.Start(Harness::Env({"a@x"}, "z\r\n")));
+  h.Out();
+  h.Feed("250 ok\r\n250 ok\r\n554 5.7.1 rejected content\r\n");
+  EXPECT_EQ(Rcpt(h, 0).disposition, Disposition::kBounced);
+  EXPECT_EQ(Rcpt(h, 0).scope, Scope::kMessage);
+  EXPECT_EQ(h.Out(), "RSET\r\n");
+}
+
+TEST(SessionTest, MailParametersWhenOfferedAndNeeded) {
+  Harness h;
+  h.Greet({"mx", "PIPELINING", "SIZE", "8BITMIME", "SMTPUTF8"});
+  h.Out();
+  Envelope e = Harness::Env({"ü@x"}, "12345\r\n");
+  e.needs_8bit = true;
+  e.needs_smtputf8 = true;
+  ASSERT_TRUE(h.Start(std::move(e)));
+  EXPECT_EQ(h.Out().substr(0, 65),
+            "MAIL FROM:<sender@client.test> SIZE=7 BODY=8BITMIME SMTPUTF8\r\nRCP");
+}
+
+TEST(SessionTest, LocalRefusalsNeedNoNetwork) {
+  Harness h;
+  h.Greet({"mx", "PIPELINING", "SIZE 10"});
+  h.Out();
+  Envelope e = Harness::Env({"a@x"}, "this body is longer than ten bytes\r\n");
+  ASSERT_TRUE(h.Start(std::move(e)));
+  EXPECT_EQ(h.Out(), "");
+  EXPECT_EQ(Rcpt(h, 0).disposition, Disposition::kBounced);
+  EXPECT_EQ(Rcpt(h, 0).category, "message_too_large");
+  EXPECT_EQ(h.session->state(), State::kReady);
+  e = Harness::Env({"a@x"}, "x");
+  e.needs_smtputf8 = true;
+  ASSERT_TRUE(h.Start(std::move(e)));
+  EXPECT_EQ(Rcpt(h, 0).category, "smtputf8");
+  EXPECT_EQ(Rcpt(h, 0).kind, FailureKind::kLocal);
+  // Command injection through an address is refused per recipient.
+  ASSERT_TRUE(h.Start(Harness::Env({"evil@x>\r\nRCPT TO:<other@y", "ok@x"}, "b\r\n")));
+  std::string out = h.Out();
+  EXPECT_EQ(out, "MAIL FROM:<sender@client.test> SIZE=3\r\nRCPT TO:<ok@x>\r\nDATA\r\n");
+  h.Feed("250 ok\r\n250 ok\r\n354 go\r\n");
+  h.Out();
+  h.Feed("250 ok\r\n");
+  EXPECT_EQ(Rcpt(h, 0).category, "invalid_recipient");
+  EXPECT_EQ(Rcpt(h, 0).kind, FailureKind::kLocal);
+  EXPECT_EQ(Rcpt(h, 1).disposition, Disposition::kDelivered);
+}
+
+TEST(SessionTest, EhloRefusedFallsBackToHelo) {
+  Harness h;
+  h.Feed("220 old.mx SMTP\r\n");
+  EXPECT_EQ(h.Out(), "EHLO client.test\r\n");
+  h.Feed("502 5.5.2 Error: command not recognized\r\n");
+  EXPECT_EQ(h.Out(), "HELO client.test\r\n");
+  h.Feed("250 old.mx\r\n");
+  EXPECT_EQ(h.session->state(), State::kReady);
+  EXPECT_FALSE(h.session->extensions().esmtp);
+  ASSERT_TRUE(h.Start(Harness::Env({"a@x", "b@x"})));
+  EXPECT_EQ(h.Out(), "MAIL FROM:<sender@client.test>\r\n");  // no pipelining, no params
+}
+
+TEST(SessionTest, HeloRefusedEndsTheSessionForTheSite) {
+  Harness h;
+  h.Feed("220 mx\r\n");
+  h.Feed("500 no\r\n");
+  h.Feed("550 go away\r\n");
+  ASSERT_TRUE(h.session->closed());
+  EXPECT_EQ(h.Last(Event::Type::kClosed)->outcome.scope, Scope::kSite);
+}
+
+TEST(SessionTest, PerPhaseDeadlinesFollowTheConfiguredTimeouts) {
+  Options o = Harness::DefaultOptions();
+  o.timeouts.rcpt = absl::Seconds(7);
+  o.timeouts.data_block = absl::Seconds(11);
+  o.timeouts.data_final = absl::Seconds(13);
+  Harness h(o);
+  absl::Time t0 = h.clock.Now();
+  EXPECT_EQ(h.session->NextDeadline(), t0 + absl::Minutes(5));  // greeting default
+  h.Greet({"mx"});
+  h.Out();
+  EXPECT_EQ(h.session->NextDeadline(), absl::InfiniteFuture());  // idle
+  ASSERT_TRUE(h.Start(Harness::Env({"a@x"}, std::string(100, 'b'))));
+  h.Out();
+  EXPECT_EQ(h.session->NextDeadline(), t0 + absl::Minutes(5));  // mail
+  h.clock.Advance(absl::Seconds(1));
+  h.Feed("250 ok\r\n");
+  h.Out();
+  EXPECT_EQ(h.session->NextDeadline(), t0 + absl::Seconds(1 + 7));  // rcpt
+  h.Feed("250 ok\r\n");
+  h.Out();
+  EXPECT_EQ(h.session->NextDeadline(), t0 + absl::Seconds(1) + absl::Minutes(2));  // data init
+  h.Feed("354 go\r\n");
+  // The body is not written yet: data block timeout.
+  EXPECT_EQ(h.session->NextDeadline(), t0 + absl::Seconds(1 + 11));
+  h.clock.Advance(absl::Seconds(2));
+  h.session->ConsumeOutput(h.session->PendingOutput().size());
+  EXPECT_EQ(h.session->NextDeadline(), t0 + absl::Seconds(3 + 13));  // final dot
+  h.session->OnTimeout(t0 + absl::Seconds(15));                      // early: no-op
+  EXPECT_FALSE(h.session->closed());
+  h.clock.Advance(absl::Seconds(20));
+  h.session->OnTimeout(h.clock.Now());
+  h.Collect();
+  ASSERT_TRUE(h.session->closed());
+  EXPECT_EQ(Rcpt(h, 0).kind, FailureKind::kTimeout);
+  EXPECT_EQ(Rcpt(h, 0).scope, Scope::kConnection);
+  EXPECT_EQ(Rcpt(h, 0).disposition, Disposition::kDeferred);
+}
+
+TEST(SessionTest, GreetingTimeout) {
+  Harness h;
+  h.clock.Advance(absl::Minutes(6));
+  h.session->OnTimeout(h.clock.Now());
+  h.Collect();
+  ASSERT_TRUE(h.session->closed());
+  EXPECT_EQ(h.Last(Event::Type::kClosed)->outcome.kind, FailureKind::kTimeout);
+  EXPECT_EQ(h.session->NextDeadline(), absl::InfiniteFuture());
+}
+
+TEST(SessionTest, AuthPlainAndLogin) {
+  Options o = Harness::DefaultOptions();
+  o.auth = Credentials{"user", "pass"};
+  o.allow_auth_without_tls = true;
+  {
+    Harness h(o);
+    h.Greet({"mx", "AUTH PLAIN LOGIN"});
+    EXPECT_EQ(h.Out(), "AUTH PLAIN AHVzZXIAcGFzcw==\r\n");
+    EXPECT_EQ(h.Count(Event::Type::kReady), 0);
+    h.Feed("235 2.7.0 ok\r\n");
+    EXPECT_TRUE(h.session->authenticated());
+    EXPECT_EQ(h.Count(Event::Type::kReady), 1);
+  }
+  {
+    Harness h(o);
+    h.Greet({"mx", "AUTH=LOGIN"});
+    EXPECT_EQ(h.Out(), "AUTH LOGIN\r\n");
+    h.Feed("334 VXNlcm5hbWU6\r\n");
+    EXPECT_EQ(h.Out(), "dXNlcg==\r\n");
+    h.Feed("334 UGFzc3dvcmQ6\r\n");
+    EXPECT_EQ(h.Out(), "cGFzcw==\r\n");
+    h.Feed("535 5.7.8 bad credentials\r\n");
+    ASSERT_TRUE(h.session->closed());
+    const Outcome& c = h.Last(Event::Type::kClosed)->outcome;
+    EXPECT_EQ(c.category, "auth");
+    EXPECT_EQ(c.scope, Scope::kSite);
+    EXPECT_EQ(c.disposition, Disposition::kDeferred);
+  }
+  {
+    o.allow_auth_without_tls = false;
+    Harness h(o);
+    h.Greet({"mx", "AUTH PLAIN"});
+    EXPECT_EQ(h.Out(), "QUIT\r\n");  // credentials never sent in the clear
+    ASSERT_TRUE(h.session->closed());
+    EXPECT_EQ(h.Last(Event::Type::kClosed)->outcome.category, "auth");
+  }
+}
+
+TEST(SessionTest, TlsRequiredButNotOfferedIsATlsFailureForTheSite) {
+  Options o = Harness::DefaultOptions();
+  o.tls = TlsMode::kRequired;
+  auto ctx = TlsClientContext::Create({});
+  ASSERT_TRUE(ctx.ok());
+  o.tls_context = ctx->get();
+  Harness h(o);
+  h.Greet({"mx", "PIPELINING"});
+  EXPECT_EQ(h.Out(), "QUIT\r\n");
+  const Outcome& c = h.Last(Event::Type::kClosed)->outcome;
+  EXPECT_EQ(c.kind, FailureKind::kTls);
+  EXPECT_EQ(c.scope, Scope::kSite);
+  EXPECT_EQ(c.disposition, Disposition::kDeferred);
+}
+
+TEST(SessionTest, OpportunisticTlsRefusedContinuesInPlaintext) {
+  Options o = Harness::DefaultOptions();
+  o.tls = TlsMode::kOpportunistic;
+  auto ctx = TlsClientContext::Create({});
+  ASSERT_TRUE(ctx.ok());
+  o.tls_context = ctx->get();
+  Harness h(o);
+  h.Greet({"mx", "STARTTLS"});
+  EXPECT_EQ(h.Out(), "STARTTLS\r\n");
+  h.Feed("454 4.7.0 TLS not available\r\n");
+  EXPECT_EQ(h.session->state(), State::kReady);
+  EXPECT_FALSE(h.session->tls_info().active);
+}
+
+TEST(SessionTest, StartTlsAnswerIsFollowedByTlsHandshakeAndInjectedBytesAreDropped) {
+  Options o = Harness::DefaultOptions();
+  o.tls = TlsMode::kOpportunistic;
+  auto ctx = TlsClientContext::Create({});
+  ASSERT_TRUE(ctx.ok());
+  o.tls_context = ctx->get();
+  Harness h(o);
+  h.Greet({"mx", "STARTTLS"});
+  h.Out();
+  // CVE-2011-0411 style: plaintext after the 220 must not be taken as replies.
+  h.Feed("220 go ahead\r\n250 injected\r\n");
+  EXPECT_EQ(h.session->state(), State::kTlsHandshake);
+  std::string hello = h.Out();
+  ASSERT_GE(hello.size(), 5u);
+  EXPECT_EQ(hello[0], 0x16);  // a TLS handshake record (ClientHello)
+  // Garbage instead of a ServerHello: a TLS failure, scope connection.
+  h.Feed(std::string("HTTP/1.1 400 Bad Request\r\n\r\n"));
+  ASSERT_TRUE(h.session->closed());
+  const Outcome& c = h.Last(Event::Type::kClosed)->outcome;
+  EXPECT_EQ(c.kind, FailureKind::kTls);
+  EXPECT_EQ(c.scope, Scope::kConnection);
+}
+
+TEST(SessionTest, UnsolicitedReplyIsAProtocolErrorButUnsolicited421IsASiteDeferral) {
+  {
+    Harness h;
+    h.Greet();
+    h.Feed("250 surprise\r\n");
+    ASSERT_TRUE(h.session->closed());
+    EXPECT_EQ(h.Last(Event::Type::kClosed)->outcome.kind, FailureKind::kProtocol);
+  }
+  {
+    Harness h;
+    h.Greet();
+    h.Feed("421 4.3.2 shutting down\r\n");
+    ASSERT_TRUE(h.session->closed());
+    EXPECT_EQ(h.Last(Event::Type::kClosed)->outcome.scope, Scope::kSite);
+  }
+}
+
+TEST(SessionTest, QuitMidTransactionDefersOpenRecipients) {
+  Harness h;
+  h.Greet();
+  h.Out();
+  ASSERT_TRUE(h.Start(Harness::Env({"a@x"})));
+  h.Out();
+  h.session->Quit();
+  h.Collect();
+  ASSERT_TRUE(h.session->closed());
+  EXPECT_EQ(Rcpt(h, 0).category, "shutdown");
+  EXPECT_EQ(Rcpt(h, 0).disposition, Disposition::kDeferred);
+  EXPECT_EQ(h.Out(), "QUIT\r\n");
+}
+
+TEST(SessionTest, ConnectionLostDuringDataDefersWithConnectionScope) {
+  Harness h;
+  h.Greet();
+  h.Out();
+  ASSERT_TRUE(h.Start(Harness::Env({"a@x", "b@x"})));
+  h.Out();
+  h.Feed("250 ok\r\n250 ok\r\n550 no\r\n354 go\r\n");
+  h.session->OnConnectionLost();
+  h.Collect();
+  EXPECT_EQ(Rcpt(h, 0).kind, FailureKind::kConnectionLost);
+  EXPECT_EQ(Rcpt(h, 0).scope, Scope::kConnection);
+  EXPECT_EQ(Rcpt(h, 1).disposition, Disposition::kBounced);  // decided before the loss
+}
+
+}  // namespace
+}  // namespace salvo::smtp
