@@ -1,0 +1,255 @@
+// The engine: shard threads plus the feeder loop on the caller's thread.
+#include "engine/delivery/engine.h"
+
+#include <pthread.h>
+
+#include <chrono>
+#include <future>
+
+#include "engine/common/log.h"
+#include "engine/delivery/shard.h"
+#include "engine/reactor/reactor.h"
+#include "metrics/metrics.h"
+
+namespace salvo::delivery {
+
+using Steady = std::chrono::steady_clock;
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const config::Config& config,
+                                                       MessageSource* source,
+                                                       metrics::Registry* registry,
+                                                       EngineOptions options) {
+  if (absl::Status s = reactor::Reactor::CheckIoUringAvailable(); !s.ok()) return s;
+  std::unique_ptr<Engine> e(new Engine(config, source, std::move(options)));
+  // DNS and routing overrides: one Resolver per shard, built from these.
+  dns::ResolverOptions& ro = e->resolver_options_;
+  ro.servers = config.dns.servers;
+  ro.timeout = std::chrono::milliseconds(static_cast<int64_t>(config.dns.timeout.count() * 1000));
+  ro.tries = config.dns.attempts;
+  ro.min_ttl = std::chrono::seconds(static_cast<int64_t>(config.dns.min_ttl.count()));
+  ro.max_ttl = std::chrono::seconds(static_cast<int64_t>(config.dns.max_ttl.count()));
+  ro.negative_ttl = std::chrono::seconds(static_cast<int64_t>(config.dns.negative_ttl.count()));
+  if (!config.dns.cache) ro.max_ttl = ro.min_ttl = ro.negative_ttl = std::chrono::seconds(0);
+  for (const config::RouteConfig& r : config.routes) {
+    std::string targets;
+    for (const std::string& h : r.hosts) targets += (targets.empty() ? "" : ",") + h;
+    if (absl::Status s = ro.router.AddRoute(r.domain, targets, r.source); !s.ok()) return s;
+  }
+  int n = e->options_.shards > 0 ? e->options_.shards : config.EffectiveShards();
+  if (registry == nullptr) {
+    e->own_registry_ = std::make_unique<metrics::Registry>();
+    registry = e->own_registry_.get();
+  }
+  for (int i = 0; i < n; ++i)
+    e->shards_.push_back(std::make_unique<Shard>(e.get(), i, registry->AddShard()));
+  return e;
+}
+
+Engine::Engine(const config::Config& config, MessageSource* source, EngineOptions options)
+    : config_(config), source_(source), options_(std::move(options)) {}
+
+Engine::~Engine() {
+  for (std::thread& t : threads_)
+    if (t.joinable()) t.join();
+}
+
+void Engine::RequestShutdown() {
+  shutdown_.store(true);
+  absl::MutexLock lock(&mu_);
+  wake_ = true;
+}
+
+void Engine::ForceShutdown() {
+  shutdown_.store(true);
+  force_.store(true);
+  absl::MutexLock lock(&mu_);
+  wake_ = true;
+}
+
+void Engine::PostResults(std::vector<JobResult> results) {
+  absl::MutexLock lock(&mu_);
+  if (results_.empty()) {
+    results_ = std::move(results);
+  } else {
+    for (JobResult& r : results) results_.push_back(std::move(r));
+  }
+  wake_ = true;
+}
+
+void Engine::ShardStopped() {
+  absl::MutexLock lock(&mu_);
+  shards_stopped_++;
+  wake_ = true;
+}
+
+EngineStats Engine::Stats() const {
+  EngineStats st;
+  for (const auto& s : shards_) {
+    metrics::ShardCounters* c = s->counters();
+    st.delivered += c->Get(metrics::Counter::kRecipientsDelivered);
+    st.deferred += c->Get(metrics::Counter::kRecipientsDeferred);
+    st.bounced += c->Get(metrics::Counter::kRecipientsBounced);
+    st.messages += c->Get(metrics::Counter::kMessagesSent);
+    st.sessions_opened += c->Get(metrics::Counter::kSessionsOpened);
+    st.connect_failures += c->Get(metrics::Counter::kConnectFailures);
+    st.bytes_sent += c->Get(metrics::Counter::kBytesSent);
+    st.open_sessions += s->open_sessions();
+    st.peak_sessions += s->peak_sessions();
+  }
+  st.jobs_in_flight = in_flight_shadow_.load(std::memory_order_relaxed);
+  return st;
+}
+
+void Engine::Dispatch(std::vector<Job> jobs) {
+  const int n = shard_count();
+  std::vector<std::vector<Job>> per(n);
+  for (Job& job : jobs) per[ShardFor(job.domain, n)].push_back(std::move(job));
+  for (int i = 0; i < n; ++i) {
+    if (per[i].empty()) continue;
+    Shard* s = shards_[i].get();
+    s->Post([s, j = std::move(per[i])]() mutable { s->AcceptJobs(std::move(j)); });
+  }
+}
+
+void Engine::StopShards(bool force) {
+  for (auto& s : shards_) {
+    Shard* shard = s.get();
+    if (force)
+      shard->Post([shard] { shard->ForceClose(); });
+    else
+      shard->Post([shard] { shard->BeginDrain(); });
+  }
+}
+
+absl::Status Engine::Run() {
+  // Shard threads inherit this thread's signal mask; the CLI blocks SIGTERM
+  // and SIGINT before calling Run so only its signal thread sees them.
+  const int n = shard_count();
+  for (int i = 0; i < n; ++i) {
+    std::promise<absl::Status> started;
+    std::future<absl::Status> ready = started.get_future();
+    Shard* s = shards_[i].get();
+    threads_.emplace_back([s, &started] { s->ThreadMain(&started); });
+    absl::Status st = ready.get();
+    if (!st.ok()) {
+      threads_.back().join();
+      threads_.pop_back();
+      for (size_t k = 0; k < threads_.size(); ++k) shards_[k]->Stop();
+      for (std::thread& t : threads_) t.join();
+      threads_.clear();
+      return absl::Status(st.code(),
+                          "shard " + std::to_string(i) + ": " + std::string(st.message()));
+    }
+  }
+
+  const config::Config& cfg = config_;
+  const size_t limit = static_cast<size_t>(std::max(1, cfg.delivery.in_flight_limit));
+  const size_t batch = static_cast<size_t>(std::max(1, cfg.queue.lease_batch));
+  const auto poll = std::chrono::duration_cast<Steady::duration>(cfg.queue.poll_interval);
+  const auto grace = std::chrono::duration_cast<Steady::duration>(cfg.delivery.shutdown_deadline);
+  absl::Status error;
+  bool drain_sent = false, force_sent = false;
+  Steady::time_point force_started{}, drain_deadline{}, next_fetch = Steady::now(),
+                                                        next_tick = Steady::now();
+  std::vector<JobResult> results;
+
+  while (true) {
+    auto now = Steady::now();
+    if (shutdown_.load() && !drain_sent) {
+      drain_sent = true;
+      drain_deadline = now + grace;
+      if (!done_)
+        SALVO_LOG(kInfo, "shutting down: {} job(s) in flight, waiting up to {:.0f}s", in_flight_,
+                  cfg.delivery.shutdown_deadline.count());
+      StopShards(false);
+    }
+    if (drain_sent && !force_sent && now >= drain_deadline) force_.store(true);
+    if (force_.load() && !force_sent) {
+      force_sent = true;
+      if (!drain_sent) {
+        drain_sent = true;
+        drain_deadline = now;
+      }
+      SALVO_LOG(kWarning, "closing all connections now: {} job(s) in flight are deferred",
+                in_flight_);
+      StopShards(true);
+    }
+    if (force_sent && force_started == Steady::time_point{}) force_started = now;
+    // Hard cap: shards that cannot close within 5 s of a force are abandoned.
+    if (force_sent && now >= force_started + std::chrono::seconds(5)) {
+      SALVO_LOG(kError, "shards did not stop in time; exiting anyway");
+      break;
+    }
+
+    bool fetched_full = false;
+    if (!drain_sent && error.ok() && in_flight_ < limit && now >= next_fetch) {
+      auto jobs = source_->Fetch(std::min(limit - in_flight_, batch));
+      if (!jobs.ok()) {
+        error = jobs.status();
+        SALVO_LOG(kError, "message source failed: {}", std::string(error.message()));
+        shutdown_.store(true);
+        continue;
+      }
+      if (jobs->empty()) {
+        next_fetch = now + poll;
+      } else {
+        fetched_full = jobs->size() == std::min(limit - in_flight_, batch);
+        in_flight_ += jobs->size();
+        Dispatch(std::move(*jobs));
+        if (!fetched_full) next_fetch = now + poll / 4;
+      }
+    }
+
+    {
+      absl::MutexLock lock(&mu_);
+      auto wait =
+          fetched_full && in_flight_ < limit ? absl::ZeroDuration() : absl::Milliseconds(50);
+      if (!drain_sent && in_flight_ < limit && next_fetch > now)
+        wait = std::min(wait, absl::FromChrono(next_fetch - now));
+      mu_.AwaitWithTimeout(absl::Condition(&wake_), wait);
+      wake_ = false;
+      results.swap(results_);
+    }
+    if (!results.empty()) {
+      in_flight_ -= std::min(in_flight_, results.size());
+      absl::Status st = source_->Complete(absl::MakeSpan(results));
+      if (!st.ok()) {
+        SALVO_LOG(kError, "recording delivery results failed: {}", std::string(st.message()));
+        if (error.ok()) error = st;
+        shutdown_.store(true);
+      }
+      results.clear();
+    }
+    in_flight_shadow_.store(in_flight_, std::memory_order_relaxed);
+
+    if (!drain_sent && source_->Done(in_flight_)) {
+      done_ = true;
+      shutdown_.store(true);
+    }
+    if (drain_sent) {
+      absl::MutexLock lock(&mu_);
+      if (shards_stopped_ >= n && results_.empty() && in_flight_ == 0) break;
+    }
+    if (options_.on_tick && Steady::now() >= next_tick) {
+      next_tick = Steady::now() + std::chrono::seconds(1);
+      options_.on_tick(Stats());
+    }
+  }
+
+  for (auto& s : shards_) s->Stop();
+  for (std::thread& t : threads_) t.join();
+  threads_.clear();
+  // Results that arrived after the loop (late hand-offs) still count.
+  {
+    absl::MutexLock lock(&mu_);
+    results.swap(results_);
+  }
+  if (!results.empty()) {
+    in_flight_ -= std::min(in_flight_, results.size());
+    (void)source_->Complete(absl::MakeSpan(results));
+  }
+  in_flight_shadow_.store(in_flight_, std::memory_order_relaxed);
+  return error;
+}
+
+}  // namespace salvo::delivery

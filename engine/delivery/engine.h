@@ -1,0 +1,126 @@
+#pragma once
+// The delivery engine: N shards (threads), each with its own io_uring
+// Reactor, pinned to a CPU. Every destination site belongs to exactly one
+// shard (ShardFor(site key)), so its connection pool and ready queue are
+// shard-local and need no locks.
+//
+// Flow of a Job:
+//   feeder thread (the caller of Run): MessageSource::Fetch → Post to the
+//     domain's home shard (hash of the domain)
+//   home shard: resolve the domain to a Site (routing override, or DNS when
+//     a resolver is configured) → Post to the site's owner shard if another
+//   owner shard: site ready queue → pooled SMTP connection (MX hosts tried in
+//     order on refuse/timeout) → Compose (render + sign) → smtp::Session
+//   owner shard: per-recipient Outcomes batched per loop turn → feeder
+//   feeder: MessageSource::Complete (blocking RocksDB writes stay here)
+//
+// Shutdown: RequestShutdown() (SIGTERM) stops fetching, defers queued jobs,
+// lets in-flight transactions finish within `shutdown_deadline`, QUITs, then
+// Run() returns. ForceShutdown() (second SIGINT, or the deadline) closes every
+// connection at once: open transactions are reported deferred, never
+// delivered (only a 250 after the final dot counts as delivered).
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "engine/config/config.h"
+#include "engine/delivery/site.h"
+#include "engine/delivery/source.h"
+#include "engine/dns/resolver.h"
+
+namespace salvo::metrics {
+class Registry;
+}
+
+namespace salvo::delivery {
+
+class Shard;
+
+struct EngineStats {
+  uint64_t delivered = 0;  // recipients
+  uint64_t deferred = 0;
+  uint64_t bounced = 0;
+  uint64_t messages = 0;  // transactions that reached the final dot with a 2xx
+  uint64_t sessions_opened = 0;
+  uint64_t connect_failures = 0;
+  uint64_t bytes_sent = 0;
+  uint64_t open_sessions = 0;  // now
+  uint64_t peak_sessions = 0;  // max over shards summed (approximate peak)
+  uint64_t jobs_in_flight = 0;
+};
+
+struct EngineOptions {
+  // Overrides config.delivery.in_flight_limit etc. when set (tests, bench).
+  int shards = 0;  // 0 = config.EffectiveShards()
+  // Called on the feeder thread about every second while running (progress).
+  std::function<void(const EngineStats&)> on_tick;
+};
+
+class Engine {
+ public:
+  // Validates the configuration (routes resolved, TLS context) and checks
+  // io_uring. `source` must outlive the engine. `registry` (optional) gets one
+  // ShardCounters per shard.
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(const config::Config& config,
+                                                        MessageSource* source,
+                                                        metrics::Registry* registry = nullptr,
+                                                        EngineOptions options = {});
+  ~Engine();
+
+  // Starts the shard threads and runs the feeder loop on the calling thread
+  // until the source is Done (and everything in flight completed) or a
+  // shutdown finished. Returns an error if a shard could not start or the
+  // source failed.
+  absl::Status Run();
+
+  // Thread-safe, async-signal-unsafe (call from a signal-handling thread).
+  void RequestShutdown();
+  void ForceShutdown();
+  bool shutting_down() const { return shutdown_.load(); }
+  // After Run: true when it ended because the source was done.
+  bool finished() const { return done_; }
+
+  EngineStats Stats() const;
+  int shard_count() const { return static_cast<int>(shards_.size()); }
+
+  // --- Called by shards (any shard thread). ---
+  void PostResults(std::vector<JobResult> results);
+  Shard* shard(int i) const { return shards_[i].get(); }
+  const config::Config& config() const { return config_; }
+  const dns::ResolverOptions& resolver_options() const { return resolver_options_; }
+  MessageSource* source() const { return source_; }
+  void ShardStopped();
+
+ private:
+  Engine(const config::Config& config, MessageSource* source, EngineOptions options);
+  void Dispatch(std::vector<Job> jobs);
+  void StopShards(bool force);
+
+  config::Config config_;
+  MessageSource* source_;
+  EngineOptions options_;
+  dns::ResolverOptions resolver_options_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+  std::vector<std::thread> threads_;
+
+  std::atomic<bool> shutdown_{false};
+  std::atomic<bool> force_{false};
+
+  absl::Mutex mu_;
+  std::vector<JobResult> results_ ABSL_GUARDED_BY(mu_);
+  int shards_stopped_ ABSL_GUARDED_BY(mu_) = 0;
+  bool wake_ ABSL_GUARDED_BY(mu_) = false;
+  size_t in_flight_ = 0;  // feeder thread only
+  bool done_ = false;     // the source finished (as opposed to a shutdown request)
+  std::unique_ptr<metrics::Registry> own_registry_;
+  std::atomic<uint64_t> in_flight_shadow_{0};
+};
+
+}  // namespace salvo::delivery

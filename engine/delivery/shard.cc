@@ -1,0 +1,772 @@
+// Shard internals: sites, connection pools and the drive loop that connects
+// an smtp::Session to the reactor's sockets. Shard thread only.
+#include "engine/delivery/shard.h"
+
+#include <errno.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "engine/common/log.h"
+#include "engine/delivery/engine.h"
+#include "engine/smtp/failure_scope.h"
+
+namespace salvo::delivery {
+
+using Steady = std::chrono::steady_clock;
+
+namespace {
+
+absl::Duration ToAbsl(config::Seconds s) { return absl::Milliseconds(s.count() * 1000.0); }
+reactor::Duration ToReactor(config::Seconds s) {
+  return std::chrono::duration_cast<reactor::Duration>(s);
+}
+
+smtp::Outcome ShutdownOutcome(std::string_view host = {}) {
+  return smtp::OutcomeForLocal("shutdown", "the engine is shutting down; will retry", false,
+                               smtp::Scope::kSite, host);
+}
+
+}  // namespace
+
+// One destination site owned by this shard: its ready queue and pool.
+struct Site {
+  std::shared_ptr<const SiteInfo> info;
+  std::deque<Job> ready;
+  std::vector<Connection*> idle;               // LIFO: reuse the warmest connection
+  size_t connections = 0;                      // every open or opening connection
+  size_t starting = 0;                         // connections not yet ready for a first job
+  size_t live = 0;                             // connections that reached kReady at least once
+  std::vector<Steady::time_point> down_until;  // per host: connect failed
+  smtp::Outcome last_failure;
+  Steady::time_point paused_until{};
+};
+
+// One SMTP connection. Owned by its Shard; freed in the reactor's Close
+// callback (after which no callback for its fd can run).
+struct Connection {
+  Site* site = nullptr;
+  int fd = -1;
+  size_t host = 0;
+  std::unique_ptr<smtp::Session> session;
+  bool closing = false;
+  bool counted_open = false;
+  bool ever_ready = false;
+  bool session_closed = false;
+  bool send_in_flight = false;
+  bool connect_timed_out = false;
+  bool is_idle = false;
+  int retry_host = -1;  // after close: connect again to this host index
+  std::string wbuf;     // bytes being sent (the reactor needs them stable)
+  std::optional<Job> job;
+  uint64_t envelope_id = 0;
+  uint64_t messages = 0;
+  smtp::Outcome close_outcome;
+  reactor::TimerId connect_timer = 0;
+  reactor::TimerId deadline_timer = 0;
+  absl::Time armed_deadline = absl::InfiniteFuture();
+  reactor::TimerId idle_timer = 0;
+};
+
+Shard::Shard(Engine* engine, int index, metrics::ShardCounters* counters)
+    : engine_(engine), index_(index), counters_(counters) {
+  helo_name_ = engine->config().delivery.helo_name;
+  if (helo_name_.empty()) {
+    char buf[256] = {};
+    if (gethostname(buf, sizeof buf - 1) == 0 && buf[0])
+      helo_name_ = buf;
+    else
+      helo_name_ = "localhost";
+  }
+}
+
+Shard::~Shard() = default;
+
+void Shard::ThreadMain(std::promise<absl::Status>* started) {
+  const config::Config& cfg = engine_->config();
+  reactor::ReactorOptions ro;
+  if (cfg.pin_threads) {
+    unsigned n = std::thread::hardware_concurrency();
+    ro.pin_cpu = n ? static_cast<int>(index_ % n) : -1;
+  }
+  auto r = reactor::Reactor::Create(ro);
+  if (!r.ok()) {
+    started->set_value(r.status());
+    return;
+  }
+  reactor_ = std::move(*r);
+  if (cfg.tls.mode != config::TlsMode::kOff) {
+    smtp::TlsClientConfig tc;
+    tc.ca_file = cfg.tls.ca_file;
+    auto t = smtp::TlsClientContext::Create(tc);
+    if (!t.ok()) {
+      started->set_value(t.status());
+      reactor_.reset();
+      return;
+    }
+    tls_ = std::move(*t);
+  }
+  auto resolver = dns::Resolver::Create(reactor_.get(), engine_->resolver_options());
+  if (!resolver.ok()) {
+    started->set_value(resolver.status());
+    reactor_.reset();
+    return;
+  }
+  resolver_ = std::move(*resolver);
+  started->set_value(absl::OkStatus());
+  reactor_->Run();
+  resolver_.reset();
+  // Connections still open here were abandoned by a hard stop (the engine
+  // gave up waiting); the reactor is gone with its fds, free the objects.
+  reactor_.reset();
+  for (Connection* c : all_) {
+    if (c->fd >= 0) close(c->fd);
+    delete c;
+  }
+  all_.clear();
+}
+
+void Shard::Post(absl::AnyInvocable<void()> task) { reactor_->Post(std::move(task)); }
+void Shard::Stop() { reactor_->Stop(); }
+
+// ---------------------------------------------------------------------------
+// Jobs in.
+
+void Shard::AcceptJobs(std::vector<Job> jobs) {
+  auto now = Steady::now();
+  for (Job& job : jobs) {
+    if (draining_) {
+      Report(std::move(job), ShutdownOutcome());
+      continue;
+    }
+    auto it = domain_sites_.find(job.domain);
+    if (it != domain_sites_.end() && it->second.expires > now) {
+      RouteJob(it->second.site, std::move(job));
+      continue;
+    }
+    std::vector<Job>& waiting = resolving_[job.domain];
+    bool first = waiting.empty();
+    std::string domain = job.domain;
+    waiting.push_back(std::move(job));
+    if (first) StartResolve(domain);
+  }
+  FlushRouted();
+}
+
+void Shard::StartResolve(const std::string& domain) {
+  if (auto now = resolver_->TryResolveMxNow(domain)) {
+    OnResolved(domain, *std::move(now));
+    return;
+  }
+  resolver_->ResolveMx(domain, [this, domain](absl::StatusOr<dns::Site> result) {
+    OnResolved(domain, std::move(result));
+    FlushRouted();
+  });
+}
+
+void Shard::OnResolved(const std::string& domain, absl::StatusOr<dns::Site> result) {
+  auto node = resolving_.extract(domain);
+  if (node.empty()) return;
+  std::vector<Job> jobs = std::move(node.mapped());
+  if (draining_) {
+    for (Job& job : jobs) Report(std::move(job), ShutdownOutcome());
+    return;
+  }
+  if (!result.ok()) {
+    smtp::Outcome o = dns::DnsFailureOutcome(result.status());
+    for (Job& job : jobs) Report(std::move(job), o);
+    return;
+  }
+  std::shared_ptr<const SiteInfo> info = ToSiteInfo(*result);
+  if (!info) {
+    smtp::Outcome o = smtp::OutcomeForDnsFailure(smtp::DnsFailure::kNoAddress, domain,
+                                                 "no MX host of the domain has an address");
+    for (Job& job : jobs) Report(std::move(job), o);
+    return;
+  }
+  // Routed answers and DNS answers are reused for their TTL (routes: 60 s).
+  uint32_t ttl = result->routed ? 60 : std::max<uint32_t>(1, result->ttl_seconds);
+  domain_sites_[domain] = {info, Steady::now() + std::chrono::seconds(ttl)};
+  for (Job& job : jobs) RouteJob(info, std::move(job));
+}
+
+std::shared_ptr<const SiteInfo> Shard::ToSiteInfo(const dns::Site& site) {
+  if (auto it = site_infos_.find(site.key); it != site_infos_.end()) {
+    // Same host set as before; refresh only if the addresses changed.
+    if (it->second.use_count() > 0) {
+      size_t n = 0;
+      for (const dns::MxHost& h : site.hosts) n += h.addresses.size();
+      if (n == it->second->hosts.size()) return it->second;
+    }
+  }
+  auto info = std::make_shared<SiteInfo>();
+  info->key = site.key;
+  for (const dns::MxHost& h : site.hosts) {
+    for (const dns::IpAddress& ip : h.addresses) {
+      SiteHost sh;
+      sh.name = h.name;
+      sh.addr_len = ip.ToSockaddr(h.port, &sh.addr);
+      std::string ips = ip.ToString();
+      sh.label = h.name == ips
+                     ? (ip.is_v6() ? "[" + ips + "]:" : ips + ":") + std::to_string(h.port)
+                     : h.name + "[" + ips + "]:" + std::to_string(h.port);
+      info->hosts.push_back(std::move(sh));
+    }
+  }
+  if (info->hosts.empty()) return nullptr;
+  if (info->key.empty()) info->key = info->hosts.front().label;
+  site_infos_[info->key] = info;
+  return info;
+}
+
+void Shard::RouteJob(const std::shared_ptr<const SiteInfo>& info, Job job) {
+  int owner = ShardFor(info->key, engine_->shard_count());
+  auto& slot = outgoing_[owner][info->key];
+  if (!slot.first) slot.first = info;
+  slot.second.push_back(std::move(job));
+}
+
+void Shard::FlushRouted() {
+  auto out = std::move(outgoing_);
+  outgoing_.clear();
+  for (auto& [owner, by_site] : out) {
+    for (auto& [key, slot] : by_site) {
+      if (owner == index_) {
+        AcceptForSite(std::move(slot.first), std::move(slot.second));
+      } else {
+        Shard* s = engine_->shard(owner);
+        s->Post([s, si = std::move(slot.first), j = std::move(slot.second)]() mutable {
+          s->AcceptForSite(std::move(si), std::move(j));
+        });
+      }
+    }
+  }
+}
+
+Site* Shard::SiteFor(const std::shared_ptr<const SiteInfo>& info) {
+  auto it = sites_.find(info->key);
+  if (it != sites_.end()) return it->second.get();
+  auto site = std::make_unique<Site>();
+  site->info = info;
+  site->down_until.assign(info->hosts.size(), Steady::time_point{});
+  Site* raw = site.get();
+  sites_.emplace(info->key, std::move(site));
+  return raw;
+}
+
+void Shard::AcceptForSite(std::shared_ptr<const SiteInfo> info, std::vector<Job> jobs) {
+  Site* site = SiteFor(info);
+  if (jobs.empty()) return;
+  for (Job& job : jobs) {
+    if (draining_)
+      Report(std::move(job), ShutdownOutcome());
+    else
+      site->ready.push_back(std::move(job));
+  }
+  Pump(site);
+}
+
+// ---------------------------------------------------------------------------
+// The pool.
+
+void Shard::Pump(Site* site) {
+  if (site->ready.empty()) return;
+  if (draining_) {
+    DeferAll(site, ShutdownOutcome());
+    return;
+  }
+  auto now = Steady::now();
+  if (site->paused_until > now && site->live == 0) {
+    // Every host failed recently and nothing works: defer, don't hold.
+    DeferAll(site, site->last_failure);
+    return;
+  }
+  while (!site->ready.empty() && !site->idle.empty()) {
+    Connection* c = site->idle.back();
+    Unidle(c);
+    Job job = std::move(site->ready.front());
+    site->ready.pop_front();
+    if (StartJob(c, std::move(job)))
+      Drive(c);
+    else
+      OnReady(c);
+  }
+  const size_t limit =
+      static_cast<size_t>(std::max(1, engine_->config().delivery.connections_per_site));
+  while (site->ready.size() > site->starting && site->connections < limit) {
+    OpenConnection(site);
+  }
+}
+
+void Shard::DeferAll(Site* site, const smtp::Outcome& outcome) {
+  std::deque<Job> jobs;
+  jobs.swap(site->ready);
+  for (Job& job : jobs) Report(std::move(job), outcome);
+}
+
+void Shard::OpenConnection(Site* site) {
+  auto now = Steady::now();
+  size_t host = site->info->hosts.size();
+  for (size_t i = 0; i < site->info->hosts.size(); ++i) {
+    if (site->down_until[i] <= now) {
+      host = i;
+      break;
+    }
+  }
+  if (host == site->info->hosts.size()) host = 0;  // all marked down: try in order again
+  auto* c = new Connection;
+  all_.insert(c);
+  c->site = site;
+  site->connections++;
+  site->starting++;
+  connections_++;
+  ConnectTo(c, host);
+}
+
+void Shard::ConnectTo(Connection* c, size_t host_index) {
+  const SiteHost& host = c->site->info->hosts[host_index];
+  c->host = host_index;
+  c->session.reset();
+  c->ever_ready = false;
+  c->session_closed = false;
+  c->connect_timed_out = false;
+  c->closing = false;
+  c->retry_host = -1;
+  c->close_outcome = smtp::Outcome{};
+  c->armed_deadline = absl::InfiniteFuture();
+  c->fd = socket(host.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (c->fd < 0) {
+    int err = errno;
+    // Out of descriptors or similar: a local problem, not the host's fault.
+    smtp::Outcome o = smtp::OutcomeForConnectFailure(err, host.label);
+    c->site->last_failure = o;
+    c->site->connections--;
+    c->site->starting--;
+    connections_--;
+    all_.erase(c);
+    delete c;
+    CheckDrained();
+    return;
+  }
+  c->connect_timer =
+      reactor_->RunAfter(ToReactor(engine_->config().delivery.timeouts.connect), [this, c] {
+        c->connect_timer = 0;
+        c->connect_timed_out = true;
+        // Cancels the connect; its callback runs with -ECANCELED.
+        HostFailed(c,
+                   smtp::OutcomeForConnectFailure(ETIMEDOUT, c->site->info->hosts[c->host].label),
+                   true);
+      });
+  reactor_->Connect(c->fd, reinterpret_cast<const sockaddr*>(&host.addr), host.addr_len,
+                    [this, c](int res) { OnConnected(c, res); });
+}
+
+void Shard::OnConnected(Connection* c, int res) {
+  if (c->closing) return;
+  if (c->connect_timer) {
+    reactor_->CancelTimer(c->connect_timer);
+    c->connect_timer = 0;
+  }
+  const SiteHost& host = c->site->info->hosts[c->host];
+  if (res < 0) {
+    counters_->Add(metrics::Counter::kConnectFailures);
+    HostFailed(c, smtp::OutcomeForConnectFailure(-res, host.label), true);
+    return;
+  }
+  counters_->Add(metrics::Counter::kSessionsOpened);
+  c->counted_open = true;
+  uint64_t open = open_sessions_.load(std::memory_order_relaxed) + 1;
+  open_sessions_.store(open, std::memory_order_relaxed);
+  if (open > peak_sessions_.load(std::memory_order_relaxed))
+    peak_sessions_.store(open, std::memory_order_relaxed);
+  c->session = std::make_unique<smtp::Session>(SessionOptions(host));
+  reactor_->Recv(c->fd, [this, c](int n, std::string_view bytes) {
+    if (c->closing || !c->session) return;
+    if (n > 0)
+      c->session->Feed(bytes);
+    else
+      c->session->OnConnectionLost();
+    Drive(c);
+  });
+  Drive(c);
+}
+
+smtp::Options Shard::SessionOptions(const SiteHost& host) const {
+  const config::Config& cfg = engine_->config();
+  smtp::Options o;
+  o.helo_name = helo_name_;
+  o.host = host.name;
+  o.host_label = host.label;
+  switch (cfg.tls.mode) {
+    case config::TlsMode::kOff:
+      o.tls = smtp::TlsMode::kDisabled;
+      break;
+    case config::TlsMode::kOpportunistic:
+      o.tls = smtp::TlsMode::kOpportunistic;
+      break;
+    case config::TlsMode::kRequired:
+      o.tls = smtp::TlsMode::kRequired;
+      break;
+  }
+  o.tls_context = tls_.get();
+  const config::TimeoutConfig& t = cfg.delivery.timeouts;
+  o.timeouts.greeting = ToAbsl(t.greeting);
+  o.timeouts.ehlo = ToAbsl(t.ehlo);
+  o.timeouts.starttls = ToAbsl(t.starttls);
+  o.timeouts.mail = ToAbsl(t.mail);
+  o.timeouts.rcpt = ToAbsl(t.rcpt);
+  o.timeouts.data_init = ToAbsl(t.data);
+  o.timeouts.data_block = ToAbsl(t.data_block);
+  o.timeouts.data_final = ToAbsl(t.data_end);
+  o.timeouts.rset = ToAbsl(t.mail);
+  o.timeouts.quit = ToAbsl(t.quit);
+  return o;
+}
+
+// ---------------------------------------------------------------------------
+// The drive loop: session events → actions, output → socket, deadline → timer.
+
+void Shard::Drive(Connection* c) {
+  if (c->closing || !c->session) return;
+  smtp::Session& s = *c->session;
+  for (int guard = 0; s.HasEvents() && guard < 64; ++guard) {
+    for (smtp::Event& e : s.TakeEvents()) {
+      switch (e.type) {
+        case smtp::Event::Type::kReady:
+          if (!c->ever_ready) {
+            c->ever_ready = true;
+            c->site->starting--;
+            c->site->live++;
+            c->site->down_until[c->host] = Steady::time_point{};
+          }
+          OnReady(c);
+          break;
+        case smtp::Event::Type::kTransactionDone:
+          if (c->job && e.envelope_id == c->envelope_id) ReportJob(c, std::move(e.outcomes));
+          break;
+        case smtp::Event::Type::kClosed:
+          c->session_closed = true;
+          c->close_outcome = std::move(e.outcome);
+          break;
+      }
+    }
+  }
+  Flush(c);
+  if (c->session_closed) {
+    if (!c->send_in_flight && s.PendingOutput().empty()) SessionFinished(c);
+    return;
+  }
+  ArmDeadline(c);
+}
+
+void Shard::OnReady(Connection* c) {
+  Site* site = c->site;
+  const int max_msgs = engine_->config().delivery.messages_per_connection;
+  while (true) {
+    if (draining_ || c->messages >= static_cast<uint64_t>(max_msgs)) {
+      c->session->Quit();
+      return;
+    }
+    if (site->ready.empty()) {
+      MakeIdle(c);
+      return;
+    }
+    Job job = std::move(site->ready.front());
+    site->ready.pop_front();
+    if (StartJob(c, std::move(job))) return;
+  }
+}
+
+bool Shard::StartJob(Connection* c, Job job) {
+  if (!job.body) {
+    bool permanent = false;
+    absl::Status st = engine_->source()->Compose(&job, index_, &permanent);
+    if (!st.ok() || !job.body) {
+      std::string why = st.ok() ? "no message body" : std::string(st.message());
+      Report(std::move(job),
+             smtp::OutcomeForLocal("composition", why, permanent, smtp::Scope::kMessage, ""));
+      return false;
+    }
+  }
+  smtp::Envelope env;
+  env.id = c->envelope_id = next_envelope_id_++;
+  env.mail_from = job.mail_from;
+  for (const JobRecipient& r : job.recipients) env.rcpts.push_back(r.address);
+  env.body = *job.body;
+  env.body_owner = job.body;
+  env.needs_8bit = job.needs_8bitmime;
+  env.needs_smtputf8 = job.needs_smtputf8;
+  c->job = std::move(job);
+  if (!c->session->StartTransaction(std::move(env))) {
+    Job j = std::move(*c->job);
+    c->job.reset();
+    Report(std::move(j),
+           smtp::OutcomeForLocal("other", "the SMTP session was not ready", false,
+                                 smtp::Scope::kConnection, c->site->info->hosts[c->host].label));
+    return false;
+  }
+  return true;
+}
+
+void Shard::ReportJob(Connection* c, std::vector<smtp::Outcome> outcomes) {
+  Job job = std::move(*c->job);
+  c->job.reset();
+  c->messages++;
+  JobResult r;
+  r.recipients = std::move(job.recipients);
+  r.outcomes = std::move(outcomes);
+  r.outcomes.resize(r.recipients.size(), r.outcomes.empty() ? smtp::Outcome{} : r.outcomes.back());
+  bool any_delivered = false;
+  for (const smtp::Outcome& o : r.outcomes) {
+    CountOutcome(o);
+    any_delivered |= o.delivered();
+  }
+  if (any_delivered) counters_->Add(metrics::Counter::kMessagesSent);
+  AddResult(std::move(r));
+}
+
+void Shard::Report(Job job, const smtp::Outcome& outcome) {
+  JobResult r;
+  r.recipients = std::move(job.recipients);
+  r.outcomes.assign(r.recipients.size(), outcome);
+  for (size_t i = 0; i < r.outcomes.size(); ++i) CountOutcome(outcome);
+  AddResult(std::move(r));
+}
+
+void Shard::CountOutcome(const smtp::Outcome& o) {
+  switch (o.disposition) {
+    case smtp::Disposition::kDelivered:
+      counters_->Add(metrics::Counter::kRecipientsDelivered);
+      break;
+    case smtp::Disposition::kDeferred:
+      counters_->Add(metrics::Counter::kRecipientsDeferred);
+      break;
+    case smtp::Disposition::kBounced:
+      counters_->Add(metrics::Counter::kRecipientsBounced);
+      break;
+  }
+}
+
+void Shard::AddResult(JobResult result) {
+  results_.push_back(std::move(result));
+  if (!flush_scheduled_) {
+    flush_scheduled_ = true;
+    // Runs at the next loop turn: one hand-off per turn, not per job.
+    reactor_->Post([this] { FlushResults(); });
+  }
+}
+
+void Shard::FlushResults() {
+  flush_scheduled_ = false;
+  if (results_.empty()) return;
+  std::vector<JobResult> out;
+  out.swap(results_);
+  engine_->PostResults(std::move(out));
+}
+
+void Shard::Flush(Connection* c) {
+  if (c->send_in_flight || c->closing || !c->session) return;
+  std::string_view out = c->session->PendingOutput();
+  if (out.empty()) return;
+  c->wbuf.assign(out.data(), out.size());
+  c->session->ConsumeOutput(out.size());
+  c->send_in_flight = true;
+  counters_->Add(metrics::Counter::kBytesSent, c->wbuf.size());
+  reactor_->Send(c->fd, c->wbuf.data(), c->wbuf.size(), [this, c](int res) {
+    c->send_in_flight = false;
+    if (c->closing) return;
+    // Keep per-connection memory small between messages.
+    if (c->wbuf.capacity() > 4096) std::string().swap(c->wbuf);
+    if (res < 0 && c->session && !c->session->closed()) c->session->OnConnectionLost();
+    Drive(c);
+  });
+}
+
+void Shard::ArmDeadline(Connection* c) {
+  absl::Time d = c->session->NextDeadline();
+  if (d == absl::InfiniteFuture()) return;
+  if (c->deadline_timer != 0 && d >= c->armed_deadline) return;
+  if (c->deadline_timer != 0) reactor_->CancelTimer(c->deadline_timer);
+  c->armed_deadline = d;
+  absl::Duration left = std::max(absl::ZeroDuration(), d - absl::Now());
+  c->deadline_timer =
+      reactor_->RunAfter(absl::ToChronoNanoseconds(left) + std::chrono::milliseconds(1), [this, c] {
+        c->deadline_timer = 0;
+        c->armed_deadline = absl::InfiniteFuture();
+        if (c->closing || !c->session) return;
+        c->session->OnTimeout(absl::Now());
+        Drive(c);
+      });
+}
+
+void Shard::MakeIdle(Connection* c) {
+  if (c->is_idle) return;
+  c->is_idle = true;
+  c->site->idle.push_back(c);
+  c->idle_timer = reactor_->RunAfter(ToReactor(engine_->config().delivery.idle_timeout), [this, c] {
+    c->idle_timer = 0;
+    if (c->closing || !c->session) return;
+    Unidle(c);
+    c->session->Quit();
+    Drive(c);
+  });
+}
+
+void Shard::Unidle(Connection* c) {
+  if (!c->is_idle) return;
+  c->is_idle = false;
+  auto& idle = c->site->idle;
+  idle.erase(std::remove(idle.begin(), idle.end(), c), idle.end());
+  if (c->idle_timer) {
+    reactor_->CancelTimer(c->idle_timer);
+    c->idle_timer = 0;
+  }
+}
+
+// The session is over (QUIT answered, or it failed).
+void Shard::SessionFinished(Connection* c) {
+  if (c->job) {
+    // The session closed without reporting the transaction: never delivered.
+    smtp::Outcome o = c->close_outcome;
+    if (o.kind == smtp::FailureKind::kNone)
+      o = smtp::OutcomeForConnectionLost(smtp::Phase::kDataEnd,
+                                         c->site->info->hosts[c->host].label);
+    o.disposition = smtp::Disposition::kDeferred;
+    Job j = std::move(*c->job);
+    c->job.reset();
+    Report(std::move(j), o);
+  }
+  if (!c->ever_ready && c->close_outcome.kind != smtp::FailureKind::kNone) {
+    // Greeting/EHLO/TLS trouble before any transaction: try the next host,
+    // but don't mark this one down (421 "too busy" is not "dead").
+    HostFailed(c, c->close_outcome, false);
+    return;
+  }
+  CloseConnection(c, -1);
+}
+
+void Shard::HostFailed(Connection* c, const smtp::Outcome& outcome, bool mark_down) {
+  Site* site = c->site;
+  site->last_failure = outcome;
+  SALVO_LOG(kDebug, "shard {}: {} failed: {}", index_, site->info->hosts[c->host].label,
+            outcome.detail.empty() ? outcome.reply.ToString() : outcome.detail);
+  auto now = Steady::now();
+  auto retry =
+      std::chrono::duration_cast<Steady::duration>(engine_->config().delivery.site_retry_delay);
+  if (mark_down) site->down_until[c->host] = now + retry;
+  // The next host in preference order that is not known to be down.
+  int next = -1;
+  if (!draining_) {
+    for (size_t i = c->host + 1; i < site->info->hosts.size(); ++i) {
+      if (site->down_until[i] <= now) {
+        next = static_cast<int>(i);
+        break;
+      }
+    }
+  }
+  if (next < 0 && !draining_ && site->live == 0) {
+    // Every host of the site failed and no connection works: defer what is
+    // queued now instead of holding it, and pause the site for a while.
+    site->paused_until = now + retry;
+    smtp::Outcome o = outcome;
+    o.scope = smtp::Scope::kSite;
+    site->last_failure = o;
+    DeferAll(site, o);
+  }
+  CloseConnection(c, next);
+}
+
+void Shard::CloseConnection(Connection* c, int retry_host) {
+  if (c->closing) return;
+  c->closing = true;
+  c->retry_host = retry_host;
+  Unidle(c);
+  if (c->connect_timer) reactor_->CancelTimer(c->connect_timer);
+  if (c->deadline_timer) reactor_->CancelTimer(c->deadline_timer);
+  c->connect_timer = c->deadline_timer = 0;
+  if (c->counted_open) {
+    c->counted_open = false;
+    open_sessions_.store(open_sessions_.load(std::memory_order_relaxed) - 1,
+                         std::memory_order_relaxed);
+  }
+  reactor_->Close(c->fd, [this, c] { Destroyed(c); });
+}
+
+void Shard::Destroyed(Connection* c) {
+  c->fd = -1;  // closed by the reactor
+  Site* site = c->site;
+  if (c->ever_ready) site->live--;
+  if (c->retry_host >= 0 && !draining_) {
+    if (c->ever_ready) site->starting++;
+    c->wbuf.clear();
+    ConnectTo(c, static_cast<size_t>(c->retry_host));
+    return;
+  }
+  if (!c->ever_ready) site->starting--;
+  site->connections--;
+  connections_--;
+  all_.erase(c);
+  delete c;
+  if (!site->ready.empty()) Pump(site);
+  CheckDrained();
+}
+
+// ---------------------------------------------------------------------------
+// Shutdown.
+
+void Shard::BeginDrain() {
+  draining_ = true;
+  for (auto& [domain, jobs] : resolving_)
+    for (Job& job : jobs) Report(std::move(job), ShutdownOutcome());
+  resolving_.clear();
+  std::vector<Connection*> idle;
+  for (auto& [key, site] : sites_) {
+    DeferAll(site.get(), ShutdownOutcome());
+    idle.insert(idle.end(), site->idle.begin(), site->idle.end());
+  }
+  for (Connection* c : idle) {
+    Unidle(c);
+    c->session->Quit();
+    Drive(c);
+  }
+  CheckDrained();
+}
+
+void Shard::ForceClose() {
+  draining_ = true;
+  for (auto& [domain, jobs] : resolving_)
+    for (Job& job : jobs) Report(std::move(job), ShutdownOutcome());
+  resolving_.clear();
+  std::vector<Connection*> all;
+  for (Connection* c : all_) all.push_back(c);
+  for (Connection* c : all) {
+    if (c->closing) continue;
+    if (c->session && !c->session->closed()) {
+      c->session->OnConnectionLost();
+      for (smtp::Event& e : c->session->TakeEvents()) {
+        if (e.type == smtp::Event::Type::kTransactionDone && c->job &&
+            e.envelope_id == c->envelope_id)
+          ReportJob(c, std::move(e.outcomes));
+      }
+    }
+    if (c->job) {
+      Job j = std::move(*c->job);
+      c->job.reset();
+      Report(std::move(j), ShutdownOutcome(c->site->info->hosts[c->host].label));
+    }
+    CloseConnection(c, -1);
+  }
+  for (auto& [key, site] : sites_) DeferAll(site.get(), ShutdownOutcome());
+  CheckDrained();
+}
+
+void Shard::CheckDrained() {
+  if (!draining_ || reported_drained_ || connections_ != 0) return;
+  reported_drained_ = true;
+  FlushResults();
+  engine_->ShardStopped();
+}
+
+}  // namespace salvo::delivery

@@ -1,0 +1,81 @@
+#pragma once
+// What the delivery engine sends and where results go: a Job is one SMTP
+// transaction (one message copy, one or more recipients of one destination
+// domain); a MessageSource hands out Jobs and takes back per-recipient
+// Outcomes. The engine never assumes the queue: tests use InMemorySource,
+// `salvo run`/`salvo send` use SpoolSource (engine/delivery/spool_source.h).
+//
+// Threads: Fetch/Complete/Done are called only from the engine's feeder
+// thread (the one that called Engine::Run), so a source may block there
+// (RocksDB). Compose is called on shard threads, concurrently: it must be
+// thread-safe, and `shard` (0..N-1) lets it keep per-shard state (a DKIM
+// Signer per shard) without locks.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "engine/smtp/outcome.h"
+
+namespace salvo::delivery {
+
+struct JobRecipient {
+  std::string address;  // RCPT TO
+  // Opaque to the engine: the source's handle for this recipient.
+  uint64_t tag1 = 0;
+  uint64_t tag2 = 0;
+};
+
+struct Job {
+  std::string domain;     // destination domain (lower case)
+  std::string mail_from;  // envelope sender ("" = null reverse-path)
+  std::vector<JobRecipient> recipients;
+  // The message (CRLF, not dot-stuffed). Null: Compose() fills it on the
+  // shard that sends it (rendering and signing cost CPU; do it there).
+  std::shared_ptr<const std::string> body;
+  bool needs_8bitmime = false;
+  bool needs_smtputf8 = false;
+  // Opaque to the engine: lets Compose find what it needs (e.g. a campaign).
+  std::shared_ptr<const void> context;
+  uint64_t context_tag = 0;
+};
+
+// The result of one Job: one Outcome per recipient, same order.
+struct JobResult {
+  std::vector<JobRecipient> recipients;
+  std::vector<smtp::Outcome> outcomes;
+};
+
+class MessageSource {
+ public:
+  virtual ~MessageSource() = default;
+
+  // Up to `max_jobs` jobs that are due now. An empty result means nothing is
+  // due right now (the engine asks again after the poll interval).
+  // Feeder thread.
+  virtual absl::StatusOr<std::vector<Job>> Fetch(size_t max_jobs) = 0;
+
+  // Results of finished jobs (batched). Feeder thread.
+  virtual absl::Status Complete(absl::Span<JobResult> results) = 0;
+
+  // True when the source will never have more work (`salvo send`: the
+  // campaign is finished). `in_flight` = jobs handed out and not completed.
+  // Feeder thread. Sources that run forever return false.
+  virtual bool Done(size_t in_flight) = 0;
+
+  // Fills job->body (and the needs_* flags) for a job whose body is null.
+  // Any shard thread, concurrently; `shard` is the caller's shard index.
+  // An error bounces the job's recipients with the error as the reason when
+  // `permanent`, else defers them.
+  virtual absl::Status Compose(Job* job, int shard, bool* permanent) {
+    (void)job;
+    (void)shard;
+    *permanent = true;
+    return absl::InternalError("this message source does not compose messages");
+  }
+};
+
+}  // namespace salvo::delivery

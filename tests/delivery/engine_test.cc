@@ -1,0 +1,487 @@
+// The delivery engine against in-process SMTP servers on loopback: pooling,
+// reuse, MX failover, all-down deferral, shutdown semantics. LABEL unit: no
+// external processes (the peers are threads of this test).
+#include "engine/delivery/engine.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <set>
+#include <thread>
+
+#include "engine/delivery/memory_source.h"
+#include "tests/delivery/test_server.h"
+
+namespace salvo::delivery {
+namespace {
+
+using salvo::testing::TestSmtpServer;
+using smtp::Disposition;
+
+// A loopback port with nothing listening (connect → ECONNREFUSED).
+std::string DeadHostPort(const std::string& ip = "127.0.0.1") {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  inet_pton(AF_INET, ip.c_str(), &a.sin_addr);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ip + ":" + std::to_string(ntohs(a.sin_port));
+}
+
+config::Config MakeConfig(const std::string& extra, const std::vector<std::string>& hosts,
+                          const std::string& domain = "*") {
+  std::string text = "shards = 2\npin_threads = false\n[tls]\nmode = \"off\"\n";
+  text += "[queue]\npoll_interval = \"20ms\"\n";
+  text += "[[route]]\ndomain = \"" + domain + "\"\nhosts = [";
+  for (size_t i = 0; i < hosts.size(); ++i) text += (i ? ", \"" : "\"") + hosts[i] + "\"";
+  text += "]\n" + extra;
+  auto c = config::ParseConfig(text, "test.toml");
+  EXPECT_TRUE(c.ok()) << c.status() << "\n" << text;
+  return c.ok() ? *c : config::Config{};
+}
+
+std::vector<std::string> Recipients(int n, const std::string& domain = "example.com",
+                                    const std::string& prefix = "user") {
+  std::vector<std::string> v;
+  for (int i = 0; i < n; ++i) v.push_back(prefix + std::to_string(i) + "@" + domain);
+  return v;
+}
+
+const char kBody[] =
+    "From: a@sender.test\r\nTo: b@example.com\r\nSubject: hi\r\n\r\nHello.\r\n.leading dot\r\n";
+
+absl::Status RunEngine(const config::Config& cfg, MessageSource* source,
+                       std::unique_ptr<Engine>* out = nullptr) {
+  auto e = Engine::Create(cfg, source);
+  if (!e.ok()) return e.status();
+  absl::Status st = (*e)->Run();
+  if (out) *out = std::move(*e);
+  return st;
+}
+
+TEST(EngineTest, DeliversAndReusesConnections) {
+  TestSmtpServer server;
+  auto cfg = MakeConfig("[delivery]\nconnections_per_site = 4\n", {server.hostport()});
+  InMemorySource source;
+  source.AddSimple("sender@sender.test", Recipients(200), kBody);
+  std::unique_ptr<Engine> engine;
+  ASSERT_TRUE(RunEngine(cfg, &source, &engine).ok());
+  EXPECT_EQ(source.Count(Disposition::kDelivered), 200u);
+  ASSERT_EQ(server.message_count(), 200u);
+  // Pooled: at most 4 connections (plus none wasted), each carrying many messages.
+  EXPECT_LE(server.connections(), 4);
+  EXPECT_GE(server.connections(), 1);
+  auto msgs = server.messages();
+  EXPECT_EQ(msgs[0].from, "sender@sender.test");
+  EXPECT_EQ(msgs[0].data, kBody);  // dot-stuffing undone by the server: bytes intact
+  EngineStats st = engine->Stats();
+  EXPECT_EQ(st.delivered, 200u);
+  EXPECT_EQ(st.messages, 200u);
+  EXPECT_EQ(st.open_sessions, 0u);
+  EXPECT_EQ(st.jobs_in_flight, 0u);
+}
+
+TEST(EngineTest, MessagesPerConnectionLimitOpensFreshConnections) {
+  TestSmtpServer server;
+  auto cfg = MakeConfig("[delivery]\nconnections_per_site = 1\nmessages_per_connection = 3\n",
+                        {server.hostport()});
+  InMemorySource source;
+  source.AddSimple("s@sender.test", Recipients(10), kBody);
+  ASSERT_TRUE(RunEngine(cfg, &source).ok());
+  EXPECT_EQ(source.Count(Disposition::kDelivered), 10u);
+  EXPECT_EQ(server.message_count(), 10u);
+  EXPECT_EQ(server.connections(), 4);  // 3 + 3 + 3 + 1
+}
+
+TEST(EngineTest, PerRecipientOutcomesInOneTransaction) {
+  TestSmtpServer server;
+  auto cfg = MakeConfig("", {server.hostport()});
+  InMemorySource source;
+  Job job;
+  job.domain = "example.com";
+  job.mail_from = "s@sender.test";
+  job.recipients = {{"ok1@example.com"}, {"reject-me@example.com"}, {"ok2@example.com"}};
+  job.body = std::make_shared<const std::string>(kBody);
+  source.Add(job);
+  ASSERT_TRUE(RunEngine(cfg, &source).ok());
+  auto f = source.Final();
+  ASSERT_EQ(f.size(), 3u);
+  EXPECT_EQ(f["ok1@example.com"].disposition, Disposition::kDelivered);
+  EXPECT_EQ(f["ok2@example.com"].disposition, Disposition::kDelivered);
+  EXPECT_EQ(f["reject-me@example.com"].disposition, Disposition::kBounced);
+  EXPECT_EQ(f["reject-me@example.com"].reply.code, 550);
+  EXPECT_EQ(f["reject-me@example.com"].scope, smtp::Scope::kRecipient);
+  ASSERT_EQ(server.message_count(), 1u);
+  EXPECT_EQ(server.messages()[0].rcpts.size(), 2u);
+}
+
+TEST(EngineTest, RefusingHostFailsOverToNextInOrder) {
+  TestSmtpServer second;
+  TestSmtpServer third;
+  std::string dead = DeadHostPort();
+  auto cfg = MakeConfig("", {dead, second.hostport(), third.hostport()});
+  InMemorySource source;
+  source.AddSimple("s@sender.test", Recipients(30), kBody);
+  std::unique_ptr<Engine> engine;
+  ASSERT_TRUE(RunEngine(cfg, &source, &engine).ok());
+  EXPECT_EQ(source.Count(Disposition::kDelivered), 30u);
+  EXPECT_EQ(second.message_count(), 30u);  // by preference: the second host, not the third
+  EXPECT_EQ(third.message_count(), 0u);
+  EXPECT_GE(engine->Stats().connect_failures, 1u);
+  for (const auto& [addr, o] : source.Final())
+    EXPECT_THAT(o.host, ::testing::HasSubstr(std::to_string(second.port()))) << addr;
+}
+
+TEST(EngineTest, GreetingRefusalFailsOverToNextHost) {
+  TestSmtpServer::Options busy;
+  busy.greeting = "421 4.7.0 too busy";
+  TestSmtpServer first(busy);
+  TestSmtpServer second;
+  auto cfg = MakeConfig("", {first.hostport(), second.hostport()});
+  InMemorySource source;
+  source.AddSimple("s@sender.test", Recipients(5), kBody);
+  ASSERT_TRUE(RunEngine(cfg, &source).ok());
+  EXPECT_EQ(source.Count(Disposition::kDelivered), 5u);
+  EXPECT_EQ(second.message_count(), 5u);
+  EXPECT_GE(first.connections(), 1);
+}
+
+TEST(EngineTest, AllHostsDownDefersEveryRecipient) {
+  auto cfg = MakeConfig("[delivery]\nconnections_per_site = 3\n",
+                        {DeadHostPort("127.0.0.1"), DeadHostPort("127.0.0.2")});
+  InMemorySource source;
+  auto rcpts = Recipients(50);
+  source.AddSimple("s@sender.test", rcpts, kBody);
+  ASSERT_TRUE(RunEngine(cfg, &source).ok());
+  auto f = source.Final();
+  ASSERT_EQ(f.size(), rcpts.size());  // nobody lost
+  for (const std::string& r : rcpts) {
+    ASSERT_TRUE(f.count(r)) << r;
+    EXPECT_EQ(f[r].disposition, Disposition::kDeferred) << r;
+    EXPECT_EQ(f[r].kind, smtp::FailureKind::kConnectFailed) << r;
+  }
+}
+
+TEST(EngineTest, DeferredRecipientsAreRetriedAndDeliveredWhenHostReturns) {
+  // The retry loop of a source: first attempt finds the site down; the
+  // server appears; the retry delivers.
+  std::string addr = DeadHostPort("127.0.0.3");
+  auto cfg = MakeConfig("[delivery]\nsite_retry_delay = \"100ms\"\n", {addr});
+  InMemorySource::Options so;
+  so.retry_deferred = true;
+  so.retry_delay = std::chrono::milliseconds(300);
+  so.max_attempts = 20;
+  InMemorySource source(so);
+  source.AddSimple("s@sender.test", Recipients(10), kBody);
+  auto e = Engine::Create(cfg, &source);
+  ASSERT_TRUE(e.ok());
+  std::thread runner([&] { ASSERT_TRUE((*e)->Run().ok()); });
+  // Wait for the first deferrals, then bring the host up on that port.
+  for (int i = 0; i < 200 && source.Attempts().empty(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_FALSE(source.Attempts().empty());
+  TestSmtpServer::Options o;
+  o.address = "127.0.0.3";
+  // Rebind the same port: TestSmtpServer picks port 0, so use a route-less
+  // variant: bind manually.
+  int port = std::stoi(addr.substr(addr.rfind(':') + 1));
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, "127.0.0.3", &a.sin_addr);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(listen(fd, 64), 0);
+  // Minimal server on this fd: accept and answer like the test server.
+  std::atomic<int> delivered{0};
+  std::atomic<bool> stop{false};
+  std::thread srv([&] {
+    while (!stop.load()) {
+      pollfd p{fd, POLLIN, 0};
+      if (poll(&p, 1, 50) <= 0) continue;
+      int c = accept(fd, nullptr, nullptr);
+      if (c < 0) continue;
+      std::string in;
+      auto say = [&](const char* s) { (void)!write(c, s, strlen(s)); };
+      say("220 hi\r\n");
+      bool data = false;
+      char buf[4096];
+      while (true) {
+        pollfd q{c, POLLIN, 0};
+        if (poll(&q, 1, 2000) <= 0) break;
+        ssize_t n = read(c, buf, sizeof buf);
+        if (n <= 0) break;
+        in.append(buf, n);
+        size_t pos;
+        bool quit = false;
+        while ((pos = in.find("\r\n")) != std::string::npos) {
+          std::string line = in.substr(0, pos);
+          in.erase(0, pos + 2);
+          if (data) {
+            if (line == ".") {
+              data = false;
+              delivered++;
+              say("250 ok\r\n");
+            }
+            continue;
+          }
+          if (line.rfind("EHLO", 0) == 0)
+            say("250-hi\r\n250 PIPELINING\r\n");
+          else if (line.rfind("DATA", 0) == 0) {
+            data = true;
+            say("354 go\r\n");
+          } else if (line.rfind("QUIT", 0) == 0) {
+            say("221 bye\r\n");
+            quit = true;
+            break;
+          } else
+            say("250 ok\r\n");
+        }
+        if (quit) break;
+      }
+      close(c);
+    }
+  });
+  for (int i = 0; i < 500 && source.Count(Disposition::kDelivered) < 10; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  (*e)->RequestShutdown();
+  runner.join();
+  stop = true;
+  srv.join();
+  close(fd);
+  EXPECT_EQ(source.Count(Disposition::kDelivered), 10u);
+  EXPECT_EQ(delivered.load(), 10);
+}
+
+TEST(EngineTest, NoRouteIsDeferredNotLost) {
+  TestSmtpServer server;
+  // A DNS server that does not exist: the lookup fails fast (temporary).
+  auto cfg = MakeConfig(
+      "[dns]\nservers = [\"" + DeadHostPort() + "\"]\ntimeout = \"200ms\"\nattempts = 1\n",
+      {server.hostport()}, "only.example");
+  InMemorySource source;
+  source.AddSimple("s@sender.test", {"a@elsewhere.example", "b@only.example"}, kBody);
+  ASSERT_TRUE(RunEngine(cfg, &source).ok());
+  auto f = source.Final();
+  EXPECT_EQ(f["b@only.example"].disposition, Disposition::kDelivered);
+  EXPECT_EQ(f["a@elsewhere.example"].disposition, Disposition::kDeferred);
+  EXPECT_EQ(f["a@elsewhere.example"].kind, smtp::FailureKind::kDns);
+}
+
+TEST(EngineTest, DnsTimeoutDefers) {
+  // A UDP socket that never answers: the query times out (temporary).
+  int udp = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  ASSERT_EQ(bind(udp, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  socklen_t len = sizeof a;
+  getsockname(udp, reinterpret_cast<sockaddr*>(&a), &len);
+  std::string dns = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+  TestSmtpServer server;
+  auto cfg = MakeConfig("[dns]\nservers = [\"" + dns + "\"]\ntimeout = \"200ms\"\nattempts = 1\n",
+                        {server.hostport()}, "only.example");
+  InMemorySource source;
+  source.AddSimple("s@sender.test", {"a@elsewhere.example"}, kBody);
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(RunEngine(cfg, &source).ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
+  auto f = source.Final();
+  EXPECT_EQ(f["a@elsewhere.example"].disposition, Disposition::kDeferred);
+  EXPECT_EQ(f["a@elsewhere.example"].kind, smtp::FailureKind::kDns);
+  close(udp);
+}
+
+TEST(EngineTest, GracefulShutdownFinishesOpenTransactionsAndDefersTheRest) {
+  TestSmtpServer::Options o;
+  o.final_delay = std::chrono::milliseconds(400);
+  TestSmtpServer server(o);
+  auto cfg = MakeConfig("[delivery]\nconnections_per_site = 2\nshutdown_deadline = \"5s\"\n",
+                        {server.hostport()});
+  InMemorySource source;
+  source.AddSimple("s@sender.test", Recipients(40), kBody);
+  auto e = Engine::Create(cfg, &source);
+  ASSERT_TRUE(e.ok());
+  std::thread runner([&] { EXPECT_TRUE((*e)->Run().ok()); });
+  for (int i = 0; i < 300 && server.dots_seen() < 2; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  (*e)->RequestShutdown();
+  runner.join();
+  auto f = source.Final();
+  EXPECT_EQ(f.size(), 40u);  // every recipient has an outcome: none lost
+  size_t delivered = source.Count(Disposition::kDelivered);
+  EXPECT_GE(delivered, 2u);  // the two open transactions finished
+  EXPECT_LT(delivered, 40u);
+  EXPECT_EQ(delivered, server.message_count());
+  EXPECT_EQ(delivered + source.Count(Disposition::kDeferred), 40u);
+  EXPECT_EQ((*e)->Stats().open_sessions, 0u);
+}
+
+TEST(EngineTest, ShutdownDeadlineCutsMidDataAndReportsDeferredNeverDelivered) {
+  TestSmtpServer::Options o;
+  o.final_delay = std::chrono::milliseconds(5000);  // the final reply never comes in time
+  TestSmtpServer server(o);
+  auto cfg = MakeConfig("[delivery]\nconnections_per_site = 3\nshutdown_deadline = \"300ms\"\n",
+                        {server.hostport()});
+  InMemorySource source;
+  source.AddSimple("s@sender.test", Recipients(20), kBody);
+  auto e = Engine::Create(cfg, &source);
+  ASSERT_TRUE(e.ok());
+  std::thread runner([&] { EXPECT_TRUE((*e)->Run().ok()); });
+  for (int i = 0; i < 300 && server.dots_seen() < 3; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(server.dots_seen(), 3);
+  auto t0 = std::chrono::steady_clock::now();
+  (*e)->RequestShutdown();
+  runner.join();
+  auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_LT(took, std::chrono::seconds(4));  // bounded by the deadline, not the server
+  EXPECT_EQ(source.Count(Disposition::kDelivered), 0u);
+  EXPECT_EQ(source.Count(Disposition::kDeferred), 20u);
+  server.Stop();
+}
+
+TEST(EngineTest, ForceShutdownDefersOpenTransactions) {
+  TestSmtpServer::Options o;
+  o.final_delay = std::chrono::milliseconds(5000);
+  TestSmtpServer server(o);
+  auto cfg = MakeConfig("[delivery]\nshutdown_deadline = \"30s\"\n", {server.hostport()});
+  InMemorySource source;
+  source.AddSimple("s@sender.test", Recipients(5), kBody);
+  auto e = Engine::Create(cfg, &source);
+  ASSERT_TRUE(e.ok());
+  std::thread runner([&] { EXPECT_TRUE((*e)->Run().ok()); });
+  for (int i = 0; i < 300 && server.dots_seen() < 1; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  (*e)->RequestShutdown();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  (*e)->ForceShutdown();  // the second SIGINT
+  runner.join();
+  EXPECT_EQ(source.Count(Disposition::kDelivered), 0u);
+  EXPECT_EQ(source.Final().size(), 5u);
+  server.Stop();
+}
+
+TEST(EngineTest, IdleConnectionsAreClosed) {
+  TestSmtpServer server;
+  auto cfg = MakeConfig("[delivery]\nidle_timeout = \"100ms\"\n", {server.hostport()});
+  InMemorySource::Options so;
+  so.run_forever = true;
+  InMemorySource source(so);
+  source.AddSimple("s@sender.test", Recipients(3), kBody);
+  auto e = Engine::Create(cfg, &source);
+  ASSERT_TRUE(e.ok());
+  std::thread runner([&] { EXPECT_TRUE((*e)->Run().ok()); });
+  for (int i = 0; i < 300 && source.Count(Disposition::kDelivered) < 3; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_GE((*e)->Stats().peak_sessions, 1u);
+  for (int i = 0; i < 300 && (*e)->Stats().open_sessions > 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ((*e)->Stats().open_sessions, 0u);
+  (*e)->RequestShutdown();
+  runner.join();
+}
+
+// A source whose jobs carry no body: the engine asks it to compose on the
+// sending shard.
+class ComposingSource : public MessageSource {
+ public:
+  explicit ComposingSource(int n) {
+    for (int i = 0; i < n; ++i)
+      inner_.AddSimple("s@sender.test", {"c" + std::to_string(i) + "@example.com"}, "x");
+  }
+  absl::StatusOr<std::vector<Job>> Fetch(size_t max) override {
+    auto jobs = inner_.Fetch(max);
+    if (jobs.ok())
+      for (Job& j : *jobs) j.body.reset();
+    return jobs;
+  }
+  absl::Status Complete(absl::Span<JobResult> r) override { return inner_.Complete(r); }
+  bool Done(size_t in_flight) override { return inner_.Done(in_flight); }
+  absl::Status Compose(Job* job, int shard, bool* permanent) override {
+    shards_seen_[shard] = true;
+    if (job->recipients[0].address == "c3@example.com") {
+      *permanent = true;
+      return absl::InvalidArgumentError("template: bad value");
+    }
+    job->body = std::make_shared<const std::string>("Subject: composed for " +
+                                                    job->recipients[0].address + "\r\n\r\nhi\r\n");
+    return absl::OkStatus();
+  }
+  InMemorySource inner_;
+  bool shards_seen_[8] = {};
+};
+
+TEST(EngineTest, ComposesOnTheSendingShard) {
+  TestSmtpServer server;
+  auto cfg = MakeConfig("", {server.hostport()});
+  ComposingSource source(6);
+  ASSERT_TRUE(RunEngine(cfg, &source).ok());
+  auto f = source.inner_.Final();
+  EXPECT_EQ(source.inner_.Count(Disposition::kDelivered), 5u);
+  EXPECT_EQ(f["c3@example.com"].disposition, Disposition::kBounced);
+  EXPECT_EQ(f["c3@example.com"].category, "composition");
+  ASSERT_EQ(server.message_count(), 5u);
+  EXPECT_THAT(server.messages()[0].data, ::testing::HasSubstr("Subject: composed for c"));
+}
+
+TEST(EngineTest, SitesAreSpreadOverShardsAndOwnedByOne) {
+  // Two domains with different hosts are two sites; each is owned by exactly
+  // one shard: all its mail flows through one pool (connection cap holds).
+  TestSmtpServer a, b;
+  std::string text =
+      "shards = 2\npin_threads = false\n[tls]\nmode = \"off\"\n[delivery]\nconnections_per_site = "
+      "2\n[routes]\n\"a.example\" = \"" +
+      a.hostport() + "\"\n\"b.example\" = \"" + b.hostport() + "\"\n";
+  auto cfg = config::ParseConfig(text, "t.toml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  InMemorySource source;
+  source.AddSimple("s@sender.test", Recipients(50, "a.example"), kBody);
+  source.AddSimple("s@sender.test", Recipients(50, "b.example"), kBody);
+  ASSERT_TRUE(RunEngine(*cfg, &source).ok());
+  EXPECT_EQ(source.Count(Disposition::kDelivered), 100u);
+  EXPECT_EQ(a.message_count(), 50u);
+  EXPECT_EQ(b.message_count(), 50u);
+  EXPECT_LE(a.connections(), 2);
+  EXPECT_LE(b.connections(), 2);
+}
+
+TEST(SiteTest, ShardForIsStableAndInRange) {
+  EXPECT_EQ(ShardFor("a", 1), 0);
+  std::set<int> seen;
+  for (int i = 0; i < 100; ++i) {
+    int s = ShardFor("site" + std::to_string(i), 4);
+    EXPECT_GE(s, 0);
+    EXPECT_LT(s, 4);
+    EXPECT_EQ(s, ShardFor("site" + std::to_string(i), 4));
+    seen.insert(s);
+  }
+  EXPECT_EQ(seen.size(), 4u);
+}
+
+TEST(SiteTest, MakeSiteKeepsOrderAndLabels) {
+  auto site = MakeSite({"127.0.0.3:2525", "127.0.0.4"}, "t");
+  ASSERT_TRUE(site.ok()) << site.status();
+  ASSERT_EQ((*site)->hosts.size(), 2u);
+  EXPECT_EQ((*site)->hosts[0].label, "[127.0.0.3]:2525");
+  EXPECT_EQ((*site)->hosts[1].label, "[127.0.0.4]:25");
+  EXPECT_FALSE(MakeSite({"h:0"}, "f.toml:7").ok());
+}
+
+TEST(EngineTest, BadRouteIsAStartupErrorNamingFileLine) {
+  config::Config cfg;
+  cfg.routes.push_back({"example.com", {"bad host name!"}, "f.toml:7"});
+  InMemorySource source;
+  auto e = Engine::Create(cfg, &source);
+  ASSERT_FALSE(e.ok());
+  EXPECT_THAT(std::string(e.status().message()), ::testing::HasSubstr("f.toml:7"));
+}
+
+}  // namespace
+}  // namespace salvo::delivery
