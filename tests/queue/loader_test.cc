@@ -1,0 +1,235 @@
+// Campaign loading: malformed input gives a clear FILE:LINE error and leaves
+// the database unchanged; invalid addresses are skipped and reported (fatal
+// with strict); campaign files (TOML).
+#include <atomic>
+#include <filesystem>
+#include <regex>
+
+#include "gtest/gtest.h"
+#include "queue/campaign.h"
+#include "tests/queue/spool_fixture.h"
+
+namespace salvo::queue {
+namespace {
+
+using testing::SpoolTest;
+
+// Stands in for engine/message's Template::CheckColumns: every {{name}} must
+// be a CSV column; the error names the placeholder and template file:line.
+absl::Status CheckPlaceholders(std::string_view text, std::string_view path,
+                               const std::vector<std::string>& columns) {
+  std::string t(text);
+  std::regex re("\\{\\{\\s*([A-Za-z0-9_]+)\\s*\\}\\}");
+  for (auto it = std::sregex_iterator(t.begin(), t.end(), re); it != std::sregex_iterator(); ++it) {
+    std::string name = (*it)[1];
+    if (std::find(columns.begin(), columns.end(), name) == columns.end()) {
+      int line = 1 + std::count(t.begin(), t.begin() + it->position(), '\n');
+      return absl::InvalidArgumentError(std::string(path) + ":" + std::to_string(line) +
+                                        ": unknown placeholder {{" + name + "}}");
+    }
+  }
+  return absl::OkStatus();
+}
+
+class LoaderTest : public SpoolTest {
+ protected:
+  void SetUp() override {
+    SpoolTest::SetUp();
+    // Some existing state so "unchanged" means something.
+    CampaignSpec spec = Spec("email,name\nold@example.com,Old\n", "existing");
+    ASSERT_TRUE(spool_->LoadCampaign(spec, {}).ok());
+    ASSERT_TRUE(spool_->AddSuppression("gone@example.com", "manual").ok());
+  }
+  testing::Dump Snapshot() {
+    spool_.reset();
+    testing::Dump d = testing::DumpSpool(dir_.File("data"));
+    Reopen();
+    return d;
+  }
+};
+
+struct BadCase {
+  std::string name;
+  std::string csv;   // recipient list content
+  std::string want;  // substring of the error, after the path
+  std::string template_text = testing::kTemplate;
+  bool csv_is_missing = false;
+  bool template_is_missing = false;
+  bool template_is_dir = false;
+  bool strict = false;
+};
+
+TEST_F(LoaderTest, MalformedInputGivesFileLineErrorAndLeavesTheDatabaseUnchanged) {
+  const std::string big_field(1 << 20, 'x');
+  std::string late_error = "email,name\n";
+  for (int i = 0; i < 45000; ++i) late_error += "r" + std::to_string(i) + "@example.com,n\n";
+  late_error += "broken@example.com,\"unterminated\n";
+  std::vector<BadCase> cases = {
+      {"unterminated quote", "email,name\na@example.com,\"Ann\n", ":2: unterminated quoted field"},
+      {"quote in unquoted field", "email,name\na@example.com,An\"n\n",
+       ":2: quote inside unquoted field"},
+      {"junk after closing quote", "email,name\na@example.com,\"Ann\"x\n",
+       ":2: unexpected character after closing quote"},
+      {"missing email column", "mail,name\na@example.com,Ann\n",
+       ":1: header has no 'email' column"},
+      {"non-UTF-8 bytes", "email,name\na@example.com,\xe9t\xe9\n",
+       ":2: field 2 is not valid UTF-8"},
+      {"non-UTF-8 in header", "email,n\xff\na@example.com,x\n", ":1: field 2 is not valid UTF-8"},
+      {"1 MB line", "email,name\na@example.com," + big_field + "\n",
+       ":2: record longer than 1 MiB"},
+      {"empty file", "", ":1: empty file"},
+      {"only blank lines", "\n\n\r\n", ":1: empty file"},
+      {"header only", "email,name\n", ":2: no recipient rows"},
+      {"duplicate column", "email,name,name\na@example.com,x,y\n",
+       ":1: header column 'name' appears twice"},
+      {"empty column name", "email,,name\na@example.com,x,y\n", ":1: header column 2 has no name"},
+      {"too many fields", "email,name\na@example.com,Ann\nb@example.com,Bob,extra\n",
+       ":3: row has 3 fields, the header has 2"},
+      {"too few fields", "email,name\na@example.com\n", ":2: row has 1 fields, the header has 2"},
+      {"bare CR", "email,name\ra@example.com,Ann\n", ":1: bare carriage return"},
+      {"NUL byte", std::string("email,name\na@example.com,A\0n\n", 29), ":2: NUL byte"},
+      {"broken BOM",
+       "\xef\xbb"
+       "email\na@example.com\n",
+       ":1: file starts with a broken UTF-8 byte order mark"},
+      {"unknown placeholder", "email,name\na@example.com,Ann\n",
+       "template.eml:6: unknown placeholder {{coupon}}",
+       std::string(testing::kTemplate) + "Use {{coupon}}\r\n"},
+      {"missing template", "email,name\na@example.com,Ann\n",
+       "template.eml:1: cannot read template file", testing::kTemplate, false, true},
+      {"unreadable template (a directory)", "email,name\na@example.com,Ann\n",
+       "template.eml:1:", testing::kTemplate, false, false, true},
+      {"empty template", "email,name\na@example.com,Ann\n", "template.eml:1: template is empty",
+       ""},
+      {"missing recipient list", "", ": cannot open recipient list", testing::kTemplate, true},
+      {"no valid address", "email,name\nnot-an-address,x\n@nope,y\n", ": no valid recipient"},
+      {"invalid address with strict", "email,name\na@example.com,Ann\nbad address,x\n",
+       ":3: invalid address 'bad address'", testing::kTemplate, false, false, false, true},
+      {"error after 45000 good rows", late_error, ":45002: unterminated quoted field"},
+  };
+  ASSERT_GE(cases.size(), 20u);
+  testing::Dump before = Snapshot();
+  for (const BadCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    testing::TempDir files;
+    CampaignSpec spec;
+    spec.name = "bad";
+    spec.from = "news@example.com";
+    spec.template_path = files.File("template.eml");
+    if (c.template_is_dir) {
+      std::filesystem::create_directory(spec.template_path);
+    } else if (!c.template_is_missing) {
+      files.Write("template.eml", c.template_text);
+    }
+    spec.recipients_path = files.File("list.csv");
+    if (!c.csv_is_missing) files.Write("list.csv", c.csv);
+    LoadOptions o;
+    o.strict = c.strict;
+    o.validate_template = CheckPlaceholders;
+    absl::StatusOr<LoadReport> r = spool_->LoadCampaign(spec, o);
+    ASSERT_FALSE(r.ok());
+    const std::string msg(r.status().message());
+    const std::string& file =
+        c.want.rfind("template.eml", 0) == 0 ? files.path() + "/" : spec.recipients_path;
+    EXPECT_NE(msg.find(file + c.want), std::string::npos) << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << "one line: " << msg;
+    EXPECT_EQ(spool_->ListCampaigns().size(), 1u);
+  }
+  EXPECT_EQ(Snapshot(), before);
+}
+
+TEST_F(LoaderTest, InterruptedLoadLeavesNothing) {
+  testing::Dump before = Snapshot();
+  std::string csv = "email\n";
+  for (int i = 0; i < 70000; ++i) csv += "r" + std::to_string(i) + "@example.com\n";
+  std::atomic<bool> interrupted{false};
+  LoadOptions o;
+  o.interrupted = &interrupted;
+  size_t progress_calls = 0;
+  o.progress = [&](const LoadProgress& p) {
+    ++progress_calls;
+    EXPECT_LE(p.bytes_read, p.bytes_total);
+    interrupted = true;  // "Ctrl-C" after the first progress report
+  };
+  absl::StatusOr<LoadReport> r = spool_->LoadCampaign(Spec(csv), o);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kCancelled) << r.status();
+  EXPECT_GE(progress_calls, 1u);
+  EXPECT_EQ(Snapshot(), before);
+}
+
+TEST_F(LoaderTest, InvalidAddressesAreSkippedAndReportedWithFileLine) {
+  CampaignSpec spec = Spec(
+      "email,name\r\ngood@example.com,G\r\nno-at-sign,X\r\n\"multi\r\nline\",Y\r\n"
+      "ok@ex\xc3\xa4mple.de,Z\r\nuser@localhost,W\r\n");
+  LoadOptions o;
+  o.validate_template = CheckPlaceholders;
+  absl::StatusOr<LoadReport> r = spool_->LoadCampaign(spec, o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->rows, 5u);
+  EXPECT_EQ(r->accepted, 2u);
+  EXPECT_EQ(r->invalid, 3u);
+  ASSERT_EQ(r->first_errors.size(), 3u);
+  EXPECT_EQ(r->first_errors[0], spec.recipients_path + ":3: invalid address 'no-at-sign': no '@'");
+  EXPECT_NE(r->first_errors[1].find(spec.recipients_path + ":4: invalid address"),
+            std::string::npos);
+  EXPECT_NE(r->first_errors[2].find(":7: invalid address 'user@localhost'"), std::string::npos)
+      << r->first_errors[2];
+}
+
+TEST(CampaignFileTest, ParsesAndResolvesRelativePaths) {
+  testing::TempDir d;
+  std::string path = d.Write("spring.toml", R"(
+name = "Spring sale"
+template = "message.eml"
+recipients = "/abs/list.csv"
+from = "news@example.com"
+dkim_domain = "example.com"
+[retry]
+first_retry_min = "1m"
+first_retry_max = "2m"
+multiplier = 3.0
+max_delay = "2h"
+max_age = "1d"
+[options]
+priority = 5
+)");
+  absl::StatusOr<CampaignSpec> spec = ParseCampaignFile(path);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->name, "Spring sale");
+  EXPECT_EQ(spec->template_path, d.path() + "/message.eml");
+  EXPECT_EQ(spec->recipients_path, "/abs/list.csv");
+  EXPECT_EQ(spec->retry.first_retry_min, absl::Minutes(1));
+  EXPECT_EQ(spec->retry.multiplier, 3.0);
+  EXPECT_EQ(spec->retry.max_age, absl::Hours(24));
+  EXPECT_EQ(spec->options.at("priority"), "5");
+}
+
+TEST(CampaignFileTest, BadCampaignFilesNameFileAndLine) {
+  testing::TempDir d;
+  const std::string head =
+      "name = \"x\"\ntemplate = \"t\"\nrecipients = \"r\"\nfrom = \"a@b.example\"\n";
+  struct Case {
+    std::string content, want;
+  } cases[] = {
+      {"name = \"x\nfrom = 1\n", ":1: "},
+      {head + "colour = \"red\"\n", ":5: unknown key 'colour'"},
+      {"name = \"x\"\ntemplate = \"t\"\nrecipients = \"r\"\n", ":1: missing required key 'from'"},
+      {head + "[retry]\nmax_age = \"3 weeks\"\n", ":6: retry.max_age: bad duration"},
+      {head + "[retry]\nfirst_retry_min = \"1h\"\nfirst_retry_max = \"1m\"\n",
+       ": retry.first_retry_max must be >="},
+      {"name = 5\n", ":1: 'name' must be a string"},
+      {head + "[retry]\nbackoff = 2\n", ":6: unknown key 'retry.backoff'"},
+  };
+  for (const Case& c : cases) {
+    std::string path = d.Write("c.toml", c.content);
+    absl::StatusOr<CampaignSpec> spec = ParseCampaignFile(path);
+    ASSERT_FALSE(spec.ok()) << c.content;
+    EXPECT_NE(spec.status().message().find(path + c.want), std::string::npos)
+        << spec.status().message();
+  }
+  EXPECT_NE(ParseCampaignFile(d.File("missing.toml")).status().message().find("missing.toml"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace salvo::queue
