@@ -1,0 +1,398 @@
+#include "engine/sink/smtp_server.h"
+
+#include <string.h>
+
+#include <algorithm>
+#include <charconv>
+
+#include "absl/strings/str_cat.h"
+
+namespace salvo::sink {
+namespace {
+
+// Debian's abseil has its own absl::string_view (not std::string_view), so
+// the few string helpers needed here are local.
+char Lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (Lower(a[i]) != Lower(b[i])) return false;
+  return true;
+}
+
+std::string_view StripEol(std::string_view line) {
+  if (!line.empty() && line.back() == '\n') line.remove_suffix(1);
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  return line;
+}
+
+std::string_view TrimSpaces(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// Parses "<prefix><address> params" (prefix like "FROM:"); returns false on
+// bad syntax. The angle brackets are optional (lenient, like Postfix).
+bool ParsePath(std::string_view args, std::string_view prefix, std::string_view* address,
+               std::string_view* params) {
+  if (args.size() < prefix.size() || !EqualsIgnoreCase(args.substr(0, prefix.size()), prefix))
+    return false;
+  args = TrimSpaces(args.substr(prefix.size()));
+  if (args.empty()) return false;
+  if (args.front() == '<') {
+    size_t close = args.find('>');
+    if (close == std::string_view::npos) return false;
+    *address = args.substr(1, close - 1);
+    *params = TrimSpaces(args.substr(close + 1));
+  } else {
+    size_t sp = args.find(' ');
+    *address = args.substr(0, sp);
+    *params = sp == std::string_view::npos ? std::string_view() : TrimSpaces(args.substr(sp));
+  }
+  return address->find_first_of(" <>\t") == std::string_view::npos;
+}
+
+bool ParseU64(std::string_view s, uint64_t* v) {
+  if (s.empty()) return false;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *v);
+  return ec == std::errc() && p == s.data() + s.size();
+}
+
+}  // namespace
+
+std::string DomainOf(std::string_view address) {
+  size_t at = address.rfind('@');
+  if (at == std::string_view::npos) return "";
+  std::string domain(address.substr(at + 1));
+  for (char& c : domain) c = Lower(c);
+  return domain;
+}
+
+void ServerSession::Greeting(std::string* out) const {
+  absl::StrAppend(out, "220 ", options_.hostname, " ESMTP Salvo sink\r\n");
+}
+
+ServerSession::Result ServerSession::Feed(std::string_view in, std::string* out) {
+  while (!in.empty() && mode_ != Mode::kDone) {
+    switch (mode_) {
+      case Mode::kCommand: {
+        const void* nl = memchr(in.data(), '\n', in.size());
+        if (nl == nullptr) {
+          if (overlong_line_ || line_buf_.size() + in.size() > options_.max_line) {
+            overlong_line_ = true;  // discard up to the end of this line
+            line_buf_.clear();
+          } else {
+            line_buf_.append(in);
+          }
+          return result_;
+        }
+        size_t n = static_cast<size_t>(static_cast<const char*>(nl) - in.data()) + 1;
+        if (overlong_line_ || line_buf_.size() + n > options_.max_line) {
+          overlong_line_ = false;
+          line_buf_.clear();
+          out->append("500 5.5.2 Error: line too long\r\n");
+        } else if (line_buf_.empty()) {
+          HandleLine(in.substr(0, n), out);
+        } else {
+          line_buf_.append(in.substr(0, n));
+          std::string line = std::move(line_buf_);
+          line_buf_.clear();
+          HandleLine(line, out);
+        }
+        in.remove_prefix(n);
+        break;
+      }
+      case Mode::kData:
+        in.remove_prefix(ConsumeData(in, out));
+        break;
+      case Mode::kBdat: {
+        size_t n = static_cast<size_t>(std::min<uint64_t>(bdat_remaining_, in.size()));
+        if (has_mail_) AppendContent(in.substr(0, n));
+        bdat_remaining_ -= n;
+        in.remove_prefix(n);
+        if (bdat_remaining_ == 0) {
+          mode_ = Mode::kCommand;
+          if (!has_mail_) {
+            out->append("503 5.5.1 Error: need MAIL and RCPT before BDAT\r\n");
+          } else if (bdat_last_) {
+            FinishMessage(out);
+          } else {
+            out->append("250 2.0.0 Ok: chunk received\r\n");
+          }
+        }
+        break;
+      }
+      case Mode::kDone:
+        break;
+    }
+  }
+  return result_;
+}
+
+void ServerSession::Apply(Verdict v, std::string* out) {
+  if (v == Verdict::kShutdown) {
+    absl::StrAppend(out, "421 4.7.0 ", options_.hostname,
+                    " Error: too many messages, closing connection\r\n");
+    result_ = Result::kCloseAfterSend;
+    mode_ = Mode::kDone;
+  } else if (v == Verdict::kDrop) {
+    result_ = Result::kDropNow;
+    mode_ = Mode::kDone;
+  }
+}
+
+void ServerSession::HandleLine(std::string_view raw, std::string* out) {
+  std::string_view line = StripEol(raw);
+  size_t sp = line.find(' ');
+  std::string_view verb = line.substr(0, sp);
+  std::string_view args = sp == std::string_view::npos ? std::string_view() : line.substr(sp + 1);
+  auto is = [&](std::string_view name) { return EqualsIgnoreCase(verb, name); };
+
+  if (is("EHLO")) {
+    if (TrimSpaces(args).empty()) {
+      out->append("501 5.5.4 Syntax: EHLO hostname\r\n");
+      return;
+    }
+    ResetTransaction();
+    greeted_ = true;
+    absl::StrAppend(out, "250-", options_.hostname, "\r\n250-PIPELINING\r\n250-SIZE ",
+                    options_.max_message_size,
+                    "\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n"
+                    "250 CHUNKING\r\n");
+  } else if (is("HELO")) {
+    if (TrimSpaces(args).empty()) {
+      out->append("501 5.5.4 Syntax: HELO hostname\r\n");
+      return;
+    }
+    ResetTransaction();
+    greeted_ = true;
+    absl::StrAppend(out, "250 ", options_.hostname, "\r\n");
+  } else if (is("MAIL")) {
+    HandleMail(args, out);
+  } else if (is("RCPT")) {
+    HandleRcpt(args, out);
+  } else if (is("DATA")) {
+    HandleData(out);
+  } else if (is("BDAT")) {
+    HandleBdat(args, out);
+  } else if (is("RSET")) {
+    ResetTransaction();
+    out->append("250 2.0.0 Ok\r\n");
+  } else if (is("NOOP")) {
+    out->append("250 2.0.0 Ok\r\n");
+  } else if (is("QUIT")) {
+    out->append("221 2.0.0 Bye\r\n");
+    result_ = Result::kCloseAfterSend;
+    mode_ = Mode::kDone;
+  } else if (is("VRFY")) {
+    out->append("252 2.5.0 Cannot VRFY user\r\n");
+  } else if (is("HELP")) {
+    out->append("214 2.0.0 Salvo sink: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT\r\n");
+  } else {
+    out->append("500 5.5.2 Error: command not recognized\r\n");
+  }
+}
+
+void ServerSession::HandleMail(std::string_view args, std::string* out) {
+  if (!greeted_) {
+    out->append("503 5.5.1 Error: send HELO/EHLO first\r\n");
+    return;
+  }
+  if (has_mail_) {
+    out->append("503 5.5.1 Error: nested MAIL command\r\n");
+    return;
+  }
+  std::string_view address, params;
+  if (!ParsePath(args, "FROM:", &address, &params)) {
+    out->append("501 5.5.4 Syntax: MAIL FROM:<address>\r\n");
+    return;
+  }
+  while (!params.empty()) {
+    size_t sp = params.find(' ');
+    std::string_view p = params.substr(0, sp);
+    params = sp == std::string_view::npos ? std::string_view() : TrimSpaces(params.substr(sp));
+    if (p.size() > 5 && EqualsIgnoreCase(p.substr(0, 5), "SIZE=")) {
+      uint64_t size = 0;
+      if (!ParseU64(p.substr(5), &size)) {
+        out->append("501 5.5.4 Bad SIZE parameter\r\n");
+        return;
+      }
+      if (size > options_.max_message_size) {
+        out->append("552 5.3.4 Error: message size exceeds fixed limit\r\n");
+        return;
+      }
+    }
+  }
+  Verdict v = policy_->OnMail(address, messages_done_);
+  if (v != Verdict::kAccept) return Apply(v, out);
+  has_mail_ = true;
+  envelope_.mail_from.assign(address);
+  out->append("250 2.1.0 Ok\r\n");
+}
+
+void ServerSession::HandleRcpt(std::string_view args, std::string* out) {
+  if (!has_mail_) {
+    out->append("503 5.5.1 Error: need MAIL command\r\n");
+    return;
+  }
+  std::string_view address, params;
+  if (!ParsePath(args, "TO:", &address, &params) || address.empty()) {
+    out->append("501 5.5.4 Syntax: RCPT TO:<address>\r\n");
+    return;
+  }
+  Verdict v = policy_->OnRcpt(address);
+  switch (v) {
+    case Verdict::kAccept:
+      envelope_.recipients.emplace_back(address);
+      out->append("250 2.1.5 Ok\r\n");
+      return;
+    case Verdict::kBounce:
+      out->append("550 5.1.1 Recipient address rejected: User unknown (salvo sink)\r\n");
+      return;
+    case Verdict::kDefer450:
+      out->append("450 4.2.0 Recipient address temporarily unavailable (salvo sink)\r\n");
+      return;
+    case Verdict::kDefer451:
+      out->append("451 4.3.0 Temporary local problem, try again later (salvo sink)\r\n");
+      return;
+    case Verdict::kShutdown:
+    case Verdict::kDrop:
+      return Apply(v, out);
+  }
+}
+
+void ServerSession::HandleData(std::string* out) {
+  if (!has_mail_) {
+    out->append("503 5.5.1 Error: need MAIL command\r\n");
+    return;
+  }
+  if (envelope_.recipients.empty()) {
+    out->append("554 5.5.1 Error: no valid recipients\r\n");
+    return;
+  }
+  Verdict v = policy_->OnData();
+  if (v != Verdict::kAccept) return Apply(v, out);
+  out->append("354 End data with <CR><LF>.<CR><LF>\r\n");
+  mode_ = Mode::kData;
+  dot_ = DotState::kLineStart;
+  content_.clear();
+  content_size_ = 0;
+}
+
+void ServerSession::HandleBdat(std::string_view args, std::string* out) {
+  args = TrimSpaces(args);
+  size_t sp = args.find(' ');
+  uint64_t size = 0;
+  std::string_view rest = sp == std::string_view::npos ? "" : TrimSpaces(args.substr(sp));
+  if (!ParseU64(args.substr(0, sp), &size) || !(rest.empty() || EqualsIgnoreCase(rest, "LAST"))) {
+    // The chunk length is unknown: the stream cannot be resynchronized.
+    out->append("501 5.5.4 Syntax: BDAT size [LAST], closing connection\r\n");
+    result_ = Result::kCloseAfterSend;
+    mode_ = Mode::kDone;
+    return;
+  }
+  bdat_last_ = !rest.empty();
+  if (has_mail_ && envelope_.recipients.empty()) {
+    // Consume the chunk, answer as DATA would.
+    out->append("554 5.5.1 Error: no valid recipients\r\n");
+    ResetTransaction();
+  } else if (has_mail_ && !bdat_started_) {
+    Verdict v = policy_->OnData();
+    if (v != Verdict::kAccept) return Apply(v, out);
+    bdat_started_ = true;
+    content_.clear();
+    content_size_ = 0;
+  }
+  bdat_remaining_ = size;
+  mode_ = Mode::kBdat;
+  if (size == 0) {
+    mode_ = Mode::kCommand;
+    if (!has_mail_) {
+      out->append("503 5.5.1 Error: need MAIL and RCPT before BDAT\r\n");
+    } else if (bdat_last_) {
+      FinishMessage(out);
+    } else {
+      out->append("250 2.0.0 Ok: chunk received\r\n");
+    }
+  }
+}
+
+size_t ServerSession::ConsumeData(std::string_view in, std::string* out) {
+  size_t i = 0;
+  while (i < in.size()) {
+    switch (dot_) {
+      case DotState::kInLine: {
+        const void* nl = memchr(in.data() + i, '\n', in.size() - i);
+        size_t end = nl == nullptr
+                         ? in.size()
+                         : static_cast<size_t>(static_cast<const char*>(nl) - in.data()) + 1;
+        AppendContent(in.substr(i, end - i));
+        i = end;
+        if (nl != nullptr) dot_ = DotState::kLineStart;
+        break;
+      }
+      case DotState::kLineStart:
+        if (in[i] == '.') {
+          dot_ = DotState::kDot;
+          ++i;
+        } else {
+          dot_ = DotState::kInLine;
+        }
+        break;
+      case DotState::kDot:
+        if (in[i] == '\r') {
+          dot_ = DotState::kDotCr;
+          ++i;
+        } else if (in[i] == '\n') {  // bare LF ending, accepted leniently
+          ++i;
+          FinishMessage(out);
+          return i;
+        } else {
+          dot_ = DotState::kInLine;  // a leading dot is removed (RFC 5321 4.5.2)
+        }
+        break;
+      case DotState::kDotCr:
+        if (in[i] == '\n') {
+          ++i;
+          FinishMessage(out);
+          return i;
+        }
+        AppendContent("\r");
+        dot_ = DotState::kInLine;
+        break;
+    }
+  }
+  return i;
+}
+
+void ServerSession::AppendContent(std::string_view bytes) {
+  content_size_ += bytes.size();
+  if (options_.keep_content && content_size_ <= options_.max_message_size) content_.append(bytes);
+}
+
+void ServerSession::FinishMessage(std::string* out) {
+  mode_ = Mode::kCommand;
+  dot_ = DotState::kLineStart;
+  if (content_size_ > options_.max_message_size) {
+    out->append("552 5.3.4 Error: message file too big\r\n");
+  } else {
+    policy_->OnMessage(envelope_, content_, content_size_);
+    ++messages_done_;
+    absl::StrAppend(out, "250 2.0.0 Ok: queued as S", messages_done_, "\r\n");
+  }
+  ResetTransaction();
+}
+
+void ServerSession::ResetTransaction() {
+  has_mail_ = false;
+  bdat_started_ = false;
+  envelope_.mail_from.clear();
+  envelope_.recipients.clear();
+  content_.clear();
+  content_.shrink_to_fit();  // idle connections hold no message buffer
+  content_size_ = 0;
+}
+
+}  // namespace salvo::sink

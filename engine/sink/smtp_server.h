@@ -1,0 +1,116 @@
+#pragma once
+// The receiving side of SMTP as a sans-I/O state machine: bytes in, reply
+// bytes out, decisions asked of a SessionPolicy. No sockets, no clock, so
+// tests drive it with strings. Used by salvo sink (one per connection, on
+// the connection's shard thread).
+//
+// Pipelining (RFC 2920): Feed() consumes every complete command in its input
+// and appends the replies in order; a partial line is kept until the rest
+// arrives. DATA content is dot-unstuffed (RFC 5321 4.5.2) and streamed, so a
+// message split across reads at any byte is handled. BDAT (RFC 3030) chunks
+// are taken raw.
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace salvo::sink {
+
+// What the policy decides for a command.
+enum class Verdict {
+  kAccept,    // normal positive reply
+  kBounce,    // RCPT: 550 5.1.1
+  kDefer450,  // RCPT: 450 4.2.0
+  kDefer451,  // RCPT: 451 4.3.0
+  kShutdown,  // 421 4.7.0, then close the connection
+  kDrop,      // close the connection without a reply
+};
+
+struct Envelope {
+  std::string mail_from;
+  std::vector<std::string> recipients;  // accepted ones only
+};
+
+class SessionPolicy {
+ public:
+  virtual ~SessionPolicy() = default;
+  // MAIL FROM was well formed; messages_done counts completed messages on
+  // this connection. kAccept, kShutdown or kDrop.
+  virtual Verdict OnMail(std::string_view from, uint64_t messages_done) = 0;
+  // RCPT TO was well formed. kAccept, kBounce, kDefer450/451, kShutdown, kDrop.
+  virtual Verdict OnRcpt(std::string_view rcpt) = 0;
+  // DATA (or the first BDAT) with at least one accepted recipient. kAccept or kDrop.
+  virtual Verdict OnData() = 0;
+  // The message is complete and within limits; the 250 reply follows.
+  // `data` is the exact content after dot-unstuffing (empty unless
+  // keep_content was set in ServerOptions).
+  virtual void OnMessage(const Envelope& envelope, std::string_view data, uint64_t size) = 0;
+};
+
+struct ServerOptions {
+  std::string hostname = "sink.salvo.invalid";
+  uint64_t max_message_size = 50 * 1024 * 1024;  // advertised as SIZE
+  bool keep_content = false;                     // pass message bytes to OnMessage
+  size_t max_line = 4096;                        // command line limit
+};
+
+class ServerSession {
+ public:
+  enum class Result {
+    kContinue,        // keep reading
+    kCloseAfterSend,  // send `out`, then close (QUIT, 421)
+    kDropNow,         // close at once, send nothing more
+  };
+
+  ServerSession(const ServerOptions& options, SessionPolicy* policy)
+      : options_(options), policy_(policy) {}
+
+  // The 220 greeting.
+  void Greeting(std::string* out) const;
+  // Consumes `in` (any split of the client's byte stream), appending replies
+  // to `out`. After a non-kContinue result, further input is ignored.
+  Result Feed(std::string_view in, std::string* out);
+
+  uint64_t messages_done() const { return messages_done_; }
+  bool in_transaction() const { return has_mail_; }
+
+ private:
+  enum class Mode { kCommand, kData, kBdat, kDone };
+  // Dot-unstuffing state at the current position in DATA content.
+  enum class DotState { kLineStart, kInLine, kDot, kDotCr };
+
+  void HandleLine(std::string_view line, std::string* out);
+  void HandleMail(std::string_view args, std::string* out);
+  void HandleRcpt(std::string_view args, std::string* out);
+  void HandleData(std::string* out);
+  void HandleBdat(std::string_view args, std::string* out);
+  // Returns the number of bytes of `in` consumed; sets mode_ back to
+  // kCommand when the terminating "." line is seen.
+  size_t ConsumeData(std::string_view in, std::string* out);
+  void AppendContent(std::string_view bytes);
+  void FinishMessage(std::string* out);
+  void ResetTransaction();
+  void Apply(Verdict v, std::string* out);
+
+  const ServerOptions& options_;
+  SessionPolicy* policy_;
+  Mode mode_ = Mode::kCommand;
+  Result result_ = Result::kContinue;
+  bool greeted_ = false;
+  bool has_mail_ = false;
+  bool overlong_line_ = false;
+  std::string line_buf_;  // a partial command line carried between reads
+  Envelope envelope_;
+  std::string content_;
+  uint64_t content_size_ = 0;
+  DotState dot_ = DotState::kLineStart;
+  uint64_t bdat_remaining_ = 0;
+  bool bdat_last_ = false;
+  bool bdat_started_ = false;
+  uint64_t messages_done_ = 0;
+};
+
+// Lower-cased domain of an address ("" when there is none).
+std::string DomainOf(std::string_view address);
+
+}  // namespace salvo::sink
