@@ -32,6 +32,10 @@ struct Resolver::Lookup {
   std::vector<std::string> permanent;  // notes on hosts that have no address
 };
 
+// Cache time is read from the clock, not Reactor::Now(): that is cached per
+// loop turn and is stale when a lookup starts outside a callback.
+SiteCache::TimePoint CacheNow() { return std::chrono::steady_clock::now(); }
+
 struct Resolver::Query {
   Resolver* resolver;
   Lookup* lookup;
@@ -94,7 +98,9 @@ absl::StatusOr<std::string> ServersCsv(const std::vector<std::string>& servers) 
 
 // ---- c-ares socket functions: sockets are ours, closes go through the reactor. ----
 ares_socket_t SockOpen(int domain, int type, int protocol, void*) {
-  return ::socket(domain, type | SOCK_CLOEXEC, protocol);
+  // c-ares leaves sockets from custom socket functions as they are: they must
+  // be non-blocking or a read would stall the shard thread.
+  return ::socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
 }
 int SockConnect(ares_socket_t fd, const sockaddr* addr, ares_socklen_t len, void*) {
   return ::connect(fd, addr, len);
@@ -372,13 +378,13 @@ std::optional<absl::StatusOr<Site>> Resolver::TryResolveMxNow(std::string_view d
     }
     std::vector<std::string> parts;
     for (const RouteTarget& t : *route) parts.push_back(t.ToString());
-    if (auto hit = cache_.Get(absl::StrCat("route:", absl::StrJoin(parts, ",")), reactor_->Now())) {
+    if (auto hit = cache_.Get(absl::StrCat("route:", absl::StrJoin(parts, ",")), CacheNow())) {
       ++stats_.routed;
       return Prepare(*domain, *std::move(hit));
     }
     return std::nullopt;
   }
-  if (auto hit = cache_.Get(*domain, reactor_->Now())) {
+  if (auto hit = cache_.Get(*domain, CacheNow())) {
     ++stats_.cache_hits;
     return Prepare(*domain, *std::move(hit));
   }
@@ -583,7 +589,7 @@ void Resolver::Finish(Lookup* lookup, absl::StatusOr<Site> result, std::chrono::
                                               : stats_.temporary_failures);
     SALVO_LOG(kDebug, "dns: {}", std::string(result.status().message()));
   }
-  if (cache_ttl.count() > 0) cache_.Put(owned->key, result, cache_ttl, reactor_->Now());
+  if (cache_ttl.count() > 0) cache_.Put(owned->key, result, cache_ttl, CacheNow());
   for (auto& [domain, callback] : owned->waiters) {
     callback(Prepare(domain, result));
   }

@@ -1,0 +1,375 @@
+// The MX resolver against a real unbound on loopback: every case of issue 5's
+// DNS acceptance point, through the real io_uring reactor.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_replace.h"
+#include "engine/dns/resolver.h"
+#include "engine/reactor/reactor.h"
+#include "tests/dns/unbound_fixture.h"
+
+namespace salvo::dns {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::ReadTestData;
+using testing::UnboundServer;
+
+std::string Zones(const std::string& ttl_addr, const std::string& ttlmx_host) {
+  return absl::StrReplaceAll(ReadTestData("zones.conf"),
+                             {{"@TTL_ADDR@", ttl_addr}, {"@TTLMX_HOST@", ttlmx_host}});
+}
+
+std::vector<std::string> Names(const Site& site) {
+  std::vector<std::string> out;
+  for (const MxHost& h : site.hosts) out.push_back(h.name);
+  return out;
+}
+
+std::vector<std::string> Addresses(const MxHost& host) {
+  std::vector<std::string> out;
+  for (const IpAddress& a : host.addresses) out.push_back(a.ToString());
+  return out;
+}
+
+class ResolverTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<UnboundServer>> server =
+        UnboundServer::Start(Zones("127.0.0.31", "old"), ReadTestData("forward.conf"));
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    absl::StatusOr<std::unique_ptr<reactor::Reactor>> r = reactor::Reactor::Create();
+    ASSERT_TRUE(r.ok()) << r.status();
+    reactor_ = *std::move(r);
+  }
+  void TearDown() override {
+    resolvers_.clear();  // before the reactor
+    reactor_.reset();
+    if (HasFailure() && server_) std::cerr << "unbound log:\n" << server_->Log();
+    server_.reset();
+  }
+
+  Resolver& NewResolver(ResolverOptions options = {}) {
+    options.servers = {server_->address()};
+    if (options.timeout == ResolverOptions{}.timeout) options.timeout = 1000ms;
+    absl::StatusOr<std::unique_ptr<Resolver>> r = Resolver::Create(reactor_.get(), options);
+    EXPECT_TRUE(r.ok()) << r.status();
+    resolvers_.push_back(*std::move(r));
+    return *resolvers_.back();
+  }
+
+  // Resolves `domains` concurrently, running the reactor until all answered
+  // (bounded by `limit`).
+  std::vector<absl::StatusOr<Site>> ResolveAll(Resolver& resolver,
+                                               const std::vector<std::string>& domains,
+                                               reactor::Duration limit = 10s) {
+    std::vector<std::optional<absl::StatusOr<Site>>> out(domains.size());
+    size_t done = 0;
+    for (size_t i = 0; i < domains.size(); ++i) {
+      resolver.ResolveMx(domains[i], [&, i](absl::StatusOr<Site> result) {
+        out[i] = std::move(result);
+        if (++done == domains.size()) reactor_->Stop();
+      });
+    }
+    const reactor::TimerId guard = reactor_->RunAfter(limit, [&] { reactor_->Stop(); });
+    reactor_->Run();
+    reactor_->CancelTimer(guard);
+    std::vector<absl::StatusOr<Site>> results;
+    for (size_t i = 0; i < domains.size(); ++i) {
+      results.push_back(out[i] ? *std::move(out[i])
+                               : absl::StatusOr<Site>(absl::DeadlineExceededError(
+                                     "test: no answer for " + domains[i] + " in time")));
+    }
+    return results;
+  }
+  absl::StatusOr<Site> Resolve(Resolver& resolver, const std::string& domain) {
+    return std::move(ResolveAll(resolver, {domain})[0]);
+  }
+
+  std::unique_ptr<UnboundServer> server_;
+  std::unique_ptr<reactor::Reactor> reactor_;
+  std::vector<std::unique_ptr<Resolver>> resolvers_;
+};
+
+TEST_F(ResolverTest, MxSetOrderedByPreferenceWithAddresses) {
+  Resolver& r = NewResolver();
+  absl::StatusOr<Site> site = Resolve(r, "Multi.Test.");
+  ASSERT_TRUE(site.ok()) << site.status();
+  EXPECT_EQ(site->domain, "multi.test");
+  EXPECT_FALSE(site->implicit_mx);
+  EXPECT_FALSE(site->routed);
+  ASSERT_EQ(site->hosts.size(), 5u);
+  const std::vector<std::string> names = Names(*site);
+  EXPECT_EQ(std::set<std::string>(names.begin(), names.begin() + 3),
+            (std::set<std::string>{"mx1.multi.test", "mx2.multi.test", "mx3.multi.test"}));
+  EXPECT_EQ(names[3], "mx4.multi.test");
+  EXPECT_EQ(names[4], "mx5.multi.test");
+  EXPECT_EQ(site->hosts[3].preference, 20);
+  // Dual-stack host: IPv4 first by default, then IPv6.
+  EXPECT_EQ(Addresses(site->hosts[3]), (std::vector<std::string>{"127.0.0.14", "::1"}));
+  EXPECT_EQ(Addresses(site->hosts[4]), (std::vector<std::string>{"127.0.0.15"}));
+  EXPECT_EQ(site->hosts[0].port, 25);
+  EXPECT_EQ(site->ttl_seconds, 300u);
+  EXPECT_EQ(site->key,
+            "mx1.multi.test:25,mx2.multi.test:25,mx3.multi.test:25,mx4.multi.test:25,"
+            "mx5.multi.test:25");
+  EXPECT_LT(ShardForSite(site->key, 2), 2u);
+}
+
+TEST_F(ResolverTest, EqualPreferenceOrderVariesAcrossLookups) {
+  Resolver& r = NewResolver();
+  std::set<std::string> firsts;
+  std::set<std::vector<std::string>> orders;
+  for (int i = 0; i < 60; ++i) {
+    absl::StatusOr<Site> site = Resolve(r, "multi.test");
+    ASSERT_TRUE(site.ok()) << site.status();
+    const std::vector<std::string> names = Names(*site);
+    ASSERT_EQ(names.size(), 5u);
+    ASSERT_EQ(names[3], "mx4.multi.test");  // preference order never broken
+    ASSERT_EQ(names[4], "mx5.multi.test");
+    firsts.insert(names[0]);
+    orders.insert(std::vector<std::string>(names.begin(), names.begin() + 3));
+  }
+  EXPECT_EQ(firsts.size(), 3u) << "each preference-10 host should come first sometimes";
+  EXPECT_GE(orders.size(), 4u);
+  // Later lookups came from the cache but were shuffled all the same.
+  EXPECT_EQ(r.stats().cache_hits, 59u);
+}
+
+TEST_F(ResolverTest, OnlyAnARecordIsAnImplicitMx) {
+  Resolver& r = NewResolver();
+  absl::StatusOr<Site> site = Resolve(r, "aonly.test");
+  ASSERT_TRUE(site.ok()) << site.status();
+  EXPECT_TRUE(site->implicit_mx);
+  ASSERT_EQ(site->hosts.size(), 1u);
+  EXPECT_EQ(site->hosts[0].name, "aonly.test");
+  EXPECT_EQ(Addresses(site->hosts[0]), (std::vector<std::string>{"127.0.0.21"}));
+}
+
+TEST_F(ResolverTest, Ipv6OnlyMxHost) {
+  Resolver& r = NewResolver();
+  absl::StatusOr<Site> site = Resolve(r, "v6.test");
+  ASSERT_TRUE(site.ok()) << site.status();
+  ASSERT_EQ(site->hosts.size(), 1u);
+  EXPECT_EQ(Addresses(site->hosts[0]), (std::vector<std::string>{"::1"}));
+  EXPECT_TRUE(site->hosts[0].addresses[0].is_v6());
+
+  // With IPv6 switched off the host has no usable address: permanent.
+  ResolverOptions v4only;
+  v4only.ipv6 = false;
+  Resolver& r4 = NewResolver(v4only);
+  absl::StatusOr<Site> none = Resolve(r4, "v6.test");
+  ASSERT_FALSE(none.ok());
+  EXPECT_TRUE(IsPermanentDnsFailure(none.status())) << none.status();
+}
+
+TEST_F(ResolverTest, NullMxIsPermanentAtOnce) {
+  Resolver& r = NewResolver();
+  absl::StatusOr<Site> site = Resolve(r, "nullmx.test");
+  ASSERT_FALSE(site.ok());
+  EXPECT_EQ(site.status().code(), absl::StatusCode::kFailedPrecondition) << site.status();
+  EXPECT_NE(site.status().message().find("nullmx.test"), absl::string_view::npos);
+  EXPECT_NE(site.status().message().find("null MX"), absl::string_view::npos);
+  EXPECT_EQ(r.stats().queries, 1u);  // no address lookups for "."
+  const smtp::Outcome o = DnsFailureOutcome(site.status());
+  EXPECT_EQ(o.disposition, smtp::Disposition::kBounced);
+  EXPECT_EQ(o.kind, smtp::FailureKind::kDns);
+  EXPECT_EQ(o.scope, smtp::Scope::kSite);
+}
+
+TEST_F(ResolverTest, NxDomainIsPermanentAndNegativelyCachedPerSoa) {
+  Resolver& r = NewResolver();
+  absl::StatusOr<Site> site = Resolve(r, "missing.nx.test");
+  ASSERT_FALSE(site.ok());
+  EXPECT_EQ(site.status().code(), absl::StatusCode::kNotFound) << site.status();
+  EXPECT_NE(site.status().message().find("missing.nx.test"), absl::string_view::npos);
+  EXPECT_NE(site.status().message().find("NXDOMAIN"), absl::string_view::npos);
+  EXPECT_EQ(DnsFailureOutcome(site.status()).disposition, smtp::Disposition::kBounced);
+  // The SOA MINIMUM is 7 s: a second lookup is answered from the cache.
+  const uint64_t queries = r.stats().queries;
+  absl::StatusOr<Site> again = Resolve(r, "missing.nx.test");
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(r.stats().queries, queries);
+  EXPECT_EQ(r.stats().cache_hits, 1u);
+}
+
+TEST_F(ResolverTest, NoMxAndNoAddressIsPermanent) {
+  Resolver& r = NewResolver();
+  std::vector<absl::StatusOr<Site>> results = ResolveAll(r, {"empty.test", "noaddr.test"});
+  ASSERT_FALSE(results[0].ok());
+  EXPECT_EQ(results[0].status().code(), absl::StatusCode::kNotFound) << results[0].status();
+  EXPECT_NE(results[0].status().message().find("no MX record and no A/AAAA"),
+            absl::string_view::npos)
+      << results[0].status();
+  ASSERT_FALSE(results[1].ok());
+  EXPECT_EQ(results[1].status().code(), absl::StatusCode::kNotFound) << results[1].status();
+  EXPECT_NE(results[1].status().message().find("ghost.noaddr.test"), absl::string_view::npos)
+      << results[1].status();
+}
+
+TEST_F(ResolverTest, ServfailAndRefusedAreTemporary) {
+  Resolver& r = NewResolver();
+  std::vector<absl::StatusOr<Site>> results = ResolveAll(r, {"servfail.test", "refused.test"});
+  ASSERT_FALSE(results[0].ok());
+  EXPECT_EQ(results[0].status().code(), absl::StatusCode::kUnavailable) << results[0].status();
+  EXPECT_NE(results[0].status().message().find("SERVFAIL"), absl::string_view::npos)
+      << results[0].status();
+  EXPECT_NE(results[0].status().message().find("servfail.test"), absl::string_view::npos);
+  ASSERT_FALSE(results[1].ok());
+  EXPECT_EQ(results[1].status().code(), absl::StatusCode::kUnavailable) << results[1].status();
+  EXPECT_NE(results[1].status().message().find("REFUSED"), absl::string_view::npos)
+      << results[1].status();
+  const smtp::Outcome o = DnsFailureOutcome(results[0].status());
+  EXPECT_EQ(o.disposition, smtp::Disposition::kDeferred);
+  EXPECT_EQ(o.category, "dns");
+  // Temporary failures are not cached: the next lookup asks again.
+  const uint64_t queries = r.stats().queries;
+  EXPECT_FALSE(Resolve(r, "servfail.test").ok());
+  EXPECT_EQ(r.stats().queries, queries + 1);
+  EXPECT_EQ(r.stats().temporary_failures, 3u);
+}
+
+TEST_F(ResolverTest, DroppedQueryTimesOutAsTemporary) {
+  ResolverOptions options;
+  options.timeout = 300ms;
+  options.tries = 1;
+  Resolver& r = NewResolver(options);
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<Site> site = Resolve(r, "drop.test");
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  ASSERT_FALSE(site.ok());
+  EXPECT_EQ(site.status().code(), absl::StatusCode::kUnavailable) << site.status();
+  EXPECT_NE(site.status().message().find("timed out"), absl::string_view::npos) << site.status();
+  EXPECT_NE(site.status().message().find("drop.test"), absl::string_view::npos);
+  EXPECT_EQ(DnsFailureOutcome(site.status()).disposition, smtp::Disposition::kDeferred);
+  // Driven by the reactor timer, not by the 10 s test guard.
+  EXPECT_LT(elapsed, 5s);
+  // The resolver still works after a timeout.
+  EXPECT_TRUE(Resolve(r, "aonly.test").ok());
+}
+
+TEST_F(ResolverTest, TtlIsHonouredForAddressAndMxRecords) {
+  Resolver& caching = NewResolver();
+  std::vector<absl::StatusOr<Site>> first = ResolveAll(caching, {"ttl.test", "ttlmx.test"});
+  ASSERT_TRUE(first[0].ok()) << first[0].status();
+  ASSERT_TRUE(first[1].ok()) << first[1].status();
+  EXPECT_EQ(Addresses(first[0]->hosts[0]), (std::vector<std::string>{"127.0.0.31"}));
+  EXPECT_EQ(first[0]->ttl_seconds, 2u);  // min(MX 300, A 2)
+  EXPECT_EQ(first[1]->hosts[0].name, "old.ttlmx.test");
+  EXPECT_EQ(first[1]->ttl_seconds, 2u);  // min(MX 2, A 300)
+  const auto cached_at = std::chrono::steady_clock::now();
+
+  // Change both records on the server.
+  ASSERT_TRUE(server_->Reload(Zones("127.0.0.32", "new"), ReadTestData("forward.conf")).ok());
+  // A resolver without a cache sees the new data at once...
+  Resolver& fresh = NewResolver();
+  std::vector<absl::StatusOr<Site>> now = ResolveAll(fresh, {"ttl.test", "ttlmx.test"});
+  ASSERT_TRUE(now[0].ok() && now[1].ok());
+  EXPECT_EQ(Addresses(now[0]->hosts[0]), (std::vector<std::string>{"127.0.0.32"}));
+  EXPECT_EQ(now[1]->hosts[0].name, "new.ttlmx.test");
+
+  // ...while the caching one still serves the old answer inside the TTL.
+  ASSERT_LT(std::chrono::steady_clock::now() - cached_at, 1500ms)
+      << "reload too slow for a 2 s TTL test";
+  std::vector<absl::StatusOr<Site>> before = ResolveAll(caching, {"ttl.test", "ttlmx.test"});
+  ASSERT_TRUE(before[0].ok() && before[1].ok());
+  EXPECT_EQ(Addresses(before[0]->hosts[0]), (std::vector<std::string>{"127.0.0.31"}));
+  EXPECT_EQ(before[1]->hosts[0].name, "old.ttlmx.test");
+
+  // After the TTL, the change is seen.
+  std::this_thread::sleep_until(cached_at + 2200ms);
+  std::vector<absl::StatusOr<Site>> after = ResolveAll(caching, {"ttl.test", "ttlmx.test"});
+  ASSERT_TRUE(after[0].ok() && after[1].ok());
+  EXPECT_EQ(Addresses(after[0]->hosts[0]), (std::vector<std::string>{"127.0.0.32"}));
+  EXPECT_EQ(after[1]->hosts[0].name, "new.ttlmx.test");
+}
+
+TEST_F(ResolverTest, ConcurrentLookupsForOneDomainShareOneQuery) {
+  Resolver& r = NewResolver();
+  std::vector<std::string> domains(20, "aonly.test");
+  domains.push_back("multi.test");
+  std::vector<absl::StatusOr<Site>> results = ResolveAll(r, domains);
+  for (const auto& s : results) ASSERT_TRUE(s.ok()) << s.status();
+  // aonly: MX + A + AAAA; multi: MX + 5 x (A + AAAA).
+  EXPECT_EQ(r.stats().queries, 3u + 11u);
+  EXPECT_EQ(r.stats().lookups, 21u);
+}
+
+TEST_F(ResolverTest, RoutingOverrideBypassesDns) {
+  ResolverOptions options;
+  ASSERT_TRUE(options.router.AddRoute("routed.example", "127.0.0.61:2525, [::1]:2526").ok());
+  ASSERT_TRUE(options.router.AddRoute("*.smarthost.example", "smtp.relay.test:587").ok());
+  Resolver& r = NewResolver(options);
+
+  absl::StatusOr<Site> site = Resolve(r, "routed.example");
+  ASSERT_TRUE(site.ok()) << site.status();
+  EXPECT_TRUE(site->routed);
+  ASSERT_EQ(site->hosts.size(), 2u);
+  EXPECT_EQ(site->hosts[0].port, 2525);  // failover order kept
+  EXPECT_EQ(Addresses(site->hosts[0]), (std::vector<std::string>{"127.0.0.61"}));
+  EXPECT_EQ(site->hosts[1].port, 2526);
+  EXPECT_EQ(Addresses(site->hosts[1]), (std::vector<std::string>{"::1"}));
+  EXPECT_EQ(site->key, "127.0.0.61:2525,[::1]:2526");
+  EXPECT_EQ(r.stats().queries, 0u);  // DNS never asked
+
+  // A host-name target is resolved (A/AAAA only, no MX query) and cached.
+  absl::StatusOr<Site> relayed = Resolve(r, "a.smarthost.example");
+  ASSERT_TRUE(relayed.ok()) << relayed.status();
+  EXPECT_TRUE(relayed->routed);
+  EXPECT_EQ(relayed->domain, "a.smarthost.example");
+  ASSERT_EQ(relayed->hosts.size(), 1u);
+  EXPECT_EQ(relayed->hosts[0].name, "smtp.relay.test");
+  EXPECT_EQ(relayed->hosts[0].port, 587);
+  EXPECT_EQ(Addresses(relayed->hosts[0]), (std::vector<std::string>{"127.0.0.51"}));
+  EXPECT_EQ(r.stats().queries, 2u);
+  absl::StatusOr<Site> other = Resolve(r, "b.smarthost.example");
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(other->domain, "b.smarthost.example");
+  EXPECT_EQ(other->key, relayed->key);  // same site, same shard
+  EXPECT_EQ(r.stats().queries, 2u);
+
+  // Synchronous fast path.
+  std::optional<absl::StatusOr<Site>> quick = r.TryResolveMxNow("routed.example");
+  ASSERT_TRUE(quick.has_value() && quick->ok());
+  EXPECT_FALSE(r.TryResolveMxNow("multi.test").has_value());
+}
+
+TEST_F(ResolverTest, BadInputAndBadServersGiveClearErrors) {
+  Resolver& r = NewResolver();
+  absl::StatusOr<Site> bad = Resolve(r, "not a domain");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("not a domain"), absl::string_view::npos);
+
+  ResolverOptions options;
+  options.servers = {"dns.example.com"};
+  absl::StatusOr<std::unique_ptr<Resolver>> broken = Resolver::Create(reactor_.get(), options);
+  ASSERT_FALSE(broken.ok());
+  EXPECT_NE(broken.status().message().find("dns.example.com"), absl::string_view::npos);
+}
+
+TEST_F(ResolverTest, DestroyingWithLookupsInFlightIsClean) {
+  ResolverOptions options;
+  options.servers = {server_->address()};
+  options.timeout = 300ms;
+  options.tries = 1;
+  absl::StatusOr<std::unique_ptr<Resolver>> r = Resolver::Create(reactor_.get(), options);
+  ASSERT_TRUE(r.ok());
+  bool called = false;
+  (*r)->ResolveMx("drop.test", [&](absl::StatusOr<Site>) { called = true; });
+  (*r)->ResolveMx("multi.test", [&](absl::StatusOr<Site>) { called = true; });
+  r->reset();
+  // Run the loop a little: late completions for the closed sockets must not
+  // touch the destroyed resolver.
+  reactor_->RunAfter(400ms, [&] { reactor_->Stop(); });
+  reactor_->Run();
+  EXPECT_FALSE(called);
+}
+
+}  // namespace
+}  // namespace salvo::dns
