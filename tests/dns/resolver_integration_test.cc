@@ -7,6 +7,13 @@
 #include <set>
 #include <thread>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+
 #include "absl/strings/str_replace.h"
 #include "engine/dns/resolver.h"
 #include "engine/reactor/reactor.h"
@@ -337,6 +344,110 @@ TEST_F(ResolverTest, RoutingOverrideBypassesDns) {
   std::optional<absl::StatusOr<Site>> quick = r.TryResolveMxNow("routed.example");
   ASSERT_TRUE(quick.has_value() && quick->ok());
   EXPECT_FALSE(r.TryResolveMxNow("multi.test").has_value());
+}
+
+TEST_F(ResolverTest, LargeMxSetArrivesOverTcpAfterTruncation) {
+  // 40 MX records with long names do not fit in a 1232-byte UDP answer:
+  // unbound truncates, c-ares retries over TCP (connect, POLLOUT, then reads).
+  std::string lines = Zones("127.0.0.31", "old");
+  lines += "  local-zone: \"big.test.\" static\n";
+  const std::string pad(40, 'x');
+  for (int i = 0; i < 40; ++i) {
+    const std::string host = "mx-" + pad + "-" + std::to_string(i) + ".big.test.";
+    lines += "  local-data: \"big.test. 300 IN MX " + std::to_string(i) + " " + host + "\"\n";
+    lines += "  local-data: \"" + host + " 300 IN A 127.0.1." + std::to_string(i + 1) + "\"\n";
+  }
+  ASSERT_TRUE(server_->Reload(lines, ReadTestData("forward.conf")).ok());
+  Resolver& r = NewResolver();
+  absl::StatusOr<Site> site = Resolve(r, "big.test");
+  ASSERT_TRUE(site.ok()) << site.status();
+  ASSERT_EQ(site->hosts.size(), 10u);  // max_mx_hosts
+  for (size_t i = 0; i < site->hosts.size(); ++i) {
+    EXPECT_EQ(site->hosts[i].preference, i);
+    EXPECT_EQ(Addresses(site->hosts[i]),
+              (std::vector<std::string>{"127.0.1." + std::to_string(i + 1)}));
+  }
+}
+
+// A DNS "server" in a thread that answers every query with a well-formed
+// header and question but a broken answer section.
+class HostileDnsServer {
+ public:
+  HostileDnsServer() {
+    fd_ = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sin{};
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(sin);
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&sin), sizeof(sin));
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&sin), &len);
+    port_ = ntohs(sin.sin_port);
+    timeval tv{0, 50'000};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~HostileDnsServer() {
+    stop_ = true;
+    thread_.join();
+    ::close(fd_);
+  }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  int answered() const { return answered_; }
+
+ private:
+  void Serve() {
+    for (int i = 0; i < 400 && !stop_; ++i) {  // bounded: 400 x 50 ms
+      uint8_t buf[512];
+      sockaddr_in from{};
+      socklen_t from_len = sizeof(from);
+      const ssize_t n =
+          ::recvfrom(fd_, buf, sizeof(buf), 0, reinterpret_cast<sockaddr*>(&from), &from_len);
+      if (n < 12) continue;
+      // Keep id and question (c-ares checks both); strip EDNS (ARCOUNT=0).
+      size_t q = 12;
+      while (q < static_cast<size_t>(n) && buf[q] != 0) q += buf[q] + 1;
+      q += 5;
+      if (q > static_cast<size_t>(n)) continue;
+      std::vector<uint8_t> out(buf, buf + q);
+      out[2] = 0x81;
+      out[3] = 0x80;
+      out[6] = 0;
+      out[7] = 1;  // ANCOUNT 1
+      out[10] = 0;
+      out[11] = 0;
+      // The answer's owner name is a pointer loop (points at itself).
+      const uint16_t self = static_cast<uint16_t>(0xC000 | out.size());
+      out.push_back(static_cast<uint8_t>(self >> 8));
+      out.push_back(static_cast<uint8_t>(self));
+      out.insert(out.end(), {0, 15, 0, 1, 0, 0, 1, 44, 0, 4, 0, 10, 0xC0, 12});
+      ::sendto(fd_, out.data(), out.size(), 0, reinterpret_cast<sockaddr*>(&from), from_len);
+      ++answered_;
+    }
+  }
+
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> answered_{0};
+  std::thread thread_;
+};
+
+TEST_F(ResolverTest, MalformedAnswerIsTemporaryNotACrash) {
+  HostileDnsServer hostile;
+  ResolverOptions options;
+  options.servers = {hostile.address()};
+  options.timeout = 500ms;
+  options.tries = 1;
+  absl::StatusOr<std::unique_ptr<Resolver>> r = Resolver::Create(reactor_.get(), options);
+  ASSERT_TRUE(r.ok()) << r.status();
+  absl::StatusOr<Site> site = Resolve(**r, "victim.test");
+  ASSERT_FALSE(site.ok());
+  EXPECT_EQ(site.status().code(), absl::StatusCode::kUnavailable) << site.status();
+  EXPECT_NE(site.status().message().find("malformed DNS answer"), absl::string_view::npos)
+      << site.status();
+  EXPECT_NE(site.status().message().find("pointer"), absl::string_view::npos) << site.status();
+  EXPECT_GE(hostile.answered(), 1);
+  r->reset();
 }
 
 TEST_F(ResolverTest, BadInputAndBadServersGiveClearErrors) {
