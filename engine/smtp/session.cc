@@ -314,7 +314,7 @@ void Session::Enter(State next) {
       PumpTransaction();
       break;
     case State::kDataBody: {
-      Transaction& t = *txn_;
+      internal::Transaction& t = *txn_;
       if (t.mail_ok && t.accepted_count > 0) {
         WriteBody(t.env.body, /*dot_stuff=*/true);
         t.body_sent = true;
@@ -574,7 +574,7 @@ bool Session::StartTransaction(Envelope envelope) {
   if (state_ != State::kReady || envelope.rcpts.empty()) return false;
   ++transactions_;
   txn_.emplace();
-  Transaction& t = *txn_;
+  internal::Transaction& t = *txn_;
   t.env = std::move(envelope);
   const size_t n = t.env.rcpts.size();
   t.outcomes.resize(n);
@@ -620,7 +620,7 @@ bool Session::StartTransaction(Envelope envelope) {
 }
 
 void Session::PumpTransaction() {
-  Transaction& t = *txn_;
+  internal::Transaction& t = *txn_;
   const bool pipe = ext_.pipelining && opts_.use_pipelining;
   const bool chunk = ext_.chunking && opts_.use_chunking;
   const size_t n = t.env.rcpts.size();
@@ -668,7 +668,7 @@ void Session::PumpTransaction() {
 }
 
 void Session::HandleTransactionReply(Cmd cmd, uint32_t index, const Reply& reply) {
-  Transaction& t = *txn_;
+  internal::Transaction& t = *txn_;
   const bool pipe = ext_.pipelining && opts_.use_pipelining;
   const int cls = reply.code / 100;
   const size_t n = t.env.rcpts.size();
@@ -741,7 +741,7 @@ void Session::HandleTransactionReply(Cmd cmd, uint32_t index, const Reply& reply
 }
 
 void Session::FinishTransaction() {
-  Transaction& t = *txn_;
+  internal::Transaction& t = *txn_;
   for (size_t i = 0; i < t.outcomes.size(); ++i) {
     if (!t.decided[i]) {
       // Unreachable by construction; keep the recipient retryable anyway.
@@ -762,7 +762,7 @@ void Session::FinishTransaction() {
 void Session::Abort(const Outcome& open_outcome, const Outcome& session_outcome, bool send_quit) {
   if (state_ == State::kClosed) return;
   if (txn_.has_value()) {
-    Transaction& t = *txn_;
+    internal::Transaction& t = *txn_;
     for (size_t i = 0; i < t.outcomes.size(); ++i) {
       if (!t.decided[i]) {
         t.outcomes[i] = open_outcome;

@@ -128,6 +128,24 @@ enum class State : uint8_t {
 };
 std::string_view StateName(State s);
 
+namespace internal {
+// One transaction in flight; private to Session (outside it because clang
+// rejects std::optional of a nested struct with member initialisers).
+struct Transaction {
+  Envelope env;
+  std::vector<Outcome> outcomes;
+  std::vector<uint8_t> decided;   // outcome set (failure or delivered)
+  std::vector<uint8_t> accepted;  // RCPT got 2xx
+  size_t accepted_count = 0;
+  size_t next_rcpt = 0;  // send cursor over rcpts
+  bool mail_sent = false;
+  bool mail_ok = false;
+  bool data_sent = false;  // DATA or BDAT sent
+  bool body_sent = false;  // body + "." after 354
+  bool need_rset = true;
+};
+}  // namespace internal
+
 class Session {
  public:
   explicit Session(Options options);
@@ -184,19 +202,6 @@ class Session {
     Cmd cmd;
     uint32_t index;  // recipient index for kRcpt
   };
-  struct Transaction {
-    Envelope env;
-    std::vector<Outcome> outcomes;
-    std::vector<uint8_t> decided;   // outcome set (failure or delivered)
-    std::vector<uint8_t> accepted;  // RCPT got 2xx
-    size_t accepted_count = 0;
-    size_t next_rcpt = 0;  // send cursor over rcpts
-    bool mail_sent = false;
-    bool mail_ok = false;
-    bool data_sent = false;  // DATA or BDAT sent
-    bool body_sent = false;  // body + "." after 354
-    bool need_rset = true;
-  };
 
   void Enter(State next);
   void HandleReply(const Reply& reply);
@@ -241,7 +246,7 @@ class Session {
   bool tls_failed_opportunistic_ = false;
   int auth_step_ = 0;
   bool authenticated_ = false;
-  std::optional<Transaction> txn_;
+  std::optional<internal::Transaction> txn_;
   uint64_t transactions_ = 0;
   std::vector<Event> events_;
 };
