@@ -136,18 +136,35 @@ const std::vector<std::string_view>& OverSignedHeaderNames() {
 }
 
 std::vector<std::string> DefaultSignedHeaders(const ParsedMessage& message) {
+  struct Entry {
+    std::string lower;
+    bool over;
+  };
+  static const auto* table = [] {
+    auto* t = new std::vector<Entry>;
+    for (std::string_view name : DefaultSignedHeaderNames()) {
+      bool over = false;
+      for (std::string_view o : OverSignedHeaderNames()) over |= o == name;
+      t->push_back(Entry{text::ToLower(name), over});
+    }
+    return t;
+  }();
+  // One pass over the fields: occurrences of each default name.
+  int counts[64] = {};
+  SALVO_CHECK(table->size() <= 64);
+  for (const HeaderField& f : message.fields) {
+    for (std::size_t i = 0; i < table->size(); ++i) {
+      if (text::EqualsIgnoreCase(f.name, (*table)[i].lower)) {
+        ++counts[i];
+        break;
+      }
+    }
+  }
   std::vector<std::string> out;
-  for (std::string_view name : DefaultSignedHeaderNames()) {
-    int count = 0;
-    for (const HeaderField& f : message.fields) {
-      if (text::EqualsIgnoreCase(f.name, name)) ++count;
-    }
-    bool over = false;
-    for (std::string_view o : OverSignedHeaderNames()) {
-      if (o == name) over = true;
-    }
-    const int times = count + (over ? 1 : 0);
-    for (int i = 0; i < times; ++i) out.push_back(text::ToLower(name));
+  out.reserve(32);
+  for (std::size_t i = 0; i < table->size(); ++i) {
+    const int times = counts[i] + ((*table)[i].over ? 1 : 0);
+    for (int k = 0; k < times; ++k) out.push_back((*table)[i].lower);
   }
   return out;
 }
@@ -229,6 +246,7 @@ Signer::Signer()
 
 Signer::~Signer() {
   for (auto& [pkey, ctx] : rsa_ctx_) EVP_PKEY_CTX_free(ctx);
+  for (auto& [pkey, ctx] : ed_ctx_template_) EVP_MD_CTX_free(ctx);
   EVP_MD_CTX_free(body_ctx_);
   EVP_MD_CTX_free(header_ctx_);
   EVP_MD_CTX_free(ed_ctx_);
@@ -287,8 +305,21 @@ absl::StatusOr<std::string> Signer::SignHeaderHash(const DkimKey& key, const uns
   if (key.type == KeyType::kEd25519) {
     // RFC 8463 section 3: pure Ed25519 over the SHA-256 digest of the
     // canonical header data (not over the data itself).
-    EVP_MD_CTX_reset(ed_ctx_);
-    if (EVP_DigestSignInit(ed_ctx_, nullptr, nullptr, nullptr, key.pkey.get()) != 1 ||
+    // Initializing a DigestSign context fetches the algorithm by name from
+    // the provider (locks, hash lookups). Do that once per key and shard, and
+    // start each signature from a copy of the initialized context.
+    EVP_MD_CTX*& prepared = ed_ctx_template_[key.pkey.get()];
+    if (prepared == nullptr) {
+      prepared = EVP_MD_CTX_new();
+      if (prepared == nullptr ||
+          EVP_DigestSignInit(prepared, nullptr, nullptr, nullptr, key.pkey.get()) != 1) {
+        EVP_MD_CTX_free(prepared);
+        ed_ctx_template_.erase(key.pkey.get());
+        return absl::InternalError(
+            text::Cat("Ed25519 signing context for ", key.path, " failed: ", OpenSslError()));
+      }
+    }
+    if (EVP_MD_CTX_copy_ex(ed_ctx_, prepared) != 1 ||
         EVP_DigestSign(ed_ctx_, sig, &sig_len, digest, digest_len) != 1) {
       return absl::InternalError(
           text::Cat("Ed25519 signing with ", key.path, " failed: ", OpenSslError()));

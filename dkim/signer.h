@@ -88,6 +88,8 @@ class Signer {
   EVP_MD_CTX* ed_ctx_;
   // Per-key RSA signing contexts, initialized once (padding, digest).
   absl::flat_hash_map<const EVP_PKEY*, EVP_PKEY_CTX*> rsa_ctx_;
+  // Per-key Ed25519 DigestSign contexts, initialized once; copied per signature.
+  absl::flat_hash_map<const EVP_PKEY*, EVP_MD_CTX*> ed_ctx_template_;
   std::string scratch_;  // canonical header bytes, reused
 };
 
