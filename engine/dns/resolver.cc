@@ -32,10 +32,6 @@ struct Resolver::Lookup {
   std::vector<std::string> permanent;  // notes on hosts that have no address
 };
 
-// Cache time is read from the clock, not Reactor::Now(): that is cached per
-// loop turn and is stale when a lookup starts outside a callback.
-SiteCache::TimePoint CacheNow() { return std::chrono::steady_clock::now(); }
-
 struct Resolver::Query {
   Resolver* resolver;
   Lookup* lookup;
@@ -44,6 +40,10 @@ struct Resolver::Query {
 };
 
 namespace {
+
+// Cache time is read from the clock, not Reactor::Now(): that is cached per
+// loop turn and is stale when a lookup starts outside a callback.
+SiteCache::TimePoint CacheNow() { return std::chrono::steady_clock::now(); }
 
 constexpr int kClassIn = 1;
 constexpr uint16_t kTypeA = static_cast<uint16_t>(RecordType::kA);
@@ -352,6 +352,9 @@ void Resolver::ResolveMx(std::string_view domain_in, MxCallback callback) {
   lookup->domain = *domain;
   lookup->waiters.emplace_back(*domain, std::move(callback));
   lookups_.emplace(key, std::move(owned));
+  // c-ares may fail a query synchronously (e.g. no usable server): Finish then
+  // posts the callbacks instead of running them inside ResolveMx.
+  ++sync_depth_;
   if (route != nullptr) {
     lookup->routed = true;
     for (size_t i = 0; i < route->size(); ++i) {
@@ -365,6 +368,7 @@ void Resolver::ResolveMx(std::string_view domain_in, MxCallback callback) {
   } else {
     SendQuery(lookup, -1, kTypeMx);
   }
+  --sync_depth_;
   UpdateTimer();
 }
 
@@ -591,7 +595,12 @@ void Resolver::Finish(Lookup* lookup, absl::StatusOr<Site> result, std::chrono::
   }
   if (cache_ttl.count() > 0) cache_.Put(owned->key, result, cache_ttl, CacheNow());
   for (auto& [domain, callback] : owned->waiters) {
-    callback(Prepare(domain, result));
+    if (sync_depth_ > 0) {
+      reactor_->Post(
+          [cb = std::move(callback), r = Prepare(domain, result)]() mutable { cb(std::move(r)); });
+    } else {
+      callback(Prepare(domain, result));
+    }
   }
 }
 

@@ -145,6 +145,7 @@ class Resolver final : public MxResolver {
   SiteCache cache_;
   // In-flight lookups by cache key; later requests for the same key join.
   absl::flat_hash_map<std::string, std::unique_ptr<Lookup>> lookups_;
+  int sync_depth_ = 0;  // > 0 while ResolveMx is on the stack
   std::mt19937_64 rng_;
   Stats stats_;
 };

@@ -464,6 +464,45 @@ TEST_F(ResolverTest, BadInputAndBadServersGiveClearErrors) {
   EXPECT_NE(broken.status().message().find("dns.example.com"), absl::string_view::npos);
 }
 
+TEST_F(ResolverTest, DeadServerFailsTemporarilyAndNeverReentersTheCaller) {
+  // A loopback port nobody listens on: the query is refused (ICMP port
+  // unreachable) or times out; either way a temporary failure, delivered on a
+  // later loop turn.
+  int probe = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(sin);
+  ASSERT_EQ(::bind(probe, reinterpret_cast<sockaddr*>(&sin), sizeof(sin)), 0);
+  ASSERT_EQ(::getsockname(probe, reinterpret_cast<sockaddr*>(&sin), &len), 0);
+  ::close(probe);
+  const std::string dead = "127.0.0.1:" + std::to_string(ntohs(sin.sin_port));
+  ResolverOptions options;
+  options.servers = {dead};
+  options.timeout = 300ms;
+  options.tries = 1;
+  absl::StatusOr<std::unique_ptr<Resolver>> r = Resolver::Create(reactor_.get(), options);
+  ASSERT_TRUE(r.ok()) << r.status();
+  bool returned = false;
+  bool called_inside = false;
+  std::optional<absl::StatusOr<Site>> out;
+  (*r)->ResolveMx("multi.test", [&](absl::StatusOr<Site> s) {
+    called_inside = !returned;
+    out = std::move(s);
+    reactor_->Stop();
+  });
+  returned = true;
+  const reactor::TimerId guard = reactor_->RunAfter(5s, [&] { reactor_->Stop(); });
+  reactor_->Run();
+  reactor_->CancelTimer(guard);
+  ASSERT_TRUE(out.has_value());
+  EXPECT_FALSE(called_inside);
+  ASSERT_FALSE(out->ok());
+  EXPECT_EQ(out->status().code(), absl::StatusCode::kUnavailable) << out->status();
+  EXPECT_NE(out->status().message().find(dead), absl::string_view::npos) << out->status();
+  r->reset();
+}
+
 TEST_F(ResolverTest, DestroyingWithLookupsInFlightIsClean) {
   ResolverOptions options;
   options.servers = {server_->address()};
