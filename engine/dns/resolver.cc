@@ -153,6 +153,11 @@ absl::Status Resolver::Init() {
   if (options_.timeout.count() < 1) {
     return absl::InvalidArgumentError("DNS timeout must be at least 1 ms");
   }
+  if (options_.min_ttl > options_.max_ttl || options_.min_ttl.count() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("DNS min_ttl (", options_.min_ttl.count(),
+                                                   " s) must be between 0 and max_ttl (",
+                                                   options_.max_ttl.count(), " s)"));
+  }
   std::string csv;
   if (!options_.servers.empty()) {
     absl::StatusOr<std::string> parsed = ServersCsv(options_.servers);
@@ -613,8 +618,10 @@ absl::StatusOr<Site> Resolver::Prepare(std::string_view domain, absl::StatusOr<S
 }
 
 std::chrono::seconds Resolver::ClampNegative(std::optional<uint32_t> soa_ttl) const {
-  if (!soa_ttl) return options_.negative_ttl;
-  return std::min(std::chrono::seconds(*soa_ttl), options_.max_negative_ttl);
+  // max_ttl caps negative answers too, so max_ttl = 0 turns all caching off.
+  const auto cap = std::min(options_.max_negative_ttl, options_.max_ttl);
+  if (!soa_ttl) return std::min(options_.negative_ttl, cap);
+  return std::min(std::chrono::seconds(*soa_ttl), cap);
 }
 
 }  // namespace salvo::dns

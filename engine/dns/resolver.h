@@ -59,7 +59,8 @@ struct ResolverOptions {
   // Positive answers are cached for min(MX TTL, address TTLs) clamped to
   // [min_ttl, max_ttl]. NXDOMAIN, null MX and "no address" are cached for the
   // SOA negative TTL (RFC 2308) clamped to max_negative_ttl, or for
-  // negative_ttl when the answer has no SOA. Temporary failures are not cached.
+  // negative_ttl when the answer has no SOA; max_ttl caps both, so max_ttl = 0
+  // disables the cache. Temporary failures are not cached.
   std::chrono::seconds min_ttl{0};
   std::chrono::seconds max_ttl{86400};
   std::chrono::seconds negative_ttl{60};

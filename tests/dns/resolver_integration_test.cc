@@ -296,6 +296,27 @@ TEST_F(ResolverTest, TtlIsHonouredForAddressAndMxRecords) {
   EXPECT_EQ(after[1]->hosts[0].name, "new.ttlmx.test");
 }
 
+TEST_F(ResolverTest, MaxTtlZeroDisablesPositiveAndNegativeCaching) {
+  ResolverOptions options;
+  options.max_ttl = std::chrono::seconds(0);
+  Resolver& r = NewResolver(options);
+  for (int i = 0; i < 2; ++i) {
+    std::vector<absl::StatusOr<Site>> results =
+        ResolveAll(r, {"aonly.test", "missing.nx.test", "nullmx.test"});
+    EXPECT_TRUE(results[0].ok()) << results[0].status();
+    EXPECT_EQ(results[1].status().code(), absl::StatusCode::kNotFound);
+    EXPECT_EQ(results[2].status().code(), absl::StatusCode::kFailedPrecondition);
+  }
+  EXPECT_EQ(r.stats().cache_hits, 0u);
+  EXPECT_EQ(r.stats().queries, 2u * (3u + 1u + 1u));  // aonly: MX+A+AAAA; nx: MX; nullmx: MX
+
+  options.min_ttl = std::chrono::seconds(5);
+  options.servers = {server_->address()};
+  absl::StatusOr<std::unique_ptr<Resolver>> bad = Resolver::Create(reactor_.get(), options);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("min_ttl"), absl::string_view::npos) << bad.status();
+}
+
 TEST_F(ResolverTest, ConcurrentLookupsForOneDomainShareOneQuery) {
   Resolver& r = NewResolver();
   std::vector<std::string> domains(20, "aonly.test");
