@@ -1,21 +1,390 @@
-// Placeholder until this subcommand group lands: a clear error, never a fake success.
+// salvo run  --config FILE            the sending engine, until SIGTERM/SIGINT
+// salvo send [CAMPAIGN.toml | --name --template --recipients --from ...]
+//            [--config FILE] [--data-dir DIR] [--strict]
+//                                     load one campaign, send it until every
+//                                     recipient is final, print a summary, exit
+//
+// Both open the spool in the data directory (RocksDB: one writer process),
+// recover recipients left in flight by a crash, start the admin socket (so
+// `salvo campaign ...` works meanwhile) and run engine/delivery.
+// Signals: SIGTERM or SIGINT = graceful shutdown (finish open transactions
+// within [delivery] shutdown_deadline); a second SIGINT = close now.
+#include <signal.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+
 #include "engine/cli/commands.h"
+#include "engine/common/log.h"
+#include "engine/config/config.h"
+#include "engine/delivery/engine.h"
+#include "engine/delivery/spool_source.h"
+#include "engine/message/template.h"
+#include "engine/reactor/reactor.h"
+#include "metrics/metrics.h"
+#include "queue/admin_server.h"
+#include "queue/campaign.h"
+#include "queue/spool.h"
 
 namespace salvo::cli {
+namespace {
+
+std::string S(absl::string_view v) { return std::string(v.data(), v.size()); }
+
+struct RunArgs {
+  std::string config_file;
+  std::string data_dir;
+  int shards = 0;
+  // send
+  std::string campaign_file;
+  std::string name, template_path, recipients, from, dkim_domain;
+  bool strict = false;
+  bool json = false;
+};
+
+queue::TemplateValidator Validator() {
+  return [](std::string_view text, std::string_view path,
+            const std::vector<std::string>& columns) -> absl::Status {
+    absl::StatusOr<message::Template> t = message::Template::Parse(text, path);
+    if (!t.ok()) return t.status();
+    return t->CheckColumns(columns);
+  };
+}
+
+// Waits for SIGTERM/SIGINT on its own thread (the signals are blocked in
+// every other thread) and turns them into engine shutdown requests.
+class SignalWatcher {
+ public:
+  SignalWatcher() {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGTERM);
+    sigaddset(&set_, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set_, &old_);
+  }
+  ~SignalWatcher() {
+    Stop();
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  void Start(delivery::Engine* engine) {
+    thread_ = std::thread([this, engine] {
+      int interrupts = 0;
+      while (!stop_.load()) {
+        timespec ts{0, 100'000'000};
+        int sig = sigtimedwait(&set_, nullptr, &ts);
+        if (sig == SIGTERM) {
+          SALVO_LOG(kInfo, "SIGTERM: finishing open transactions, then stopping");
+          engine->RequestShutdown();
+        } else if (sig == SIGINT) {
+          if (++interrupts == 1) {
+            SALVO_LOG(kInfo, "SIGINT: finishing open transactions (interrupt again to stop now)");
+            engine->RequestShutdown();
+          } else {
+            engine->ForceShutdown();
+          }
+        }
+      }
+    });
+  }
+  void Stop() {
+    stop_.store(true);
+    if (thread_.joinable()) thread_.join();
+  }
+  bool any() const { return false; }
+
+ private:
+  sigset_t set_{}, old_{};
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+void RaiseFdLimit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+struct Loaded {
+  config::Config config;
+  std::unique_ptr<queue::Spool> spool;
+  std::shared_ptr<const dkim::KeyStore> keys;
+};
+
+// Config, io_uring check, data dir, spool, DKIM keys. Prints the error and
+// returns the exit code on failure.
+int Prepare(const RunArgs& a, CLI::App* cmd, Loaded* out) {
+  if (!a.config_file.empty()) {
+    auto cfg = config::LoadConfig(a.config_file);
+    if (!cfg.ok()) {
+      PrintError(S(cfg.status().message()));
+      return kExitFailure;
+    }
+    out->config = std::move(*cfg);
+  }
+  if (!a.data_dir.empty()) out->config.data_dir = a.data_dir;
+  if (a.shards > 0) out->config.shards = a.shards;
+  // --log-level on the command line wins over the file.
+  if (cmd->get_parent() && cmd->get_parent()->get_option("--log-level")->count() == 0) {
+    LogLevel level;
+    if (ParseLogLevel(out->config.log_level, &level)) SetLogLevel(level);
+  }
+  if (absl::Status s = reactor::Reactor::CheckIoUringAvailable(); !s.ok()) {
+    PrintError(S(s.message()));
+    return kExitFailure;
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(out->config.data_dir, ec);
+  if (ec) {
+    PrintError(out->config.data_dir + ": cannot create data directory: " + ec.message());
+    return kExitFailure;
+  }
+  auto spool = queue::Spool::Open(out->config.data_dir, {});
+  if (!spool.ok()) {
+    if (spool.status().code() == absl::StatusCode::kUnavailable)
+      PrintError(out->config.data_dir + " is in use by another process (a running 'salvo run'?): " +
+                 S(spool.status().message()));
+    else
+      PrintError(S(spool.status().message()));
+    return kExitFailure;
+  }
+  out->spool = std::move(*spool);
+  std::vector<dkim::KeySpec> specs;
+  for (const config::DkimKeyConfig& k : out->config.dkim_keys) {
+    dkim::KeySpec spec;
+    spec.domain = k.domain;
+    spec.selector = k.selector;
+    spec.path = k.key_file;
+    spec.expected =
+        k.type == config::DkimKeyType::kRsa ? dkim::KeyType::kRsa : dkim::KeyType::kEd25519;
+    specs.push_back(std::move(spec));
+  }
+  auto keys = dkim::KeyStore::Load(specs);
+  if (!keys.ok()) {
+    PrintError(S(keys.status().message()));
+    return kExitFailure;
+  }
+  out->keys = std::move(*keys);
+  auto recovered = out->spool->RecoverInFlight();
+  if (!recovered.ok()) {
+    PrintError("recovering in-flight recipients: " + S(recovered.status().message()));
+    return kExitFailure;
+  }
+  if (*recovered > 0)
+    SALVO_LOG(kInfo, "recovered {} recipient(s) left in flight by the previous run", *recovered);
+  RaiseFdLimit();
+  return kExitOk;
+}
+
+// Runs the engine over the spool with the admin socket up. Returns the exit
+// code; *interrupted tells whether a signal ended it.
+int RunEngine(Loaded& l, delivery::SpoolSourceOptions so, bool progress,
+              delivery::EngineStats* stats_out, bool* finished) {
+  so.shards = l.config.EffectiveShards();
+  so.max_per_domain = static_cast<size_t>(l.config.queue.lease_batch);
+  delivery::SpoolSource source(l.spool.get(), l.keys, so);
+  auto registry = std::make_shared<metrics::Registry>();
+  SignalWatcher signals;  // before any thread starts: they inherit the mask
+  queue::AdminOptions admin_options;
+  admin_options.validate_template = Validator();
+  auto admin = queue::AdminServer::Start(l.spool.get(), admin_options);
+  if (!admin.ok()) {
+    PrintError("admin socket: " + S(admin.status().message()));
+    return kExitFailure;
+  }
+  std::unique_ptr<prometheus::Exposer> exposer;
+  if (!l.config.metrics.listen.empty()) {
+    auto e = metrics::StartExposer(l.config.metrics.listen, registry);
+    if (!e.ok()) {
+      PrintError(S(e.status().message()));
+      return kExitFailure;
+    }
+    exposer = std::move(*e);
+  }
+  delivery::EngineOptions eo;
+  const bool tty = progress && isatty(STDERR_FILENO) == 1;
+  if (tty) {
+    eo.on_tick = [](const delivery::EngineStats& s) {
+      std::fprintf(stderr, "\rdelivered %llu  deferred %llu  bounced %llu  sessions %llu   ",
+                   static_cast<unsigned long long>(s.delivered),
+                   static_cast<unsigned long long>(s.deferred),
+                   static_cast<unsigned long long>(s.bounced),
+                   static_cast<unsigned long long>(s.open_sessions));
+      std::fflush(stderr);
+    };
+  }
+  auto engine = delivery::Engine::Create(l.config, &source, registry.get(), std::move(eo));
+  if (!engine.ok()) {
+    PrintError(S(engine.status().message()));
+    return kExitFailure;
+  }
+  signals.Start(engine->get());
+  SALVO_LOG(kInfo, "engine running: {} shard(s), data dir {}, admin socket {}",
+            (*engine)->shard_count(), l.config.data_dir, (*admin)->socket_path());
+  absl::Status st = (*engine)->Run();
+  signals.Stop();
+  if (tty) std::fprintf(stderr, "\r\033[K");
+  (*admin)->Stop();
+  *stats_out = (*engine)->Stats();
+  *finished = (*engine)->finished();
+  if (!st.ok()) {
+    PrintError(S(st.message()));
+    return kExitFailure;
+  }
+  return kExitOk;
+}
+
+int DoRun(const RunArgs& a, CLI::App* cmd) {
+  Loaded l;
+  if (int rc = Prepare(a, cmd, &l); rc != kExitOk) return rc;
+  delivery::EngineStats stats;
+  bool finished = false;
+  int rc = RunEngine(l, {}, false, &stats, &finished);
+  std::fprintf(stderr,
+               "salvo run stopped: delivered %llu, deferred %llu, bounced %llu recipient "
+               "attempt(s); %llu session(s)\n",
+               static_cast<unsigned long long>(stats.delivered),
+               static_cast<unsigned long long>(stats.deferred),
+               static_cast<unsigned long long>(stats.bounced),
+               static_cast<unsigned long long>(stats.sessions_opened));
+  return rc;
+}
+
+int DoSend(const RunArgs& a, CLI::App* cmd) {
+  queue::CampaignSpec spec;
+  const bool any_flag = !a.name.empty() || !a.template_path.empty() || !a.recipients.empty() ||
+                        !a.from.empty() || !a.dkim_domain.empty();
+  if (!a.campaign_file.empty()) {
+    if (any_flag) {
+      PrintError("give either a campaign file or --name/--template/--recipients/--from, not both");
+      return kExitUsage;
+    }
+    auto parsed = queue::ParseCampaignFile(a.campaign_file);
+    if (!parsed.ok()) {
+      PrintError(S(parsed.status().message()));
+      return kExitFailure;
+    }
+    spec = std::move(*parsed);
+  } else {
+    if (a.name.empty() || a.template_path.empty() || a.recipients.empty() || a.from.empty()) {
+      PrintError(
+          "salvo send needs CAMPAIGN.toml or all of --name, --template, --recipients, --from");
+      return kExitUsage;
+    }
+    spec.name = a.name;
+    spec.template_path = a.template_path;
+    spec.recipients_path = a.recipients;
+    spec.from = a.from;
+    spec.dkim_domain = a.dkim_domain;
+  }
+  std::error_code ec;
+  spec.template_path = std::filesystem::absolute(spec.template_path, ec).string();
+  spec.recipients_path = std::filesystem::absolute(spec.recipients_path, ec).string();
+
+  Loaded l;
+  if (int rc = Prepare(a, cmd, &l); rc != kExitOk) return rc;
+  queue::LoadOptions lo;
+  lo.strict = a.strict;
+  lo.validate_template = Validator();
+  auto report = l.spool->LoadCampaign(spec, lo);
+  if (!report.ok()) {
+    PrintError(S(report.status().message()));
+    return kExitFailure;
+  }
+  std::fprintf(stderr,
+               "loaded campaign %llu '%s': %llu accepted, %llu duplicates, %llu suppressed, %llu "
+               "invalid\n",
+               static_cast<unsigned long long>(queue::Value(report->id)), spec.name.c_str(),
+               static_cast<unsigned long long>(report->accepted),
+               static_cast<unsigned long long>(report->duplicates),
+               static_cast<unsigned long long>(report->suppressed),
+               static_cast<unsigned long long>(report->invalid));
+  for (const std::string& e : report->first_errors) std::fprintf(stderr, "  %s\n", e.c_str());
+
+  delivery::SpoolSourceOptions so;
+  so.until_done = report->id;
+  delivery::EngineStats stats;
+  bool finished = false;
+  auto t0 = std::chrono::steady_clock::now();
+  int rc = RunEngine(l, so, true, &stats, &finished);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  auto counts = l.spool->Counts(report->id);
+  if (!counts.ok()) {
+    PrintError(S(counts.status().message()));
+    return kExitFailure;
+  }
+  using RS = queue::RecipientState;
+  const queue::StateCounts& c = *counts;
+  if (a.json) {
+    std::printf(
+        "{\"campaign\": %llu, \"finished\": %s, \"seconds\": %.3f, \"delivered\": %llu, "
+        "\"bounced\": %llu, \"deferred\": %llu, \"expired\": %llu, \"queued\": %llu, "
+        "\"suppressed\": %llu, \"cancelled\": %llu, \"sessions\": %llu}\n",
+        static_cast<unsigned long long>(queue::Value(report->id)), finished ? "true" : "false",
+        secs, static_cast<unsigned long long>(c[RS::kDelivered]),
+        static_cast<unsigned long long>(c[RS::kBounced]),
+        static_cast<unsigned long long>(c[RS::kDeferred]),
+        static_cast<unsigned long long>(c[RS::kExpired]),
+        static_cast<unsigned long long>(c[RS::kQueued] + c[RS::kInFlight]),
+        static_cast<unsigned long long>(c[RS::kSuppressed]),
+        static_cast<unsigned long long>(c[RS::kCancelled]),
+        static_cast<unsigned long long>(stats.sessions_opened));
+  } else {
+    std::printf(
+        "campaign %llu %s in %.1f s: delivered %llu, bounced %llu, deferred %llu, expired %llu\n",
+        static_cast<unsigned long long>(queue::Value(report->id)),
+        finished ? "finished" : "stopped before finishing", secs,
+        static_cast<unsigned long long>(c[RS::kDelivered]),
+        static_cast<unsigned long long>(c[RS::kBounced]),
+        static_cast<unsigned long long>(c[RS::kDeferred]),
+        static_cast<unsigned long long>(c[RS::kExpired]));
+  }
+  if (rc != kExitOk) return rc;
+  return finished ? kExitOk : kExitFailure;
+}
+
+}  // namespace
 
 void RegisterRunCommands(CLI::App& app, CommandContext& ctx) {
-  CLI::App* run = app.add_subcommand("run", "Run the sending engine until stopped (not yet available)");
-  run->allow_extras();
-  run->callback([&ctx] {
-    PrintError("'salvo run' is not yet available in this build");
-    ctx.exit_code = kExitFailure;
-  });
-  CLI::App* send = app.add_subcommand("send", "Load a campaign and send it to completion, then exit (not yet available)");
-  send->allow_extras();
-  send->callback([&ctx] {
-    PrintError("'salvo send' is not yet available in this build");
-    ctx.exit_code = kExitFailure;
-  });
+  auto run_args = std::make_shared<RunArgs>();
+  CLI::App* run =
+      app.add_subcommand("run", "Run the sending engine until stopped (SIGTERM/SIGINT)");
+  run->add_option("--config", run_args->config_file, "Configuration file (TOML)")
+      ->check(CLI::ExistingFile);
+  run->add_option("--data-dir", run_args->data_dir, "Spool directory (overrides the config)");
+  run->add_option("--shards", run_args->shards, "Delivery threads (overrides the config)")
+      ->check(CLI::Range(1, 256));
+  run->callback([&ctx, run, run_args] { ctx.exit_code = DoRun(*run_args, run); });
+
+  auto send_args = std::make_shared<RunArgs>();
+  CLI::App* send = app.add_subcommand(
+      "send", "Load a campaign and send it until every recipient is final, then exit");
+  send->add_option("campaign_file", send_args->campaign_file, "Campaign file (TOML)")
+      ->check(CLI::ExistingFile);
+  send->add_option("--name", send_args->name, "Campaign name");
+  send->add_option("--template", send_args->template_path, "Message template (RFC 5322)")
+      ->check(CLI::ExistingFile);
+  send->add_option("--recipients", send_args->recipients,
+                   "Recipient list (CSV with an email column)")
+      ->check(CLI::ExistingFile);
+  send->add_option("--from", send_args->from, "Envelope sender / From address");
+  send->add_option("--dkim-domain", send_args->dkim_domain, "DKIM signing domain");
+  send->add_flag("--strict", send_args->strict, "An invalid address is fatal");
+  send->add_option("--config", send_args->config_file, "Configuration file (TOML)")
+      ->check(CLI::ExistingFile);
+  send->add_option("--data-dir", send_args->data_dir, "Spool directory (overrides the config)");
+  send->add_option("--shards", send_args->shards, "Delivery threads (overrides the config)")
+      ->check(CLI::Range(1, 256));
+  send->add_flag("--json", send_args->json, "Print the summary as JSON");
+  send->callback([&ctx, send, send_args] { ctx.exit_code = DoSend(*send_args, send); });
 }
 
 }  // namespace salvo::cli

@@ -1,0 +1,64 @@
+#pragma once
+// The MessageSource backed by the RocksDB campaign spool (queue/spool.h):
+// leases due recipients per destination domain, renders each copy from the
+// campaign's template (engine/message) and DKIM-signs it (dkim/) on the
+// sending shard, and records every outcome with Spool::CompleteBatch.
+//
+// Threads: Fetch/Complete/Done run on the engine's feeder thread (the only
+// one that touches the spool here, apart from the admin server, which the
+// spool itself serializes). Compose runs on shard threads: campaign contexts
+// are immutable once built (shared_ptr<const>), and each shard has its own
+// dkim::Signer, so no locks are taken on that path.
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "dkim/key_store.h"
+#include "dkim/signer.h"
+#include "engine/delivery/source.h"
+#include "queue/spool.h"
+
+namespace salvo::delivery {
+
+struct SpoolSourceOptions {
+  int shards = 1;               // Compose is called with shard < shards
+  size_t max_per_domain = 200;  // per lease call
+  // `salvo send`: Done() once this campaign has nothing pending. Unset: run
+  // forever (`salvo run`).
+  std::optional<queue::CampaignId> until_done;
+  std::chrono::milliseconds done_check_interval{250};
+};
+
+class SpoolSource final : public MessageSource {
+ public:
+  // `spool` and `keys` (may be empty) must outlive the source.
+  SpoolSource(queue::Spool* spool, std::shared_ptr<const dkim::KeyStore> keys,
+              SpoolSourceOptions options);
+  ~SpoolSource() override;
+
+  absl::StatusOr<std::vector<Job>> Fetch(size_t max_jobs) override;
+  absl::Status Complete(absl::Span<JobResult> results) override;
+  bool Done(size_t in_flight) override;
+  absl::Status Compose(Job* job, int shard, bool* permanent) override;
+
+  struct CampaignContext;
+
+ private:
+  std::shared_ptr<const CampaignContext> ContextFor(queue::CampaignId id);
+
+  queue::Spool* spool_;
+  std::shared_ptr<const dkim::KeyStore> keys_;
+  SpoolSourceOptions options_;
+  // Feeder thread only.
+  absl::flat_hash_map<uint64_t, std::shared_ptr<const CampaignContext>> campaigns_;
+  std::chrono::steady_clock::time_point next_done_check_{};
+  bool done_ = false;
+  // One signer per shard, each touched only by its shard.
+  std::vector<std::unique_ptr<dkim::Signer>> signers_;
+};
+
+}  // namespace salvo::delivery
