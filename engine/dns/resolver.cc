@@ -252,7 +252,10 @@ void Resolver::OnSocketClose(int fd) {
 void Resolver::ArmPoll(int fd, Watch& w) {
   const uint32_t mask = (w.want_read ? POLLIN : 0) | (w.want_write ? POLLOUT : 0);
   w.armed = true;
-  const uint64_t generation = ++w.generation;
+  // One counter for all fds: a completion of a watch that was erased and
+  // re-created for the same fd can never pass for the new one.
+  const uint64_t generation = ++poll_generation_;
+  w.generation = generation;
   reactor_->PollAdd(fd, mask, [this, alive = alive_, fd, generation](int res) {
     if (!*alive) return;
     OnPollReady(fd, generation, res);

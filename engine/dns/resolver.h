@@ -142,6 +142,7 @@ class Resolver final : public MxResolver {
   std::string servers_text_;     // for error messages
   std::shared_ptr<bool> alive_;  // reactor callbacks check this before touching *this
   absl::flat_hash_map<int, Watch> watches_;
+  uint64_t poll_generation_ = 0;
   reactor::TimerId timer_ = 0;
   SiteCache cache_;
   // In-flight lookups by cache key; later requests for the same key join.
