@@ -228,7 +228,8 @@ std::string AdminSocketPath(const std::string& data_dir) {
 
 absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(Spool* spool,
                                                                 AdminOptions options) {
-  const std::string path = AdminSocketPath(spool->data_dir());
+  const std::string path =
+      options.socket_path.empty() ? AdminSocketPath(spool->data_dir()) : options.socket_path;
   sockaddr_un addr;
   if (!FillSockaddr(path, &addr))
     return absl::InvalidArgumentError(Cat(path, ": socket path too long"));
@@ -277,7 +278,8 @@ void AdminServer::Run() {
 void AdminServer::Serve(int fd) {
   std::string buf;
   char chunk[4096];
-  const absl::Time deadline = absl::Now() + absl::Minutes(1);
+  // A client that goes quiet for 30 s is dropped so it cannot hold the server.
+  absl::Time deadline = absl::Now() + absl::Seconds(30);
   while (!stop_.load() && absl::Now() < deadline) {
     pollfd p{fd, POLLIN, 0};
     int n = ::poll(&p, 1, 100);
@@ -286,6 +288,7 @@ void AdminServer::Serve(int fd) {
     ssize_t got = ::read(fd, chunk, sizeof(chunk));
     if (got <= 0) return;
     buf.append(chunk, static_cast<size_t>(got));
+    deadline = absl::Now() + absl::Seconds(30);
     size_t nl;
     while ((nl = buf.find('\n')) != std::string::npos) {
       nlohmann::json req = nlohmann::json::parse(buf.substr(0, nl), nullptr, false);

@@ -32,6 +32,9 @@
 namespace salvo::queue {
 
 struct AdminOptions {
+  // Where to listen; empty = AdminSocketPath(spool->data_dir()). `salvo run`
+  // passes config::Config::AdminSocketPath().
+  std::string socket_path;
   // Template check for loads (see LoadOptions::validate_template).
   TemplateValidator validate_template;
 };
@@ -66,10 +69,11 @@ class AdminServer {
   std::thread thread_;
 };
 
-// Sends one request to the engine serving `data_dir`. kUnavailable when no
+// Sends one request to the engine listening on `socket_path`. kUnavailable when no
 // engine is listening (then open the spool directly); other errors mean the
 // engine answered badly or not in time.
-absl::StatusOr<nlohmann::json> AdminCall(const std::string& data_dir, const nlohmann::json& request,
+absl::StatusOr<nlohmann::json> AdminCall(const std::string& socket_path,
+                                         const nlohmann::json& request,
                                          absl::Duration timeout = absl::Minutes(10));
 
 // JSON forms shared by the server and the CLI.

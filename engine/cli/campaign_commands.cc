@@ -1,21 +1,497 @@
-// Placeholder until this subcommand group lands: a clear error, never a fake success.
+// salvo campaign load|list|status|pause|resume|cancel and
+// salvo suppression add|remove|list|import.
+//
+// Every command first asks a running engine over its admin socket (RocksDB
+// admits one writer process, and `salvo run` holds the spool); only when no
+// engine answers does it open the spool directly. Both paths run the same
+// queue::HandleAdminRequest, so the answers are identical.
+//
+// Data directory: --data-dir, else the --config file's data_dir, else
+// ./salvo-data. The admin socket: the config's [queue] admin_socket, else
+// <data_dir>/admin.sock.
+#include <signal.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
 #include "engine/cli/commands.h"
+#include "queue/admin_server.h"
+#include "queue/campaign.h"
+#include "queue/spool.h"
+#if __has_include("engine/config/config.h")
+#include "engine/config/config.h"
+#define SALVO_HAVE_CONFIG 1
+#endif
+#if __has_include("engine/message/template.h")
+#include "engine/message/template.h"
+#define SALVO_HAVE_MESSAGE 1
+#endif
 
 namespace salvo::cli {
 
+namespace {
+
+std::atomic<bool> g_interrupted{false};
+
+void OnSignal(int) { g_interrupted.store(true); }
+
+std::string S(absl::string_view v) { return std::string(v.data(), v.size()); }
+
+struct Target {
+  std::string data_dir;
+  std::string socket;
+};
+
+struct CommonArgs {
+  std::string data_dir;
+  std::string config_file;
+  bool json = false;
+};
+
+absl::StatusOr<Target> ResolveTarget(const CommonArgs& args) {
+  Target t;
+  t.data_dir = args.data_dir;
+  if (!args.config_file.empty()) {
+#ifdef SALVO_HAVE_CONFIG
+    absl::StatusOr<config::Config> cfg = config::LoadConfig(args.config_file);
+    if (!cfg.ok()) return cfg.status();
+    if (t.data_dir.empty()) t.data_dir = cfg->data_dir;
+    if (!cfg->queue.admin_socket.empty()) t.socket = cfg->queue.admin_socket;
+#else
+    return absl::UnimplementedError("--config needs engine/config, not in this build");
+#endif
+  }
+  if (t.data_dir.empty()) t.data_dir = "./salvo-data";
+  if (t.socket.empty()) t.socket = queue::AdminSocketPath(t.data_dir);
+  return t;
+}
+
+// The template check at load time: the message library's parser when it is
+// built in, else only "the file is readable" (done by the loader itself).
+queue::TemplateValidator Validator() {
+#ifdef SALVO_HAVE_MESSAGE
+  return [](std::string_view text, std::string_view path,
+            const std::vector<std::string>& columns) -> absl::Status {
+    absl::StatusOr<message::Template> t = message::Template::Parse(text, path);
+    if (!t.ok()) return t.status();
+    return t->CheckColumns(columns);
+  };
+#else
+  return nullptr;
+#endif
+}
+
+// Sends `request` to the running engine, or runs it on the spool directly
+// when none answers. `direct` (optional) replaces HandleAdminRequest for the
+// direct path (loads, for the progress bar and Ctrl-C handling).
+absl::StatusOr<nlohmann::json> Execute(
+    const Target& target, const nlohmann::json& request, bool create_if_missing,
+    const std::function<nlohmann::json(queue::Spool&)>& direct = nullptr) {
+  absl::StatusOr<nlohmann::json> remote = queue::AdminCall(target.socket, request);
+  if (remote.ok()) return remote;
+  if (remote.status().code() != absl::StatusCode::kUnavailable) return remote.status();
+  queue::Spool::Options options;
+  options.create_if_missing = create_if_missing;
+  absl::StatusOr<std::unique_ptr<queue::Spool>> spool =
+      queue::Spool::Open(target.data_dir, options);
+  if (!spool.ok()) {
+    if (spool.status().code() == absl::StatusCode::kUnavailable) {
+      return absl::UnavailableError(target.data_dir +
+                                    " is in use by another process and no engine answers on " +
+                                    target.socket);
+    }
+    if (spool.status().code() == absl::StatusCode::kNotFound) {
+      return absl::NotFoundError(S(spool.status().message()) +
+                                 " (load a campaign first, or pass --data-dir/--config)");
+    }
+    return spool.status();
+  }
+  if (direct) return direct(**spool);
+  queue::AdminOptions admin;
+  admin.validate_template = Validator();
+  return queue::HandleAdminRequest(**spool, request, admin);
+}
+
+// Common tail: print an error response or hand the good one to `print`.
+int Finish(const absl::StatusOr<nlohmann::json>& r,
+           const std::function<void(const nlohmann::json&)>& print) {
+  if (!r.ok()) {
+    PrintError(S(r.status().message()));
+    return kExitFailure;
+  }
+  if (!r->value("ok", false)) {
+    PrintError(r->value("error", std::string("unknown error")));
+    return kExitFailure;
+  }
+  print(*r);
+  return kExitOk;
+}
+
+void AddCommon(CLI::App* cmd, CommonArgs* args, bool with_json = true) {
+  cmd->add_option("--data-dir", args->data_dir,
+                  "Spool directory (default: the config's data_dir, else ./salvo-data)");
+  cmd->add_option("--config", args->config_file, "salvo run configuration (data_dir, admin socket)")
+      ->check(CLI::ExistingFile);
+  if (with_json) cmd->add_flag("--json", args->json, "Print JSON");
+}
+
+std::string Percent(double v) { return fmt::format("{:.1f}%", v * 100); }
+
+constexpr const char* kStateOrder[] = {"queued",  "in_flight", "deferred",   "delivered",
+                                       "bounced", "expired",   "suppressed", "cancelled"};
+
+std::string CountsLine(const nlohmann::json& counts) {
+  std::string out;
+  for (const char* s : kStateOrder) {
+    uint64_t n = counts.value(s, uint64_t{0});
+    out += fmt::format("{}{} {}", out.empty() ? "" : "  ", s, n);
+  }
+  return out;
+}
+
+// ---- load -------------------------------------------------------------------
+
+struct LoadArgs {
+  CommonArgs common;
+  std::string campaign_file;
+  std::string name, template_path, recipients, from, dkim_domain;
+  bool strict = false;
+};
+
+void PrintProgress(const queue::LoadProgress& p) {
+  const double frac =
+      p.bytes_total == 0 ? 0 : std::min(1.0, static_cast<double>(p.bytes_read) / p.bytes_total);
+  const int width = 30;
+  const int filled = static_cast<int>(frac * width);
+  std::fprintf(stderr, "\rloading [%s%s] %5.1f%%  %llu rows", std::string(filled, '#').c_str(),
+               std::string(width - filled, '.').c_str(), frac * 100,
+               static_cast<unsigned long long>(p.rows));
+  std::fflush(stderr);
+}
+
+int RunLoad(const LoadArgs& a) {
+  queue::CampaignSpec spec;
+  const bool any_flag = !a.name.empty() || !a.template_path.empty() || !a.recipients.empty() ||
+                        !a.from.empty() || !a.dkim_domain.empty();
+  if (!a.campaign_file.empty()) {
+    if (any_flag) {
+      PrintError("give either a campaign file or --name/--template/--recipients/--from, not both");
+      return kExitUsage;
+    }
+    absl::StatusOr<queue::CampaignSpec> parsed = queue::ParseCampaignFile(a.campaign_file);
+    if (!parsed.ok()) {
+      PrintError(S(parsed.status().message()));
+      return kExitFailure;
+    }
+    spec = std::move(*parsed);
+  } else {
+    if (a.name.empty() || a.template_path.empty() || a.recipients.empty() || a.from.empty()) {
+      PrintError(
+          "campaign load needs CAMPAIGN.toml or all of --name, --template, --recipients, --from");
+      return kExitUsage;
+    }
+    spec.name = a.name;
+    spec.template_path = a.template_path;
+    spec.recipients_path = a.recipients;
+    spec.from = a.from;
+    spec.dkim_domain = a.dkim_domain;
+  }
+  // The engine may run in another directory: send absolute paths.
+  std::error_code ec;
+  spec.template_path = std::filesystem::absolute(spec.template_path, ec).string();
+  spec.recipients_path = std::filesystem::absolute(spec.recipients_path, ec).string();
+
+  absl::StatusOr<Target> target = ResolveTarget(a.common);
+  if (!target.ok()) {
+    PrintError(S(target.status().message()));
+    return kExitFailure;
+  }
+  nlohmann::json request = {
+      {"op", "load"}, {"spec", queue::SpecToJson(spec)}, {"strict", a.strict}};
+  const bool tty = ::isatty(STDERR_FILENO) == 1;
+  auto direct = [&](queue::Spool& spool) -> nlohmann::json {
+    queue::LoadOptions lo;
+    lo.strict = a.strict;
+    lo.validate_template = Validator();
+    lo.interrupted = &g_interrupted;
+    if (tty) lo.progress = PrintProgress;
+    struct sigaction sa {};
+    sa.sa_handler = OnSignal;
+    struct sigaction old_int {
+    }, old_term{};
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    absl::StatusOr<queue::LoadReport> report = spool.LoadCampaign(spec, lo);
+    sigaction(SIGINT, &old_int, nullptr);
+    sigaction(SIGTERM, &old_term, nullptr);
+    if (tty) std::fprintf(stderr, "\r\033[K");
+    if (!report.ok()) return {{"ok", false}, {"error", S(report.status().message())}};
+    return {{"ok", true}, {"report", queue::LoadReportToJson(*report)}};
+  };
+  return Finish(
+      Execute(*target, request, /*create_if_missing=*/true, direct), [&](const nlohmann::json& r) {
+        const nlohmann::json& rep = r["report"];
+        if (a.common.json) {
+          std::printf("%s\n", rep.dump(2).c_str());
+          return;
+        }
+        std::fprintf(stderr,
+                     "loaded campaign %llu '%s': %llu accepted, %llu duplicates, %llu "
+                     "suppressed, %llu invalid (%.1f s)\n",
+                     static_cast<unsigned long long>(rep.value("id", uint64_t{0})),
+                     spec.name.c_str(),
+                     static_cast<unsigned long long>(rep.value("accepted", uint64_t{0})),
+                     static_cast<unsigned long long>(rep.value("duplicates", uint64_t{0})),
+                     static_cast<unsigned long long>(rep.value("suppressed", uint64_t{0})),
+                     static_cast<unsigned long long>(rep.value("invalid", uint64_t{0})),
+                     rep.value("seconds", 0.0));
+        for (const auto& e : rep["first_errors"])
+          std::fprintf(stderr, "  %s\n", e.get<std::string>().c_str());
+        if (rep.value("invalid", uint64_t{0}) > rep["first_errors"].size())
+          std::fprintf(stderr, "  ... and %llu more invalid addresses\n",
+                       static_cast<unsigned long long>(rep.value("invalid", uint64_t{0}) -
+                                                       rep["first_errors"].size()));
+        std::printf("%llu\n", static_cast<unsigned long long>(rep.value("id", uint64_t{0})));
+      });
+}
+
+// ---- list / status / pause / resume / cancel ----------------------------------
+
+int RunList(const CommonArgs& a) {
+  absl::StatusOr<Target> target = ResolveTarget(a);
+  if (!target.ok()) {
+    PrintError(S(target.status().message()));
+    return kExitFailure;
+  }
+  return Finish(Execute(*target, {{"op", "list"}}, false), [&](const nlohmann::json& r) {
+    if (a.json) {
+      std::printf("%s\n", r["campaigns"].dump(2).c_str());
+      return;
+    }
+    std::printf("%-6s %-24s %-10s %-20s %10s %10s %10s %10s\n", "ID", "NAME", "STATE", "CREATED",
+                "TOTAL", "PENDING", "DELIVERED", "BOUNCED");
+    for (const auto& c : r["campaigns"]) {
+      const auto& n = c["counts"];
+      const uint64_t pending = n.value("queued", uint64_t{0}) + n.value("deferred", uint64_t{0}) +
+                               n.value("in_flight", uint64_t{0});
+      std::printf("%-6llu %-24s %-10s %-20s %10llu %10llu %10llu %10llu\n",
+                  static_cast<unsigned long long>(c["id"].get<uint64_t>()),
+                  c["name"].get<std::string>().c_str(), c["state"].get<std::string>().c_str(),
+                  c["created"].get<std::string>().c_str(),
+                  static_cast<unsigned long long>(n.value("total", uint64_t{0})),
+                  static_cast<unsigned long long>(pending),
+                  static_cast<unsigned long long>(n.value("delivered", uint64_t{0})),
+                  static_cast<unsigned long long>(n.value("bounced", uint64_t{0}) +
+                                                  n.value("expired", uint64_t{0})));
+    }
+  });
+}
+
+struct IdArgs {
+  CommonArgs common;
+  std::string campaign;
+  size_t top = 10;
+};
+
+int RunStatus(const IdArgs& a) {
+  absl::StatusOr<Target> target = ResolveTarget(a.common);
+  if (!target.ok()) {
+    PrintError(S(target.status().message()));
+    return kExitFailure;
+  }
+  nlohmann::json req = {{"op", "status"}, {"campaign", a.campaign}, {"top", a.top}};
+  return Finish(Execute(*target, req, false), [&](const nlohmann::json& r) {
+    const nlohmann::json& s = r["status"];
+    if (a.common.json) {
+      std::printf("%s\n", s.dump(2).c_str());
+      return;
+    }
+    std::printf("campaign %llu '%s' (%s) from %s, created %s\n",
+                static_cast<unsigned long long>(s["id"].get<uint64_t>()),
+                s["name"].get<std::string>().c_str(), s["state"].get<std::string>().c_str(),
+                s["from"].get<std::string>().c_str(), s["created"].get<std::string>().c_str());
+    std::printf("recipients: %llu  done: %s\n",
+                static_cast<unsigned long long>(s["counts"].value("total", uint64_t{0})),
+                s.value("done", false) ? "yes" : "no");
+    std::printf("  %s\n", CountsLine(s["counts"]).c_str());
+    std::printf("bounce rate %s (bounced+expired of finished)  deferral rate %s (of attempted)\n",
+                Percent(s.value("bounce_rate", 0.0)).c_str(),
+                Percent(s.value("deferral_rate", 0.0)).c_str());
+    if (!s["top_domains"].empty()) std::printf("top destination domains:\n");
+    for (const auto& d : s["top_domains"]) {
+      std::printf("  %-30s %8llu  %s\n", d["domain"].get<std::string>().c_str(),
+                  static_cast<unsigned long long>(d["counts"].value("total", uint64_t{0})),
+                  CountsLine(d["counts"]).c_str());
+    }
+  });
+}
+
+int RunAction(const IdArgs& a, const std::string& op) {
+  absl::StatusOr<Target> target = ResolveTarget(a.common);
+  if (!target.ok()) {
+    PrintError(S(target.status().message()));
+    return kExitFailure;
+  }
+  nlohmann::json req = {{"op", op}, {"campaign", a.campaign}};
+  return Finish(Execute(*target, req, false), [&](const nlohmann::json& r) {
+    if (a.common.json) {
+      std::printf("%s\n", r.dump(2).c_str());
+      return;
+    }
+    std::printf("campaign %llu is %s\n", static_cast<unsigned long long>(r["id"].get<uint64_t>()),
+                r["state"].get<std::string>().c_str());
+  });
+}
+
+// ---- suppression ----------------------------------------------------------------
+
+struct SuppressionArgs {
+  CommonArgs common;
+  std::vector<std::string> emails;
+  std::string reason;
+  std::string file;
+  size_t limit = 1000;
+  std::string after;
+};
+
+int RunSuppression(const SuppressionArgs& a, const std::string& op) {
+  absl::StatusOr<Target> target = ResolveTarget(a.common);
+  if (!target.ok()) {
+    PrintError(S(target.status().message()));
+    return kExitFailure;
+  }
+  nlohmann::json req = {{"op", "suppression_" + op}};
+  if (op == "add" || op == "remove") req["emails"] = a.emails;
+  if (op == "add") req["reason"] = a.reason.empty() ? "manual" : a.reason;
+  if (op == "list") {
+    req["limit"] = a.limit;
+    req["after"] = a.after;
+  }
+  if (op == "import") {
+    std::error_code ec;
+    req["path"] = std::filesystem::absolute(a.file, ec).string();
+    req["reason"] = a.reason.empty() ? "import:" + a.file : a.reason;
+  }
+  const bool create = op == "add" || op == "import";
+  return Finish(Execute(*target, req, create), [&](const nlohmann::json& r) {
+    if (a.common.json) {
+      std::printf("%s\n", r.dump(2).c_str());
+      return;
+    }
+    if (op == "add")
+      std::printf("added %llu\n", static_cast<unsigned long long>(r["added"].get<uint64_t>()));
+    if (op == "remove")
+      std::printf("removed %llu\n", static_cast<unsigned long long>(r["removed"].get<uint64_t>()));
+    if (op == "list") {
+      for (const auto& e : r["entries"])
+        std::printf("%s\t%s\t%s\n", e["email"].get<std::string>().c_str(),
+                    e["added"].get<std::string>().c_str(), e["reason"].get<std::string>().c_str());
+    }
+    if (op == "import") {
+      const auto& rep = r["report"];
+      std::printf("imported %llu new, %llu already listed, %llu invalid\n",
+                  static_cast<unsigned long long>(rep["added"].get<uint64_t>()),
+                  static_cast<unsigned long long>(rep["already"].get<uint64_t>()),
+                  static_cast<unsigned long long>(rep["invalid"].get<uint64_t>()));
+      for (const auto& e : rep["first_errors"])
+        std::fprintf(stderr, "  %s\n", e.get<std::string>().c_str());
+    }
+  });
+}
+
+}  // namespace
+
 void RegisterCampaignCommands(CLI::App& app, CommandContext& ctx) {
-  CLI::App* campaign = app.add_subcommand("campaign", "Load and operate campaigns (not yet available)");
-  campaign->allow_extras();
-  campaign->callback([&ctx] {
-    PrintError("'salvo campaign' is not yet available in this build");
-    ctx.exit_code = kExitFailure;
-  });
-  CLI::App* suppression = app.add_subcommand("suppression", "Manage the suppression list (not yet available)");
-  suppression->allow_extras();
-  suppression->callback([&ctx] {
-    PrintError("'salvo suppression' is not yet available in this build");
-    ctx.exit_code = kExitFailure;
-  });
+  CLI::App* campaign = app.add_subcommand("campaign", "Load and operate campaigns");
+  campaign->require_subcommand(1);
+
+  auto load_args = std::make_shared<LoadArgs>();
+  CLI::App* load = campaign->add_subcommand(
+      "load", "Load a campaign (CAMPAIGN.toml, or the flags); prints the campaign ID");
+  load->add_option("campaign_file", load_args->campaign_file, "Campaign file (TOML)")
+      ->check(CLI::ExistingFile);
+  load->add_option("--name", load_args->name, "Campaign name");
+  load->add_option("--template", load_args->template_path,
+                   "Message template (RFC 5322 with {{placeholders}})");
+  load->add_option("--recipients", load_args->recipients,
+                   "Recipient list (CSV with an email column)");
+  load->add_option("--from", load_args->from, "Sender address");
+  load->add_option("--dkim-domain", load_args->dkim_domain, "Domain to sign with (d=)");
+  load->add_flag("--strict", load_args->strict,
+                 "Fail on the first invalid address instead of skipping it");
+  AddCommon(load, &load_args->common);
+  load->callback([&ctx, load_args] { ctx.exit_code = RunLoad(*load_args); });
+
+  auto list_args = std::make_shared<CommonArgs>();
+  CLI::App* list = campaign->add_subcommand("list", "List campaigns with their counts");
+  AddCommon(list, list_args.get());
+  list->callback([&ctx, list_args] { ctx.exit_code = RunList(*list_args); });
+
+  auto status_args = std::make_shared<IdArgs>();
+  CLI::App* status = campaign->add_subcommand(
+      "status", "Counts per state, top destination domains, bounce and deferral rates");
+  status->add_option("campaign", status_args->campaign, "Campaign ID or name")->required();
+  status->add_option("--top", status_args->top, "How many destination domains to show")
+      ->default_val(10);
+  AddCommon(status, &status_args->common);
+  status->callback([&ctx, status_args] { ctx.exit_code = RunStatus(*status_args); });
+
+  for (const char* op : {"pause", "resume", "cancel"}) {
+    auto args = std::make_shared<IdArgs>();
+    const std::string help = std::string(op) == "pause" ? "Stop handing out a campaign's recipients"
+                             : std::string(op) == "resume"
+                                 ? "Resume a paused campaign"
+                                 : "Cancel a campaign (queued and deferred recipients)";
+    CLI::App* cmd = campaign->add_subcommand(op, help);
+    cmd->add_option("campaign", args->campaign, "Campaign ID or name")->required();
+    AddCommon(cmd, &args->common);
+    std::string op_name = op;
+    cmd->callback([&ctx, args, op_name] { ctx.exit_code = RunAction(*args, op_name); });
+  }
+
+  CLI::App* suppression = app.add_subcommand("suppression", "Manage the suppression list");
+  suppression->require_subcommand(1);
+  {
+    auto args = std::make_shared<SuppressionArgs>();
+    CLI::App* cmd = suppression->add_subcommand("add", "Add addresses to the suppression list");
+    cmd->add_option("emails", args->emails, "Addresses")->required();
+    cmd->add_option("--reason", args->reason, "Why (default: manual)");
+    AddCommon(cmd, &args->common);
+    cmd->callback([&ctx, args] { ctx.exit_code = RunSuppression(*args, "add"); });
+  }
+  {
+    auto args = std::make_shared<SuppressionArgs>();
+    CLI::App* cmd =
+        suppression->add_subcommand("remove", "Remove addresses from the suppression list");
+    cmd->add_option("emails", args->emails, "Addresses")->required();
+    AddCommon(cmd, &args->common);
+    cmd->callback([&ctx, args] { ctx.exit_code = RunSuppression(*args, "remove"); });
+  }
+  {
+    auto args = std::make_shared<SuppressionArgs>();
+    CLI::App* cmd =
+        suppression->add_subcommand("list", "List suppressed addresses (address order)");
+    cmd->add_option("--limit", args->limit, "At most this many")->default_val(1000);
+    cmd->add_option("--after", args->after, "Start after this address (paging)");
+    AddCommon(cmd, &args->common);
+    cmd->callback([&ctx, args] { ctx.exit_code = RunSuppression(*args, "list"); });
+  }
+  {
+    auto args = std::make_shared<SuppressionArgs>();
+    CLI::App* cmd = suppression->add_subcommand(
+        "import",
+        "Import addresses (one per line, or a CSV with an email column), e.g. unsubscribes");
+    cmd->add_option("file", args->file, "File to import")->required()->check(CLI::ExistingFile);
+    cmd->add_option("--reason", args->reason, "Why (default: import:FILE)");
+    AddCommon(cmd, &args->common);
+    cmd->callback([&ctx, args] { ctx.exit_code = RunSuppression(*args, "import"); });
+  }
 }
 
 }  // namespace salvo::cli

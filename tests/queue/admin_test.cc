@@ -25,7 +25,8 @@ class AdminTest : public SpoolTest {
   void TearDown() override { server_.reset(); }
 
   nlohmann::json Call(const nlohmann::json& req) {
-    absl::StatusOr<nlohmann::json> r = AdminCall(dir_.File("data"), req, absl::Seconds(30));
+    absl::StatusOr<nlohmann::json> r =
+        AdminCall(AdminSocketPath(dir_.File("data")), req, absl::Seconds(30));
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? *r : nlohmann::json();
   }
@@ -116,7 +117,8 @@ TEST_F(AdminTest, HostileRequestsGetErrorsNotCrashes) {
 
 TEST(AdminCallTest, NoEngineMeansUnavailable) {
   testing::TempDir d;
-  absl::StatusOr<nlohmann::json> r = AdminCall(d.path(), {{"op", "list"}}, absl::Seconds(5));
+  absl::StatusOr<nlohmann::json> r =
+      AdminCall(AdminSocketPath(d.path()), {{"op", "list"}}, absl::Seconds(5));
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
 }
 
