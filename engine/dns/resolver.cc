@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "engine/common/log.h"
 #include "engine/dns/message.h"
+#include "engine/dns/strings.h"
 
 namespace salvo::dns {
 
@@ -49,6 +50,12 @@ constexpr int kClassIn = 1;
 constexpr uint16_t kTypeA = static_cast<uint16_t>(RecordType::kA);
 constexpr uint16_t kTypeAaaa = static_cast<uint16_t>(RecordType::kAaaa);
 constexpr uint16_t kTypeMx = static_cast<uint16_t>(RecordType::kMx);
+
+// Cache key for one host's A or AAAA addresses; cannot collide with a
+// domain key (a host name has no spaces).
+std::string HostKey(uint16_t type, std::string_view host) {
+  return absl::StrCat(type == 1 ? "A " : "AAAA ", Av(host));
+}
 
 ares_channel Channel(void* p) { return static_cast<ares_channel>(p); }
 
@@ -496,10 +503,27 @@ void Resolver::HandleMx(Lookup* lookup, int status, const unsigned char* abuf, i
 
 void Resolver::StartAddresses(Lookup* lookup) {
   ++lookup->pending;  // guard: a query may complete synchronously inside ares_query
+  const SiteCache::TimePoint now = CacheNow();
   for (size_t i = 0; i < lookup->hosts.size(); ++i) {
-    if (!lookup->hosts[i].addresses.empty()) continue;  // an IP literal route target
-    if (options_.ipv4) SendQuery(lookup, static_cast<int>(i), kTypeA);
-    if (options_.ipv6) SendQuery(lookup, static_cast<int>(i), kTypeAaaa);
+    MxHost& host = lookup->hosts[i];
+    if (!host.addresses.empty()) continue;  // an IP literal route target
+    for (const uint16_t type : {kTypeA, kTypeAaaa}) {
+      if (type == kTypeA ? !options_.ipv4 : !options_.ipv6) continue;
+      // Many domains share MX hosts (hosted mail): reuse their addresses.
+      if (auto hit = cache_.Get(HostKey(type, host.name), now); hit && hit->ok()) {
+        ++stats_.host_cache_hits;
+        const std::vector<IpAddress>& cached = (*hit)->hosts.at(0).addresses;
+        if (cached.empty()) {  // negative entry: the host has no such record
+          lookup->permanent.push_back(
+              absl::StrCat(host.name, " ", TypeName(type), ": no record (cached)"));
+          continue;
+        }
+        host.addresses.insert(host.addresses.end(), cached.begin(), cached.end());
+        lookup->ttl = std::min(lookup->ttl, (*hit)->ttl_seconds);
+        continue;
+      }
+      SendQuery(lookup, static_cast<int>(i), type);
+    }
   }
   QueryDone(lookup);
 }
@@ -520,6 +544,7 @@ void Resolver::HandleAddress(Lookup* lookup, int host_index, uint16_t type, int 
   }
   if (msg->rcode == static_cast<uint8_t>(Rcode::kNxDomain)) {
     lookup->permanent.push_back(absl::StrCat(what, ": NXDOMAIN"));
+    CacheNoAddress(*msg, type, host.name);
   } else if (msg->rcode != static_cast<uint8_t>(Rcode::kNoError)) {
     lookup->temporary.push_back(absl::StrCat(what, ": ", RcodeName(msg->rcode)));
   } else {
@@ -535,8 +560,26 @@ void Resolver::HandleAddress(Lookup* lookup, int host_index, uint16_t type, int 
       lookup->ttl = std::min(lookup->ttl, rr.ttl);
       ++found;
     }
+    if (found > 0) {
+      // Remember this host's addresses of this type for other domains.
+      uint32_t ttl = std::numeric_limits<uint32_t>::max();
+      Site entry;
+      entry.hosts.push_back(MxHost{host.name, 0, 25, {}});
+      for (const ResourceRecord& rr : msg->answers) {
+        if (rr.type != type || rr.address.size() != want) continue;
+        entry.hosts[0].addresses.push_back(type == kTypeA ? IpAddress::V4(rr.address.data())
+                                                          : IpAddress::V6(rr.address.data()));
+        ttl = std::min(ttl, rr.ttl);
+      }
+      const auto cache_ttl =
+          std::clamp(std::chrono::seconds(ttl), options_.min_ttl, options_.max_ttl);
+      if (cache_ttl.count() > 0) {
+        cache_.Put(HostKey(type, host.name), std::move(entry), cache_ttl, CacheNow());
+      }
+    }
     if (found == 0) {
       lookup->permanent.push_back(absl::StrCat(what, ": no record"));
+      CacheNoAddress(*msg, type, host.name);
       if (uint32_t t;
           NegativeTtl(*msg, &t) && (!lookup->negative_ttl || t < *lookup->negative_ttl)) {
         lookup->negative_ttl = t;
@@ -544,6 +587,16 @@ void Resolver::HandleAddress(Lookup* lookup, int host_index, uint16_t type, int 
     }
   }
   QueryDone(lookup);
+}
+
+void Resolver::CacheNoAddress(const Message& msg, uint16_t type, const std::string& host) {
+  std::optional<uint32_t> soa_ttl;
+  if (uint32_t t; NegativeTtl(msg, &t)) soa_ttl = t;
+  const std::chrono::seconds ttl = ClampNegative(soa_ttl);
+  if (ttl.count() <= 0) return;
+  Site entry;
+  entry.hosts.push_back(MxHost{host, 0, 25, {}});
+  cache_.Put(HostKey(type, host), std::move(entry), ttl, CacheNow());
 }
 
 void Resolver::QueryDone(Lookup* lookup) {

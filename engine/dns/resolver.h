@@ -28,6 +28,7 @@
 
 namespace salvo::dns {
 
+struct Message;
 struct ResolverTrampolines;
 using MxCallback = absl::AnyInvocable<void(absl::StatusOr<Site> result)>;
 
@@ -73,10 +74,11 @@ struct ResolverOptions {
 class Resolver final : public MxResolver {
  public:
   struct Stats {
-    uint64_t lookups = 0;     // ResolveMx calls
-    uint64_t cache_hits = 0;  // answered from the cache
-    uint64_t routed = 0;      // answered by a Router override
-    uint64_t queries = 0;     // DNS queries sent (MX, A, AAAA)
+    uint64_t lookups = 0;          // ResolveMx calls
+    uint64_t cache_hits = 0;       // answered from the cache
+    uint64_t host_cache_hits = 0;  // MX host addresses reused from another lookup
+    uint64_t routed = 0;           // answered by a Router override
+    uint64_t queries = 0;          // DNS queries sent (MX, A, AAAA)
     uint64_t temporary_failures = 0;
     uint64_t permanent_failures = 0;
   };
@@ -129,6 +131,7 @@ class Resolver final : public MxResolver {
   void HandleAddress(Lookup* lookup, int host_index, uint16_t type, int status,
                      const unsigned char* abuf, int alen);
   void QueryDone(Lookup* lookup);
+  void CacheNoAddress(const Message& msg, uint16_t type, const std::string& host);
   void Finish(Lookup* lookup, absl::StatusOr<Site> result, std::chrono::seconds cache_ttl);
   void Deliver(MxCallback callback, std::string_view domain, absl::StatusOr<Site> result);
   absl::StatusOr<Site> Prepare(std::string_view domain, absl::StatusOr<Site> result);

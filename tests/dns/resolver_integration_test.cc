@@ -328,6 +328,20 @@ TEST_F(ResolverTest, ConcurrentLookupsForOneDomainShareOneQuery) {
   EXPECT_EQ(r.stats().lookups, 21u);
 }
 
+TEST_F(ResolverTest, MxHostAddressesAreSharedAcrossDomains) {
+  Resolver& r = NewResolver();
+  ASSERT_TRUE(Resolve(r, "multi.test").ok());
+  EXPECT_EQ(r.stats().queries, 11u);
+  absl::StatusOr<Site> shared = Resolve(r, "shared.test");
+  ASSERT_TRUE(shared.ok()) << shared.status();
+  ASSERT_EQ(shared->hosts.size(), 1u);
+  EXPECT_EQ(shared->hosts[0].name, "mx1.multi.test");
+  EXPECT_EQ(Addresses(shared->hosts[0]), (std::vector<std::string>{"127.0.0.11"}));
+  EXPECT_EQ(r.stats().queries, 12u);         // only the MX query
+  EXPECT_EQ(r.stats().host_cache_hits, 2u);  // A and AAAA of mx1
+  EXPECT_EQ(shared->key, "mx1.multi.test:25");
+}
+
 TEST_F(ResolverTest, RoutingOverrideBypassesDns) {
   ResolverOptions options;
   ASSERT_TRUE(options.router.AddRoute("routed.example", "127.0.0.61:2525, [::1]:2526").ok());
