@@ -29,7 +29,7 @@ case "${1:-}" in
     log "installing Debian packages (deploy/bootstrap.sh)"
     ./deploy/bootstrap.sh all
     log "building with AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)"
-    build build-asan -DCMAKE_BUILD_TYPE=Debug -DSALVO_SANITIZE=ON -DSALVO_BUILD_BENCH=OFF -DSALVO_WERROR=ON
+    build build-asan -DCMAKE_BUILD_TYPE=Debug -DSALVO_SANITIZE=ON -DSALVO_BUILD_BENCH=OFF -DSALVO_INTEGRATION_TESTS=OFF -DSALVO_WERROR=ON
     log "unit tests under ASan+UBSan"
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
       ctest --test-dir build-asan -L unit --output-on-failure -j "$JOBS" --timeout 300
