@@ -369,8 +369,18 @@ absl::StatusOr<std::string> Signer::Sign(std::string_view message,
                                          absl::Span<const DkimKey* const> keys,
                                          const SignOptions& options) {
   if (keys.empty()) return absl::InvalidArgumentError("no DKIM key to sign with");
+  for (const DkimKey* key : keys) {
+    if (key == nullptr || key->pkey == nullptr) {
+      return absl::InvalidArgumentError("DKIM key list holds an empty key");
+    }
+  }
   auto parsed = ParseMessage(message);
   if (!parsed.ok()) return parsed.status();
+  bool has_from = false;
+  for (const HeaderField& f : parsed->fields) has_from |= text::EqualsIgnoreCase(f.name, "From");
+  if (!has_from) {
+    return absl::InvalidArgumentError("message has no From header field (DKIM must sign From)");
+  }
 
   // Body hash, once for all keys.
   if (EVP_DigestInit_ex(body_ctx_, EVP_sha256(), nullptr) != 1) {

@@ -194,6 +194,11 @@ TEST_F(SignerTest, BadInput) {
   const DkimKey* keys[] = {&ed_};
   EXPECT_FALSE(signer_.Sign("From: a@b.c\nTo: x\n\nbody\n", keys, options_).ok());
   EXPECT_FALSE(signer_.Sign(kMessage, {}, options_).ok());
+  auto no_from = signer_.Sign("To: a@b.c\r\nSubject: x\r\n\r\nbody\r\n", keys, options_);
+  ASSERT_FALSE(no_from.ok());
+  EXPECT_NE(no_from.status().message().find("no From header"), std::string_view::npos);
+  const DkimKey* null_key[] = {nullptr};
+  EXPECT_FALSE(signer_.Sign(kMessage, null_key, options_).ok());
 }
 
 TEST(FoldSignatureField, ShortFieldStaysOnOneLineUntilB) {

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <random>
@@ -474,6 +475,77 @@ TEST(DkimIndependentVerification, GeneratedCorpusVerifiesWithDkimpyAndOpendkim) 
 
   std::printf("verified %zu messages, %d signatures, with dkimpy and OpenDKIM\n", files.size(),
               signatures);
+}
+
+TEST(DkimCli, ErrorsAreOneClearLineWithTheRightExitCode) {
+  TempDir dir;
+  ProcessResult kg = RunProcess({SALVO_BINARY, "dkim", "keygen", "--domain", "example.com",
+                                 "--selector", "s", "--type", "ed25519", "--out", dir.path()});
+  ASSERT_EQ(kg.exit_code, 0) << kg.err;
+  const std::string key = dir.File("s.example.com.pem");
+  const std::string msg = "From: a@example.com\nSubject: hi\n\nbody\n";  // LF: converted
+
+  ProcessResult ok = RunProcess({SALVO_BINARY, "dkim", "sign", "--key", key, "--domain",
+                                 "example.com", "--selector", "s", "--time", "1700000000"},
+                                msg);
+  ASSERT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_NE(ok.out.find("t=1700000000;"), std::string::npos);
+  EXPECT_NE(ok.out.find("\r\nFrom: a@example.com\r\nSubject: hi\r\n\r\nbody\r\n"),
+            std::string::npos);
+
+  // Existing key: never overwritten.
+  ProcessResult again = RunProcess({SALVO_BINARY, "dkim", "keygen", "--domain", "example.com",
+                                    "--selector", "s", "--type", "ed25519", "--out", dir.path()});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_NE(again.err.find("never overwritten"), std::string::npos) << again.err;
+
+  // World-readable key: refused, naming the file and the fix.
+  ::chmod(key.c_str(), 0644);
+  ProcessResult open_key = RunProcess(
+      {SALVO_BINARY, "dkim", "sign", "--key", key, "--domain", "example.com", "--selector", "s"},
+      msg);
+  EXPECT_EQ(open_key.exit_code, 1);
+  EXPECT_NE(open_key.err.find("salvo: error: dkim sign: DKIM key s._domainkey.example.com: key "
+                              "file " +
+                              key + " is readable by others"),
+            std::string::npos)
+      << open_key.err;
+  EXPECT_NE(open_key.err.find("chmod 600 " + key), std::string::npos);
+  EXPECT_EQ(std::count(open_key.err.begin(), open_key.err.end(), '\n'), 1);
+  ::chmod(key.c_str(), 0600);
+
+  // Wrong type.
+  ProcessResult wrong = RunProcess({SALVO_BINARY, "dkim", "sign", "--key", key, "--domain",
+                                    "example.com", "--selector", "s", "--type", "rsa"},
+                                   msg);
+  EXPECT_EQ(wrong.exit_code, 1);
+  EXPECT_NE(wrong.err.find("configured as type rsa but the file holds an ed25519 key"),
+            std::string::npos)
+      << wrong.err;
+
+  // Usage errors: exit 2.
+  EXPECT_EQ(RunProcess({SALVO_BINARY, "dkim", "sign", "--key", key, "--domain", "example.com",
+                        "--selector", "s", "--canon", "loose"},
+                       msg)
+                .exit_code,
+            2);
+  EXPECT_EQ(RunProcess({SALVO_BINARY, "dkim", "keygen", "--domain", "example.com", "--selector",
+                        "t", "--type", "dsa", "--out", dir.path()})
+                .exit_code,
+            2);
+  EXPECT_EQ(RunProcess({SALVO_BINARY, "dkim", "keygen", "--domain", "example.com", "--selector",
+                        "t", "--bits", "512", "--out", dir.path()})
+                .exit_code,
+            2);
+  EXPECT_EQ(RunProcess({SALVO_BINARY, "dkim", "sign", "--domain", "example.com"}, msg).exit_code,
+            2);
+
+  // A message the signer cannot sign: exit 1, saying why.
+  ProcessResult no_from = RunProcess(
+      {SALVO_BINARY, "dkim", "sign", "--key", key, "--domain", "example.com", "--selector", "s"},
+      "Subject: hi\n\nbody\n");
+  EXPECT_EQ(no_from.exit_code, 1);
+  EXPECT_NE(no_from.err.find("no From header field"), std::string::npos) << no_from.err;
 }
 
 }  // namespace
