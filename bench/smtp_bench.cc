@@ -69,7 +69,7 @@ void BM_PipelinedTransactionData(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(out_bytes));
   state.SetItemsProcessed(state.iterations());
 }
-BENCHMARK(BM_PipelinedTransactionData)->Arg(20 * 1024);
+BENCHMARK(BM_PipelinedTransactionData)->Arg(512)->Arg(20 * 1024);
 
 void BM_PipelinedTransactionBdat(benchmark::State& state) {
   const std::string body = MakeBody(static_cast<size_t>(state.range(0)));

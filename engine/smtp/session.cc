@@ -1,6 +1,9 @@
 #include "engine/smtp/session.h"
 
 #include <openssl/evp.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include <cstring>
 #include <utility>
@@ -69,31 +72,56 @@ std::string_view StateName(State s) {
   return "unknown";
 }
 
+namespace {
+
+// Calls on_newline(q) for every '\n' in [begin, end), in order. SSE2 when
+// available: one compare per 16 bytes instead of one memchr call per line
+// (the per-call overhead dominated for ~80-byte lines).
+template <typename F>
+inline void ForEachNewline(const char* begin, const char* end, F&& on_newline) {
+  const char* p = begin;
+#if defined(__SSE2__)
+  const __m128i nl = _mm_set1_epi8('\n');
+  while (end - p >= 16) {
+    __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(v, nl)));
+    while (mask != 0) {
+      on_newline(p + __builtin_ctz(mask));
+      mask &= mask - 1;
+    }
+    p += 16;
+  }
+#endif
+  while (p < end) {
+    const char* q = static_cast<const char*>(std::memchr(p, '\n', end - p));
+    if (q == nullptr) break;
+    on_newline(q);
+    p = q + 1;
+  }
+}
+
+}  // namespace
+
 void AppendNormalizedBody(std::string_view body, bool dot_stuff, std::string* out) {
   out->reserve(out->size() + body.size() + 64);
   const char* begin = body.data();
-  const char* p = begin;
   const char* end = begin + body.size();
-  const char* run = p;  // start of bytes not yet copied
-  if (dot_stuff && p < end && *p == '.') out->push_back('.');
-  while (p < end) {
-    const char* nl = static_cast<const char*>(std::memchr(p, '\n', end - p));
-    if (nl == nullptr) break;
+  const char* run = begin;  // start of bytes not yet copied
+  if (dot_stuff && begin < end && *begin == '.') out->push_back('.');
+  ForEachNewline(begin, end, [&](const char* nl) {
     const char* next = nl + 1;
     bool bare = nl == begin || nl[-1] != '\r';
     bool dot = dot_stuff && next < end && *next == '.';
-    if (bare || dot) {
-      if (bare) {
-        out->append(run, nl - run);
-        out->append("\r\n", 2);
-      } else {
-        out->append(run, next - run);
-      }
-      if (dot) out->push_back('.');
-      run = next;
+    if (!bare && !dot) return;
+    if (bare) {
+      out->append(run, nl - run);
+      out->append("\r\n", 2);
+    } else {
+      out->append(run, next - run);
     }
-    p = next;
-  }
+    if (dot) out->push_back('.');
+    run = next;
+  });
   out->append(run, end - run);
   if (body.empty()) {
     out->append("\r\n", 2);
@@ -107,14 +135,10 @@ void AppendNormalizedBody(std::string_view body, bool dot_stuff, std::string* ou
 size_t NormalizedBodySize(std::string_view body) {
   size_t size = body.size();
   const char* begin = body.data();
-  const char* p = begin;
   const char* end = begin + body.size();
-  while (p < end) {
-    const char* nl = static_cast<const char*>(std::memchr(p, '\n', end - p));
-    if (nl == nullptr) break;
+  ForEachNewline(begin, end, [&](const char* nl) {
     if (nl == begin || nl[-1] != '\r') ++size;
-    p = nl + 1;
-  }
+  });
   if (body.empty()) {
     size += 2;
   } else if (end[-1] == '\r') {
@@ -181,12 +205,19 @@ void Session::ConsumeOutput(size_t n) {
   }
 }
 
-void Session::Send(Cmd cmd, uint32_t index, std::string_view line) {
-  Write(line);
-  Write("\r\n");
+std::string* Session::Buf() {
+  return tls_ != nullptr && tls_->handshake_done() ? &scratch_ : &out_;
+}
+
+void Session::Expect(Cmd cmd, uint32_t index) {
   bool was_idle = pending_head_ == pending_.size();
   pending_.push_back(Pending{cmd, index});
   if (was_idle) ArmDeadline();
+}
+
+void Session::Send(Cmd cmd, uint32_t index, std::string_view line) {
+  internal::Append(Buf(), line, "\r\n");
+  Expect(cmd, index);
 }
 
 // ---- Deadlines ----------------------------------------------------------
@@ -321,9 +352,7 @@ void Session::Enter(State next) {
       }
       // With no accepted recipient a lone "." ends the data phase (RFC 2920 3.1).
       Write(".\r\n");
-      bool was_idle = pending_head_ == pending_.size();
-      pending_.push_back(Pending{Cmd::kDot, 0});
-      if (was_idle) ArmDeadline();
+      Expect(Cmd::kDot, 0);
       break;
     }
     case State::kRset:
@@ -627,22 +656,26 @@ void Session::PumpTransaction() {
   while (state_ == State::kTransaction) {
     if (!pipe && pending_head_ < pending_.size()) return;  // one command at a time
     if (!t.mail_sent) {
-      std::string line = internal::Cat("MAIL FROM:<", t.env.mail_from, ">");
+      // Written straight into the output buffer: no temporary strings.
+      std::string* b = Buf();
+      internal::Append(b, "MAIL FROM:<", t.env.mail_from, ">");
       if (ext_.size) {
-        internal::Append(&line,
-                         " SIZE=", chunk ? NormalizedBodySize(t.env.body) : t.env.body.size());
+        if (chunk) t.chunk_size = NormalizedBodySize(t.env.body);
+        internal::Append(b, " SIZE=", chunk ? t.chunk_size : t.env.body.size());
       }
-      if (t.env.needs_8bit && ext_.eight_bit_mime) line += " BODY=8BITMIME";
-      if (t.env.needs_smtputf8 && ext_.smtputf8) line += " SMTPUTF8";
+      if (t.env.needs_8bit && ext_.eight_bit_mime) b->append(" BODY=8BITMIME");
+      if (t.env.needs_smtputf8 && ext_.smtputf8) b->append(" SMTPUTF8");
+      b->append("\r\n");
       t.mail_sent = true;
-      Send(Cmd::kMail, 0, line);
+      Expect(Cmd::kMail, 0);
       continue;
     }
     if (!t.mail_ok && !pipe) return;  // (MAIL failure handled in the reply)
     while (t.next_rcpt < n && t.decided[t.next_rcpt]) ++t.next_rcpt;
     if (t.next_rcpt < n) {
       uint32_t i = static_cast<uint32_t>(t.next_rcpt++);
-      Send(Cmd::kRcpt, i, internal::Cat("RCPT TO:<", t.env.rcpts[i], ">"));
+      internal::Append(Buf(), "RCPT TO:<", t.env.rcpts[i], ">\r\n");
+      Expect(Cmd::kRcpt, i);
       continue;
     }
     if (t.data_sent) return;
@@ -654,12 +687,11 @@ void Session::PumpTransaction() {
     if (chunk) {
       // One chunk with the whole message. Pipelined, it goes out with MAIL and
       // RCPT (RFC 3030): one round trip per message.
-      Write(internal::Cat("BDAT ", NormalizedBodySize(t.env.body), " LAST\r\n"));
+      if (!ext_.size) t.chunk_size = NormalizedBodySize(t.env.body);
+      internal::Append(Buf(), "BDAT ", t.chunk_size, " LAST\r\n");
       WriteBody(t.env.body, /*dot_stuff=*/false);
       t.body_sent = true;
-      bool was_idle = pending_head_ == pending_.size();
-      pending_.push_back(Pending{Cmd::kBdat, 0});
-      if (was_idle) ArmDeadline();
+      Expect(Cmd::kBdat, 0);
     } else {
       Send(Cmd::kData, 0, "DATA");
     }

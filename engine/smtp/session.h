@@ -143,6 +143,7 @@ struct Transaction {
   bool data_sent = false;  // DATA or BDAT sent
   bool body_sent = false;  // body + "." after 354
   bool need_rset = true;
+  size_t chunk_size = 0;  // BDAT size (normalised body), computed once
 };
 }  // namespace internal
 
@@ -215,6 +216,8 @@ class Session {
   void Abort(const Outcome& open_outcome, const Outcome& session_outcome, bool send_quit);
   void AbortWith(const Outcome& outcome, bool send_quit) { Abort(outcome, outcome, send_quit); }
   void Send(Cmd cmd, uint32_t index, std::string_view line);
+  std::string* Buf();                    // where plaintext output goes (out_ or TLS staging)
+  void Expect(Cmd cmd, uint32_t index);  // a reply is now owed for `cmd`
   void Write(std::string_view bytes);
   void FlushTls();
   void WriteBody(std::string_view body, bool dot_stuff);
