@@ -195,6 +195,7 @@ int RunEngine(Loaded& l, delivery::SpoolSourceOptions so, bool progress,
   SignalWatcher signals;  // before any thread starts: they inherit the mask
   queue::AdminOptions admin_options;
   admin_options.validate_template = Validator();
+  admin_options.socket_path = l.config.AdminSocketPath();
   auto admin = queue::AdminServer::Start(l.spool.get(), admin_options);
   if (!admin.ok()) {
     PrintError("admin socket: " + S(admin.status().message()));
