@@ -16,7 +16,7 @@ Site MakeSite(std::string host) {
   return s;
 }
 
-TEST(SiteCacheTest, PositiveEntryLivesForItsTtl) {
+TEST(DnsSiteCacheTest, PositiveEntryLivesForItsTtl) {
   SiteCache cache;
   const TimePoint t0{};
   cache.Put("example.com", MakeSite("mx1.example.com"), seconds(2), t0);
@@ -30,7 +30,7 @@ TEST(SiteCacheTest, PositiveEntryLivesForItsTtl) {
   EXPECT_FALSE(cache.Get("other.com", t0).has_value());
 }
 
-TEST(SiteCacheTest, NegativeEntriesAndReplacement) {
+TEST(DnsSiteCacheTest, NegativeEntriesAndReplacement) {
   SiteCache cache;
   const TimePoint t0{};
   cache.Put("nx.example", absl::NotFoundError("domain nx.example does not exist (NXDOMAIN)"),
@@ -44,13 +44,13 @@ TEST(SiteCacheTest, NegativeEntriesAndReplacement) {
   EXPECT_TRUE(hit->ok());
 }
 
-TEST(SiteCacheTest, ZeroTtlIsNotStored) {
+TEST(DnsSiteCacheTest, ZeroTtlIsNotStored) {
   SiteCache cache;
   cache.Put("example.com", MakeSite("mx"), seconds(0), TimePoint{});
   EXPECT_EQ(cache.size(), 0u);
 }
 
-TEST(SiteCacheTest, FullCacheEvictsExpiredThenSoonestToExpire) {
+TEST(DnsSiteCacheTest, FullCacheEvictsExpiredThenSoonestToExpire) {
   SiteCache cache(10);
   const TimePoint t0{};
   for (int i = 0; i < 10; ++i) {

@@ -23,7 +23,7 @@ std::vector<uint8_t> MxAnswer() {
   return w.bytes;
 }
 
-TEST(MessageTest, ParsesMxWithCompressionAndLowercases) {
+TEST(DnsMessageTest, ParsesMxWithCompressionAndLowercases) {
   const std::vector<uint8_t> wire = MxAnswer();
   absl::StatusOr<Message> m = ParseMessage(wire);
   ASSERT_TRUE(m.ok()) << m.status();
@@ -42,7 +42,7 @@ TEST(MessageTest, ParsesMxWithCompressionAndLowercases) {
   EXPECT_EQ(m->answers[1].target, "mx2.example.net");
 }
 
-TEST(MessageTest, NullMxTargetIsEmpty) {
+TEST(DnsMessageTest, NullMxTargetIsEmpty) {
   WireBuilder w;
   w.Header(1, ResponseFlags(0), 1, 1, 0, 0).Question("nullmx.example", 15);
   w.Mx("nullmx.example", 3600, 0, "");
@@ -53,7 +53,7 @@ TEST(MessageTest, NullMxTargetIsEmpty) {
   EXPECT_EQ(m->answers[0].target, "");
 }
 
-TEST(MessageTest, NxDomainNegativeTtlIsMinOfSoaTtlAndMinimum) {
+TEST(DnsMessageTest, NxDomainNegativeTtlIsMinOfSoaTtlAndMinimum) {
   WireBuilder w;
   w.Header(1, ResponseFlags(3), 1, 0, 1, 0).Question("nope.example", 15);
   w.Soa("example", 900, 30);
@@ -74,7 +74,7 @@ TEST(MessageTest, NxDomainNegativeTtlIsMinOfSoaTtlAndMinimum) {
   EXPECT_EQ(ttl, 10u);
 }
 
-TEST(MessageTest, NoSoaMeansNoNegativeTtl) {
+TEST(DnsMessageTest, NoSoaMeansNoNegativeTtl) {
   WireBuilder w;
   w.Header(1, ResponseFlags(3), 1, 0, 0, 0).Question("nope.example", 15);
   absl::StatusOr<Message> m = ParseMessage(w.bytes);
@@ -83,7 +83,7 @@ TEST(MessageTest, NoSoaMeansNoNegativeTtl) {
   EXPECT_FALSE(NegativeTtl(*m, &ttl));
 }
 
-TEST(MessageTest, AddressRecordsAndTtlTopBit) {
+TEST(DnsMessageTest, AddressRecordsAndTtlTopBit) {
   WireBuilder w;
   w.Header(1, ResponseFlags(0), 1, 2, 0, 0).Question("mx.example", 1);
   w.A("mx.example", 0x80000000u, 127, 0, 0, 7);
@@ -99,7 +99,7 @@ TEST(MessageTest, AddressRecordsAndTtlTopBit) {
   EXPECT_EQ(m->answers[1].address[15], 1);
 }
 
-TEST(MessageTest, RejectsWrongAddressLength) {
+TEST(DnsMessageTest, RejectsWrongAddressLength) {
   WireBuilder w;
   w.Header(1, ResponseFlags(0), 1, 1, 0, 0).Question("mx.example", 1);
   w.RecordHeader("mx.example", 1, 60, 5).U8(1).U8(2).U8(3).U8(4).U8(5);
@@ -109,7 +109,7 @@ TEST(MessageTest, RejectsWrongAddressLength) {
   EXPECT_NE(m.status().message().find("expected 4"), absl::string_view::npos) << m.status();
 }
 
-TEST(MessageTest, RejectsPointerLoopsAndForwardPointers) {
+TEST(DnsMessageTest, RejectsPointerLoopsAndForwardPointers) {
   // A question name that points at itself.
   WireBuilder w;
   w.Header(1, ResponseFlags(0), 1, 0, 0, 0).U16(0xC00C).U16(15).U16(1);
@@ -123,7 +123,7 @@ TEST(MessageTest, RejectsPointerLoopsAndForwardPointers) {
   EXPECT_FALSE(ParseMessage(w2.bytes).ok());
 }
 
-TEST(MessageTest, RejectsShortHeaderAndBadLabels) {
+TEST(DnsMessageTest, RejectsShortHeaderAndBadLabels) {
   std::vector<uint8_t> tiny = {0, 1, 2};
   absl::StatusOr<Message> m = ParseMessage(tiny);
   ASSERT_FALSE(m.ok());
@@ -136,7 +136,7 @@ TEST(MessageTest, RejectsShortHeaderAndBadLabels) {
   EXPECT_NE(m.status().message().find("question 1"), absl::string_view::npos) << m.status();
 }
 
-TEST(MessageTest, EveryTruncationIsAnErrorNotACrash) {
+TEST(DnsMessageTest, EveryTruncationIsAnErrorNotACrash) {
   const std::vector<uint8_t> wire = MxAnswer();
   ASSERT_TRUE(ParseMessage(wire).ok());
   for (size_t len = 0; len < wire.size(); ++len) {
@@ -145,7 +145,7 @@ TEST(MessageTest, EveryTruncationIsAnErrorNotACrash) {
   }
 }
 
-TEST(MessageTest, RandomCorruptionNeverCrashes) {
+TEST(DnsMessageTest, RandomCorruptionNeverCrashes) {
   const std::vector<uint8_t> wire = MxAnswer();
   std::mt19937 rng(42);
   int parsed = 0;

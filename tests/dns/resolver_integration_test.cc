@@ -43,7 +43,7 @@ std::vector<std::string> Addresses(const MxHost& host) {
   return out;
 }
 
-class ResolverTest : public ::testing::Test {
+class DnsResolverTest : public ::testing::Test {
  protected:
   void SetUp() override {
     absl::StatusOr<std::unique_ptr<UnboundServer>> server =
@@ -103,7 +103,7 @@ class ResolverTest : public ::testing::Test {
   std::vector<std::unique_ptr<Resolver>> resolvers_;
 };
 
-TEST_F(ResolverTest, MxSetOrderedByPreferenceWithAddresses) {
+TEST_F(DnsResolverTest, MxSetOrderedByPreferenceWithAddresses) {
   Resolver& r = NewResolver();
   absl::StatusOr<Site> site = Resolve(r, "Multi.Test.");
   ASSERT_TRUE(site.ok()) << site.status();
@@ -128,7 +128,7 @@ TEST_F(ResolverTest, MxSetOrderedByPreferenceWithAddresses) {
   EXPECT_LT(ShardForSite(site->key, 2), 2u);
 }
 
-TEST_F(ResolverTest, EqualPreferenceOrderVariesAcrossLookups) {
+TEST_F(DnsResolverTest, EqualPreferenceOrderVariesAcrossLookups) {
   Resolver& r = NewResolver();
   std::set<std::string> firsts;
   std::set<std::vector<std::string>> orders;
@@ -148,7 +148,7 @@ TEST_F(ResolverTest, EqualPreferenceOrderVariesAcrossLookups) {
   EXPECT_EQ(r.stats().cache_hits, 59u);
 }
 
-TEST_F(ResolverTest, OnlyAnARecordIsAnImplicitMx) {
+TEST_F(DnsResolverTest, OnlyAnARecordIsAnImplicitMx) {
   Resolver& r = NewResolver();
   absl::StatusOr<Site> site = Resolve(r, "aonly.test");
   ASSERT_TRUE(site.ok()) << site.status();
@@ -158,7 +158,7 @@ TEST_F(ResolverTest, OnlyAnARecordIsAnImplicitMx) {
   EXPECT_EQ(Addresses(site->hosts[0]), (std::vector<std::string>{"127.0.0.21"}));
 }
 
-TEST_F(ResolverTest, Ipv6OnlyMxHost) {
+TEST_F(DnsResolverTest, Ipv6OnlyMxHost) {
   Resolver& r = NewResolver();
   absl::StatusOr<Site> site = Resolve(r, "v6.test");
   ASSERT_TRUE(site.ok()) << site.status();
@@ -175,7 +175,7 @@ TEST_F(ResolverTest, Ipv6OnlyMxHost) {
   EXPECT_TRUE(IsPermanentDnsFailure(none.status())) << none.status();
 }
 
-TEST_F(ResolverTest, NullMxIsPermanentAtOnce) {
+TEST_F(DnsResolverTest, NullMxIsPermanentAtOnce) {
   Resolver& r = NewResolver();
   absl::StatusOr<Site> site = Resolve(r, "nullmx.test");
   ASSERT_FALSE(site.ok());
@@ -189,7 +189,7 @@ TEST_F(ResolverTest, NullMxIsPermanentAtOnce) {
   EXPECT_EQ(o.scope, smtp::Scope::kSite);
 }
 
-TEST_F(ResolverTest, NxDomainIsPermanentAndNegativelyCachedPerSoa) {
+TEST_F(DnsResolverTest, NxDomainIsPermanentAndNegativelyCachedPerSoa) {
   Resolver& r = NewResolver();
   absl::StatusOr<Site> site = Resolve(r, "missing.nx.test");
   ASSERT_FALSE(site.ok());
@@ -205,7 +205,7 @@ TEST_F(ResolverTest, NxDomainIsPermanentAndNegativelyCachedPerSoa) {
   EXPECT_EQ(r.stats().cache_hits, 1u);
 }
 
-TEST_F(ResolverTest, NoMxAndNoAddressIsPermanent) {
+TEST_F(DnsResolverTest, NoMxAndNoAddressIsPermanent) {
   Resolver& r = NewResolver();
   std::vector<absl::StatusOr<Site>> results = ResolveAll(r, {"empty.test", "noaddr.test"});
   ASSERT_FALSE(results[0].ok());
@@ -219,7 +219,7 @@ TEST_F(ResolverTest, NoMxAndNoAddressIsPermanent) {
       << results[1].status();
 }
 
-TEST_F(ResolverTest, ServfailAndRefusedAreTemporary) {
+TEST_F(DnsResolverTest, ServfailAndRefusedAreTemporary) {
   Resolver& r = NewResolver();
   std::vector<absl::StatusOr<Site>> results = ResolveAll(r, {"servfail.test", "refused.test"});
   ASSERT_FALSE(results[0].ok());
@@ -241,7 +241,7 @@ TEST_F(ResolverTest, ServfailAndRefusedAreTemporary) {
   EXPECT_EQ(r.stats().temporary_failures, 3u);
 }
 
-TEST_F(ResolverTest, DroppedQueryTimesOutAsTemporary) {
+TEST_F(DnsResolverTest, DroppedQueryTimesOutAsTemporary) {
   ResolverOptions options;
   options.timeout = 300ms;
   options.tries = 1;
@@ -260,7 +260,7 @@ TEST_F(ResolverTest, DroppedQueryTimesOutAsTemporary) {
   EXPECT_TRUE(Resolve(r, "aonly.test").ok());
 }
 
-TEST_F(ResolverTest, TtlIsHonouredForAddressAndMxRecords) {
+TEST_F(DnsResolverTest, TtlIsHonouredForAddressAndMxRecords) {
   Resolver& caching = NewResolver();
   std::vector<absl::StatusOr<Site>> first = ResolveAll(caching, {"ttl.test", "ttlmx.test"});
   ASSERT_TRUE(first[0].ok()) << first[0].status();
@@ -296,7 +296,7 @@ TEST_F(ResolverTest, TtlIsHonouredForAddressAndMxRecords) {
   EXPECT_EQ(after[1]->hosts[0].name, "new.ttlmx.test");
 }
 
-TEST_F(ResolverTest, MaxTtlZeroDisablesPositiveAndNegativeCaching) {
+TEST_F(DnsResolverTest, MaxTtlZeroDisablesPositiveAndNegativeCaching) {
   ResolverOptions options;
   options.max_ttl = std::chrono::seconds(0);
   Resolver& r = NewResolver(options);
@@ -317,7 +317,7 @@ TEST_F(ResolverTest, MaxTtlZeroDisablesPositiveAndNegativeCaching) {
   EXPECT_NE(bad.status().message().find("min_ttl"), absl::string_view::npos) << bad.status();
 }
 
-TEST_F(ResolverTest, ConcurrentLookupsForOneDomainShareOneQuery) {
+TEST_F(DnsResolverTest, ConcurrentLookupsForOneDomainShareOneQuery) {
   Resolver& r = NewResolver();
   std::vector<std::string> domains(20, "aonly.test");
   domains.push_back("multi.test");
@@ -328,7 +328,7 @@ TEST_F(ResolverTest, ConcurrentLookupsForOneDomainShareOneQuery) {
   EXPECT_EQ(r.stats().lookups, 21u);
 }
 
-TEST_F(ResolverTest, MxHostAddressesAreSharedAcrossDomains) {
+TEST_F(DnsResolverTest, MxHostAddressesAreSharedAcrossDomains) {
   Resolver& r = NewResolver();
   ASSERT_TRUE(Resolve(r, "multi.test").ok());
   EXPECT_EQ(r.stats().queries, 11u);
@@ -342,7 +342,7 @@ TEST_F(ResolverTest, MxHostAddressesAreSharedAcrossDomains) {
   EXPECT_EQ(shared->key, "mx1.multi.test:25");
 }
 
-TEST_F(ResolverTest, RoutingOverrideBypassesDns) {
+TEST_F(DnsResolverTest, RoutingOverrideBypassesDns) {
   ResolverOptions options;
   ASSERT_TRUE(options.router.AddRoute("routed.example", "127.0.0.61:2525, [::1]:2526").ok());
   ASSERT_TRUE(options.router.AddRoute("*.smarthost.example", "smtp.relay.test:587").ok());
@@ -381,7 +381,7 @@ TEST_F(ResolverTest, RoutingOverrideBypassesDns) {
   EXPECT_FALSE(r.TryResolveMxNow("multi.test").has_value());
 }
 
-TEST_F(ResolverTest, LargeMxSetArrivesOverTcpAfterTruncation) {
+TEST_F(DnsResolverTest, LargeMxSetArrivesOverTcpAfterTruncation) {
   // 40 MX records with long names do not fit in a 1232-byte UDP answer:
   // unbound truncates, c-ares retries over TCP (connect, POLLOUT, then reads).
   std::string lines = Zones("127.0.0.31", "old");
@@ -467,7 +467,7 @@ class HostileDnsServer {
   std::thread thread_;
 };
 
-TEST_F(ResolverTest, MalformedAnswerIsTemporaryNotACrash) {
+TEST_F(DnsResolverTest, MalformedAnswerIsTemporaryNotACrash) {
   HostileDnsServer hostile;
   ResolverOptions options;
   options.servers = {hostile.address()};
@@ -485,7 +485,7 @@ TEST_F(ResolverTest, MalformedAnswerIsTemporaryNotACrash) {
   r->reset();
 }
 
-TEST_F(ResolverTest, BadInputAndBadServersGiveClearErrors) {
+TEST_F(DnsResolverTest, BadInputAndBadServersGiveClearErrors) {
   Resolver& r = NewResolver();
   absl::StatusOr<Site> bad = Resolve(r, "not a domain");
   ASSERT_FALSE(bad.ok());
@@ -499,7 +499,7 @@ TEST_F(ResolverTest, BadInputAndBadServersGiveClearErrors) {
   EXPECT_NE(broken.status().message().find("dns.example.com"), absl::string_view::npos);
 }
 
-TEST_F(ResolverTest, DeadServerFailsTemporarilyAndNeverReentersTheCaller) {
+TEST_F(DnsResolverTest, DeadServerFailsTemporarilyAndNeverReentersTheCaller) {
   // A loopback port nobody listens on: the query is refused (ICMP port
   // unreachable) or times out; either way a temporary failure, delivered on a
   // later loop turn.
@@ -538,7 +538,7 @@ TEST_F(ResolverTest, DeadServerFailsTemporarilyAndNeverReentersTheCaller) {
   r->reset();
 }
 
-TEST_F(ResolverTest, DestroyingWithLookupsInFlightIsClean) {
+TEST_F(DnsResolverTest, DestroyingWithLookupsInFlightIsClean) {
   ResolverOptions options;
   options.servers = {server_->address()};
   options.timeout = 300ms;

@@ -5,7 +5,7 @@
 namespace salvo::dns {
 namespace {
 
-TEST(ParseRouteTargetTest, Forms) {
+TEST(DnsParseRouteTargetTest, Forms) {
   absl::StatusOr<RouteTarget> t = ParseRouteTarget("127.0.0.1:2525");
   ASSERT_TRUE(t.ok()) << t.status();
   EXPECT_EQ(t->host, "127.0.0.1");
@@ -26,7 +26,7 @@ TEST(ParseRouteTargetTest, Forms) {
   EXPECT_EQ(t->ToString(), "smarthost.example.net:25");
 }
 
-TEST(ParseRouteTargetTest, ErrorsNameTheText) {
+TEST(DnsParseRouteTargetTest, ErrorsNameTheText) {
   for (const char* bad : {"127.0.0.1:0", "127.0.0.1:70000", "host:abc", "[::1", "::1:25",
                           "[mx.example]:25", "bad host:25", "", "host:"}) {
     absl::StatusOr<RouteTarget> t = ParseRouteTarget(bad);
@@ -37,7 +37,7 @@ TEST(ParseRouteTargetTest, ErrorsNameTheText) {
   }
 }
 
-TEST(RouterTest, MostSpecificPatternWins) {
+TEST(DnsRouterTest, MostSpecificPatternWins) {
   Router r;
   EXPECT_TRUE(r.empty());
   ASSERT_TRUE(r.AddRoute("example.com", "127.0.0.2:2525, 127.0.0.3:2526").ok());
@@ -67,7 +67,7 @@ TEST(RouterTest, MostSpecificPatternWins) {
   EXPECT_EQ(r.Lookup("example.com")->size(), 2u);  // exact still beats "*"
 }
 
-TEST(RouterTest, AddRoutesSpecAndErrors) {
+TEST(DnsRouterTest, AddRoutesSpecAndErrors) {
   Router r;
   ASSERT_TRUE(r.AddRoutes("a.example=127.0.0.2:25; *=127.0.0.3:2525\nb.example = 127.0.0.4").ok());
   EXPECT_EQ(r.Lookup("a.example")->at(0).host, "127.0.0.2");
@@ -92,7 +92,7 @@ TEST(RouterTest, AddRoutesSpecAndErrors) {
   EXPECT_NE(s.message().find("127.0.0.1:99999"), absl::string_view::npos) << s;
 }
 
-TEST(NormalizeDomainTest, LowercasesStripsDotAndValidates) {
+TEST(DnsNormalizeDomainTest, LowercasesStripsDotAndValidates) {
   EXPECT_EQ(*NormalizeDomain("Example.COM."), "example.com");
   EXPECT_EQ(*NormalizeDomain("_dmarc.x-y.example"), "_dmarc.x-y.example");
   EXPECT_FALSE(NormalizeDomain("").ok());

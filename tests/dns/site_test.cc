@@ -22,7 +22,7 @@ std::string Names(const std::vector<MxHost>& hosts) {
   return out;
 }
 
-TEST(OrderMxHostsTest, PreferenceOrderWithEqualPreferenceShuffled) {
+TEST(DnsOrderMxHostsTest, PreferenceOrderWithEqualPreferenceShuffled) {
   std::mt19937_64 rng(7);
   std::set<std::string> seen;
   for (int i = 0; i < 200; ++i) {
@@ -38,7 +38,7 @@ TEST(OrderMxHostsTest, PreferenceOrderWithEqualPreferenceShuffled) {
   EXPECT_EQ(seen.size(), 6u);
 }
 
-TEST(SiteKeyTest, OrderIndependentAndPortAware) {
+TEST(DnsSiteKeyTest, OrderIndependentAndPortAware) {
   std::vector<MxHost> a = Hosts();
   std::vector<MxHost> b = Hosts();
   std::reverse(b.begin(), b.end());
@@ -48,7 +48,7 @@ TEST(SiteKeyTest, OrderIndependentAndPortAware) {
   EXPECT_EQ(SiteKey({{"::1", 0, 2525, {}}, {"127.0.0.1", 1, 25, {}}}), "127.0.0.1:25,[::1]:2525");
 }
 
-TEST(ShardForSiteTest, StableInRangeAndSpread) {
+TEST(DnsShardForSiteTest, StableInRangeAndSpread) {
   // Pinned values: the mapping must not change between builds or runs.
   EXPECT_EQ(ShardForSite("", 7), 14695981039346656037ull % 7);
   const unsigned gmail = ShardForSite("alt1.gmail-smtp-in.l.google.com:25", 4);
@@ -63,7 +63,7 @@ TEST(ShardForSiteTest, StableInRangeAndSpread) {
   EXPECT_EQ(ShardForSite("anything", 1), 0u);
 }
 
-TEST(IpAddressTest, ParseFormatAndSockaddr) {
+TEST(DnsIpAddressTest, ParseFormatAndSockaddr) {
   IpAddress a;
   ASSERT_TRUE(IpAddress::Parse("127.0.0.9", &a));
   EXPECT_FALSE(a.is_v6());
