@@ -314,9 +314,9 @@ void AdminServer::Serve(int fd) {
   }
 }
 
-absl::StatusOr<nlohmann::json> AdminCall(const std::string& data_dir, const nlohmann::json& request,
-                                         absl::Duration timeout) {
-  const std::string path = AdminSocketPath(data_dir);
+absl::StatusOr<nlohmann::json> AdminCall(const std::string& socket_path,
+                                         const nlohmann::json& request, absl::Duration timeout) {
+  const std::string& path = socket_path;
   sockaddr_un addr;
   if (!FillSockaddr(path, &addr))
     return absl::InvalidArgumentError(Cat(path, ": socket path too long"));

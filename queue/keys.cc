@@ -104,6 +104,7 @@ std::string EncodeHistory(const HistoryRecord& h) {
   PutBytes(&out, h.reply);
   PutBytes(&out, h.category);
   PutBytes(&out, h.detail);
+  PutVarint(&out, h.lease_us);
   return out;
 }
 
@@ -116,7 +117,8 @@ bool DecodeHistory(std::string_view data, HistoryRecord* h) {
   }
   h->from = static_cast<RecipientState>(from);
   h->to = static_cast<RecipientState>(to);
-  return in.Bytes(&h->reply) && in.Bytes(&h->category) && in.Bytes(&h->detail) && in.done();
+  return in.Bytes(&h->reply) && in.Bytes(&h->category) && in.Bytes(&h->detail) &&
+         in.Varint(&h->lease_us) && in.done();
 }
 
 std::string EncodeCounts(const StateCounts& c) {

@@ -9,7 +9,7 @@
 //   templates     u64 campaign                                   template text
 //   recipients    u64 campaign, u64 recipient                    RecipientRecord (binary)
 //   schedule      domain, 0x00, u64 due_us, u64 campaign, u64 rcpt  (empty)
-//   inflight      u64 campaign, u64 recipient                    u64 lease time
+//   inflight      (unused since in-flight state is kept in memory; kept so old spools open)
 //   history       u64 campaign, u64 recipient, u32 seq           HistoryEntry (binary)
 //   suppression   normalized address                             JSON {reason, added}
 #include <cstdint>
@@ -117,6 +117,8 @@ struct RecipientRecord {
 std::string EncodeRecord(const RecipientRecord& r);
 bool DecodeRecord(std::string_view data, RecipientRecord* r);
 
+// One attempt or operator/expiry transition. An attempt (lease_us != 0) stands
+// for two transitions: from -> in_flight at lease_us, in_flight -> to at at_us.
 struct HistoryRecord {
   uint64_t at_us = 0;
   RecipientState from = RecipientState::kQueued;
@@ -124,6 +126,7 @@ struct HistoryRecord {
   std::string reply;
   std::string category;
   std::string detail;
+  uint64_t lease_us = 0;
 };
 std::string EncodeHistory(const HistoryRecord& h);
 bool DecodeHistory(std::string_view data, HistoryRecord* h);

@@ -157,53 +157,40 @@ absl::Status Spool::Impl::Recover() {
     SALVO_LOG(kWarning, "removing campaign {} left half-loaded by an interrupted load", Value(c));
     if (auto s = DropCampaignData(c); !s.ok()) return s;
   }
-  // Recipients in flight when the previous process died go back to the queue.
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), inflight_cf_));
-  rocksdb::WriteBatch batch;
-  absl::flat_hash_map<uint64_t, bool> touched;
+  // Recipients in flight when the previous process died never left the
+  // schedule on disk: they are due again. What needs fixing is a campaign
+  // cancelled while some were in flight: cancel those stragglers now.
   const uint64_t now_us = keys::TimeToMicros(clock_->Now());
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    const std::string_view k = it->key().ToStringView();
-    batch.Delete(inflight_cf_, it->key());
-    if (k.size() != 16) continue;
-    const CampaignId c{keys::GetU64(k, 0)};
-    const RecipientId id{keys::GetU64(k, 8)};
-    auto ce = campaigns_.find(Value(c));
-    std::string value;
+  for (auto& [cid, e] : campaigns_) {
+    if (e.info.state != CampaignState::kCancelled || e.counts.Pending() == 0) continue;
+    const CampaignId c{cid};
+    const std::string begin = keys::Campaign(c);
+    const std::string end = CampaignPrefixEnd(c);
+    rocksdb::ReadOptions ro;
+    rocksdb::Slice upper(end);
+    ro.iterate_upper_bound = &upper;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, recipients_cf_));
+    rocksdb::WriteBatch batch;
     keys::RecipientRecord r;
-    if (ce == campaigns_.end() ||
-        !db_->Get(rocksdb::ReadOptions(), recipients_cf_, k, &value).ok() ||
-        !keys::DecodeRecord(value, &r)) {
-      continue;
+    for (it->Seek(begin); it->Valid(); it->Next()) {
+      if (!keys::DecodeRecord(it->value().ToStringView(), &r)) continue;
+      if (r.state != RecipientState::kQueued && r.state != RecipientState::kDeferred) continue;
+      const RecipientId rid{keys::GetU64(it->key().ToStringView(), 8)};
+      batch.Delete(schedule_cf_, keys::Schedule(r.domain, r.next_us, c, rid));
+      PutHistory(&batch, c, rid, &r,
+                 {now_us, r.state, RecipientState::kCancelled, "", "",
+                  "cancelled (was in flight when the campaign was cancelled)"});
+      e.counts[r.state]--;
+      e.counts[RecipientState::kCancelled]++;
+      r.state = RecipientState::kCancelled;
+      batch.Put(recipients_cf_, it->key(), keys::EncodeRecord(r));
+      ++recovered_at_open_;
     }
-    CampaignEntry& e = ce->second;
-    const uint64_t lease_us =
-        it->value().size() == 8 ? keys::GetU64(it->value().ToStringView()) : now_us;
-    PutHistory(&batch, c, id, &r, {lease_us, r.state, RecipientState::kInFlight, "", "", "leased"});
-    e.counts[RecipientState::kInFlight] -=
-        std::min<uint64_t>(1, e.counts[RecipientState::kInFlight]);
-    RecipientState to = r.state;
-    if (e.info.state == CampaignState::kCancelled) to = RecipientState::kCancelled;
-    PutHistory(&batch, c, id, &r,
-               {now_us, RecipientState::kInFlight, to, "", "", "recovered after restart"});
-    r.state = to;
-    e.counts[to]++;
-    if (to != RecipientState::kCancelled && e.info.state == CampaignState::kActive)
-      AddSchedule(&batch, r, c, id);
-    batch.Put(recipients_cf_, k, keys::EncodeRecord(r));
-    touched[Value(c)] = true;
-    ++recovered_at_open_;
-  }
-  if (auto s = FromRocks(it->status(), "reading in-flight recipients"); !s.ok()) return s;
-  for (const auto& [c, unused] : touched) PutCounts(&batch, CampaignId{c}, campaigns_[c].counts);
-  if (batch.Count() > 0) {
-    if (auto s = FromRocks(db_->Write(SyncWrite(), &batch), "recovering in-flight recipients");
-        !s.ok())
+    if (auto s = FromRocks(it->status(), "scanning recipients"); !s.ok()) return s;
+    PutCounts(&batch, c, e.counts);
+    if (auto s = FromRocks(db_->Write(SyncWrite(), &batch), "cancelling stragglers"); !s.ok())
       return s;
   }
-  if (recovered_at_open_ > 0)
-    SALVO_LOG(kInfo, "{} recipients in flight at the last stop went back to the queue",
-              recovered_at_open_);
   return absl::OkStatus();
 }
 
@@ -271,9 +258,20 @@ const std::string& Spool::data_dir() const { return impl_->data_dir_; }
 absl::Time Spool::Now() const { return impl_->clock_->Now(); }
 
 absl::StatusOr<size_t> Spool::RecoverInFlight() {
-  // Done once by Open() (a new process has nothing in flight by definition:
-  // RocksDB admits one writer process). Reports what Open() recovered.
+  // Nothing to do: a lease is not written to disk, so recipients that were in
+  // flight when a process died are still queued/deferred with their schedule
+  // entry, due again. Open() has already cancelled those of cancelled
+  // campaigns; that count is returned.
   return impl_->recovered_at_open_;
+}
+
+StateCounts VisibleCounts(const CampaignEntry& e) {
+  StateCounts c = e.counts;
+  for (size_t i = 0; i < kNumRecipientStates; ++i) {
+    c.n[i] -= std::min(c.n[i], e.leased_from.n[i]);
+    c[RecipientState::kInFlight] += e.leased_from.n[i];
+  }
+  return c;
 }
 
 size_t Spool::InFlight() const {
@@ -288,7 +286,9 @@ absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDue(absl::Time now,
   std::vector<DomainBatch> out;
   if (limits.max_total == 0 || limits.max_per_domain == 0) return out;
   const uint64_t now_us = keys::TimeToMicros(now);
-  constexpr size_t kMaxSkipPerDomain = 1000;
+  // Entries skipped per domain (in flight, or of a campaign still loading)
+  // before moving on: bounds the work of one call.
+  constexpr size_t kMaxSkipPerDomain = 20000;
 
   struct Candidate {
     std::string key;
@@ -326,20 +326,19 @@ absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDue(absl::Time now,
         if (it->Valid() && it->key().compare(cur->second) == 0) it->Next();
       }
       size_t taken = 0, skipped = 0;
-      size_t batch_index = out.size();
+      const size_t batch_index = out.size();
       for (; it->Valid() && it->key().compare(domain_end) < 0 && taken < quota &&
              skipped < kMaxSkipPerDomain;
            it->Next()) {
         if (!keys::ParseSchedule(it->key().ToStringView(), &sk)) continue;
         if (sk.due_us > now_us) break;
         auto ce = m.campaigns_.find(Value(sk.campaign));
-        if (ce == m.campaigns_.end() || ce->second.info.state != CampaignState::kActive) {
-          ++skipped;  // loading campaign (paused/cancelled ones have no entries)
+        if (ce == m.campaigns_.end() || ce->second.info.state != CampaignState::kActive ||
+            m.inflight_.contains({Value(sk.campaign), Value(sk.recipient)})) {
+          ++skipped;
           continue;
         }
-        if (taken == 0) {
-          out.push_back(DomainBatch{domain, {}});
-        }
+        if (taken == 0) out.push_back(DomainBatch{domain, {}});
         candidates.push_back({it->key().ToString(), batch_index});
         ++taken;
       }
@@ -351,10 +350,8 @@ absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDue(absl::Time now,
   it.reset();
   m.rr_position_ = resume_at;
 
-  // Read the records and lease them, in one WriteBatch.
-  rocksdb::WriteBatch batch;
-  absl::flat_hash_map<uint64_t, bool> touched;
-  std::vector<rocksdb::Slice> rkeys;
+  // Read the records. Leasing itself writes nothing; only recipients found
+  // expired or suppressed change state here (one WriteBatch).
   std::vector<std::string> rkey_storage;
   rkey_storage.reserve(candidates.size());
   for (const Candidate& c : candidates) {
@@ -362,30 +359,28 @@ absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDue(absl::Time now,
     keys::ParseSchedule(c.key, &sk);
     rkey_storage.push_back(keys::Recipient(sk.campaign, sk.recipient));
   }
-  for (const auto& k : rkey_storage) rkeys.emplace_back(k);
+  std::vector<rocksdb::Slice> rkeys(rkey_storage.begin(), rkey_storage.end());
   std::vector<std::string> values(rkeys.size());
   std::vector<rocksdb::ColumnFamilyHandle*> cfs(rkeys.size(), m.recipients_cf_);
   std::vector<rocksdb::Status> statuses =
       m.db_->MultiGet(rocksdb::ReadOptions(), cfs, rkeys, &values);
-  std::string lease_value;
-  keys::PutU64(&lease_value, now_us);
+  rocksdb::WriteBatch batch;
+  absl::flat_hash_map<uint64_t, bool> touched;
   for (size_t i = 0; i < candidates.size(); ++i) {
     const Candidate& c = candidates[i];
     keys::ScheduleKey sk;
     keys::ParseSchedule(c.key, &sk);
-    batch.Delete(m.schedule_cf_, c.key);
-    std::string domain(sk.domain);
-    m.domain_cursor_[domain] = c.key;
+    m.domain_cursor_[std::string(sk.domain)] = c.key;
     keys::RecipientRecord r;
     if (!statuses[i].ok() || !keys::DecodeRecord(values[i], &r) ||
         (r.state != RecipientState::kQueued && r.state != RecipientState::kDeferred)) {
       SALVO_LOG(kWarning, "dropping stale schedule entry for campaign {} recipient {}",
                 Value(sk.campaign), Value(sk.recipient));
+      batch.Delete(m.schedule_cf_, c.key);
       continue;
     }
     CampaignEntry& e = m.campaigns_[Value(sk.campaign)];
-    touched[Value(sk.campaign)] = true;
-    // Expired while waiting (e.g. the engine was down for days)?
+    // Expired while waiting (e.g. the engine was down for days)? Suppressed since?
     RecipientState final_state = RecipientState::kQueued;
     std::string why;
     if (now >= keys::MicrosToTime(r.queued_us) + e.info.retry.max_age) {
@@ -396,17 +391,17 @@ absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDue(absl::Time now,
       why = "on the suppression list";
     }
     if (final_state != RecipientState::kQueued) {
+      touched[Value(sk.campaign)] = true;
       e.counts[r.state]--;
       e.counts[final_state]++;
       m.PutHistory(&batch, sk.campaign, sk.recipient, &r,
                    {now_us, r.state, final_state, r.last_reply, r.category, why});
       r.state = final_state;
+      batch.Delete(m.schedule_cf_, c.key);
       batch.Put(m.recipients_cf_, rkey_storage[i], keys::EncodeRecord(r));
       continue;
     }
-    batch.Put(m.inflight_cf_, rkey_storage[i], lease_value);
-    e.counts[r.state]--;
-    e.counts[RecipientState::kInFlight]++;
+    e.leased_from[r.state]++;
     LeasedRecipient lr;
     lr.campaign = sk.campaign;
     lr.id = sk.recipient;
@@ -418,17 +413,14 @@ absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDue(absl::Time now,
     lr.queued_at = keys::MicrosToTime(r.queued_us);
     out[c.batch].recipients.push_back(std::move(lr));
     m.inflight_.emplace(std::make_pair(Value(sk.campaign), Value(sk.recipient)),
-                        InFlightEntry{std::move(r), now_us});
+                        InFlightEntry{std::move(r), now_us, c.key});
   }
   for (const auto& [c, unused] : touched)
     m.PutCounts(&batch, CampaignId{c}, m.campaigns_[c].counts);
   if (batch.Count() > 0) {
-    if (auto s = FromRocks(m.db_->Write(m.HotWrite(), &batch), "writing leases"); !s.ok()) {
-      // Undo the in-memory side; the schedule entries are still on disk.
-      for (auto& b : out)
-        for (auto& r : b.recipients) m.inflight_.erase({Value(r.campaign), Value(r.id)});
-      m.domain_cursor_.clear();
-      return s;
+    if (auto s = FromRocks(m.db_->Write(m.HotWrite(), &batch), "expiring recipients"); !s.ok()) {
+      // The leases stand (they are memory only); the expiries will be found again.
+      SALVO_LOG(kError, "spool write failed: {}", SV(s.message()));
     }
   }
   out.erase(std::remove_if(out.begin(), out.end(),
@@ -447,10 +439,16 @@ absl::Status Spool::CompleteBatch(absl::Span<const Completion> completions) {
   absl::MutexLock lock(&m.mu_);
   const absl::Time now = m.clock_->Now();
   const uint64_t now_us = keys::TimeToMicros(now);
-  rocksdb::WriteBatch batch;
   absl::flat_hash_map<uint64_t, bool> touched;
   absl::Status first_error;
-  std::vector<std::pair<uint64_t, uint64_t>> done;
+  // The batch is built per column family and sorted: sorted memtable inserts
+  // reuse the skiplist's search path (the completions arrive in domain order,
+  // which scatters their keys).
+  std::vector<std::pair<std::string, std::string>> records, history, new_schedule, suppress;
+  std::vector<std::string> old_schedule;
+  records.reserve(completions.size());
+  history.reserve(completions.size());
+  old_schedule.reserve(completions.size());
   for (const Completion& c : completions) {
     auto it = m.inflight_.find({Value(c.campaign), Value(c.id)});
     if (it == m.inflight_.end()) {
@@ -462,11 +460,11 @@ absl::Status Spool::CompleteBatch(absl::Span<const Completion> completions) {
     }
     keys::RecipientRecord r = std::move(it->second.record);
     const uint64_t lease_us = it->second.lease_us;
-    done.push_back(it->first);
+    old_schedule.push_back(std::move(it->second.schedule_key));
     m.inflight_.erase(it);
     CampaignEntry& e = m.campaigns_[Value(c.campaign)];
     touched[Value(c.campaign)] = true;
-    const std::string key = keys::Recipient(c.campaign, c.id);
+    e.leased_from[r.state]--;
     const smtp::Outcome& o = c.outcome;
     const std::string reply = ReplyText(o);
     RecipientState to;
@@ -479,9 +477,8 @@ absl::Status Spool::CompleteBatch(absl::Span<const Completion> completions) {
       case smtp::Disposition::kBounced:
         to = RecipientState::kBounced;
         if (o.category == "invalid_recipient") {
-          absl::StatusOr<Address> a = ParseAddress(r.email);
           nlohmann::json v = {{"reason", Cat("bounce: ", reply)}, {"added_us", now_us}};
-          batch.Put(m.suppression_cf_, a.ok() ? a->Normalized() : r.email, v.dump());
+          suppress.emplace_back(r.email.substr(0, r.email.rfind('@') + 1) + r.domain, v.dump());
         }
         break;
       case smtp::Disposition::kDeferred:
@@ -503,20 +500,32 @@ absl::Status Spool::CompleteBatch(absl::Span<const Completion> completions) {
         break;
       }
     }
-    m.PutHistory(&batch, c.campaign, c.id, &r,
-                 {lease_us, r.state, RecipientState::kInFlight, "", "", "leased"});
-    m.PutHistory(&batch, c.campaign, c.id, &r,
-                 {now_us, RecipientState::kInFlight, to, reply, o.category, detail});
-    e.counts[RecipientState::kInFlight]--;
+    keys::HistoryRecord h{now_us, r.state, to, reply, o.category, detail, lease_us};
+    history.emplace_back(keys::History(c.campaign, c.id, r.transitions++), keys::EncodeHistory(h));
+    e.counts[r.state]--;
     e.counts[to]++;
     r.state = to;
     r.last_reply = reply;
     r.category = o.category;
-    if (to == RecipientState::kDeferred && e.info.state == CampaignState::kActive)
-      m.AddSchedule(&batch, r, c.campaign, c.id);
-    batch.Delete(m.inflight_cf_, key);
-    batch.Put(m.recipients_cf_, key, keys::EncodeRecord(r));
+    if (to == RecipientState::kDeferred && e.info.state == CampaignState::kActive) {
+      std::string key = keys::Schedule(r.domain, r.next_us, c.campaign, c.id);
+      auto cur = m.domain_cursor_.find(r.domain);
+      if (cur != m.domain_cursor_.end() && key <= cur->second) m.domain_cursor_.erase(cur);
+      new_schedule.emplace_back(std::move(key), std::string());
+    }
+    records.emplace_back(keys::Recipient(c.campaign, c.id), keys::EncodeRecord(r));
   }
+  rocksdb::WriteBatch batch;
+  std::sort(old_schedule.begin(), old_schedule.end());
+  for (const auto& k : old_schedule) batch.Delete(m.schedule_cf_, k);
+  auto put_sorted = [&batch](rocksdb::ColumnFamilyHandle* cf, auto& kvs) {
+    std::sort(kvs.begin(), kvs.end());
+    for (const auto& [k, v] : kvs) batch.Put(cf, k, v);
+  };
+  put_sorted(m.schedule_cf_, new_schedule);
+  put_sorted(m.recipients_cf_, records);
+  put_sorted(m.history_cf_, history);
+  put_sorted(m.suppression_cf_, suppress);
   for (const auto& [c, unused] : touched)
     m.PutCounts(&batch, CampaignId{c}, m.campaigns_[c].counts);
   if (batch.Count() > 0) {
@@ -573,7 +582,7 @@ absl::StatusOr<StateCounts> Spool::Counts(CampaignId id) const {
   auto it = impl_->campaigns_.find(Value(id));
   if (it == impl_->campaigns_.end())
     return absl::NotFoundError(Cat("no campaign with ID ", Value(id)));
-  return it->second.counts;
+  return VisibleCounts(it->second);
 }
 
 absl::StatusOr<bool> Spool::AllDone(CampaignId id) const {
@@ -590,7 +599,7 @@ absl::StatusOr<CampaignStatus> Spool::Status(CampaignId id, size_t top_domains) 
     if (it == impl_->campaigns_.end())
       return absl::NotFoundError(Cat("no campaign with ID ", Value(id)));
     st.info = it->second.info;
-    st.counts = it->second.counts;
+    st.counts = VisibleCounts(it->second);
   }
   // Per-domain counts from a scan of the stored records (in-flight ones show
   // their stored state, queued or deferred).
@@ -659,7 +668,7 @@ absl::Status Spool::Pause(CampaignId id) {
     if (!keys::DecodeRecord(it->value().ToStringView(), &r)) continue;
     if (r.state != RecipientState::kQueued && r.state != RecipientState::kDeferred) continue;
     const RecipientId rid{keys::GetU64(it->key().ToStringView(), 8)};
-    if (m.inflight_.contains({Value(id), Value(rid)})) continue;
+    // In flight too: a paused campaign has no schedule entries at all.
     batch.Delete(m.schedule_cf_, keys::Schedule(r.domain, r.next_us, id, rid));
     if (batch.Count() >= kChunk) {
       if (auto s = FromRocks(m.db_->Write(m.HotWrite(), &batch), "pausing"); !s.ok()) return s;
@@ -694,7 +703,8 @@ absl::Status Spool::Resume(CampaignId id) {
     if (!keys::DecodeRecord(it->value().ToStringView(), &r)) continue;
     if (r.state != RecipientState::kQueued && r.state != RecipientState::kDeferred) continue;
     const RecipientId rid{keys::GetU64(it->key().ToStringView(), 8)};
-    if (m.inflight_.contains({Value(id), Value(rid)})) continue;
+    // In flight too: keeps the invariant that every queued/deferred recipient of an
+    // active campaign has its schedule entry (the scan skips leased ones).
     m.AddSchedule(&batch, r, id, rid);
     if (batch.Count() >= kChunk) {
       if (auto s = FromRocks(m.db_->Write(m.HotWrite(), &batch), "resuming"); !s.ok()) return s;
@@ -798,6 +808,11 @@ absl::StatusOr<std::vector<HistoryEntry>> Spool::History(CampaignId campaign,
   for (it->Seek(begin); it->Valid(); it->Next()) {
     keys::HistoryRecord h;
     if (!keys::DecodeHistory(it->value().ToStringView(), &h)) continue;
+    if (h.lease_us != 0) {  // an attempt: two transitions
+      out.push_back(
+          {keys::MicrosToTime(h.lease_us), h.from, RecipientState::kInFlight, "", "", "leased"});
+      h.from = RecipientState::kInFlight;
+    }
     out.push_back({keys::MicrosToTime(h.at_us), h.from, h.to, h.reply, h.category, h.detail});
   }
   if (auto s = FromRocks(it->status(), "reading history"); !s.ok()) return s;

@@ -18,13 +18,15 @@
 //   queued/deferred ──(older than max age)──> expired          (at lease time)
 //   queued/deferred/in_flight ──cancel──> cancelled            (in_flight: at Complete,
 //                                                               unless delivered)
-//   in_flight ──RecoverInFlight (after a crash)──> back to queued/deferred
+//   in_flight ──(process dies)──> queued/deferred again: a lease is memory-only
+//               (the recipient keeps its stored state and schedule entry until
+//               Complete), so after a crash it is simply due again
 //
-// Sync policy: lease and completion batches are written with WAL and
-// sync=Options::sync_writes (default false: survives a process crash or
-// SIGKILL, since the WAL is in the OS page cache; set it for power-loss
-// safety at a throughput cost). A campaign load's final flip and operator
-// actions (pause/resume/cancel/suppression) are always written with sync=true.
+// Sync policy: completion batches (and the rare expiries found at lease time) are written with WAL
+// and sync=Options::sync_writes (default false: survives a process crash or SIGKILL, since the WAL
+// is in the OS page cache; set it for power-loss safety at a throughput cost). A campaign load's
+// final flip and operator actions (pause/resume/cancel/suppression) are always written with
+// sync=true.
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -152,8 +154,11 @@ class Spool {
   absl::Time Now() const;
 
   // ---- Engine side ----
-  // At start-up, before leasing: recipients that were in flight when the
-  // process died go back to the queue. Returns how many.
+  // Crash recovery needs no work: leases are memory-only, so recipients in
+  // flight when a process died are still queued/deferred on disk and due
+  // again after Open(). Open() also cancels those that belonged to a
+  // campaign cancelled meanwhile; this returns that count. Kept so the engine
+  // has one explicit start-up call.
   absl::StatusOr<size_t> RecoverInFlight();
   // Hands out due recipients (next attempt <= now) of active campaigns,
   // grouped by destination domain, round-robin over domains across calls, so

@@ -19,14 +19,22 @@ namespace salvo::queue {
 
 struct CampaignEntry {
   CampaignInfo info;
-  StateCounts counts;
+  StateCounts counts;       // as stored: in-flight recipients count in their stored state
+  StateCounts leased_from;  // in flight now, by stored state (queued or deferred)
   std::shared_ptr<const std::vector<std::string>> columns;
 };
 
+// A leased recipient. Leasing writes nothing: the recipient keeps its stored
+// state and its schedule entry until Complete() (skipped by the lease scan
+// meanwhile), so after a crash it is simply due again.
 struct InFlightEntry {
   keys::RecipientRecord record;  // as stored (state queued or deferred)
   uint64_t lease_us = 0;
+  std::string schedule_key;
 };
+
+// What callers see: stored counts with leased recipients moved to in_flight.
+StateCounts VisibleCounts(const CampaignEntry& e);
 
 class Spool::Impl {
  public:

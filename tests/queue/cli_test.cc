@@ -1,0 +1,142 @@
+// `salvo campaign ...` and `salvo suppression ...` end to end: the real
+// binary on a temp data dir, directly and through the admin socket of an
+// in-process AdminServer standing in for `salvo run`.
+#include <nlohmann/json.hpp>
+
+#include "gtest/gtest.h"
+#include "queue/admin_server.h"
+#include "queue/spool.h"
+#include "tests/queue/test_util.h"
+
+namespace salvo::queue {
+namespace {
+
+using testing::RunResult;
+using testing::TempDir;
+
+constexpr char kTemplate[] =
+    "From: news@example.com\r\nSubject: Hi {{name}}\r\n\r\nHello {{name}}\r\n";
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    tpl_ = dir_.Write("message.eml", kTemplate);
+    csv_ = dir_.Write("list.csv",
+                      "email,name\na@one.example,Ann\nb@two.example,Bob\nnot-an-address,X\n"
+                      "A@ONE.example,dup\n");
+    data_ = dir_.File("data");
+  }
+  RunResult Salvo(const std::string& args) {
+    return testing::Run(std::string(SALVO_BINARY) + " " + args);
+  }
+  TempDir dir_;
+  std::string tpl_, csv_, data_;
+};
+
+TEST_F(CliTest, LoadStatusPauseResumeCancelList) {
+  dir_.Write("spring.toml",
+             "name = \"spring\"\ntemplate = \"message.eml\"\nrecipients = "
+             "\"list.csv\"\nfrom = \"news@example.com\"\n");
+  RunResult r = Salvo("campaign load " + dir_.File("spring.toml") + " --data-dir " + data_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "1\n");
+  EXPECT_NE(r.err.find("2 accepted, 1 duplicates, 0 suppressed, 1 invalid"), std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find(csv_ + ":4: invalid address 'not-an-address'"), std::string::npos) << r.err;
+
+  r = Salvo("campaign load --name flags --template " + tpl_ + " --recipients " + csv_ +
+            " --from news@example.com --dkim-domain example.com --data-dir " + data_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "2\n");
+
+  r = Salvo("campaign status 1 --json --data-dir " + data_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json st = nlohmann::json::parse(r.out);
+  EXPECT_EQ(st["name"], "spring");
+  EXPECT_EQ(st["counts"]["queued"], 2);
+  EXPECT_EQ(st["top_domains"].size(), 2u);
+
+  r = Salvo("campaign status spring --data-dir " + data_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("queued 2"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("bounce rate"), std::string::npos) << r.out;
+
+  EXPECT_EQ(Salvo("campaign pause 1 --data-dir " + data_).out, "campaign 1 is paused\n");
+  EXPECT_EQ(Salvo("campaign resume 1 --data-dir " + data_).out, "campaign 1 is active\n");
+  EXPECT_EQ(Salvo("campaign cancel 2 --data-dir " + data_).out, "campaign 2 is cancelled\n");
+  r = Salvo("campaign list --data-dir " + data_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("spring"), std::string::npos);
+  EXPECT_NE(r.out.find("cancelled"), std::string::npos);
+
+  r = Salvo("campaign status 99 --data-dir " + data_);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "salvo: error: no campaign with ID or name '99'\n");
+}
+
+TEST_F(CliTest, BadInputAndUsageErrors) {
+  std::string bad = dir_.Write("bad.csv", "email,name\na@one.example,\"Ann\n");
+  RunResult r = Salvo("campaign load --name x --template " + tpl_ + " --recipients " + bad +
+                      " --from news@example.com --data-dir " + data_);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("salvo: error: " + bad + ":2: unterminated quoted field"), std::string::npos)
+      << r.err;
+  r = Salvo("campaign load --name x --template " + tpl_ + " --recipients " + csv_ +
+            " --from news@example.com --strict --data-dir " + data_);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find(csv_ + ":4: invalid address"), std::string::npos) << r.err;
+  r = Salvo("campaign load --name x --data-dir " + data_);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  r = Salvo("campaign list --data-dir " + dir_.File("nowhere"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("no salvo data directory"), std::string::npos) << r.err;
+}
+
+TEST_F(CliTest, SuppressionCommands) {
+  RunResult r = Salvo("suppression add a@one.example B@Two.Example --data-dir " + data_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "added 2\n");
+  std::string unsub = dir_.Write("unsub.txt", "c@three.example\nbad\n");
+  r = Salvo("suppression import " + unsub + " --data-dir " + data_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "imported 1 new, 0 already listed, 1 invalid\n");
+  r = Salvo("suppression remove a@one.example --data-dir " + data_);
+  EXPECT_EQ(r.out, "removed 1\n");
+  r = Salvo("suppression list --data-dir " + data_);
+  EXPECT_NE(r.out.find("B@two.example"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("c@three.example"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("a@one.example"), std::string::npos) << r.out;
+  // Suppressed addresses are applied at load.
+  r = Salvo("campaign load --name s --template " + tpl_ + " --recipients " + csv_ +
+            " --from news@example.com --data-dir " + data_);
+  EXPECT_NE(r.err.find("1 accepted, 1 duplicates, 1 suppressed, 1 invalid"), std::string::npos)
+      << r.err;
+}
+
+TEST_F(CliTest, CommandsGoThroughTheRunningEnginesAdminSocket) {
+  // This process plays `salvo run`: it holds the spool (RocksDB lock) and
+  // serves the admin socket; the CLI must route through it.
+  auto spool = Spool::Open(data_, {});
+  ASSERT_TRUE(spool.ok()) << spool.status();
+  auto server = AdminServer::Start(spool->get(), {});
+  ASSERT_TRUE(server.ok()) << server.status();
+  RunResult r = Salvo("campaign load --name live --template " + tpl_ + " --recipients " + csv_ +
+                      " --from news@example.com --data-dir " + data_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ((*spool)->ListCampaigns().size(), 1u);  // loaded by this process
+  r = Salvo("campaign pause live --data-dir " + data_);
+  EXPECT_EQ(r.out, "campaign 1 is paused\n") << r.err;
+  EXPECT_EQ((*spool)->GetCampaign(CampaignId{1})->state, CampaignState::kPaused);
+  r = Salvo("suppression add z@z.example --data-dir " + data_);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE((*spool)->IsSuppressed("z@z.example"));
+  // With the server gone but the lock still held: a clear error.
+  (*server)->Stop();
+  r = Salvo("campaign list --data-dir " + data_);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("in use by another process and no engine answers"), std::string::npos)
+      << r.err;
+}
+
+}  // namespace
+}  // namespace salvo::queue

@@ -243,21 +243,45 @@ TEST_F(SpoolTest, InFlightRecipientsGoBackToTheQueueAfterACrash) {
   auto leased = LeaseAll(clock_.Now());
   ASSERT_EQ(leased.size(), 3u);
   ASSERT_TRUE(spool_->Complete(c, leased[0].id, Delivered()).ok());
+  EXPECT_EQ((*spool_->Counts(c))[RecipientState::kInFlight], 2u);
   // "Crash": drop the spool with two recipients in flight.
   Reopen();
-  EXPECT_EQ(*spool_->RecoverInFlight(), 2u);
+  EXPECT_EQ(*spool_->RecoverInFlight(), 0u);
   StateCounts counts = *spool_->Counts(c);
   EXPECT_EQ(counts[RecipientState::kInFlight], 0u);
   EXPECT_EQ(counts[RecipientState::kQueued], 2u);
+  EXPECT_EQ(counts[RecipientState::kDelivered], 1u);
   auto again = LeaseAll(clock_.Now());
   ASSERT_EQ(again.size(), 2u);
   std::set<uint64_t> ids;
   for (auto& l : again) ids.insert(Value(l.id));
   EXPECT_FALSE(ids.contains(Value(leased[0].id)));  // the delivered one is not retried
-  auto h = *spool_->History(c, again[0].id);
-  EXPECT_EQ(h[1].detail, "recovered after restart");
-  Reopen();
-  EXPECT_EQ(*spool_->RecoverInFlight(), 2u);
+  ASSERT_TRUE(spool_->Complete(c, again[0].id, Delivered()).ok());
+  ASSERT_TRUE(spool_->Complete(c, again[1].id, Delivered()).ok());
+  EXPECT_TRUE(*spool_->AllDone(c));
+}
+
+TEST_F(SpoolTest, CampaignCancelledWithRecipientsInFlightIsFinishedAfterACrash) {
+  CampaignId c = Load(kThree);
+  auto leased = LeaseAll(clock_.Now(), 1);
+  ASSERT_EQ(leased.size(), 3u);
+  ASSERT_TRUE(spool_->Cancel(c).ok());
+  EXPECT_FALSE(*spool_->AllDone(c));  // three still in flight
+  Reopen();                           // they never complete
+  EXPECT_EQ(*spool_->RecoverInFlight(), 3u);
+  EXPECT_TRUE(*spool_->AllDone(c));
+  EXPECT_EQ((*spool_->Counts(c))[RecipientState::kCancelled], 3u);
+  EXPECT_TRUE(LeaseAll(clock_.Now() + absl::Hours(1)).empty());
+}
+
+TEST_F(SpoolTest, ResumedWhileInFlightThenCrashLosesNobody) {
+  CampaignId c = Load(kThree);
+  auto leased = LeaseAll(clock_.Now());
+  ASSERT_EQ(leased.size(), 3u);
+  ASSERT_TRUE(spool_->Pause(c).ok());
+  ASSERT_TRUE(spool_->Resume(c).ok());
+  Reopen();  // crash with all three in flight
+  EXPECT_EQ(LeaseAll(clock_.Now()).size(), 3u);
 }
 
 TEST_F(SpoolTest, CompletingTwiceOrUnleasedIsRejected) {

@@ -1,6 +1,7 @@
 #include "tests/queue/test_util.h"
 
 #include <rocksdb/db.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -79,6 +80,46 @@ RunResult Run(const std::string& command, int timeout_seconds) {
   r.out = ReadFile(out);
   r.err = ReadFile(err);
   return r;
+}
+
+Child::Child(const std::vector<std::string>& argv, const std::string& log_path) {
+  pid_ = fork();
+  if (pid_ == 0) {
+    FILE* log = std::fopen(log_path.c_str(), "w");
+    if (log != nullptr) {
+      dup2(fileno(log), 1);
+      dup2(fileno(log), 2);
+    }
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+}
+
+Child::~Child() {
+  if (pid_ > 0) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+}
+
+void Child::Signal(int sig) {
+  if (pid_ > 0) kill(pid_, sig);
+}
+
+int Child::Wait(double seconds) {
+  if (pid_ <= 0) return -1;
+  for (int i = 0; i < static_cast<int>(seconds * 100); ++i) {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return status;
+    }
+    usleep(10000);
+  }
+  return -1;
 }
 
 }  // namespace salvo::queue::testing

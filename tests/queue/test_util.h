@@ -1,6 +1,8 @@
 #pragma once
 // Helpers shared by the queue tests: temp dirs, files, a logical dump of the
 // spool's RocksDB (to prove "the database is unchanged").
+#include <sys/types.h>
+
 #include <map>
 #include <string>
 #include <utility>
@@ -35,5 +37,21 @@ struct RunResult {
   std::string err;
 };
 RunResult Run(const std::string& command, int timeout_seconds = 120);
+
+// A child process (argv[0] is a path), stdout+stderr to a file. Killed with
+// SIGKILL on destruction if still running.
+class Child {
+ public:
+  Child(const std::vector<std::string>& argv, const std::string& log_path);
+  ~Child();
+  pid_t pid() const { return pid_; }
+  void Signal(int sig);
+  // Waits up to `seconds`; returns the exit status (as from waitpid) or -1 on timeout.
+  int Wait(double seconds);
+  bool running() const { return pid_ > 0; }
+
+ private:
+  pid_t pid_ = -1;
+};
 
 }  // namespace salvo::queue::testing
