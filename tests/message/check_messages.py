@@ -11,6 +11,8 @@ The JSON is a list of objects, one per message:
   parts         [[content-type, base64 of the exact decoded payload], ...]:
                 every leaf part in order (a single-part message has one)
   unsubscribe_token  the token expected in the List-Unsubscribe URL (optional)
+  same_message_id_as_previous  true for a re-encoded variant of the previous copy
+  seven_bit     true: no octet may be >= 0x80
 
 Each message is parsed with policy=email.policy.strict (any defect raises);
 every header value is parsed and compared; every part is decoded and compared
@@ -38,6 +40,8 @@ def check_one(exp, seen_ids):
             problems.append("bare CR or LF on line %d" % (n + 1))
         if b"\x00" in line:
             problems.append("NUL on line %d" % (n + 1))
+    if exp.get("seven_bit") and any(b >= 0x80 for b in raw):
+        problems.append("8-bit octets in a copy that must be 7-bit")
     msg = BytesParser(policy=email.policy.strict).parsebytes(raw)
     if msg.defects:
         problems.append("message defects: %r" % msg.defects)
@@ -63,7 +67,7 @@ def check_one(exp, seen_ids):
             problems.append("From display name %r, expected %r"
                             % ([a.display_name for a in addrs], exp["display_name"]))
     mid = str(msg["Message-ID"])
-    if mid in seen_ids:
+    if mid in seen_ids and not exp.get("same_message_id_as_previous"):
         problems.append("duplicate Message-ID %s" % mid)
     seen_ids.add(mid)
     if "unsubscribe_token" in exp:

@@ -1,5 +1,7 @@
 #include "engine/message/template.h"
 
+#include "engine/message/downgrade.h"
+
 #include <gtest/gtest.h>
 
 #include <set>
@@ -226,6 +228,27 @@ TEST(TemplateRenderTest, EightBitGoesOutOnlyWhenOffered) {
   EXPECT_NE(msg.find("Content-Transfer-Encoding: quoted-printable"), std::string::npos);
   EXPECT_NE(msg.find("Gr=C3=BC=C3=9F=20Bob"), std::string::npos) << msg;
   for (unsigned char c : msg) EXPECT_LT(c, 0x80);
+}
+
+TEST(DowngradeTest, ReencodesEightBitPartsAndRefusesEightBitHeaders) {
+  const std::string msg =
+      "From: a@b.c\r\nContent-Type: multipart/mixed; boundary=\"X\"\r\n\r\npre\r\n--X\r\n"
+      "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+      "Gr\xC3\xBC\xC3\x9F -- \r\n--X\r\nContent-Type: text/plain\r\n\r\nascii\r\n--X--\r\n";
+  std::string out;
+  auto changed = DowngradeTo7bit(msg, &out);
+  ASSERT_TRUE(changed.ok()) << changed.status();
+  EXPECT_TRUE(*changed);
+  EXPECT_EQ(out,
+            "From: a@b.c\r\nContent-Type: multipart/mixed; boundary=\"X\"\r\n\r\npre\r\n--X\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: "
+            "quoted-printable\r\n\r\nGr=C3=BC=C3=9F --=20\r\n--X\r\nContent-Type: "
+            "text/plain\r\n\r\nascii\r\n--X--\r\n");
+  std::string bad = "Subject: Gr\xC3\xBC\xC3\x9F\r\n\r\nbody\r\n";
+  out = "keep";
+  auto err = DowngradeTo7bit(bad, &out);
+  EXPECT_FALSE(err.ok());
+  EXPECT_EQ(out, "keep");
 }
 
 TEST(TemplateRenderTest, PlainTemplateGetsUtf8MimeHeadersAndNonAsciiIsEncoded) {
