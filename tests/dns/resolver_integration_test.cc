@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <future>
 
 #include "absl/strings/str_replace.h"
 #include "engine/dns/resolver.h"
@@ -536,6 +537,50 @@ TEST_F(DnsResolverTest, DeadServerFailsTemporarilyAndNeverReentersTheCaller) {
   EXPECT_EQ(out->status().code(), absl::StatusCode::kUnavailable) << out->status();
   EXPECT_NE(out->status().message().find(dead), absl::string_view::npos) << out->status();
   r->reset();
+}
+
+TEST_F(DnsResolverTest, WorksOnAShardThreadReachedThroughPost) {
+  // The engine's pattern: a shard thread owns its reactor and resolver; other
+  // threads reach them only through Reactor::Post.
+  struct Shard {
+    reactor::Reactor* loop = nullptr;
+    Resolver* resolver = nullptr;
+    std::string error;
+  };
+  std::promise<Shard> ready;
+  std::promise<absl::StatusOr<Site>> answer;
+  const std::string server = server_->address();
+  std::thread thread([&] {
+    absl::StatusOr<std::unique_ptr<reactor::Reactor>> loop = reactor::Reactor::Create();
+    if (!loop.ok()) return ready.set_value({nullptr, nullptr, loop.status().ToString()});
+    ResolverOptions options;
+    options.servers = {server};
+    absl::StatusOr<std::unique_ptr<Resolver>> resolver = Resolver::Create(loop->get(), options);
+    if (!resolver.ok()) return ready.set_value({nullptr, nullptr, resolver.status().ToString()});
+    reactor::Reactor* l = loop->get();
+    l->RunAfter(10s, [l] { l->Stop(); });  // bound
+    ready.set_value({l, resolver->get(), ""});
+    l->Run();
+    resolver->reset();  // before the reactor, on the shard thread
+  });
+  Shard shard = ready.get_future().get();
+  if (shard.loop == nullptr) {
+    thread.join();
+    FAIL() << shard.error;
+  }
+  std::future<absl::StatusOr<Site>> result = answer.get_future();
+  shard.loop->Post([&answer, shard] {
+    shard.resolver->ResolveMx("multi.test", [&answer, shard](absl::StatusOr<Site> s) {
+      answer.set_value(std::move(s));
+      shard.loop->Stop();
+    });
+  });
+  const bool answered = result.wait_for(10s) == std::future_status::ready;
+  thread.join();
+  ASSERT_TRUE(answered);
+  absl::StatusOr<Site> site = result.get();
+  ASSERT_TRUE(site.ok()) << site.status();
+  EXPECT_EQ(site->hosts.size(), 5u);
 }
 
 TEST_F(DnsResolverTest, DestroyingWithLookupsInFlightIsClean) {
