@@ -359,11 +359,26 @@ absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDue(absl::Time now,
     keys::ParseSchedule(c.key, &sk);
     rkey_storage.push_back(keys::Recipient(sk.campaign, sk.recipient));
   }
-  std::vector<rocksdb::Slice> rkeys(rkey_storage.begin(), rkey_storage.end());
-  std::vector<std::string> values(rkeys.size());
-  std::vector<rocksdb::ColumnFamilyHandle*> cfs(rkeys.size(), m.recipients_cf_);
-  std::vector<rocksdb::Status> statuses =
-      m.db_->MultiGet(rocksdb::ReadOptions(), cfs, rkeys, &values);
+  // Batched MultiGet on sorted keys (one pass through memtable and files).
+  std::vector<size_t> order(candidates.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(),
+            [&](size_t a, size_t b) { return rkey_storage[a] < rkey_storage[b]; });
+  std::vector<rocksdb::Slice> rkeys;
+  rkeys.reserve(order.size());
+  for (size_t i : order) rkeys.emplace_back(rkey_storage[i]);
+  std::vector<rocksdb::PinnableSlice> pinned(rkeys.size());
+  std::vector<rocksdb::Status> sorted_statuses(rkeys.size());
+  if (!rkeys.empty()) {
+    m.db_->MultiGet(rocksdb::ReadOptions(), m.recipients_cf_, rkeys.size(), rkeys.data(),
+                    pinned.data(), sorted_statuses.data(), /*sorted_input=*/true);
+  }
+  std::vector<std::string> values(candidates.size());
+  std::vector<rocksdb::Status> statuses(candidates.size());
+  for (size_t j = 0; j < order.size(); ++j) {
+    statuses[order[j]] = sorted_statuses[j];
+    if (sorted_statuses[j].ok()) values[order[j]].assign(pinned[j].data(), pinned[j].size());
+  }
   rocksdb::WriteBatch batch;
   absl::flat_hash_map<uint64_t, bool> touched;
   for (size_t i = 0; i < candidates.size(); ++i) {
