@@ -220,7 +220,8 @@ TEST(SessionTest, PerPhaseDeadlinesFollowTheConfiguredTimeouts) {
   h.Greet({"mx"});
   h.Out();
   EXPECT_EQ(h.session->NextDeadline(), absl::InfiniteFuture());  // idle
-  ASSERT_TRUE(h.Start(Harness::Env({"a@x"}, std::string(100, 'b'))));
+  const std::string body(100, 'b');                              // must outlive the transaction
+  ASSERT_TRUE(h.Start(Harness::Env({"a@x"}, body)));
   h.Out();
   EXPECT_EQ(h.session->NextDeadline(), t0 + absl::Minutes(5));  // mail
   h.clock.Advance(absl::Seconds(1));
