@@ -164,20 +164,36 @@ int RunPreview(const PreviewArgs& args) {
       PrintError(Msg(store.status()));
       return kExitFailure;
     }
-    auto keys = dkim::SelectKeysForFrom(**store, from);
-    if (!keys.ok()) {
-      PrintError(Msg(keys.status()));
-      return kExitFailure;
+    // The same key choice as the engine (engine/delivery/spool_source.cc):
+    // the campaign's dkim_domain if set, else keys aligned with the From domain.
+    std::vector<const dkim::DkimKey*> keys;
+    if (!info->dkim_domain.empty()) {
+      keys = (*store)->KeysFor(info->dkim_domain);
+      if (keys.empty()) {
+        PrintError("campaign " + campaign_id + " asks for DKIM domain " + info->dkim_domain +
+                   " but the configuration has no [[dkim.keys]] for it");
+        return kExitFailure;
+      }
+    } else {
+      auto aligned = dkim::SelectKeysForFrom(**store, from);
+      if (!aligned.ok()) {
+        std::fprintf(stderr, "salvo: note: not signed (the engine would send it unsigned): %s\n",
+                     Msg(aligned.status()).c_str());
+      } else {
+        keys = std::move(*aligned);
+      }
     }
-    dkim::Signer signer;
-    dkim::SignOptions sign_options;
-    sign_options.timestamp = absl::ToUnixSeconds(ctx.date);
-    auto fields = signer.Sign(body, *keys, sign_options);
-    if (!fields.ok()) {
-      PrintError(Msg(fields.status()));
-      return kExitFailure;
+    if (!keys.empty()) {
+      dkim::Signer signer;
+      dkim::SignOptions sign_options;
+      sign_options.timestamp = absl::ToUnixSeconds(ctx.date);
+      auto fields = signer.Sign(body, keys, sign_options);
+      if (!fields.ok()) {
+        PrintError(Msg(fields.status()));
+        return kExitFailure;
+      }
+      signatures = std::move(*fields);
     }
-    signatures = std::move(*fields);
   }
   std::fwrite(signatures.data(), 1, signatures.size(), stdout);
   std::fwrite(body.data(), 1, body.size(), stdout);
