@@ -194,6 +194,16 @@ class Parser {
   absl::Status TopHeaders(const std::vector<RawHeader>& headers, std::string* from_address,
                           const RawHeader** content_type, const RawHeader** cte);
   absl::Status ParseCte(const RawHeader* h, Cte* out) const;
+  // Lines of text copied verbatim (preamble, epilogue, delimiters) must fit
+  // the 998-octet limit too.
+  absl::Status CheckLines(size_t begin, size_t end, std::string_view what) const {
+    if (begin >= end) return absl::OkStatus();
+    for (size_t l = LineOf(begin); l < lines_.size() && lines_[l].begin < end; ++l)
+      if (lines_[l].end - lines_[l].begin > kMaxLineOctets)
+        return Error(
+            l, Cat(what, " line is ", lines_[l].end - lines_[l].begin, " octets (limit 998)"));
+    return absl::OkStatus();
+  }
   absl::Status Multipart(size_t begin, size_t end, std::string_view boundary, size_t ct_line,
                          std::vector<std::string>* boundaries);
   absl::Status Part(size_t begin, size_t end, std::vector<std::string>* boundaries);
@@ -780,15 +790,20 @@ absl::Status Parser::Multipart(size_t begin, size_t end, std::string_view bounda
       std::string_view(norm_).substr(begin, lines_[delims[0].line].begin - begin);
   if (HasPlaceholder(preamble))
     return Error(LineOf(begin), "placeholders are not allowed in a multipart preamble");
+  if (absl::Status s = CheckLines(begin, lines_[delims[0].line].begin, "multipart preamble");
+      !s.ok())
+    return s;
   Literal(preamble);
   for (size_t k = 0; k < delims.size(); ++k) {
     const Line& dl = lines_[delims[k].line];
+    if (absl::Status s = CheckLines(dl.begin, dl.end, "multipart delimiter"); !s.ok()) return s;
     if (k > 0) Literal("\r\n");
     Literal(std::string_view(norm_).substr(dl.begin, dl.end - dl.begin));
     if (delims[k].close) {
       std::string_view epilogue = std::string_view(norm_).substr(dl.end, end - dl.end);
       if (HasPlaceholder(epilogue))
         return Error(delims[k].line, "placeholders are not allowed in a multipart epilogue");
+      if (absl::Status s = CheckLines(dl.end, end, "multipart epilogue"); !s.ok()) return s;
       Literal(epilogue);
       break;
     }
