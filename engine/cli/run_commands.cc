@@ -147,7 +147,14 @@ int Prepare(const RunArgs& a, CLI::App* cmd, Loaded* out) {
     PrintError(out->config.data_dir + ": cannot create data directory: " + ec.message());
     return kExitFailure;
   }
+  // A `salvo campaign ...` command may hold the spool for a moment (it opens
+  // it directly when no engine runs): retry briefly before giving up.
   auto spool = queue::Spool::Open(out->config.data_dir, {});
+  for (int i = 0; i < 50 && !spool.ok() && spool.status().code() == absl::StatusCode::kUnavailable;
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    spool = queue::Spool::Open(out->config.data_dir, {});
+  }
   if (!spool.ok()) {
     if (spool.status().code() == absl::StatusCode::kUnavailable)
       PrintError(out->config.data_dir + " is in use by another process (a running 'salvo run'?): " +
@@ -186,13 +193,12 @@ int Prepare(const RunArgs& a, CLI::App* cmd, Loaded* out) {
 
 // Runs the engine over the spool with the admin socket up. Returns the exit
 // code; *interrupted tells whether a signal ended it.
-int RunEngine(Loaded& l, delivery::SpoolSourceOptions so, bool progress,
+int RunEngine(Loaded& l, SignalWatcher& signals, delivery::SpoolSourceOptions so, bool progress,
               delivery::EngineStats* stats_out, bool* finished) {
   so.shards = l.config.EffectiveShards();
   so.max_per_domain = static_cast<size_t>(l.config.queue.lease_batch);
   delivery::SpoolSource source(l.spool.get(), l.keys, so);
   auto registry = std::make_shared<metrics::Registry>();
-  SignalWatcher signals;  // before any thread starts: they inherit the mask
   queue::AdminOptions admin_options;
   admin_options.validate_template = Validator();
   admin_options.socket_path = l.config.AdminSocketPath();
@@ -244,11 +250,14 @@ int RunEngine(Loaded& l, delivery::SpoolSourceOptions so, bool progress,
 }
 
 int DoRun(const RunArgs& a, CLI::App* cmd) {
+  // Block SIGTERM/SIGINT before any thread exists (RocksDB starts its own):
+  // threads inherit the mask, so only the watcher thread sees them.
+  SignalWatcher signals;
   Loaded l;
   if (int rc = Prepare(a, cmd, &l); rc != kExitOk) return rc;
   delivery::EngineStats stats;
   bool finished = false;
-  int rc = RunEngine(l, {}, false, &stats, &finished);
+  int rc = RunEngine(l, signals, {}, false, &stats, &finished);
   std::fprintf(stderr,
                "salvo run stopped: delivered %llu, deferred %llu, bounced %llu recipient "
                "attempt(s); %llu session(s)\n",
@@ -290,6 +299,7 @@ int DoSend(const RunArgs& a, CLI::App* cmd) {
   spec.template_path = std::filesystem::absolute(spec.template_path, ec).string();
   spec.recipients_path = std::filesystem::absolute(spec.recipients_path, ec).string();
 
+  SignalWatcher signals;  // see DoRun
   Loaded l;
   if (int rc = Prepare(a, cmd, &l); rc != kExitOk) return rc;
   queue::LoadOptions lo;
@@ -315,7 +325,7 @@ int DoSend(const RunArgs& a, CLI::App* cmd) {
   delivery::EngineStats stats;
   bool finished = false;
   auto t0 = std::chrono::steady_clock::now();
-  int rc = RunEngine(l, so, true, &stats, &finished);
+  int rc = RunEngine(l, signals, so, true, &stats, &finished);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   auto counts = l.spool->Counts(report->id);
   if (!counts.ok()) {
