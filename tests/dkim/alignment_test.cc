@@ -7,7 +7,7 @@
 namespace salvo::dkim {
 namespace {
 
-TEST(Alignment, FromDomain) {
+TEST(DkimAlignment, FromDomain) {
   EXPECT_EQ(*FromDomain("Joe <joe@Mail.Example.COM>"), "mail.example.com");
   EXPECT_EQ(*FromDomain("joe@example.org"), "example.org");
   EXPECT_EQ(*FromDomain(" \"Shop, Inc\" <news@shop.example.co.uk> "), "shop.example.co.uk");
@@ -16,7 +16,7 @@ TEST(Alignment, FromDomain) {
   EXPECT_FALSE(FromDomain("<user@localhost>").ok());
 }
 
-TEST(Alignment, OrganizationalDomain) {
+TEST(DkimAlignment, OrganizationalDomain) {
   EXPECT_EQ(OrganizationalDomain("example.com"), "example.com");
   EXPECT_EQ(OrganizationalDomain("a.b.Example.com"), "example.com");
   EXPECT_EQ(OrganizationalDomain("mail.example.co.uk"), "example.co.uk");
@@ -33,7 +33,7 @@ DkimKey FakeKey(std::string domain, std::string selector) {
   return k;
 }
 
-TEST(Alignment, SelectKeysForFrom) {
+TEST(DkimAlignment, SelectKeysForFrom) {
   KeyStore store;
   ASSERT_TRUE(store.Add(FakeKey("example.com", "rsa")).ok());
   ASSERT_TRUE(store.Add(FakeKey("example.com", "ed")).ok());

@@ -59,7 +59,7 @@ std::string StreamBody(Canonicalization c, std::string_view body,
   return sink.out;
 }
 
-TEST(CanonicalizationVectors, AllRfc6376VectorsPass) {
+TEST(DkimCanonicalizationVectors, AllRfc6376VectorsPass) {
   const auto doc =
       nlohmann::json::parse(ReadFileOrDie(DataPath("rfc6376/canonicalization-vectors.json")));
   int checked = 0;
@@ -85,7 +85,7 @@ TEST(CanonicalizationVectors, AllRfc6376VectorsPass) {
   EXPECT_EQ(checked, 20);
 }
 
-TEST(CanonicalizationVectors, EmptyBodyHashes) {
+TEST(DkimCanonicalizationVectors, EmptyBodyHashes) {
   const auto doc =
       nlohmann::json::parse(ReadFileOrDie(DataPath("rfc6376/canonicalization-vectors.json")));
   const auto& hashes = doc.at("empty_body_hashes");
@@ -100,7 +100,7 @@ TEST(CanonicalizationVectors, EmptyBodyHashes) {
   }
 }
 
-TEST(Canonicalization, HeaderEdgeCases) {
+TEST(DkimCanonicalization, HeaderEdgeCases) {
   std::string out;
   CanonicalizeHeader(Canonicalization::kRelaxed, "SUBJECT \t:\t  Hello\r\n   World \t \r\n", &out);
   EXPECT_EQ(out, "subject:Hello World\r\n");
@@ -116,7 +116,7 @@ TEST(Canonicalization, HeaderEdgeCases) {
   EXPECT_EQ(out, "subject:caf\xc3\xa9 ok\r\n");
 }
 
-TEST(Canonicalization, BodyEdgeCases) {
+TEST(DkimCanonicalization, BodyEdgeCases) {
   const auto R = Canonicalization::kRelaxed;
   const auto S = Canonicalization::kSimple;
   EXPECT_EQ(CanonicalizeBody(R, " \t \r\n\t\r\n"), "");  // only WSP lines -> empty
@@ -162,7 +162,7 @@ std::string NaiveSimple(std::string s) {
   return s + "\r\n";
 }
 
-TEST(Canonicalization, RandomBodiesMatchNaiveReferenceInAnyChunking) {
+TEST(DkimCanonicalization, RandomBodiesMatchNaiveReferenceInAnyChunking) {
   std::mt19937 rng(20260128);
   const char alphabet[] = {'a', 'b', ' ', '\t', '\r', '\n', '\r', '\n', 'z', '\xe9'};
   for (int round = 0; round < 3000; ++round) {
@@ -180,7 +180,7 @@ TEST(Canonicalization, RandomBodiesMatchNaiveReferenceInAnyChunking) {
   }
 }
 
-TEST(ParseMessage, SplitsFieldsAndBody) {
+TEST(DkimParseMessage, SplitsFieldsAndBody) {
   auto m = ParseMessage("From: a@b.c\r\nSubject: x\r\n  folded\r\nTo :z@y.x\r\n\r\nbody\r\n");
   ASSERT_TRUE(m.ok()) << m.status();
   ASSERT_EQ(m->fields.size(), 3u);
@@ -193,7 +193,7 @@ TEST(ParseMessage, SplitsFieldsAndBody) {
   EXPECT_EQ(no_body->body, "");
 }
 
-TEST(ParseMessage, ErrorsNameTheLine) {
+TEST(DkimParseMessage, ErrorsNameTheLine) {
   auto lf = ParseMessage("From: a@b.c\r\nTo: x@y.z\n\r\n");
   ASSERT_FALSE(lf.ok());
   EXPECT_NE(lf.status().message().find("line 2"), std::string_view::npos) << lf.status();
@@ -206,7 +206,7 @@ TEST(ParseMessage, ErrorsNameTheLine) {
   EXPECT_FALSE(unterminated.ok());
 }
 
-TEST(ParseCanonicalization, Values) {
+TEST(DkimParseCanonicalization, Values) {
   Canonicalization h, b;
   ASSERT_TRUE(ParseCanonicalization("relaxed/simple", &h, &b));
   EXPECT_EQ(h, Canonicalization::kRelaxed);

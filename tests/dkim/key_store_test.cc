@@ -29,7 +29,7 @@ std::string Pem(EVP_PKEY* pkey, const EVP_CIPHER* cipher = nullptr) {
   return out;
 }
 
-class KeyStoreTest : public ::testing::Test {
+class DkimKeyStoreTest : public ::testing::Test {
  protected:
   absl::StatusOr<DkimKey> LoadText(const std::string& name, const std::string& pem,
                                    KeyType expected = KeyType::kAuto, int mode = 0600) {
@@ -49,7 +49,7 @@ void ExpectError(const absl::StatusOr<DkimKey>& key, const std::string& path,
   EXPECT_NE(msg.find("s1._domainkey.Example.COM"), std::string::npos) << msg;
 }
 
-TEST_F(KeyStoreTest, LoadsRsaAndEd25519) {
+TEST_F(DkimKeyStoreTest, LoadsRsaAndEd25519) {
   EvpPkeyPtr rsa(EVP_RSA_gen(2048));
   EvpPkeyPtr ed(EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519"));
   auto r = LoadText("rsa.pem", Pem(rsa.get()), KeyType::kRsa);
@@ -66,7 +66,7 @@ TEST_F(KeyStoreTest, LoadsRsaAndEd25519) {
   EXPECT_TRUE(LoadText("ed-0640.pem", Pem(ed.get()), KeyType::kAuto, 0640).ok());
 }
 
-TEST_F(KeyStoreTest, RefusesWorldReadable) {
+TEST_F(DkimKeyStoreTest, RefusesWorldReadable) {
   EvpPkeyPtr ed(EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519"));
   const std::string path = dir_.File("open.pem");
   auto k = LoadText("open.pem", Pem(ed.get()), KeyType::kAuto, 0644);
@@ -75,7 +75,7 @@ TEST_F(KeyStoreTest, RefusesWorldReadable) {
   EXPECT_EQ(k.status().code(), absl::StatusCode::kPermissionDenied);
 }
 
-TEST_F(KeyStoreTest, RefusesWrongFormat) {
+TEST_F(DkimKeyStoreTest, RefusesWrongFormat) {
   ExpectError(LoadText("garbage.pem", "this is not a key\n"), dir_.File("garbage.pem"),
               "not a PEM private key");
   ExpectError(
@@ -93,7 +93,7 @@ TEST_F(KeyStoreTest, RefusesWrongFormat) {
               "encrypted");
 }
 
-TEST_F(KeyStoreTest, RefusesWrongType) {
+TEST_F(DkimKeyStoreTest, RefusesWrongType) {
   EvpPkeyPtr ec(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"));
   ExpectError(LoadText("ec.pem", Pem(ec.get())), dir_.File("ec.pem"),
               "unsupported key type id-ecPublicKey (DKIM signs with RSA or Ed25519 keys)");
@@ -102,14 +102,14 @@ TEST_F(KeyStoreTest, RefusesWrongType) {
               "configured as type ed25519 but the file holds an rsa key");
 }
 
-TEST_F(KeyStoreTest, RefusesTooShortRsa) {
+TEST_F(DkimKeyStoreTest, RefusesTooShortRsa) {
   EvpPkeyPtr rsa(EVP_RSA_gen(768));
   ASSERT_NE(rsa, nullptr);
   ExpectError(LoadText("short.pem", Pem(rsa.get())), dir_.File("short.pem"),
               "RSA key of 768 bits is too short (DKIM needs at least 1024");
 }
 
-TEST_F(KeyStoreTest, RefusesUnreadable) {
+TEST_F(DkimKeyStoreTest, RefusesUnreadable) {
   const std::string missing = dir_.File("missing.pem");
   auto k = LoadKey(KeySpec{"Example.COM", "s1", missing, KeyType::kAuto});
   ExpectError(k, missing, "cannot open key file");
@@ -124,7 +124,7 @@ TEST_F(KeyStoreTest, RefusesUnreadable) {
   }
 }
 
-TEST_F(KeyStoreTest, StoreLookupAndDuplicates) {
+TEST_F(DkimKeyStoreTest, StoreLookupAndDuplicates) {
   EvpPkeyPtr rsa(EVP_RSA_gen(1024));
   EvpPkeyPtr ed(EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519"));
   WriteFileOrDie(dir_.File("a.pem"), Pem(rsa.get()));
@@ -148,7 +148,7 @@ TEST_F(KeyStoreTest, StoreLookupAndDuplicates) {
   EXPECT_NE(bad.status().message().find("nope.pem"), std::string_view::npos);
 }
 
-TEST(PublicKeyRecord, Formats) {
+TEST(DkimPublicKeyRecord, Formats) {
   auto rsa = GenerateKey(KeyType::kRsa, 2048, "example.com", "s2048");
   ASSERT_TRUE(rsa.ok()) << rsa.status();
   auto rec = PublicKeyRecord(rsa->key);

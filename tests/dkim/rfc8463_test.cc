@@ -44,7 +44,7 @@ std::string Unfolded(std::string_view s) {
   return out;
 }
 
-TEST(Rfc8463, BodyHash) {
+TEST(DkimRfc8463, BodyHash) {
   Signer signer;
   auto bh = signer.BodyHash(ReadFileOrDie(DataPath("rfc8463/unsigned-message.eml")),
                             Canonicalization::kRelaxed);
@@ -56,7 +56,7 @@ TEST(Rfc8463, BodyHash) {
       ReadFileOrDie(DataPath("rfc8463/canon-body.relaxed.bin")));
 }
 
-TEST(Rfc8463, ReproducesBothSignaturesByteForByte) {
+TEST(DkimRfc8463, ReproducesBothSignaturesByteForByte) {
   const std::string signed_text = ReadFileOrDie(DataPath("rfc8463/signed-message.eml"));
   auto signed_msg = ParseMessage(signed_text);
   ASSERT_TRUE(signed_msg.ok()) << signed_msg.status();
@@ -89,7 +89,7 @@ TEST(Rfc8463, ReproducesBothSignaturesByteForByte) {
   EXPECT_EQ(Unfolded(rsa_field.substr(rsa_field.find(" b=") + 3)), kRsaB);
 }
 
-TEST(Rfc8463, SalvoFormatOverTheSameMessageIsDeterministic) {
+TEST(DkimRfc8463, SalvoFormatOverTheSameMessageIsDeterministic) {
   const std::string text = ReadFileOrDie(DataPath("rfc8463/unsigned-message.eml"));
   DkimKey ed = LoadTestKey("rfc8463/ed25519.private.pkcs8.pem", "football.example.com", "brisbane");
   DkimKey rsa = LoadTestKey("rfc8463/rsa.private.pem", "football.example.com", "test");

@@ -48,7 +48,7 @@ std::string Tag(const std::string& field, const std::string& tag) {
   return "<none>";
 }
 
-class SignerTest : public ::testing::Test {
+class DkimSignerTest : public ::testing::Test {
  protected:
   // RSA-2048 generation is slow: one pair of keys for the whole suite.
   static void SetUpTestSuite() {
@@ -71,7 +71,7 @@ class SignerTest : public ::testing::Test {
   Signer signer_;
 };
 
-TEST_F(SignerTest, DualSignatureTagsAndDefaultHeaders) {
+TEST_F(DkimSignerTest, DualSignatureTagsAndDefaultHeaders) {
   const DkimKey* keys[] = {&rsa_, &ed_};
   auto out = signer_.Sign(kMessage, keys, options_);
   ASSERT_TRUE(out.ok()) << out.status();
@@ -111,7 +111,7 @@ TEST_F(SignerTest, DualSignatureTagsAndDefaultHeaders) {
   EXPECT_EQ(Tag(fields[1], "b").size(), 88u);   // 64-byte Ed25519 signature
 }
 
-TEST_F(SignerTest, EmittedFieldIsTheSignedField) {
+TEST_F(DkimSignerTest, EmittedFieldIsTheSignedField) {
   // Both algorithms are deterministic: re-signing the emitted field with b=
   // emptied (its folding kept) must give the same b=, for every c= choice.
   for (auto hc : {Canonicalization::kSimple, Canonicalization::kRelaxed}) {
@@ -140,7 +140,7 @@ TEST_F(SignerTest, EmittedFieldIsTheSignedField) {
   }
 }
 
-TEST_F(SignerTest, ExplicitHeaderListAndOverSigning) {
+TEST_F(DkimSignerTest, ExplicitHeaderListAndOverSigning) {
   options_.headers = {"From", "Subject", "To", "From"};
   const DkimKey* keys[] = {&ed_};
   auto out = signer_.Sign(kMessage, keys, options_);
@@ -154,7 +154,7 @@ TEST_F(SignerTest, ExplicitHeaderListAndOverSigning) {
   EXPECT_FALSE(signer_.Sign(kMessage, keys, options_).ok());
 }
 
-TEST_F(SignerTest, DuplicateHeadersSignedBottomUp) {
+TEST_F(DkimSignerTest, DuplicateHeadersSignedBottomUp) {
   // Two To fields: h= lists "to" three times (two + one over-sign); the
   // template re-sign check proves the instances are taken bottom-up.
   const std::string msg =
@@ -173,7 +173,7 @@ TEST_F(SignerTest, DuplicateHeadersSignedBottomUp) {
   EXPECT_EQ(Tag(*out, "bh"), Tag(*out2, "bh"));
 }
 
-TEST_F(SignerTest, LongDomainAndFolding) {
+TEST_F(DkimSignerTest, LongDomainAndFolding) {
   auto key = GenerateKey(KeyType::kEd25519, 0,
                          "a-rather-long-subdomain-name.of-a-very-long-domain-name.example.com",
                          "selector-with-a-long-name-2026-11");
@@ -190,7 +190,7 @@ TEST_F(SignerTest, LongDomainAndFolding) {
   }
 }
 
-TEST_F(SignerTest, BadInput) {
+TEST_F(DkimSignerTest, BadInput) {
   const DkimKey* keys[] = {&ed_};
   EXPECT_FALSE(signer_.Sign("From: a@b.c\nTo: x\n\nbody\n", keys, options_).ok());
   EXPECT_FALSE(signer_.Sign(kMessage, {}, options_).ok());
@@ -201,7 +201,7 @@ TEST_F(SignerTest, BadInput) {
   EXPECT_FALSE(signer_.Sign(kMessage, null_key, options_).ok());
 }
 
-TEST(FoldSignatureField, ShortFieldStaysOnOneLineUntilB) {
+TEST(DkimFoldSignatureField, ShortFieldStaysOnOneLineUntilB) {
   EXPECT_EQ(FoldSignatureField({"v=1", "a=ed25519-sha256", "b="}),
             "DKIM-Signature: v=1; a=ed25519-sha256;\r\n b=");
   EXPECT_EQ(FoldSignatureField({"v=1", "b=abc"}), "DKIM-Signature: v=1;\r\n b=abc");
