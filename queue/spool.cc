@@ -226,6 +226,9 @@ absl::StatusOr<std::unique_ptr<Spool>> Spool::Open(const std::string& data_dir, 
   db_options.max_open_files = 256;
   db_options.keep_log_file_num = 3;
   db_options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  // Restart time: replay the WAL into memtables without writing L0 files first
+  // (12 s -> see README figures with 1M queued on this box).
+  db_options.avoid_flush_during_recovery = true;
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = rocksdb::NewLRUCache(64 << 20);
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));

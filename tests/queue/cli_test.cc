@@ -23,7 +23,7 @@ class CliTest : public ::testing::Test {
     tpl_ = dir_.Write("message.eml", kTemplate);
     csv_ = dir_.Write("list.csv",
                       "email,name\na@one.example,Ann\nb@two.example,Bob\nnot-an-address,X\n"
-                      "A@ONE.example,dup\n");
+                      "a@ONE.example,dup\n");
     data_ = dir_.File("data");
   }
   RunResult Salvo(const std::string& args) {
@@ -93,7 +93,7 @@ TEST_F(CliTest, BadInputAndUsageErrors) {
 }
 
 TEST_F(CliTest, SuppressionCommands) {
-  RunResult r = Salvo("suppression add a@one.example B@Two.Example --data-dir " + data_);
+  RunResult r = Salvo("suppression add a@one.example b@Two.Example --data-dir " + data_);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "added 2\n");
   std::string unsub = dir_.Write("unsub.txt", "c@three.example\nbad\n");
@@ -103,7 +103,7 @@ TEST_F(CliTest, SuppressionCommands) {
   r = Salvo("suppression remove a@one.example --data-dir " + data_);
   EXPECT_EQ(r.out, "removed 1\n");
   r = Salvo("suppression list --data-dir " + data_);
-  EXPECT_NE(r.out.find("B@two.example"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("b@two.example"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("c@three.example"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("a@one.example"), std::string::npos) << r.out;
   // Suppressed addresses are applied at load.

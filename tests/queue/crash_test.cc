@@ -58,8 +58,7 @@ TEST(CrashTest, SigkillDuringSendingLosesNothing) {
     for (size_t i = 0; i < n; ++i)
       csv << "u" << i << "@d" << (i % 200) << ".example,N" << i << "\n";
   }
-  dir.Write("message.eml",
-            "From: news@example.com\r\nTo: {{email}}\r\nSubject: Hi {{name}}\r\n\r\nHello\r\n");
+  dir.Write("message.eml", "From: news@example.com\r\nSubject: Hi {{name}}\r\n\r\nHello\r\n");
 
   Child sink({SALVO_BINARY, "sink", "--listen", "127.0.0.1:0", "--track-duplicates", "--stats-file",
               dir.File("sink-stats.json")},
