@@ -78,14 +78,26 @@ TEST(CrashTest, SigkillDuringSendingLosesNothing) {
   ASSERT_EQ(load.exit_code, 0) << load.err;
   const std::string id = load.out.substr(0, load.out.find('\n'));
 
+  // Each kill lands while mail is flowing: wait until the sink has seen new
+  // deliveries from this run (bounded), then a random extra delay.
+  auto sink_delivered = [&] {
+    nlohmann::json st =
+        nlohmann::json::parse(testing::ReadFile(dir.File("sink-stats.json")), nullptr, false);
+    return st.is_discarded() ? uint64_t{0} : st.value("recipients_delivered", uint64_t{0});
+  };
   std::mt19937 rng(12345);
-  std::uniform_int_distribution<int> delay_ms(300, 2500);
+  std::uniform_int_distribution<int> delay_ms(0, 1500);
   for (size_t k = 0; k < kills; ++k) {
+    const uint64_t before = sink_delivered();
     Child run({SALVO_BINARY, "run", "--config", config},
               dir.File("run" + std::to_string(k) + ".log"));
+    for (int i = 0; i < 300 && sink_delivered() <= before; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
     std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms(rng)));
     run.Signal(SIGKILL);
     run.Wait(10);
+    std::printf("crash test: kill %zu after the sink saw %llu deliveries\n", k + 1,
+                static_cast<unsigned long long>(sink_delivered()));
   }
   // Final run until the campaign is done (bounded), then a clean stop.
   Child run({SALVO_BINARY, "run", "--config", config}, dir.File("run-final.log"));
