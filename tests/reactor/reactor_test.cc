@@ -4,11 +4,17 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stddef.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -77,6 +83,57 @@ void RaiseFdLimit(rlim_t want) {
 }
 
 TEST(ReactorTest, CheckIoUringAvailable) { EXPECT_TRUE(Reactor::CheckIoUringAvailable().ok()); }
+
+// Runs CheckIoUringAvailable() in a child whose seccomp filter makes
+// io_uring_setup fail with `err` (as a container's default profile does) and
+// returns the message it produced.
+std::string CheckUnderSeccomp(int err) {
+  int pipefd[2];
+  EXPECT_EQ(pipe(pipefd), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(pipefd[0]);
+    sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (static_cast<unsigned>(err) & 0xffff)),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    sock_fprog prog{static_cast<unsigned short>(sizeof(filter) / sizeof(filter[0])), filter};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) {
+      _exit(3);
+    }
+    absl::Status s = Reactor::CheckIoUringAvailable();
+    std::string msg = s.ok() ? "OK" : std::string(s.message());
+    if (write(pipefd[1], msg.data(), msg.size()) < 0) _exit(4);
+    _exit(s.ok() ? 0 : 1);
+  }
+  close(pipefd[1]);
+  std::string out;
+  char buf[512];
+  ssize_t n;
+  while ((n = read(pipefd[0], buf, sizeof(buf))) > 0) out.append(buf, static_cast<size_t>(n));
+  close(pipefd[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << status;
+  return out;
+}
+
+TEST(ReactorTest, StartupCheckNamesCauseAndFixWhenSeccompBlocksIoUring) {
+  std::string enosys = CheckUnderSeccomp(ENOSYS);
+  EXPECT_NE(enosys.find("io_uring is unavailable (io_uring_setup: Function not implemented)"),
+            std::string::npos)
+      << enosys;
+  EXPECT_NE(enosys.find("seccomp"), std::string::npos) << enosys;
+  EXPECT_EQ(enosys.find('\n'), std::string::npos);  // one line
+  std::string eperm = CheckUnderSeccomp(EPERM);
+  EXPECT_NE(eperm.find("Operation not permitted"), std::string::npos) << eperm;
+  EXPECT_TRUE(eperm.find("io_uring_disabled") != std::string::npos ||
+              eperm.find("seccomp") != std::string::npos)
+      << eperm;
+}
 
 TEST(ReactorTest, CreateRejectsBadBufferCount) {
   ReactorOptions options;
