@@ -105,6 +105,18 @@ class SignalWatcher {
   std::thread thread_;
 };
 
+// VmRSS of this process, for the benchmark figures of `salvo send --json`.
+unsigned long long CurrentRssBytes() {
+  FILE* f = std::fopen("/proc/self/status", "r");
+  if (!f) return 0;
+  char line[256];
+  unsigned long long kb = 0;
+  while (std::fgets(line, sizeof line, f))
+    if (std::sscanf(line, "VmRSS: %llu kB", &kb) == 1) break;
+  std::fclose(f);
+  return kb * 1024;
+}
+
 void RaiseFdLimit() {
   rlimit rl{};
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -325,7 +337,15 @@ int DoSend(const RunArgs& a, CLI::App* cmd) {
   delivery::EngineStats stats;
   bool finished = false;
   auto t0 = std::chrono::steady_clock::now();
+  rusage ru0{}, ru1{};
+  getrusage(RUSAGE_SELF, &ru0);
+  const unsigned long long rss_before = CurrentRssBytes();
   int rc = RunEngine(l, signals, so, true, &stats, &finished);
+  getrusage(RUSAGE_SELF, &ru1);
+  auto cpu = [](const rusage& r) {
+    return r.ru_utime.tv_sec + r.ru_stime.tv_sec + (r.ru_utime.tv_usec + r.ru_stime.tv_usec) / 1e6;
+  };
+  const double engine_cpu = cpu(ru1) - cpu(ru0);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   auto counts = l.spool->Counts(report->id);
   if (!counts.ok()) {
@@ -338,7 +358,10 @@ int DoSend(const RunArgs& a, CLI::App* cmd) {
     std::printf(
         "{\"campaign\": %llu, \"finished\": %s, \"seconds\": %.3f, \"delivered\": %llu, "
         "\"bounced\": %llu, \"deferred\": %llu, \"expired\": %llu, \"queued\": %llu, "
-        "\"suppressed\": %llu, \"cancelled\": %llu, \"sessions\": %llu}\n",
+        "\"suppressed\": %llu, \"cancelled\": %llu, \"sessions\": %llu, \"peak_sessions\": "
+        "%llu, \"engine_cpu_seconds\": %.3f, \"peak_rss_bytes\": %llu, "
+        "\"rss_before_engine_bytes\": "
+        "%llu}\n",
         static_cast<unsigned long long>(queue::Value(report->id)), finished ? "true" : "false",
         secs, static_cast<unsigned long long>(c[RS::kDelivered]),
         static_cast<unsigned long long>(c[RS::kBounced]),
@@ -347,7 +370,9 @@ int DoSend(const RunArgs& a, CLI::App* cmd) {
         static_cast<unsigned long long>(c[RS::kQueued] + c[RS::kInFlight]),
         static_cast<unsigned long long>(c[RS::kSuppressed]),
         static_cast<unsigned long long>(c[RS::kCancelled]),
-        static_cast<unsigned long long>(stats.sessions_opened));
+        static_cast<unsigned long long>(stats.sessions_opened),
+        static_cast<unsigned long long>(stats.peak_sessions), engine_cpu,
+        static_cast<unsigned long long>(ru1.ru_maxrss) * 1024ull, rss_before);
   } else {
     std::printf(
         "campaign %llu %s in %.1f s: delivered %llu, bounced %llu, deferred %llu, expired %llu\n",
