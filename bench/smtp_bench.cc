@@ -54,6 +54,7 @@ void BM_PipelinedTransactionData(benchmark::State& state) {
   proto.rcpts = {"rcpt@dest.example"};
   proto.body = body;
   size_t out_bytes = 0;
+  std::vector<Event> events;
   for (auto _ : state) {
     Envelope e = proto;
     if (!s->StartTransaction(std::move(e))) state.SkipWithError("not ready");
@@ -63,7 +64,7 @@ void BM_PipelinedTransactionData(benchmark::State& state) {
     out_bytes += s->PendingOutput().size();
     s->ConsumeOutput(s->PendingOutput().size());
     s->Feed("250 2.0.0 Ok: queued as 4ABCDEF\r\n");
-    auto events = s->TakeEvents();
+    s->TakeEvents(&events);
     benchmark::DoNotOptimize(events);
   }
   state.SetBytesProcessed(static_cast<int64_t>(out_bytes));
@@ -79,12 +80,13 @@ void BM_PipelinedTransactionBdat(benchmark::State& state) {
   proto.mail_from = "bounce-123@bench.example";
   proto.rcpts = {"rcpt@dest.example"};
   proto.body = body;
+  std::vector<Event> events;
   for (auto _ : state) {
     Envelope e = proto;
     if (!s->StartTransaction(std::move(e))) state.SkipWithError("not ready");
     s->ConsumeOutput(s->PendingOutput().size());
     s->Feed("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.0.0 Ok: queued as 4ABCDEF\r\n");
-    auto events = s->TakeEvents();
+    s->TakeEvents(&events);
     benchmark::DoNotOptimize(events);
   }
   state.SetItemsProcessed(state.iterations());

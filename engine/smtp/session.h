@@ -175,6 +175,9 @@ class Session {
   void OnTimeout(absl::Time now);
 
   std::vector<Event> TakeEvents();
+  // Same, into *out (cleared first); reusing one vector avoids an allocation
+  // per call on the hot path.
+  void TakeEvents(std::vector<Event>* out);
   bool HasEvents() const { return !events_.empty(); }
 
   State state() const { return state_; }
@@ -241,6 +244,7 @@ class Session {
   std::vector<Pending> pending_;
   size_t pending_head_ = 0;
   absl::Time deadline_ = absl::InfiniteFuture();
+  absl::Time now_;             // clock read at the start of the current public call
   bool body_writing_ = false;  // data_block deadline applies while output drains
   Extensions ext_;
   bool tried_helo_ = false;
