@@ -3,8 +3,11 @@
 // directories, child processes (killed and reaped by their destructor, also
 // when a test fails), `salvo sink` instances on 127.0.0.x with ports chosen
 // at run time (port 0, read back from the stats file).
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
