@@ -154,7 +154,7 @@ TEST(SessionTest, NormaliserMatchesAByteByByteReferenceOnRandomBodies) {
     x ^= x << 13;
     x ^= x >> 7;
     x ^= x << 17;
-    size_t len = x % 97;
+    size_t len = round % 10 == 0 ? x % 700 : x % 97;  // long ones cross many vector blocks
     std::string body;
     for (size_t i = 0; i < len; ++i) {
       x ^= x << 13;
