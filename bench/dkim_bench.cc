@@ -9,6 +9,7 @@
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <string>
@@ -177,7 +178,9 @@ class RatioReporter : public benchmark::ConsoleReporter {
     const double s_ed = get("BM_Sign_Ed25519");
     const double s_dual = get("BM_Sign_Dual");
     if (sha <= 0 || rsa <= 0 || ed <= 0 || s_rsa <= 0 || s_ed <= 0 || s_dual <= 0) return;
-    const double floor_rsa = rsa_sha > 0 ? rsa_sha : rsa + sha;
+    // The floor is measured twice (combined, and as the sum of its parts);
+    // on a busy machine they differ: take the lower, i.e. the stricter target.
+    const double floor_rsa = rsa_sha > 0 ? std::min(rsa_sha, rsa + sha) : rsa + sha;
     std::printf("\nDKIM signing vs the crypto floor (20 KB message, CPU time per message):\n");
     std::printf(
         "  RSA-2048:  %8.1f us  floor (RSA sign + SHA-256 20 KB) %8.1f us  ratio %.3f "

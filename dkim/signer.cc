@@ -240,7 +240,11 @@ std::string FoldSignatureField(const std::vector<std::string>& tags) {
 
 Signer::Signer()
     : body_ctx_(EVP_MD_CTX_new()), header_ctx_(EVP_MD_CTX_new()), ed_ctx_(EVP_MD_CTX_new()) {
-  SALVO_CHECK(body_ctx_ != nullptr && header_ctx_ != nullptr && ed_ctx_ != nullptr);
+  // Fetch SHA-256 once: with OpenSSL 3, passing EVP_sha256() to
+  // EVP_DigestInit_ex looks the algorithm up in the provider on every call.
+  sha256_ = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  SALVO_CHECK(body_ctx_ != nullptr && header_ctx_ != nullptr && ed_ctx_ != nullptr &&
+              sha256_ != nullptr);
   scratch_.reserve(4096);
 }
 
@@ -250,13 +254,14 @@ Signer::~Signer() {
   EVP_MD_CTX_free(body_ctx_);
   EVP_MD_CTX_free(header_ctx_);
   EVP_MD_CTX_free(ed_ctx_);
+  EVP_MD_free(sha256_);
 }
 
 absl::StatusOr<std::string> Signer::BodyHash(std::string_view message,
                                              Canonicalization body_canon) {
   auto parsed = ParseMessage(message);
   if (!parsed.ok()) return parsed.status();
-  if (EVP_DigestInit_ex(body_ctx_, EVP_sha256(), nullptr) != 1) {
+  if (EVP_DigestInit_ex(body_ctx_, sha256_, nullptr) != 1) {
     return absl::InternalError("SHA-256 init failed: " + OpenSslError());
   }
   DigestSink sink(body_ctx_);
@@ -290,7 +295,7 @@ absl::Status Signer::HashHeaders(const ParsedMessage& message, Canonicalization 
     scratch_.resize(scratch_.size() - 2);  // the signature field is hashed without CRLF
   }
   unsigned int len = 0;
-  if (EVP_DigestInit_ex(header_ctx_, EVP_sha256(), nullptr) != 1 ||
+  if (EVP_DigestInit_ex(header_ctx_, sha256_, nullptr) != 1 ||
       EVP_DigestUpdate(header_ctx_, scratch_.data(), scratch_.size()) != 1 ||
       EVP_DigestFinal_ex(header_ctx_, digest, &len) != 1 || len != kSha256Len) {
     return absl::InternalError("SHA-256 of the header fields failed: " + OpenSslError());
@@ -383,7 +388,7 @@ absl::StatusOr<std::string> Signer::Sign(std::string_view message,
   }
 
   // Body hash, once for all keys.
-  if (EVP_DigestInit_ex(body_ctx_, EVP_sha256(), nullptr) != 1) {
+  if (EVP_DigestInit_ex(body_ctx_, sha256_, nullptr) != 1) {
     return absl::InternalError("SHA-256 init failed: " + OpenSslError());
   }
   DigestSink sink(body_ctx_);

@@ -86,6 +86,7 @@ class Signer {
   EVP_MD_CTX* body_ctx_;
   EVP_MD_CTX* header_ctx_;
   EVP_MD_CTX* ed_ctx_;
+  EVP_MD* sha256_;  // fetched once per Signer
   // Per-key RSA signing contexts, initialized once (padding, digest).
   absl::flat_hash_map<const EVP_PKEY*, EVP_PKEY_CTX*> rsa_ctx_;
   // Per-key Ed25519 DigestSign contexts, initialized once; copied per signature.
