@@ -14,9 +14,10 @@ if ! command -v clang++-14 >/dev/null; then
   echo "run.sh: clang++-14 not found (apt-get install clang-14)" >&2
   exit 2
 fi
+mkdir -p "$BUILD"
 cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSALVO_FUZZ=ON -DSALVO_BUILD_TESTS=OFF \
-  -DSALVO_BUILD_BENCH=OFF >"$BUILD.cmake.log" 2>&1 || { cat "$BUILD.cmake.log" >&2; exit 1; }
+  -DSALVO_BUILD_BENCH=OFF >"$BUILD/cmake.log" 2>&1 || { cat "$BUILD/cmake.log" >&2; exit 1; }
 ninja -C "$BUILD" -j2 "${TARGETS[@]/%/_fuzz}"
 
 mkdir -p "$BUILD/artifacts"
