@@ -7,6 +7,11 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -228,6 +233,39 @@ TEST(EngineE2E, StartupErrorsAreOneClearLine) {
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
   RunResult u = RunSalvo(dir, {"send", "--name", "x"});
   EXPECT_EQ(u.code, 2) << u.err;
+}
+
+// What a container's default seccomp profile does: io_uring_setup fails with
+// ENOSYS. `salvo run` must say so in one line with the fix and exit 1.
+TEST(EngineE2E, IoUringBlockedBySeccompIsOneClearLineAndExit1) {
+  TempDir dir;
+  std::string err_file = dir / "err.txt";
+  pid_t pid = fork();
+  if (pid == 0) {
+    sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA)),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    sock_fprog prog{static_cast<unsigned short>(sizeof filter / sizeof filter[0]), filter};
+    int e = open(err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(e, 2);
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+      _exit(99);
+    std::string data = dir / "data";
+    execl(SALVO_BINARY, SALVO_BINARY, "run", "--data-dir", data.c_str(), nullptr);
+    _exit(127);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  std::string err = ReadFile(err_file);
+  EXPECT_THAT(err, HasSubstr("io_uring"));
+  EXPECT_THAT(err, HasSubstr("seccomp"));
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
 }
 
 }  // namespace
