@@ -347,16 +347,18 @@ TEST(ReactorTest, SendsOnOneFdKeepTheirOrder) {
 TEST(ReactorTest, TimersFireInOrderAndCancel) {
   auto r = MakeReactor();
   std::vector<int> fired;
-  r->RunAfter(milliseconds(30), [&] { fired.push_back(3); });
-  r->RunAfter(milliseconds(10), [&] { fired.push_back(1); });
-  TimerId cancelled = r->RunAfter(milliseconds(15), [&] { fired.push_back(99); });
-  r->RunAfter(milliseconds(20), [&] { fired.push_back(2); });
-  r->RunAfter(milliseconds(40), [&] { r->Stop(); });
+  // Each RunAfter counts from the moment it is called, so the gaps are wide
+  // enough that a loaded (or sanitized) test process cannot reorder them.
+  r->RunAfter(milliseconds(300), [&] { fired.push_back(3); });
+  r->RunAfter(milliseconds(100), [&] { fired.push_back(1); });
+  TimerId cancelled = r->RunAfter(milliseconds(150), [&] { fired.push_back(99); });
+  r->RunAfter(milliseconds(200), [&] { fired.push_back(2); });
+  r->RunAfter(milliseconds(400), [&] { r->Stop(); });
   EXPECT_TRUE(r->CancelTimer(cancelled));
   EXPECT_FALSE(r->CancelTimer(cancelled));
   auto start = std::chrono::steady_clock::now();
   RunWithDeadline(*r);
-  EXPECT_GE(std::chrono::steady_clock::now() - start, milliseconds(40));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, milliseconds(400));
   EXPECT_EQ(fired, (std::vector<int>{1, 2, 3}));
   TimerId id = r->RunAfter(milliseconds(1), [&] { r->Stop(); });
   RunWithDeadline(*r);
