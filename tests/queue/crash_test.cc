@@ -13,7 +13,6 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
-#include <regex>
 #include <thread>
 
 #include "gtest/gtest.h"
@@ -32,11 +31,11 @@ size_t EnvOr(const char* name, size_t def) {
 }
 
 int WaitForSinkPort(const std::string& log, double seconds) {
-  std::regex re("listening on 127\\.0\\.0\\.1:([0-9]+)");
+  const std::string marker = "listening on 127.0.0.1:";
   for (int i = 0; i < seconds * 20; ++i) {
-    std::smatch m;
     std::string text = testing::ReadFile(log);
-    if (std::regex_search(text, m, re)) return std::stoi(m[1]);
+    size_t at = text.find(marker);
+    if (at != std::string::npos) return std::atoi(text.c_str() + at + marker.size());
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   return 0;
