@@ -14,7 +14,7 @@ BUILD_PKGS=(
 TEST_PKGS=(
   postfix swaks libnet-ssleay-perl python3 python3-aiosmtpd python3-dkim
   opendkim opendkim-tools unbound dnsutils openssl clang-14 libclang-rt-14-dev
-  clang-format procps
+  clang-format procps python3-seccomp
 )
 
 mode="${1:-all}"   # build | test | all
