@@ -38,6 +38,21 @@ def walk(words):
 
 
 walk([])
+
+# Every key of the documented example configuration appears in the README.
+import pathlib
+import tomllib
+
+example = pathlib.Path(readme_path).parent / "deploy" / "salvo.example.toml"
+def keys(table, prefix=""):
+    for k, v in table.items():
+        if isinstance(v, dict):
+            yield from keys(v, prefix + k + ".")
+        else:
+            yield prefix + k
+for key in keys(tomllib.loads(example.read_text())):
+    if f"`{key}`" not in readme:
+        missing.append(f"configuration key {key}")
 if missing:
     print("README.md does not document:")
     for m in missing:
