@@ -8,6 +8,7 @@
 
 #include "engine/cli/commands.h"
 #include "engine/sink/sink.h"
+#include "engine/sink/tls_server.h"
 
 namespace salvo::cli {
 namespace {
@@ -31,6 +32,15 @@ int RunSink(SinkFlags& flags) {
   if (auto s = sink::ValidateOptions(o); !s.ok()) {
     PrintError(std::string(s.message()));
     return kExitUsage;
+  }
+  if (!o.tls_cert.empty() || !o.tls_key.empty()) o.tls = true;
+  if (o.tls && !o.tls_cert.empty()) {
+    // Bad certificate or key files are usage errors: check them before
+    // binding anything (Start() loads them again, cheaply).
+    if (auto ctx = sink::MakeServerTlsContext(o.hostname, o.tls_cert, o.tls_key); !ctx.ok()) {
+      PrintError(std::string(ctx.status().message()));
+      return kExitUsage;
+    }
   }
   if (!o.save_dir.empty()) {
     struct stat st;
@@ -122,6 +132,13 @@ void RegisterSinkCommand(CLI::App& app, CommandContext& ctx) {
                 "Count recipient addresses delivered more than once (duplicate_recipients)");
   cmd->add_option("--hostname", o.hostname, "Name in the greeting and EHLO reply")
       ->default_val("sink.salvo.invalid");
+  cmd->add_flag("--tls", o.tls,
+                "Offer STARTTLS (RFC 3207); without --tls-cert/--tls-key a self-signed P-256 "
+                "certificate for CN=--hostname is generated at start-up");
+  cmd->add_option("--tls-cert", o.tls_cert,
+                  "PEM certificate (chain) file for STARTTLS (implies --tls; needs --tls-key)");
+  cmd->add_option("--tls-key", o.tls_key,
+                  "PEM private key file for STARTTLS (implies --tls; needs --tls-cert)");
   cmd->add_option("--max-size", o.max_message_size, "Largest message accepted (SIZE), bytes")
       ->default_val(50 * 1024 * 1024);
   cmd->callback([flags, &ctx] { ctx.exit_code = RunSink(*flags); });

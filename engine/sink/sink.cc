@@ -28,6 +28,7 @@
 #include "engine/common/log.h"
 #include "engine/reactor/reactor.h"
 #include "engine/sink/smtp_server.h"
+#include "engine/sink/tls_server.h"
 
 namespace salvo::sink {
 
@@ -86,6 +87,8 @@ absl::Status ValidateOptions(const SinkOptions& o) {
         "--bounce-rate + --defer-rate must be <= 1, got ", o.bounce_rate + o.defer_rate));
   if (o.shards < 1 || o.shards > 256)
     return absl::InvalidArgumentError(absl::StrCat("--shards must be in 1..256, got ", o.shards));
+  if (o.tls_cert.empty() != o.tls_key.empty())
+    return absl::InvalidArgumentError("--tls-cert and --tls-key go together: give both or neither");
   if (o.delay_ms < 0 || o.delay_ms > 600000)
     return absl::InvalidArgumentError(
         absl::StrCat("--delay-ms must be in 0..600000, got ", o.delay_ms));
@@ -107,6 +110,7 @@ std::string SinkStats::ToJson() const {
   j["recipients_delivered"] = recipients_delivered;
   j["rejected_421"] = rejected_421;
   j["dropped"] = dropped;
+  j["tls_sessions"] = tls_sessions;
   j["duplicate_recipients"] = duplicate_recipients;
   j["duplicate_deliveries"] = duplicate_deliveries;
   nlohmann::json d = nlohmann::json::object();
@@ -127,7 +131,8 @@ std::string SinkStats::Line() const {
                       " rcpt_accepted=", recipients_accepted, " rcpt_bounced=", recipients_bounced,
                       " rcpt_deferred=", recipients_deferred,
                       " rcpt_delivered=", recipients_delivered, " rejected_421=", rejected_421,
-                      " dropped=", dropped, " duplicate_recipients=", duplicate_recipients);
+                      " dropped=", dropped, " tls_sessions=", tls_sessions,
+                      " duplicate_recipients=", duplicate_recipients);
 }
 
 namespace {
@@ -149,6 +154,7 @@ struct ShardCounters {
   uint64_t recipients_delivered = 0;
   uint64_t rejected_421 = 0;
   uint64_t dropped = 0;
+  uint64_t tls_sessions = 0;
   absl::flat_hash_map<std::string, DomainCounts> domains;
 };
 
@@ -177,6 +183,7 @@ class Sink::Impl {
   bool TakeRateToken();
   void RecordDelivery(const std::string& address);
   uint64_t NextFileNumber() { return file_number_.fetch_add(1) + 1; }
+  SSL_CTX* tls_ctx() const { return tls_ctx_.get(); }
 
   std::vector<ListenAddress> bound_;
 
@@ -185,6 +192,7 @@ class Sink::Impl {
 
   SinkOptions options_;
   ServerOptions server_options_;
+  SslCtxPtr tls_ctx_;  // read-only once the shards run; declared first, freed last
   std::vector<std::unique_ptr<Shard>> shards_;
   bool started_ = false;
   bool stopped_ = false;
@@ -214,6 +222,7 @@ struct Connection final : public SessionPolicy {
   Verdict OnRcpt(std::string_view rcpt) override;
   Verdict OnData() override;
   void OnMessage(const Envelope& envelope, std::string_view data, uint64_t size) override;
+  bool OnStartTls() override;
 
   Shard* shard;
   int fd;
@@ -224,6 +233,13 @@ struct Connection final : public SessionPolicy {
   bool closing = false;
   bool close_after_send = false;
   reactor::TimerId delay_timer = 0;
+  // STARTTLS: `tls` is created at the STARTTLS command; once tls_on, every
+  // byte received is ciphertext and `wire` holds ciphertext to send
+  // (`pending` stays plaintext replies, sealed in Flush).
+  std::unique_ptr<TlsServerConn> tls;
+  std::string wire;
+  bool tls_on = false;
+  bool tls_counted = false;
 };
 
 // A shard: one thread, one reactor, its connections and counters.
@@ -287,6 +303,7 @@ class Shard {
     s->recipients_delivered += c_.recipients_delivered;
     s->rejected_421 += c_.rejected_421;
     s->dropped += c_.dropped;
+    s->tls_sessions += c_.tls_sessions;
     for (const auto& [domain, d] : c_.domains) {
       DomainCounts& t = s->domains[domain];
       t.accepted += d.accepted;
@@ -334,6 +351,13 @@ class Shard {
     return Verdict::kAccept;
   }
 
+  bool OnStartTls(Connection* c) {
+    SSL_CTX* ctx = sink_->tls_ctx();
+    if (ctx == nullptr) return false;
+    c->tls = TlsServerConn::Create(ctx);
+    return c->tls != nullptr;
+  }
+
   void OnMessage(const Envelope& env, std::string_view data, uint64_t size) {
     {
       absl::MutexLock lock(&mu_);
@@ -373,8 +397,30 @@ class Shard {
   void OnRecv(Connection* c, int res, std::string_view bytes) {
     if (c->closing) return;
     if (res <= 0) return CloseConn(c);
+    std::string plain;
+    if (c->tls_on) {
+      absl::Status s = c->tls->Receive(bytes, &plain);
+      if (!c->tls_counted && c->tls->handshake_done()) {
+        c->tls_counted = true;
+        absl::MutexLock lock(&mu_);
+        ++c_.tls_sessions;
+      }
+      if (!s.ok()) {
+        // A failed handshake still sends its alert; then close.
+        c->close_after_send = true;
+        return Flush(c);
+      }
+      bytes = plain;
+    }
     switch (c->session.Feed(bytes, &c->pending)) {
       case ServerSession::Result::kContinue:
+        break;
+      case ServerSession::Result::kStartTls:
+        // The replies so far, 220 2.0.0 last, go out in plaintext; the
+        // rest of this read was discarded by the session.
+        c->wire = std::move(c->pending);
+        c->pending.clear();
+        c->tls_on = true;
         break;
       case ServerSession::Result::kCloseAfterSend:
         c->close_after_send = true;
@@ -394,12 +440,20 @@ class Shard {
   // Sends what is pending, after --delay-ms if set; one send in flight.
   void Flush(Connection* c) {
     if (c->closing || c->sending) return;
-    if (c->pending.empty()) {
+    if (c->tls_on) {
+      if (c->tls->handshake_done() && !c->pending.empty()) {
+        if (!c->tls->Send(c->pending).ok()) return CloseConn(c);
+        c->pending.clear();
+      }
+      c->tls->Drain(&c->wire);
+    }
+    std::string& out = c->tls_on ? c->wire : c->pending;
+    if (out.empty()) {
       if (c->close_after_send) CloseConn(c);
       return;
     }
     c->sending = true;
-    c->inflight.swap(c->pending);
+    c->inflight.swap(out);
     int delay = sink_->options().delay_ms;
     if (delay > 0) {
       c->delay_timer = reactor_->RunAfter(std::chrono::milliseconds(delay), [this, c] {
@@ -503,6 +557,7 @@ Verdict Connection::OnData() { return shard->OnData(); }
 void Connection::OnMessage(const Envelope& envelope, std::string_view data, uint64_t size) {
   shard->OnMessage(envelope, data, size);
 }
+bool Connection::OnStartTls() { return shard->OnStartTls(this); }
 
 namespace {
 
@@ -559,6 +614,15 @@ absl::Status Sink::Impl::Start() {
   server_options_.hostname = options_.hostname;
   server_options_.max_message_size = options_.max_message_size;
   server_options_.keep_content = !options_.save_dir.empty();
+  server_options_.starttls = options_.tls;
+  if (options_.tls) {
+    auto ctx = MakeServerTlsContext(options_.hostname, options_.tls_cert, options_.tls_key);
+    if (!ctx.ok()) {
+      stopped_ = true;
+      return ctx.status();
+    }
+    tls_ctx_ = std::move(ctx).value();
+  }
   if (options_.listen.empty()) options_.listen.push_back(ListenAddress{"127.0.0.1", 2525});
 
   // Thousands of connections need thousands of fds.

@@ -45,6 +45,11 @@ struct SinkOptions {
   bool track_duplicates = false;    // count recipients delivered more than once
   std::string hostname = "sink.salvo.invalid";
   uint64_t max_message_size = 50 * 1024 * 1024;
+  // STARTTLS (RFC 3207). Without tls_cert/tls_key a self-signed P-256
+  // certificate for CN=hostname is generated at Start().
+  bool tls = false;
+  std::string tls_cert;  // PEM certificate (chain) file
+  std::string tls_key;   // PEM private key file
   // Provided receive buffers per shard (lent only during a completion).
   unsigned recv_buffer_count = 512;
   unsigned recv_buffer_size = 16384;
@@ -74,6 +79,7 @@ struct SinkStats {
   uint64_t recipients_delivered = 0;
   uint64_t rejected_421 = 0;  // 421 replies (max-per-connection, max-rate)
   uint64_t dropped = 0;       // connections dropped by --drop-rate
+  uint64_t tls_sessions = 0;  // STARTTLS handshakes completed
   // With track_duplicates: addresses delivered more than once, and the
   // number of deliveries beyond the first summed over them.
   uint64_t duplicate_recipients = 0;

@@ -75,7 +75,8 @@ void ServerSession::Greeting(std::string* out) const {
 }
 
 ServerSession::Result ServerSession::Feed(std::string_view in, std::string* out) {
-  while (!in.empty() && mode_ != Mode::kDone) {
+  if (result_ == Result::kStartTls) result_ = Result::kContinue;
+  while (!in.empty() && mode_ != Mode::kDone && result_ != Result::kStartTls) {
     switch (mode_) {
       case Mode::kCommand: {
         const void* nl = memchr(in.data(), '\n', in.size());
@@ -159,7 +160,8 @@ void ServerSession::HandleLine(std::string_view raw, std::string* out) {
     greeted_ = true;
     absl::StrAppend(out, "250-", options_.hostname, "\r\n250-PIPELINING\r\n250-SIZE ",
                     options_.max_message_size,
-                    "\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n"
+                    "\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n",
+                    options_.starttls && !tls_active_ ? "250-STARTTLS\r\n" : "",
                     "250 CHUNKING\r\n");
   } else if (is("HELO")) {
     if (TrimSpaces(args).empty()) {
@@ -177,6 +179,8 @@ void ServerSession::HandleLine(std::string_view raw, std::string* out) {
     HandleData(out);
   } else if (is("BDAT")) {
     HandleBdat(args, out);
+  } else if (is("STARTTLS")) {
+    HandleStartTls(args, out);
   } else if (is("RSET")) {
     ResetTransaction();
     out->append("250 2.0.0 Ok\r\n");
@@ -189,10 +193,42 @@ void ServerSession::HandleLine(std::string_view raw, std::string* out) {
   } else if (is("VRFY")) {
     out->append("252 2.5.0 Cannot VRFY user\r\n");
   } else if (is("HELP")) {
-    out->append("214 2.0.0 Salvo sink: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT\r\n");
+    out->append("214 2.0.0 Salvo sink: EHLO HELO STARTTLS MAIL RCPT DATA BDAT RSET NOOP QUIT\r\n");
   } else {
     out->append("500 5.5.2 Error: command not recognized\r\n");
   }
+}
+
+void ServerSession::HandleStartTls(std::string_view args, std::string* out) {
+  if (!options_.starttls) {
+    out->append("502 5.5.1 Error: command not implemented\r\n");
+    return;
+  }
+  if (tls_active_) {
+    out->append("503 5.5.1 Error: TLS already active\r\n");
+    return;
+  }
+  if (!TrimSpaces(args).empty()) {
+    out->append("501 5.5.4 Syntax: STARTTLS\r\n");
+    return;
+  }
+  if (!greeted_) {
+    out->append("503 5.5.1 Error: send EHLO first\r\n");
+    return;
+  }
+  if (!policy_->OnStartTls()) {
+    out->append("454 4.7.0 TLS not available due to local problem\r\n");
+    return;
+  }
+  out->append("220 2.0.0 Ready to start TLS\r\n");
+  // RFC 3207 4.2: the client must EHLO again; forget everything learnt in
+  // plaintext, including any partial line.
+  ResetTransaction();
+  greeted_ = false;
+  tls_active_ = true;
+  line_buf_.clear();
+  overlong_line_ = false;
+  result_ = Result::kStartTls;
 }
 
 void ServerSession::HandleMail(std::string_view args, std::string* out) {

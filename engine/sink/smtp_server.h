@@ -45,6 +45,10 @@ class SessionPolicy {
   // `data` is the exact content after dot-unstuffing (empty unless
   // keep_content was set in ServerOptions).
   virtual void OnMessage(const Envelope& envelope, std::string_view data, uint64_t size) = 0;
+  // STARTTLS was well formed and allowed (ServerOptions::starttls, not yet
+  // in TLS): prepare a TLS session. false = TLS setup failed, the client
+  // gets 454 4.7.0 and the session stays in plaintext.
+  virtual bool OnStartTls() { return false; }
 };
 
 struct ServerOptions {
@@ -52,6 +56,7 @@ struct ServerOptions {
   uint64_t max_message_size = 50 * 1024 * 1024;  // advertised as SIZE
   bool keep_content = false;                     // pass message bytes to OnMessage
   size_t max_line = 4096;                        // command line limit
+  bool starttls = false;                         // advertise and accept STARTTLS (RFC 3207)
 };
 
 class ServerSession {
@@ -60,6 +65,8 @@ class ServerSession {
     kContinue,        // keep reading
     kCloseAfterSend,  // send `out`, then close (QUIT, 421)
     kDropNow,         // close at once, send nothing more
+    kStartTls,        // send `out` in plaintext (it ends with 220 2.0.0), then
+                      // run TLS: every later byte in and out is TLS records
   };
 
   ServerSession(const ServerOptions& options, SessionPolicy* policy)
@@ -69,10 +76,15 @@ class ServerSession {
   void Greeting(std::string* out) const;
   // Consumes `in` (any split of the client's byte stream), appending replies
   // to `out`. After a non-kContinue result, further input is ignored.
+  // kStartTls: the rest of `in` after the STARTTLS line is discarded (RFC
+  // 3207 section 5: plaintext pipelined after STARTTLS must not be acted
+  // upon), the session forgets the EHLO and later Feed() calls take the
+  // decrypted stream; the result is kContinue again from the next Feed().
   Result Feed(std::string_view in, std::string* out);
 
   uint64_t messages_done() const { return messages_done_; }
   bool in_transaction() const { return has_mail_; }
+  bool tls_active() const { return tls_active_; }
 
  private:
   enum class Mode { kCommand, kData, kBdat, kDone };
@@ -84,6 +96,7 @@ class ServerSession {
   void HandleRcpt(std::string_view args, std::string* out);
   void HandleData(std::string* out);
   void HandleBdat(std::string_view args, std::string* out);
+  void HandleStartTls(std::string_view args, std::string* out);
   // Returns the number of bytes of `in` consumed; sets mode_ back to
   // kCommand when the terminating "." line is seen.
   size_t ConsumeData(std::string_view in, std::string* out);
@@ -97,6 +110,7 @@ class ServerSession {
   Mode mode_ = Mode::kCommand;
   Result result_ = Result::kContinue;
   bool greeted_ = false;
+  bool tls_active_ = false;
   bool has_mail_ = false;
   bool overlong_line_ = false;
   std::string line_buf_;  // a partial command line carried between reads
