@@ -470,7 +470,13 @@ class Shard {
       c->sending = false;
       if (c->closing) return;
       if (res < 0) return CloseConn(c);
-      c->inflight.clear();
+      if (c->tls_on) {
+        // TLS sends are handshake flights and records of a few KB: give
+        // the buffer back so an idle TLS connection stays small.
+        std::string().swap(c->inflight);
+      } else {
+        c->inflight.clear();
+      }
       Flush(c);
     });
   }

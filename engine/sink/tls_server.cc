@@ -145,7 +145,17 @@ absl::Status TlsServerConn::Receive(std::string_view ciphertext, std::string* pl
       continue;
     }
     int err = SSL_get_error(ssl_, n);
-    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return absl::OkStatus();
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+      if (BIO_ctrl_pending(rbio_) == 0) {
+        // All input consumed: drop the buffer the handshake grew.
+        if (BIO* fresh = BIO_new(BIO_s_mem()); fresh != nullptr) {
+          BIO_set_mem_eof_return(fresh, -1);
+          SSL_set0_rbio(ssl_, fresh);
+          rbio_ = fresh;
+        }
+      }
+      return absl::OkStatus();
+    }
     if (err == SSL_ERROR_ZERO_RETURN) return absl::CancelledError("peer sent close_notify");
     return absl::UnavailableError(absl::StrCat("TLS error: ", OpenSslErrors()));
   }
@@ -167,7 +177,16 @@ void TlsServerConn::Drain(std::string* out) {
   long n = BIO_get_mem_data(wbio_, &data);
   if (n <= 0) return;
   out->append(data, static_cast<size_t>(n));
-  (void)BIO_reset(wbio_);
+  // A fresh BIO instead of BIO_reset(): a reset memory BIO keeps its
+  // largest buffer (the handshake flight) for the life of the connection.
+  BIO* fresh = BIO_new(BIO_s_mem());
+  if (fresh == nullptr) {
+    (void)BIO_reset(wbio_);
+    return;
+  }
+  BIO_set_mem_eof_return(fresh, -1);
+  SSL_set0_wbio(ssl_, fresh);  // frees the old one
+  wbio_ = fresh;
 }
 
 }  // namespace salvo::sink
