@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -382,6 +383,11 @@ class Shard {
       ::close(fd);
       return;
     }
+    // Replies are small writes, often two in a row (a pipelined group's
+    // replies, then the next one): without NODELAY, Nagle holds the second
+    // until the client's delayed ACK (40 ms on Linux).
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     auto* c = new Connection(this, fd, sink_->server_options());
     conns_.insert(c);
     {
