@@ -6,6 +6,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <string.h>
 
 #include <cstdio>
@@ -25,6 +26,22 @@ std::string OpenSslErrors() {
     s += buf;
   }
   return s.empty() ? "unknown OpenSSL error" : s;
+}
+
+// subjectAltName DNS:<name> (clients match host names against SANs, not CN).
+bool AddSubjectAltName(X509* cert, const std::string& name) {
+  std::string value = "DNS:" + name;
+  X509V3_CTX v3;
+  X509V3_set_ctx_nodb(&v3);
+  X509V3_set_ctx(&v3, cert, cert, nullptr, nullptr, 0);
+  X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &v3, NID_subject_alt_name, value.c_str());
+  if (ext == nullptr) {
+    ERR_clear_error();
+    return true;  // a host name that is not a valid DNS name: CN only
+  }
+  bool ok = X509_add_ext(cert, ext, -1) == 1;
+  X509_EXTENSION_free(ext);
+  return ok;
 }
 
 // Self-signed P-256 certificate for CN=hostname, valid from an hour ago for
@@ -49,8 +66,8 @@ absl::Status UseGeneratedCertificate(SSL_CTX* ctx, const std::string& hostname) 
                                        reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1,
                                        0) == 1 &&
             X509_set_issuer_name(cert, name) == 1 && X509_set_pubkey(cert, key) == 1 &&
-            X509_sign(cert, key, EVP_sha256()) > 0 && SSL_CTX_use_certificate(ctx, cert) == 1 &&
-            SSL_CTX_use_PrivateKey(ctx, key) == 1;
+            AddSubjectAltName(cert, cn) && X509_sign(cert, key, EVP_sha256()) > 0 &&
+            SSL_CTX_use_certificate(ctx, cert) == 1 && SSL_CTX_use_PrivateKey(ctx, key) == 1;
   if (!ok)
     status = absl::InternalError("cannot build a self-signed certificate: " + OpenSslErrors());
   X509_free(cert);
