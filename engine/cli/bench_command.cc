@@ -146,8 +146,21 @@ struct Paths {
   fs::path dir, data, config, campaign, template_file, recipients, sink_stats;
 };
 
+// Each sink address is its own destination site, and a site belongs to one
+// shard: spreading the domains over several addresses (127.0.0.1-4, as
+// several MX hosts would be) lets every shard work. One address: one route.
+std::string Routes(const std::vector<std::string>& domains,
+                   const std::vector<std::string>& sink_addrs) {
+  if (sink_addrs.size() == 1) return absl::StrCat("[routes]\n\"*\" = \"", sink_addrs[0], "\"\n\n");
+  std::string routes = "[routes]\n";
+  for (size_t i = 0; i < domains.size(); ++i)
+    absl::StrAppend(&routes, "\"", domains[i], "\" = \"", sink_addrs[i % sink_addrs.size()],
+                    "\"\n");
+  return routes + "\n";
+}
+
 absl::Status GenerateCampaign(const BenchArgs& a, size_t size, const Paths& p,
-                              const std::string& sink_addr) {
+                              const std::vector<std::string>& sink_addrs) {
   std::mt19937_64 rng(42);
   std::vector<std::string> domains = MakeDomains(std::max(1, a.domains));
   {
@@ -182,7 +195,7 @@ absl::Status GenerateCampaign(const BenchArgs& a, size_t size, const Paths& p,
 
   std::string config = absl::StrCat(
       "data_dir = \"", p.data.string(), "\"\n", "shards = ", a.shards, "\n",
-      "log_level = \"warning\"\n\n", "[routes]\n\"*\" = \"", sink_addr, "\"\n\n",
+      "log_level = \"warning\"\n\n", Routes(domains, sink_addrs),
       "[delivery]\nmessages_per_connection = ", a.messages_per_connection,
       "\nconnections_per_site = ", a.connections_per_site, "\nin_flight_limit = 20000\n\n",
       "[tls]\nmode = \"", a.tls == "on" ? "required" : "off", "\"\nverify = false\n\n", keys_toml);
@@ -225,19 +238,28 @@ bool CanConnect(int port) {
 }
 
 // Starts `salvo sink` (this same executable) as a child process.
+constexpr int kSinkAddresses = 4;  // 127.0.0.1 .. 127.0.0.4
+
 absl::StatusOr<pid_t> StartSink(int port, int shards, const std::string& stats_file) {
   std::string self = fs::read_symlink("/proc/self/exe").string();
   std::string listen = absl::StrCat("127.0.0.1:", port);
   std::string shard_text = std::to_string(shards);
+  std::vector<std::string> argv_text = {self,       "--log-level", "error",        "sink",
+                                        "--shards", shard_text,    "--stats-file", stats_file};
+  for (int i = 1; i <= kSinkAddresses; ++i) {
+    argv_text.push_back("--listen");
+    argv_text.push_back(absl::StrCat("127.0.0.", i, ":", port));
+  }
   pid_t pid = ::fork();
   if (pid < 0) return absl::UnavailableError("fork failed");
   if (pid == 0) {
     int devnull = ::open("/dev/null", O_RDWR);
     ::dup2(devnull, 0);
     ::dup2(devnull, 1);
-    ::execl(self.c_str(), self.c_str(), "--log-level", "error", "sink", "--listen", listen.c_str(),
-            "--shards", shard_text.c_str(), "--stats-file", stats_file.c_str(),
-            static_cast<char*>(nullptr));
+    std::vector<char*> argv;
+    for (std::string& arg : argv_text) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    ::execv(self.c_str(), argv.data());
     ::_exit(127);
   }
   for (int i = 0; i < 100; ++i) {  // up to 5 s for the sink to listen
@@ -377,16 +399,19 @@ int RunBench(const BenchArgs& a) {
     return kExitFailure;
   };
 
-  std::string sink_addr = a.sink;
-  if (sink_addr.empty()) {
+  std::vector<std::string> sink_addrs;
+  if (!a.sink.empty()) {
+    sink_addrs.push_back(a.sink);
+  } else {
     int port = FreeLoopbackPort();
     if (port < 0) return fail("no free loopback port for the built-in sink");
     auto pid = StartSink(port, a.sink_shards, p.sink_stats.string());
     if (!pid.ok()) return fail(pid.status().message());
     sink_pid = *pid;
-    sink_addr = absl::StrCat("127.0.0.1:", port);
+    for (int i = 1; i <= kSinkAddresses; ++i)
+      sink_addrs.push_back(absl::StrCat("127.0.0.", i, ":", port));
   }
-  if (auto s = GenerateCampaign(a, *size, p, sink_addr); !s.ok()) return fail(s.message());
+  if (auto s = GenerateCampaign(a, *size, p, sink_addrs); !s.ok()) return fail(s.message());
 
   absl::StatusOr<config::Config> cfg = config::LoadConfig(p.config.string());
   if (!cfg.ok()) return fail(cfg.status().message());

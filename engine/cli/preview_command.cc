@@ -1,5 +1,5 @@
 // salvo campaign preview ID --recipient EMAIL [--data-dir DIR] [--config FILE]
-//                       [--no-8bitmime] [--no-sign] [--date UNIX_SECONDS]
+//                       [--no-sign] [--date UNIX_SECONDS]
 //
 // Prints to stdout the exact bytes one recipient's copy would be sent as
 // (CRLF line ends, before SMTP dot-stuffing): the campaign's template rendered
@@ -31,7 +31,6 @@ struct PreviewArgs {
   std::string recipient;
   std::string data_dir;
   std::string config_file;
-  bool no_8bitmime = false;
   bool no_sign = false;
   int64_t date = -1;
 };
@@ -143,7 +142,7 @@ int RunPreview(const PreviewArgs& args) {
   ctx.date = args.date >= 0 ? absl::FromUnixSeconds(args.date) : absl::Now();
   ctx.unsubscribe = settings->Unsubscribe();
   ctx.feedback_id = settings->feedback_id;
-  ctx.allow_8bit = !args.no_8bitmime;
+  ctx.allow_8bit = false;  // as the engine composes (engine/delivery/spool_source.cc)
   std::string body;
   auto result = tpl->Render(ctx, &body);
   if (!result.ok()) {
@@ -217,8 +216,6 @@ void RegisterPreviewCommand(CLI::App& app, CommandContext& ctx) {
                       "Spool directory (default: the config's data_dir, else ./salvo-data)");
   preview->add_option("--config", args->config_file,
                       "salvo run configuration: data_dir and [dkim] keys for signing");
-  preview->add_flag("--no-8bitmime", args->no_8bitmime,
-                    "Show the copy for a server without 8BITMIME (8bit parts re-encoded)");
   preview->add_flag("--no-sign", args->no_sign, "Do not add DKIM signatures");
   preview->add_option("--date", args->date, "Unix time for the Date header (default: now)");
   preview->callback([&ctx, args] { ctx.exit_code = RunPreview(*args); });

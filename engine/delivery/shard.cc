@@ -3,6 +3,7 @@
 #include "engine/delivery/shard.h"
 
 #include <errno.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -350,6 +351,11 @@ void Shard::ConnectTo(Connection* c, size_t host_index) {
     CheckDrained();
     return;
   }
+  // SMTP writes whole command groups (RFC 2920) and whole message bodies; Nagle
+  // would hold back the small tail of each (the final dot) until the peer's
+  // delayed ACK, tens of milliseconds per transaction.
+  int one = 1;
+  setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   c->connect_timer =
       reactor_->RunAfter(ToReactor(engine_->config().delivery.timeouts.connect), [this, c] {
         c->connect_timer = 0;

@@ -147,6 +147,12 @@ absl::Status SpoolSource::Compose(Job* job, int shard, bool* permanent) {
   rc.date = absl::Now();
   rc.unsubscribe = c.settings.Unsubscribe();
   rc.feedback_id = c.settings.feedback_id;
+  // Copies are composed before the session knows whether the server offers
+  // 8BITMIME, so 8bit parts always go out re-encoded (quoted-printable):
+  // valid on every server (RFC 6152 forbids 8bit data without it), and what
+  // RFC 6376 5.3 recommends so that no relay's re-encoding breaks the DKIM
+  // body hash. `salvo campaign preview` shows the same bytes.
+  rc.allow_8bit = false;
   auto body = std::make_shared<std::string>();
   body->reserve(4096);
   auto rendered = c.tmpl->Render(rc, body.get());

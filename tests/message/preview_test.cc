@@ -193,8 +193,9 @@ TEST_F(PreviewTest, SignsWithConfiguredKeyAndDkimpyVerifies) {
 }
 
 TEST_F(PreviewTest, NoEightBitMimeReencodesAndUnknownRecipientFails) {
-  CmdResult p = Preview("--recipient bob@example.com --no-sign --no-8bitmime --data-dir " +
-                        (dir_ / "data").string());
+  // Like the engine, preview re-encodes 8bit parts: every byte is 7-bit.
+  CmdResult p =
+      Preview("--recipient bob@example.com --no-sign --data-dir " + (dir_ / "data").string());
   ASSERT_EQ(p.rc, 0) << p.err;
   for (unsigned char c : p.out) ASSERT_LT(c, 0x80);
   EXPECT_NE(p.err.find("8BITMIME not needed"), std::string::npos) << p.err;
