@@ -240,12 +240,13 @@ bool CanConnect(int port) {
 // Starts `salvo sink` (this same executable) as a child process.
 constexpr int kSinkAddresses = 4;  // 127.0.0.1 .. 127.0.0.4
 
-absl::StatusOr<pid_t> StartSink(int port, int shards, const std::string& stats_file) {
+absl::StatusOr<pid_t> StartSink(int port, int shards, const std::string& stats_file, bool tls) {
   std::string self = fs::read_symlink("/proc/self/exe").string();
   std::string listen = absl::StrCat("127.0.0.1:", port);
   std::string shard_text = std::to_string(shards);
   std::vector<std::string> argv_text = {self,       "--log-level", "error",        "sink",
                                         "--shards", shard_text,    "--stats-file", stats_file};
+  if (tls) argv_text.push_back("--tls");  // offer STARTTLS, self-signed certificate
   for (int i = 1; i <= kSinkAddresses; ++i) {
     argv_text.push_back("--listen");
     argv_text.push_back(absl::StrCat("127.0.0.", i, ":", port));
@@ -405,7 +406,7 @@ int RunBench(const BenchArgs& a) {
   } else {
     int port = FreeLoopbackPort();
     if (port < 0) return fail("no free loopback port for the built-in sink");
-    auto pid = StartSink(port, a.sink_shards, p.sink_stats.string());
+    auto pid = StartSink(port, a.sink_shards, p.sink_stats.string(), a.tls == "on");
     if (!pid.ok()) return fail(pid.status().message());
     sink_pid = *pid;
     for (int i = 1; i <= kSinkAddresses; ++i)

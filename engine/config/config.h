@@ -79,7 +79,7 @@ enum class TlsMode { kOff, kOpportunistic, kRequired };
 
 struct TlsConfig {
   TlsMode mode = TlsMode::kOpportunistic;
-  bool verify = false;  // verify the peer certificate (required mode only)
+  bool verify = true;   // required mode: verify the chain and host name (false: any certificate)
   std::string ca_file;  // empty = system store
 };
 

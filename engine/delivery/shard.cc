@@ -414,6 +414,7 @@ smtp::Options Shard::SessionOptions(const SiteHost& host) const {
       break;
     case config::TlsMode::kRequired:
       o.tls = smtp::TlsMode::kRequired;
+      o.verify_peer = cfg.tls.verify;
       break;
   }
   o.tls_context = tls_.get();

@@ -614,7 +614,7 @@ void Session::AfterEhlo() {
 void Session::StartTls() {
   parser_.Reset();  // never trust bytes that came with the 220 (CVE-2011-0411)
   const bool required = opts_.tls == TlsMode::kRequired;
-  auto ch = TlsChannel::Create(opts_.tls_context, opts_.host, required);
+  auto ch = TlsChannel::Create(opts_.tls_context, opts_.host, required && opts_.verify_peer);
   if (!ch.ok()) {
     AbortWith(OutcomeForTlsFailure(std::string(ch.status().message()), required, opts_.host_label),
               true);

@@ -76,6 +76,9 @@ struct Options {
   std::string host;                     // peer host name: SNI and certificate host-name check
   std::string host_label;  // for Outcome::host and logs, e.g. "mx.example[192.0.2.1]"; default host
   TlsMode tls = TlsMode::kOpportunistic;
+  // With kRequired: verify the chain and host name (false: TLS is still
+  // mandatory, but any certificate is accepted, e.g. a test or benchmark peer).
+  bool verify_peer = true;
   TlsClientContext* tls_context = nullptr;  // shard-owned; nullptr disables STARTTLS
   std::optional<Credentials> auth;          // AUTH PLAIN/LOGIN after EHLO (smarthost)
   bool allow_auth_without_tls = false;      // else AUTH needs an active TLS layer

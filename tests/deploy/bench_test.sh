@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# `salvo bench` keeps working end to end (a small run, not timed): plain with
+# dual DKIM signing, and with STARTTLS required on every connection (required
+# mode fails delivery if TLS is not negotiated, so delivered == N shows TLS ran).
+set -euo pipefail
+SALVO=${1:?usage: $0 PATH/TO/salvo}
+check() {  # check NAME ARGS...
+  local name=$1; shift
+  out=$(timeout 300 "$SALVO" bench --recipients 300 --domains 10 --size 4k --json --timeout 240 "$@")
+  /usr/bin/python3 - "$name" "$out" <<'PY'
+import json, sys
+name, d = sys.argv[1], json.loads(sys.argv[2])
+keys = ["messages_per_second", "engine_cpu_us_per_message", "peak_rss_bytes", "peak_sessions",
+        "latency_ms_p50", "latency_ms_p99", "delivered", "bounced", "deferred"]
+missing = [k for k in keys if k not in d]
+assert not missing, f"{name}: JSON lacks {missing}"
+assert d["delivered"] == 300 and d["bounced"] == 0, f"{name}: {d}"
+assert d["completed"] and d["peak_sessions"] >= 1 and d["peak_rss_bytes"] > 0, f"{name}: {d}"
+assert 0 < d["latency_ms_p50"] <= d["latency_ms_p99"], f"{name}: {d}"
+print(f"{name}: ok, {d['delivered']} delivered")
+PY
+}
+check "dkim both, no TLS" --dkim both --tls off
+check "STARTTLS required" --dkim ed25519 --tls on
