@@ -2,154 +2,16 @@
 // loopback port, driven by clients no one here wrote (swaks --tls,
 // openssl s_client -starttls smtp) and a raw client probing the RFC 3207
 // command-injection defence; counts come from the sink's stats file.
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <chrono>
-#include <filesystem>
-#include <fstream>
-#include <nlohmann/json.hpp>
-#include <sstream>
-#include <string>
-#include <thread>
-#include <vector>
 
 #include "gtest/gtest.h"
 #include "tests/sink/test_client.h"
 
+#include "tests/sink/sink_process.h"
+
 namespace salvo::sink {
 namespace {
 
-using std::chrono::milliseconds;
-using testing::RawClient;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::string Which(const std::string& tool) {
-  for (const char* dir : {"/usr/sbin/", "/usr/bin/", "/sbin/", "/bin/"}) {
-    std::string p = std::string(dir) + tool;
-    if (access(p.c_str(), X_OK) == 0) return p;
-  }
-  return "";
-}
-
-// A child process with stdin from /dev/null and stdout/stderr to files;
-// killed (SIGKILL) in the destructor if still running, so failures never
-// leave it behind.
-class Process {
- public:
-  Process(const std::vector<std::string>& argv, const std::string& dir, const std::string& name)
-      : out_(dir + "/" + name + ".out"), err_(dir + "/" + name + ".err") {
-    pid_ = fork();
-    if (pid_ == 0) {
-      int in = open("/dev/null", O_RDONLY);
-      int out = open(out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      int err = open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      dup2(in, 0);
-      dup2(out, 1);
-      dup2(err, 2);
-      std::vector<char*> args;
-      std::vector<std::string> copy = argv;
-      for (std::string& a : copy) args.push_back(a.data());
-      args.push_back(nullptr);
-      execv(args[0], args.data());
-      _exit(127);
-    }
-  }
-  ~Process() {
-    if (pid_ > 0 && !exited_) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  pid_t pid() const { return pid_; }
-  // Waits up to `timeout`; returns the exit code, or -1 (then kills it).
-  int Wait(milliseconds timeout) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-      int status = 0;
-      pid_t r = waitpid(pid_, &status, WNOHANG);
-      if (r == pid_) {
-        exited_ = true;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      }
-      std::this_thread::sleep_for(milliseconds(10));
-    }
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
-    exited_ = true;
-    return -1;
-  }
-  std::string Out() const { return ReadFile(out_); }
-  std::string Err() const { return ReadFile(err_); }
-
- private:
-  pid_t pid_ = -1;
-  bool exited_ = false;
-  std::string out_, err_;
-};
-
-class SinkTlsAcceptanceTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("salvo-sink-acc-" + std::to_string(getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-    stats_ = dir_ + "/stats.json";
-  }
-  void TearDown() override {
-    sink_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-
-  // Starts `salvo sink` on 127.0.0.1:0 and learns its port from stdout.
-  void StartSink(std::vector<std::string> extra) {
-    std::vector<std::string> argv = {SALVO_BINARY,  "sink",         "--listen",
-                                     "127.0.0.1:0", "--stats-file", stats_};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    sink_ = std::make_unique<Process>(argv, dir_, "sink");
-    const std::string marker = "listening on 127.0.0.1:";
-    for (int i = 0; i < 500 && port_ == 0; ++i) {
-      std::string out = sink_->Out();
-      size_t pos = out.find(marker);
-      if (pos != std::string::npos && out.find('\n', pos) != std::string::npos) {
-        port_ = static_cast<uint16_t>(std::stoi(out.substr(pos + marker.size())));
-      } else {
-        std::this_thread::sleep_for(milliseconds(10));
-      }
-    }
-    ASSERT_NE(port_, 0) << "sink did not start: " << sink_->Err();
-  }
-
-  // SIGTERM, expect a clean exit, then parse the final stats file.
-  nlohmann::json StopSink() {
-    kill(sink_->pid(), SIGTERM);
-    int rc = sink_->Wait(milliseconds(10000));
-    EXPECT_EQ(rc, 0) << sink_->Err();
-    EXPECT_NE(sink_->Out().find("salvo sink: exiting: connections="), std::string::npos);
-    return nlohmann::json::parse(ReadFile(stats_));
-  }
-
-  nlohmann::json CurrentStats() {
-    std::string text = ReadFile(stats_);
-    if (text.empty()) return nlohmann::json::object();
-    return nlohmann::json::parse(text, nullptr, false);
-  }
-
-  std::string dir_, stats_;
-  std::unique_ptr<Process> sink_;
-  uint16_t port_ = 0;
-};
+class SinkTlsAcceptanceTest : public SinkProcessTest {};
 
 // swaks --tls: three deliveries through STARTTLS, each counted as a TLS
 // session by the sink.
