@@ -177,35 +177,11 @@ void PrintProgress(const queue::LoadProgress& p) {
 
 int RunLoad(const LoadArgs& a) {
   queue::CampaignSpec spec;
-  const bool any_flag = !a.name.empty() || !a.template_path.empty() || !a.recipients.empty() ||
-                        !a.from.empty() || !a.dkim_domain.empty();
-  if (!a.campaign_file.empty()) {
-    if (any_flag) {
-      PrintError("give either a campaign file or --name/--template/--recipients/--from, not both");
-      return kExitUsage;
-    }
-    absl::StatusOr<queue::CampaignSpec> parsed = queue::ParseCampaignFile(a.campaign_file);
-    if (!parsed.ok()) {
-      PrintError(S(parsed.status().message()));
-      return kExitFailure;
-    }
-    spec = std::move(*parsed);
-  } else {
-    if (a.name.empty() || a.template_path.empty() || a.recipients.empty() || a.from.empty()) {
-      PrintError(
-          "campaign load needs CAMPAIGN.toml or all of --name, --template, --recipients, --from");
-      return kExitUsage;
-    }
-    spec.name = a.name;
-    spec.template_path = a.template_path;
-    spec.recipients_path = a.recipients;
-    spec.from = a.from;
-    spec.dkim_domain = a.dkim_domain;
-  }
-  // The engine may run in another directory: send absolute paths.
-  std::error_code ec;
-  spec.template_path = std::filesystem::absolute(spec.template_path, ec).string();
-  spec.recipients_path = std::filesystem::absolute(spec.recipients_path, ec).string();
+  if (int rc = CampaignSpecFromFlags(
+          {a.campaign_file, a.name, a.template_path, a.recipients, a.from, a.dkim_domain},
+          "campaign load", &spec);
+      rc != kExitOk)
+    return rc;
 
   absl::StatusOr<Target> target = ResolveTarget(a.common);
   if (!target.ok()) {
@@ -492,6 +468,39 @@ void RegisterCampaignCommands(CLI::App& app, CommandContext& ctx) {
     AddCommon(cmd, &args->common);
     cmd->callback([&ctx, args] { ctx.exit_code = RunSuppression(*args, "import"); });
   }
+}
+
+int CampaignSpecFromFlags(const CampaignFlags& f, std::string_view who, queue::CampaignSpec* spec) {
+  const bool any_flag = !f.name.empty() || !f.template_path.empty() || !f.recipients.empty() ||
+                        !f.from.empty() || !f.dkim_domain.empty();
+  if (!f.campaign_file.empty()) {
+    if (any_flag) {
+      PrintError("give either a campaign file or --name/--template/--recipients/--from, not both");
+      return kExitUsage;
+    }
+    absl::StatusOr<queue::CampaignSpec> parsed = queue::ParseCampaignFile(f.campaign_file);
+    if (!parsed.ok()) {
+      PrintError(std::string(parsed.status().message()));
+      return kExitFailure;
+    }
+    *spec = std::move(*parsed);
+  } else {
+    if (f.name.empty() || f.template_path.empty() || f.recipients.empty() || f.from.empty()) {
+      PrintError(std::string(who) +
+                 " needs CAMPAIGN.toml or all of --name, --template, --recipients, --from");
+      return kExitUsage;
+    }
+    spec->name = f.name;
+    spec->template_path = f.template_path;
+    spec->recipients_path = f.recipients;
+    spec->from = f.from;
+    spec->dkim_domain = f.dkim_domain;
+  }
+  // The engine may run in another directory: absolute paths.
+  std::error_code ec;
+  spec->template_path = std::filesystem::absolute(spec->template_path, ec).string();
+  spec->recipients_path = std::filesystem::absolute(spec->recipients_path, ec).string();
+  return kExitOk;
 }
 
 }  // namespace salvo::cli

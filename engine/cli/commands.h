@@ -13,6 +13,7 @@
 // Errors go to stderr as one line: "salvo: error: <what and where>".
 #include <CLI/CLI.hpp>
 
+#include <string>
 #include <string_view>
 
 namespace salvo::cli {
@@ -29,6 +30,22 @@ struct CommandContext {
 // Prints "salvo: error: <message>" to stderr (one line; embedded newlines are
 // replaced so the error stays on one line).
 void PrintError(std::string_view message);
+
+// The campaign named by `salvo campaign load` / `salvo send` arguments: a
+// campaign file, or all of --name --template --recipients --from (never
+// both). Paths come back absolute (the engine may run elsewhere). Returns an
+// exit code; on anything but kExitOk the error is already printed. `who`
+// names the command in the usage error. Defined in campaign_commands.cc.
+struct CampaignFlags {
+  std::string campaign_file, name, template_path, recipients, from, dkim_domain;
+};
+}  // namespace salvo::cli
+namespace salvo::queue {
+struct CampaignSpec;
+}
+namespace salvo::cli {
+int CampaignSpecFromFlags(const CampaignFlags& flags, std::string_view who,
+                          queue::CampaignSpec* spec);
 
 void RegisterSinkCommand(CLI::App& app, CommandContext& ctx);
 void RegisterDkimCommands(CLI::App& app, CommandContext& ctx);

@@ -282,34 +282,11 @@ int DoRun(const RunArgs& a, CLI::App* cmd) {
 
 int DoSend(const RunArgs& a, CLI::App* cmd) {
   queue::CampaignSpec spec;
-  const bool any_flag = !a.name.empty() || !a.template_path.empty() || !a.recipients.empty() ||
-                        !a.from.empty() || !a.dkim_domain.empty();
-  if (!a.campaign_file.empty()) {
-    if (any_flag) {
-      PrintError("give either a campaign file or --name/--template/--recipients/--from, not both");
-      return kExitUsage;
-    }
-    auto parsed = queue::ParseCampaignFile(a.campaign_file);
-    if (!parsed.ok()) {
-      PrintError(S(parsed.status().message()));
-      return kExitFailure;
-    }
-    spec = std::move(*parsed);
-  } else {
-    if (a.name.empty() || a.template_path.empty() || a.recipients.empty() || a.from.empty()) {
-      PrintError(
-          "salvo send needs CAMPAIGN.toml or all of --name, --template, --recipients, --from");
-      return kExitUsage;
-    }
-    spec.name = a.name;
-    spec.template_path = a.template_path;
-    spec.recipients_path = a.recipients;
-    spec.from = a.from;
-    spec.dkim_domain = a.dkim_domain;
-  }
-  std::error_code ec;
-  spec.template_path = std::filesystem::absolute(spec.template_path, ec).string();
-  spec.recipients_path = std::filesystem::absolute(spec.recipients_path, ec).string();
+  if (int rc = CampaignSpecFromFlags(
+          {a.campaign_file, a.name, a.template_path, a.recipients, a.from, a.dkim_domain},
+          "salvo send", &spec);
+      rc != kExitOk)
+    return rc;
 
   SignalWatcher signals;  // see DoRun
   Loaded l;
