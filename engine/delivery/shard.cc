@@ -575,17 +575,13 @@ void Shard::FlushResults() {
 
 void Shard::Flush(Connection* c) {
   if (c->send_in_flight || c->closing || !c->session) return;
-  std::string_view out = c->session->PendingOutput();
-  if (out.empty()) return;
-  c->wbuf.assign(out.data(), out.size());
-  c->session->ConsumeOutput(out.size());
+  if (c->session->PendingOutput().empty()) return;
+  c->session->TakeOutput(&c->wbuf);  // a buffer swap, not a copy
   c->send_in_flight = true;
   counters_->Add(metrics::Counter::kBytesSent, c->wbuf.size());
   reactor_->Send(c->fd, c->wbuf.data(), c->wbuf.size(), [this, c](int res) {
     c->send_in_flight = false;
     if (c->closing) return;
-    // Keep per-connection memory small between messages.
-    if (c->wbuf.capacity() > 4096) std::string().swap(c->wbuf);
     if (res < 0 && c->session && !c->session->closed()) c->session->OnConnectionLost();
     Drive(c);
   });
@@ -612,6 +608,10 @@ void Shard::MakeIdle(Connection* c) {
   if (c->is_idle) return;
   c->is_idle = true;
   c->site->idle.push_back(c);
+  // An idle connection keeps no message-sized buffers (the send buffer and
+  // the session's swap partner stay while messages flow).
+  if (!c->send_in_flight) std::string().swap(c->wbuf);
+  c->session->ReleaseBuffers();
   c->idle_timer = reactor_->RunAfter(ToReactor(engine_->config().delivery.idle_timeout), [this, c] {
     c->idle_timer = 0;
     if (c->closing || !c->session) return;

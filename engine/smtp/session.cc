@@ -258,6 +258,32 @@ void Session::ConsumeOutput(size_t n) {
     out_.erase(0, out_pos_);
     out_pos_ = 0;
   }
+  OutputConsumed(n);
+}
+
+void Session::TakeOutput(std::string* into) {
+  size_t n = out_.size() - out_pos_;
+  if (out_pos_ == 0) {
+    into->clear();
+    out_.swap(*into);
+  } else {
+    into->assign(out_, out_pos_);
+    out_.clear();
+    out_pos_ = 0;
+  }
+  OutputConsumed(n);
+}
+
+void Session::ReleaseBuffers() {
+  if (out_pos_ == out_.size()) {
+    std::string().swap(out_);
+    out_pos_ = 0;
+  }
+  if (scratch_.empty()) std::string().swap(scratch_);
+  if (plain_in_.empty()) std::string().swap(plain_in_);
+}
+
+void Session::OutputConsumed(size_t n) {
   if (n > 0 && pending_head_ < pending_.size()) {
     Cmd front = pending_[pending_head_].cmd;
     if (front == Cmd::kDot || front == Cmd::kBdat) {

@@ -162,6 +162,13 @@ class Session {
   // Bytes to write to the socket; valid until the next non-const call.
   std::string_view PendingOutput() const { return std::string_view(out_).substr(out_pos_); }
   void ConsumeOutput(size_t n);
+  // Moves all pending output into *into, replacing what it held. Without a
+  // copy: the session keeps *into's old buffer (cleared) for its next output,
+  // so a caller that always passes the same string alternates two buffers.
+  // Same effect as into->assign(PendingOutput()) + ConsumeOutput(all).
+  void TakeOutput(std::string* into);
+  // Frees the buffers kept for reuse (call when the connection goes idle).
+  void ReleaseBuffers();
 
   // Starts a transaction; only in State::kReady (after a kReady event).
   // Returns false (and does nothing) otherwise or if rcpts is empty.
@@ -234,6 +241,7 @@ class Session {
   void StartTls();
   void ContinueHandshake();
   void SendAuth();
+  void OutputConsumed(size_t n);
   void Emit(Event e) { events_.push_back(std::move(e)); }
 
   Options opts_;

@@ -114,6 +114,35 @@ TEST(SessionTest, ManyTransactionsPerConnectionAndQuit) {
   EXPECT_EQ(h.Last(Event::Type::kClosed)->outcome.kind, FailureKind::kNone);
 }
 
+TEST(SessionTest, TakeOutputHandsOverEveryByteOnceAndReusesTheCallersBuffer) {
+  Harness h;
+  h.Greet();
+  std::string wire;
+  h.session->TakeOutput(&wire);
+  EXPECT_TRUE(wire.empty());  // Greet took the EHLO; nothing since
+  std::string body(20000, 'x');
+  body += "\r\n";
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(h.Start(Harness::Env({"a@x"}, body, i)));
+    h.session->TakeOutput(&wire);
+    EXPECT_EQ(wire, "MAIL FROM:<sender@client.test>\r\nRCPT TO:<a@x>\r\nDATA\r\n");
+    EXPECT_TRUE(h.session->PendingOutput().empty());
+    h.Feed("250 ok\r\n250 ok\r\n354 go\r\n");
+    // Half written by the caller, then the rest taken: nothing repeated or lost.
+    size_t half = h.session->PendingOutput().size() / 2;
+    std::string first(h.session->PendingOutput().substr(0, half));
+    h.session->ConsumeOutput(half);
+    h.session->TakeOutput(&wire);
+    EXPECT_EQ(first + wire, body + ".\r\n");
+    h.Feed("250 ok\r\n");
+    EXPECT_EQ(Rcpt(h, 0).disposition, Disposition::kDelivered);
+    h.session->ReleaseBuffers();
+  }
+  h.session->TakeOutput(&wire);
+  EXPECT_TRUE(wire.empty());
+  EXPECT_EQ(h.Count(Event::Type::kTransactionDone), 3);
+}
+
 TEST(SessionTest, DotStuffingAndLineEndNormalisation) {
   std::string out;
   AppendNormalizedBody(".lead\nmid\r\n..two\r\nlast.\n.", true, &out);
