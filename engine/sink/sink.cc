@@ -239,6 +239,7 @@ struct Connection final : public SessionPolicy {
   // (`pending` stays plaintext replies, sealed in Flush).
   std::unique_ptr<TlsServerConn> tls;
   std::string wire;
+  std::string plain;  // decrypted bytes of the current read (reused)
   bool tls_on = false;
   bool tls_counted = false;
 };
@@ -403,8 +404,10 @@ class Shard {
   void OnRecv(Connection* c, int res, std::string_view bytes) {
     if (c->closing) return;
     if (res <= 0) return CloseConn(c);
-    std::string plain;
     if (c->tls_on) {
+      std::string& plain = c->plain;
+      plain.clear();
+      if (plain.capacity() > (256 << 10)) std::string().swap(plain);
       absl::Status s = c->tls->Receive(bytes, &plain);
       if (!c->tls_counted && c->tls->handshake_done()) {
         c->tls_counted = true;

@@ -17,14 +17,7 @@ namespace salvo::sink {
 namespace {
 
 std::string OpenSslErrors() {
-  std::string s;
-  unsigned long e;
-  while ((e = ERR_get_error()) != 0) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof(buf));
-    if (!s.empty()) s += "; ";
-    s += buf;
-  }
+  std::string s = tlsio::ErrorQueue();
   return s.empty() ? "unknown OpenSSL error" : s;
 }
 
@@ -128,18 +121,7 @@ std::unique_ptr<TlsServerConn> TlsServerConn::Create(SSL_CTX* ctx) {
   std::unique_ptr<TlsServerConn> c(new TlsServerConn());
   c->ssl_ = SSL_new(ctx);
   if (c->ssl_ == nullptr) return nullptr;
-  c->rbio_ = BIO_new(BIO_s_mem());
-  c->wbio_ = BIO_new(BIO_s_mem());
-  if (c->rbio_ == nullptr || c->wbio_ == nullptr) {
-    BIO_free(c->rbio_);
-    BIO_free(c->wbio_);
-    c->rbio_ = c->wbio_ = nullptr;
-    return nullptr;
-  }
-  // An empty memory BIO means "no data yet", not end of file.
-  BIO_set_mem_eof_return(c->rbio_, -1);
-  BIO_set_mem_eof_return(c->wbio_, -1);
-  SSL_set_bio(c->ssl_, c->rbio_, c->wbio_);
+  if (!c->net_.Attach(c->ssl_).ok()) return nullptr;
   SSL_set_accept_state(c->ssl_);
   return c;
 }
@@ -148,11 +130,9 @@ TlsServerConn::~TlsServerConn() { SSL_free(ssl_); }
 
 absl::Status TlsServerConn::Receive(std::string_view ciphertext, std::string* plaintext) {
   ERR_clear_error();
-  while (!ciphertext.empty()) {
-    int n = BIO_write(rbio_, ciphertext.data(), static_cast<int>(ciphertext.size()));
-    if (n <= 0) return absl::InternalError("BIO_write failed");
-    ciphertext.remove_prefix(static_cast<size_t>(n));
-  }
+  // OpenSSL reads the records where they lie; an incomplete tail is kept.
+  net_.Lend(ciphertext);
+  absl::Status result = absl::OkStatus();
   char buf[16384];
   for (int i = 0; i < 100000; ++i) {  // bounded: each round consumes input
     int n = SSL_read(ssl_, buf, sizeof(buf));
@@ -162,21 +142,16 @@ absl::Status TlsServerConn::Receive(std::string_view ciphertext, std::string* pl
       continue;
     }
     int err = SSL_get_error(ssl_, n);
-    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-      if (BIO_ctrl_pending(rbio_) == 0) {
-        // All input consumed: drop the buffer the handshake grew.
-        if (BIO* fresh = BIO_new(BIO_s_mem()); fresh != nullptr) {
-          BIO_set_mem_eof_return(fresh, -1);
-          SSL_set0_rbio(ssl_, fresh);
-          rbio_ = fresh;
-        }
-      }
-      return absl::OkStatus();
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) break;
+    if (err == SSL_ERROR_ZERO_RETURN) {
+      result = absl::CancelledError("peer sent close_notify");
+    } else {
+      result = absl::UnavailableError(absl::StrCat("TLS error: ", OpenSslErrors()));
     }
-    if (err == SSL_ERROR_ZERO_RETURN) return absl::CancelledError("peer sent close_notify");
-    return absl::UnavailableError(absl::StrCat("TLS error: ", OpenSslErrors()));
+    break;
   }
-  return absl::OkStatus();
+  net_.Unlend();
+  return result;
 }
 
 absl::Status TlsServerConn::Send(std::string_view plaintext) {
@@ -187,23 +162,6 @@ absl::Status TlsServerConn::Send(std::string_view plaintext) {
     plaintext.remove_prefix(static_cast<size_t>(n));
   }
   return absl::OkStatus();
-}
-
-void TlsServerConn::Drain(std::string* out) {
-  char* data = nullptr;
-  long n = BIO_get_mem_data(wbio_, &data);
-  if (n <= 0) return;
-  out->append(data, static_cast<size_t>(n));
-  // A fresh BIO instead of BIO_reset(): a reset memory BIO keeps its
-  // largest buffer (the handshake flight) for the life of the connection.
-  BIO* fresh = BIO_new(BIO_s_mem());
-  if (fresh == nullptr) {
-    (void)BIO_reset(wbio_);
-    return;
-  }
-  BIO_set_mem_eof_return(fresh, -1);
-  SSL_set0_wbio(ssl_, fresh);  // frees the old one
-  wbio_ = fresh;
 }
 
 }  // namespace salvo::sink

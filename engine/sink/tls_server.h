@@ -1,8 +1,9 @@
 #pragma once
 // Server-side TLS for the sink's STARTTLS: one SSL_CTX shared read-only by
 // every shard (built once at start-up), and one TlsServerConn per TLS
-// connection running OpenSSL over memory BIOs (OpenSSL never sees a socket;
-// the shard feeds ciphertext in and drains ciphertext out).
+// connection (OpenSSL never sees a socket; the shard feeds ciphertext in and
+// drains ciphertext out through a tlsio::NetworkBio, without memory-BIO
+// copies).
 #include <openssl/ssl.h>
 
 #include <cstdint>
@@ -12,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "engine/common/openssl_bio.h"
 
 namespace salvo::sink {
 
@@ -27,7 +29,7 @@ absl::StatusOr<SslCtxPtr> MakeServerTlsContext(const std::string& hostname,
                                                const std::string& cert_file,
                                                const std::string& key_file);
 
-// One server TLS session over a pair of memory BIOs.
+// One server TLS session.
 class TlsServerConn {
  public:
   // nullptr when OpenSSL cannot allocate the session.
@@ -42,15 +44,15 @@ class TlsServerConn {
   absl::Status Receive(std::string_view ciphertext, std::string* plaintext);
   // Encrypts plaintext; valid once handshake_done().
   absl::Status Send(std::string_view plaintext);
-  // Appends ciphertext waiting for the network (handshake, records) to *out.
-  void Drain(std::string* out);
+  // Moves ciphertext waiting for the network (handshake, records) into *out
+  // (a swap when *out is empty).
+  void Drain(std::string* out) { net_.Drain(out); }
   bool handshake_done() const { return done_; }
 
  private:
   TlsServerConn() = default;
   SSL* ssl_ = nullptr;
-  BIO* rbio_ = nullptr;  // network -> OpenSSL (owned by ssl_)
-  BIO* wbio_ = nullptr;  // OpenSSL -> network (owned by ssl_)
+  tlsio::NetworkBio net_;  // ssl_'s BIO; outlives ssl_ (freed in the destructor)
   bool done_ = false;
 };
 

@@ -26,17 +26,7 @@ int NewSessionCallback(SSL* ssl, SSL_SESSION* session) {
   return 1;  // we took the reference
 }
 
-std::string OpenSslErrors() {
-  std::string s;
-  unsigned long e;
-  while ((e = ERR_get_error()) != 0) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof(buf));
-    if (!s.empty()) s += "; ";
-    s += buf;
-  }
-  return s;
-}
+std::string OpenSslErrors() { return tlsio::ErrorQueue(); }
 
 }  // namespace
 
@@ -109,16 +99,7 @@ absl::StatusOr<std::unique_ptr<TlsChannel>> TlsChannel::Create(TlsClientContext*
   ch->verify_ = verify;
   ch->ssl_ = SSL_new(context->ctx());
   if (ch->ssl_ == nullptr) return absl::InternalError("SSL_new failed: " + OpenSslErrors());
-  ch->rbio_ = BIO_new(BIO_s_mem());
-  ch->wbio_ = BIO_new(BIO_s_mem());
-  if (ch->rbio_ == nullptr || ch->wbio_ == nullptr) {
-    BIO_free(ch->rbio_);
-    BIO_free(ch->wbio_);
-    ch->rbio_ = ch->wbio_ = nullptr;
-    return absl::ResourceExhaustedError("BIO_new failed");
-  }
-  BIO_set_mem_eof_return(ch->rbio_, -1);  // empty = "want more", not EOF
-  SSL_set_bio(ch->ssl_, ch->rbio_, ch->wbio_);
+  if (absl::Status st = ch->net_.Attach(ch->ssl_); !st.ok()) return st;
   SSL_set_connect_state(ch->ssl_);
   SSL_set_ex_data(ch->ssl_, ChannelIndex(), new ChannelRef{context, host});
   if (!host.empty()) {
@@ -177,14 +158,7 @@ TlsChannel::Step TlsChannel::Handshake() {
   return Step::kFailed;
 }
 
-void TlsChannel::FeedCiphertext(std::string_view bytes) {
-  while (!bytes.empty()) {
-    int n =
-        BIO_write(rbio_, bytes.data(), static_cast<int>(std::min<size_t>(bytes.size(), 1 << 30)));
-    if (n <= 0) return;
-    bytes.remove_prefix(n);
-  }
-}
+void TlsChannel::FeedCiphertext(std::string_view bytes) { net_.Append(bytes); }
 
 absl::Status TlsChannel::ReadPlaintext(std::string* out) {
   char buf[16384];
@@ -218,15 +192,6 @@ absl::Status TlsChannel::WritePlaintext(std::string_view bytes) {
     bytes.remove_prefix(n);
   }
   return absl::OkStatus();
-}
-
-void TlsChannel::DrainCiphertext(std::string* out) {
-  char* data = nullptr;
-  long n = BIO_get_mem_data(wbio_, &data);
-  if (n > 0) {
-    out->append(data, n);
-    (void)BIO_reset(wbio_);
-  }
 }
 
 TlsInfo TlsChannel::Info() const {

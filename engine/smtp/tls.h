@@ -1,6 +1,7 @@
 #pragma once
-// STARTTLS for the SMTP client, OpenSSL over memory BIOs: OpenSSL never sees
-// a socket. The session feeds ciphertext in and drains ciphertext out.
+// STARTTLS for the SMTP client: OpenSSL never sees a socket. The session
+// feeds ciphertext in and drains ciphertext out, through a tlsio::NetworkBio
+// (no memory-BIO copies: records are handed over by a string swap).
 //
 // TlsClientContext: one per shard (not thread-safe), owns the SSL_CTX, the CA
 // store and the TLS session-resumption cache keyed by host name. It must
@@ -16,6 +17,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "engine/common/openssl_bio.h"
 
 namespace salvo::smtp {
 
@@ -65,7 +67,7 @@ class TlsClientContext {
   std::unordered_map<std::string, Entry> sessions_;
 };
 
-// One TLS client connection over memory BIOs.
+// One TLS client connection.
 class TlsChannel {
  public:
   // `verify`: fail the handshake unless the chain and `host` verify.
@@ -86,8 +88,8 @@ class TlsChannel {
   // close_notify sets peer_closed().
   absl::Status ReadPlaintext(std::string* out);
   absl::Status WritePlaintext(std::string_view bytes);
-  // Appends pending ciphertext to *out.
-  void DrainCiphertext(std::string* out);
+  // Moves pending ciphertext into *out (a swap when *out is empty).
+  void DrainCiphertext(std::string* out) { net_.Drain(out); }
   bool peer_closed() const { return peer_closed_; }
 
   const std::string& error() const { return error_; }
@@ -99,8 +101,7 @@ class TlsChannel {
   TlsClientContext* context_ = nullptr;
   std::string host_;
   SSL* ssl_ = nullptr;
-  BIO* rbio_ = nullptr;  // network -> OpenSSL (owned by ssl_)
-  BIO* wbio_ = nullptr;  // OpenSSL -> network (owned by ssl_)
+  tlsio::NetworkBio net_;  // ssl_'s BIO; outlives ssl_ (freed in ~TlsChannel)
   bool done_ = false;
   bool verify_ = false;
   bool peer_closed_ = false;
