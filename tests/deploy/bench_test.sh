@@ -17,6 +17,10 @@ assert not missing, f"{name}: JSON lacks {missing}"
 assert d["delivered"] == 300 and d["bounced"] == 0, f"{name}: {d}"
 assert d["completed"] and d["peak_sessions"] >= 1 and d["peak_rss_bytes"] > 0, f"{name}: {d}"
 assert 0 < d["latency_ms_p50"] <= d["latency_ms_p99"], f"{name}: {d}"
+# The built-in sink's CPU is measured apart from the engine's; the crypto
+# floor is measured both idle and during the run.
+assert d["sink_cpu_us_per_message"] > 0, f"{name}: {d}"
+assert d["crypto_floor_us_per_message"] > 0 and d["crypto_floor_idle_us_per_message"] > 0, f"{name}: {d}"
 print(f"{name}: ok, {d['delivered']} delivered")
 PY
 }
