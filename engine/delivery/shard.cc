@@ -32,10 +32,14 @@ smtp::Outcome ShutdownOutcome(std::string_view host = {}) {
 
 }  // namespace
 
-// One destination site owned by this shard: its ready queue and pool.
+// One destination site owned by this shard: its queues and pool. A job is in
+// exactly one place: `ready`, out for composition (`composing` counts them),
+// `composed`, or on a connection.
 struct Site {
   std::shared_ptr<const SiteInfo> info;
-  std::deque<Job> ready;
+  std::deque<Job> ready;                       // in arrival order; most not composed yet
+  std::deque<Job> composed;                    // bodies ready: what a ready connection sends next
+  size_t composing = 0;                        // sent to a compose shard, not back yet
   std::vector<Connection*> idle;               // LIFO: reuse the warmest connection
   size_t connections = 0;                      // every open or opening connection
   size_t starting = 0;                         // connections not yet ready for a first job
@@ -116,6 +120,8 @@ void Shard::ThreadMain(std::promise<absl::Status>* started) {
     return;
   }
   resolver_ = std::move(*resolver);
+  compose_out_.resize(static_cast<size_t>(engine_->shard_count()));
+  next_composer_ = static_cast<size_t>(index_);  // shards start the round-robin apart
   started->set_value(absl::OkStatus());
   reactor_->Run();
   resolver_.reset();
@@ -273,7 +279,7 @@ void Shard::AcceptForSite(std::shared_ptr<const SiteInfo> info, std::vector<Job>
 // The pool.
 
 void Shard::Pump(Site* site) {
-  if (site->ready.empty()) return;
+  if (site->ready.empty() && site->composed.empty()) return;
   if (draining_) {
     DeferAll(site, ShutdownOutcome());
     return;
@@ -284,25 +290,135 @@ void Shard::Pump(Site* site) {
     DeferAll(site, site->last_failure);
     return;
   }
-  while (!site->ready.empty() && !site->idle.empty()) {
+  while (!site->idle.empty()) {
+    std::optional<Job> job = TakeJob(site);
+    if (!job) break;
     Connection* c = site->idle.back();
     Unidle(c);
-    Job job = std::move(site->ready.front());
-    site->ready.pop_front();
-    if (StartJob(c, std::move(job)))
+    if (StartJob(c, std::move(*job)))
       Drive(c);
     else
       OnReady(c);
   }
   const size_t limit =
       static_cast<size_t>(std::max(1, engine_->config().delivery.connections_per_site));
-  while (site->ready.size() > site->starting && site->connections < limit) {
+  while (site->ready.size() + site->composed.size() + site->composing > site->starting &&
+         site->connections < limit) {
     OpenConnection(site);
+  }
+  TopUp(site);
+}
+
+// Compose-ahead: keep about one composed (or composing) job per connection of
+// the site, at most two per allowed connection, so a connection that becomes
+// ready finds its next message signed and memory stays bounded by the pool,
+// not the queue. The signing goes round-robin to every shard (this one
+// included): a few big sites no longer load their owner shard alone.
+void Shard::TopUp(Site* site) {
+  if (draining_) return;
+  const size_t cap =
+      2 * static_cast<size_t>(std::max(1, engine_->config().delivery.connections_per_site));
+  const size_t target = std::clamp<size_t>(site->connections, 1, cap);
+  bool queued = false;
+  while (!site->ready.empty() && site->composed.size() + site->composing < target) {
+    Job job = std::move(site->ready.front());
+    site->ready.pop_front();
+    if (job.body) {  // the source gave the body: nothing to compose
+      site->composed.push_back(std::move(job));
+      continue;
+    }
+    size_t to = next_composer_++ % compose_out_.size();
+    compose_out_[to].push_back(ComposeWork{site, std::move(job), {}, false});
+    site->composing++;
+    composing_++;
+    queued = true;
+  }
+  if (queued && !compose_flush_scheduled_) {
+    compose_flush_scheduled_ = true;
+    // At the next loop turn: one hand-off per compose shard per turn.
+    reactor_->Post([this] { FlushCompose(); });
   }
 }
 
+void Shard::FlushCompose() {
+  compose_flush_scheduled_ = false;
+  std::vector<ComposeWork> own;
+  for (size_t i = 0; i < compose_out_.size(); ++i) {
+    if (compose_out_[i].empty()) continue;
+    std::vector<ComposeWork> work;
+    work.swap(compose_out_[i]);
+    if (static_cast<int>(i) == index_) {
+      own = std::move(work);  // after the others have theirs: they work meanwhile
+      continue;
+    }
+    Shard* s = engine_->shard(static_cast<int>(i));
+    s->Post(
+        [s, owner = index_, w = std::move(work)]() mutable { s->ComposeFor(owner, std::move(w)); });
+  }
+  if (!own.empty()) ComposeFor(index_, std::move(own));
+}
+
+void Shard::ComposeFor(int owner, std::vector<ComposeWork> work) {
+  // Composed even when this shard is draining: only the owner knows whether
+  // the copy is still wanted, and the work is bounded by the owner's pools.
+  for (ComposeWork& w : work) w.status = engine_->source()->Compose(&w.job, index_, &w.permanent);
+  if (owner == index_) {
+    AcceptComposed(std::move(work));
+    return;
+  }
+  Shard* s = engine_->shard(owner);
+  s->Post([s, w = std::move(work)]() mutable { s->AcceptComposed(std::move(w)); });
+}
+
+void Shard::AcceptComposed(std::vector<ComposeWork> work) {
+  std::vector<Site*> touched;
+  for (ComposeWork& w : work) {
+    Site* site = w.site;
+    site->composing--;
+    composing_--;
+    if (draining_) {
+      Report(std::move(w.job), ShutdownOutcome());
+    } else if (!w.status.ok() || !w.job.body) {
+      ReportComposeFailure(std::move(w.job), w.status, w.permanent);
+    } else {
+      site->composed.push_back(std::move(w.job));
+    }
+    if (std::find(touched.begin(), touched.end(), site) == touched.end()) touched.push_back(site);
+  }
+  for (Site* site : touched) Pump(site);
+  CheckDrained();
+}
+
+// The next job for a ready connection of `site`: a composed one if any, else
+// one from the ready queue that the connection composes itself (so sending
+// never waits on another shard). Tops the composed queue up again.
+std::optional<Job> Shard::TakeJob(Site* site) {
+  std::optional<Job> job;
+  if (site->composed.empty()) TopUp(site);  // jobs with a body go straight there
+  if (!site->composed.empty()) {
+    job.emplace(std::move(site->composed.front()));
+    site->composed.pop_front();
+  } else if (!site->ready.empty()) {
+    job.emplace(std::move(site->ready.front()));
+    site->ready.pop_front();
+  }
+  if (job) TopUp(site);
+  return job;
+}
+
+void Shard::ReportComposeFailure(Job job, const absl::Status& status, bool permanent) {
+  std::string why = status.ok() ? "no message body" : std::string(status.message());
+  Report(std::move(job),
+         smtp::OutcomeForLocal("composition", why, permanent, smtp::Scope::kMessage, ""));
+}
+
+// Jobs out for composition are deferred when they come back (AcceptComposed
+// with draining_), or queued again and deferred with the rest.
 void Shard::DeferAll(Site* site, const smtp::Outcome& outcome) {
   std::deque<Job> jobs;
+  jobs.swap(site->composed);
+  for (Job& job : jobs) Report(std::move(job), outcome);
+  jobs.clear();
   jobs.swap(site->ready);
   for (Job& job : jobs) Report(std::move(job), outcome);
 }
@@ -476,24 +592,22 @@ void Shard::OnReady(Connection* c) {
       c->session->Quit();
       return;
     }
-    if (site->ready.empty()) {
+    std::optional<Job> job = TakeJob(site);
+    if (!job) {
       MakeIdle(c);
       return;
     }
-    Job job = std::move(site->ready.front());
-    site->ready.pop_front();
-    if (StartJob(c, std::move(job))) return;
+    if (StartJob(c, std::move(*job))) return;
   }
 }
 
 bool Shard::StartJob(Connection* c, Job job) {
   if (!job.body) {
+    // Nothing composed ahead was available: compose here, now.
     bool permanent = false;
     absl::Status st = engine_->source()->Compose(&job, index_, &permanent);
     if (!st.ok() || !job.body) {
-      std::string why = st.ok() ? "no message body" : std::string(st.message());
-      Report(std::move(job),
-             smtp::OutcomeForLocal("composition", why, permanent, smtp::Scope::kMessage, ""));
+      ReportComposeFailure(std::move(job), st, permanent);
       return false;
     }
   }
@@ -716,7 +830,7 @@ void Shard::Destroyed(Connection* c) {
   connections_--;
   all_.erase(c);
   delete c;
-  if (!site->ready.empty()) Pump(site);
+  Pump(site);
   CheckDrained();
 }
 
@@ -770,7 +884,8 @@ void Shard::ForceClose() {
 }
 
 void Shard::CheckDrained() {
-  if (!draining_ || reported_drained_ || connections_ != 0) return;
+  // Jobs out for composition come back here and are reported then.
+  if (!draining_ || reported_drained_ || connections_ != 0 || composing_ != 0) return;
   reported_drained_ = true;
   FlushResults();
   engine_->ShardStopped();

@@ -1,14 +1,17 @@
 #pragma once
 // One delivery shard: a thread with its own io_uring Reactor, the sites it
-// owns (ready queue + connection pool per site), its TLS context and its
-// counters. Everything here is touched only from the shard's thread, except
-// Post() (the mailbox) and the counters (single writer, relaxed reads).
+// owns (ready queue, composed queue and connection pool per site), its TLS
+// context and its counters. It also composes jobs for any shard's sites
+// (ComposeFor), so signing is spread over every shard. Everything here is
+// touched only from the shard's thread, except Post() (the mailbox) and the
+// counters (single writer, relaxed reads).
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
 #include <future>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +31,16 @@ namespace salvo::delivery {
 class Engine;
 struct Connection;
 struct Site;
+
+// A job on its way to a compose shard and back, by value. `site` is the
+// owner shard's Site: an opaque handle elsewhere, dereferenced only on the
+// owner's thread (sites live as long as their shard).
+struct ComposeWork {
+  Site* site = nullptr;
+  Job job;
+  absl::Status status;     // Compose()'s answer
+  bool permanent = false;  // with a failed status: bounce, else defer
+};
 
 class Shard {
  public:
@@ -52,6 +65,11 @@ class Shard {
   void BeginDrain();
   // Now: close every connection; open transactions are reported deferred.
   void ForceClose();
+  // Compose shard: render + sign jobs for `owner` (any shard, this one
+  // included), then hand them back to it.
+  void ComposeFor(int owner, std::vector<ComposeWork> work);
+  // Owner shard: jobs back from a compose shard.
+  void AcceptComposed(std::vector<ComposeWork> work);
 
   // Any thread (relaxed reads of single-writer counters).
   uint64_t open_sessions() const { return open_sessions_.load(std::memory_order_relaxed); }
@@ -68,6 +86,10 @@ class Shard {
   void RouteJob(const std::shared_ptr<const SiteInfo>& info, Job job);
   void FlushRouted();
   void Pump(Site* site);
+  void TopUp(Site* site);
+  void FlushCompose();
+  std::optional<Job> TakeJob(Site* site);
+  void ReportComposeFailure(Job job, const absl::Status& status, bool permanent);
   void DeferAll(Site* site, const smtp::Outcome& outcome);
   void OpenConnection(Site* site);
   void ConnectTo(Connection* c, size_t host_index);
@@ -115,6 +137,13 @@ class Shard {
   absl::flat_hash_set<Connection*> all_;  // every connection object alive
   std::vector<JobResult> results_;
   bool flush_scheduled_ = false;
+  // Compose-ahead: jobs to send to each compose shard at the end of this
+  // turn (index = shard), the next shard in the round-robin, and how many of
+  // this shard's jobs are being composed (here or elsewhere) right now.
+  std::vector<std::vector<ComposeWork>> compose_out_;
+  bool compose_flush_scheduled_ = false;
+  size_t next_composer_ = 0;
+  size_t composing_ = 0;
   bool draining_ = false;
   bool reported_drained_ = false;
   size_t connections_ = 0;

@@ -6,7 +6,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -388,8 +390,7 @@ TEST(EngineTest, IdleConnectionsAreClosed) {
   runner.join();
 }
 
-// A source whose jobs carry no body: the engine asks it to compose on the
-// sending shard.
+// A source whose jobs carry no body: the engine asks it to compose.
 class ComposingSource : public MessageSource {
  public:
   explicit ComposingSource(int n) {
@@ -418,7 +419,7 @@ class ComposingSource : public MessageSource {
   bool shards_seen_[8] = {};
 };
 
-TEST(EngineTest, ComposesOnTheSendingShard) {
+TEST(EngineTest, ComposesBodiesAndBouncesCompositionErrors) {
   TestSmtpServer server;
   auto cfg = MakeConfig("", {server.hostport()});
   ComposingSource source(6);
@@ -429,6 +430,129 @@ TEST(EngineTest, ComposesOnTheSendingShard) {
   EXPECT_EQ(f["c3@example.com"].category, "composition");
   ASSERT_EQ(server.message_count(), 5u);
   EXPECT_THAT(server.messages()[0].data, ::testing::HasSubstr("Subject: composed for c"));
+}
+
+// Bodies rendered on demand, like SpoolSource: records which shards composed
+// and how often (Compose runs on shard threads, concurrently), and can take
+// its time, like RSA signing does.
+class RecordingComposeSource : public MessageSource {
+ public:
+  RecordingComposeSource(const std::vector<std::string>& recipients,
+                         std::chrono::microseconds compose_time = {})
+      : compose_time_(compose_time) {
+    inner_.AddSimple("s@sender.test", recipients, "x");
+  }
+  absl::StatusOr<std::vector<Job>> Fetch(size_t max) override {
+    auto jobs = inner_.Fetch(max);
+    if (jobs.ok())
+      for (Job& j : *jobs) j.body.reset();
+    return jobs;
+  }
+  absl::Status Complete(absl::Span<JobResult> r) override { return inner_.Complete(r); }
+  bool Done(size_t in_flight) override { return inner_.Done(in_flight); }
+  absl::Status Compose(Job* job, int shard, bool* permanent) override {
+    (void)permanent;
+    if (compose_time_.count() > 0) std::this_thread::sleep_for(compose_time_);
+    by_shard_[shard]++;
+    composed_++;
+    job->body = std::make_shared<const std::string>("Subject: composed for " +
+                                                    job->recipients[0].address + "\r\n\r\nhi\r\n");
+    return absl::OkStatus();
+  }
+  // Every recipient has exactly one reported outcome.
+  void ExpectEachReportedOnce(size_t n) const {
+    auto attempts = inner_.Attempts();
+    std::map<std::string, int> times;
+    for (const auto& [addr, o] : attempts) times[addr]++;
+    EXPECT_EQ(times.size(), n);
+    EXPECT_EQ(attempts.size(), n);
+    for (const auto& [addr, k] : times) EXPECT_EQ(k, 1) << addr;
+  }
+  InMemorySource inner_;
+  std::chrono::microseconds compose_time_;
+  std::atomic<int> by_shard_[8] = {};
+  std::atomic<int> composed_{0};
+};
+
+TEST(EngineTest, OneSiteIsComposedOnEveryShardAndDeliveredOnce) {
+  // One destination (like a campaign mostly to Gmail): one owner shard, but
+  // the signing is shared by both shards.
+  TestSmtpServer server;
+  auto cfg = MakeConfig("[delivery]\nconnections_per_site = 4\n", {server.hostport()});
+  RecordingComposeSource source(Recipients(300), std::chrono::microseconds(200));
+  std::unique_ptr<Engine> engine;
+  ASSERT_TRUE(RunEngine(cfg, &source, &engine).ok());
+  EXPECT_GT(source.by_shard_[0].load(), 0);
+  EXPECT_GT(source.by_shard_[1].load(), 0);
+  EXPECT_EQ(source.composed_.load(), 300);  // composed once each: none thrown away
+  EXPECT_EQ(source.inner_.Count(Disposition::kDelivered), 300u);
+  source.ExpectEachReportedOnce(300);
+  // The far side got each recipient once, with the body composed for it.
+  auto msgs = server.messages();
+  ASSERT_EQ(msgs.size(), 300u);
+  std::set<std::string> seen;
+  for (const auto& m : msgs) {
+    ASSERT_EQ(m.rcpts.size(), 1u);
+    EXPECT_TRUE(seen.insert(m.rcpts[0]).second) << m.rcpts[0];
+    EXPECT_THAT(m.data, ::testing::HasSubstr("composed for " + m.rcpts[0] + "\r\n"));
+  }
+  EXPECT_LE(server.connections(), 4);
+  EngineStats st = engine->Stats();
+  EXPECT_EQ(st.delivered, 300u);
+  EXPECT_EQ(st.jobs_in_flight, 0u);
+}
+
+TEST(EngineTest, GracefulShutdownDefersComposedAheadCopiesOnce) {
+  // Slow final replies: while two transactions wait, copies are composed
+  // ahead. Shutdown defers those (and the queue) exactly once each.
+  TestSmtpServer::Options o;
+  o.final_delay = std::chrono::milliseconds(400);
+  TestSmtpServer server(o);
+  auto cfg = MakeConfig("[delivery]\nconnections_per_site = 2\nshutdown_deadline = \"5s\"\n",
+                        {server.hostport()});
+  RecordingComposeSource source(Recipients(40));
+  auto e = Engine::Create(cfg, &source);
+  ASSERT_TRUE(e.ok());
+  std::thread runner([&] { EXPECT_TRUE((*e)->Run().ok()); });
+  for (int i = 0; i < 300 && server.dots_seen() < 2; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // composed ahead by now
+  (*e)->RequestShutdown();
+  runner.join();
+  source.ExpectEachReportedOnce(40);
+  size_t delivered = source.inner_.Count(Disposition::kDelivered);
+  EXPECT_GE(delivered, 2u);  // the open transactions finished
+  EXPECT_EQ(delivered, server.message_count());
+  EXPECT_EQ(delivered + source.inner_.Count(Disposition::kDeferred), 40u);
+  // Some copies were composed and never sent: those were deferred, not lost.
+  EXPECT_GT(static_cast<size_t>(source.composed_.load()), delivered);
+  EngineStats st = (*e)->Stats();
+  EXPECT_EQ(st.open_sessions, 0u);
+  EXPECT_EQ(st.jobs_in_flight, 0u);
+}
+
+TEST(EngineTest, ForceShutdownWhileComposingReportsEachRecipientOnce) {
+  // Composition is slow (like RSA under load), so at the force some jobs are
+  // being composed on the other shard; they are reported deferred when they
+  // come back, never lost or reported twice.
+  TestSmtpServer server;
+  auto cfg = MakeConfig("[delivery]\nconnections_per_site = 4\nshutdown_deadline = \"30s\"\n",
+                        {server.hostport()});
+  RecordingComposeSource source(Recipients(400), std::chrono::milliseconds(5));
+  auto e = Engine::Create(cfg, &source);
+  ASSERT_TRUE(e.ok());
+  std::thread runner([&] { EXPECT_TRUE((*e)->Run().ok()); });
+  for (int i = 0; i < 500 && server.message_count() < 10; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  (*e)->ForceShutdown();
+  runner.join();
+  source.ExpectEachReportedOnce(400);
+  size_t delivered = source.inner_.Count(Disposition::kDelivered);
+  EXPECT_GE(delivered, 10u);
+  EXPECT_LT(delivered, 400u);
+  EXPECT_EQ(delivered, server.message_count());
+  EXPECT_EQ(delivered + source.inner_.Count(Disposition::kDeferred), 400u);
+  EXPECT_EQ((*e)->Stats().jobs_in_flight, 0u);
 }
 
 TEST(EngineTest, SitesAreSpreadOverShardsAndOwnedByOne) {
