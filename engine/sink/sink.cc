@@ -112,6 +112,7 @@ std::string SinkStats::ToJson() const {
   j["rejected_421"] = rejected_421;
   j["dropped"] = dropped;
   j["tls_sessions"] = tls_sessions;
+  j["tls_resumed"] = tls_resumed;
   j["duplicate_recipients"] = duplicate_recipients;
   j["duplicate_deliveries"] = duplicate_deliveries;
   nlohmann::json d = nlohmann::json::object();
@@ -133,7 +134,7 @@ std::string SinkStats::Line() const {
                       " rcpt_deferred=", recipients_deferred,
                       " rcpt_delivered=", recipients_delivered, " rejected_421=", rejected_421,
                       " dropped=", dropped, " tls_sessions=", tls_sessions,
-                      " duplicate_recipients=", duplicate_recipients);
+                      " tls_resumed=", tls_resumed, " duplicate_recipients=", duplicate_recipients);
 }
 
 namespace {
@@ -156,6 +157,7 @@ struct ShardCounters {
   uint64_t rejected_421 = 0;
   uint64_t dropped = 0;
   uint64_t tls_sessions = 0;
+  uint64_t tls_resumed = 0;
   absl::flat_hash_map<std::string, DomainCounts> domains;
 };
 
@@ -306,6 +308,7 @@ class Shard {
     s->rejected_421 += c_.rejected_421;
     s->dropped += c_.dropped;
     s->tls_sessions += c_.tls_sessions;
+    s->tls_resumed += c_.tls_resumed;
     for (const auto& [domain, d] : c_.domains) {
       DomainCounts& t = s->domains[domain];
       t.accepted += d.accepted;
@@ -413,6 +416,7 @@ class Shard {
         c->tls_counted = true;
         absl::MutexLock lock(&mu_);
         ++c_.tls_sessions;
+        if (c->tls->resumed()) ++c_.tls_resumed;
       }
       if (!s.ok()) {
         // A failed handshake still sends its alert; then close.

@@ -80,6 +80,7 @@ struct SinkStats {
   uint64_t rejected_421 = 0;  // 421 replies (max-per-connection, max-rate)
   uint64_t dropped = 0;       // connections dropped by --drop-rate
   uint64_t tls_sessions = 0;  // STARTTLS handshakes completed
+  uint64_t tls_resumed = 0;   // of which resumed a session (ticket)
   // With track_duplicates: addresses delivered more than once, and the
   // number of deliveries beyond the first summed over them.
   uint64_t duplicate_recipients = 0;

@@ -48,6 +48,8 @@ class TlsServerConn {
   // (a swap when *out is empty).
   void Drain(std::string* out) { net_.Drain(out); }
   bool handshake_done() const { return done_; }
+  // The handshake resumed a session (from a ticket) instead of a full one.
+  bool resumed() const { return SSL_session_reused(ssl_) == 1; }
 
  private:
   TlsServerConn() = default;

@@ -594,6 +594,8 @@ void Session::HandleReply(const Reply& reply) {
       }
       break;
     case Cmd::kQuit:
+      // A clean end: close_notify keeps the TLS session resumable.
+      if (tls_ != nullptr && tls_->handshake_done()) tls_->Shutdown();
       Enter(State::kClosed);
       Emit(Event{Event::Type::kClosed, 0, {}, CleanClose(opts_.host_label)});
       break;

@@ -194,6 +194,13 @@ absl::Status TlsChannel::WritePlaintext(std::string_view bytes) {
   return absl::OkStatus();
 }
 
+void TlsChannel::Shutdown() {
+  if (!done_) return;
+  ERR_clear_error();
+  (void)SSL_shutdown(ssl_);  // 0: sent ours, not waiting for the peer's
+  ERR_clear_error();
+}
+
 TlsInfo TlsChannel::Info() const {
   TlsInfo info;
   info.active = done_;

@@ -91,6 +91,11 @@ class TlsChannel {
   // Moves pending ciphertext into *out (a swap when *out is empty).
   void DrainCiphertext(std::string* out) { net_.Drain(out); }
   bool peer_closed() const { return peer_closed_; }
+  // Queues close_notify (drain it like any ciphertext). After a clean end
+  // (221 to QUIT): without it OpenSSL marks the session not resumable when
+  // the SSL is freed, and the next connection to the host pays a full
+  // handshake.
+  void Shutdown();
 
   const std::string& error() const { return error_; }
   TlsInfo Info() const;

@@ -285,6 +285,36 @@ TEST_F(PostfixTest, BdatOverVerifiedTlsIsStoredByteForByte) {
   EXPECT_NE(log.find("starttls=1 mail=1 rcpt=2/3 bdat=1 quit=1"), std::string::npos) << log;
 }
 
+TEST_F(PostfixTest, SecondConnectionResumesTheTlsSession) {
+  // A clean QUIT sends close_notify, so the ticket from the first
+  // connection stays resumable and the second skips the full handshake.
+  // (Postfix issues no new ticket on a resumed connection and its sessions
+  // are single-use, so only the second of a series is checked.)
+  auto ctx = TlsClientContext::Create({.ca_file = dir_->path() + "/ca.crt"});
+  ASSERT_TRUE(ctx.ok()) << ctx.status();
+  Options o = Opts();
+  o.tls = TlsMode::kRequired;
+  o.tls_context = ctx->get();
+  for (int i = 1; i <= 2; ++i) {
+    Envelope e;
+    e.id = static_cast<uint64_t>(i);
+    e.mail_from = "sender@client.test";
+    e.rcpts = {"alice@dest.test"};
+    e.body = Message("resume-" + std::to_string(i));
+    std::unique_ptr<Session> s;
+    auto r = SendAll(o, port_, {e}, absl::Seconds(20), &s);
+    ASSERT_FALSE(r.wall_limit_hit);
+    const auto* out = r.Find(static_cast<uint64_t>(i));
+    ASSERT_NE(out, nullptr) << r.closed.detail;
+    EXPECT_EQ((*out)[0].disposition, Disposition::kDelivered);
+    EXPECT_EQ(r.closed.kind, FailureKind::kNone);
+    ASSERT_TRUE(s->tls_info().active);
+    EXPECT_TRUE(s->tls_info().verified);
+    EXPECT_EQ(s->tls_info().resumed, i > 1) << "connection " << i;
+  }
+  EXPECT_EQ((*ctx)->resumed_count(), 1u);
+}
+
 TEST_F(PostfixTest, DataWithDotStuffingAndSeveralTransactionsPerConnection) {
   Options o = Opts();
   o.use_chunking = false;
