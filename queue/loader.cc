@@ -168,9 +168,27 @@ absl::StatusOr<LoadReport> Spool::Impl::Load(const CampaignSpec& spec, const Loa
   auto flush_chunk = [&]() -> absl::Status {
     std::sort(schedule_keys.begin(), schedule_keys.end());
     for (const std::string& k : schedule_keys) batch.Put(schedule_cf_, k, rocksdb::Slice());
-    schedule_keys.clear();
     absl::Status s = FromRocks(db_->Write(HotWrite(), &batch), "loading recipients");
     batch.Clear();
+    if (s.ok() && !schedule_keys.empty()) {
+      // Index the chunk's domains now that its keys are visible, with each
+      // domain's first (smallest) key: a lease that ran meanwhile may have
+      // moved a cursor past where they landed (a retry of another campaign
+      // that came due during the load). Once visible they stop the cursor
+      // (campaign not active), so this one check per chunk keeps it right.
+      absl::MutexLock lock(&mu_);
+      std::string_view last_domain;
+      bool first = true;
+      for (const std::string& k : schedule_keys) {
+        keys::ScheduleKey sk;
+        if (!keys::ParseSchedule(k, &sk)) continue;
+        if (!first && sk.domain == last_domain) continue;
+        first = false;
+        last_domain = sk.domain;
+        IndexSchedule(sk.domain, k);
+      }
+    }
+    schedule_keys.clear();
     return s;
   };
   std::vector<std::string> row;
@@ -215,7 +233,6 @@ absl::StatusOr<LoadReport> Spool::Impl::Load(const CampaignSpec& spec, const Loa
     } else {
       r.state = RecipientState::kQueued;
       ++report.accepted;
-      // No cursor can point into a campaign still loading: add directly.
       schedule_keys.push_back(keys::Schedule(r.domain, r.next_us, id, rid));
     }
     counts[r.state]++;

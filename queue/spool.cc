@@ -66,9 +66,33 @@ Spool::Impl::~Impl() {
 void Spool::Impl::AddSchedule(rocksdb::WriteBatch* b, const keys::RecipientRecord& r, CampaignId c,
                               RecipientId id) {
   std::string key = keys::Schedule(r.domain, r.next_us, c, id);
-  auto it = domain_cursor_.find(r.domain);
-  if (it != domain_cursor_.end() && key <= it->second) domain_cursor_.erase(it);
+  IndexSchedule(r.domain, key);
   b->Put(schedule_cf_, key, rocksdb::Slice());
+}
+
+void Spool::Impl::IndexSchedule(std::string_view domain, std::string_view key) {
+  auto it = domains_.find(domain);
+  if (it == domains_.end()) {
+    domains_.emplace(std::string(domain), DomainState{});
+    return;
+  }
+  if (!it->second.cursor.empty() && key <= it->second.cursor) it->second.cursor.clear();
+}
+
+absl::Status Spool::Impl::BuildDomainIndex() {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), schedule_cf_));
+  it->SeekToFirst();
+  while (it->Valid()) {
+    keys::ScheduleKey sk;
+    if (!keys::ParseSchedule(it->key().ToStringView(), &sk)) {
+      it->Next();  // not ours
+      continue;
+    }
+    const std::string domain(sk.domain);
+    domains_.try_emplace(domain);
+    it->Seek(keys::ScheduleDomainEnd(domain));
+  }
+  return FromRocks(it->status(), "indexing the schedule");
 }
 
 void Spool::Impl::PutCounts(rocksdb::WriteBatch* b, CampaignId c, const StateCounts& counts) {
@@ -253,6 +277,7 @@ absl::StatusOr<std::unique_ptr<Spool>> Spool::Open(const std::string& data_dir, 
   {
     absl::MutexLock lock(&impl->mu_);
     if (absl::Status st = impl->Recover(); !st.ok()) return st;
+    if (absl::Status st = impl->BuildDomainIndex(); !st.ok()) return st;
   }
   return std::unique_ptr<Spool>(new Spool(std::move(impl)));
 }
@@ -289,8 +314,8 @@ absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDue(absl::Time now,
   std::vector<DomainBatch> out;
   if (limits.max_total == 0 || limits.max_per_domain == 0) return out;
   const uint64_t now_us = keys::TimeToMicros(now);
-  // Entries skipped per domain (in flight, or of a campaign still loading)
-  // before moving on: bounds the work of one call.
+  // Entries skipped per domain (in flight behind an entry of a campaign still
+  // loading, or of such a campaign) before moving on: bounds the work of one call.
   constexpr size_t kMaxSkipPerDomain = 20000;
 
   struct Candidate {
@@ -298,60 +323,83 @@ absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDue(absl::Time now,
     size_t batch;
   };
   std::vector<Candidate> candidates;
-  std::unique_ptr<rocksdb::Iterator> it(m.db_->NewIterator(rocksdb::ReadOptions(), m.schedule_cf_));
-  const std::string start = m.rr_position_;
-  bool wrapped = start.empty();
+  std::vector<DomainState*> batch_domain;  // parallel to `out`
+  // Round-robin over the domain index, starting after the domain visited last.
+  auto d = m.rr_position_.empty() ? m.domains_.begin() : m.domains_.upper_bound(m.rr_position_);
+  const size_t n_domains = m.domains_.size();
   size_t visited = 0;
-  it->Seek(start);
-  std::string resume_at;
-  while (candidates.size() < limits.max_total && visited < limits.max_domains_visited) {
-    if (!it->Valid()) {
-      if (wrapped) break;
-      wrapped = true;
-      it->SeekToFirst();
-      if (!it->Valid()) break;
-    }
-    if (wrapped && !start.empty() && it->key().compare(start) >= 0) break;  // full circle
-    keys::ScheduleKey sk;
-    if (!keys::ParseSchedule(it->key().ToStringView(), &sk)) {
-      it->Next();  // not ours; skip
-      continue;
-    }
-    const std::string domain(sk.domain);
-    const std::string domain_end = keys::ScheduleDomainEnd(domain);
+  while (visited < n_domains && candidates.size() < limits.max_total &&
+         visited < limits.max_domains_visited) {
+    if (d == m.domains_.end()) d = m.domains_.begin();  // wrap
     ++visited;
+    const std::string& domain = d->first;
+    DomainState& state = d->second;
+    m.rr_position_ = domain;
+    auto next = std::next(d);
     size_t quota = std::min(limits.max_per_domain, limits.max_total - candidates.size());
     if (limits.domain_quota) quota = std::min(quota, limits.domain_quota(domain));
-    if (quota > 0) {
-      auto cur = m.domain_cursor_.find(domain);
-      if (cur != m.domain_cursor_.end() && it->key().compare(cur->second) <= 0) {
-        it->Seek(cur->second);
-        if (it->Valid() && it->key().compare(cur->second) == 0) it->Next();
-      }
-      size_t taken = 0, skipped = 0;
-      const size_t batch_index = out.size();
-      for (; it->Valid() && it->key().compare(domain_end) < 0 && taken < quota &&
-             skipped < kMaxSkipPerDomain;
-           it->Next()) {
-        if (!keys::ParseSchedule(it->key().ToStringView(), &sk)) continue;
-        if (sk.due_us > now_us) break;
-        auto ce = m.campaigns_.find(Value(sk.campaign));
-        if (ce == m.campaigns_.end() || ce->second.info.state != CampaignState::kActive ||
-            m.inflight_.contains({Value(sk.campaign), Value(sk.recipient)})) {
-          ++skipped;
-          continue;
-        }
-        if (taken == 0) out.push_back(DomainBatch{domain, {}});
-        candidates.push_back({it->key().ToString(), batch_index});
-        ++taken;
-      }
+    if (quota == 0) {
+      d = next;
+      continue;
     }
-    it->Seek(domain_end);
-    resume_at = domain_end;
+    // One iterator per domain, bounded to the domain's range: a scan that
+    // runs off the end of this domain stops at the bound instead of walking
+    // the tombstones at the front of the next domain.
+    const std::string domain_end = keys::ScheduleDomainEnd(domain);
+    rocksdb::Slice upper(domain_end);
+    rocksdb::ReadOptions ro;
+    ro.iterate_upper_bound = &upper;
+    std::unique_ptr<rocksdb::Iterator> it(m.db_->NewIterator(ro, m.schedule_cf_));
+    if (state.cursor.empty()) {
+      it->Seek(domain);
+    } else {
+      it->Seek(state.cursor);
+      if (it->Valid() && it->key().compare(state.cursor) == 0) it->Next();
+    }
+    size_t taken = 0, skipped = 0;
+    bool reached_end = false;
+    // The cursor moves over what this scan leases and over entries in flight,
+    // until the first entry it must find again (a campaign not active yet).
+    bool cursor_moves = true;
+    std::string new_cursor;
+    const size_t batch_index = out.size();
+    for (;; it->Next()) {
+      if (!it->Valid()) {
+        reached_end = it->status().ok();
+        break;
+      }
+      if (taken >= quota || skipped >= kMaxSkipPerDomain) break;
+      keys::ScheduleKey sk;
+      if (!keys::ParseSchedule(it->key().ToStringView(), &sk)) continue;  // not ours
+      if (sk.due_us > now_us) break;
+      auto ce = m.campaigns_.find(Value(sk.campaign));
+      if (ce == m.campaigns_.end() || ce->second.info.state != CampaignState::kActive) {
+        ++skipped;
+        cursor_moves = false;
+        continue;
+      }
+      if (m.inflight_.contains({Value(sk.campaign), Value(sk.recipient)})) {
+        ++skipped;
+        if (cursor_moves) new_cursor.assign(it->key().data(), it->key().size());
+        continue;
+      }
+      if (taken == 0) {
+        out.push_back(DomainBatch{domain, {}});
+        batch_domain.push_back(&state);
+      }
+      candidates.push_back({it->key().ToString(), batch_index});
+      if (cursor_moves) new_cursor = candidates.back().key;
+      ++taken;
+    }
+    if (auto s = FromRocks(it->status(), "scanning the schedule"); !s.ok()) return s;
+    if (!new_cursor.empty()) state.cursor = std::move(new_cursor);
+    if (reached_end && taken == 0 && skipped == 0 && state.in_flight == 0) {
+      // Nothing scheduled after the cursor and nothing in flight: forget the
+      // domain (IndexSchedule brings it back with its next entry).
+      m.domains_.erase(d);
+    }
+    d = next;
   }
-  if (auto s = FromRocks(it->status(), "scanning the schedule"); !s.ok()) return s;
-  it.reset();
-  m.rr_position_ = resume_at;
 
   // Read the records. Leasing itself writes nothing; only recipients found
   // expired or suppressed change state here (one WriteBatch).
@@ -388,7 +436,6 @@ absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDue(absl::Time now,
     const Candidate& c = candidates[i];
     keys::ScheduleKey sk;
     keys::ParseSchedule(c.key, &sk);
-    m.domain_cursor_[std::string(sk.domain)] = c.key;
     keys::RecipientRecord r;
     if (!statuses[i].ok() || !keys::DecodeRecord(values[i], &r) ||
         (r.state != RecipientState::kQueued && r.state != RecipientState::kDeferred)) {
@@ -430,6 +477,7 @@ absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDue(absl::Time now,
     lr.attempts = r.attempts;
     lr.queued_at = keys::MicrosToTime(r.queued_us);
     out[c.batch].recipients.push_back(std::move(lr));
+    batch_domain[c.batch]->in_flight++;
     m.inflight_.emplace(std::make_pair(Value(sk.campaign), Value(sk.recipient)),
                         InFlightEntry{std::move(r), now_us, c.key});
   }
@@ -437,8 +485,10 @@ absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDue(absl::Time now,
     m.PutCounts(&batch, CampaignId{c}, m.campaigns_[c].counts);
   if (batch.Count() > 0) {
     if (auto s = FromRocks(m.db_->Write(m.HotWrite(), &batch), "expiring recipients"); !s.ok()) {
-      // The leases stand (they are memory only); the expiries will be found again.
+      // The leases stand (they are memory only); the expiries will be found
+      // again: the cursors have moved past them, so rescan these domains.
       SALVO_LOG(kError, "spool write failed: {}", SV(s.message()));
+      for (DomainState* state : batch_domain) state->cursor.clear();
     }
   }
   out.erase(std::remove_if(out.begin(), out.end(),
@@ -480,6 +530,14 @@ absl::Status Spool::CompleteBatch(absl::Span<const Completion> completions) {
     const uint64_t lease_us = it->second.lease_us;
     old_schedule.push_back(std::move(it->second.schedule_key));
     m.inflight_.erase(it);
+    {
+      keys::ScheduleKey sk;
+      SALVO_CHECK(keys::ParseSchedule(old_schedule.back(), &sk));
+      auto d = m.domains_.find(sk.domain);
+      // A domain with recipients in flight is never dropped from the index.
+      SALVO_CHECK(d != m.domains_.end() && d->second.in_flight > 0);
+      d->second.in_flight--;
+    }
     CampaignEntry& e = m.campaigns_[Value(c.campaign)];
     touched[Value(c.campaign)] = true;
     e.leased_from[r.state]--;
@@ -527,8 +585,7 @@ absl::Status Spool::CompleteBatch(absl::Span<const Completion> completions) {
     r.category = o.category;
     if (to == RecipientState::kDeferred && e.info.state == CampaignState::kActive) {
       std::string key = keys::Schedule(r.domain, r.next_us, c.campaign, c.id);
-      auto cur = m.domain_cursor_.find(r.domain);
-      if (cur != m.domain_cursor_.end() && key <= cur->second) m.domain_cursor_.erase(cur);
+      m.IndexSchedule(r.domain, key);
       new_schedule.emplace_back(std::move(key), std::string());
     }
     records.emplace_back(keys::Recipient(c.campaign, c.id), keys::EncodeRecord(r));

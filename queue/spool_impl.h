@@ -4,9 +4,12 @@
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
 
+#include <functional>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -31,6 +34,19 @@ struct InFlightEntry {
   keys::RecipientRecord record;  // as stored (state queued or deferred)
   uint64_t lease_us = 0;
   std::string schedule_key;
+};
+
+// LeaseDue's view of one destination domain (Spool::Impl::domains_).
+struct DomainState {
+  // Empty, or a schedule key of this domain such that every schedule key of
+  // the domain <= cursor is leased (in flight) or deleted: the next scan
+  // starts after it. It never passes an entry skipped because its campaign is
+  // not active (loading), and inserting a key <= cursor clears it (a retry
+  // scheduled early, the clock going backwards, a resumed campaign).
+  std::string cursor;
+  // Recipients of this domain in flight (leased, not completed). A domain
+  // with none, and no schedule entry after its cursor, is dropped.
+  size_t in_flight = 0;
 };
 
 // What callers see: stored counts with leased recipients moved to in_flight.
@@ -60,11 +76,16 @@ class Spool::Impl {
   mutable absl::Mutex mu_;
   absl::flat_hash_map<uint64_t, CampaignEntry> campaigns_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::pair<uint64_t, uint64_t>, InFlightEntry> inflight_ ABSL_GUARDED_BY(mu_);
-  // Round-robin position: the next LeaseDue starts at this schedule key.
+  // The destination domains that may have schedule entries: a superset of
+  // the domains with entries. Built at Open by one scan, extended by every
+  // schedule Put (IndexSchedule), pruned by LeaseDue when a domain is found
+  // empty with nothing in flight. LeaseDue round-robins over it and seeks each
+  // domain's cursor directly, so it never walks the delete tombstones that
+  // completed recipients leave at the front of a domain's key range.
+  std::map<std::string, DomainState, std::less<>> domains_ ABSL_GUARDED_BY(mu_);
+  // Round-robin position: the domain LeaseDue visited last; the next call
+  // starts after it.
   std::string rr_position_ ABSL_GUARDED_BY(mu_);
-  // Per domain, the last schedule key leased: the next scan of the domain
-  // seeks past it instead of walking the delete tombstones left behind.
-  absl::flat_hash_map<std::string, std::string> domain_cursor_ ABSL_GUARDED_BY(mu_);
   uint64_t next_campaign_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
 
@@ -79,9 +100,17 @@ class Spool::Impl {
     return w;
   }
 
-  // Adds a schedule entry, keeping domain cursors valid.
+  // Adds a schedule entry to the batch and IndexSchedule()s it.
   void AddSchedule(rocksdb::WriteBatch* b, const keys::RecipientRecord& r, CampaignId c,
                    RecipientId id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Every schedule Put goes through here, under mu_ together with its write
+  // (or after it, when the write happens outside mu_: the loader): puts the
+  // key's domain in domains_ and clears the domain's cursor when the key is
+  // at or before it. `domain` is the key's domain.
+  void IndexSchedule(std::string_view domain, std::string_view key)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Fills domains_ from the schedule at Open (one Seek per domain).
+  absl::Status BuildDomainIndex() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PutCounts(rocksdb::WriteBatch* b, CampaignId c, const StateCounts& counts);
   void PutHistory(rocksdb::WriteBatch* b, CampaignId c, RecipientId id, keys::RecipientRecord* r,
                   const keys::HistoryRecord& h);

@@ -1,0 +1,264 @@
+// LeaseDue's domain index and per-domain cursors: every due recipient is
+// found (after a restart, a retry scheduled early, a resume, a load racing a
+// lease), emptied domains are forgotten and come back, and the work of one
+// call does not grow with the number of recipients already completed.
+#include <rocksdb/perf_context.h>
+#include <rocksdb/perf_level.h>
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "queue/spool.h"
+#include "tests/queue/spool_fixture.h"
+
+namespace salvo::queue {
+namespace {
+
+using testing::Deferred;
+using testing::Delivered;
+using testing::SpoolTest;
+
+using LeaseTest = SpoolTest;
+
+std::string Csv(const std::string& local, const std::string& domain, int n, int from = 0) {
+  std::string csv;
+  for (int i = from; i < from + n; ++i) csv += local + std::to_string(i) + "@" + domain + "\n";
+  return csv;
+}
+
+std::multiset<std::string> Domains(const std::vector<LeasedRecipient>& leased) {
+  std::multiset<std::string> d;
+  for (const auto& l : leased) d.insert(l.domain);
+  return d;
+}
+
+TEST_F(LeaseTest, ReopenedSpoolLeasesEveryDomainsDueRecipients) {
+  std::string csv = "email\n";
+  for (int d = 0; d < 5; ++d) csv += Csv("u", "d" + std::to_string(d) + ".example", 20);
+  CampaignId c = Load(csv);
+  auto first = LeaseAll(clock_.Now(), 5);
+  ASSERT_EQ(first.size(), 25u);
+  // Three per domain delivered (tombstones at the front of each domain), two
+  // per domain left in flight when the process "dies".
+  std::map<std::string, int> done_per_domain;
+  std::set<uint64_t> delivered;
+  for (const auto& l : first) {
+    if (done_per_domain[l.domain]++ >= 3) continue;
+    ASSERT_TRUE(spool_->Complete(c, l.id, Delivered()).ok());
+    delivered.insert(Value(l.id));
+  }
+  Reopen();
+  auto again = LeaseAll(clock_.Now());
+  ASSERT_EQ(again.size(), 100u - delivered.size());
+  std::set<uint64_t> ids;
+  for (const auto& l : again) {
+    EXPECT_FALSE(delivered.contains(Value(l.id))) << l.email;
+    EXPECT_TRUE(ids.insert(Value(l.id)).second) << l.email;
+  }
+  std::multiset<std::string> domains = Domains(again);
+  for (int d = 0; d < 5; ++d) EXPECT_EQ(domains.count("d" + std::to_string(d) + ".example"), 17u);
+  std::vector<Completion> done;
+  for (const auto& l : again) done.push_back({l.campaign, l.id, Delivered()});
+  ASSERT_TRUE(spool_->CompleteBatch(done).ok());
+  EXPECT_TRUE(*spool_->AllDone(c));
+  EXPECT_TRUE(LeaseAll(clock_.Now() + absl::Hours(1)).empty());
+}
+
+TEST_F(LeaseTest, RetryScheduledBeforeTheCursorIsLeased) {
+  const absl::Time t0 = clock_.Now();
+  CampaignId a = Load("email\na@x.example\n");
+  clock_.Advance(absl::Hours(3));
+  CampaignId b = Load("email\nb@x.example\n");
+  auto leased = LeaseAll(clock_.Now());
+  ASSERT_EQ(leased.size(), 2u);  // x.example's cursor is now at b's entry (due t0 + 3h)
+  // The clock steps back (e.g. NTP): a's retry lands before the cursor.
+  clock_.Set(t0);
+  for (const auto& l : leased)
+    ASSERT_TRUE(
+        spool_->Complete(l.campaign, l.id, l.campaign == a ? Deferred() : Delivered()).ok());
+  RecipientView v = *spool_->GetRecipient(a, RecipientId{1});
+  ASSERT_EQ(v.state, RecipientState::kDeferred);
+  ASSERT_LT(v.next_attempt, t0 + absl::Hours(3));
+  clock_.Set(v.next_attempt);
+  auto retry = LeaseAll(clock_.Now());
+  ASSERT_EQ(retry.size(), 1u);
+  EXPECT_EQ(retry[0].campaign, a);
+  EXPECT_EQ(retry[0].attempts, 1u);
+  EXPECT_EQ((*spool_->Counts(b))[RecipientState::kDelivered], 1u);
+}
+
+TEST_F(LeaseTest, PausedCampaignIsLeasedAfterResumeBehindOtherCampaigns) {
+  CampaignId a = Load("email\n" + Csv("a", "x.example", 5) + "a@y.example\n");
+  auto early = LeaseAll(clock_.Now(), 1);  // one of a's x.example recipients, and y's
+  ASSERT_EQ(early.size(), 2u);
+  ASSERT_TRUE(spool_->Pause(a).ok());
+  clock_.Advance(absl::Minutes(1));
+  CampaignId b = Load("email\n" + Csv("b", "x.example", 5));
+  // b's recipients are leased and completed past where a's entries sort.
+  auto bs = LeaseAll(clock_.Now());
+  ASSERT_EQ(bs.size(), 5u);
+  for (const auto& l : bs) {
+    EXPECT_EQ(l.campaign, b);
+    ASSERT_TRUE(spool_->Complete(l.campaign, l.id, Delivered()).ok());
+  }
+  EXPECT_TRUE(LeaseAll(clock_.Now()).empty());
+  for (const auto& l : early) ASSERT_TRUE(spool_->Complete(l.campaign, l.id, Delivered()).ok());
+  ASSERT_TRUE(spool_->Resume(a).ok());
+  auto as = LeaseAll(clock_.Now());
+  ASSERT_EQ(as.size(), 4u);
+  for (const auto& l : as) {
+    EXPECT_EQ(l.campaign, a);
+    EXPECT_EQ(l.domain, "x.example");
+  }
+}
+
+// A lease during a load (here from the progress callback) moves x.example's
+// cursor past where the load's later rows land: a retry of another campaign
+// came due meanwhile. The loaded rows must still be leased once it is active.
+TEST_F(LeaseTest, RecipientsLoadedBehindACursorMovedDuringTheLoadAreLeased) {
+  CampaignId a = Load("email\nr@x.example\n");
+  auto first = LeaseAll(clock_.Now());
+  ASSERT_EQ(first.size(), 1u);
+  ASSERT_TRUE(spool_->Complete(a, first[0].id, Deferred()).ok());
+  const absl::Time retry_at = spool_->GetRecipient(a, first[0].id)->next_attempt;
+  clock_.Set(retry_at - absl::Seconds(1));
+  // The progress callback runs every 65536 rows: fill them with another
+  // domain, then the x.example rows (their keys sort before the retry's).
+  std::string csv = "email\n" + Csv("f", "filler.example", 65536) + Csv("n", "x.example", 10);
+  CampaignSpec spec = Spec(csv, "big");
+  LoadOptions opts;
+  std::vector<LeasedRecipient> during;
+  opts.progress = [&](const LoadProgress&) {
+    if (!during.empty()) return;
+    clock_.Set(retry_at);
+    during = LeaseAll(clock_.Now());  // the retry; the loading campaign is skipped
+  };
+  absl::StatusOr<LoadReport> r = spool_->LoadCampaign(spec, opts);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(during.size(), 1u);
+  EXPECT_EQ(during[0].campaign, a);  // stays in flight: x.example keeps its cursor
+  LeaseLimits limits;
+  limits.max_per_domain = 100;
+  limits.max_total = 1000;
+  limits.domain_quota = [](std::string_view d) { return d == "x.example" ? 100 : 0; };
+  std::vector<DomainBatch> batches = Lease(clock_.Now(), limits);
+  ASSERT_EQ(batches.size(), 1u);
+  EXPECT_EQ(batches[0].domain, "x.example");
+  EXPECT_EQ(batches[0].recipients.size(), 10u);
+  for (const auto& l : batches[0].recipients) EXPECT_EQ(l.campaign, r->id);
+}
+
+TEST_F(LeaseTest, EmptiedDomainIsForgottenAndComesBackWithItsNextEntry) {
+  LeaseLimits limits;
+  limits.max_total = 1000;
+  std::vector<std::string> visited;
+  limits.domain_quota = [&](std::string_view d) {
+    visited.emplace_back(d);
+    return size_t{1000};
+  };
+  auto lease = [&] {
+    visited.clear();
+    std::vector<LeasedRecipient> out;
+    for (auto& b : Lease(clock_.Now(), limits))
+      for (auto& r : b.recipients) out.push_back(std::move(r));
+    return out;
+  };
+  using V = std::vector<std::string>;
+  CampaignId c = Load("email\na@one.example\nb@two.example\n");
+  auto leased = lease();
+  ASSERT_EQ(leased.size(), 2u);
+  EXPECT_EQ(visited, (V{"one.example", "two.example"}));
+  // In flight: the domains stay.
+  EXPECT_TRUE(lease().empty());
+  EXPECT_EQ(visited.size(), 2u);
+  for (const auto& l : leased) ASSERT_TRUE(spool_->Complete(c, l.id, Delivered()).ok());
+  // Visited once more, found empty, forgotten.
+  EXPECT_TRUE(lease().empty());
+  EXPECT_EQ(visited.size(), 2u);
+  EXPECT_TRUE(lease().empty());
+  EXPECT_TRUE(visited.empty());
+  // A new entry brings its domain back, and only that one.
+  CampaignId c2 = Load("email\nc@one.example\n");
+  leased = lease();
+  ASSERT_EQ(leased.size(), 1u);
+  EXPECT_EQ(leased[0].email, "c@one.example");
+  EXPECT_EQ(visited, (V{"one.example"}));
+  // A deferral keeps its domain while the retry is not due yet.
+  ASSERT_TRUE(spool_->Complete(c2, leased[0].id, Deferred()).ok());
+  EXPECT_TRUE(lease().empty());
+  EXPECT_TRUE(lease().empty());
+  EXPECT_EQ(visited, (V{"one.example"}));
+  clock_.Set(spool_->GetRecipient(c2, leased[0].id)->next_attempt);
+  leased = lease();
+  ASSERT_EQ(leased.size(), 1u);
+  EXPECT_EQ(leased[0].attempts, 1u);
+  // And after a restart the index is rebuilt from the schedule.
+  Reopen();
+  EXPECT_EQ(lease().size(), 1u);
+  EXPECT_EQ(visited, (V{"one.example"}));
+}
+
+// The bug this guards against: completed recipients leave delete tombstones
+// at the front of their domain's key range, and a lease that walked them
+// cost O(completed) per call, O(n^2) over a campaign. Asserts on RocksDB's
+// own count of the internal keys each LeaseDue call stepped over, not on
+// time: the tombstones skipped, and the keys stepped beyond those leased.
+TEST_F(LeaseTest, WorkPerLeaseDoesNotGrowWithCompletedRecipients) {
+  constexpr int kRecipients = 50000;
+  constexpr size_t kBatch = 500;
+  std::string csv = "email\n";
+  for (int i = 0; i < kRecipients; ++i)
+    csv += "u" + std::to_string(i) + "@d" + std::to_string(i % 3) + ".example\n";
+  CampaignId c = Load(csv);
+  LeaseLimits limits;
+  limits.max_per_domain = kBatch;
+  limits.max_total = kBatch;
+  struct Work {
+    uint64_t tombstones;  // delete markers skipped
+    int64_t extra_keys;   // internal keys stepped over, beyond one per leased recipient
+  };
+  std::vector<Work> work;
+  size_t completed = 0;
+  rocksdb::SetPerfLevel(rocksdb::PerfLevel::kEnableCount);
+  while (completed < static_cast<size_t>(kRecipients)) {
+    rocksdb::get_perf_context()->Reset();
+    std::vector<DomainBatch> batches = Lease(clock_.Now(), limits);
+    const rocksdb::PerfContext& pc = *rocksdb::get_perf_context();
+    std::vector<Completion> done;
+    for (const auto& b : batches)
+      for (const auto& r : b.recipients) done.push_back({r.campaign, r.id, Delivered()});
+    // internal_key_skipped_count counts every Next() of the iterator.
+    work.push_back(
+        {pc.internal_delete_skipped_count,
+         static_cast<int64_t>(pc.internal_key_skipped_count) - static_cast<int64_t>(done.size())});
+    ASSERT_FALSE(done.empty()) << "nothing leased after " << completed;
+    ASSERT_TRUE(spool_->CompleteBatch(done).ok());
+    completed += done.size();
+  }
+  rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable);
+  EXPECT_EQ(completed, static_cast<size_t>(kRecipients));
+  EXPECT_TRUE(*spool_->AllDone(c));
+  ASSERT_GE(work.size(), 100u);
+  // The last tenth of the run, after ~45,000 completions: a few keys per
+  // domain visited (the cursor's own tombstone, the step onto the bound).
+  // The old scan skipped every completed recipient of the domain visited.
+  uint64_t max_tombstones = 0;
+  int64_t max_extra = 0;
+  for (size_t i = work.size() - work.size() / 10; i < work.size(); ++i) {
+    max_tombstones = std::max(max_tombstones, work[i].tombstones);
+    max_extra = std::max(max_extra, work[i].extra_keys);
+  }
+  EXPECT_LE(max_tombstones, 16u);
+  EXPECT_LE(max_extra, 16);
+  std::cout << "LeaseDue calls: " << work.size() << "; last tenth, per call: at most "
+            << max_tombstones << " tombstones skipped, " << max_extra
+            << " keys stepped beyond those leased\n";
+}
+
+}  // namespace
+}  // namespace salvo::queue
