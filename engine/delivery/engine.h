@@ -9,8 +9,14 @@
 //     domain's home shard (hash of the domain)
 //   home shard: resolve the domain to a Site (routing override, or DNS when
 //     a resolver is configured) → Post to the site's owner shard if another
-//   owner shard: site ready queue → pooled SMTP connection (MX hosts tried in
-//     order on refuse/timeout) → Compose (render + sign) → smtp::Session
+//   owner shard: site ready queue → compose-ahead: a few jobs per site (about
+//     one per connection) are Posted round-robin to every shard, the owner
+//     included
+//   compose shard: MessageSource::Compose (render + DKIM sign, with its own
+//     shard index) → Post the composed job back to the owner
+//   owner shard: site composed queue → pooled SMTP connection (MX hosts tried
+//     in order on refuse/timeout) → smtp::Session. A connection that finds
+//     nothing composed and nothing on its way composes a job itself.
 //   owner shard: per-recipient Outcomes batched per loop turn → feeder
 //   feeder: MessageSource::Complete (blocking RocksDB writes stay here)
 //

@@ -291,7 +291,7 @@ void Shard::Pump(Site* site) {
     return;
   }
   while (!site->idle.empty()) {
-    std::optional<Job> job = TakeJob(site);
+    std::optional<Job> job = TakeJob(site, site->idle.size() - 1);
     if (!job) break;
     Connection* c = site->idle.back();
     Unidle(c);
@@ -389,20 +389,22 @@ void Shard::AcceptComposed(std::vector<ComposeWork> work) {
   CheckDrained();
 }
 
-// The next job for a ready connection of `site`: a composed one if any, else
-// one from the ready queue that the connection composes itself (so sending
-// never waits on another shard). Tops the composed queue up again.
-std::optional<Job> Shard::TakeJob(Site* site) {
+// The next job for a ready connection of `site`, `waiting` other connections
+// of the site being idle: a composed one if any. Else, when no job in
+// composition is owed to this connection (each waiting connection is owed
+// one), a job from the ready queue that it composes itself, so a connection
+// never waits for a copy that is not already on its way. Else nothing: the
+// connection waits (idle) for the composed job. Then tops the queue up again.
+std::optional<Job> Shard::TakeJob(Site* site, size_t waiting) {
   std::optional<Job> job;
-  if (site->composed.empty()) TopUp(site);  // jobs with a body go straight there
   if (!site->composed.empty()) {
     job.emplace(std::move(site->composed.front()));
     site->composed.pop_front();
-  } else if (!site->ready.empty()) {
+  } else if (!site->ready.empty() && (site->composing <= waiting || site->ready.front().body)) {
     job.emplace(std::move(site->ready.front()));
     site->ready.pop_front();
   }
-  if (job) TopUp(site);
+  TopUp(site);
   return job;
 }
 
@@ -592,7 +594,7 @@ void Shard::OnReady(Connection* c) {
       c->session->Quit();
       return;
     }
-    std::optional<Job> job = TakeJob(site);
+    std::optional<Job> job = TakeJob(site, site->idle.size());
     if (!job) {
       MakeIdle(c);
       return;
@@ -723,9 +725,13 @@ void Shard::MakeIdle(Connection* c) {
   c->is_idle = true;
   c->site->idle.push_back(c);
   // An idle connection keeps no message-sized buffers (the send buffer and
-  // the session's swap partner stay while messages flow).
-  if (!c->send_in_flight) std::string().swap(c->wbuf);
-  c->session->ReleaseBuffers();
+  // the session's swap partner stay while messages flow). One that only waits
+  // for a job in composition owed to it (one per idle connection) keeps them:
+  // it sends again within a loop turn or two.
+  if (c->site->composing < c->site->idle.size()) {
+    if (!c->send_in_flight) std::string().swap(c->wbuf);
+    c->session->ReleaseBuffers();
+  }
   c->idle_timer = reactor_->RunAfter(ToReactor(engine_->config().delivery.idle_timeout), [this, c] {
     c->idle_timer = 0;
     if (c->closing || !c->session) return;

@@ -88,7 +88,7 @@ class Shard {
   void Pump(Site* site);
   void TopUp(Site* site);
   void FlushCompose();
-  std::optional<Job> TakeJob(Site* site);
+  std::optional<Job> TakeJob(Site* site, size_t waiting);
   void ReportComposeFailure(Job job, const absl::Status& status, bool permanent);
   void DeferAll(Site* site, const smtp::Outcome& outcome);
   void OpenConnection(Site* site);

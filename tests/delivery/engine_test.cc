@@ -550,7 +550,9 @@ TEST(EngineTest, ForceShutdownWhileComposingReportsEachRecipientOnce) {
   size_t delivered = source.inner_.Count(Disposition::kDelivered);
   EXPECT_GE(delivered, 10u);
   EXPECT_LT(delivered, 400u);
-  EXPECT_EQ(delivered, server.message_count());
+  // A transaction cut after its final dot reached the server, before the 250
+  // came back, is deferred: the server may hold more than was delivered.
+  EXPECT_LE(delivered, server.message_count());
   EXPECT_EQ(delivered + source.inner_.Count(Disposition::kDeferred), 400u);
   EXPECT_EQ((*e)->Stats().jobs_in_flight, 0u);
 }
