@@ -531,6 +531,15 @@ int RunBench(const BenchArgs& a) {
   if (tty) std::fprintf(stderr, "\n");
   if (!run.ok()) return fail(run.message());
 
+  // The built-in sink's own count (it writes its stats file at exit).
+  nlohmann::json sink_stats;
+  if (sink_pid > 0) {
+    ::kill(sink_pid, SIGTERM);
+    ::waitpid(sink_pid, nullptr, 0);
+    sink_pid = -1;
+    std::ifstream in(p.sink_stats);
+    sink_stats = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  }
   delivery::EngineStats stats = (*engine)->Stats();
   auto counts = (*spool)->Counts(report->id);
   uint64_t delivered = counts.ok() ? (*counts)[queue::RecipientState::kDelivered] : stats.delivered;
@@ -567,6 +576,12 @@ int RunBench(const BenchArgs& a) {
       {"deferred", stats.deferred},
       {"completed", (*engine)->finished()},
   };
+  if (sink_stats.is_object()) {
+    out["sink_messages"] = sink_stats.value("messages", uint64_t{0});
+    out["sink_connections"] = sink_stats.value("connections", uint64_t{0});
+    out["sink_tls_sessions"] = sink_stats.value("tls_sessions", uint64_t{0});
+    out["sink_tls_resumed"] = sink_stats.value("tls_resumed", uint64_t{0});
+  }
   if (a.json) {
     std::printf("%s\n", out.dump(2).c_str());
   } else {
@@ -596,6 +611,12 @@ int RunBench(const BenchArgs& a) {
                                                static_cast<int64_t>(source.Percentile(0.99))));
     row("delivered / bounced / deferred",
         absl::StrCat(delivered, " / ", bounced, " / ", stats.deferred));
+    if (sink_stats.is_object()) {
+      row("sink connections (TLS, resumed)",
+          absl::StrCat(sink_stats.value("connections", uint64_t{0}), " (",
+                       sink_stats.value("tls_sessions", uint64_t{0}), ", ",
+                       sink_stats.value("tls_resumed", uint64_t{0}), ")"));
+    }
     row("wall time (s)", absl::StrCat(static_cast<int64_t>(seconds * 10) / 10.0));
   }
   bool complete = (*engine)->finished();

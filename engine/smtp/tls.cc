@@ -51,27 +51,45 @@ absl::StatusOr<std::unique_ptr<TlsClientContext>> TlsClientContext::Create(
 }
 
 TlsClientContext::~TlsClientContext() {
-  for (auto& [host, entry] : sessions_) SSL_SESSION_free(entry.session);
+  for (auto& [host, entry] : sessions_) {
+    for (SSL_SESSION* s : entry.sessions) SSL_SESSION_free(s);
+  }
   SSL_CTX_free(ctx_);
 }
 
 SSL_SESSION* TlsClientContext::FindSession(const std::string& host) {
   auto it = sessions_.find(host);
   if (it == sessions_.end()) return nullptr;
-  if (!SSL_SESSION_is_resumable(it->second.session)) {
-    SSL_SESSION_free(it->second.session);
-    sessions_.erase(it);
-    return nullptr;
+  std::deque<SSL_SESSION*>& pool = it->second.sessions;
+  SSL_SESSION* found = nullptr;
+  while (!pool.empty() && found == nullptr) {
+    SSL_SESSION* s = pool.back();
+    if (!SSL_SESSION_is_resumable(s)) {  // used up or expired
+      pool.pop_back();
+      SSL_SESSION_free(s);
+      continue;
+    }
+    if (SSL_SESSION_get_protocol_version(s) >= TLS1_3_VERSION) {
+      pool.pop_back();  // single use: the caller gets our reference
+    } else {
+      SSL_SESSION_up_ref(s);
+    }
+    found = s;
   }
-  SSL_SESSION_up_ref(it->second.session);
-  return it->second.session;
+  if (pool.empty()) sessions_.erase(it);
+  return found;
 }
 
 void TlsClientContext::StoreSession(const std::string& host, SSL_SESSION* session) {
   auto it = sessions_.find(host);
   if (it != sessions_.end()) {
-    SSL_SESSION_free(it->second.session);
-    it->second = Entry{session, ++seq_};
+    std::deque<SSL_SESSION*>& pool = it->second.sessions;
+    pool.push_back(session);
+    if (pool.size() > kPerHost) {
+      SSL_SESSION_free(pool.front());
+      pool.pop_front();
+    }
+    it->second.seq = ++seq_;
     return;
   }
   if (max_ == 0) {
@@ -79,15 +97,18 @@ void TlsClientContext::StoreSession(const std::string& host, SSL_SESSION* sessio
     return;
   }
   if (sessions_.size() >= max_) {
-    // Evict the oldest. Linear, but only when the cache is full.
+    // Evict the host used longest ago. Linear, but only when the cache is full.
     auto oldest = sessions_.begin();
     for (auto i = sessions_.begin(); i != sessions_.end(); ++i) {
       if (i->second.seq < oldest->second.seq) oldest = i;
     }
-    SSL_SESSION_free(oldest->second.session);
+    for (SSL_SESSION* s : oldest->second.sessions) SSL_SESSION_free(s);
     sessions_.erase(oldest);
   }
-  sessions_.emplace(host, Entry{session, ++seq_});
+  Entry e;
+  e.sessions.push_back(session);
+  e.seq = ++seq_;
+  sessions_.emplace(host, std::move(e));
 }
 
 absl::StatusOr<std::unique_ptr<TlsChannel>> TlsChannel::Create(TlsClientContext* context,

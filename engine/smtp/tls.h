@@ -10,6 +10,7 @@
 #include <openssl/ssl.h>
 
 #include <cstddef>
+#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -47,9 +48,12 @@ class TlsClientContext {
   TlsClientContext& operator=(const TlsClientContext&) = delete;
 
   SSL_CTX* ctx() const { return ctx_; }
-  // Session cache. Find returns a new reference (caller frees) or nullptr.
+  // Session cache. Find returns a reference the caller frees, or nullptr:
+  // a TLS 1.3 ticket is taken out of the cache (single use), an older
+  // protocol's session stays (reusable).
   SSL_SESSION* FindSession(const std::string& host);
   void StoreSession(const std::string& host, SSL_SESSION* session);  // takes ownership
+  // Hosts with at least one cached session.
   size_t cached_sessions() const { return sessions_.size(); }
   uint64_t resumed_count() const { return resumed_; }
   void CountResumed() { ++resumed_; }
@@ -60,8 +64,13 @@ class TlsClientContext {
   size_t max_;
   uint64_t resumed_ = 0;
   uint64_t seq_ = 0;
+  // A few sessions per host: TLS 1.3 tickets are single-use (OpenSSL's
+  // client marks a ticket not resumable once a handshake used it), so
+  // concurrent connections to one host each need their own, and every
+  // connection brings back one or two fresh ones.
+  static constexpr size_t kPerHost = 8;
   struct Entry {
-    SSL_SESSION* session;
+    std::deque<SSL_SESSION*> sessions;  // newest at the back
     uint64_t seq;
   };
   std::unordered_map<std::string, Entry> sessions_;
