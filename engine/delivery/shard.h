@@ -89,6 +89,7 @@ class Shard {
   void TopUp(Site* site);
   void FlushCompose();
   std::optional<Job> TakeJob(Site* site, size_t waiting);
+  absl::Status ComposeHere(Job* job, bool* permanent);
   void ReportComposeFailure(Job job, const absl::Status& status, bool permanent);
   void DeferAll(Site* site, const smtp::Outcome& outcome);
   void OpenConnection(Site* site);
@@ -144,6 +145,7 @@ class Shard {
   bool compose_flush_scheduled_ = false;
   size_t next_composer_ = 0;
   size_t composing_ = 0;
+  std::chrono::steady_clock::duration compose_avg_{};  // Compose() time here, moving average
   bool draining_ = false;
   bool reported_drained_ = false;
   size_t connections_ = 0;

@@ -434,7 +434,8 @@ TEST(EngineTest, ComposesBodiesAndBouncesCompositionErrors) {
 
 // Bodies rendered on demand, like SpoolSource: records which shards composed
 // and how often (Compose runs on shard threads, concurrently), and can take
-// its time, like RSA signing does.
+// its time, like RSA signing does (the engine composes ahead and spreads the
+// work only when a copy costs more than ~50 us to compose).
 class RecordingComposeSource : public MessageSource {
  public:
   RecordingComposeSource(const std::vector<std::string>& recipients,
@@ -510,7 +511,8 @@ TEST(EngineTest, GracefulShutdownDefersComposedAheadCopiesOnce) {
   TestSmtpServer server(o);
   auto cfg = MakeConfig("[delivery]\nconnections_per_site = 2\nshutdown_deadline = \"5s\"\n",
                         {server.hostport()});
-  RecordingComposeSource source(Recipients(40));
+  // Composing takes a while (as signing does), so the engine composes ahead.
+  RecordingComposeSource source(Recipients(40), std::chrono::microseconds(200));
   auto e = Engine::Create(cfg, &source);
   ASSERT_TRUE(e.ok());
   std::thread runner([&] { EXPECT_TRUE((*e)->Run().ok()); });
