@@ -404,8 +404,12 @@ void Shard::AcceptComposed(std::vector<ComposeWork> work) {
 absl::Status Shard::ComposeHere(Job* job, bool* permanent) {
   auto start = Steady::now();
   absl::Status st = engine_->source()->Compose(job, index_, permanent);
-  auto took = Steady::now() - start;
-  // Exponential moving average, weight 1/8 for the newest sample.
+  // Exponential moving average, weight 1/8 for the newest sample. A sample
+  // counts at most twice the threshold: it is wall time, and a preempted or
+  // cold-cache render must not switch cheap composition to shipping (about
+  // five such outliers in a row would); RSA or Ed25519 signing still lands
+  // well above it.
+  Steady::duration took = std::min<Steady::duration>(Steady::now() - start, 2 * kComposeAheadAbove);
   compose_avg_ =
       compose_avg_ == Steady::duration::zero() ? took : compose_avg_ + (took - compose_avg_) / 8;
   return st;
