@@ -331,6 +331,9 @@ void Shard::TopUp(Site* site) {
   const size_t cap =
       2 * static_cast<size_t>(std::max(1, engine_->config().delivery.connections_per_site));
   const size_t target = std::clamp<size_t>(site->connections, 1, cap);
+  // Ship in batches of a quarter of the target, not one job per finished
+  // transaction: fewer mailbox posts and ring wake-ups per copy.
+  if (site->composed.size() + site->composing + std::max<size_t>(1, target / 4) > target) return;
   bool queued = false;
   while (!site->ready.empty() && site->composed.size() + site->composing < target) {
     Job job = std::move(site->ready.front());
