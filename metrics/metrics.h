@@ -21,17 +21,20 @@
 namespace salvo::metrics {
 
 // X(enum name, Prometheus name, help text)
-#define SALVO_COUNTERS(X)                                                                  \
-  X(kRecipientsDelivered, "salvo_recipients_delivered_total",                              \
-    "Recipients the receiving server accepted with 250 after the final dot")               \
-  X(kRecipientsDeferred, "salvo_recipients_deferred_total",                                \
-    "Recipient attempts that failed temporarily and will be retried")                      \
-  X(kRecipientsBounced, "salvo_recipients_bounced_total",                                  \
-    "Recipients that failed permanently (5xx, null MX, NXDOMAIN, expiry)")                 \
-  X(kMessagesSent, "salvo_messages_sent_total", "Transactions that reached the final dot") \
-  X(kSessionsOpened, "salvo_smtp_sessions_opened_total", "SMTP sessions opened")           \
-  X(kConnectFailures, "salvo_smtp_connect_failures_total", "TCP connects that failed")     \
-  X(kBytesSent, "salvo_smtp_bytes_sent_total", "Bytes written to SMTP peers")
+#define SALVO_COUNTERS(X)                                                                   \
+  X(kRecipientsDelivered, "salvo_recipients_delivered_total",                               \
+    "Recipients the receiving server accepted with 250 after the final dot")                \
+  X(kRecipientsDeferred, "salvo_recipients_deferred_total",                                 \
+    "Recipient attempts that failed temporarily and will be retried")                       \
+  X(kRecipientsBounced, "salvo_recipients_bounced_total",                                   \
+    "Recipients that failed permanently (5xx, null MX, NXDOMAIN, expiry)")                  \
+  X(kMessagesSent, "salvo_messages_sent_total", "Transactions that reached the final dot")  \
+  X(kSessionsOpened, "salvo_smtp_sessions_opened_total", "SMTP sessions opened")            \
+  X(kConnectFailures, "salvo_smtp_connect_failures_total", "TCP connects that failed")      \
+  X(kBytesSent, "salvo_smtp_bytes_sent_total", "Bytes written to SMTP peers")               \
+  X(kTlsSessions, "salvo_smtp_tls_sessions_total", "SMTP sessions that completed STARTTLS") \
+  X(kTlsResumed, "salvo_smtp_tls_resumed_total",                                            \
+    "STARTTLS handshakes that resumed a cached session instead of a full handshake")
 
 enum class Counter : int {
 #define SALVO_COUNTER_ENUM(id, name, help) id,

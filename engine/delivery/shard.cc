@@ -591,6 +591,10 @@ void Shard::Drive(Connection* c) {
         case smtp::Event::Type::kReady:
           if (!c->ever_ready) {
             c->ever_ready = true;
+            if (const smtp::TlsInfo& tls = c->session->tls_info(); tls.active) {
+              counters_->Add(metrics::Counter::kTlsSessions);
+              if (tls.resumed) counters_->Add(metrics::Counter::kTlsResumed);
+            }
             c->site->starting--;
             c->site->live++;
             c->site->down_until[c->host] = Steady::time_point{};
