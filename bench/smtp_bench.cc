@@ -10,6 +10,7 @@
 #include <string>
 
 #include "engine/common/clock.h"
+#include "engine/smtp/reply.h"
 #include "engine/smtp/session.h"
 
 namespace {
@@ -120,6 +121,33 @@ void BM_NormalizeBody(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_NormalizeBody)->Arg(20 * 1024);
+
+// Reply parsing alone: an EHLO answer (10 lines) and a pipelined batch of
+// MAIL/RCPT/DATA answers with enhanced status codes, fed in one read, then in
+// reads of 7 bytes (a slow or hostile peer's worst case).
+void BM_ReplyParse(benchmark::State& state) {
+  const std::string bytes =
+      "250-mx.dest.example Hello bench.example [127.0.0.1]\r\n250-SIZE 52428800\r\n"
+      "250-8BITMIME\r\n250-PIPELINING\r\n250-CHUNKING\r\n250-STARTTLS\r\n"
+      "250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250-DSN\r\n250 HELP\r\n"
+      "250 2.1.0 Sender OK\r\n250 2.1.5 Recipient OK\r\n"
+      "550-5.1.1 The email account that you tried to reach does not exist.\r\n"
+      "550 5.1.1 Please try double-checking the recipient's email address.\r\n"
+      "354 Go ahead\r\n";
+  const size_t piece = static_cast<size_t>(state.range(0));
+  int64_t replies = 0;
+  for (auto _ : state) {
+    ReplyParser parser;
+    Reply reply;
+    for (size_t off = 0; off < bytes.size(); off += piece) {
+      parser.Feed(std::string_view(bytes).substr(off, piece));
+      while (parser.Next(&reply)) ++replies;
+    }
+  }
+  if (replies != 5 * state.iterations()) state.SkipWithError("wrong reply count");
+  state.SetItemsProcessed(replies);
+}
+BENCHMARK(BM_ReplyParse)->Arg(1 << 20)->Arg(7);
 
 }  // namespace
 
