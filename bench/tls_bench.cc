@@ -14,6 +14,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include <cstdlib>
 #include <memory>
 #include <string>
 
@@ -26,23 +27,9 @@ using salvo::tlsio::NetworkBio;
 SSL_CTX* ServerContext() {
   static SSL_CTX* ctx = [] {
     SSL_CTX* c = SSL_CTX_new(TLS_server_method());
-    EVP_PKEY* key = EVP_EC_gen("P-256");
-    X509* cert = X509_new();
-    X509_set_version(cert, 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
-    X509_gmtime_adj(X509_getm_notBefore(cert), 0);
-    X509_gmtime_adj(X509_getm_notAfter(cert), 86400);
-    X509_set_pubkey(cert, key);
-    X509_NAME_add_entry_by_txt(X509_get_subject_name(cert), "CN", MBSTRING_ASC,
-                               reinterpret_cast<const unsigned char*>("bench.test"), -1, -1, 0);
-    X509_set_issuer_name(cert, X509_get_subject_name(cert));
-    X509_sign(cert, key, EVP_sha256());
-    SSL_CTX_use_certificate(c, cert);
-    SSL_CTX_use_PrivateKey(c, key);
+    if (!salvo::tlsio::UseSelfSignedCertificate(c, "bench.test").ok()) std::abort();
     SSL_CTX_set_session_id_context(c, reinterpret_cast<const unsigned char*>("b"), 1);
     SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);  // stateless tickets, as the sink
-    X509_free(cert);
-    EVP_PKEY_free(key);
     return c;
   }();
   return ctx;

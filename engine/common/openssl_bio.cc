@@ -1,6 +1,7 @@
 #include "engine/common/openssl_bio.h"
 
 #include <openssl/err.h>
+#include <openssl/x509v3.h>
 
 #include <algorithm>
 #include <cstring>
@@ -17,6 +18,59 @@ std::string ErrorQueue() {
     s += buf;
   }
   return s;
+}
+
+namespace {
+
+std::string Errors() {
+  std::string s = ErrorQueue();
+  return s.empty() ? "unknown OpenSSL error" : s;
+}
+
+// subjectAltName DNS:<name> (clients match host names against SANs, not CN).
+bool AddSubjectAltName(X509* cert, const std::string& name) {
+  std::string value = "DNS:" + name;
+  X509V3_CTX v3;
+  X509V3_set_ctx_nodb(&v3);
+  X509V3_set_ctx(&v3, cert, cert, nullptr, nullptr, 0);
+  X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &v3, NID_subject_alt_name, value.c_str());
+  if (ext == nullptr) {
+    ERR_clear_error();
+    return true;  // a host name that is not a valid DNS name: CN only
+  }
+  bool ok = X509_add_ext(cert, ext, -1) == 1;
+  X509_EXTENSION_free(ext);
+  return ok;
+}
+
+}  // namespace
+
+absl::Status UseSelfSignedCertificate(SSL_CTX* ctx, const std::string& hostname) {
+  EVP_PKEY* key = EVP_EC_gen("P-256");
+  if (key == nullptr) return absl::InternalError("cannot generate a P-256 key: " + Errors());
+  X509* cert = X509_new();
+  if (cert == nullptr) {
+    EVP_PKEY_free(key);
+    return absl::InternalError("X509_new failed: " + Errors());
+  }
+  absl::Status status;
+  X509_NAME* name = X509_get_subject_name(cert);
+  std::string cn = hostname;
+  if (cn.size() > 64) cn.resize(64);  // the X.509 upper bound for a CN
+  bool ok = X509_set_version(cert, 2) == 1 &&
+            ASN1_INTEGER_set(X509_get_serialNumber(cert), 1) == 1 &&
+            X509_gmtime_adj(X509_getm_notBefore(cert), -3600) != nullptr &&
+            X509_gmtime_adj(X509_getm_notAfter(cert), 10L * 365 * 24 * 3600) != nullptr &&
+            X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                                       reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1,
+                                       0) == 1 &&
+            X509_set_issuer_name(cert, name) == 1 && X509_set_pubkey(cert, key) == 1 &&
+            AddSubjectAltName(cert, cn) && X509_sign(cert, key, EVP_sha256()) > 0 &&
+            SSL_CTX_use_certificate(ctx, cert) == 1 && SSL_CTX_use_PrivateKey(ctx, key) == 1;
+  if (!ok) status = absl::InternalError("cannot build a self-signed certificate: " + Errors());
+  X509_free(cert);
+  EVP_PKEY_free(key);
+  return status;
 }
 
 namespace {

@@ -26,6 +26,11 @@ namespace salvo::tlsio {
 // the queue was empty.
 std::string ErrorQueue();
 
+// A fresh P-256 key and a self-signed certificate for CN=`hostname` (and
+// subjectAltName DNS:`hostname` when it is a DNS name), valid from an hour
+// ago for ten years, installed on `ctx`. For the sink and tests.
+absl::Status UseSelfSignedCertificate(SSL_CTX* ctx, const std::string& hostname);
+
 class NetworkBio {
  public:
   NetworkBio() = default;

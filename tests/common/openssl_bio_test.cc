@@ -22,21 +22,7 @@ struct SslFree {
 // A server context with a throwaway self-signed P-256 certificate.
 std::unique_ptr<SSL_CTX, SslFree> ServerContext() {
   std::unique_ptr<SSL_CTX, SslFree> ctx(SSL_CTX_new(TLS_server_method()));
-  EVP_PKEY* key = EVP_EC_gen("P-256");
-  X509* cert = X509_new();
-  X509_set_version(cert, 2);
-  ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
-  X509_gmtime_adj(X509_getm_notBefore(cert), 0);
-  X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
-  X509_set_pubkey(cert, key);
-  X509_NAME_add_entry_by_txt(X509_get_subject_name(cert), "CN", MBSTRING_ASC,
-                             reinterpret_cast<const unsigned char*>("bio.test"), -1, -1, 0);
-  X509_set_issuer_name(cert, X509_get_subject_name(cert));
-  X509_sign(cert, key, EVP_sha256());
-  SSL_CTX_use_certificate(ctx.get(), cert);
-  SSL_CTX_use_PrivateKey(ctx.get(), key);
-  X509_free(cert);
-  EVP_PKEY_free(key);
+  EXPECT_TRUE(UseSelfSignedCertificate(ctx.get(), "bio.test").ok());
   return ctx;
 }
 
