@@ -26,6 +26,7 @@ namespace {
 
 using salvo::queue::CampaignSpec;
 using salvo::queue::Completion;
+using salvo::queue::DomainBatch;
 using salvo::queue::LeaseLimits;
 using salvo::queue::Spool;
 
@@ -124,6 +125,16 @@ void BM_LoadCsv(benchmark::State& state) {
 }
 BENCHMARK(BM_LoadCsv)->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// Every leased recipient as delivered with a 250.
+void DeliveredCompletions(const std::vector<DomainBatch>& batches, std::vector<Completion>* done) {
+  salvo::smtp::Outcome ok;
+  ok.disposition = salvo::smtp::Disposition::kDelivered;
+  ok.reply = {250, "2.0.0", "ok"};
+  done->clear();
+  for (const auto& b : batches)
+    for (const auto& r : b.recipients) done->push_back({r.campaign, r.id, ok});
+}
+
 // Lease in batches of 1000 (100 per domain), complete them all in one batch.
 // One lease and one completion are two recipient transitions.
 void BM_LeaseComplete(benchmark::State& state) {
@@ -138,9 +149,6 @@ void BM_LeaseComplete(benchmark::State& state) {
   LeaseLimits limits;
   limits.max_per_domain = 100;
   limits.max_total = 1000;
-  salvo::smtp::Outcome ok;
-  ok.disposition = salvo::smtp::Disposition::kDelivered;
-  ok.reply = {250, "2.0.0", "ok"};
   size_t transitions = 0;
   std::vector<Completion> done;
   const absl::Time now = absl::Now() + absl::Hours(1);
@@ -150,9 +158,7 @@ void BM_LeaseComplete(benchmark::State& state) {
       state.SkipWithError("lease failed");
       break;
     }
-    done.clear();
-    for (auto& b : *batches)
-      for (auto& r : b.recipients) done.push_back({r.campaign, r.id, ok});
+    DeliveredCompletions(*batches, &done);
     if (done.empty()) {
       // Drained: load another campaign outside the timing.
       state.PauseTiming();
@@ -186,9 +192,6 @@ void BM_LeaseCompleteProgression(benchmark::State& state) {
   const size_t n = BenchSize();
   constexpr size_t kSlices = 10;
   std::string dir = BenchDir() + "/progression";
-  salvo::smtp::Outcome ok;
-  ok.disposition = salvo::smtp::Disposition::kDelivered;
-  ok.reply = {250, "2.0.0", "ok"};
   LeaseLimits limits;
   limits.max_per_domain = 1000;
   limits.max_total = 1000;
@@ -216,9 +219,7 @@ void BM_LeaseCompleteProgression(benchmark::State& state) {
         state.SkipWithError("lease failed");
         break;
       }
-      done.clear();
-      for (auto& b : *batches)
-        for (auto& r : b.recipients) done.push_back({r.campaign, r.id, ok});
+      DeliveredCompletions(*batches, &done);
       if (done.empty()) {
         state.SkipWithError("nothing leased before the end of the campaign");
         break;
