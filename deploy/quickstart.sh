@@ -45,7 +45,7 @@ case "${1:-}" in
       ctest --test-dir build-asan -L unit --no-tests=error --output-on-failure -j "$JOBS" --timeout 300
     if [ -x tests/fuzz/run.sh ]; then
       log "fuzzing (libFuzzer, clang, ASan+UBSan), bounded time"
-      tests/fuzz/run.sh "${SALVO_FUZZ_SECONDS:-30}"
+      tests/fuzz/run.sh "${SALVO_FUZZ_SECONDS:-20}"
     fi
     log "building (build/)"
     build build "${TEST_ARGS[@]}"
