@@ -1,21 +1,23 @@
 #include "dkim/alignment.h"
 
-#include "dkim/text.h"
+#include <libpsl.h>
 
-#include <array>
+#include "dkim/text.h"
 
 namespace salvo::dkim {
 namespace {
 
-// Multi-label public suffixes common in bulk mail. An approximation of the
-// Public Suffix List (which Salvo does not ship): a From domain under one of
-// these has a three-label organisational domain.
-constexpr std::array<std::string_view, 40> kMultiLabelSuffixes = {
-    "co.uk",  "org.uk", "ac.uk",  "gov.uk", "me.uk",  "ltd.uk", "plc.uk", "net.uk",
-    "com.au", "net.au", "org.au", "edu.au", "gov.au", "co.nz",  "org.nz", "net.nz",
-    "co.jp",  "ne.jp",  "or.jp",  "ac.jp",  "co.kr",  "or.kr",  "com.br", "net.br",
-    "com.cn", "net.cn", "org.cn", "com.mx", "com.ar", "com.tr", "co.in",  "net.in",
-    "co.za",  "com.sg", "com.hk", "com.tw", "co.il",  "com.pl", "co.id",  "com.my"};
+// The Public Suffix List, loaded once per process: the newest of the list
+// libpsl was built with and Debian's `publicsuffix` package
+// (/usr/share/publicsuffix). A loaded context is immutable, so every thread
+// may query it.
+const psl_ctx_t* PublicSuffixList() {
+  static const psl_ctx_t* psl = [] {
+    const psl_ctx_t* latest = psl_latest(nullptr);
+    return latest != nullptr ? latest : psl_builtin();
+  }();
+  return psl;
+}
 
 }  // namespace
 
@@ -46,17 +48,12 @@ absl::StatusOr<std::string> FromDomain(std::string_view from) {
 std::string OrganizationalDomain(std::string_view domain) {
   std::string d = text::ToLower(domain);
   while (!d.empty() && d.back() == '.') d.pop_back();
-  std::vector<std::string_view> labels = text::Split(d, '.');
-  if (labels.size() <= 2) return d;
-  const std::string last_two = text::Cat(labels[labels.size() - 2], ".", labels[labels.size() - 1]);
-  std::size_t keep = 2;
-  for (std::string_view s : kMultiLabelSuffixes) {
-    if (s == last_two) keep = 3;
-  }
-  if (labels.size() <= keep) return d;
-  return text::Join(
-      std::vector<std::string_view>(labels.end() - static_cast<std::ptrdiff_t>(keep), labels.end()),
-      ".");
+  const psl_ctx_t* psl = PublicSuffixList();
+  if (psl == nullptr) return d;
+  // The registrable domain: one label below the longest public suffix, ICANN
+  // and private sections alike (RFC 7489 3.2 with the whole list).
+  const char* reg = psl_registrable_domain(psl, d.c_str());
+  return reg != nullptr ? std::string(reg) : d;
 }
 
 absl::StatusOr<std::vector<const DkimKey*>> SelectKeysForFrom(const KeyStore& store,

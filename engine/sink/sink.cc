@@ -1,7 +1,9 @@
 #include "engine/sink/sink.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
@@ -111,6 +113,7 @@ std::string SinkStats::ToJson() const {
   j["recipients_delivered"] = recipients_delivered;
   j["rejected_421"] = rejected_421;
   j["dropped"] = dropped;
+  j["bare_line_endings"] = bare_line_endings;
   j["tls_sessions"] = tls_sessions;
   j["tls_resumed"] = tls_resumed;
   j["duplicate_recipients"] = duplicate_recipients;
@@ -156,6 +159,7 @@ struct ShardCounters {
   uint64_t recipients_delivered = 0;
   uint64_t rejected_421 = 0;
   uint64_t dropped = 0;
+  uint64_t bare_line_endings = 0;
   uint64_t tls_sessions = 0;
   uint64_t tls_resumed = 0;
   absl::flat_hash_map<std::string, DomainCounts> domains;
@@ -186,6 +190,9 @@ class Sink::Impl {
   bool TakeRateToken();
   void RecordDelivery(const std::string& address);
   uint64_t NextFileNumber() { return file_number_.fetch_add(1) + 1; }
+  // Saved files are numbered after the highest N.eml/N.env already in
+  // save_dir, so a second run never overwrites the first.
+  void StartNumberingAfter(uint64_t n) { file_number_.store(n); }
   SSL_CTX* tls_ctx() const { return tls_ctx_.get(); }
 
   std::vector<ListenAddress> bound_;
@@ -226,6 +233,7 @@ struct Connection final : public SessionPolicy {
   Verdict OnData() override;
   void OnMessage(const Envelope& envelope, std::string_view data, uint64_t size) override;
   bool OnStartTls() override;
+  void OnBareLineEnding() override;
 
   Shard* shard;
   int fd;
@@ -307,6 +315,7 @@ class Shard {
     s->recipients_delivered += c_.recipients_delivered;
     s->rejected_421 += c_.rejected_421;
     s->dropped += c_.dropped;
+    s->bare_line_endings += c_.bare_line_endings;
     s->tls_sessions += c_.tls_sessions;
     s->tls_resumed += c_.tls_resumed;
     for (const auto& [domain, d] : c_.domains) {
@@ -319,6 +328,11 @@ class Shard {
   }
 
   // --- Policy decisions, on the shard thread. ---
+  void OnBareLineEnding() {
+    absl::MutexLock lock(&mu_);
+    ++c_.bare_line_endings;
+  }
+
   Verdict OnMail(uint64_t messages_done) {
     const SinkOptions& o = sink_->options();
     if ((o.max_per_connection > 0 && messages_done >= o.max_per_connection) ||
@@ -532,26 +546,43 @@ class Shard {
   }
 
   void Save(const Envelope& env, std::string_view data) {
-    uint64_t n = sink_->NextFileNumber();
-    std::string base = absl::StrCat(sink_->options().save_dir, "/", n);
     std::string env_text = absl::StrCat("MAIL FROM:<", env.mail_from, ">\n");
     for (const std::string& r : env.recipients) absl::StrAppend(&env_text, "RCPT TO:<", r, ">\n");
     // Blocking writes on the ring thread: saving is a test feature, not a
     // throughput path. The .env is written last: its presence marks a
-    // complete pair.
-    if (!WriteFile(base + ".eml", data) || !WriteFile(base + ".env", env_text)) {
-      if (!save_error_logged_) {
-        SALVO_LOG(kError, "sink cannot save message to {}: {}", base, strerror(errno));
+    // complete pair. Files are created, never opened: O_EXCL|O_NOFOLLOW, so
+    // a symlink or file planted in the folder (the sink may run as root) is
+    // never followed or overwritten; such a number is skipped.
+    for (int tries = 0; tries < 100; ++tries) {
+      uint64_t n = sink_->NextFileNumber();
+      std::string base = absl::StrCat(sink_->options().save_dir, "/", n);
+      int err = WriteNewFile(base + ".eml", data);
+      if (err == EEXIST) continue;
+      if (err == 0) err = WriteNewFile(base + ".env", env_text);
+      if (err != 0 && !save_error_logged_) {
+        SALVO_LOG(kError, "sink cannot save message to {}: {}", base, strerror(err));
         save_error_logged_ = true;
       }
+      return;
     }
   }
 
-  static bool WriteFile(const std::string& path, std::string_view bytes) {
-    FILE* f = std::fopen(path.c_str(), "wb");
-    if (f == nullptr) return false;
-    bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
-    return std::fclose(f) == 0 && ok;
+  // 0 or an errno value. Mode 0600: saved mail is private.
+  static int WriteNewFile(const std::string& path, std::string_view bytes) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) return errno;
+    size_t done = 0;
+    while (done < bytes.size()) {
+      ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        int err = n < 0 ? errno : EIO;
+        ::close(fd);
+        return err;
+      }
+      done += static_cast<size_t>(n);
+    }
+    return ::close(fd) == 0 ? 0 : errno;
   }
 
   Sink::Impl* sink_;
@@ -577,6 +608,7 @@ void Connection::OnMessage(const Envelope& envelope, std::string_view data, uint
   shard->OnMessage(envelope, data, size);
 }
 bool Connection::OnStartTls() { return shard->OnStartTls(this); }
+void Connection::OnBareLineEnding() { shard->OnBareLineEnding(); }
 
 namespace {
 
@@ -614,6 +646,25 @@ absl::StatusOr<int> OpenListener(const ListenAddress& addr, uint16_t port) {
   return fd;
 }
 
+// The highest N of the files named N.eml or N.env in `dir` (0 if none).
+uint64_t HighestSavedNumber(const std::string& dir) {
+  uint64_t highest = 0;
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return 0;
+  while (dirent* e = ::readdir(d)) {
+    std::string_view name = e->d_name;
+    size_t dot = name.rfind('.');
+    if (dot == std::string_view::npos || dot == 0) continue;
+    std::string_view ext = name.substr(dot);
+    if (ext != ".eml" && ext != ".env") continue;
+    uint64_t n = 0;
+    auto [p, ec] = std::from_chars(name.data(), name.data() + dot, n);
+    if (ec == std::errc() && p == name.data() + dot) highest = std::max(highest, n);
+  }
+  ::closedir(d);
+  return highest;
+}
+
 uint16_t BoundPort(int fd) {
   sockaddr_storage ss{};
   socklen_t len = sizeof(ss);
@@ -633,6 +684,7 @@ absl::Status Sink::Impl::Start() {
   server_options_.hostname = options_.hostname;
   server_options_.max_message_size = options_.max_message_size;
   server_options_.keep_content = !options_.save_dir.empty();
+  if (!options_.save_dir.empty()) StartNumberingAfter(HighestSavedNumber(options_.save_dir));
   server_options_.starttls = options_.tls;
   if (options_.tls) {
     auto ctx = MakeServerTlsContext(options_.hostname, options_.tls_cert, options_.tls_key);

@@ -77,10 +77,11 @@ struct SinkStats {
   uint64_t recipients_bounced = 0;
   uint64_t recipients_deferred = 0;
   uint64_t recipients_delivered = 0;
-  uint64_t rejected_421 = 0;  // 421 replies (max-per-connection, max-rate)
-  uint64_t dropped = 0;       // connections dropped by --drop-rate
-  uint64_t tls_sessions = 0;  // STARTTLS handshakes completed
-  uint64_t tls_resumed = 0;   // of which resumed a session (ticket)
+  uint64_t rejected_421 = 0;       // 421 replies (max-per-connection, max-rate)
+  uint64_t dropped = 0;            // connections dropped by --drop-rate
+  uint64_t bare_line_endings = 0;  // sessions ended with 521 for a bare CR or LF (smuggling)
+  uint64_t tls_sessions = 0;       // STARTTLS handshakes completed
+  uint64_t tls_resumed = 0;        // of which resumed a session (ticket)
   // With track_duplicates: addresses delivered more than once, and the
   // number of deliveries beyond the first summed over them.
   uint64_t duplicate_recipients = 0;

@@ -54,6 +54,14 @@ bool ParsePath(std::string_view args, std::string_view prefix, std::string_view*
   return address->find_first_of(" <>\t") == std::string_view::npos;
 }
 
+// A complete command line (its '\n' included) ends in CRLF and holds no
+// other CR or LF. Returns "" when it does, else the offending "<CR>"/"<LF>".
+std::string_view BadLineEnding(std::string_view raw) {
+  if (raw.size() < 2 || raw[raw.size() - 2] != '\r') return "<LF>";
+  if (memchr(raw.data(), '\r', raw.size() - 2) != nullptr) return "<CR>";
+  return {};
+}
+
 bool ParseU64(std::string_view s, uint64_t* v) {
   if (s.empty()) return false;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *v);
@@ -95,11 +103,16 @@ ServerSession::Result ServerSession::Feed(std::string_view in, std::string* out)
           line_buf_.clear();
           out->append("500 5.5.2 Error: line too long\r\n");
         } else if (line_buf_.empty()) {
-          HandleLine(in.substr(0, n), out);
+          std::string_view line = in.substr(0, n);
+          if (std::string_view bad = BadLineEnding(line); !bad.empty())
+            return RejectBareLineEnding(bad, out), result_;
+          HandleLine(line, out);
         } else {
           line_buf_.append(in.substr(0, n));
           std::string line = std::move(line_buf_);
           line_buf_.clear();
+          if (std::string_view bad = BadLineEnding(line); !bad.empty())
+            return RejectBareLineEnding(bad, out), result_;
           HandleLine(line, out);
         }
         in.remove_prefix(n);
@@ -142,6 +155,16 @@ void ServerSession::Apply(Verdict v, std::string* out) {
     result_ = Result::kDropNow;
     mode_ = Mode::kDone;
   }
+}
+
+void ServerSession::RejectBareLineEnding(std::string_view what, std::string* out) {
+  policy_->OnBareLineEnding();
+  absl::StrAppend(out, "521 5.5.2 ", options_.hostname, " Error: bare ");
+  out->append(what);
+  out->append(" received; lines must end with <CR><LF>\r\n");
+  ResetTransaction();
+  result_ = Result::kCloseAfterSend;
+  mode_ = Mode::kDone;
 }
 
 void ServerSession::HandleLine(std::string_view raw, std::string* out) {
@@ -313,6 +336,7 @@ void ServerSession::HandleData(std::string* out) {
   out->append("354 End data with <CR><LF>.<CR><LF>\r\n");
   mode_ = Mode::kData;
   dot_ = DotState::kLineStart;
+  pending_cr_ = false;
   content_.clear();
   content_size_ = 0;
 }
@@ -355,18 +379,52 @@ void ServerSession::HandleBdat(std::string_view args, std::string* out) {
   }
 }
 
+// Dot-unstuffing with strict line endings: every LF must follow a CR and
+// every CR must precede an LF (the CR may end one read and its LF start the
+// next: pending_cr_). Two memchr passes per line keep the 20 KB body path cheap.
 size_t ServerSession::ConsumeData(std::string_view in, std::string* out) {
   size_t i = 0;
   while (i < in.size()) {
     switch (dot_) {
       case DotState::kInLine: {
+        if (pending_cr_) {  // the previous read ended with a CR
+          if (in[i] != '\n') {
+            RejectBareLineEnding("<CR>", out);
+            return in.size();
+          }
+          pending_cr_ = false;
+          AppendContent(in.substr(i, 1));
+          ++i;
+          dot_ = DotState::kLineStart;
+          break;
+        }
         const void* nl = memchr(in.data() + i, '\n', in.size() - i);
-        size_t end = nl == nullptr
-                         ? in.size()
-                         : static_cast<size_t>(static_cast<const char*>(nl) - in.data()) + 1;
-        AppendContent(in.substr(i, end - i));
-        i = end;
-        if (nl != nullptr) dot_ = DotState::kLineStart;
+        size_t stop = nl == nullptr ? in.size()
+                                    : static_cast<size_t>(static_cast<const char*>(nl) - in.data());
+        const void* cr = memchr(in.data() + i, '\r', stop - i);
+        size_t cr_at = cr == nullptr
+                           ? std::string_view::npos
+                           : static_cast<size_t>(static_cast<const char*>(cr) - in.data());
+        if (nl != nullptr) {
+          // The line's only CR must be the byte before its LF.
+          if (cr_at != stop - 1 || stop == i) {
+            RejectBareLineEnding(
+                cr_at != std::string_view::npos && cr_at < stop - 1 ? "<CR>" : "<LF>", out);
+            return in.size();
+          }
+          AppendContent(in.substr(i, stop + 1 - i));
+          i = stop + 1;
+          dot_ = DotState::kLineStart;
+        } else {
+          // No LF in this read: a CR may only be its last byte.
+          if (cr_at != std::string_view::npos && cr_at != in.size() - 1) {
+            RejectBareLineEnding("<CR>", out);
+            return in.size();
+          }
+          pending_cr_ = cr_at != std::string_view::npos;
+          AppendContent(in.substr(i));
+          i = in.size();
+        }
         break;
       }
       case DotState::kLineStart:
@@ -381,10 +439,9 @@ size_t ServerSession::ConsumeData(std::string_view in, std::string* out) {
         if (in[i] == '\r') {
           dot_ = DotState::kDotCr;
           ++i;
-        } else if (in[i] == '\n') {  // bare LF ending, accepted leniently
-          ++i;
-          FinishMessage(out);
-          return i;
+        } else if (in[i] == '\n') {  // "<LF>.<LF>"-style end: smuggling, never an end
+          RejectBareLineEnding("<LF>", out);
+          return in.size();
         } else {
           dot_ = DotState::kInLine;  // a leading dot is removed (RFC 5321 4.5.2)
         }
@@ -395,9 +452,8 @@ size_t ServerSession::ConsumeData(std::string_view in, std::string* out) {
           FinishMessage(out);
           return i;
         }
-        AppendContent("\r");
-        dot_ = DotState::kInLine;
-        break;
+        RejectBareLineEnding("<CR>", out);
+        return in.size();
     }
   }
   return i;
@@ -411,6 +467,7 @@ void ServerSession::AppendContent(std::string_view bytes) {
 void ServerSession::FinishMessage(std::string* out) {
   mode_ = Mode::kCommand;
   dot_ = DotState::kLineStart;
+  pending_cr_ = false;
   if (content_size_ > options_.max_message_size) {
     out->append("552 5.3.4 Error: message file too big\r\n");
   } else {

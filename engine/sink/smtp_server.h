@@ -9,6 +9,13 @@
 // arrives. DATA content is dot-unstuffed (RFC 5321 4.5.2) and streamed, so a
 // message split across reads at any byte is handled. BDAT (RFC 3030) chunks
 // are taken raw.
+//
+// Line endings are strict (RFC 5321 2.3.8, 4.1.1.4): CR and LF appear only
+// together as CRLF, in commands and in DATA content. A bare LF or bare CR ends
+// the session with 521 5.5.2 and nothing of the open transaction is accepted,
+// as Postfix's smtpd_forbid_bare_newline does: otherwise "<LF>.<LF>",
+// "<LF>.<CR><LF>" or "<CR>.<CR><LF>" could end DATA here while a strict MTA
+// further on reads the rest as a second, smuggled message.
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -49,6 +56,8 @@ class SessionPolicy {
   // in TLS): prepare a TLS session. false = TLS setup failed, the client
   // gets 454 4.7.0 and the session stays in plaintext.
   virtual bool OnStartTls() { return false; }
+  // A bare CR or LF was received; the session answers 521 and closes.
+  virtual void OnBareLineEnding() {}
 };
 
 struct ServerOptions {
@@ -104,6 +113,8 @@ class ServerSession {
   void FinishMessage(std::string* out);
   void ResetTransaction();
   void Apply(Verdict v, std::string* out);
+  // 521 for a bare CR or LF, then close; `what` is "<CR>" or "<LF>".
+  void RejectBareLineEnding(std::string_view what, std::string* out);
 
   const ServerOptions& options_;
   SessionPolicy* policy_;
@@ -118,6 +129,7 @@ class ServerSession {
   std::string content_;
   uint64_t content_size_ = 0;
   DotState dot_ = DotState::kLineStart;
+  bool pending_cr_ = false;  // DATA: the last byte read was a CR (its LF may come next read)
   uint64_t bdat_remaining_ = 0;
   bool bdat_last_ = false;
   bool bdat_started_ = false;

@@ -24,6 +24,40 @@ TEST(DkimAlignment, OrganizationalDomain) {
   EXPECT_EQ(OrganizationalDomain("news.shop.com.au"), "shop.com.au");
 }
 
+// The real Public Suffix List (libpsl), not a hand-made list: multi-label
+// ICANN suffixes beyond the 40 the old table knew, wildcard rules, and the
+// private section (a customer's subdomain of a hosting provider is its own
+// organisation, so mail from it must not align with the provider's key).
+TEST(DkimAlignment, OrganizationalDomainUsesThePublicSuffixList) {
+  EXPECT_EQ(OrganizationalDomain("mail.shop.co.uk"), "shop.co.uk");
+  EXPECT_EQ(OrganizationalDomain("news.brand.gov.uk"), "brand.gov.uk");
+  EXPECT_EQ(OrganizationalDomain("a.b.city.kawasaki.jp"), "city.kawasaki.jp");  // exception rule
+  EXPECT_EQ(OrganizationalDomain("x.y.example.kawasaki.jp"),
+            "y.example.kawasaki.jp");  // *.kawasaki.jp
+  EXPECT_EQ(OrganizationalDomain("shop.example.com.de"), "example.com.de");
+  // Private section: blogspot.com and github.io are public suffixes.
+  EXPECT_EQ(OrganizationalDomain("news.acme.github.io"), "acme.github.io");
+  EXPECT_EQ(OrganizationalDomain("mail.myblog.blogspot.com"), "myblog.blogspot.com");
+  // A public suffix itself has no registrable domain: itself.
+  EXPECT_EQ(OrganizationalDomain("co.uk"), "co.uk");
+}
+
+TEST(DkimAlignment, PrivateSuffixKeysDoNotAlignAcrossCustomers) {
+  KeyStore store;
+  DkimKey k;
+  k.domain = "acme.github.io";
+  k.selector = "s";
+  k.pkey.reset(EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519"));
+  k.type = KeyType::kEd25519;
+  ASSERT_TRUE(store.Add(std::move(k)).ok());
+  // A subdomain of acme.github.io aligns with acme's key ...
+  auto own = SelectKeysForFrom(store, "news@mail.acme.github.io");
+  ASSERT_TRUE(own.ok()) << own.status();
+  EXPECT_EQ((*own)[0]->domain, "acme.github.io");
+  // ... another github.io customer does not: github.io is a public suffix.
+  EXPECT_FALSE(SelectKeysForFrom(store, "news@evil.github.io").ok());
+}
+
 DkimKey FakeKey(std::string domain, std::string selector) {
   DkimKey k;
   k.domain = std::move(domain);

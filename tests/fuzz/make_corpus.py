@@ -56,3 +56,101 @@ sessions = [
 for flags, data in sessions:
     for split in (0, 5, 60):
         write("session", bytes([flags, split]) + data)
+
+# ---- dns_message: DNS answers as the resolver receives them. ----
+import struct
+
+
+def name(n):
+    out = b""
+    for label in n.split("."):
+        if label:
+            out += bytes([len(label)]) + label.encode()
+    return out + b"\x00"
+
+
+def dns(qname, qtype, answers=(), rcode=0, authority=(), flags=0x8180):
+    h = struct.pack(">HHHHHH", 0x1234, flags | rcode, 1, len(answers), len(authority), 0)
+    q = name(qname) + struct.pack(">HH", qtype, 1)
+    body = b""
+    for rr in list(answers) + list(authority):
+        rname, rtype, ttl, rdata = rr
+        body += name(rname) + struct.pack(">HHIH", rtype, 1, ttl, len(rdata)) + rdata
+    return h + q + body
+
+
+def mx(pref, host):
+    return struct.pack(">H", pref) + name(host)
+
+
+soa = name("ns.example") + name("host.example") + struct.pack(">IIIII", 1, 2, 3, 4, 300)
+dns_seeds = [
+    dns("example.org", 15, [("example.org", 15, 300, mx(10, "mx1.example.org")),
+                            ("example.org", 15, 300, mx(20, "mx2.example.org"))]),
+    dns("nullmx.example", 15, [("nullmx.example", 15, 60, mx(0, ""))]),
+    dns("gone.example", 15, rcode=3, authority=[("example", 6, 60, soa)]),
+    dns("servfail.example", 15, rcode=2),
+    dns("mx1.example.org", 1, [("mx1.example.org", 1, 30, bytes([127, 0, 0, 2]))]),
+    dns("mx1.example.org", 28, [("mx1.example.org", 28, 30, bytes(15) + b"\x01")]),
+    dns("alias.example", 15, [("alias.example", 5, 30, name("real.example")),
+                              ("real.example", 15, 30, mx(5, "mx.real.example"))]),
+    # A compression pointer to the question name, and a pointer loop.
+    dns("example.org", 15, [("example.org", 15, 300, struct.pack(">H", 10) + b"\xc0\x0c")]),
+    struct.pack(">HHHHHH", 1, 0x8180, 1, 1, 0, 0) + b"\xc0\x0c\x00\x0f\x00\x01",
+    dns("trunc.example", 15, flags=0x8380),
+]
+for d in dns_seeds:
+    write("dns_message", d)
+
+# ---- csv, template, config: the operator's files. ----
+DATA = os.path.join(HERE, "..", "data")
+for path in ("queue/recipients.csv",):
+    write("csv", open(os.path.join(DATA, path), "rb").read())
+for d in (b"email,first\r\na@example.org,Ann\r\n\"b@example.org\",\"Bo, \"\"the\"\" one\"\r\n",
+          b"\xef\xbb\xbfemail\n\nc@example.org\n",
+          b"email,note\n\"unterminated@example.org,x\n",
+          b"email,x\na@b,\xff\xfe\n"):
+    write("csv", d)
+for path in ("queue/message.eml",):
+    write("template", open(os.path.join(DATA, path), "rb").read())
+write("template", open(os.path.join(HERE, "..", "..", "deploy", "demo", "message.eml"), "rb").read())
+for d in (b"From: News <news@example.com>\r\nSubject: Hi {{first|friend}}\r\n\r\nHello {{first}}\r\n",
+          b"Subject: {{first}}\nMIME-Version: 1.0\nContent-Type: multipart/alternative; boundary=b\n\n"
+          b"--b\nContent-Type: text/plain\n\nplain {{x}}\n--b\nContent-Type: text/html\n"
+          b"Content-Transfer-Encoding: quoted-printable\n\n<p>{{x}}</p>\n--b--\n",
+          b"Subject: {{unclosed\n\nbody\n"):
+    write("template", d)
+write("config", open(os.path.join(HERE, "..", "..", "deploy", "salvo.example.toml"), "rb").read())
+for d in (b'data_dir = "/tmp/x"\nshards = 2\n[delivery]\nconnections_per_site = 0\n',
+          b'[[route]]\ndomain = "*"\nhosts = ["127.0.0.1:2525"]\n[dns]\ntimeout = "250ms"\n',
+          b'[delivery]\nshutdown_deadline = "9999999999999999d"\n',
+          b'[[dkim_key]]\ndomain = "example.com"\nselector = "s"\nkey_file = "k.pem"\n'):
+    write("config", d)
+
+# ---- sink_session: byte 0 = line limit and read split, byte 1 = policy flags. ----
+CLIENT = (b"EHLO client.example\r\nMAIL FROM:<a@example.org> SIZE=100\r\nRCPT TO:<b@x.example>\r\n"
+          b"RCPT TO:<cc@x.example>\r\nDATA\r\nSubject: s\r\n\r\n..dot\r\nbody\r\n.\r\n")
+for flags, data in [
+        (0x00, CLIENT + b"QUIT\r\n"),
+        (0x06, CLIENT * 3 + b"RSET\r\nNOOP\r\nVRFY x\r\nHELP\r\nQUIT\r\n"),
+        (0x01, CLIENT * 4),
+        (0x08, CLIENT),
+        (0x10, b"EHLO c\r\nSTARTTLS\r\nMAIL FROM:<injected@x>\r\n"),
+        (0x00, b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 5\r\nhelloBDAT 0 LAST\r\nQUIT\r\n"),
+        (0x00, b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\n.\nMAIL FROM:<e@f>\r\n"),
+        (0x00, b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r.\r\n"),
+        (0x00, b"HELO c\nMAIL FROM:<a@b>\n"),
+        (0x00, b"EHLO " + b"x" * 5000 + b"\r\nQUIT\r\n")]:
+    for split in (0, 3, 40):
+        write("sink_session", bytes([split, flags]) + data)
+
+# ---- admin_request: JSON request lines. ----
+for req in ({"op": "list"}, {"op": "status", "campaign": "1", "top": 5},
+            {"op": "status", "campaign": "nope", "top": -1},
+            {"op": "pause", "campaign": 1}, {"op": "resume", "campaign": "x"},
+            {"op": "cancel", "campaign": "99999999999999999999"},
+            {"op": "suppression_add", "emails": ["a@example.org", 5], "reason": "r"},
+            {"op": "suppression_remove", "emails": "a@example.org"},
+            {"op": "suppression_list", "limit": 10, "after": ""},
+            {"op": "frobnicate"}, {"nope": True}, [1, 2, 3]):
+    write("admin_request", json.dumps(req).encode())

@@ -1,6 +1,7 @@
 // salvo::sink::Sink run in-process over real loopback sockets (no external
 // processes): pipelining, injection, save-dir, stats, duplicates, shutdown.
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
@@ -107,6 +108,65 @@ TEST(SinkTest, PipelinedTransactionSavedWithEnvelope) {
   EXPECT_NE(json.find("\"messages\": 2"), std::string::npos) << json;
   EXPECT_NE(json.find("\"duplicate_recipients\": 2"), std::string::npos) << json;
   std::filesystem::remove_all(dir);
+}
+
+// --save-dir as root must never follow a planted symlink nor overwrite an
+// earlier run: files are created O_EXCL|O_NOFOLLOW with mode 0600, numbered
+// after the highest N.eml/N.env already there.
+TEST(SinkTest, SaveDirNeverFollowsSymlinksNorOverwrites) {
+  std::string dir = TempDir("savesafe");
+  std::string victim = dir + "-victim.txt";
+  {
+    std::ofstream(victim) << "precious";
+    std::ofstream(dir + "/1.eml") << "earlier run";
+    std::ofstream(dir + "/1.env") << "earlier env";
+  }
+  // A planted link where the next number would go.
+  ASSERT_EQ(symlink(victim.c_str(), (dir + "/2.eml").c_str()), 0);
+  SinkOptions o = Loopback(1);
+  o.save_dir = dir;
+  Sink sink(o);
+  ASSERT_TRUE(sink.Start().ok());
+  RawClient c;
+  ASSERT_TRUE(c.Connect("127.0.0.1", sink.Bound()[0].port));
+  EXPECT_EQ(c.ReadReplies(1), (std::vector<int>{220}));
+  ASSERT_TRUE(
+      c.Send("EHLO c\r\nMAIL FROM:<s@example.org>\r\nRCPT TO:<a@one.example>\r\nDATA\r\n"
+             "Subject: new\r\n\r\nnew body\r\n.\r\nQUIT\r\n"));
+  EXPECT_EQ(c.ReadReplies(6), (std::vector<int>{250, 250, 250, 354, 250, 221}));
+  sink.Stop();
+  EXPECT_EQ(ReadFile(victim), "precious");
+  EXPECT_EQ(ReadFile(dir + "/1.eml"), "earlier run");
+  // Numbering starts after the highest existing file (the planted 2.eml), so
+  // the new message is 3.eml; the link is left alone.
+  EXPECT_EQ(ReadFile(dir + "/3.eml"), "Subject: new\r\n\r\nnew body\r\n");
+  struct stat st {};
+  ASSERT_EQ(lstat((dir + "/3.eml").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(lstat((dir + "/2.eml").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISLNK(st.st_mode));
+  std::filesystem::remove_all(dir);
+  std::filesystem::remove(victim);
+}
+
+// The same through a real socket: a bare-LF end of DATA gets 521, the
+// smuggled second message is never accepted, and the stats count it.
+TEST(SinkTest, BareLfSmugglingRejectedOverTheWire) {
+  SinkOptions o = Loopback(1);
+  Sink sink(o);
+  ASSERT_TRUE(sink.Start().ok());
+  RawClient c;
+  ASSERT_TRUE(c.Connect("127.0.0.1", sink.Bound()[0].port));
+  EXPECT_EQ(c.ReadReplies(1), (std::vector<int>{220}));
+  ASSERT_TRUE(
+      c.Send("EHLO c\r\nMAIL FROM:<s@example.org>\r\nRCPT TO:<a@one.example>\r\nDATA\r\n"
+             "Subject: one\r\n\r\nbody\n.\nMAIL FROM:<x@example.org>\r\nRCPT TO:<b@one.example>\r\n"
+             "DATA\r\nSubject: smuggled\r\n\r\nhi\r\n.\r\nQUIT\r\n"));
+  EXPECT_EQ(c.ReadReplies(5), (std::vector<int>{250, 250, 250, 354, 521}));
+  sink.Stop();
+  SinkStats s = sink.Stats();
+  EXPECT_EQ(s.messages, 0u);
+  EXPECT_EQ(s.bare_line_endings, 1u);
 }
 
 TEST(SinkTest, BounceAndDeferSharesWithinSamplingError) {

@@ -30,8 +30,10 @@ class RecordingPolicy : public SessionPolicy {
   std::vector<Envelope> envelopes;
   std::vector<std::string> contents;
   std::vector<uint64_t> sizes;
+  void OnBareLineEnding() override { ++bare; }
   uint64_t max_per_conn = 0;
   bool drop = false;
+  int bare = 0;
 };
 
 // Reply codes (first three chars of each final reply line) in `out`.
@@ -163,6 +165,72 @@ TEST(SmtpServerTest, SizeLimits) {
       &out);
   EXPECT_EQ(Codes(out), (std::vector<std::string>{"250", "552", "250", "250", "354", "552"}));
   EXPECT_TRUE(f.policy.envelopes.empty());
+}
+
+// SMTP smuggling (RFC 5321 2.3.8, 4.1.1.4): each of these sequences ends DATA
+// for a lenient server while a strict one reads on, so a second message
+// hidden in the body would be delivered by one and not the other. Every one
+// is refused with 521, the session closes, and nothing is accepted — whether
+// the bytes come in one read or one byte at a time.
+TEST(SmtpServerTest, SmugglingSequencesInDataAreRejected) {
+  const std::string head =
+      "EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<x@y.example>\r\nDATA\r\nSubject: "
+      "s\r\n\r\nbody";
+  const std::string smuggled =
+      "MAIL FROM:<ceo@bank.example>\r\nRCPT TO:<victim@y.example>\r\nDATA\r\n"
+      "Subject: smuggled\r\n\r\nsend money\r\n.\r\n";
+  for (const std::string seq : {"\n.\n", "\n.\r\n", "\r.\r\n", "\r\n.\n", "\r\n.\r"}) {
+    for (bool bytewise : {false, true}) {
+      Fixture f;
+      std::string out;
+      std::string in = head + seq + smuggled + "QUIT\r\n";
+      ServerSession::Result r = ServerSession::Result::kContinue;
+      if (bytewise) {
+        for (char ch : in) {
+          r = f.session.Feed(std::string_view(&ch, 1), &out);
+          if (r != ServerSession::Result::kContinue) break;
+        }
+      } else {
+        r = f.session.Feed(in, &out);
+      }
+      SCOPED_TRACE(testing::Message() << "sequence " << testing::PrintToString(seq)
+                                      << (bytewise ? " byte by byte" : " in one read"));
+      EXPECT_EQ(r, ServerSession::Result::kCloseAfterSend);
+      EXPECT_EQ(Codes(out), (std::vector<std::string>{"250", "250", "250", "354", "521"}));
+      EXPECT_TRUE(f.policy.envelopes.empty()) << "a message was accepted";
+      EXPECT_EQ(f.policy.bare, 1);
+    }
+  }
+}
+
+TEST(SmtpServerTest, BareLineEndingsInCommandsAreRejected) {
+  for (const std::string cmd : {"EHLO c\n", "EHLO c\r\nNOOP\n", "EHLO c\rNOOP\r\n"}) {
+    Fixture f;
+    std::string out;
+    EXPECT_EQ(f.session.Feed(cmd + "QUIT\r\n", &out), ServerSession::Result::kCloseAfterSend)
+        << testing::PrintToString(cmd);
+    EXPECT_EQ(Codes(out).back(), "521") << out;
+    EXPECT_EQ(out.find("221"), std::string::npos) << "QUIT after the 521 was answered";
+  }
+}
+
+TEST(SmtpServerTest, CrlfSplitAcrossReadsAndBareCrInContentRules) {
+  // A CR at the end of one read and its LF at the start of the next is fine.
+  Fixture f;
+  std::string out;
+  f.session.Feed("EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\nDATA\r\nline one\r", &out);
+  f.session.Feed("\nline two\r", &out);
+  f.session.Feed("\n.\r", &out);
+  f.session.Feed("\n", &out);
+  EXPECT_EQ(Codes(out), (std::vector<std::string>{"250", "250", "250", "354", "250"}));
+  ASSERT_EQ(f.policy.contents.size(), 1u);
+  EXPECT_EQ(f.policy.contents[0], "line one\r\nline two\r\n");
+  // A CR not followed by LF inside a line is refused too.
+  Fixture g;
+  out.clear();
+  g.session.Feed("EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\nDATA\r\nab\rcd\r\n.\r\n", &out);
+  EXPECT_EQ(Codes(out).back(), "521");
+  EXPECT_TRUE(g.policy.envelopes.empty());
 }
 
 TEST(SmtpServerTest, DomainOfLowercases) {
