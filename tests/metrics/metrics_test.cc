@@ -14,6 +14,8 @@
 #include <sstream>
 #include <thread>
 
+#include "engine/config/config.h"
+
 namespace salvo::metrics {
 namespace {
 
@@ -166,6 +168,14 @@ TEST(MetricsTest, DomainLabelsAreTheListedDomainsElseOther) {
        {"gmail.com", "googlemail.com", "yahoo.com", "outlook.com", "hotmail.com", "live.com",
         "icloud.com", "aol.com", "gmx.de", "web.de", "mail.ru", "yandex.ru", "qq.com"})
     EXPECT_NE(defaults.Resolve(d).index, 0) << d;
+}
+
+// deploy/salvo.example.toml shows the built-in domain list as the default.
+TEST(MetricsTest, ExampleConfigShowsTheBuiltInDomainList) {
+  auto c = config::LoadConfig(SALVO_SOURCE_DIR "/deploy/salvo.example.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_TRUE(c->metrics.domains.has_value());
+  EXPECT_EQ(*c->metrics.domains, DefaultLabelledDomains());
 }
 
 TEST(MetricsTest, TheNewestCampaignsKeepTheirLabelsOlderOnesDropOut) {
@@ -361,7 +371,7 @@ TEST(MetricsTest, HundredThousandDomainsGiveFewerThan500Series) {
   }
   EXPECT_EQ(seen_domains.size(), DefaultLabelledDomains().size() + 1);
   EXPECT_EQ(registry.RecipientCount(RecipientEvent::kDelivered, "big", "other"), 100000u);
-  std::printf("100,041 domains: %zu series in the scrape\n", series);
+  std::printf("%zu distinct domains: %zu series in the scrape\n", domains.size(), series);
 }
 
 // Shard threads count labelled outcomes while a scraper reads: every count
