@@ -377,6 +377,10 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
       uint64_t share = labelled[static_cast<int>(info.event)];
       if (total > share) AddCounter(&fam, {}, static_cast<double>(total - share));
     }
+    // Nothing counted yet: one zero series, so rate() has a start point
+    // before the first count (Prometheus loses what a series had at its
+    // first scrape).
+    if (fam.metric.empty()) AddCounter(&fam, {}, 0);
     families.push_back(std::move(fam));
   }
 
@@ -416,10 +420,11 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
     }
     uint64_t opened_plain = plain[static_cast<int>(Counter::kSessionsOpened)];
     uint64_t failed_plain = plain[static_cast<int>(Counter::kConnectFailures)];
-    if (opened_plain > opened_labelled)
-      AddCounter(&fo, {}, static_cast<double>(opened_plain - opened_labelled));
-    if (failed_plain > failed_labelled)
-      AddCounter(&ff, {}, static_cast<double>(failed_plain - failed_labelled));
+    if (opened_plain > opened_labelled || fo.metric.empty())
+      AddCounter(&fo, {}, static_cast<double>(opened_plain - std::min(opened_plain, opened_labelled)));
+    if (failed_plain > failed_labelled || ff.metric.empty())
+      AddCounter(&ff, {}, static_cast<double>(failed_plain - std::min(failed_plain, failed_labelled)));
+    if (fg.metric.empty()) AddGauge(&fg, {}, 0);
     families.push_back(std::move(fo));
     families.push_back(std::move(ff));
     families.push_back(std::move(fg));
