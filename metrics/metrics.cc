@@ -421,9 +421,11 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
     uint64_t opened_plain = plain[static_cast<int>(Counter::kSessionsOpened)];
     uint64_t failed_plain = plain[static_cast<int>(Counter::kConnectFailures)];
     if (opened_plain > opened_labelled || fo.metric.empty())
-      AddCounter(&fo, {}, static_cast<double>(opened_plain - std::min(opened_plain, opened_labelled)));
+      AddCounter(&fo, {},
+                 static_cast<double>(opened_plain - std::min(opened_plain, opened_labelled)));
     if (failed_plain > failed_labelled || ff.metric.empty())
-      AddCounter(&ff, {}, static_cast<double>(failed_plain - std::min(failed_plain, failed_labelled)));
+      AddCounter(&ff, {},
+                 static_cast<double>(failed_plain - std::min(failed_plain, failed_labelled)));
     if (fg.metric.empty()) AddGauge(&fg, {}, 0);
     families.push_back(std::move(fo));
     families.push_back(std::move(ff));
