@@ -2,6 +2,9 @@
 #include "queue/strings.h"
 
 #include <arpa/inet.h>
+#include <idn2.h>
+
+#include <cstdlib>
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
@@ -157,6 +160,23 @@ absl::Status CheckDomain(std::string_view domain) {
   return absl::OkStatus();
 }
 
+// A domain with U-labels becomes its A-label form (IDNA2008 with the UTS #46
+// mapping, so "Bücher.Example" and "bücher.example" are one domain).
+absl::Status ToALabels(std::string* domain) {
+  bool ascii = true;
+  for (unsigned char c : *domain) ascii &= c < 0x80;
+  if (ascii || domain->front() == '[') return absl::OkStatus();
+  char* out = nullptr;
+  int rc = idn2_to_ascii_8z(domain->c_str(), &out, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL);
+  if (rc != IDN2_OK) {
+    return absl::InvalidArgumentError(
+        Cat("internationalised domain is not valid IDNA2008: ", idn2_strerror(rc)));
+  }
+  domain->assign(out);
+  idn2_free(out);
+  return CheckDomain(*domain);  // the A-label form obeys the same length rules
+}
+
 }  // namespace
 
 absl::StatusOr<Address> ParseAddress(std::string_view text) {
@@ -175,6 +195,7 @@ absl::StatusOr<Address> ParseAddress(std::string_view text) {
   if (absl::Status s = CheckLocal(a.local); !s.ok()) return s;
   if (absl::Status s = CheckDomain(domain); !s.ok()) return s;
   a.domain = Lower(domain);
+  if (absl::Status s = ToALabels(&a.domain); !s.ok()) return s;
   return a;
 }
 

@@ -1,6 +1,11 @@
 #pragma once
 // Recipient address syntax (RFC 5321 Mailbox, with RFC 6531 UTF-8 and IDN
 // U-label domains allowed). Pure functions; no DNS.
+//
+// Internationalised domains are converted to their A-label (xn--) form here,
+// at load, with libidn2 (IDNA2008 + UTS #46 mapping): that is the form DNS is
+// asked for and RCPT TO carries, so a server without SMTPUTF8 still accepts
+// the mail when only the domain is non-ASCII.
 #include <string>
 #include <string_view>
 
@@ -10,7 +15,9 @@ namespace salvo::queue {
 
 struct Address {
   std::string local;   // as written (quoted local parts keep their quotes)
-  std::string domain;  // lower-cased (ASCII letters only; U-labels kept as UTF-8)
+  std::string domain;  // lower-cased ASCII; an internationalised domain in A-label form
+  // local@domain as it goes in RCPT TO (local part as written).
+  std::string Mailbox() const { return local + "@" + domain; }
   // local@domain: the form used for dedupe and the suppression list.
   std::string Normalized() const { return local + "@" + domain; }
 };

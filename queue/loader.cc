@@ -219,7 +219,7 @@ absl::StatusOr<LoadReport> Spool::Impl::Load(const CampaignSpec& spec, const Loa
       continue;
     }
     keys::RecipientRecord r;
-    r.email = std::string(Strip(row[email_col]));
+    r.email = a->Mailbox();  // the domain lower-cased, in A-label form
     r.domain = a->domain;
     r.queued_us = now_us;
     r.next_us = now_us;

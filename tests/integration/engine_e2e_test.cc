@@ -145,6 +145,29 @@ TEST(EngineE2E, RefusingMxHostFailsOverToTheNextByPreference) {
   EXPECT_EQ(third.Count("recipients_delivered"), 0u);
 }
 
+// An internationalised domain in the CSV reaches RCPT TO (and DNS) in its
+// A-label form, so a server without SMTPUTF8 takes it.
+TEST(EngineE2E, IdnRecipientDeliveredWithALabelRcptTo) {
+  TempDir dir;
+  std::filesystem::create_directories(dir / "saved");
+  Sink sink(dir, "idn", "127.0.0.9", {"--save-dir", dir / "saved"});
+  std::string cfg =
+      Config(dir, "[[route]]\ndomain = \"*\"\nhosts = [\"" + sink.hostport() + "\"]\n");
+  WriteFile(dir / "idn.csv",
+            "email\nuser@b\xc3\xbc"
+            "cher.example\n");
+  WriteFile(dir / "idn.eml", "From: news@sender.example\nSubject: IDN\n\nhello\n");
+  WriteFile(dir / "idn.toml",
+            "name = \"idn\"\ntemplate = \"idn.eml\"\nrecipients = \"idn.csv\"\n"
+            "from = \"news@sender.example\"\n");
+  RunResult r = RunSalvo(dir, {"send", dir / "idn.toml", "--config", cfg, "--json"});
+  ASSERT_EQ(r.code, 0) << r.err << r.out;
+  sink.Stop();
+  EXPECT_EQ(ReadFile(dir / "saved/1.env"),
+            "MAIL FROM:<news@sender.example>\nRCPT TO:<user@xn--bcher-kva.example>\n");
+  EXPECT_EQ(sink.Stats()["domains"].contains("xn--bcher-kva.example"), true) << sink.Stats().dump();
+}
+
 TEST(EngineE2E, AllMxHostsDownDefersEveryRecipientNoneLost) {
   TempDir dir;
   std::string cfg =

@@ -53,6 +53,30 @@ TEST(AddressTest, NormalizesOnlyTheDomainCase) {
   EXPECT_EQ(a->Normalized(), "Bob@example.com");
 }
 
+// Internationalised domains reach DNS and RCPT TO in A-label form.
+TEST(AddressTest, InternationalisedDomainsBecomeALabels) {
+  absl::StatusOr<Address> a = ParseAddress(
+      "user@b\xc3\xbc"
+      "cher.example");  // bücher.example
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->domain, "xn--bcher-kva.example");
+  EXPECT_EQ(a->Mailbox(), "user@xn--bcher-kva.example");
+  // Upper-case U-labels map to the same domain (UTS #46).
+  absl::StatusOr<Address> b = ParseAddress(
+      "user@B\xc3\x9c"
+      "CHER.example");  // BÜCHER.example
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->domain, "xn--bcher-kva.example");
+  // A non-ASCII local part stays as written (SMTPUTF8 then).
+  absl::StatusOr<Address> c = ParseAddress("j\xc3\xb6rg@m\xc3\xbcller.example");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->Mailbox(), "j\xc3\xb6rg@xn--mller-kva.example");
+  // Not valid IDNA2008 (a disallowed code point): refused with the reason.
+  absl::StatusOr<Address> bad = ParseAddress("user@\xe2\x98\x83.example");  // U+2603 snowman
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("IDNA2008"), std::string::npos) << bad.status();
+}
+
 TEST(AddressTest, Utf8Validation) {
   EXPECT_TRUE(IsValidUtf8("plain ascii"));
   EXPECT_TRUE(IsValidUtf8("h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80"));
