@@ -105,19 +105,12 @@ prometheus::ClientMetric::Label L(std::string_view name, std::string_view value)
   return {std::string(name), std::string(value)};
 }
 
-void AddCounter(prometheus::MetricFamily* f, std::vector<prometheus::ClientMetric::Label> labels,
-                double value) {
+// One sample of a counter or gauge family (the family's type decides which).
+void Add(prometheus::MetricFamily* f, std::vector<prometheus::ClientMetric::Label> labels,
+         double value) {
   prometheus::ClientMetric m;
   m.label = std::move(labels);
-  m.counter.value = value;
-  f->metric.push_back(std::move(m));
-}
-
-void AddGauge(prometheus::MetricFamily* f, std::vector<prometheus::ClientMetric::Label> labels,
-              double value) {
-  prometheus::ClientMetric m;
-  m.label = std::move(labels);
-  m.gauge.value = value;
+  (f->type == prometheus::MetricType::Gauge ? m.gauge.value : m.counter.value) = value;
   f->metric.push_back(std::move(m));
 }
 
@@ -325,7 +318,7 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
     prometheus::MetricFamily f = Family(CounterName(c), CounterHelp(c), MetricType::Counter);
     uint64_t sum = 0;
     for (const auto& shard : shards_) sum += shard->Get(c);
-    AddCounter(&f, {}, static_cast<double>(sum));
+    Add(&f, {}, static_cast<double>(sum));
     families.push_back(std::move(f));
   }
 
@@ -365,7 +358,7 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
             if (kFamilyInfo[ff].categorized)
               labels.push_back(L("category", smtp::CategoryName(static_cast<smtp::Category>(k))));
             if (kFamilyInfo[ff].phase) labels.push_back(L("phase", kFamilyInfo[ff].phase));
-            AddCounter(&fam, std::move(labels), static_cast<double>(v));
+            Add(&fam, std::move(labels), static_cast<double>(v));
           }
         }
       }
@@ -375,12 +368,12 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
     if (plain_counter != Counter::kCount) {
       uint64_t total = plain[static_cast<int>(plain_counter)];
       uint64_t share = labelled[static_cast<int>(info.event)];
-      if (total > share) AddCounter(&fam, {}, static_cast<double>(total - share));
+      if (total > share) Add(&fam, {}, static_cast<double>(total - share));
     }
     // Nothing counted yet: one zero series, so rate() has a start point
     // before the first count (Prometheus loses what a series had at its
     // first scrape).
-    if (fam.metric.empty()) AddCounter(&fam, {}, 0);
+    if (fam.metric.empty()) Add(&fam, {}, 0);
     families.push_back(std::move(fam));
   }
 
@@ -411,22 +404,18 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
         "salvo_smtp_sessions_open", "SMTP sessions open now, by destination", MetricType::Gauge);
     for (int d = 0; d < layout_.domains; ++d) {
       if (opened[d] > 0) {
-        AddCounter(&fo, {L("domain", domain_name(d))}, static_cast<double>(opened[d]));
-        AddGauge(&fg, {L("domain", domain_name(d))},
-                 static_cast<double>(std::max<int64_t>(0, open[d])));
+        Add(&fo, {L("domain", domain_name(d))}, static_cast<double>(opened[d]));
+        Add(&fg, {L("domain", domain_name(d))}, static_cast<double>(std::max<int64_t>(0, open[d])));
       }
-      if (failed[d] > 0)
-        AddCounter(&ff, {L("domain", domain_name(d))}, static_cast<double>(failed[d]));
+      if (failed[d] > 0) Add(&ff, {L("domain", domain_name(d))}, static_cast<double>(failed[d]));
     }
     uint64_t opened_plain = plain[static_cast<int>(Counter::kSessionsOpened)];
     uint64_t failed_plain = plain[static_cast<int>(Counter::kConnectFailures)];
     if (opened_plain > opened_labelled || fo.metric.empty())
-      AddCounter(&fo, {},
-                 static_cast<double>(opened_plain - std::min(opened_plain, opened_labelled)));
+      Add(&fo, {}, static_cast<double>(opened_plain - std::min(opened_plain, opened_labelled)));
     if (failed_plain > failed_labelled || ff.metric.empty())
-      AddCounter(&ff, {},
-                 static_cast<double>(failed_plain - std::min(failed_plain, failed_labelled)));
-    if (fg.metric.empty()) AddGauge(&fg, {}, 0);
+      Add(&ff, {}, static_cast<double>(failed_plain - std::min(failed_plain, failed_labelled)));
+    if (fg.metric.empty()) Add(&fg, {}, 0);
     families.push_back(std::move(fo));
     families.push_back(std::move(ff));
     families.push_back(std::move(fg));
@@ -440,7 +429,7 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
     for (int a = 0; a < kDkimAlgorithmCount; ++a) {
       uint64_t sum = 0;
       for (const auto& shard : shards_) sum += shard->dkim_[a].load(std::memory_order_relaxed);
-      AddCounter(&f, {L("algorithm", kNames[a])}, static_cast<double>(sum));
+      Add(&f, {L("algorithm", kNames[a])}, static_cast<double>(sum));
     }
     families.push_back(std::move(f));
   }
@@ -479,7 +468,7 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
         Family("salvo_jobs_in_flight",
                "Messages taken from the queue and not yet completed (delivery.in_flight_limit)",
                MetricType::Gauge);
-    AddGauge(&f, {}, static_cast<double>(jobs_in_flight_.load(std::memory_order_relaxed)));
+    Add(&f, {}, static_cast<double>(jobs_in_flight_.load(std::memory_order_relaxed)));
     families.push_back(std::move(f));
   }
   if (queue_source) {
@@ -489,7 +478,7 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
         "delivered, bounced, expired, suppressed, cancelled)",
         MetricType::Gauge);
     for (const auto& [key, n] : queue_cells)
-      AddGauge(&f, {L("campaign", key.first), L("state", key.second)}, static_cast<double>(n));
+      Add(&f, {L("campaign", key.first), L("state", key.second)}, static_cast<double>(n));
     families.push_back(std::move(f));
   }
   if (throttle_source) {
@@ -511,14 +500,14 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
                "1 while sending to the shaping key is suspended, else 0", MetricType::Gauge);
     for (size_t i = 0; i < throttles.size() && i < kMaxThrottleKeys; ++i) {
       const ThrottleSample& t = throttles[i];
-      AddGauge(&rate, {L("key", t.key)}, t.message_rate_limit);
-      AddGauge(&conns, {L("key", t.key)}, t.connection_limit);
-      AddGauge(&susp, {L("key", t.key)}, t.suspended ? 1 : 0);
+      Add(&rate, {L("key", t.key)}, t.message_rate_limit);
+      Add(&conns, {L("key", t.key)}, t.connection_limit);
+      Add(&susp, {L("key", t.key)}, t.suspended ? 1 : 0);
     }
     prometheus::MetricFamily total =
         Family("salvo_throttle_suspended_keys", "Shaping keys suspended now (all of them)",
                MetricType::Gauge);
-    AddGauge(&total, {}, static_cast<double>(suspended));
+    Add(&total, {}, static_cast<double>(suspended));
     families.push_back(std::move(rate));
     families.push_back(std::move(conns));
     families.push_back(std::move(susp));
