@@ -11,11 +11,12 @@ BUILD_PKGS=(
   libpsl-dev publicsuffix libidn2-dev
 )
 # Real peers the test suite talks to: Postfix (smtpd, smtp-source, smtp-sink),
-# swaks, aiosmtpd, dkimpy, OpenDKIM, unbound, clang for the fuzzers, openssl.
+# swaks, aiosmtpd, dkimpy, OpenDKIM, unbound, clang for the fuzzers, openssl,
+# Prometheus (promtool, and a real server scraping `salvo run` in the tests).
 TEST_PKGS=(
   postfix swaks libnet-ssleay-perl python3 python3-aiosmtpd python3-dkim
   opendkim opendkim-tools unbound dnsutils openssl clang-14 libclang-rt-14-dev
-  clang-format procps python3-seccomp
+  clang-format procps python3-seccomp prometheus python3-yaml
 )
 
 mode="${1:-all}"   # build | test | all
@@ -54,9 +55,10 @@ echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-# Debian starts unbound/opendkim as system services where an init runs; the
-# tests start their own instances on loopback ports, so stop any system ones.
-for svc in unbound opendkim postfix; do
+# Debian starts unbound/opendkim/prometheus as system services where an init
+# runs; the tests start their own instances on loopback ports, so stop any
+# system ones.
+for svc in unbound opendkim postfix prometheus; do
   $SUDO systemctl stop "$svc" >/dev/null 2>&1 || true
 done
 echo "bootstrap: done"

@@ -23,6 +23,7 @@
 #include <thread>
 
 #include "engine/cli/commands.h"
+#include "engine/cli/observability.h"
 #include "engine/common/log.h"
 #include "engine/config/config.h"
 #include "engine/delivery/engine.h"
@@ -46,6 +47,7 @@ struct RunArgs {
   // send
   std::string campaign_file;
   std::string name, template_path, recipients, from, dkim_domain;
+  std::string metrics_listen;
   bool strict = false;
   bool json = false;
 };
@@ -203,14 +205,21 @@ int Prepare(const RunArgs& a, CLI::App* cmd, Loaded* out) {
   return kExitOk;
 }
 
-// Runs the engine over the spool with the admin socket up. Returns the exit
-// code; *interrupted tells whether a signal ended it.
+// Runs the engine over the spool with the admin socket up and metrics served
+// on `metrics_listen` ("" = none; see StartObservability for `required`).
+// Returns the exit code; *finished tells whether the source finished.
 int RunEngine(Loaded& l, SignalWatcher& signals, delivery::SpoolSourceOptions so, bool progress,
+              const std::string& metrics_listen, bool metrics_required,
               delivery::EngineStats* stats_out, bool* finished) {
   so.shards = l.config.EffectiveShards();
   so.max_per_domain = static_cast<size_t>(l.config.queue.lease_batch);
   delivery::SpoolSource source(l.spool.get(), l.keys, so);
-  auto registry = std::make_shared<metrics::Registry>();
+  auto obs = StartObservability(l.config, metrics_listen, metrics_required, l.spool.get());
+  if (!obs.ok()) {
+    PrintError(S(obs.status().message()));
+    return kExitFailure;
+  }
+  metrics::Registry* registry = obs->registry.get();
   queue::AdminOptions admin_options;
   admin_options.validate_template = Validator();
   admin_options.socket_path = l.config.AdminSocketPath();
@@ -219,28 +228,19 @@ int RunEngine(Loaded& l, SignalWatcher& signals, delivery::SpoolSourceOptions so
     PrintError("admin socket: " + S(admin.status().message()));
     return kExitFailure;
   }
-  std::unique_ptr<prometheus::Exposer> exposer;
-  if (!l.config.metrics.listen.empty()) {
-    auto e = metrics::StartExposer(l.config.metrics.listen, registry);
-    if (!e.ok()) {
-      PrintError(S(e.status().message()));
-      return kExitFailure;
-    }
-    exposer = std::move(*e);
-  }
   delivery::EngineOptions eo;
   const bool tty = progress && isatty(STDERR_FILENO) == 1;
-  if (tty) {
-    eo.on_tick = [](const delivery::EngineStats& s) {
-      std::fprintf(stderr, "\rdelivered %llu  deferred %llu  bounced %llu  sessions %llu   ",
-                   static_cast<unsigned long long>(s.delivered),
-                   static_cast<unsigned long long>(s.deferred),
-                   static_cast<unsigned long long>(s.bounced),
-                   static_cast<unsigned long long>(s.open_sessions));
-      std::fflush(stderr);
-    };
-  }
-  auto engine = delivery::Engine::Create(l.config, &source, registry.get(), std::move(eo));
+  eo.on_tick = [tty, registry](const delivery::EngineStats& s) {
+    registry->SetJobsInFlight(s.jobs_in_flight);
+    if (!tty) return;
+    std::fprintf(stderr, "\rdelivered %llu  deferred %llu  bounced %llu  sessions %llu   ",
+                 static_cast<unsigned long long>(s.delivered),
+                 static_cast<unsigned long long>(s.deferred),
+                 static_cast<unsigned long long>(s.bounced),
+                 static_cast<unsigned long long>(s.open_sessions));
+    std::fflush(stderr);
+  };
+  auto engine = delivery::Engine::Create(l.config, &source, registry, std::move(eo));
   if (!engine.ok()) {
     PrintError(S(engine.status().message()));
     return kExitFailure;
@@ -250,6 +250,9 @@ int RunEngine(Loaded& l, SignalWatcher& signals, delivery::SpoolSourceOptions so
             (*engine)->shard_count(), l.config.data_dir, (*admin)->socket_path());
   absl::Status st = (*engine)->Run();
   signals.Stop();
+  // TODO(issue 14 wiring): the shards write obs->delivery_log; until then the
+  // file is opened (so a bad path fails at start-up) and stays empty.
+  if (obs->delivery_log) obs->delivery_log->Stop();
   if (tty) std::fprintf(stderr, "\r\033[K");
   (*admin)->Stop();
   *stats_out = (*engine)->Stats();
@@ -269,7 +272,8 @@ int DoRun(const RunArgs& a, CLI::App* cmd) {
   if (int rc = Prepare(a, cmd, &l); rc != kExitOk) return rc;
   delivery::EngineStats stats;
   bool finished = false;
-  int rc = RunEngine(l, signals, {}, false, &stats, &finished);
+  int rc = RunEngine(l, signals, {}, false, l.config.metrics.listen, l.config.metrics.listen_set,
+                     &stats, &finished);
   std::fprintf(stderr,
                "salvo run stopped: delivered %llu, deferred %llu, bounced %llu recipient "
                "attempt(s); %llu session(s)\n",
@@ -288,6 +292,14 @@ int DoSend(const RunArgs& a, CLI::App* cmd) {
       rc != kExitOk)
     return rc;
 
+  if (!a.metrics_listen.empty()) {
+    std::string host;
+    int port = 0;
+    if (!config::SplitHostPort(a.metrics_listen, 0, &host, &port).ok() || port == 0) {
+      PrintError("--metrics-listen: expected ADDR:PORT, got \"" + a.metrics_listen + "\"");
+      return kExitUsage;
+    }
+  }
   SignalWatcher signals;  // see DoRun
   Loaded l;
   if (int rc = Prepare(a, cmd, &l); rc != kExitOk) return rc;
@@ -317,7 +329,11 @@ int DoSend(const RunArgs& a, CLI::App* cmd) {
   rusage ru0{}, ru1{};
   getrusage(RUSAGE_SELF, &ru0);
   const unsigned long long rss_before = CurrentRssBytes();
-  int rc = RunEngine(l, signals, so, true, &stats, &finished);
+  // Metrics only when asked for: --metrics-listen, or metrics.listen in the file.
+  std::string listen = !a.metrics_listen.empty()     ? a.metrics_listen
+                       : l.config.metrics.listen_set ? l.config.metrics.listen
+                                                     : "";
+  int rc = RunEngine(l, signals, so, true, listen, true, &stats, &finished);
   getrusage(RUSAGE_SELF, &ru1);
   auto cpu = [](const rusage& r) {
     return r.ru_utime.tv_sec + r.ru_stime.tv_sec + (r.ru_utime.tv_usec + r.ru_stime.tv_usec) / 1e6;
@@ -397,6 +413,8 @@ void RegisterRunCommands(CLI::App& app, CommandContext& ctx) {
   send->add_option("--shards", send_args->shards, "Delivery threads (overrides the config)")
       ->check(CLI::Range(1, 256));
   send->add_flag("--json", send_args->json, "Print the summary as JSON");
+  send->add_option("--metrics-listen", send_args->metrics_listen,
+                   "Serve Prometheus metrics on ADDR:PORT while sending");
   send->callback([&ctx, send, send_args] { ctx.exit_code = DoSend(*send_args, send); });
 }
 

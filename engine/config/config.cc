@@ -172,6 +172,40 @@ class TableReader {
       out->push_back(*e.value<std::string>());
     }
   }
+  // Bytes: an integer, or a string with a binary unit ("512k", "64M", "1G").
+  void Bytes(std::string_view key, uint64_t* out) {
+    const toml::node* n = Get(key);
+    if (!n) return;
+    if (n->is_integer()) {
+      if (*n->value<int64_t>() < 0)
+        return Fail(n->source(), Cat("'", KeyName(key), "' must be >= 0"));
+      *out = static_cast<uint64_t>(*n->value<int64_t>());
+      return;
+    }
+    if (!n->is_string()) return WrongType(key, *n, "a size (bytes, or a string like \"512M\")");
+    std::string text = *n->value<std::string>();
+    uint64_t mult = 1;
+    if (!text.empty()) {
+      switch (text.back()) {
+        case 'k':
+        case 'K':
+          mult = 1ull << 10;
+          break;
+        case 'M':
+          mult = 1ull << 20;
+          break;
+        case 'G':
+          mult = 1ull << 30;
+          break;
+      }
+      if (mult > 1) text.pop_back();
+    }
+    uint64_t v;
+    if (!absl::SimpleAtoi(text, &v) || v > (UINT64_MAX >> 30))
+      return Fail(n->source(), Cat("'", KeyName(key), "' = \"", *n->value<std::string>(),
+                                   "\" is not a size (e.g. 1048576, \"512k\", \"64M\", \"1G\")"));
+    *out = v * mult;
+  }
   // A sub-table; returns nullptr if absent (or wrong type, with the error set).
   const toml::table* Table(std::string_view key) {
     const toml::node* n = Get(key);
@@ -467,6 +501,12 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
   if (const toml::table* t = root.Table("metrics")) {
     TableReader r(*t, "metrics", source_name, &status);
     r.String("listen", &cfg.metrics.listen);
+    cfg.metrics.listen_set = t->contains("listen");
+    if (t->contains("domains")) {
+      cfg.metrics.domains.emplace();
+      r.StringList("domains", &*cfg.metrics.domains);
+    }
+    r.Int("max_campaigns", &cfg.metrics.max_campaigns, 0, 100);
     r.RejectUnknown();
     if (status.ok() && !cfg.metrics.listen.empty()) {
       std::string host;
@@ -476,6 +516,37 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
         r.Fail(t->get("listen")->source(),
                Cat("[metrics] listen: expected \"addr:port\", got \"", cfg.metrics.listen, "\""));
     }
+    if (status.ok() && cfg.metrics.domains) {
+      const toml::node& where = *t->get("domains");
+      for (std::string& d : *cfg.metrics.domains) {
+        for (char& c : d) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        bool ok = !d.empty() && d.size() <= 253 && d != "other";
+        for (char c : d)
+          ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-');
+        if (!ok) {
+          r.Fail(where.source(),
+                 Cat("[metrics] domains: \"", d, "\" is not a domain name (ASCII, IDNs as xn--)"));
+          break;
+        }
+      }
+      // Each domain x campaign label pair has its own counters on every shard
+      // (about 460 bytes): keep that under ~10 MB per shard.
+      const size_t pairs = (cfg.metrics.domains->size() + 1) * (cfg.metrics.max_campaigns + 1);
+      if (status.ok() && (cfg.metrics.domains->size() > 1000 || pairs > 20000))
+        r.Fail(where.source(), Cat("[metrics] domains: ", cfg.metrics.domains->size(),
+                                   " domains with max_campaigns = ", cfg.metrics.max_campaigns,
+                                   ": at most 1000 domains and (domains + 1) x (max_campaigns + 1) "
+                                   "<= 20000 label pairs"));
+    }
+  }
+
+  if (const toml::table* t = root.Table("delivery_log")) {
+    TableReader r(*t, "delivery_log", source_name, &status);
+    r.String("path", &cfg.delivery_log.path);
+    r.Bytes("rotate_bytes", &cfg.delivery_log.rotate_bytes);
+    r.Duration("rotate_interval", &cfg.delivery_log.rotate_interval);
+    r.RejectUnknown();
+    resolve(&cfg.delivery_log.path);
   }
 
   if (const toml::table* t = root.Table("queue")) {

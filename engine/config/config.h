@@ -8,6 +8,7 @@
 // copied or read (never mutated) by the shards.
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -84,7 +85,21 @@ struct TlsConfig {
 };
 
 struct MetricsConfig {
-  std::string listen;  // "addr:port"; empty = no metrics endpoint
+  // Prometheus endpoint "addr:port"; "" = none. `salvo run` serves it;
+  // `salvo send` only with --metrics-listen or when the file sets it.
+  std::string listen = "127.0.0.1:9465";
+  bool listen_set = false;  // the file set `listen`
+  // `domain` label values; unset = the built-in list of the big mailbox
+  // providers (metrics::DefaultLabelledDomains), [] = every domain "other".
+  std::optional<std::vector<std::string>> domains;
+  int max_campaigns = 10;  // campaigns with their own `campaign` label
+};
+
+// The delivery log (engine/deliverylog): one JSON line per recipient outcome.
+struct DeliveryLogConfig {
+  std::string path;                    // "" = no delivery log
+  uint64_t rotate_bytes = 1ull << 30;  // rotate before a file grows past this; 0 = never
+  Seconds rotate_interval{3600.0};     // rotate a file this old; 0 = never
 };
 
 struct QueueConfig {
@@ -106,6 +121,7 @@ struct Config {
   DeliveryConfig delivery;
   TlsConfig tls;
   MetricsConfig metrics;
+  DeliveryLogConfig delivery_log;
   QueueConfig queue;
 
   // shards resolved against the CPU count (never 0).

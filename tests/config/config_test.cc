@@ -31,7 +31,13 @@ TEST(ConfigTest, EmptyFileGivesDefaults) {
   EXPECT_DOUBLE_EQ(c->delivery.shutdown_deadline.count(), 30.0);
   EXPECT_EQ(c->tls.mode, TlsMode::kOpportunistic);
   EXPECT_TRUE(c->routes.empty());
-  EXPECT_TRUE(c->metrics.listen.empty());
+  EXPECT_EQ(c->metrics.listen, "127.0.0.1:9465");
+  EXPECT_FALSE(c->metrics.listen_set);
+  EXPECT_FALSE(c->metrics.domains.has_value());
+  EXPECT_EQ(c->metrics.max_campaigns, 10);
+  EXPECT_TRUE(c->delivery_log.path.empty());
+  EXPECT_EQ(c->delivery_log.rotate_bytes, 1ull << 30);
+  EXPECT_DOUBLE_EQ(c->delivery_log.rotate_interval.count(), 3600.0);
   EXPECT_EQ(c->data_dir, "/etc/salvo-data");  // relative paths resolve against the file's folder
   EXPECT_EQ(c->AdminSocketPath(), "/etc/salvo-data/admin.sock");
 }
@@ -69,6 +75,12 @@ data_end = "1m"
 mode = "off"
 [metrics]
 listen = "127.0.0.1:9464"
+domains = ["Gmail.com", "example.org"]
+max_campaigns = 3
+[delivery_log]
+path = "log/delivery.jsonl"
+rotate_bytes = "64M"
+rotate_interval = "15m"
 [queue]
 lease_batch = 50
 )");
@@ -93,6 +105,12 @@ lease_batch = 50
   EXPECT_DOUBLE_EQ(c->delivery.timeouts.data_end.count(), 60.0);
   EXPECT_EQ(c->tls.mode, TlsMode::kOff);
   EXPECT_EQ(c->metrics.listen, "127.0.0.1:9464");
+  EXPECT_TRUE(c->metrics.listen_set);
+  EXPECT_EQ(c->metrics.domains, (std::vector<std::string>{"gmail.com", "example.org"}));
+  EXPECT_EQ(c->metrics.max_campaigns, 3);
+  EXPECT_EQ(c->delivery_log.path, "/etc/log/delivery.jsonl");
+  EXPECT_EQ(c->delivery_log.rotate_bytes, 64ull << 20);
+  EXPECT_DOUBLE_EQ(c->delivery_log.rotate_interval.count(), 900.0);
   EXPECT_EQ(c->queue.lease_batch, 50);
 }
 
@@ -140,6 +158,15 @@ TEST(ConfigTest, BadValues) {
   EXPECT_THAT(ErrorOf("[[dkim.keys]]\ndomain='a'\n"),
               HasSubstr("needs domain, selector and key_file"));
   EXPECT_THAT(ErrorOf("[metrics]\nlisten = 'nope'\n"), HasSubstr("expected \"addr:port\""));
+  EXPECT_EQ(ErrorOf("[metrics]\ndomains = [\"gmail.com\", \"bad domain\"]\n"),
+            "/etc/s.toml:2:11: [metrics] domains: \"bad domain\" is not a domain name (ASCII, "
+            "IDNs as xn--)");
+  EXPECT_THAT(ErrorOf("[metrics]\nmax_campaigns = 101\n"), HasSubstr("out of range [0, 100]"));
+  EXPECT_THAT(ErrorOf("[delivery_log]\nrotate_bytes = \"12X\"\n"),
+              HasSubstr("/etc/s.toml:2:16: 'delivery_log.rotate_bytes' = \"12X\" is not a size"));
+  EXPECT_THAT(ErrorOf("[delivery_log]\nrotate_bytes = -1\n"), HasSubstr("must be >= 0"));
+  EXPECT_THAT(ErrorOf("[delivery_log]\npaht = \"x\"\n"),
+              HasSubstr("unknown key 'paht' in [delivery_log]"));
   EXPECT_THAT(ErrorOf("[dns]\nservers = ['1.2.3.4:0']\n"), HasSubstr("[dns] servers"));
 }
 
@@ -169,6 +196,12 @@ TEST(ConfigTest, ExampleFileParsesToDefaults) {
   EXPECT_DOUBLE_EQ(c->delivery.timeouts.greeting.count(), d.delivery.timeouts.greeting.count());
   EXPECT_EQ(c->tls.mode, d.tls.mode);
   EXPECT_EQ(c->queue.lease_batch, d.queue.lease_batch);
+  EXPECT_EQ(c->metrics.listen, d.metrics.listen);
+  EXPECT_EQ(c->metrics.max_campaigns, d.metrics.max_campaigns);
+  EXPECT_EQ(c->delivery_log.path, d.delivery_log.path);
+  EXPECT_EQ(c->delivery_log.rotate_bytes, d.delivery_log.rotate_bytes);
+  EXPECT_DOUBLE_EQ(c->delivery_log.rotate_interval.count(), d.delivery_log.rotate_interval.count());
+  // metrics.domains: tests/metrics checks the example's list is the built-in one.
 }
 
 TEST(SplitHostPortTest, Forms) {
