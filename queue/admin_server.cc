@@ -1,13 +1,17 @@
 #include "queue/admin_server.h"
 #include "queue/strings.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -48,7 +52,109 @@ bool FillSockaddr(const std::string& path, sockaddr_un* addr) {
   return true;
 }
 
+// "host:port" / "[v6]:port" -> host, port text.
+bool SplitAddress(const std::string& address, std::string* host, std::string* port) {
+  if (!address.empty() && address.front() == '[') {
+    size_t close = address.find("]:");
+    if (close == std::string::npos) return false;
+    *host = address.substr(1, close - 1);
+    *port = address.substr(close + 2);
+  } else {
+    size_t colon = address.rfind(':');
+    if (colon == std::string::npos || address.find(':') != colon) return false;
+    *host = address.substr(0, colon);
+    *port = address.substr(colon + 1);
+  }
+  return !host->empty() && !port->empty();
+}
+
+struct AddrInfoDeleter {
+  void operator()(addrinfo* a) const { ::freeaddrinfo(a); }
+};
+using AddrInfoPtr = std::unique_ptr<addrinfo, AddrInfoDeleter>;
+
+absl::StatusOr<AddrInfoPtr> Resolve(const std::string& address, bool passive) {
+  std::string host, port;
+  if (!SplitAddress(address, &host, &port))
+    return absl::InvalidArgumentError(Cat("bad address '", address, "': expected host:port"));
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = passive ? AI_PASSIVE : 0;
+  addrinfo* res = nullptr;
+  if (int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &res); rc != 0)
+    return absl::UnavailableError(Cat("cannot resolve '", address, "': ", ::gai_strerror(rc)));
+  return AddrInfoPtr(res);
+}
+
+std::string FormatAddress(const sockaddr* sa) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (sa->sa_family == AF_INET) {
+    auto* in = reinterpret_cast<const sockaddr_in*>(sa);
+    ::inet_ntop(AF_INET, &in->sin_addr, buf, sizeof(buf));
+    return Cat(buf, ":", ntohs(in->sin_port));
+  }
+  auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
+  ::inet_ntop(AF_INET6, &in6->sin6_addr, buf, sizeof(buf));
+  return Cat("[", buf, "]:", ntohs(in6->sin6_port));
+}
+
+bool IsLoopback(const sockaddr* sa) {
+  if (sa->sa_family == AF_INET)
+    return (ntohl(reinterpret_cast<const sockaddr_in*>(sa)->sin_addr.s_addr) >> 24) == 127;
+  if (sa->sa_family == AF_INET6)
+    return IN6_IS_ADDR_LOOPBACK(&reinterpret_cast<const sockaddr_in6*>(sa)->sin6_addr);
+  return false;
+}
+
+// Constant time in the length of `want`: a wrong token gives no timing hint.
+bool TokenMatches(const std::string& got, const std::string& want) {
+  unsigned char diff = got.size() == want.size() ? 0 : 1;
+  for (size_t i = 0; i < want.size(); ++i)
+    diff |= static_cast<unsigned char>(want[i] ^ (i < got.size() ? got[i] : 0));
+  return diff == 0;
+}
+
+// Writes `request` as one line on a connected socket and reads one line back.
+absl::StatusOr<nlohmann::json> Exchange(int fd, const std::string& label,
+                                        const nlohmann::json& request, absl::Duration timeout) {
+  std::string out = request.dump() + "\n";
+  size_t off = 0;
+  while (off < out.size()) {
+    ssize_t w = ::send(fd, out.data() + off, out.size() - off, MSG_NOSIGNAL);
+    if (w <= 0) return absl::InternalError(Cat(label, ": send failed"));
+    off += static_cast<size_t>(w);
+  }
+  std::string buf;
+  char chunk[65536];
+  const absl::Time deadline = absl::Now() + timeout;
+  while (buf.find('\n') == std::string::npos) {
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration())
+      return absl::DeadlineExceededError(Cat(label, ": no answer from the engine in time"));
+    pollfd p{fd, POLLIN, 0};
+    int n =
+        ::poll(&p, 1, static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(left), 1000)));
+    if (n <= 0) continue;
+    ssize_t got = ::read(fd, chunk, sizeof(chunk));
+    if (got <= 0) return absl::InternalError(Cat(label, ": the engine closed the connection"));
+    buf.append(chunk, static_cast<size_t>(got));
+  }
+  nlohmann::json resp = nlohmann::json::parse(buf.substr(0, buf.find('\n')), nullptr, false);
+  if (resp.is_discarded() || !resp.is_object())
+    return absl::InternalError(Cat(label, ": the engine sent a malformed answer"));
+  return resp;
+}
+
 }  // namespace
+
+bool IsLoopbackAddress(const std::string& address) {
+  absl::StatusOr<AddrInfoPtr> ai = Resolve(address, /*passive=*/false);
+  if (!ai.ok()) return false;
+  for (const addrinfo* a = ai->get(); a != nullptr; a = a->ai_next)
+    if (!IsLoopback(a->ai_addr)) return false;
+  return true;
+}
 
 nlohmann::json CountsToJson(const StateCounts& counts) {
   nlohmann::json j = nlohmann::json::object();
@@ -93,6 +199,7 @@ nlohmann::json LoadReportToJson(const LoadReport& r) {
           {"duplicates", r.duplicates},
           {"suppressed", r.suppressed},
           {"invalid", r.invalid},
+          {"other_nodes", r.other_nodes},
           {"first_errors", r.first_errors},
           {"seconds", r.seconds}};
 }
@@ -177,6 +284,11 @@ nlohmann::json HandleAdminRequest(Spool& spool, const nlohmann::json& req,
       LoadOptions lo;
       lo.strict = req.value("strict", false);
       lo.validate_template = options.validate_template;
+      if (req.contains("node")) {
+        absl::StatusOr<NodeShare> node = ParseNodeShare(req["node"].get<std::string>());
+        if (!node.ok()) return Error(node.status());
+        lo.node = *node;
+      }
       absl::StatusOr<LoadReport> report = spool.LoadCampaign(*spec, lo);
       if (!report.ok()) return Error(report.status());
       return {{"ok", true}, {"report", LoadReportToJson(*report)}};
@@ -247,11 +359,46 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(Spool* spool,
     return absl::InternalError(Cat(path, ": cannot listen: ", std::strerror(err)));
   }
   ::chmod(path.c_str(), 0600);
-  return std::unique_ptr<AdminServer>(new AdminServer(spool, std::move(options), fd, path));
+  int tcp_fd = -1;
+  std::string tcp_address;
+  if (!options.tcp_listen.empty()) {
+    auto fail = [&](absl::Status why) {
+      ::close(fd);
+      ::unlink(path.c_str());
+      if (tcp_fd >= 0) ::close(tcp_fd);
+      return why;
+    };
+    absl::StatusOr<AddrInfoPtr> ai = Resolve(options.tcp_listen, /*passive=*/true);
+    if (!ai.ok()) return fail(ai.status());
+    const addrinfo* a = ai->get();
+    if (options.token.empty() && !IsLoopback(a->ai_addr))
+      return fail(absl::InvalidArgumentError(
+          Cat("admin listener ", options.tcp_listen,
+              " is not a loopback address: it needs a token (queue.admin_token_file)")));
+    tcp_fd = ::socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (tcp_fd < 0) return fail(absl::InternalError(Cat("socket: ", std::strerror(errno))));
+    int one = 1;
+    ::setsockopt(tcp_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (::bind(tcp_fd, a->ai_addr, a->ai_addrlen) != 0 || ::listen(tcp_fd, 16) != 0)
+      return fail(absl::UnavailableError(
+          Cat(options.tcp_listen, ": cannot listen: ", std::strerror(errno))));
+    sockaddr_storage bound{};
+    socklen_t len = sizeof(bound);
+    ::getsockname(tcp_fd, reinterpret_cast<sockaddr*>(&bound), &len);
+    tcp_address = FormatAddress(reinterpret_cast<sockaddr*>(&bound));
+  }
+  return std::unique_ptr<AdminServer>(
+      new AdminServer(spool, std::move(options), fd, path, tcp_fd, std::move(tcp_address)));
 }
 
-AdminServer::AdminServer(Spool* spool, AdminOptions options, int listen_fd, std::string path)
-    : spool_(spool), options_(std::move(options)), listen_fd_(listen_fd), path_(std::move(path)) {
+AdminServer::AdminServer(Spool* spool, AdminOptions options, int listen_fd, std::string path,
+                         int tcp_fd, std::string tcp_address)
+    : spool_(spool),
+      options_(std::move(options)),
+      listen_fd_(listen_fd),
+      path_(std::move(path)),
+      tcp_fd_(tcp_fd),
+      tcp_address_(std::move(tcp_address)) {
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -261,24 +408,28 @@ void AdminServer::Stop() {
   if (stop_.exchange(true)) return;
   if (thread_.joinable()) thread_.join();
   ::close(listen_fd_);
+  if (tcp_fd_ >= 0) ::close(tcp_fd_);
   ::unlink(path_.c_str());
 }
 
 void AdminServer::Run() {
   while (!stop_.load()) {
-    pollfd p{listen_fd_, POLLIN, 0};
-    int n = ::poll(&p, 1, 100);
+    pollfd p[2] = {{listen_fd_, POLLIN, 0}, {tcp_fd_, POLLIN, 0}};
+    int n = ::poll(p, tcp_fd_ >= 0 ? 2 : 1, 100);
     if (n <= 0) continue;
-    int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) continue;
-    Serve(fd);
-    ::close(fd);
+    for (int i = 0; i < 2; ++i) {
+      if (!(p[i].revents & POLLIN)) continue;
+      int fd = ::accept4(p[i].fd, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) continue;
+      Serve(fd, /*tcp=*/i == 1);
+      ::close(fd);
+    }
   }
 }
 
 // One client at a time: operator commands are rare and short, and a load
 // holds the client for its duration anyway.
-void AdminServer::Serve(int fd) {
+void AdminServer::Serve(int fd, bool tcp) {
   std::string buf;
   char chunk[4096];
   // A client that goes quiet for 30 s is dropped so it cannot hold the server.
@@ -296,9 +447,17 @@ void AdminServer::Serve(int fd) {
     while ((nl = buf.find('\n')) != std::string::npos) {
       nlohmann::json req = nlohmann::json::parse(buf.substr(0, nl), nullptr, false);
       buf.erase(0, nl + 1);
-      nlohmann::json resp = req.is_discarded()
-                                ? Error(absl::InvalidArgumentError("request is not valid JSON"))
-                                : HandleAdminRequest(*spool_, req, options_);
+      nlohmann::json resp;
+      if (req.is_discarded() || !req.is_object()) {
+        resp = Error(absl::InvalidArgumentError("request is not valid JSON"));
+      } else if (tcp && !options_.token.empty() &&
+                 !(req.contains("token") && req["token"].is_string() &&
+                   TokenMatches(req["token"].get<std::string>(), options_.token))) {
+        resp = Error(absl::PermissionDeniedError("missing or wrong admin token"));
+      } else {
+        req.erase("token");
+        resp = HandleAdminRequest(*spool_, req, options_);
+      }
       std::string out = resp.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
       out.push_back('\n');
       size_t off = 0;
@@ -330,41 +489,45 @@ absl::StatusOr<nlohmann::json> AdminCall(const std::string& socket_path,
     ::close(fd);
     return absl::UnavailableError(Cat("no engine listening on ", path, ": ", std::strerror(err)));
   }
-  std::string out = request.dump() + "\n";
-  size_t off = 0;
-  while (off < out.size()) {
-    ssize_t w = ::send(fd, out.data() + off, out.size() - off, MSG_NOSIGNAL);
-    if (w <= 0) {
-      ::close(fd);
-      return absl::InternalError(Cat(path, ": send failed"));
-    }
-    off += static_cast<size_t>(w);
-  }
-  std::string buf;
-  char chunk[65536];
-  const absl::Time deadline = absl::Now() + timeout;
-  while (buf.find('\n') == std::string::npos) {
-    const absl::Duration left = deadline - absl::Now();
-    if (left <= absl::ZeroDuration()) {
-      ::close(fd);
-      return absl::DeadlineExceededError(Cat(path, ": no answer from the engine in time"));
-    }
-    pollfd p{fd, POLLIN, 0};
-    int n =
-        ::poll(&p, 1, static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(left), 1000)));
-    if (n <= 0) continue;
-    ssize_t got = ::read(fd, chunk, sizeof(chunk));
-    if (got <= 0) {
-      ::close(fd);
-      return absl::InternalError(Cat(path, ": the engine closed the connection"));
-    }
-    buf.append(chunk, static_cast<size_t>(got));
-  }
+  absl::StatusOr<nlohmann::json> resp = Exchange(fd, path, request, timeout);
   ::close(fd);
-  nlohmann::json resp = nlohmann::json::parse(buf.substr(0, buf.find('\n')), nullptr, false);
-  if (resp.is_discarded() || !resp.is_object())
-    return absl::InternalError(Cat(path, ": the engine sent a malformed answer"));
   return resp;
+}
+
+absl::StatusOr<nlohmann::json> AdminCallTcp(const std::string& address, const std::string& token,
+                                            nlohmann::json request, absl::Duration timeout) {
+  absl::StatusOr<AddrInfoPtr> ai = Resolve(address, /*passive=*/false);
+  if (!ai.ok()) return ai.status();
+  if (!token.empty()) request["token"] = token;
+  const absl::Time deadline = absl::Now() + timeout;
+  std::string last_error = "no address";
+  for (const addrinfo* a = ai->get(); a != nullptr; a = a->ai_next) {
+    int fd = ::socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) return absl::InternalError(Cat("socket: ", std::strerror(errno)));
+    int rc = ::connect(fd, a->ai_addr, a->ai_addrlen);
+    if (rc != 0 && errno == EINPROGRESS) {
+      const int64_t ms = std::max<int64_t>(0, absl::ToInt64Milliseconds(deadline - absl::Now()));
+      pollfd p{fd, POLLOUT, 0};
+      int err = 0;
+      socklen_t len = sizeof(err);
+      if (::poll(&p, 1, static_cast<int>(std::min<int64_t>(ms, 60000))) == 1 &&
+          ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0)
+        rc = 0;
+      else
+        errno = err != 0 ? err : ETIMEDOUT;
+    }
+    if (rc != 0) {
+      last_error = std::strerror(errno);
+      ::close(fd);
+      continue;
+    }
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    absl::StatusOr<nlohmann::json> resp =
+        Exchange(fd, address, request, std::max(deadline - absl::Now(), absl::Seconds(1)));
+    ::close(fd);
+    return resp;
+  }
+  return absl::UnavailableError(Cat("no engine answers on ", address, ": ", last_error));
 }
 
 }  // namespace salvo::queue

@@ -37,6 +37,14 @@ struct AdminOptions {
   std::string socket_path;
   // Template check for loads (see LoadOptions::validate_template).
   TemplateValidator validate_template;
+  // Optional TCP listener "host:port" (port 0 = any; see tcp_address()) for
+  // tools on other machines or containers: `salvo fleet status`, `salvo
+  // health --admin ADDR`. With `token` set every request on it must carry
+  // "token": "<token>" (compared in constant time); without one, only a
+  // loopback address is accepted. The Unix socket never needs the token (its
+  // file mode 0600 is the access check).
+  std::string tcp_listen;
+  std::string token;
 };
 
 // Runs one request against a spool. Never throws; bad requests get ok=false.
@@ -55,16 +63,21 @@ class AdminServer {
   ~AdminServer();
   void Stop();
   const std::string& socket_path() const { return path_; }
+  // The TCP listener's bound "addr:port" ("" without one).
+  const std::string& tcp_address() const { return tcp_address_; }
 
  private:
-  AdminServer(Spool* spool, AdminOptions options, int listen_fd, std::string path);
+  AdminServer(Spool* spool, AdminOptions options, int listen_fd, std::string path, int tcp_fd,
+              std::string tcp_address);
   void Run();
-  void Serve(int fd);
+  void Serve(int fd, bool tcp);
 
   Spool* spool_;
   AdminOptions options_;
   int listen_fd_;
   std::string path_;
+  int tcp_fd_ = -1;
+  std::string tcp_address_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };
@@ -75,6 +88,16 @@ class AdminServer {
 absl::StatusOr<nlohmann::json> AdminCall(const std::string& socket_path,
                                          const nlohmann::json& request,
                                          absl::Duration timeout = absl::Minutes(10));
+
+// The same over TCP to another node's admin listener ("host:port"); `token`
+// is added to the request when not empty. kUnavailable when nothing listens
+// (or the connection cannot be made within the timeout).
+absl::StatusOr<nlohmann::json> AdminCallTcp(const std::string& address, const std::string& token,
+                                            nlohmann::json request,
+                                            absl::Duration timeout = absl::Seconds(10));
+
+// True for 127.0.0.0/8 and ::1 ("host:port" form; names are resolved).
+bool IsLoopbackAddress(const std::string& address);
 
 // JSON forms shared by the server and the CLI.
 nlohmann::json CountsToJson(const StateCounts& counts);

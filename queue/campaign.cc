@@ -3,6 +3,7 @@
 
 #include <toml++/toml.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -245,6 +246,50 @@ absl::StatusOr<CampaignSpec> ParseCampaignFile(const std::string& path) {
   if (absl::Status s = spec.retry.Validate(); !s.ok())
     return absl::InvalidArgumentError(Cat(path, ": ", s.message()));
   return spec;
+}
+
+// ---- Fleet shares ----------------------------------------------------------
+
+uint64_t NodeHash(std::string_view normalized_address) {
+  uint64_t h = 14695981039346656037ull;  // FNV-1a 64: specified, so stable everywhere
+  for (unsigned char c : normalized_address) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+bool NodeShare::Takes(std::string_view normalized_address) const {
+  if (whole()) return true;
+  return NodeHash(normalized_address) % count == index;
+}
+
+std::string NodeShare::ToString() const { return Cat(index, "/", count); }
+
+absl::StatusOr<NodeShare> ParseNodeShare(std::string_view text, std::string_view host_name) {
+  auto bad = [&](std::string_view why) {
+    return absl::InvalidArgumentError(
+        Cat("node share '", text, "': ", why, " (expected i/N with 0 <= i < N, or auto/N)"));
+  };
+  const size_t slash = text.find('/');
+  if (slash == std::string_view::npos) return bad("no '/'");
+  std::string_view index_text = text.substr(0, slash);
+  uint32_t index = 0, count = 0;
+  if (!absl::SimpleAtoi(std::string(text.substr(slash + 1)), &count) || count < 1 || count > 4096)
+    return bad("N must be 1..4096");
+  if (index_text == "auto") {
+    size_t end = host_name.size(), begin = end;
+    while (begin > 0 && std::isdigit(static_cast<unsigned char>(host_name[begin - 1]))) --begin;
+    if (begin == end)
+      return bad(Cat("auto: the host name '", host_name, "' does not end in a number"));
+    index_text = host_name.substr(begin);
+  }
+  if (!absl::SimpleAtoi(std::string(index_text), &index)) return bad("i is not a number");
+  if (index >= count) return bad("i must be less than N");
+  NodeShare share;
+  share.index = index;
+  share.count = count;
+  return share;
 }
 
 }  // namespace salvo::queue

@@ -109,12 +109,31 @@ struct LoadProgress {
   uint64_t rows = 0;
 };
 
+// A node's share of a campaign in a fleet ("--node i/N", fleet.node): node
+// `index` of `count` keeps the recipients whose normalized address hashes to
+// it, so N nodes loading the same file with 0/N .. N-1/N take every recipient
+// exactly once between them. The hash is FNV-1a 64 of the normalized address
+// (the form duplicates are detected on) modulo count: stable across
+// processes, machines and releases, so a node may be reloaded later.
+struct NodeShare {
+  uint32_t index = 0;
+  uint32_t count = 1;  // 1 = the whole list
+  bool whole() const { return count <= 1; }
+  bool Takes(std::string_view normalized_address) const;
+  std::string ToString() const;  // "i/N"
+};
+uint64_t NodeHash(std::string_view normalized_address);
+// Parses "i/N" (0 <= i < N, 1 <= N <= 4096). `auto/N` takes i from the
+// trailing number of `host_name` (a StatefulSet pod "salvo-2" is node 2).
+absl::StatusOr<NodeShare> ParseNodeShare(std::string_view text, std::string_view host_name = "");
+
 struct LoadOptions {
   bool strict = false;                  // an invalid address is fatal instead of skipped
   TemplateValidator validate_template;  // optional
   std::function<void(const LoadProgress&)> progress;  // optional, called every ~64k rows
   const std::atomic<bool>* interrupted = nullptr;     // optional: abort (and roll back) when set
   size_t max_reported_errors = 10;                    // invalid addresses listed in the report
+  NodeShare node;  // load only this node's share (default: every recipient)
 };
 
 struct LoadReport {
@@ -124,6 +143,7 @@ struct LoadReport {
   uint64_t duplicates = 0;
   uint64_t suppressed = 0;
   uint64_t invalid = 0;
+  uint64_t other_nodes = 0;  // valid, distinct addresses left to the other nodes (NodeShare)
   std::vector<std::string> first_errors;  // "file:line: invalid address 'x': why"
   double seconds = 0;
 };

@@ -218,6 +218,11 @@ absl::StatusOr<LoadReport> Spool::Impl::Load(const CampaignSpec& spec, const Loa
       ++report.duplicates;
       continue;
     }
+    // Fleet share: after dedupe, so duplicates count the same on every node.
+    if (!opts.node.Takes(normalized)) {
+      ++report.other_nodes;
+      continue;
+    }
     keys::RecipientRecord r;
     r.email = a->Mailbox();  // the domain lower-cased, in A-label form
     r.domain = a->domain;
@@ -256,7 +261,8 @@ absl::StatusOr<LoadReport> Spool::Impl::Load(const CampaignSpec& spec, const Loa
   if (report.rows == 0)
     return fail(absl::InvalidArgumentError(
         Cat(spec.recipients_path, ":2: no recipient rows after the header")));
-  if (report.accepted + report.suppressed == 0)
+  // A node's share of a small list may be empty: that is a valid (finished) campaign.
+  if (report.accepted + report.suppressed == 0 && report.other_nodes == 0)
     return fail(absl::InvalidArgumentError(Cat(spec.recipients_path, ": no valid recipient (",
                                                report.invalid, " invalid, ", report.duplicates,
                                                " duplicates)")));

@@ -46,6 +46,7 @@ std::string S(absl::string_view v) { return std::string(v.data(), v.size()); }
 struct Target {
   std::string data_dir;
   std::string socket;
+  std::string node;  // the config's fleet.node (SALVO_NODE)
 };
 
 struct CommonArgs {
@@ -57,16 +58,17 @@ struct CommonArgs {
 absl::StatusOr<Target> ResolveTarget(const CommonArgs& args) {
   Target t;
   t.data_dir = args.data_dir;
-  if (!args.config_file.empty()) {
 #ifdef SALVO_HAVE_CONFIG
-    absl::StatusOr<config::Config> cfg = config::LoadConfig(args.config_file);
-    if (!cfg.ok()) return cfg.status();
-    if (t.data_dir.empty()) t.data_dir = cfg->data_dir;
-    if (!cfg->queue.admin_socket.empty()) t.socket = cfg->queue.admin_socket;
+  // The file (if any), then the SALVO_* environment, then the flags.
+  absl::StatusOr<config::Config> cfg = LoadCliConfig(args.config_file);
+  if (!cfg.ok()) return cfg.status();
+  if (t.data_dir.empty()) t.data_dir = cfg->data_dir;
+  if (!cfg->queue.admin_socket.empty()) t.socket = cfg->queue.admin_socket;
+  t.node = cfg->fleet.node;
 #else
+  if (!args.config_file.empty())
     return absl::UnimplementedError("--config needs engine/config, not in this build");
 #endif
-  }
   if (t.data_dir.empty()) t.data_dir = "./salvo-data";
   if (t.socket.empty()) t.socket = queue::AdminSocketPath(t.data_dir);
   return t;
@@ -161,6 +163,7 @@ struct LoadArgs {
   CommonArgs common;
   std::string campaign_file;
   std::string name, template_path, recipients, from, dkim_domain;
+  std::string node;  // --node i/N
   bool strict = false;
 };
 
@@ -188,14 +191,20 @@ int RunLoad(const LoadArgs& a) {
     PrintError(S(target.status().message()));
     return kExitFailure;
   }
+  // This node's share of the list: --node, else fleet.node (SALVO_NODE).
+  queue::NodeShare node;
+  if (int rc = ResolveNodeShare(a.node.empty() ? target->node : a.node, &node); rc != kExitOk)
+    return rc;
   nlohmann::json request = {
       {"op", "load"}, {"spec", queue::SpecToJson(spec)}, {"strict", a.strict}};
+  if (!node.whole()) request["node"] = node.ToString();
   const bool tty = ::isatty(STDERR_FILENO) == 1;
   auto direct = [&](queue::Spool& spool) -> nlohmann::json {
     queue::LoadOptions lo;
     lo.strict = a.strict;
     lo.validate_template = Validator();
     lo.interrupted = &g_interrupted;
+    lo.node = node;
     if (tty) lo.progress = PrintProgress;
     struct sigaction sa {};
     sa.sa_handler = OnSignal;
@@ -227,6 +236,10 @@ int RunLoad(const LoadArgs& a) {
                      static_cast<unsigned long long>(rep.value("suppressed", uint64_t{0})),
                      static_cast<unsigned long long>(rep.value("invalid", uint64_t{0})),
                      rep.value("seconds", 0.0));
+        if (!node.whole())
+          std::fprintf(stderr, "node %s: %llu recipient(s) left to the other nodes\n",
+                       node.ToString().c_str(),
+                       static_cast<unsigned long long>(rep.value("other_nodes", uint64_t{0})));
         for (const auto& e : rep["first_errors"])
           std::fprintf(stderr, "  %s\n", e.get<std::string>().c_str());
         if (rep.value("invalid", uint64_t{0}) > rep["first_errors"].size())
@@ -407,6 +420,9 @@ void RegisterCampaignCommands(CLI::App& app, CommandContext& ctx) {
   load->add_option("--dkim-domain", load_args->dkim_domain, "Domain to sign with (d=)");
   load->add_flag("--strict", load_args->strict,
                  "Fail on the first invalid address instead of skipping it");
+  load->add_option("--node", load_args->node,
+                   "Fleet: keep only node i's share of N (i/N, or auto/N from the host name; "
+                   "default: the config's fleet.node)");
   AddCommon(load, &load_args->common);
   load->callback([&ctx, load_args] { ctx.exit_code = RunLoad(*load_args); });
 

@@ -8,6 +8,7 @@
 //   preview_command.cc   salvo campaign preview     (engine/message)
 //   run_commands.cc      salvo run, salvo send      (engine/delivery)
 //   bench_command.cc     salvo bench                (bench/)
+//   fleet_commands.cc    salvo health, salvo fleet status  (deploy/: a node of a fleet)
 //
 // Exit codes are the same everywhere: 0 ok, 1 runtime failure, 2 usage error.
 // Errors go to stderr as one line: "salvo: error: <what and where>".
@@ -15,6 +16,8 @@
 
 #include <string>
 #include <string_view>
+
+#include "absl/status/statusor.h"
 
 namespace salvo::cli {
 
@@ -42,6 +45,10 @@ struct CampaignFlags {
 }  // namespace salvo::cli
 namespace salvo::queue {
 struct CampaignSpec;
+struct NodeShare;
+}  // namespace salvo::queue
+namespace salvo::config {
+struct Config;
 }
 namespace salvo::cli {
 int CampaignSpecFromFlags(const CampaignFlags& flags, std::string_view who,
@@ -54,5 +61,15 @@ void RegisterCampaignCommands(CLI::App& app, CommandContext& ctx);
 void RegisterPreviewCommand(CLI::App& app, CommandContext& ctx);
 void RegisterRunCommands(CLI::App& app, CommandContext& ctx);
 void RegisterBenchCommand(CLI::App& app, CommandContext& ctx);
+void RegisterFleetCommands(CLI::App& app, CommandContext& ctx);
+
+// Fleet helpers (fleet_commands.cc). The node share "i/N" or "auto/N" (the
+// host name's trailing number); "" = the whole list. Errors are printed.
+int ResolveNodeShare(const std::string& text, queue::NodeShare* share);
+// The admin token: the first line of `path`, trimmed; never empty.
+absl::StatusOr<std::string> ReadTokenFile(const std::string& path);
+// The configuration of a CLI command: `config_file` ("" = the defaults) with
+// the SALVO_* environment applied (config::kEnvOverrides).
+absl::StatusOr<config::Config> LoadCliConfig(const std::string& config_file);
 
 }  // namespace salvo::cli

@@ -48,6 +48,7 @@ struct RunArgs {
   std::string campaign_file;
   std::string name, template_path, recipients, from, dkim_domain;
   std::string metrics_listen;
+  std::string node;  // send --node i/N
   bool strict = false;
   bool json = false;
 };
@@ -136,14 +137,13 @@ struct Loaded {
 // Config, io_uring check, data dir, spool, DKIM keys. Prints the error and
 // returns the exit code on failure.
 int Prepare(const RunArgs& a, CLI::App* cmd, Loaded* out) {
-  if (!a.config_file.empty()) {
-    auto cfg = config::LoadConfig(a.config_file);
-    if (!cfg.ok()) {
-      PrintError(S(cfg.status().message()));
-      return kExitFailure;
-    }
-    out->config = std::move(*cfg);
+  // The file (if any), then the SALVO_* environment, then the flags.
+  auto cfg = LoadCliConfig(a.config_file);
+  if (!cfg.ok()) {
+    PrintError(S(cfg.status().message()));
+    return kExitFailure;
   }
+  out->config = std::move(*cfg);
   if (!a.data_dir.empty()) out->config.data_dir = a.data_dir;
   if (a.shards > 0) out->config.shards = a.shards;
   // --log-level on the command line wins over the file.
@@ -223,6 +223,15 @@ int RunEngine(Loaded& l, SignalWatcher& signals, delivery::SpoolSourceOptions so
   queue::AdminOptions admin_options;
   admin_options.validate_template = Validator();
   admin_options.socket_path = l.config.AdminSocketPath();
+  admin_options.tcp_listen = l.config.queue.admin_listen;
+  if (!l.config.queue.admin_token_file.empty()) {
+    absl::StatusOr<std::string> token = ReadTokenFile(l.config.queue.admin_token_file);
+    if (!token.ok()) {
+      PrintError("queue.admin_token_file: " + S(token.status().message()));
+      return kExitFailure;
+    }
+    admin_options.token = std::move(*token);
+  }
   auto admin = queue::AdminServer::Start(l.spool.get(), admin_options);
   if (!admin.ok()) {
     PrintError("admin socket: " + S(admin.status().message()));
@@ -246,8 +255,9 @@ int RunEngine(Loaded& l, SignalWatcher& signals, delivery::SpoolSourceOptions so
     return kExitFailure;
   }
   signals.Start(engine->get());
-  SALVO_LOG(kInfo, "engine running: {} shard(s), data dir {}, admin socket {}",
-            (*engine)->shard_count(), l.config.data_dir, (*admin)->socket_path());
+  SALVO_LOG(kInfo, "engine running: {} shard(s), data dir {}, admin socket {}{}{}",
+            (*engine)->shard_count(), l.config.data_dir, (*admin)->socket_path(),
+            (*admin)->tcp_address().empty() ? "" : ", admin listener ", (*admin)->tcp_address());
   absl::Status st = (*engine)->Run();
   signals.Stop();
   // TODO(issue 14 wiring): the shards write obs->delivery_log; until then the
@@ -306,6 +316,9 @@ int DoSend(const RunArgs& a, CLI::App* cmd) {
   queue::LoadOptions lo;
   lo.strict = a.strict;
   lo.validate_template = Validator();
+  if (int rc = ResolveNodeShare(a.node.empty() ? l.config.fleet.node : a.node, &lo.node);
+      rc != kExitOk)
+    return rc;
   auto report = l.spool->LoadCampaign(spec, lo);
   if (!report.ok()) {
     PrintError(S(report.status().message()));
@@ -319,6 +332,9 @@ int DoSend(const RunArgs& a, CLI::App* cmd) {
                static_cast<unsigned long long>(report->duplicates),
                static_cast<unsigned long long>(report->suppressed),
                static_cast<unsigned long long>(report->invalid));
+  if (!lo.node.whole())
+    std::fprintf(stderr, "node %s: %llu recipient(s) left to the other nodes\n",
+                 lo.node.ToString().c_str(), static_cast<unsigned long long>(report->other_nodes));
   for (const std::string& e : report->first_errors) std::fprintf(stderr, "  %s\n", e.c_str());
 
   delivery::SpoolSourceOptions so;
@@ -413,6 +429,8 @@ void RegisterRunCommands(CLI::App& app, CommandContext& ctx) {
   send->add_option("--shards", send_args->shards, "Delivery threads (overrides the config)")
       ->check(CLI::Range(1, 256));
   send->add_flag("--json", send_args->json, "Print the summary as JSON");
+  send->add_option("--node", send_args->node,
+                   "Fleet: send only node i's share of N (i/N or auto/N; default: fleet.node)");
   send->add_option("--metrics-listen", send_args->metrics_listen,
                    "Serve Prometheus metrics on ADDR:PORT while sending");
   send->callback([&ctx, send, send_args] { ctx.exit_code = DoSend(*send_args, send); });

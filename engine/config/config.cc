@@ -9,6 +9,7 @@
 #include <toml++/toml.h>
 #include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -249,6 +250,32 @@ void CheckHostList(TableReader& r, const toml::node& where, std::string_view wha
     absl::Status s = SplitHostPort(h, 25, &host, &port);
     if (!s.ok()) return r.Fail(where.source(), Cat(what, ": ", std::string(s.message())));
   }
+}
+
+// "addr:port" with a port (0 allowed: any free port).
+absl::Status CheckListen(std::string_view text) {
+  std::string host;
+  int port;
+  if (absl::Status s = SplitHostPort(text, -1, &host, &port); !s.ok()) return s;
+  if (port < 0)
+    return absl::InvalidArgumentError(Cat("expected \"addr:port\", got \"", text, "\""));
+  return absl::OkStatus();
+}
+
+// "i/N" or "auto/N", 0 <= i < N <= 4096 (queue::ParseNodeShare reads it).
+absl::Status CheckNode(std::string_view text) {
+  const size_t slash = text.find('/');
+  int index = 0, count = 0;
+  const bool ok = slash != std::string_view::npos &&
+                  absl::SimpleAtoi(std::string(text.substr(slash + 1)), &count) && count >= 1 &&
+                  count <= 4096 &&
+                  (text.substr(0, slash) == "auto" ||
+                   (absl::SimpleAtoi(std::string(text.substr(0, slash)), &index) && index >= 0 &&
+                    index < count));
+  if (!ok)
+    return absl::InvalidArgumentError(Cat(
+        "\"", text, "\" is not a node share: expected \"i/N\" (0 <= i < N <= 4096) or \"auto/N\""));
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -554,7 +581,24 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
     r.Int("lease_batch", &cfg.queue.lease_batch, 1, 100000);
     r.Duration("poll_interval", &cfg.queue.poll_interval, 0.001);
     r.String("admin_socket", &cfg.queue.admin_socket);
+    r.String("admin_listen", &cfg.queue.admin_listen);
+    r.String("admin_token_file", &cfg.queue.admin_token_file);
     r.RejectUnknown();
+    if (status.ok() && !cfg.queue.admin_listen.empty()) {
+      if (absl::Status s = CheckListen(cfg.queue.admin_listen); !s.ok())
+        r.Fail(t->get("admin_listen")->source(),
+               Cat("[queue] admin_listen: ", std::string(s.message())));
+    }
+  }
+
+  if (const toml::table* t = root.Table("fleet")) {
+    TableReader r(*t, "fleet", source_name, &status);
+    r.String("node", &cfg.fleet.node);
+    r.RejectUnknown();
+    if (status.ok() && !cfg.fleet.node.empty()) {
+      if (absl::Status s = CheckNode(cfg.fleet.node); !s.ok())
+        r.Fail(t->get("node")->source(), Cat("[fleet] node: ", std::string(s.message())));
+    }
   }
 
   root.RejectUnknown();
@@ -564,7 +608,54 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
   resolve(&cfg.data_dir);
   resolve(&cfg.shaping_file);
   resolve(&cfg.queue.admin_socket);
+  resolve(&cfg.queue.admin_token_file);
   return cfg;
+}
+
+absl::Status ApplyEnvironment(Config* cfg, const std::function<const char*(const char*)>& get_env) {
+  auto get = [&](const char* name) -> const char* {
+    return get_env ? get_env(name) : std::getenv(name);
+  };
+  for (const EnvOverride& e : kEnvOverrides) {
+    const char* raw = get(e.variable);
+    if (raw == nullptr) continue;
+    const std::string v = raw;
+    const std::string key = e.key;
+    auto bad = [&](std::string_view why) {
+      return absl::InvalidArgumentError(
+          Cat("environment ", e.variable, "=", v, ": ", why, " (sets ", key, ")"));
+    };
+    if (key == "data_dir") {
+      if (v.empty()) return bad("must not be empty");
+      cfg->data_dir = v;
+    } else if (key == "shards") {
+      int n;
+      if (!absl::SimpleAtoi(v, &n) || n < 0 || n > 256) return bad("expected an integer 0..256");
+      cfg->shards = n;
+    } else if (key == "log_level") {
+      if (v != "debug" && v != "info" && v != "warning" && v != "error" && v != "off")
+        return bad("expected debug|info|warning|error|off");
+      cfg->log_level = v;
+    } else if (key == "fleet.node") {
+      if (!v.empty())
+        if (absl::Status s = CheckNode(v); !s.ok()) return bad(std::string(s.message()));
+      cfg->fleet.node = v;
+    } else if (key == "delivery.helo_name") {
+      cfg->delivery.helo_name = v;
+    } else if (key == "metrics.listen") {
+      if (!v.empty())
+        if (absl::Status s = CheckListen(v); !s.ok()) return bad(std::string(s.message()));
+      cfg->metrics.listen = v;
+      cfg->metrics.listen_set = true;
+    } else if (key == "queue.admin_listen") {
+      if (!v.empty())
+        if (absl::Status s = CheckListen(v); !s.ok()) return bad(std::string(s.message()));
+      cfg->queue.admin_listen = v;
+    } else if (key == "queue.admin_token_file") {
+      cfg->queue.admin_token_file = v;
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Config> LoadConfig(const std::string& path) {

@@ -8,6 +8,7 @@
 // copied or read (never mutated) by the shards.
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -106,6 +107,20 @@ struct QueueConfig {
   int lease_batch = 200;       // recipients per lease from the spool
   Seconds poll_interval{0.2};  // how often to look for due work when idle
   std::string admin_socket;    // empty = "<data_dir>/admin.sock"
+  // Fleet (deploy/): the admin protocol also on TCP "host:port" ("" = off),
+  // for `salvo fleet status` and `salvo health` from elsewhere; a file whose
+  // first line is the token every TCP request must carry (needed unless the
+  // address is loopback).
+  std::string admin_listen;
+  std::string admin_token_file;
+};
+
+// This process as one node of a fleet (deploy/compose.yaml, deploy/k8s).
+struct FleetConfig {
+  // "i/N" (node i of N, 0-based) or "auto/N" (i = the trailing number of the
+  // host name, as a StatefulSet pod "salvo-2"); "" = a single node. `salvo
+  // campaign load` and `salvo send` then keep only this node's share.
+  std::string node;
 };
 
 struct Config {
@@ -123,6 +138,7 @@ struct Config {
   MetricsConfig metrics;
   DeliveryLogConfig delivery_log;
   QueueConfig queue;
+  FleetConfig fleet;
 
   // shards resolved against the CPU count (never 0).
   int EffectiveShards() const;
@@ -134,6 +150,28 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
 // Reads and parses a file. Errors: "FILE: cannot read: <reason>" or
 // "FILE:LINE:COL: <what>".
 absl::StatusOr<Config> LoadConfig(const std::string& path);
+
+// The per-node settings a container sets from its environment, applied over
+// the file (and under command-line flags). Each entry: variable, key.
+struct EnvOverride {
+  const char* variable;
+  const char* key;
+};
+inline constexpr EnvOverride kEnvOverrides[] = {
+    {"SALVO_DATA_DIR", "data_dir"},
+    {"SALVO_SHARDS", "shards"},
+    {"SALVO_LOG_LEVEL", "log_level"},
+    {"SALVO_NODE", "fleet.node"},
+    {"SALVO_HELO_NAME", "delivery.helo_name"},
+    {"SALVO_METRICS_LISTEN", "metrics.listen"},
+    {"SALVO_ADMIN_LISTEN", "queue.admin_listen"},
+    {"SALVO_ADMIN_TOKEN_FILE", "queue.admin_token_file"},
+};
+// Applies every SALVO_* variable of kEnvOverrides that `get_env` returns
+// (non-null; "" counts as set) with the same checks as the file. Errors name
+// the variable: "environment SALVO_SHARDS=x: ...".
+absl::Status ApplyEnvironment(Config* cfg,
+                              const std::function<const char*(const char*)>& get_env = nullptr);
 
 std::string_view TlsModeName(TlsMode mode);
 std::string_view DkimKeyTypeName(DkimKeyType type);
