@@ -8,7 +8,7 @@ BUILD_PKGS=(
   liburing-dev libssl-dev libc-ares-dev librocksdb-dev prometheus-cpp-dev
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libtomlplusplus-dev libfmt-dev nlohmann-json3-dev
-  libpsl-dev publicsuffix libidn2-dev
+  libpsl-dev publicsuffix libidn2-dev libhiredis-dev
 )
 # Real peers the test suite talks to: Postfix (smtpd, smtp-source, smtp-sink),
 # swaks, aiosmtpd, dkimpy, OpenDKIM, unbound, clang for the fuzzers, openssl,
@@ -16,7 +16,7 @@ BUILD_PKGS=(
 TEST_PKGS=(
   postfix swaks libnet-ssleay-perl python3 python3-aiosmtpd python3-dkim
   opendkim opendkim-tools unbound dnsutils openssl clang-14 libclang-rt-14-dev
-  clang-format procps python3-seccomp prometheus python3-yaml
+  clang-format procps python3-seccomp prometheus python3-yaml redis-server
 )
 
 mode="${1:-all}"   # build | test | all
@@ -58,7 +58,7 @@ $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # Debian starts unbound/opendkim/prometheus as system services where an init
 # runs; the tests start their own instances on loopback ports, so stop any
 # system ones.
-for svc in unbound opendkim postfix prometheus; do
+for svc in unbound opendkim postfix prometheus redis-server; do
   $SUDO systemctl stop "$svc" >/dev/null 2>&1 || true
 done
 echo "bootstrap: done"
