@@ -2,10 +2,15 @@
 #include "engine/delivery/engine.h"
 
 #include <pthread.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <chrono>
 #include <future>
 
+#include "absl/strings/str_cat.h"
 #include "engine/common/log.h"
 #include "engine/delivery/shard.h"
 #include "engine/reactor/reactor.h"
@@ -20,6 +25,12 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const config::Config& con
                                                        metrics::Registry* registry,
                                                        EngineOptions options) {
   if (absl::Status s = reactor::Reactor::CheckIoUringAvailable(); !s.ok()) return s;
+  // shaping_file has no rules to load yet (issue 13), but naming a file that
+  // is not there must not pass silently.
+  if (!config.shaping_file.empty() && access(config.shaping_file.c_str(), R_OK) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("shaping_file: cannot read '", config.shaping_file, "': ", strerror(errno)));
+  }
   std::unique_ptr<Engine> e(new Engine(config, source, std::move(options)));
   // DNS and routing overrides: one Resolver per shard, built from these.
   dns::ResolverOptions& ro = e->resolver_options_;
@@ -103,7 +114,8 @@ EngineStats Engine::Stats() const {
 void Engine::Dispatch(std::vector<Job> jobs) {
   const int n = shard_count();
   std::vector<std::vector<Job>> per(n);
-  for (Job& job : jobs) per[ShardFor(job.domain, n)].push_back(std::move(job));
+  for (Job& job : jobs)
+    per[dns::ShardForSite(job.domain, static_cast<unsigned>(n))].push_back(std::move(job));
   for (int i = 0; i < n; ++i) {
     if (per[i].empty()) continue;
     Shard* s = shards_[i].get();

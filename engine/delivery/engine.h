@@ -37,7 +37,6 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "engine/config/config.h"
-#include "engine/delivery/site.h"
 #include "engine/delivery/source.h"
 #include "engine/dns/resolver.h"
 

@@ -2,23 +2,20 @@
 // Where mail for a destination goes: a Site is the ordered list of hosts a
 // domain's mail rolls up to (its MX set, or a routing override's host list).
 // Its key decides which shard owns it: every domain that resolves to the same
-// host set shares one site, one connection pool and one owner shard.
+// host set shares one site, one pool and one owner shard
+// (dns::ShardForSite(key)).
 //
 // SiteInfo is immutable once built and shared (shared_ptr<const>) between
-// shards. Shards build it from the DNS resolver's dns::Site (routing
-// overrides included).
+// shards; the router (router.h) builds it from the resolver's dns::Site. When
+// DNS gives the same MX names new addresses, a new SiteInfo with the same key
+// replaces the old one in the pool (connections keep the one they use).
 #include <netinet/in.h>
 #include <sys/socket.h>
 
-#include <cstdint>
-#include <memory>
+#include <algorithm>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include "absl/container/flat_hash_map.h"
-#include "absl/status/statusor.h"
-#include "engine/config/config.h"
 
 namespace salvo::delivery {
 
@@ -30,17 +27,20 @@ struct SiteHost {
 };
 
 struct SiteInfo {
-  std::string key;              // stable identity: the ordered host list
-  std::vector<SiteHost> hosts;  // in preference order (failover order)
+  std::string key;              // stable identity: the MX host set (dns::SiteKey)
+  std::vector<SiteHost> hosts;  // in preference order (failover order), one per address
+
+  // Same hosts at the same addresses (in any order: equal-preference MX
+  // hosts are shuffled on every lookup, which is no reason to replace a site).
+  bool SameHosts(const SiteInfo& other) const {
+    if (hosts.size() != other.hosts.size()) return false;
+    std::vector<std::string_view> a, b;
+    for (const SiteHost& h : hosts) a.push_back(h.label);
+    for (const SiteHost& h : other.hosts) b.push_back(h.label);
+    std::sort(a.begin(), a.end());
+    std::sort(b.begin(), b.end());
+    return a == b;
+  }
 };
-
-// FNV-1a: stable across runs, so a site always lands on the same shard.
-uint64_t StableHash(std::string_view s);
-int ShardFor(std::string_view key, int shard_count);
-
-// Builds a SiteInfo from "host:port" strings; host names are resolved with
-// getaddrinfo (start-up only: blocking). Each address becomes its own host.
-absl::StatusOr<std::shared_ptr<const SiteInfo>> MakeSite(const std::vector<std::string>& hosts,
-                                                         std::string_view what);
 
 }  // namespace salvo::delivery

@@ -40,7 +40,6 @@ struct Job {
   bool needs_smtputf8 = false;
   // Opaque to the engine: lets Compose find what it needs (e.g. a campaign).
   std::shared_ptr<const void> context;
-  uint64_t context_tag = 0;
 };
 
 // The result of one Job: one Outcome per recipient, same order.

@@ -32,20 +32,6 @@ struct Message;
 struct ResolverTrampolines;
 using MxCallback = absl::AnyInvocable<void(absl::StatusOr<Site> result)>;
 
-// The seam the delivery engine depends on.
-class MxResolver {
- public:
-  virtual ~MxResolver() = default;
-  // Resolves where mail for `domain` goes. On success the Site lists MX hosts
-  // in try order (preference, random order among equal preference) with their
-  // addresses. On failure the status is permanent (kNotFound: NXDOMAIN or no
-  // address; kFailedPrecondition: null MX; kInvalidArgument: not a domain
-  // name) or temporary (kUnavailable: SERVFAIL, REFUSED, timeout, malformed
-  // answer); its message names the domain and the cause. See
-  // FailureOf / IsPermanentDnsFailure in site.h.
-  virtual void ResolveMx(std::string_view domain, MxCallback callback) = 0;
-};
-
 struct ResolverOptions {
   // DNS servers as "ip", "ip:port" or "[ipv6]:port" (port 53 by default).
   // Empty: the system's /etc/resolv.conf. Tests always set them.
@@ -71,7 +57,7 @@ struct ResolverOptions {
   Router router;      // overrides: a routed domain never touches DNS
 };
 
-class Resolver final : public MxResolver {
+class Resolver final {
  public:
   struct Stats {
     uint64_t lookups = 0;          // ResolveMx calls
@@ -87,11 +73,18 @@ class Resolver final : public MxResolver {
   // c-ares cannot be initialised.
   static absl::StatusOr<std::unique_ptr<Resolver>> Create(reactor::Reactor* reactor,
                                                           ResolverOptions options);
-  ~Resolver() override;
+  ~Resolver();
   Resolver(const Resolver&) = delete;
   Resolver& operator=(const Resolver&) = delete;
 
-  void ResolveMx(std::string_view domain, MxCallback callback) override;
+  // Resolves where mail for a domain goes. On success the Site lists MX hosts
+  // in try order (preference, random order among equal preference) with their
+  // addresses. On failure the status carries a typed smtp::DnsFailure (see
+  // DnsError / FailureOf in site.h): permanent (kNotFound: NXDOMAIN or no
+  // address; kFailedPrecondition: null MX; kInvalidArgument: not a domain
+  // name) or temporary (kUnavailable: SERVFAIL, REFUSED, timeout, malformed
+  // answer); its message names the domain and the cause.
+  void ResolveMx(std::string_view domain, MxCallback callback);
 
   // Synchronous fast path: the answer if it is cached or routed to IP
   // literals, without any I/O; std::nullopt means "call ResolveMx".

@@ -580,26 +580,16 @@ TEST(EngineTest, SitesAreSpreadOverShardsAndOwnedByOne) {
   EXPECT_LE(b.connections(), 2);
 }
 
-TEST(SiteTest, ShardForIsStableAndInRange) {
-  EXPECT_EQ(ShardFor("a", 1), 0);
-  std::set<int> seen;
-  for (int i = 0; i < 100; ++i) {
-    int s = ShardFor("site" + std::to_string(i), 4);
-    EXPECT_GE(s, 0);
-    EXPECT_LT(s, 4);
-    EXPECT_EQ(s, ShardFor("site" + std::to_string(i), 4));
-    seen.insert(s);
-  }
-  EXPECT_EQ(seen.size(), 4u);
-}
-
-TEST(SiteTest, MakeSiteKeepsOrderAndLabels) {
-  auto site = MakeSite({"127.0.0.3:2525", "127.0.0.4"}, "t");
-  ASSERT_TRUE(site.ok()) << site.status();
-  ASSERT_EQ((*site)->hosts.size(), 2u);
-  EXPECT_EQ((*site)->hosts[0].label, "[127.0.0.3]:2525");
-  EXPECT_EQ((*site)->hosts[1].label, "[127.0.0.4]:25");
-  EXPECT_FALSE(MakeSite({"h:0"}, "f.toml:7").ok());
+TEST(EngineTest, AMissingShapingFileStopsTheStart) {
+  TestSmtpServer server;
+  auto cfg = MakeConfig("", {server.hostport()});
+  cfg.shaping_file = "/nonexistent/salvo-shaping.toml";
+  InMemorySource source;
+  auto e = Engine::Create(cfg, &source);
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(e.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(e.status().message()),
+              ::testing::HasSubstr("/nonexistent/salvo-shaping.toml"));
 }
 
 TEST(EngineTest, BadRouteIsAStartupErrorNamingFileLine) {

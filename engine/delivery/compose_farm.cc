@@ -1,0 +1,142 @@
+// Compose-ahead, spread over the shards. Shard thread only.
+#include "engine/delivery/compose_farm.h"
+
+#include <algorithm>
+
+#include "engine/delivery/engine.h"
+#include "engine/delivery/shard.h"
+#include "engine/delivery/site_pool.h"
+#include "engine/smtp/failure_scope.h"
+
+namespace salvo::delivery {
+
+namespace {
+
+using Steady = std::chrono::steady_clock;
+
+// Compose ahead (and spread over the shards) only when composing a copy
+// costs more than this on average; see TopUp.
+constexpr std::chrono::microseconds kComposeAheadAbove{50};
+
+smtp::Outcome ShutdownOutcome() {
+  return smtp::OutcomeForLocal("shutdown", "the engine is shutting down; will retry", false,
+                               smtp::Scope::kSite, "");
+}
+
+}  // namespace
+
+ComposeFarm::ComposeFarm(Shard* shard, int shard_count)
+    : shard_(shard),
+      out_(static_cast<size_t>(std::max(1, shard_count))),
+      next_(static_cast<size_t>(shard->index())) {}  // shards start the round-robin apart
+
+// Keep about one composed (or composing) job per connection of the site, at
+// most two per allowed connection, so a connection that becomes ready finds
+// its next message signed and memory stays bounded by the pool, not the
+// queue. The signing goes round-robin to every shard (this one included): a
+// few big sites no longer load their owner shard alone.
+//
+// Only when composing is dear: a hand-off to another shard and back costs a
+// few microseconds of CPU (two mailbox posts, ring wake-ups, a 20 KB body
+// read on another core), about what rendering alone costs (~5 us for 20 KB),
+// while RSA-2048 signing costs ~350 us and Ed25519 ~80 us. Below the
+// threshold every job is composed by the connection that sends it. The cost
+// is this shard's moving average over its own Compose calls (its round-robin
+// share included, so it follows the campaign mix).
+void ComposeFarm::TopUp(SitePool* pool) {
+  if (shard_->draining() || out_.size() < 2 || avg_ < kComposeAheadAbove) return;
+  const size_t cap = 2 * pool->policy().max_connections;
+  const size_t target = std::clamp<size_t>(pool->connections, 1, cap);
+  // Ship in batches of a quarter of the target, not one job per finished
+  // transaction: fewer mailbox posts and ring wake-ups per copy.
+  if (pool->composed.size() + pool->composing + std::max<size_t>(1, target / 4) > target) return;
+  bool queued = false;
+  while (!pool->ready.empty() && pool->composed.size() + pool->composing < target) {
+    Job job = std::move(pool->ready.front());
+    pool->ready.pop_front();
+    if (job.body) {  // the source gave the body: nothing to compose
+      pool->composed.push_back(std::move(job));
+      continue;
+    }
+    size_t to = next_++ % out_.size();
+    out_[to].push_back(ComposeWork{pool, std::move(job), {}, false});
+    pool->composing++;
+    composing_++;
+    queued = true;
+  }
+  if (queued && !flush_scheduled_) {
+    flush_scheduled_ = true;
+    // At the next loop turn: one hand-off per compose shard per turn.
+    shard_->reactor()->Post([this] { Flush(); });
+  }
+}
+
+void ComposeFarm::Flush() {
+  flush_scheduled_ = false;
+  std::vector<ComposeWork> own;
+  for (size_t i = 0; i < out_.size(); ++i) {
+    if (out_[i].empty()) continue;
+    std::vector<ComposeWork> work;
+    work.swap(out_[i]);
+    if (static_cast<int>(i) == shard_->index()) {
+      own = std::move(work);  // after the others have theirs: they work meanwhile
+      continue;
+    }
+    Shard* s = shard_->engine()->shard(static_cast<int>(i));
+    s->Post([s, owner = shard_->index(), w = std::move(work)]() mutable {
+      s->ComposeFor(owner, std::move(w));
+    });
+  }
+  if (!own.empty()) ComposeFor(shard_->index(), std::move(own));
+}
+
+void ComposeFarm::ComposeFor(int owner, std::vector<ComposeWork> work) {
+  // Composed even when this shard is draining: only the owner knows whether
+  // the copy is still wanted, and the work is bounded by the owner's pools.
+  for (ComposeWork& w : work) w.status = ComposeHere(&w.job, &w.permanent);
+  if (owner == shard_->index()) {
+    shard_->AcceptComposed(std::move(work));
+    return;
+  }
+  Shard* s = shard_->engine()->shard(owner);
+  s->Post([s, w = std::move(work)]() mutable { s->AcceptComposed(std::move(w)); });
+}
+
+void ComposeFarm::AcceptComposed(std::vector<ComposeWork> work) {
+  std::vector<SitePool*> touched;
+  for (ComposeWork& w : work) {
+    SitePool* pool = w.pool;
+    pool->composing--;
+    composing_--;
+    if (shard_->draining()) {
+      shard_->Report(std::move(w.job), ShutdownOutcome());
+    } else if (!w.status.ok() || !w.job.body) {
+      ReportFailure(std::move(w.job), w.status, w.permanent);
+    } else {
+      pool->composed.push_back(std::move(w.job));
+    }
+    if (std::find(touched.begin(), touched.end(), pool) == touched.end()) touched.push_back(pool);
+  }
+  for (SitePool* pool : touched) pool->Pump();
+}
+
+absl::Status ComposeFarm::ComposeHere(Job* job, bool* permanent) {
+  auto start = Steady::now();
+  absl::Status st = shard_->engine()->source()->Compose(job, shard_->index(), permanent);
+  // Exponential moving average, weight 1/8 for the newest sample. A sample
+  // counts at most twice the threshold: it is wall time, and a preempted or
+  // cold-cache render must not switch cheap composition to shipping (about
+  // five such outliers in a row would); RSA or Ed25519 signing still lands
+  // well above it.
+  Steady::duration took = std::min<Steady::duration>(Steady::now() - start, 2 * kComposeAheadAbove);
+  avg_ = avg_ == Steady::duration::zero() ? took : avg_ + (took - avg_) / 8;
+  return st;
+}
+
+void ComposeFarm::ReportFailure(Job job, const absl::Status& status, bool permanent) {
+  std::string why = status.ok() ? "no message body" : std::string(status.message());
+  shard_->Report(std::move(job),
+                 smtp::OutcomeForLocal("composition", why, permanent, smtp::Scope::kMessage, ""));
+}
+
+}  // namespace salvo::delivery

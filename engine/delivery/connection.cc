@@ -1,0 +1,340 @@
+// One SMTP connection: connect with failover, the drive loop between the
+// session and the reactor's socket, idle and close. Shard thread only.
+#include "engine/delivery/connection.h"
+
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "engine/common/log.h"
+#include "engine/delivery/compose_farm.h"
+#include "engine/delivery/shard.h"
+#include "engine/delivery/site_pool.h"
+#include "engine/smtp/failure_scope.h"
+
+namespace salvo::delivery {
+
+void Connection::ConnectTo(size_t host_index) {
+  info_ = pool_->info();
+  if (host_index >= info_->hosts.size()) host_index = 0;
+  const SiteHost& host = info_->hosts[host_index];
+  host_ = host_index;
+  state_ = State::kConnecting;
+  session_.reset();
+  ever_ready_ = false;
+  close_outcome_ = smtp::Outcome{};
+  armed_deadline_ = absl::InfiniteFuture();
+  fd_ = socket(host.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) {
+    // Out of descriptors or similar: a local problem, not the host's fault.
+    int err = errno;
+    pool_->HostFailed(host_, smtp::OutcomeForConnectFailure(err, host.label), false);
+    pool_->connections--;
+    pool_->starting--;
+    Shard* shard = shard_;
+    shard->Forget(this);  // deletes this
+    shard->CheckDrained();
+    return;
+  }
+  // SMTP writes whole command groups (RFC 2920) and whole message bodies; Nagle
+  // would hold back the small tail of each (the final dot) until the peer's
+  // delayed ACK, tens of milliseconds per transaction.
+  int one = 1;
+  setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  reactor::Reactor* r = shard_->reactor();
+  connect_timer_ = r->RunAfter(pool_->policy().connect_timeout, [this] {
+    connect_timer_ = 0;
+    // Cancels the connect; its callback then runs with -ECANCELED.
+    HostFailed(smtp::OutcomeForConnectFailure(ETIMEDOUT, label()), true);
+  });
+  r->Connect(fd_, reinterpret_cast<const sockaddr*>(&host.addr), host.addr_len,
+             [this](int res) { OnConnected(res); });
+}
+
+void Connection::OnConnected(int res) {
+  if (state_ != State::kConnecting) return;  // timed out (closing) meanwhile
+  if (connect_timer_) {
+    shard_->reactor()->CancelTimer(connect_timer_);
+    connect_timer_ = 0;
+  }
+  if (res < 0) {
+    shard_->counters()->Add(metrics::Counter::kConnectFailures);
+    HostFailed(smtp::OutcomeForConnectFailure(-res, label()), true);
+    return;
+  }
+  shard_->SessionOpened();
+  state_ = State::kOpening;
+  session_ = std::make_unique<smtp::Session>(shard_->SessionOptions(info_->hosts[host_]));
+  shard_->reactor()->Recv(fd_, [this](int n, std::string_view bytes) {
+    if (state_ == State::kClosing || !session_) return;
+    if (n > 0)
+      session_->Feed(bytes);
+    else
+      session_->OnConnectionLost();
+    Drive();
+  });
+  Drive();
+}
+
+// ---------------------------------------------------------------------------
+// The drive loop: session events -> actions, output -> socket, deadline -> timer.
+
+void Connection::Drive() {
+  if (state_ == State::kClosing || !session_) return;
+  smtp::Session& s = *session_;
+  for (int guard = 0; s.HasEvents() && guard < 64; ++guard) {
+    for (smtp::Event& e : s.TakeEvents()) {
+      switch (e.type) {
+        case smtp::Event::Type::kReady:
+          if (!ever_ready_) {
+            ever_ready_ = true;
+            if (const smtp::TlsInfo& tls = s.tls_info(); tls.active) {
+              shard_->counters()->Add(metrics::Counter::kTlsSessions);
+              if (tls.resumed) shard_->counters()->Add(metrics::Counter::kTlsResumed);
+            }
+            pool_->HostWorks(host_);
+          }
+          OnReady();
+          break;
+        case smtp::Event::Type::kTransactionDone:
+          if (job_ && e.envelope_id == envelope_id_) ReportJob(std::move(e.outcomes));
+          break;
+        case smtp::Event::Type::kClosed:
+          if (state_ == State::kIdle) Unidle();
+          state_ = State::kEnding;
+          close_outcome_ = std::move(e.outcome);
+          break;
+      }
+    }
+  }
+  Flush();
+  if (state_ == State::kEnding) {
+    if (!send_in_flight_ && s.PendingOutput().empty()) SessionFinished();
+    return;
+  }
+  ArmDeadline();
+}
+
+void Connection::OnReady() {
+  if (state_ == State::kEnding || state_ == State::kClosing) return;
+  state_ = State::kBusy;
+  while (true) {
+    if (shard_->draining() || messages_ >= pool_->policy().messages_per_connection) {
+      session_->Quit();
+      return;
+    }
+    std::optional<Job> job = pool_->TakeJob(pool_->idle.size());
+    if (!job) {
+      MakeIdle();
+      return;
+    }
+    if (StartJob(std::move(*job))) return;
+  }
+}
+
+bool Connection::StartJob(Job job) {
+  if (state_ == State::kIdle) Unidle();
+  state_ = State::kBusy;
+  if (!job.body) {
+    // Nothing composed ahead was available: compose here, now.
+    bool permanent = false;
+    absl::Status st = shard_->farm()->ComposeHere(&job, &permanent);
+    if (!st.ok() || !job.body) {
+      shard_->farm()->ReportFailure(std::move(job), st, permanent);
+      return false;
+    }
+  }
+  smtp::Envelope env;
+  env.id = envelope_id_ = shard_->NextEnvelopeId();
+  env.mail_from = job.mail_from;
+  for (const JobRecipient& r : job.recipients) env.rcpts.push_back(r.address);
+  env.body = *job.body;
+  env.body_owner = job.body;
+  env.needs_8bit = job.needs_8bitmime;
+  env.needs_smtputf8 = job.needs_smtputf8;
+  job_ = std::move(job);
+  if (!session_->StartTransaction(std::move(env))) {
+    Job j = std::move(*job_);
+    job_.reset();
+    shard_->Report(std::move(j), smtp::OutcomeForLocal("other", "the SMTP session was not ready",
+                                                       false, smtp::Scope::kConnection, label()));
+    return false;
+  }
+  return true;
+}
+
+void Connection::ReportJob(std::vector<smtp::Outcome> outcomes) {
+  Job job = std::move(*job_);
+  job_.reset();
+  messages_++;
+  JobResult r;
+  r.recipients = std::move(job.recipients);
+  r.outcomes = std::move(outcomes);
+  r.outcomes.resize(r.recipients.size(), r.outcomes.empty() ? smtp::Outcome{} : r.outcomes.back());
+  bool any_delivered = false;
+  for (const smtp::Outcome& o : r.outcomes) {
+    shard_->CountOutcome(o);
+    any_delivered |= o.delivered();
+  }
+  if (any_delivered) {
+    shard_->counters()->Add(metrics::Counter::kMessagesSent);
+    pool_->Delivered();
+  }
+  shard_->AddResult(std::move(r));
+}
+
+void Connection::Flush() {
+  if (send_in_flight_ || state_ == State::kClosing || !session_) return;
+  if (session_->PendingOutput().empty()) return;
+  session_->TakeOutput(&wbuf_);  // a buffer swap, not a copy
+  send_in_flight_ = true;
+  shard_->counters()->Add(metrics::Counter::kBytesSent, wbuf_.size());
+  shard_->reactor()->Send(fd_, wbuf_.data(), wbuf_.size(), [this](int res) {
+    send_in_flight_ = false;
+    if (state_ == State::kClosing) return;
+    if (res < 0 && session_ && !session_->closed()) session_->OnConnectionLost();
+    Drive();
+  });
+}
+
+void Connection::ArmDeadline() {
+  absl::Time d = session_->NextDeadline();
+  if (d == absl::InfiniteFuture()) return;
+  if (deadline_timer_ != 0 && d >= armed_deadline_) return;
+  reactor::Reactor* r = shard_->reactor();
+  if (deadline_timer_ != 0) r->CancelTimer(deadline_timer_);
+  armed_deadline_ = d;
+  absl::Duration left = std::max(absl::ZeroDuration(), d - absl::Now());
+  deadline_timer_ =
+      r->RunAfter(absl::ToChronoNanoseconds(left) + std::chrono::milliseconds(1), [this] {
+        deadline_timer_ = 0;
+        armed_deadline_ = absl::InfiniteFuture();
+        if (state_ == State::kClosing || !session_) return;
+        session_->OnTimeout(absl::Now());
+        Drive();
+      });
+}
+
+void Connection::MakeIdle() {
+  if (state_ == State::kIdle) return;
+  state_ = State::kIdle;
+  pool_->idle.push_back(this);
+  // An idle connection keeps no message-sized buffers (the send buffer and
+  // the session's swap partner stay while messages flow). One that only waits
+  // for a job in composition owed to it (one per idle connection) keeps them:
+  // it sends again within a loop turn or two.
+  if (pool_->composing < pool_->idle.size()) {
+    if (!send_in_flight_) std::string().swap(wbuf_);
+    session_->ReleaseBuffers();
+  }
+  idle_timer_ = shard_->reactor()->RunAfter(pool_->policy().idle_timeout, [this] {
+    idle_timer_ = 0;
+    if (state_ != State::kIdle) return;
+    Quit();
+  });
+}
+
+void Connection::Unidle() {
+  if (state_ != State::kIdle) return;
+  state_ = State::kBusy;
+  auto& idle = pool_->idle;
+  idle.erase(std::remove(idle.begin(), idle.end(), this), idle.end());
+  if (idle_timer_) {
+    shard_->reactor()->CancelTimer(idle_timer_);
+    idle_timer_ = 0;
+  }
+}
+
+void Connection::Quit() {
+  if (state_ == State::kClosing || !session_) return;
+  Unidle();
+  session_->Quit();
+  Drive();
+}
+
+void Connection::Abandon(const smtp::Outcome& open_outcome) {
+  if (state_ == State::kClosing) return;
+  if (session_ && !session_->closed()) {
+    session_->OnConnectionLost();
+    for (smtp::Event& e : session_->TakeEvents()) {
+      if (e.type == smtp::Event::Type::kTransactionDone && job_ && e.envelope_id == envelope_id_)
+        ReportJob(std::move(e.outcomes));
+    }
+  }
+  if (job_) {
+    Job j = std::move(*job_);
+    job_.reset();
+    smtp::Outcome o = open_outcome;
+    o.host = label();
+    shard_->Report(std::move(j), o);
+  }
+  Close(-1);
+}
+
+// The session is over (QUIT answered, or it failed).
+void Connection::SessionFinished() {
+  if (job_) {
+    // The session closed without reporting the transaction: never delivered.
+    smtp::Outcome o = close_outcome_;
+    if (o.kind == smtp::FailureKind::kNone) o.host = label();
+    Job j = std::move(*job_);
+    job_.reset();
+    shard_->Report(std::move(j), smtp::AsRetry(std::move(o)));
+  }
+  if (!ever_ready_ && close_outcome_.kind != smtp::FailureKind::kNone) {
+    // Greeting/EHLO/TLS trouble before any transaction: try the next host,
+    // but don't mark this one down (421 "too busy" is not "dead").
+    HostFailed(close_outcome_, false);
+    return;
+  }
+  // A 421 (or another site-scope refusal) ends the session: the site says
+  // "not now", so no new connection replaces this one before the backoff.
+  // Recipient- and message-scope failures never end a session.
+  if (close_outcome_.site_temporary()) pool_->BackOff(close_outcome_);
+  Close(-1);
+}
+
+void Connection::HostFailed(const smtp::Outcome& outcome, bool mark_down) {
+  // A host index of an older SiteInfo (DNS changed meanwhile) is not marked.
+  const bool current = info_ == pool_->info();
+  int next =
+      pool_->HostFailed(current ? host_ : info_->hosts.size(), outcome, mark_down && current);
+  Close(next);
+}
+
+void Connection::Close(int retry_host) {
+  if (state_ == State::kClosing) return;
+  Unidle();
+  const bool had_session = session_ != nullptr;
+  state_ = State::kClosing;
+  reactor::Reactor* r = shard_->reactor();
+  if (connect_timer_) r->CancelTimer(connect_timer_);
+  if (deadline_timer_) r->CancelTimer(deadline_timer_);
+  connect_timer_ = deadline_timer_ = 0;
+  if (had_session) shard_->SessionClosed();
+  r->Close(fd_, [this, retry_host] { Destroyed(retry_host); });
+}
+
+void Connection::Destroyed(int retry_host) {
+  fd_ = -1;  // closed by the reactor
+  SitePool* pool = pool_;
+  if (ever_ready_) pool->live--;
+  if (retry_host >= 0 && !shard_->draining()) {
+    if (ever_ready_) pool->starting++;
+    wbuf_.clear();
+    session_.reset();
+    ConnectTo(static_cast<size_t>(retry_host));
+    return;
+  }
+  if (!ever_ready_) pool->starting--;
+  pool->connections--;
+  Shard* shard = shard_;
+  shard->Forget(this);  // deletes this
+  pool->Pump();
+  shard->CheckDrained();
+}
+
+}  // namespace salvo::delivery

@@ -1,0 +1,172 @@
+// Domain -> site: routes and MX answers, a bounded per-shard cache, and the
+// hand-off to each site's owner shard. Shard thread only.
+#include "engine/delivery/router.h"
+
+#include <algorithm>
+
+#include "engine/delivery/engine.h"
+#include "engine/delivery/shard.h"
+#include "engine/smtp/failure_scope.h"
+
+namespace salvo::delivery {
+
+namespace {
+
+smtp::Outcome ShutdownOutcome() {
+  return smtp::OutcomeForLocal("shutdown", "the engine is shutting down; will retry", false,
+                               smtp::Scope::kSite, "");
+}
+
+}  // namespace
+
+DomainRouter::DomainRouter(Shard* shard, size_t max_domains)
+    : shard_(shard), max_domains_(std::max<size_t>(1, max_domains)) {}
+
+void DomainRouter::Accept(std::vector<Job> jobs) {
+  const auto now = Steady::now();
+  for (Job& job : jobs) {
+    auto it = domains_.find(job.domain);
+    if (it != domains_.end()) {
+      if (it->second.expires > now) {
+        lru_.splice(lru_.begin(), lru_, it->second.lru);  // most recently used
+        Route(it->second.site, std::move(job));
+        continue;
+      }
+      lru_.erase(it->second.lru);  // expired: ask again
+      domains_.erase(it);
+    }
+    std::vector<Job>& waiting = resolving_[job.domain];
+    bool first = waiting.empty();
+    std::string domain = job.domain;
+    waiting.push_back(std::move(job));
+    if (first) StartResolve(domain);
+  }
+  Flush();
+}
+
+void DomainRouter::Drain() {
+  for (auto& [domain, jobs] : resolving_)
+    for (Job& job : jobs) shard_->Report(std::move(job), ShutdownOutcome());
+  resolving_.clear();
+}
+
+void DomainRouter::StartResolve(const std::string& domain) {
+  dns::Resolver* resolver = shard_->resolver();
+  if (auto now = resolver->TryResolveMxNow(domain)) {
+    OnResolved(domain, *std::move(now));
+    return;
+  }
+  resolver->ResolveMx(domain, [this, domain](absl::StatusOr<dns::Site> result) {
+    OnResolved(domain, std::move(result));
+    Flush();
+  });
+}
+
+void DomainRouter::OnResolved(const std::string& domain, absl::StatusOr<dns::Site> result) {
+  auto node = resolving_.extract(domain);
+  if (node.empty()) return;
+  std::vector<Job> jobs = std::move(node.mapped());
+  if (shard_->draining()) {
+    for (Job& job : jobs) shard_->Report(std::move(job), ShutdownOutcome());
+    return;
+  }
+  if (!result.ok()) {
+    // Typed by the resolver, mapped by the one failure module.
+    smtp::Outcome o = smtp::OutcomeForDnsFailure(dns::FailureOf(result.status()), domain,
+                                                 std::string(result.status().message()));
+    for (Job& job : jobs) shard_->Report(std::move(job), o);
+    return;
+  }
+  std::shared_ptr<const SiteInfo> info = ToSiteInfo(*result);
+  if (!info) {
+    smtp::Outcome o = smtp::OutcomeForDnsFailure(smtp::DnsFailure::kNoAddressYet, domain,
+                                                 "no MX host of the domain has an address");
+    for (Job& job : jobs) shard_->Report(std::move(job), o);
+    return;
+  }
+  info = Intern(std::move(info));
+  // Routed answers and DNS answers are reused for their TTL (routes: 60 s).
+  uint32_t ttl = result->routed ? 60 : std::max<uint32_t>(1, result->ttl_seconds);
+  Remember(domain, info, std::chrono::seconds(ttl));
+  for (Job& job : jobs) Route(info, std::move(job));
+}
+
+void DomainRouter::Remember(const std::string& domain, std::shared_ptr<const SiteInfo> site,
+                            Steady::duration ttl) {
+  if (auto it = domains_.find(domain); it != domains_.end()) {
+    lru_.erase(it->second.lru);
+    domains_.erase(it);
+  }
+  while (domains_.size() >= max_domains_ && !lru_.empty()) {
+    domains_.erase(lru_.back());  // least recently used
+    lru_.pop_back();
+  }
+  lru_.push_front(domain);
+  domains_[domain] = CachedDomain{std::move(site), Steady::now() + ttl, lru_.begin()};
+  // The site table holds weak references: drop the ones nobody uses.
+  if (sites_.size() > 2 * domains_.size() + 64) {
+    for (auto it = sites_.begin(); it != sites_.end();) {
+      auto next = std::next(it);
+      if (it->second.expired()) sites_.erase(it);
+      it = next;
+    }
+  }
+}
+
+// One SiteInfo per site key while the hosts stay the same, so domains
+// sharing an MX set share the object; a new answer with other addresses
+// replaces it (the owner's pool follows: SitePool::Refresh).
+std::shared_ptr<const SiteInfo> DomainRouter::Intern(std::shared_ptr<const SiteInfo> fresh) {
+  std::weak_ptr<const SiteInfo>& slot = sites_[fresh->key];
+  if (std::shared_ptr<const SiteInfo> known = slot.lock(); known && known->SameHosts(*fresh))
+    return known;
+  slot = fresh;
+  return fresh;
+}
+
+std::shared_ptr<const SiteInfo> DomainRouter::ToSiteInfo(const dns::Site& site) {
+  auto info = std::make_shared<SiteInfo>();
+  info->key = site.key;
+  for (const dns::MxHost& h : site.hosts) {
+    for (const dns::IpAddress& ip : h.addresses) {
+      SiteHost sh;
+      sh.name = h.name;
+      sh.addr_len = ip.ToSockaddr(h.port, &sh.addr);
+      std::string ips = ip.ToString();
+      sh.label = h.name == ips
+                     ? (ip.is_v6() ? "[" + ips + "]:" : ips + ":") + std::to_string(h.port)
+                     : h.name + "[" + ips + "]:" + std::to_string(h.port);
+      info->hosts.push_back(std::move(sh));
+    }
+  }
+  if (info->hosts.empty()) return nullptr;
+  if (info->key.empty()) info->key = info->hosts.front().label;
+  return info;
+}
+
+void DomainRouter::Route(const std::shared_ptr<const SiteInfo>& info, Job job) {
+  int owner = static_cast<int>(
+      dns::ShardForSite(info->key, static_cast<unsigned>(shard_->engine()->shard_count())));
+  auto& slot = outgoing_[owner][info->key];
+  if (!slot.first) slot.first = info;
+  slot.second.push_back(std::move(job));
+}
+
+void DomainRouter::Flush() {
+  auto out = std::move(outgoing_);
+  outgoing_.clear();
+  for (auto& [owner, by_site] : out) {
+    for (auto& [key, slot] : by_site) {
+      if (owner == shard_->index()) {
+        shard_->AcceptForSite(std::move(slot.first), std::move(slot.second));
+      } else {
+        Shard* s = shard_->engine()->shard(owner);
+        s->Post([s, si = std::move(slot.first), j = std::move(slot.second)]() mutable {
+          s->AcceptForSite(std::move(si), std::move(j));
+        });
+      }
+    }
+  }
+}
+
+}  // namespace salvo::delivery

@@ -1,0 +1,110 @@
+#pragma once
+// One destination site on its owner shard: its queues, its connections, host
+// failover and backoff, under its SitePolicy. A job is in exactly one place:
+// `ready`, out for composition (`composing` counts them), `composed`, or on a
+// connection.
+//
+// Where things go (see README.md):
+//   - a per-site limit (connections, messages per connection): SitePolicy;
+//   - a rate limit or any "not now" decision: MayOpenConnection() (a new
+//     connection) and MaySendNow() (the next transaction); a caller told
+//     "no" is pumped again by a timer (ArmWakeup);
+//   - backoff after a site-scope failure: BackOff() / Delivered();
+//   - per-site counters (a probe): a member here, created and dropped with
+//     the pool.
+// Owned by its Shard; shard thread only.
+#include <chrono>
+#include <cstddef>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "engine/delivery/site.h"
+#include "engine/delivery/site_policy.h"
+#include "engine/delivery/source.h"
+#include "engine/reactor/reactor.h"
+#include "engine/smtp/outcome.h"
+
+namespace salvo::delivery {
+
+class Connection;
+class Shard;
+
+class SitePool {
+ public:
+  using Steady = std::chrono::steady_clock;
+
+  SitePool(Shard* shard, std::shared_ptr<const SiteInfo> info, SitePolicy policy);
+  ~SitePool();
+
+  const std::shared_ptr<const SiteInfo>& info() const { return info_; }
+  const SitePolicy& policy() const { return policy_; }
+
+  // A newer answer for the same site (DNS changed the addresses): new
+  // connections use it; open ones keep theirs.
+  void Refresh(std::shared_ptr<const SiteInfo> info);
+
+  void Enqueue(Job job) { ready.push_back(std::move(job)); }
+  // Hands queued jobs to idle connections, opens connections as the policy
+  // allows, tops compose-ahead up.
+  void Pump();
+  // The next job for a ready connection, `waiting` other connections of the
+  // site being idle; nullopt: wait (idle).
+  std::optional<Job> TakeJob(size_t waiting);
+  // Every queued job (ready and composed) gets `outcome`.
+  void DeferAll(const smtp::Outcome& outcome);
+
+  // --- The "may I" hooks (rate limits plug in here). ---
+  bool MayOpenConnection(Steady::time_point now) const;
+  bool MaySendNow(Steady::time_point now) const;
+
+  // --- Connection events. ---
+  // A connection to host `host` failed before its session was ready.
+  // `mark_down`: the host itself is unreachable (connect refused/timed out).
+  // Returns the next host to try, or -1 (then the connection closes).
+  int HostFailed(size_t host, const smtp::Outcome& outcome, bool mark_down);
+  // The session on `host` became ready for the first time.
+  void HostWorks(size_t host);
+  // A site-scope temporary failure (421, greeting refusal...): no new
+  // connection before a delay that grows while it repeats.
+  void BackOff(const smtp::Outcome& why);
+  // A transaction was delivered: the failures no longer repeat.
+  void Delivered();
+
+  // Nothing queued, composing, connected, or penalised: the shard may drop it.
+  bool Unused(Steady::time_point now) const;
+
+  // --- State read by connections and the compose farm. ---
+  std::deque<Job> ready;          // in arrival order; most not composed yet
+  std::deque<Job> composed;       // bodies ready: what a ready connection sends next
+  size_t composing = 0;           // sent to a compose shard, not back yet
+  std::vector<Connection*> idle;  // LIFO: reuse the warmest connection
+  size_t connections = 0;         // every open or opening connection
+  size_t starting = 0;            // connections not yet ready for a first job
+  size_t live = 0;                // connections that reached kReady at least once
+
+ private:
+  void OpenConnection();
+  void ArmWakeup(Steady::time_point at);
+
+  Shard* shard_;
+  std::shared_ptr<const SiteInfo> info_;
+  SitePolicy policy_;
+  std::vector<Steady::time_point> down_until_;  // per host of info_: connect failed
+  smtp::Outcome last_failure_;
+  Steady::time_point paused_until_{};  // every host down: defer, don't hold
+  // Backoff (site-scope temporary failures): no new connection before
+  // `backoff_until_`; each failure also halves `open_cap_`, the connections
+  // the pool may open (<= max_connections); it grows back by one per backoff
+  // period without a failure.
+  Steady::duration backoff_{};
+  Steady::time_point backoff_until_{};
+  Steady::time_point last_site_failure_{};
+  Steady::time_point last_growth_{};
+  size_t open_cap_;
+  reactor::TimerId wakeup_ = 0;
+  Steady::time_point wakeup_at_{};
+};
+
+}  // namespace salvo::delivery
