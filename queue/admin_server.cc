@@ -186,6 +186,9 @@ nlohmann::json StatusToJson(const CampaignStatus& st) {
   for (const auto& d : st.top_domains)
     domains.push_back({{"domain", d.domain}, {"counts", CountsToJson(d.counts)}});
   j["top_domains"] = domains;
+  nlohmann::json categories = nlohmann::json::object();
+  for (const auto& [c, n] : st.categories) categories[c] = n;
+  j["categories"] = categories;
   return j;
 }
 

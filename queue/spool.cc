@@ -552,7 +552,7 @@ absl::Status Spool::CompleteBatch(absl::Span<const Completion> completions) {
         break;
       case smtp::Disposition::kBounced:
         to = RecipientState::kBounced;
-        if (o.category == "invalid_recipient") {
+        if (o.suppress) {  // decided by engine/smtp/failure_scope, not here
           nlohmann::json v = {{"reason", Cat("bounce: ", reply)}, {"added_us", now_us}};
           suppress.emplace_back(r.email.substr(0, r.email.rfind('@') + 1) + r.domain, v.dump());
         }
@@ -686,11 +686,16 @@ absl::StatusOr<CampaignStatus> Spool::Status(CampaignId id, size_t top_domains) 
   ro.fill_cache = false;
   std::unique_ptr<rocksdb::Iterator> it(impl_->db_->NewIterator(ro, impl_->recipients_cf_));
   absl::flat_hash_map<std::string, StateCounts> domains;
+  absl::flat_hash_map<std::string, uint64_t> categories;
   uint64_t attempted = 0, ever_deferred = 0;
   keys::RecipientRecord r;
   for (it->Seek(begin); it->Valid(); it->Next()) {
     if (!keys::DecodeRecord(it->value().ToStringView(), &r)) continue;
     domains[r.domain][r.state]++;
+    if (!r.category.empty() &&
+        (r.state == RecipientState::kBounced || r.state == RecipientState::kExpired ||
+         r.state == RecipientState::kDeferred))
+      categories[r.category]++;
     if (r.attempts > 0) {
       ++attempted;
       if (r.state == RecipientState::kDeferred || r.state == RecipientState::kExpired ||
@@ -711,6 +716,10 @@ absl::StatusOr<CampaignStatus> Spool::Status(CampaignId id, size_t top_domains) 
                     });
   all.resize(n);
   st.top_domains = std::move(all);
+  st.categories.assign(categories.begin(), categories.end());
+  std::sort(st.categories.begin(), st.categories.end(), [](const auto& a, const auto& b) {
+    return a.second != b.second ? a.second > b.second : a.first < b.first;
+  });
   const uint64_t failed = st.counts[RecipientState::kBounced] + st.counts[RecipientState::kExpired];
   const uint64_t finished = failed + st.counts[RecipientState::kDelivered];
   st.bounce_rate = finished == 0 ? 0 : static_cast<double>(failed) / finished;

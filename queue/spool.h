@@ -121,6 +121,11 @@ struct CampaignStatus {
   CampaignInfo info;
   StateCounts counts;
   std::vector<DomainCount> top_domains;  // by recipient count, descending
+  // Why recipients are not delivered: the failure category of the last
+  // attempt (as engine/smtp/failure_scope names it, e.g. "null_mx",
+  // "invalid_recipient") of bounced, expired and deferred recipients, with
+  // counts, most frequent first.
+  std::vector<std::pair<std::string, uint64_t>> categories;
   // bounced+expired over finished (delivered+bounced+expired); deferral rate:
   // recipients deferred at least once over all attempted. 0 when nothing ran.
   double bounce_rate = 0;

@@ -312,6 +312,12 @@ int RunStatus(const IdArgs& a) {
     std::printf("bounce rate %s (bounced+expired of finished)  deferral rate %s (of attempted)\n",
                 Percent(s.value("bounce_rate", 0.0)).c_str(),
                 Percent(s.value("deferral_rate", 0.0)).c_str());
+    if (s.contains("categories") && !s["categories"].empty()) {
+      std::string line;
+      for (const auto& [c, n] : s["categories"].items())
+        line += (line.empty() ? "" : ", ") + c + " " + std::to_string(n.get<uint64_t>());
+      std::printf("not delivered, by category: %s\n", line.c_str());
+    }
     if (!s["top_domains"].empty()) std::printf("top destination domains:\n");
     for (const auto& d : s["top_domains"]) {
       std::printf("  %-30s %8llu  %s\n", d["domain"].get<std::string>().c_str(),

@@ -51,6 +51,18 @@ struct Site {
   std::vector<Steady::time_point> down_until;  // per host: connect failed
   smtp::Outcome last_failure;
   Steady::time_point paused_until{};
+  // Backoff after site-scope temporary failures (421, greeting or EHLO
+  // refusals while other connections work): no new connection before
+  // `backoff_until`; the delay starts at 1 s and doubles while failures
+  // repeat with no delivery in between, up to site_retry_delay. Each failure
+  // also halves `open_cap` (the connections the pool may open, at most
+  // connections_per_site); it grows by one per backoff period without one.
+  Steady::duration backoff{};
+  Steady::time_point backoff_until{};
+  Steady::time_point last_site_failure{};
+  Steady::time_point last_growth{};
+  reactor::TimerId backoff_timer = 0;
+  size_t open_cap = 0;  // 0 until the site is first used
 };
 
 // One SMTP connection. Owned by its Shard; freed in the reactor's Close
@@ -186,13 +198,14 @@ void Shard::OnResolved(const std::string& domain, absl::StatusOr<dns::Site> resu
     return;
   }
   if (!result.ok()) {
-    smtp::Outcome o = dns::DnsFailureOutcome(result.status());
+    smtp::Outcome o = smtp::OutcomeForDnsFailure(dns::FailureOf(result.status()), domain,
+                                                 std::string(result.status().message()));
     for (Job& job : jobs) Report(std::move(job), o);
     return;
   }
   std::shared_ptr<const SiteInfo> info = ToSiteInfo(*result);
   if (!info) {
-    smtp::Outcome o = smtp::OutcomeForDnsFailure(smtp::DnsFailure::kNoAddress, domain,
+    smtp::Outcome o = smtp::OutcomeForDnsFailure(smtp::DnsFailure::kNoAddressYet, domain,
                                                  "no MX host of the domain has an address");
     for (Job& job : jobs) Report(std::move(job), o);
     return;
@@ -233,7 +246,8 @@ std::shared_ptr<const SiteInfo> Shard::ToSiteInfo(const dns::Site& site) {
 }
 
 void Shard::RouteJob(const std::shared_ptr<const SiteInfo>& info, Job job) {
-  int owner = ShardFor(info->key, engine_->shard_count());
+  int owner =
+      static_cast<int>(dns::ShardForSite(info->key, static_cast<unsigned>(engine_->shard_count())));
   auto& slot = outgoing_[owner][info->key];
   if (!slot.first) slot.first = info;
   slot.second.push_back(std::move(job));
@@ -262,6 +276,8 @@ Site* Shard::SiteFor(const std::shared_ptr<const SiteInfo>& info) {
   auto site = std::make_unique<Site>();
   site->info = info;
   site->down_until.assign(info->hosts.size(), Steady::time_point{});
+  site->open_cap =
+      static_cast<size_t>(std::max(1, engine_->config().delivery.connections_per_site));
   Site* raw = site.get();
   sites_.emplace(info->key, std::move(site));
   return raw;
@@ -304,8 +320,8 @@ void Shard::Pump(Site* site) {
     else
       OnReady(c);
   }
-  const size_t limit =
-      static_cast<size_t>(std::max(1, engine_->config().delivery.connections_per_site));
+  // Backing off: no new connection now; the backoff timer pumps again.
+  const size_t limit = site->backoff_until > now ? 0 : site->open_cap;
   while (site->ready.size() + site->composed.size() + site->composing > site->starting &&
          site->connections < limit) {
     OpenConnection(site);
@@ -679,8 +695,50 @@ void Shard::ReportJob(Connection* c, std::vector<smtp::Outcome> outcomes) {
     CountOutcome(o);
     any_delivered |= o.delivered();
   }
-  if (any_delivered) counters_->Add(metrics::Counter::kMessagesSent);
+  if (any_delivered) {
+    counters_->Add(metrics::Counter::kMessagesSent);
+    Delivered(c->site);
+  }
   AddResult(std::move(r));
+}
+
+// A site-scope temporary failure (the site said "not now"): back off.
+void Shard::BackOff(Site* site, const smtp::Outcome& why) {
+  const auto now = Steady::now();
+  const auto cap = std::max<Steady::duration>(
+      std::chrono::milliseconds(1),
+      std::chrono::duration_cast<Steady::duration>(engine_->config().delivery.site_retry_delay));
+  site->last_failure = why;
+  site->last_site_failure = now;
+  if (site->backoff_until > now) return;  // already backing off: one step per period
+  site->backoff = site->backoff == Steady::duration::zero()
+                      ? std::min<Steady::duration>(std::chrono::seconds(1), cap)
+                      : std::min<Steady::duration>(2 * site->backoff, cap);
+  site->backoff_until = now + site->backoff;
+  // The failing connection still counts here: keep half of the others.
+  site->open_cap = std::max<size_t>(1, (site->connections > 0 ? site->connections - 1 : 0) / 2);
+  SALVO_LOG(kDebug, "shard {}: site {} backs off {} ms (at most {} connections): {}", index_,
+            site->info->key,
+            std::chrono::duration_cast<std::chrono::milliseconds>(site->backoff).count(),
+            site->open_cap, why.reply.empty() ? why.detail : why.reply.ToString());
+  if (site->backoff_timer) reactor_->CancelTimer(site->backoff_timer);
+  site->backoff_timer = reactor_->RunAfter(site->backoff, [this, site] {
+    site->backoff_timer = 0;
+    Pump(site);
+  });
+}
+
+// A transaction was delivered: the failures (if any) no longer repeat.
+void Shard::Delivered(Site* site) {
+  site->backoff = Steady::duration::zero();
+  const size_t limit =
+      static_cast<size_t>(std::max(1, engine_->config().delivery.connections_per_site));
+  if (site->open_cap >= limit) return;
+  const auto now = Steady::now();
+  const auto period = std::max<Steady::duration>(std::chrono::seconds(1), site->backoff);
+  if (now - site->last_site_failure < period || now - site->last_growth < period) return;
+  site->last_growth = now;
+  site->open_cap++;
 }
 
 void Shard::Report(Job job, const smtp::Outcome& outcome) {
@@ -790,13 +848,10 @@ void Shard::SessionFinished(Connection* c) {
   if (c->job) {
     // The session closed without reporting the transaction: never delivered.
     smtp::Outcome o = c->close_outcome;
-    if (o.kind == smtp::FailureKind::kNone)
-      o = smtp::OutcomeForConnectionLost(smtp::Phase::kDataEnd,
-                                         c->site->info->hosts[c->host].label);
-    o.disposition = smtp::Disposition::kDeferred;
+    if (o.kind == smtp::FailureKind::kNone) o.host = c->site->info->hosts[c->host].label;
     Job j = std::move(*c->job);
     c->job.reset();
-    Report(std::move(j), o);
+    Report(std::move(j), smtp::AsRetry(std::move(o)));
   }
   if (!c->ever_ready && c->close_outcome.kind != smtp::FailureKind::kNone) {
     // Greeting/EHLO/TLS trouble before any transaction: try the next host,
@@ -804,6 +859,10 @@ void Shard::SessionFinished(Connection* c) {
     HostFailed(c, c->close_outcome, false);
     return;
   }
+  // A 421 (or another site-scope refusal) ends the session: the site says
+  // "not now", so no new connection replaces this one before the backoff.
+  // Recipient- and message-scope failures never end a session.
+  if (c->close_outcome.site_temporary()) BackOff(c->site, c->close_outcome);
   CloseConnection(c, -1);
 }
 
@@ -830,10 +889,13 @@ void Shard::HostFailed(Connection* c, const smtp::Outcome& outcome, bool mark_do
     // Every host of the site failed and no connection works: defer what is
     // queued now instead of holding it, and pause the site for a while.
     site->paused_until = now + retry;
-    smtp::Outcome o = outcome;
-    o.scope = smtp::Scope::kSite;
+    smtp::Outcome o = smtp::OutcomeForSiteDown(outcome);
     site->last_failure = o;
     DeferAll(site, o);
+  } else if (next < 0 && !draining_ && !mark_down && outcome.site_temporary()) {
+    // Refused at the greeting or EHLO while other connections work: back
+    // off rather than reconnect at once.
+    BackOff(site, outcome);
   }
   CloseConnection(c, next);
 }

@@ -99,6 +99,8 @@ class Shard {
   void OnReady(Connection* c);
   bool StartJob(Connection* c, Job job);
   void ReportJob(Connection* c, std::vector<smtp::Outcome> outcomes);
+  void BackOff(Site* site, const smtp::Outcome& why);
+  void Delivered(Site* site);
   void Flush(Connection* c);
   void ArmDeadline(Connection* c);
   void SessionFinished(Connection* c);

@@ -342,7 +342,9 @@ void Resolver::ResolveMx(std::string_view domain_in, MxCallback callback) {
   absl::StatusOr<std::string> domain = NormalizeDomain(domain_in);
   if (!domain.ok()) {
     ++stats_.permanent_failures;
-    reactor_->Post([cb = std::move(callback), s = domain.status()]() mutable { cb(s); });
+    reactor_->Post(
+        [cb = std::move(callback), s = DnsError(smtp::DnsFailure::kInvalidName,
+                                                domain.status().message())]() mutable { cb(s); });
     return;
   }
   if (std::optional<absl::StatusOr<Site>> now = TryResolveMxNow(*domain)) {
@@ -389,7 +391,7 @@ void Resolver::ResolveMx(std::string_view domain_in, MxCallback callback) {
 
 std::optional<absl::StatusOr<Site>> Resolver::TryResolveMxNow(std::string_view domain_in) {
   absl::StatusOr<std::string> domain = NormalizeDomain(domain_in);
-  if (!domain.ok()) return domain.status();
+  if (!domain.ok()) return DnsError(smtp::DnsFailure::kInvalidName, domain.status().message());
   if (const std::vector<RouteTarget>* route = options_.router.Lookup(*domain)) {
     if (std::optional<absl::StatusOr<Site>> site = RoutedSite(*domain, *route)) {
       ++stats_.routed;
@@ -430,32 +432,37 @@ std::optional<absl::StatusOr<Site>> Resolver::RoutedSite(std::string_view domain
 void Resolver::HandleMx(Lookup* lookup, int status, const unsigned char* abuf, int alen) {
   const std::string& d = lookup->domain;
   if (abuf == nullptr || alen <= 0) {
-    Finish(lookup,
-           absl::UnavailableError(absl::StrCat("MX lookup for ", d,
-                                               " failed: ", TransportFailure(status),
-                                               " (DNS servers ", servers_text_, ")")),
-           std::chrono::seconds(0));
+    Finish(
+        lookup,
+        DnsError(status == ARES_ETIMEOUT ? smtp::DnsFailure::kTimeout : smtp::DnsFailure::kServFail,
+                 absl::StrCat("MX lookup for ", d, " failed: ", TransportFailure(status),
+                              " (DNS servers ", servers_text_, ")")),
+        std::chrono::seconds(0));
     return;
   }
   absl::StatusOr<Message> msg = ParseMessage({abuf, static_cast<size_t>(alen)});
   if (!msg.ok()) {
     Finish(lookup,
-           absl::UnavailableError(absl::StrCat("MX lookup for ", d,
-                                               ": malformed DNS answer: ", msg.status().message())),
+           DnsError(smtp::DnsFailure::kServFail,
+                    absl::StrCat("MX lookup for ", d,
+                                 ": malformed DNS answer: ", msg.status().message())),
            std::chrono::seconds(0));
     return;
   }
   std::optional<uint32_t> soa_ttl;
   if (uint32_t t; NegativeTtl(*msg, &t)) soa_ttl = t;
   if (msg->rcode == static_cast<uint8_t>(Rcode::kNxDomain)) {
-    Finish(lookup, absl::NotFoundError(absl::StrCat("domain ", d, " does not exist (NXDOMAIN)")),
+    Finish(lookup,
+           DnsError(smtp::DnsFailure::kNxDomain,
+                    absl::StrCat("domain ", d, " does not exist (NXDOMAIN)")),
            ClampNegative(soa_ttl));
     return;
   }
   if (msg->rcode != static_cast<uint8_t>(Rcode::kNoError)) {
     Finish(lookup,
-           absl::UnavailableError(absl::StrCat("MX lookup for ", d, ": DNS server answered ",
-                                               RcodeName(msg->rcode), " (", servers_text_, ")")),
+           DnsError(smtp::DnsFailure::kServFail,
+                    absl::StrCat("MX lookup for ", d, ": DNS server answered ",
+                                 RcodeName(msg->rcode), " (", servers_text_, ")")),
            std::chrono::seconds(0));
     return;
   }
@@ -488,8 +495,9 @@ void Resolver::HandleMx(Lookup* lookup, int status, const unsigned char* abuf, i
   if (hosts.empty()) {
     // RFC 7505: a single "MX 0 ." says the domain accepts no mail at all.
     Finish(lookup,
-           absl::FailedPreconditionError(absl::StrCat(
-               "domain ", d, " does not accept mail: it publishes a null MX (RFC 7505)")),
+           DnsError(smtp::DnsFailure::kNullMx,
+                    absl::StrCat("domain ", d,
+                                 " does not accept mail: it publishes a null MX (RFC 7505)")),
            ClampNegative(ttl));
     return;
   }
@@ -614,19 +622,20 @@ void Resolver::QueryDone(Lookup* lookup) {
     notes.insert(notes.end(), lookup->permanent.begin(), lookup->permanent.end());
     const std::string why = absl::StrJoin(notes, "; ");
     if (!lookup->temporary.empty()) {
-      Finish(
-          lookup,
-          absl::UnavailableError(absl::StrCat("no address found yet for mail to ", d, ": ", why)),
-          std::chrono::seconds(0));
+      Finish(lookup,
+             DnsError(smtp::DnsFailure::kNoAddressYet,
+                      absl::StrCat("no address found yet for mail to ", d, ": ", why)),
+             std::chrono::seconds(0));
     } else if (lookup->implicit_mx) {
       Finish(lookup,
-             absl::NotFoundError(
-                 absl::StrCat("domain ", d, " has no MX record and no A/AAAA address")),
+             DnsError(smtp::DnsFailure::kNoAddress,
+                      absl::StrCat("domain ", d, " has no MX record and no A/AAAA address")),
              ClampNegative(lookup->negative_ttl));
     } else {
       Finish(lookup,
-             absl::NotFoundError(absl::StrCat(lookup->routed ? "no route target" : "no MX host",
-                                              " of ", d, " has an address: ", why)),
+             DnsError(smtp::DnsFailure::kNoAddress,
+                      absl::StrCat(lookup->routed ? "no route target" : "no MX host", " of ", d,
+                                   " has an address: ", why)),
              ClampNegative(lookup->negative_ttl));
     }
     return;

@@ -42,7 +42,7 @@ class MxResolver {
   // address; kFailedPrecondition: null MX; kInvalidArgument: not a domain
   // name) or temporary (kUnavailable: SERVFAIL, REFUSED, timeout, malformed
   // answer); its message names the domain and the cause. See
-  // IsPermanentDnsFailure / DnsFailureOutcome in site.h.
+  // FailureOf / IsPermanentDnsFailure in site.h.
   virtual void ResolveMx(std::string_view domain, MxCallback callback) = 0;
 };
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "engine/common/log.h"
@@ -99,26 +100,58 @@ unsigned ShardForSite(std::string_view site_key, unsigned shard_count) {
   return static_cast<unsigned>(h % shard_count);
 }
 
-bool IsPermanentDnsFailure(const absl::Status& status) {
+namespace {
+constexpr char kFailurePayload[] = "type.salvo.dev/dns-failure";
+}  // namespace
+
+absl::Status DnsError(smtp::DnsFailure failure, absl::string_view message) {
+  absl::StatusCode code = absl::StatusCode::kUnavailable;
+  switch (failure) {
+    case smtp::DnsFailure::kNxDomain:
+    case smtp::DnsFailure::kNoAddress:
+      code = absl::StatusCode::kNotFound;
+      break;
+    case smtp::DnsFailure::kNullMx:
+      code = absl::StatusCode::kFailedPrecondition;
+      break;
+    case smtp::DnsFailure::kInvalidName:
+      code = absl::StatusCode::kInvalidArgument;
+      break;
+    case smtp::DnsFailure::kNoAddressYet:
+    case smtp::DnsFailure::kServFail:
+    case smtp::DnsFailure::kTimeout:
+      break;
+  }
+  absl::Status s(code, message);
+  s.SetPayload(kFailurePayload, absl::Cord(std::string(1, static_cast<char>(failure))));
+  return s;
+}
+
+smtp::DnsFailure FailureOf(const absl::Status& status) {
+  if (auto p = status.GetPayload(kFailurePayload); p && p->size() == 1)
+    return static_cast<smtp::DnsFailure>(static_cast<uint8_t>((*p)[0]));
   switch (status.code()) {
     case absl::StatusCode::kNotFound:
+      return smtp::DnsFailure::kNxDomain;
     case absl::StatusCode::kFailedPrecondition:
+      return smtp::DnsFailure::kNullMx;
     case absl::StatusCode::kInvalidArgument:
+      return smtp::DnsFailure::kInvalidName;
+    default:
+      return smtp::DnsFailure::kServFail;
+  }
+}
+
+bool IsPermanentDnsFailure(const absl::Status& status) {
+  switch (FailureOf(status)) {
+    case smtp::DnsFailure::kNxDomain:
+    case smtp::DnsFailure::kNullMx:
+    case smtp::DnsFailure::kNoAddress:
+    case smtp::DnsFailure::kInvalidName:
       return true;
     default:
       return false;
   }
-}
-
-smtp::Outcome DnsFailureOutcome(const absl::Status& status) {
-  smtp::Outcome o;
-  o.disposition =
-      IsPermanentDnsFailure(status) ? smtp::Disposition::kBounced : smtp::Disposition::kDeferred;
-  o.scope = smtp::Scope::kSite;
-  o.kind = smtp::FailureKind::kDns;
-  o.category = "dns";
-  o.detail = std::string(status.message());
-  return o;
 }
 
 }  // namespace salvo::dns

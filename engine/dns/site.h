@@ -14,7 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "engine/smtp/outcome.h"
+#include "engine/smtp/failure_scope.h"
 
 namespace salvo::dns {
 
@@ -73,16 +73,19 @@ std::string SiteKey(const std::vector<MxHost>& hosts);
 // across processes and builds (unlike absl::Hash), so logs and restarts agree.
 unsigned ShardForSite(std::string_view site_key, unsigned shard_count);
 
-// --- Failure classification ---
-// Permanent DNS failures are kNotFound (NXDOMAIN, no address at all),
-// kFailedPrecondition (null MX) or kInvalidArgument (not a domain name);
-// everything else (kUnavailable: SERVFAIL, REFUSED, timeouts, broken answers)
-// is temporary.
+// --- Failure types ---
+// Every failed ResolveMx status carries its cause as a smtp::DnsFailure (a
+// status payload), so the one failure module (engine/smtp/failure_scope)
+// maps it, as it maps SMTP replies: smtp::OutcomeForDnsFailure(FailureOf(s),
+// domain, s.message()). The status code follows the cause: kNotFound
+// (NXDOMAIN, no address), kFailedPrecondition (null MX), kInvalidArgument
+// (not a domain name), kUnavailable (SERVFAIL, REFUSED, timeouts, malformed
+// answers, addresses not found yet).
+absl::Status DnsError(smtp::DnsFailure failure, absl::string_view message);
+// The cause of a failed resolution; for a status not made by DnsError, a
+// guess from its code (kNotFound: NXDOMAIN, else SERVFAIL).
+smtp::DnsFailure FailureOf(const absl::Status& status);
+// True when retrying cannot help (the outcome is a bounce).
 bool IsPermanentDnsFailure(const absl::Status& status);
-
-// Maps a failed ResolveMx status to the delivery outcome for every recipient
-// of that domain: FailureKind::kDns, Scope::kSite, category "dns"; bounced
-// when permanent, deferred when temporary; detail = the status message.
-smtp::Outcome DnsFailureOutcome(const absl::Status& status);
 
 }  // namespace salvo::dns

@@ -128,7 +128,9 @@ ServerSession::Result ServerSession::Feed(std::string_view in, std::string* out)
         in.remove_prefix(n);
         if (bdat_remaining_ == 0) {
           mode_ = Mode::kCommand;
-          if (!has_mail_) {
+          if (bdat_answered_) {
+            bdat_answered_ = false;  // one reply per BDAT command
+          } else if (!has_mail_) {
             out->append("503 5.5.1 Error: need MAIL and RCPT before BDAT\r\n");
           } else if (bdat_last_) {
             FinishMessage(out);
@@ -358,6 +360,7 @@ void ServerSession::HandleBdat(std::string_view args, std::string* out) {
     // Consume the chunk, answer as DATA would.
     out->append("554 5.5.1 Error: no valid recipients\r\n");
     ResetTransaction();
+    bdat_answered_ = true;
   } else if (has_mail_ && !bdat_started_) {
     Verdict v = policy_->OnData();
     if (v != Verdict::kAccept) return Apply(v, out);
@@ -369,7 +372,9 @@ void ServerSession::HandleBdat(std::string_view args, std::string* out) {
   mode_ = Mode::kBdat;
   if (size == 0) {
     mode_ = Mode::kCommand;
-    if (!has_mail_) {
+    if (bdat_answered_) {
+      bdat_answered_ = false;
+    } else if (!has_mail_) {
       out->append("503 5.5.1 Error: need MAIL and RCPT before BDAT\r\n");
     } else if (bdat_last_) {
       FinishMessage(out);

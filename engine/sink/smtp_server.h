@@ -133,6 +133,9 @@ class ServerSession {
   uint64_t bdat_remaining_ = 0;
   bool bdat_last_ = false;
   bool bdat_started_ = false;
+  // The BDAT command was already answered (no valid recipients): its chunk is
+  // consumed without a second reply.
+  bool bdat_answered_ = false;
   uint64_t messages_done_ = 0;
 };
 

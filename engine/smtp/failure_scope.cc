@@ -44,6 +44,14 @@ std::string_view CategoryFromText(std::string_view lower) {
   return {};
 }
 
+// The last step of every Outcome made here: the shared bounce class and the
+// suppression decision follow from the fine category and the disposition.
+Outcome Classified(Outcome o) {
+  o.bounce_class = o.delivered() ? Category::kNone : BounceClassOf(o.category);
+  o.suppress = o.hard() && SuppressOnHardBounce(o.bounce_class);
+  return o;
+}
+
 Outcome Make(Disposition d, Scope s, FailureKind k, std::string category, std::string_view host) {
   Outcome o;
   o.disposition = d;
@@ -156,7 +164,7 @@ Outcome OutcomeForReply(const Reply& reply, Phase phase, std::string_view host) 
     // the whole site is pushing back.
     o.disposition = Disposition::kDeferred;
     o.scope = Scope::kSite;
-    return o;
+    return Classified(std::move(o));
   }
   o.disposition = cls == 5 ? Disposition::kBounced : Disposition::kDeferred;
   switch (phase) {
@@ -198,41 +206,41 @@ Outcome OutcomeForReply(const Reply& reply, Phase phase, std::string_view host) 
     o.category = "protocol";
     o.detail = internal::Cat("unexpected reply ", reply.code, " to ", PhaseName(phase));
   }
-  return o;
+  return Classified(std::move(o));
 }
 
 Outcome OutcomeDelivered(const Reply& reply, std::string_view host) {
   Outcome o = Make(Disposition::kDelivered, Scope::kRecipient, FailureKind::kNone, "", host);
   o.reply = reply;
-  return o;
+  return Classified(std::move(o));
 }
 
 Outcome OutcomeForTimeout(Phase phase, std::string_view host) {
   Outcome o =
       Make(Disposition::kDeferred, Scope::kConnection, FailureKind::kTimeout, "timeout", host);
   o.detail = internal::Cat("timed out waiting during ", PhaseName(phase));
-  return o;
+  return Classified(std::move(o));
 }
 
 Outcome OutcomeForConnectionLost(Phase phase, std::string_view host) {
   Outcome o = Make(Disposition::kDeferred, Scope::kConnection, FailureKind::kConnectionLost,
                    "connection", host);
   o.detail = internal::Cat("connection lost during ", PhaseName(phase));
-  return o;
+  return Classified(std::move(o));
 }
 
 Outcome OutcomeForProtocolError(std::string_view detail, std::string_view host) {
   Outcome o =
       Make(Disposition::kDeferred, Scope::kConnection, FailureKind::kProtocol, "protocol", host);
   o.detail = internal::Cat("protocol error: ", detail);
-  return o;
+  return Classified(std::move(o));
 }
 
 Outcome OutcomeForTlsFailure(std::string_view detail, bool tls_required, std::string_view host) {
   Outcome o = Make(Disposition::kDeferred, tls_required ? Scope::kSite : Scope::kConnection,
                    FailureKind::kTls, "tls", host);
   o.detail = internal::Cat("TLS failure: ", detail);
-  return o;
+  return Classified(std::move(o));
 }
 
 Outcome OutcomeForAuthFailure(const Reply& reply, std::string_view detail, std::string_view host) {
@@ -240,7 +248,7 @@ Outcome OutcomeForAuthFailure(const Reply& reply, std::string_view detail, std::
   if (reply.empty()) o.kind = FailureKind::kLocal;
   o.reply = reply;
   o.detail = internal::Cat("authentication failed: ", detail);
-  return o;
+  return Classified(std::move(o));
 }
 
 Outcome OutcomeForConnectFailure(int err, std::string_view host) {
@@ -248,7 +256,29 @@ Outcome OutcomeForConnectFailure(int err, std::string_view host) {
   Outcome o = Make(Disposition::kDeferred, Scope::kSite, FailureKind::kConnectFailed,
                    err == ETIMEDOUT ? "timeout" : "connection", host);
   o.detail = internal::Cat("connect failed: ", std::strerror(err));
+  o = Classified(std::move(o));
+  o.bounce_class = Category::kNoAnswerFromHost;  // no connection could be made
   return o;
+}
+
+std::string_view DnsFailureName(DnsFailure f) {
+  switch (f) {
+    case DnsFailure::kNxDomain:
+      return "nxdomain";
+    case DnsFailure::kNullMx:
+      return "null_mx";
+    case DnsFailure::kNoAddress:
+      return "no_address";
+    case DnsFailure::kNoAddressYet:
+      return "no_address_yet";
+    case DnsFailure::kServFail:
+      return "servfail";
+    case DnsFailure::kTimeout:
+      return "timeout";
+    case DnsFailure::kInvalidName:
+      return "invalid_name";
+  }
+  return "unknown";
 }
 
 Outcome OutcomeForDnsFailure(DnsFailure failure, std::string_view domain, std::string_view detail) {
@@ -268,8 +298,12 @@ Outcome OutcomeForDnsFailure(DnsFailure failure, std::string_view domain, std::s
       what = "domain accepts no mail (null MX)";
       break;
     case DnsFailure::kNoAddress:
-      o.disposition = Disposition::kDeferred;
+      o.disposition = Disposition::kBounced;
       what = "no address for any MX host";
+      break;
+    case DnsFailure::kNoAddressYet:
+      o.disposition = Disposition::kDeferred;
+      what = "no address for any MX host yet";
       break;
     case DnsFailure::kServFail:
       o.disposition = Disposition::kDeferred;
@@ -279,10 +313,34 @@ Outcome OutcomeForDnsFailure(DnsFailure failure, std::string_view domain, std::s
       o.disposition = Disposition::kDeferred;
       what = "DNS timeout";
       break;
+    case DnsFailure::kInvalidName:
+      o.disposition = Disposition::kBounced;
+      what = "not a valid domain name";
+      break;
   }
   o.detail = internal::Cat(domain, ": ", what);
   if (!detail.empty()) internal::Append(&o.detail, " (", detail, ")");
+  o = Classified(std::move(o));
+  if (failure == DnsFailure::kNxDomain || failure == DnsFailure::kNullMx ||
+      failure == DnsFailure::kInvalidName)
+    o.bounce_class = Category::kBadDomain;
+  else
+    o.bounce_class = Category::kRoutingErrors;
+  o.suppress = o.hard() && SuppressOnHardBounce(o.bounce_class);
   return o;
+}
+
+Outcome AsRetry(Outcome failure) {
+  if (failure.kind == FailureKind::kNone)
+    return OutcomeForConnectionLost(Phase::kDataEnd, failure.host);
+  failure.disposition = Disposition::kDeferred;
+  return Classified(std::move(failure));
+}
+
+Outcome OutcomeForSiteDown(Outcome last) {
+  last.scope = Scope::kSite;
+  last.disposition = Disposition::kDeferred;
+  return Classified(std::move(last));
 }
 
 Outcome OutcomeForLocal(std::string_view category, std::string_view detail, bool permanent,
@@ -290,7 +348,26 @@ Outcome OutcomeForLocal(std::string_view category, std::string_view detail, bool
   Outcome o = Make(permanent ? Disposition::kBounced : Disposition::kDeferred, scope,
                    FailureKind::kLocal, std::string(category), host);
   o.detail.assign(detail);
-  return o;
+  return Classified(std::move(o));
+}
+
+Category BounceClassOf(std::string_view c) {
+  if (c.empty()) return Category::kNone;
+  if (c == "invalid_recipient") return Category::kBadMailbox;
+  if (c == "mailbox_disabled") return Category::kInactiveMailbox;
+  if (c == "mailbox_full") return Category::kQuotaIssues;
+  if (c == "null_mx") return Category::kBadDomain;
+  if (c == "dns" || c == "routing") return Category::kRoutingErrors;
+  if (c == "timeout") return Category::kNoAnswerFromHost;
+  if (c == "connection" || c == "tls") return Category::kBadConnection;
+  if (c == "spam_block") return Category::kSpamRelated;
+  if (c == "rate_limited") return Category::kRateLimited;
+  if (c == "policy" || c == "auth" || c == "greylisted") return Category::kPolicyRelated;
+  if (c == "message_too_large" || c == "content" || c == "smtputf8")
+    return Category::kContentRelated;
+  if (c == "protocol" || c == "too_many_recipients") return Category::kProtocolErrors;
+  if (c == "invalid_sender") return Category::kInvalidSender;
+  return Category::kOther;  // system, mailbox_unavailable, composition, shutdown, other
 }
 
 }  // namespace salvo::smtp

@@ -67,16 +67,30 @@ Outcome OutcomeForAuthFailure(const Reply& reply, std::string_view detail, std::
 // Deferred, site scope, category "connection" (or "timeout" for ETIMEDOUT).
 Outcome OutcomeForConnectFailure(int err, std::string_view host);
 
+// Why resolving a destination failed; the resolver (engine/dns) types every
+// failure with one of these (dns::FailureOf reads it back from its status).
 enum class DnsFailure : uint8_t {
-  kNxDomain,   // the domain does not exist: bounced
-  kNullMx,     // RFC 7505 "MX 0 .": bounced (X.1.10)
-  kNoAddress,  // MX hosts exist but none has an address: deferred
-  kServFail,   // SERVFAIL/REFUSED: deferred
-  kTimeout,    // no answer: deferred
+  kNxDomain,      // the domain does not exist: bounced
+  kNullMx,        // RFC 7505 "MX 0 .": bounced (X.1.10), category "null_mx"
+  kNoAddress,     // no MX host (or the domain itself) has an address: bounced
+  kNoAddressYet,  // some address lookups failed temporarily: deferred
+  kServFail,      // SERVFAIL/REFUSED/malformed answer: deferred
+  kTimeout,       // no answer: deferred
+  kInvalidName,   // not a domain name: bounced
 };
-// Resolution of `domain` failed. Site scope, category "dns" (or "null_mx").
+std::string_view DnsFailureName(DnsFailure f);
+// Resolution of `domain` failed. Site scope, category "dns" (or "null_mx");
+// bounce class bad-domain when the domain takes no mail, else routing-errors.
 Outcome OutcomeForDnsFailure(DnsFailure failure, std::string_view domain,
                              std::string_view detail = {});
+
+// The transaction never completed (the session ended before its reply):
+// the same failure, but the recipients are retried (deferred).
+Outcome AsRetry(Outcome failure);
+
+// Every host of a site failed and no connection works: `last` (the last
+// host's failure) widened to the whole site.
+Outcome OutcomeForSiteDown(Outcome last);
 
 // Our side refused to send (message larger than the peer's SIZE, SMTPUTF8
 // needed but not offered, shutdown). `permanent` chooses bounced vs deferred.
@@ -87,5 +101,10 @@ Outcome OutcomeForLocal(std::string_view category, std::string_view detail, bool
 // "invalid_recipient", "mailbox_full", "rate_limited", "spam_block",
 // "policy", "message_too_large", "greylisted", "other".
 std::string Categorize(const Reply& reply);
+
+// The shared bounce class (engine/smtp/category.h) of a fine category as
+// Categorize and the Outcome* functions produce it ("invalid_recipient" ->
+// kBadMailbox, "null_mx" -> kBadDomain, "rate_limited" -> kRateLimited...).
+Category BounceClassOf(std::string_view category);
 
 }  // namespace salvo::smtp

@@ -8,6 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include "engine/smtp/category.h"
+
 namespace salvo::smtp {
 
 // One complete SMTP reply. Multi-line replies are joined.
@@ -54,11 +56,25 @@ struct Outcome {
   // "invalid_recipient", "mailbox_full", "policy", "spam_block",
   // "rate_limited", "dns", "tls", "connection", "timeout", "other".
   std::string category;
+  // The same answer in the shared vocabulary (engine/smtp/category.h): what
+  // metrics, the delivery log and shaping read. Set with `category` by
+  // failure_scope, never elsewhere.
+  Category bounce_class = Category::kNone;
+  // A hard bounce that says the address itself is bad: the queue adds it to
+  // the suppression list. Decided by failure_scope, never by the storage.
+  bool suppress = false;
   Reply reply;         // the reply that decided this, if any
   std::string host;    // MX host (name and IP) the attempt went to, if any
   std::string detail;  // human-readable explanation when there is no reply
 
   bool delivered() const { return disposition == Disposition::kDelivered; }
+  // Hard = never retried (bounced); soft = retried later (deferred).
+  bool hard() const { return disposition == Disposition::kBounced; }
+  // A temporary failure of the whole destination (421, greeting or EHLO
+  // refusals, every MX host down): the site pool backs off.
+  bool site_temporary() const {
+    return disposition == Disposition::kDeferred && scope == Scope::kSite;
+  }
 };
 
 std::string_view DispositionName(Disposition d);

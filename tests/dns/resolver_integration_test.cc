@@ -184,8 +184,11 @@ TEST_F(DnsResolverTest, NullMxIsPermanentAtOnce) {
   EXPECT_NE(site.status().message().find("nullmx.test"), absl::string_view::npos);
   EXPECT_NE(site.status().message().find("null MX"), absl::string_view::npos);
   EXPECT_EQ(r.stats().queries, 1u);  // no address lookups for "."
-  const smtp::Outcome o = DnsFailureOutcome(site.status());
+  EXPECT_EQ(FailureOf(site.status()), smtp::DnsFailure::kNullMx);
+  const smtp::Outcome o = smtp::OutcomeForDnsFailure(FailureOf(site.status()), "nullmx.test",
+                                                     std::string(site.status().message()));
   EXPECT_EQ(o.disposition, smtp::Disposition::kBounced);
+  EXPECT_EQ(o.category, "null_mx");
   EXPECT_EQ(o.kind, smtp::FailureKind::kDns);
   EXPECT_EQ(o.scope, smtp::Scope::kSite);
 }
@@ -197,7 +200,8 @@ TEST_F(DnsResolverTest, NxDomainIsPermanentAndNegativelyCachedPerSoa) {
   EXPECT_EQ(site.status().code(), absl::StatusCode::kNotFound) << site.status();
   EXPECT_NE(site.status().message().find("missing.nx.test"), absl::string_view::npos);
   EXPECT_NE(site.status().message().find("NXDOMAIN"), absl::string_view::npos);
-  EXPECT_EQ(DnsFailureOutcome(site.status()).disposition, smtp::Disposition::kBounced);
+  EXPECT_EQ(FailureOf(site.status()), smtp::DnsFailure::kNxDomain);
+  EXPECT_TRUE(IsPermanentDnsFailure(site.status()));
   // The SOA MINIMUM is 7 s: a second lookup is answered from the cache.
   const uint64_t queries = r.stats().queries;
   absl::StatusOr<Site> again = Resolve(r, "missing.nx.test");
@@ -232,7 +236,9 @@ TEST_F(DnsResolverTest, ServfailAndRefusedAreTemporary) {
   EXPECT_EQ(results[1].status().code(), absl::StatusCode::kUnavailable) << results[1].status();
   EXPECT_NE(results[1].status().message().find("REFUSED"), absl::string_view::npos)
       << results[1].status();
-  const smtp::Outcome o = DnsFailureOutcome(results[0].status());
+  EXPECT_EQ(FailureOf(results[0].status()), smtp::DnsFailure::kServFail);
+  const smtp::Outcome o =
+      smtp::OutcomeForDnsFailure(FailureOf(results[0].status()), "servfail.test");
   EXPECT_EQ(o.disposition, smtp::Disposition::kDeferred);
   EXPECT_EQ(o.category, "dns");
   // Temporary failures are not cached: the next lookup asks again.
@@ -254,7 +260,8 @@ TEST_F(DnsResolverTest, DroppedQueryTimesOutAsTemporary) {
   EXPECT_EQ(site.status().code(), absl::StatusCode::kUnavailable) << site.status();
   EXPECT_NE(site.status().message().find("timed out"), absl::string_view::npos) << site.status();
   EXPECT_NE(site.status().message().find("drop.test"), absl::string_view::npos);
-  EXPECT_EQ(DnsFailureOutcome(site.status()).disposition, smtp::Disposition::kDeferred);
+  EXPECT_EQ(FailureOf(site.status()), smtp::DnsFailure::kTimeout);
+  EXPECT_FALSE(IsPermanentDnsFailure(site.status()));
   // Driven by the reactor timer, not by the 10 s test guard.
   EXPECT_LT(elapsed, 5s);
   // The resolver still works after a timeout.

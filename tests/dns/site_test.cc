@@ -86,24 +86,38 @@ TEST(DnsIpAddressTest, ParseFormatAndSockaddr) {
   EXPECT_FALSE(IpAddress::Parse("[::1]", &c));
 }
 
-TEST(DnsFailureOutcomeTest, PermanentBouncesTemporaryDefers) {
-  const smtp::Outcome nx =
-      DnsFailureOutcome(absl::NotFoundError("domain nx.example does not exist (NXDOMAIN)"));
-  EXPECT_EQ(nx.disposition, smtp::Disposition::kBounced);
-  EXPECT_EQ(nx.scope, smtp::Scope::kSite);
-  EXPECT_EQ(nx.kind, smtp::FailureKind::kDns);
-  EXPECT_EQ(nx.category, "dns");
-  EXPECT_EQ(nx.detail, "domain nx.example does not exist (NXDOMAIN)");
+TEST(DnsFailureTest, TypedStatusesMapThroughTheFailureModule) {
+  const absl::Status nx =
+      DnsError(smtp::DnsFailure::kNxDomain, "domain nx.example does not exist (NXDOMAIN)");
+  EXPECT_EQ(nx.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(FailureOf(nx), smtp::DnsFailure::kNxDomain);
+  EXPECT_TRUE(IsPermanentDnsFailure(nx));
+  const smtp::Outcome o =
+      smtp::OutcomeForDnsFailure(FailureOf(nx), "nx.example", std::string(nx.message()));
+  EXPECT_EQ(o.disposition, smtp::Disposition::kBounced);
+  EXPECT_EQ(o.scope, smtp::Scope::kSite);
+  EXPECT_EQ(o.kind, smtp::FailureKind::kDns);
+  EXPECT_EQ(o.category, "dns");
+  EXPECT_EQ(o.bounce_class, smtp::Category::kBadDomain);
 
-  EXPECT_EQ(DnsFailureOutcome(absl::FailedPreconditionError("null MX")).disposition,
-            smtp::Disposition::kBounced);
-  EXPECT_EQ(DnsFailureOutcome(absl::InvalidArgumentError("bad name")).disposition,
-            smtp::Disposition::kBounced);
-  const smtp::Outcome sf = DnsFailureOutcome(absl::UnavailableError("SERVFAIL"));
-  EXPECT_EQ(sf.disposition, smtp::Disposition::kDeferred);
-  EXPECT_EQ(sf.kind, smtp::FailureKind::kDns);
+  const absl::Status null_mx = DnsError(smtp::DnsFailure::kNullMx, "null MX");
+  EXPECT_EQ(null_mx.code(), absl::StatusCode::kFailedPrecondition);
+  const smtp::Outcome n = smtp::OutcomeForDnsFailure(FailureOf(null_mx), "n.example");
+  EXPECT_EQ(n.category, "null_mx");
+  EXPECT_EQ(n.bounce_class, smtp::Category::kBadDomain);
+  EXPECT_TRUE(n.hard());
+
+  const absl::Status t = DnsError(smtp::DnsFailure::kTimeout, "timed out");
+  EXPECT_EQ(t.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(FailureOf(t), smtp::DnsFailure::kTimeout);
+  EXPECT_FALSE(IsPermanentDnsFailure(t));
+  const smtp::Outcome to = smtp::OutcomeForDnsFailure(FailureOf(t), "t.example");
+  EXPECT_EQ(to.disposition, smtp::Disposition::kDeferred);
+  EXPECT_EQ(to.bounce_class, smtp::Category::kRoutingErrors);
+  EXPECT_FALSE(to.suppress);
+  // Statuses not made by DnsError: a guess from the code.
+  EXPECT_EQ(FailureOf(absl::InternalError("t")), smtp::DnsFailure::kServFail);
   EXPECT_FALSE(IsPermanentDnsFailure(absl::DeadlineExceededError("t")));
-  EXPECT_FALSE(IsPermanentDnsFailure(absl::InternalError("t")));
 }
 
 }  // namespace

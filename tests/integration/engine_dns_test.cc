@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "queue/spool.h"
 #include "tests/dns/unbound_fixture.h"
 #include "tests/integration/harness.h"
 
@@ -72,6 +73,29 @@ TEST(EngineDnsE2E, MailGoesToMxByPreferenceImplicitMxAndPermanentFailuresBounce)
   EXPECT_EQ(stats("mx20")["domains"]["pref.test"]["delivered"].get<int>(), 20);
   EXPECT_FALSE(stats("mx30")["domains"].contains("pref.test"));
   EXPECT_EQ(stats("mx30")["domains"]["aonly.test"]["delivered"].get<int>(), 5);
+
+  // The null MX is typed by the resolver and mapped by the failure module:
+  // category null_mx in the recipient's record and in `campaign status`.
+  RunResult st = RunSalvo(dir, {"campaign", "status", "dns", "--json", "--config", cfg});
+  ASSERT_EQ(st.code, 0) << st.err << st.out;
+  auto status = nlohmann::json::parse(st.out);
+  EXPECT_EQ(status["categories"]["null_mx"].get<int>(), 1) << st.out;
+  EXPECT_EQ(status["categories"]["dns"].get<int>(), 1) << st.out;  // NXDOMAIN
+  RunResult text = RunSalvo(dir, {"campaign", "status", "dns", "--config", cfg});
+  EXPECT_THAT(text.out, ::testing::HasSubstr("null_mx 1")) << text.out;
+  auto spool = queue::Spool::Open(dir / "data", {});
+  ASSERT_TRUE(spool.ok()) << spool.status();
+  auto campaign = (*spool)->FindCampaign("dns");
+  ASSERT_TRUE(campaign.ok()) << campaign.status();
+  bool seen = false;
+  for (uint64_t id = 0; id < 40; ++id) {
+    auto v = (*spool)->GetRecipient(*campaign, static_cast<queue::RecipientId>(id));
+    if (!v.ok() || v->email != "x@nullmx.test") continue;
+    seen = true;
+    EXPECT_EQ(v->state, queue::RecipientState::kBounced);
+    EXPECT_EQ(v->category, "null_mx");
+  }
+  EXPECT_TRUE(seen);
 }
 
 }  // namespace

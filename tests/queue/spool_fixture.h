@@ -33,6 +33,9 @@ inline smtp::Outcome Bounced(std::string category = "invalid_recipient") {
   smtp::Outcome o;
   o.disposition = smtp::Disposition::kBounced;
   o.kind = smtp::FailureKind::kReply;
+  // What engine/smtp/failure_scope decides for a bad mailbox: suppress.
+  o.suppress = category == "invalid_recipient";
+  o.bounce_class = o.suppress ? smtp::Category::kBadMailbox : smtp::Category::kOther;
   o.category = std::move(category);
   o.reply = {550, "5.1.1", "no such user"};
   return o;

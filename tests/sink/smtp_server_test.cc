@@ -155,6 +155,21 @@ TEST(SmtpServerTest, BdatChunks) {
   EXPECT_EQ(f.policy.contents[0], "ab\r\n.xyz");  // BDAT content is raw, never unstuffed
 }
 
+// A pipelined BDAT after every RCPT was refused gets exactly one reply (554),
+// so the client stays in step and the next transaction on the connection works.
+TEST(SmtpServerTest, BdatWithNoValidRecipientIsAnsweredOnce) {
+  Fixture f;
+  std::string out;
+  f.session.Feed(
+      "EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<bounce@y>\r\nBDAT 3 LAST\r\nxyz"
+      "RSET\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\nBDAT 2 LAST\r\nok",
+      &out);
+  EXPECT_EQ(Codes(out),
+            (std::vector<std::string>{"250", "250", "550", "554", "250", "250", "250", "250"}));
+  ASSERT_EQ(f.policy.contents.size(), 1u);
+  EXPECT_EQ(f.policy.contents[0], "ok");
+}
+
 TEST(SmtpServerTest, SizeLimits) {
   Fixture f;
   f.options.max_message_size = 10;

@@ -122,6 +122,38 @@ TEST(FailureScopeTest, NonReplyFailures) {
   EXPECT_EQ(FailureKindName(FailureKind::kTls), "tls");
 }
 
+// The one answer carries what the engine and the queue act on: the shared
+// bounce class, hard/soft, suppression, and whether the whole site said
+// "not now" (the pool backs off).
+TEST(FailureScopeTest, OutcomesCarryBounceClassSuppressionAndSiteScope) {
+  Outcome o = OutcomeForReply(R(550, "5.1.1", "no such user"), Phase::kRcpt, "mx");
+  EXPECT_EQ(o.bounce_class, Category::kBadMailbox);
+  EXPECT_TRUE(o.hard());
+  EXPECT_TRUE(o.suppress);
+  EXPECT_FALSE(o.site_temporary());
+  o = OutcomeForReply(R(421, "4.7.0", "slow down"), Phase::kMail, "mx");
+  EXPECT_TRUE(o.site_temporary());
+  EXPECT_EQ(o.bounce_class, Category::kRateLimited);
+  EXPECT_FALSE(o.suppress);
+  o = OutcomeForReply(R(450, "4.2.0", "later"), Phase::kRcpt, "mx");
+  EXPECT_EQ(o.scope, Scope::kRecipient);
+  EXPECT_FALSE(o.site_temporary());
+  EXPECT_FALSE(o.hard());
+  o = OutcomeForReply(R(554, "5.7.1", "rejected as spam"), Phase::kDataEnd, "mx");
+  EXPECT_EQ(o.bounce_class, Category::kSpamRelated);
+  EXPECT_FALSE(o.suppress);
+  EXPECT_EQ(OutcomeForConnectFailure(ECONNREFUSED, "mx").bounce_class, Category::kNoAnswerFromHost);
+  EXPECT_EQ(OutcomeDelivered(R(250, "", "ok"), "mx").bounce_class, Category::kNone);
+  Outcome retry = AsRetry(OutcomeForReply(R(550, "5.1.1", "x"), Phase::kRcpt, "mx"));
+  EXPECT_EQ(retry.disposition, Disposition::kDeferred);
+  EXPECT_FALSE(retry.suppress);
+  Outcome down = OutcomeForSiteDown(OutcomeForConnectFailure(ECONNREFUSED, "mx"));
+  EXPECT_TRUE(down.site_temporary());
+  Outcome null_mx = OutcomeForDnsFailure(DnsFailure::kNullMx, "n.example");
+  EXPECT_EQ(null_mx.bounce_class, Category::kBadDomain);
+  EXPECT_TRUE(null_mx.hard());
+}
+
 TEST(FailureScopeTest, ReplyToString) {
   EXPECT_EQ(R(550, "5.1.1", "a\nb").ToString(), "550 5.1.1 a b");
   EXPECT_EQ(R(250, "", "").ToString(), "250");
