@@ -121,6 +121,7 @@ void ComposeFarm::AcceptComposed(std::vector<ComposeWork> work) {
 }
 
 absl::Status ComposeFarm::ComposeHere(Job* job, bool* permanent) {
+  // Real time on purpose: this measures what composing costs, not a deadline.
   auto start = Steady::now();
   absl::Status st = shard_->engine()->source()->Compose(job, shard_->index(), permanent);
   // Exponential moving average, weight 1/8 for the newest sample. A sample

@@ -57,7 +57,10 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const config::Config& con
 }
 
 Engine::Engine(const config::Config& config, MessageSource* source, EngineOptions options)
-    : config_(config), source_(source), options_(std::move(options)) {}
+    : config_(config),
+      source_(source),
+      options_(std::move(options)),
+      clock_(options_.clock != nullptr ? options_.clock : MonotonicClock::Real()) {}
 
 Engine::~Engine() {
   for (std::thread& t : threads_)
@@ -161,12 +164,12 @@ absl::Status Engine::Run() {
   const auto grace = std::chrono::duration_cast<Steady::duration>(cfg.delivery.shutdown_deadline);
   absl::Status error;
   bool drain_sent = false, force_sent = false;
-  Steady::time_point force_started{}, drain_deadline{}, next_fetch = Steady::now(),
-                                                        next_tick = Steady::now();
+  Steady::time_point force_started{}, drain_deadline{}, next_fetch = clock_->Now(),
+                                                        next_tick = clock_->Now();
   std::vector<JobResult> results;
 
   while (true) {
-    auto now = Steady::now();
+    auto now = clock_->Now();
     if (shutdown_.load() && !drain_sent) {
       drain_sent = true;
       drain_deadline = now + grace;
@@ -186,9 +189,11 @@ absl::Status Engine::Run() {
                 in_flight_);
       StopShards(true);
     }
-    if (force_sent && force_started == Steady::time_point{}) force_started = now;
     // Hard cap: shards that cannot close within 5 s of a force are abandoned.
-    if (force_sent && now >= force_started + std::chrono::seconds(5)) {
+    // Real time on purpose: a safety net against a wedged thread, not a
+    // deadline of the product (tests advancing a fake clock must not hit it).
+    if (force_sent && force_started == Steady::time_point{}) force_started = Steady::now();
+    if (force_sent && Steady::now() >= force_started + std::chrono::seconds(5)) {
       SALVO_LOG(kError, "shards did not stop in time; exiting anyway");
       break;
     }
@@ -242,8 +247,8 @@ absl::Status Engine::Run() {
       absl::MutexLock lock(&mu_);
       if (shards_stopped_ >= n && results_.empty() && in_flight_ == 0) break;
     }
-    if (options_.on_tick && Steady::now() >= next_tick) {
-      next_tick = Steady::now() + std::chrono::seconds(1);
+    if (options_.on_tick && clock_->Now() >= next_tick) {
+      next_tick = clock_->Now() + std::chrono::seconds(1);
       options_.on_tick(Stats());
     }
   }

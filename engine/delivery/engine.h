@@ -36,6 +36,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "engine/common/clock.h"
 #include "engine/config/config.h"
 #include "engine/delivery/source.h"
 #include "engine/dns/resolver.h"
@@ -66,6 +67,10 @@ struct EngineOptions {
   int shards = 0;  // 0 = config.EffectiveShards()
   // Called on the feeder thread about every second while running (progress).
   std::function<void(const EngineStats&)> on_tick;
+  // Time for every timer and deadline (reactor timers, backoff, DNS cache,
+  // poll interval, shutdown deadline); nullptr = the real steady clock.
+  // Tests pass a FakeMonotonicClock and advance it. Must outlive the engine.
+  const MonotonicClock* clock = nullptr;
 };
 
 class Engine {
@@ -99,6 +104,7 @@ class Engine {
   void PostResults(std::vector<JobResult> results);
   Shard* shard(int i) const { return shards_[i].get(); }
   const config::Config& config() const { return config_; }
+  const MonotonicClock* clock() const { return clock_; }
   const dns::ResolverOptions& resolver_options() const { return resolver_options_; }
   MessageSource* source() const { return source_; }
   void ShardStopped();
@@ -111,6 +117,7 @@ class Engine {
   config::Config config_;
   MessageSource* source_;
   EngineOptions options_;
+  const MonotonicClock* clock_;
   dns::ResolverOptions resolver_options_;
   std::vector<std::unique_ptr<Shard>> shards_;
   std::vector<std::thread> threads_;

@@ -30,7 +30,7 @@ void InMemorySource::AddSimple(const std::string& from, const std::vector<std::s
 
 absl::StatusOr<std::vector<Job>> InMemorySource::Fetch(size_t max_jobs) {
   absl::MutexLock lock(&mu_);
-  auto now = std::chrono::steady_clock::now();
+  auto now = Now();
   for (auto it = waiting_.begin(); it != waiting_.end();) {
     if (it->due <= now) {
       ready_.push_back(std::move(it->job));
@@ -49,7 +49,7 @@ absl::StatusOr<std::vector<Job>> InMemorySource::Fetch(size_t max_jobs) {
 
 absl::Status InMemorySource::Complete(absl::Span<JobResult> results) {
   absl::MutexLock lock(&mu_);
-  auto now = std::chrono::steady_clock::now();
+  auto now = Now();
   for (JobResult& r : results) {
     Job retry;
     bool have_retry = false;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "engine/common/clock.h"
 #include "engine/delivery/source.h"
 
 namespace salvo::delivery {
@@ -24,6 +25,9 @@ class InMemorySource final : public MessageSource {
     std::chrono::milliseconds retry_delay{200};
     int max_attempts = 5;      // then the last deferral stands
     bool run_forever = false;  // Done() never true (like `salvo run`)
+    // When retries are due; nullptr = the real steady clock. Pass the
+    // engine's FakeMonotonicClock to retry without waiting.
+    const MonotonicClock* clock = nullptr;
   };
   InMemorySource() : InMemorySource(Options{}) {}
   explicit InMemorySource(Options options) : options_(options) {}
@@ -45,6 +49,9 @@ class InMemorySource final : public MessageSource {
   size_t pending() const;
 
  private:
+  std::chrono::steady_clock::time_point Now() const {
+    return (options_.clock != nullptr ? options_.clock : MonotonicClock::Real())->Now();
+  }
   struct Waiting {
     std::chrono::steady_clock::time_point due;
     Job job;

@@ -23,7 +23,7 @@ DomainRouter::DomainRouter(Shard* shard, size_t max_domains)
     : shard_(shard), max_domains_(std::max<size_t>(1, max_domains)) {}
 
 void DomainRouter::Accept(std::vector<Job> jobs) {
-  const auto now = Steady::now();
+  const auto now = shard_->Now();
   for (Job& job : jobs) {
     auto it = domains_.find(job.domain);
     if (it != domains_.end()) {
@@ -102,7 +102,7 @@ void DomainRouter::Remember(const std::string& domain, std::shared_ptr<const Sit
     lru_.pop_back();
   }
   lru_.push_front(domain);
-  domains_[domain] = CachedDomain{std::move(site), Steady::now() + ttl, lru_.begin()};
+  domains_[domain] = CachedDomain{std::move(site), shard_->Now() + ttl, lru_.begin()};
   // The site table holds weak references: drop the ones nobody uses.
   if (sites_.size() > 2 * domains_.size() + 64) {
     for (auto it = sites_.begin(); it != sites_.end();) {

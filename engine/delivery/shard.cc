@@ -49,7 +49,7 @@ SitePolicy SitePolicy::FromConfig(const config::Config& config) {
 }
 
 Shard::Shard(Engine* engine, int index, metrics::ShardCounters* counters)
-    : engine_(engine), index_(index), counters_(counters) {
+    : engine_(engine), engine_clock_(engine->clock()), index_(index), counters_(counters) {
   defaults_ = SitePolicy::FromConfig(engine->config());
   helo_name_ = engine->config().delivery.helo_name;
   if (helo_name_.empty()) {
@@ -66,6 +66,7 @@ Shard::~Shard() = default;
 void Shard::ThreadMain(std::promise<absl::Status>* started) {
   const config::Config& cfg = engine_->config();
   reactor::ReactorOptions ro;
+  ro.clock = engine_clock_;
   if (cfg.pin_threads) {
     unsigned n = std::thread::hardware_concurrency();
     ro.pin_cpu = n ? static_cast<int>(index_ % n) : -1;
@@ -165,7 +166,7 @@ void Shard::AcceptComposed(std::vector<ComposeWork> work) {
 
 void Shard::SweepPools() {
   sweep_timer_ = 0;
-  const auto now = SitePool::Steady::now();
+  const auto now = Now();
   for (auto it = pools_.begin(); it != pools_.end();) {
     auto next = std::next(it);
     if (it->second->Unused(now)) pools_.erase(it);

@@ -11,6 +11,7 @@
 // Everything here is touched only from the shard's thread, except Post()
 // (the mailbox) and the counters (single writer, relaxed reads).
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <future>
 #include <memory>
@@ -79,6 +80,8 @@ class Shard {
   dns::Resolver* resolver() const { return resolver_.get(); }
   ComposeFarm* farm() const { return farm_.get(); }
   bool draining() const { return draining_; }
+  // The engine's monotonic clock (fresh, not the reactor's per-turn cache).
+  std::chrono::steady_clock::time_point Now() const { return engine_clock_->Now(); }
   // Session options for a connection to `host` (TLS, HELO name, timeouts).
   smtp::Options SessionOptions(const SiteHost& host) const;
   uint64_t NextEnvelopeId() { return next_envelope_id_++; }
@@ -107,6 +110,7 @@ class Shard {
   void FlushResults();
 
   Engine* engine_;
+  const MonotonicClock* engine_clock_;
   const int index_;
   metrics::ShardCounters* counters_;
   std::unique_ptr<reactor::Reactor> reactor_;

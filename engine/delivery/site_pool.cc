@@ -44,7 +44,7 @@ void SitePool::ArmWakeup(Steady::time_point at) {
   reactor::Reactor* r = shard_->reactor();
   if (wakeup_) r->CancelTimer(wakeup_);
   wakeup_at_ = at;
-  wakeup_ = r->RunAfter(std::max(Steady::duration::zero(), at - Steady::now()), [this] {
+  wakeup_ = r->RunAfter(std::max(Steady::duration::zero(), at - shard_->Now()), [this] {
     wakeup_ = 0;
     Pump();
   });
@@ -57,7 +57,7 @@ void SitePool::Pump() {
                                    smtp::Scope::kSite, ""));
     return;
   }
-  const auto now = Steady::now();
+  const auto now = shard_->Now();
   if (paused_until_ > now && live == 0) {
     // Every host failed recently and nothing works: defer, don't hold.
     DeferAll(last_failure_);
@@ -94,7 +94,7 @@ void SitePool::Pump() {
 // waits (idle) for the composed job. Then tops the queue up again.
 std::optional<Job> SitePool::TakeJob(size_t waiting) {
   std::optional<Job> job;
-  if (!MaySendNow(Steady::now())) return job;
+  if (!MaySendNow(shard_->Now())) return job;
   if (!composed.empty()) {
     job.emplace(std::move(composed.front()));
     composed.pop_front();
@@ -118,7 +118,7 @@ void SitePool::DeferAll(const smtp::Outcome& outcome) {
 }
 
 void SitePool::OpenConnection() {
-  const auto now = Steady::now();
+  const auto now = shard_->Now();
   size_t host = info_->hosts.size();
   for (size_t i = 0; i < info_->hosts.size(); ++i) {
     if (down_until_[i] <= now) {
@@ -144,7 +144,7 @@ int SitePool::HostFailed(size_t host, const smtp::Outcome& outcome, bool mark_do
   SALVO_LOG(kDebug, "shard {}: {} failed: {}", shard_->index(),
             host < info_->hosts.size() ? info_->hosts[host].label : info_->key,
             outcome.detail.empty() ? outcome.reply.ToString() : outcome.detail);
-  const auto now = Steady::now();
+  const auto now = shard_->Now();
   if (mark_down && host < down_until_.size()) down_until_[host] = now + policy_.host_retry_delay;
   // The next host in preference order that is not known to be down.
   int next = -1;
@@ -171,7 +171,7 @@ int SitePool::HostFailed(size_t host, const smtp::Outcome& outcome, bool mark_do
 }
 
 void SitePool::BackOff(const smtp::Outcome& why) {
-  const auto now = Steady::now();
+  const auto now = shard_->Now();
   last_failure_ = why;
   last_site_failure_ = now;
   if (backoff_until_ > now) return;  // already backing off: one step per period
@@ -191,7 +191,7 @@ void SitePool::BackOff(const smtp::Outcome& why) {
 void SitePool::Delivered() {
   backoff_ = Steady::duration::zero();
   if (open_cap_ >= policy_.max_connections) return;
-  const auto now = Steady::now();
+  const auto now = shard_->Now();
   const auto period = std::max<Steady::duration>(policy_.first_backoff, backoff_);
   if (now - last_site_failure_ < period || now - last_growth_ < period) return;
   last_growth_ = now;

@@ -44,7 +44,6 @@ namespace {
 
 // Cache time is read from the clock, not Reactor::Now(): that is cached per
 // loop turn and is stale when a lookup starts outside a callback.
-SiteCache::TimePoint CacheNow() { return std::chrono::steady_clock::now(); }
 
 constexpr int kClassIn = 1;
 constexpr uint16_t kTypeA = static_cast<uint16_t>(RecordType::kA);
@@ -399,13 +398,14 @@ std::optional<absl::StatusOr<Site>> Resolver::TryResolveMxNow(std::string_view d
     }
     std::vector<std::string> parts;
     for (const RouteTarget& t : *route) parts.push_back(t.ToString());
-    if (auto hit = cache_.Get(absl::StrCat("route:", absl::StrJoin(parts, ",")), CacheNow())) {
+    if (auto hit = cache_.Get(absl::StrCat("route:", absl::StrJoin(parts, ",")),
+                              reactor_->clock()->Now())) {
       ++stats_.routed;
       return Prepare(*domain, *std::move(hit));
     }
     return std::nullopt;
   }
-  if (auto hit = cache_.Get(*domain, CacheNow())) {
+  if (auto hit = cache_.Get(*domain, reactor_->clock()->Now())) {
     ++stats_.cache_hits;
     return Prepare(*domain, *std::move(hit));
   }
@@ -511,7 +511,7 @@ void Resolver::HandleMx(Lookup* lookup, int status, const unsigned char* abuf, i
 
 void Resolver::StartAddresses(Lookup* lookup) {
   ++lookup->pending;  // guard: a query may complete synchronously inside ares_query
-  const SiteCache::TimePoint now = CacheNow();
+  const SiteCache::TimePoint now = reactor_->clock()->Now();
   for (size_t i = 0; i < lookup->hosts.size(); ++i) {
     MxHost& host = lookup->hosts[i];
     if (!host.addresses.empty()) continue;  // an IP literal route target
@@ -582,7 +582,7 @@ void Resolver::HandleAddress(Lookup* lookup, int host_index, uint16_t type, int 
       const auto cache_ttl =
           std::clamp(std::chrono::seconds(ttl), options_.min_ttl, options_.max_ttl);
       if (cache_ttl.count() > 0) {
-        cache_.Put(HostKey(type, host.name), std::move(entry), cache_ttl, CacheNow());
+        cache_.Put(HostKey(type, host.name), std::move(entry), cache_ttl, reactor_->clock()->Now());
       }
     }
     if (found == 0) {
@@ -604,7 +604,7 @@ void Resolver::CacheNoAddress(const Message& msg, uint16_t type, const std::stri
   if (ttl.count() <= 0) return;
   Site entry;
   entry.hosts.push_back(MxHost{host, 0, 25, {}});
-  cache_.Put(HostKey(type, host), std::move(entry), ttl, CacheNow());
+  cache_.Put(HostKey(type, host), std::move(entry), ttl, reactor_->clock()->Now());
 }
 
 void Resolver::QueryDone(Lookup* lookup) {
@@ -663,7 +663,7 @@ void Resolver::Finish(Lookup* lookup, absl::StatusOr<Site> result, std::chrono::
                                               : stats_.temporary_failures);
     SALVO_LOG(kDebug, "dns: {}", std::string(result.status().message()));
   }
-  if (cache_ttl.count() > 0) cache_.Put(owned->key, result, cache_ttl, CacheNow());
+  if (cache_ttl.count() > 0) cache_.Put(owned->key, result, cache_ttl, reactor_->clock()->Now());
   for (auto& [domain, callback] : owned->waiters) {
     if (sync_depth_ > 0) {
       reactor_->Post(

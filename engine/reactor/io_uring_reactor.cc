@@ -141,7 +141,9 @@ absl::Status IoUringError(int err, const char* call) {
 
 class IoUringReactor final : public Reactor {
  public:
-  explicit IoUringReactor(const ReactorOptions& options) : options_(options) {}
+  explicit IoUringReactor(const ReactorOptions& options)
+      : options_(options),
+        clock_(options.clock != nullptr ? options.clock : MonotonicClock::Real()) {}
   ~IoUringReactor() override;
 
   absl::Status Init();
@@ -157,6 +159,7 @@ class IoUringReactor final : public Reactor {
   TimerId RunAfter(Duration delay, absl::AnyInvocable<void()> cb) override;
   bool CancelTimer(TimerId id) override;
   SteadyClock::time_point Now() const override { return now_; }
+  const MonotonicClock* clock() const override { return clock_; }
   void Post(absl::AnyInvocable<void()> task) override;
   void Run() override;
   void Stop() override;
@@ -198,6 +201,8 @@ class IoUringReactor final : public Reactor {
   }
 
   ReactorOptions options_;
+  const MonotonicClock* clock_;
+  int clock_watch_ = 0;  // a manual clock wakes the ring when it moves
   io_uring ring_{};
   bool ring_ok_ = false;
 
@@ -227,10 +232,11 @@ class IoUringReactor final : public Reactor {
   Op wake_op_{OpKind::kWake};  // reads wake_fd_
   std::atomic<bool> stop_{false};
 
-  SteadyClock::time_point now_ = SteadyClock::now();
+  SteadyClock::time_point now_{};
 };
 
 IoUringReactor::~IoUringReactor() {
+  if (clock_watch_ != 0) clock_->Unwatch(clock_watch_);
   if (ring_ok_) io_uring_queue_exit(&ring_);  // the kernel cancels what is left
   for (auto& [fd, st] : fds_) {
     for (Op* op = st.head; op != nullptr;) {
@@ -307,6 +313,14 @@ absl::Status IoUringReactor::Init() {
   wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd_ < 0) return absl::InternalError(absl::StrCat("eventfd: ", strerror(errno)));
   ArmWake();
+  now_ = clock_->Now();
+  if (clock_->manual()) {
+    clock_watch_ = clock_->Watch([fd = wake_fd_] {
+      uint64_t one = 1;
+      ssize_t n = ::write(fd, &one, sizeof(one));
+      (void)n;
+    });
+  }
   return absl::OkStatus();
 }
 
@@ -568,7 +582,7 @@ TimerId IoUringReactor::RunAfter(Duration delay, absl::AnyInvocable<void()> cb) 
   TimerId id = next_timer_id_++;
   // Measured from the real time, not the cached loop time, so a timer set
   // late in a long turn is not shortened.
-  timer_heap_.push(TimerEntry{SteadyClock::now() + delay, id});
+  timer_heap_.push(TimerEntry{clock_->Now() + delay, id});
   timers_.emplace(id, std::move(cb));
   return id;
 }
@@ -779,7 +793,7 @@ void IoUringReactor::Run() {
   std::vector<Completion> batch;
   batch.reserve(kBatch);
   while (!stop_.load(std::memory_order_acquire)) {
-    now_ = SteadyClock::now();
+    now_ = clock_->Now();
     RunPosted();
     RunTimers();
     RunDeferred();
@@ -797,8 +811,8 @@ void IoUringReactor::Run() {
       __kernel_timespec ts{};
       __kernel_timespec* tsp = nullptr;
       while (!timer_heap_.empty() && !timers_.contains(timer_heap_.top().id)) timer_heap_.pop();
-      if (!timer_heap_.empty()) {
-        auto wait = std::max(Duration::zero(), timer_heap_.top().when - SteadyClock::now());
+      if (!timer_heap_.empty() && !clock_->manual()) {
+        auto wait = std::max(Duration::zero(), timer_heap_.top().when - clock_->Now());
         auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
         ts.tv_sec = ns / 1'000'000'000;
         ts.tv_nsec = ns % 1'000'000'000;
@@ -821,7 +835,7 @@ void IoUringReactor::Run() {
         batch.push_back(Completion{cqes[i]->user_data, cqes[i]->res, cqes[i]->flags});
       }
       io_uring_cq_advance(&ring_, n);
-      now_ = SteadyClock::now();
+      now_ = clock_->Now();
       for (const Completion& c : batch) HandleCqe(c.user_data, c.res, c.flags);
       if (n < kBatch) break;
     }

@@ -26,6 +26,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "engine/common/clock.h"
 
 namespace salvo::reactor {
 
@@ -39,6 +40,10 @@ struct ReactorOptions {
   unsigned recv_buffer_count = 2048;  // power of two
   unsigned recv_buffer_size = 16384;
   int pin_cpu = -1;  // >= 0: pin the calling thread to this CPU in Create()
+  // Time for timers and Now(); nullptr = MonotonicClock::Real(). With a
+  // manual (fake) clock the loop waits for I/O or for the clock to move,
+  // never for a timer's delay in real time. Must outlive the reactor.
+  const MonotonicClock* clock = nullptr;
 };
 
 // Identifies a timer for cancellation. 0 is never a valid id.
@@ -95,8 +100,10 @@ class Reactor {
   // Returns false if the timer already fired or was cancelled.
   virtual bool CancelTimer(TimerId id) = 0;
 
-  // Monotonic time, cached once per loop turn.
+  // Monotonic time (ReactorOptions::clock), cached once per loop turn.
   virtual SteadyClock::time_point Now() const = 0;
+  // The clock itself, for a fresh reading (e.g. outside Run()).
+  virtual const MonotonicClock* clock() const = 0;
 
   // --- Cross-shard mailbox. Thread-safe: the only way other threads reach
   // this shard. Wakes the ring (eventfd or msg_ring) if it is waiting. ---

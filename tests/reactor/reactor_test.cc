@@ -365,6 +365,41 @@ TEST(ReactorTest, TimersFireInOrderAndCancel) {
   EXPECT_FALSE(r->CancelTimer(id));  // already fired
 }
 
+// With a manual clock, timers fire when the clock moves, in order, and the
+// loop never waits for a delay in real time: an hour passes at once.
+TEST(ReactorTest, TimersFollowAFakeMonotonicClock) {
+  FakeMonotonicClock clock;
+  ReactorOptions o;
+  o.clock = &clock;
+  auto made = Reactor::Create(o);
+  ASSERT_TRUE(made.ok()) << made.status();
+  Reactor& r = **made;
+  std::atomic<int> fired{0};
+  std::vector<int> order;
+  r.RunAfter(std::chrono::hours(2), [&] {
+    order.push_back(2);
+    r.Stop();
+  });
+  r.RunAfter(std::chrono::hours(1), [&] {
+    order.push_back(1);
+    fired = 1;
+  });
+  EXPECT_EQ(r.Now(), clock.Now());
+  const auto start = std::chrono::steady_clock::now();
+  std::thread mover([&] {
+    clock.Advance(std::chrono::minutes(59));  // not yet
+    std::this_thread::sleep_for(milliseconds(20));
+    clock.Advance(std::chrono::minutes(1));  // the first timer
+    for (int i = 0; i < 10000 && fired.load() == 0; ++i)
+      std::this_thread::sleep_for(milliseconds(1));
+    clock.Advance(std::chrono::hours(1));  // the second
+  });
+  r.Run();  // not RunWithDeadline: its guard timer would follow the fake clock
+  mover.join();
+  EXPECT_EQ(order, (std::vector<int>{1, 2}));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30));
+}
+
 TEST(ReactorTest, PostFromOtherThreadsRunsOnLoopThread) {
   auto r = MakeReactor();
   constexpr int kThreads = 4, kPerThread = 2000;
