@@ -213,6 +213,7 @@ int RunEngine(Loaded& l, SignalWatcher& signals, delivery::SpoolSourceOptions so
               delivery::EngineStats* stats_out, bool* finished) {
   so.shards = l.config.EffectiveShards();
   so.max_per_domain = static_cast<size_t>(l.config.queue.lease_batch);
+  so.max_recipients_per_message = static_cast<size_t>(l.config.delivery.max_recipients_per_message);
   delivery::SpoolSource source(l.spool.get(), l.keys, so);
   auto obs = StartObservability(l.config, metrics_listen, metrics_required, l.spool.get());
   if (!obs.ok()) {

@@ -21,6 +21,9 @@ struct SpoolSource::CampaignContext {
   message::ColumnBinding binding;
   message::CampaignMessageSettings settings;
   std::vector<const dkim::DkimKey*> keys;  // empty: unsigned
+  // Every copy is the same apart from To and Message-ID: no placeholders,
+  // no per-recipient unsubscribe link. Such recipients may share a copy.
+  bool identical_copies = false;
 };
 
 namespace {
@@ -96,6 +99,9 @@ std::shared_ptr<const SpoolSource::CampaignContext> SpoolSource::ContextFor(queu
   if (!ctx->error.ok())
     SALVO_LOG(kError, "campaign {}: cannot compose messages: {}", ctx->id_text,
               std::string(ctx->error.message()));
+  ctx->identical_copies = ctx->error.ok() && ctx->tmpl->variables().empty() &&
+                          ctx->settings.unsubscribe_url.empty() &&
+                          ctx->settings.unsubscribe_mailto.empty();
   std::shared_ptr<const CampaignContext> shared = std::move(ctx);
   campaigns_[queue::Value(id)] = shared;
   return shared;
@@ -108,9 +114,21 @@ absl::StatusOr<std::vector<Job>> SpoolSource::Fetch(size_t max_jobs) {
   auto batches = spool_->LeaseDue(spool_->Now(), limits);
   if (!batches.ok()) return batches.status();
   std::vector<Job> jobs;
+  const size_t group = std::max<size_t>(1, options_.max_recipients_per_message);
   for (queue::DomainBatch& batch : *batches) {
+    // Per campaign, the job of this domain still taking recipients.
+    absl::flat_hash_map<uint64_t, size_t> open;
     for (queue::LeasedRecipient& r : batch.recipients) {
       auto campaign = ContextFor(r.campaign);
+      if (group > 1 && campaign->identical_copies) {
+        auto it = open.find(queue::Value(r.campaign));
+        if (it != open.end() && jobs[it->second].recipients.size() < group) {
+          jobs[it->second].recipients.push_back(
+              {r.email, queue::Value(r.campaign), queue::Value(r.id)});
+          continue;
+        }
+        open[queue::Value(r.campaign)] = jobs.size();
+      }
       Job job;
       job.domain = batch.domain;
       job.mail_from = campaign->info.from;
@@ -145,6 +163,7 @@ absl::Status SpoolSource::Compose(Job* job, int shard, bool* permanent) {
   rc.sender_domain = c.sender_domain;
   rc.from_address = c.info.from;
   rc.date = absl::Now();
+  rc.undisclosed_recipients = job->recipients.size() > 1;
   rc.unsubscribe = c.settings.Unsubscribe();
   rc.feedback_id = c.settings.feedback_id;
   // Copies are composed before the session knows whether the server offers
@@ -162,6 +181,8 @@ absl::Status SpoolSource::Compose(Job* job, int shard, bool* permanent) {
   }
   job->needs_8bitmime = rendered->needs_8bitmime;
   job->needs_smtputf8 = rendered->needs_smtputf8;
+  for (const JobRecipient& r : job->recipients)
+    job->needs_smtputf8 |= message::AddressNeedsSmtpUtf8(r.address);
   if (!c.keys.empty()) {
     dkim::Signer& signer = *signers_[static_cast<size_t>(shard) % signers_.size()];
     auto sig = signer.Sign(*body, c.keys, dkim::SignOptions{});

@@ -27,6 +27,10 @@ namespace salvo::delivery {
 struct SpoolSourceOptions {
   int shards = 1;               // Compose is called with shard < shards
   size_t max_per_domain = 200;  // per lease call
+  // Recipients of identical copies (same campaign and domain, a template
+  // with no per-recipient values and no unsubscribe link) share one
+  // transaction, up to this many ([delivery] max_recipients_per_message).
+  size_t max_recipients_per_message = 1;
   // `salvo send`: Done() once this campaign has nothing pending. Unset: run
   // forever (`salvo run`).
   std::optional<queue::CampaignId> until_done;

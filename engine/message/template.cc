@@ -1168,7 +1168,8 @@ absl::StatusOr<RenderResult> Template::Render(const RenderContext& ctx, std::str
     out->append(">\r\n");
   }
   out->append("To: ");
-  out->append(ctx.recipient);
+  out->append(ctx.undisclosed_recipients ? std::string_view("undisclosed-recipients:;")
+                                         : ctx.recipient);
   out->append("\r\nDate: ");
   AppendRfc5322Date(absl::ToUnixSeconds(ctx.date), out);
   out->append("\r\nMessage-ID: <");

@@ -65,6 +65,11 @@ struct RenderContext {
   std::string_view feedback_id;   // optional Feedback-ID value (printable ASCII)
   bool allow_8bit = true;         // the server offers 8BITMIME
   uint64_t message_id_nonce = 0;  // 0: a fresh random value per copy
+  // One copy for several recipients (a template without per-recipient
+  // values, sent in one transaction): the To header is the empty group
+  // "undisclosed-recipients:;" instead of `recipient` (still checked, and the
+  // Message-ID's recipient id is the first recipient's).
+  bool undisclosed_recipients = false;
 };
 
 // What the SMTP client needs to know about the rendered copy.

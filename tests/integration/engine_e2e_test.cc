@@ -80,6 +80,52 @@ uint64_t CountOf(const nlohmann::json& status, const char* state) {
   return status["counts"].value(state, uint64_t{0});
 }
 
+// [delivery] max_recipients_per_message: recipients of identical copies (a
+// template with no per-recipient values, same campaign and domain) share one
+// transaction, the copy addressed to "undisclosed-recipients:;"; a template
+// with placeholders still gets one transaction per recipient.
+TEST(EngineE2E, RecipientsOfIdenticalCopiesShareATransaction) {
+  TempDir dir;
+  std::filesystem::create_directories(dir / "saved");
+  Sink sink(dir, "sink", "127.0.0.2", {"--save-dir", dir / "saved"});
+  ASSERT_GT(sink.port(), 0) << sink.err();
+  std::string cfg = Config(dir, "[routes]\n\"*\" = \"" + sink.hostport() + "\"\n",
+                           "[delivery]\nmax_recipients_per_message = 100\n");
+  std::string csv = "email\n";
+  for (int i = 0; i < 250; ++i) csv += "u" + std::to_string(i) + "@same.example\n";
+  WriteFile(dir / "same.csv", csv);
+  WriteFile(dir / "same.eml", "From: news@sender.example\nSubject: Same for all\n\nHello.\n");
+  WriteFile(dir / "same.toml",
+            "name = \"same\"\ntemplate = \"same.eml\"\nrecipients = \"same.csv\"\n"
+            "from = \"news@sender.example\"\n");
+  RunResult r = RunSalvo(dir, {"send", dir / "same.toml", "--config", cfg, "--json"});
+  ASSERT_EQ(r.code, 0) << r.err << r.out;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["delivered"].get<int>(), 250);
+  ASSERT_TRUE(
+      WaitFor([&] { return sink.Count("recipients_delivered") >= 250; }, std::chrono::seconds(10)));
+  EXPECT_EQ(sink.Count("messages"), 3u);  // 100 + 100 + 50
+  std::multiset<int> per_copy;
+  for (int n = 1; n <= 3; ++n) {
+    std::string env = ReadFile(dir / ("saved/" + std::to_string(n) + ".env"));
+    int rcpts = 0;
+    for (size_t p = env.find("RCPT TO:"); p != std::string::npos; p = env.find("RCPT TO:", p + 1))
+      ++rcpts;
+    per_copy.insert(rcpts);
+    std::string eml = ReadFile(dir / ("saved/" + std::to_string(n) + ".eml"));
+    EXPECT_THAT(eml, HasSubstr("To: undisclosed-recipients:;\r\n"));
+    EXPECT_THAT(eml, ::testing::Not(HasSubstr("@same.example")));
+  }
+  EXPECT_EQ(per_copy, (std::multiset<int>{50, 100, 100}));
+
+  // Placeholders make every copy personal: one transaction each.
+  Campaign c = WriteCampaign(dir, 20, 1, "", "personal");
+  r = RunSalvo(dir, {"send", c.file, "--config", cfg, "--json"});
+  ASSERT_EQ(r.code, 0) << r.err << r.out;
+  ASSERT_TRUE(
+      WaitFor([&] { return sink.Count("recipients_delivered") >= 270; }, std::chrono::seconds(10)));
+  EXPECT_EQ(sink.Count("messages"), 23u);
+}
+
 TEST(EngineE2E, SendCampaignSignedRenderedAndVerifiedIndependently) {
   TempDir dir;
   std::filesystem::create_directories(dir / "saved");
