@@ -540,7 +540,9 @@ TEST(EngineTest, GracefulShutdownDefersComposedAheadCopiesOnce) {
   std::thread runner([&] { EXPECT_TRUE((*e)->Run().ok()); });
   for (int i = 0; i < 300 && server.dots_seen() < 2; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // composed ahead by now
+  // Copies are composed ahead while the two transactions wait.
+  for (int i = 0; i < 300 && source.composed_.load() <= 4; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   (*e)->RequestShutdown();
   runner.join();
   source.ExpectEachReportedOnce(40);

@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/common/clock.h"
 #include "engine/config/config.h"
 #include "engine/delivery/engine.h"
 #include "engine/delivery/memory_source.h"
@@ -106,6 +107,51 @@ TEST(DeliveryAcceptance, A421StormOpensFewConnectionsAndEverythingIsDelivered) {
   EXPECT_TRUE(all);
   EXPECT_EQ(source.Count(Disposition::kDelivered), 3000u);
   EXPECT_EQ(end.messages, 3000u);
+}
+
+// The backoff runs on the engine's clock: after a 421 no connection opens
+// until the (fake) clock moves past the backoff, however long the test
+// waits in real time; each move lets the pool try again.
+TEST(DeliveryAcceptance, A421BacksTheSiteOffUntilTheClockMoves) {
+  sink::SinkOptions so;
+  so.max_per_connection = 1;  // the second MAIL on a connection: 421 and close
+  auto sink = StartSink(so);
+  FakeMonotonicClock clock;
+  auto cfg = MakeConfig(HostPort(*sink), "connections_per_site = 4\nsite_retry_delay = \"1m\"\n");
+  InMemorySource::Options o;
+  o.retry_deferred = true;
+  o.retry_delay = std::chrono::seconds(1);
+  o.max_attempts = 100;
+  o.clock = &clock;
+  InMemorySource source(o);
+  source.AddSimple("s@sender.test", Recipients(12), kBody);
+  EngineOptions eo;
+  eo.clock = &clock;
+  auto e = Engine::Create(cfg, &source, nullptr, eo);
+  ASSERT_TRUE(e.ok()) << e.status();
+  std::thread runner([&] { EXPECT_TRUE((*e)->Run().ok()); });
+  ASSERT_TRUE(WaitUntil([&] { return sink->Stats().rejected_421 >= 1; }, std::chrono::seconds(20)));
+  // Let the other first connections finish too, then nothing more happens
+  // while the clock stands still.
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const uint64_t before = sink->Stats().connections;
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(sink->Stats().connections, before);
+  EXPECT_LE(before, 4u);
+  for (int i = 0; i < 400 && source.Count(Disposition::kDelivered) < 12; ++i) {
+    clock.Advance(std::chrono::seconds(1));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  (*e)->RequestShutdown();
+  runner.join();
+  const sink::SinkStats st = sink->Stats();
+  std::printf(
+      "backoff on a fake clock: %llu connections before the clock moved, %llu in all "
+      "for 12 messages, %llu 421 replies\n",
+      static_cast<unsigned long long>(before), static_cast<unsigned long long>(st.connections),
+      static_cast<unsigned long long>(st.rejected_421));
+  EXPECT_EQ(source.Count(Disposition::kDelivered), 12u);
+  EXPECT_EQ(st.messages, 12u);
 }
 
 TEST(DeliveryAcceptance, RefusedRecipientsDoNotCostSessions) {
