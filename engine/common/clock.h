@@ -76,4 +76,19 @@ class FakeMonotonicClock final : public MonotonicClock {
   mutable int next_id_ = 1;
 };
 
+// A wall clock that moves with a monotonic one (from the wall time at
+// construction): for deadlines kept as absl::Time (the SMTP session's), so
+// they follow a FakeMonotonicClock like every other engine timer.
+class WallFromMonotonic final : public Clock {
+ public:
+  explicit WallFromMonotonic(const MonotonicClock* clock)
+      : clock_(clock), wall0_(absl::Now()), mono0_(clock->Now()) {}
+  absl::Time Now() const override { return wall0_ + absl::FromChrono(clock_->Now() - mono0_); }
+
+ private:
+  const MonotonicClock* clock_;
+  absl::Time wall0_;
+  MonotonicClock::TimePoint mono0_;
+};
+
 }  // namespace salvo

@@ -207,13 +207,13 @@ void Connection::ArmDeadline() {
   reactor::Reactor* r = shard_->reactor();
   if (deadline_timer_ != 0) r->CancelTimer(deadline_timer_);
   armed_deadline_ = d;
-  absl::Duration left = std::max(absl::ZeroDuration(), d - absl::Now());
+  absl::Duration left = std::max(absl::ZeroDuration(), d - shard_->session_clock()->Now());
   deadline_timer_ =
       r->RunAfter(absl::ToChronoNanoseconds(left) + std::chrono::milliseconds(1), [this] {
         deadline_timer_ = 0;
         armed_deadline_ = absl::InfiniteFuture();
         if (state_ == State::kClosing || !session_) return;
-        session_->OnTimeout(absl::Now());
+        session_->OnTimeout(shard_->session_clock()->Now());
         Drive();
       });
 }

@@ -49,7 +49,11 @@ SitePolicy SitePolicy::FromConfig(const config::Config& config) {
 }
 
 Shard::Shard(Engine* engine, int index, metrics::ShardCounters* counters)
-    : engine_(engine), engine_clock_(engine->clock()), index_(index), counters_(counters) {
+    : engine_(engine),
+      engine_clock_(engine->clock()),
+      index_(index),
+      counters_(counters),
+      session_clock_(engine_clock_) {
   defaults_ = SitePolicy::FromConfig(engine->config());
   helo_name_ = engine->config().delivery.helo_name;
   if (helo_name_.empty()) {
@@ -221,6 +225,7 @@ smtp::Options Shard::SessionOptions(const SiteHost& host) const {
       break;
   }
   o.tls_context = tls_.get();
+  o.clock = &session_clock_;
   const config::TimeoutConfig& t = cfg.delivery.timeouts;
   o.timeouts.greeting = ToAbsl(t.greeting);
   o.timeouts.ehlo = ToAbsl(t.ehlo);

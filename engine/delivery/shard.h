@@ -82,6 +82,8 @@ class Shard {
   bool draining() const { return draining_; }
   // The engine's monotonic clock (fresh, not the reactor's per-turn cache).
   std::chrono::steady_clock::time_point Now() const { return engine_clock_->Now(); }
+  // The SMTP sessions' clock: wall time moving with the engine's clock.
+  const Clock* session_clock() const { return &session_clock_; }
   // Session options for a connection to `host` (TLS, HELO name, timeouts).
   smtp::Options SessionOptions(const SiteHost& host) const;
   uint64_t NextEnvelopeId() { return next_envelope_id_++; }
@@ -119,6 +121,7 @@ class Shard {
   std::unique_ptr<DomainRouter> router_;
   std::unique_ptr<ComposeFarm> farm_;
   SitePolicy defaults_;
+  WallFromMonotonic session_clock_;
   absl::flat_hash_map<std::string, std::unique_ptr<SitePool>> pools_;
   absl::flat_hash_set<Connection*> all_;  // every connection object alive
   std::vector<JobResult> results_;

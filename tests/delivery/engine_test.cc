@@ -175,10 +175,10 @@ TEST(EngineTest, DeferredRecipientsAreRetriedAndDeliveredWhenHostReturns) {
   // advances it, not in real time.
   FakeMonotonicClock clock;
   std::string addr = DeadHostPort("127.0.0.3");
-  auto cfg = MakeConfig("[delivery]\nsite_retry_delay = \"1m\"\n", {addr});
+  auto cfg = MakeConfig("[delivery]\nsite_retry_delay = \"15s\"\n", {addr});
   InMemorySource::Options so;
   so.retry_deferred = true;
-  so.retry_delay = std::chrono::minutes(5);
+  so.retry_delay = std::chrono::seconds(20);
   so.max_attempts = 20;
   so.clock = &clock;
   InMemorySource source(so);
@@ -256,9 +256,10 @@ TEST(EngineTest, DeferredRecipientsAreRetriedAndDeliveredWhenHostReturns) {
       close(c);
     }
   });
-  // Every step moves time past the retry delay and the site's pause.
+  // Every step moves time past the retry delay and the site's pause (and
+  // stays below the SMTP timeouts, which follow the same clock).
   for (int i = 0; i < 200 && source.Count(Disposition::kDelivered) < 10; ++i) {
-    clock.Advance(std::chrono::minutes(5));
+    clock.Advance(std::chrono::seconds(25));
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   (*e)->RequestShutdown();
@@ -340,7 +341,7 @@ TEST(EngineTest, ShutdownDeadlineCutsMidDataAndReportsDeferredNeverDelivered) {
   TestSmtpServer server(o);
   // The deadline passes when the test advances the engine's clock.
   FakeMonotonicClock clock;
-  auto cfg = MakeConfig("[delivery]\nconnections_per_site = 3\nshutdown_deadline = \"1h\"\n",
+  auto cfg = MakeConfig("[delivery]\nconnections_per_site = 3\nshutdown_deadline = \"1m\"\n",
                         {server.hostport()});
   InMemorySource source;
   source.AddSimple("s@sender.test", Recipients(20), kBody);
@@ -357,13 +358,44 @@ TEST(EngineTest, ShutdownDeadlineCutsMidDataAndReportsDeferredNeverDelivered) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_EQ(server.dots_seen(), 3);
   (*e)->RequestShutdown();
+  // Minutes: the deadline passes, the 10 min data_end timeout does not.
   for (int i = 0; i < 200 && !finished; ++i) {
-    clock.Advance(std::chrono::hours(1));
+    clock.Advance(std::chrono::minutes(1));
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   runner.join();
   EXPECT_EQ(source.Count(Disposition::kDelivered), 0u);
   EXPECT_EQ(source.Count(Disposition::kDeferred), 20u);
+  server.Stop();
+}
+
+TEST(EngineTest, SessionTimeoutsFollowTheEngineClock) {
+  // The final reply would come after 5 s of real time; the 10 min data_end
+  // timeout passes first, because the test moves the engine's clock.
+  TestSmtpServer::Options o;
+  o.final_delay = std::chrono::milliseconds(5000);
+  TestSmtpServer server(o);
+  FakeMonotonicClock clock;
+  auto cfg = MakeConfig("[delivery]\nconnections_per_site = 1\n", {server.hostport()});
+  InMemorySource source;
+  source.AddSimple("s@sender.test", Recipients(1), kBody);
+  EngineOptions eo;
+  eo.clock = &clock;
+  auto e = Engine::Create(cfg, &source, nullptr, eo);
+  ASSERT_TRUE(e.ok());
+  std::thread runner([&] { EXPECT_TRUE((*e)->Run().ok()); });
+  for (int i = 0; i < 300 && server.dots_seen() < 1; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const auto t0 = std::chrono::steady_clock::now();
+  clock.Advance(std::chrono::minutes(11));
+  for (int i = 0; i < 300 && source.Final().empty(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  auto f = source.Final();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(4500));
+  EXPECT_EQ(f.begin()->second.disposition, Disposition::kDeferred);
+  EXPECT_EQ(f.begin()->second.kind, smtp::FailureKind::kTimeout);
+  runner.join();
   server.Stop();
 }
 
