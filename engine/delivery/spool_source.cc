@@ -49,7 +49,10 @@ SpoolSource::~SpoolSource() = default;
 
 std::shared_ptr<const SpoolSource::CampaignContext> SpoolSource::ContextFor(queue::CampaignId id) {
   auto it = campaigns_.find(queue::Value(id));
-  if (it != campaigns_.end()) return it->second;
+  if (it != campaigns_.end()) {
+    it->second.used = fetch_count_;
+    return it->second.context;
+  }
   auto ctx = std::make_shared<CampaignContext>();
   ctx->id_text = std::to_string(queue::Value(id));
   auto info = spool_->GetCampaign(id);
@@ -103,11 +106,19 @@ std::shared_ptr<const SpoolSource::CampaignContext> SpoolSource::ContextFor(queu
                           ctx->settings.unsubscribe_url.empty() &&
                           ctx->settings.unsubscribe_mailto.empty();
   std::shared_ptr<const CampaignContext> shared = std::move(ctx);
-  campaigns_[queue::Value(id)] = shared;
+  campaigns_[queue::Value(id)] = {shared, fetch_count_};
   return shared;
 }
 
 absl::StatusOr<std::vector<Job>> SpoolSource::Fetch(size_t max_jobs) {
+  ++fetch_count_;
+  if (campaigns_.size() > kMaxCampaignContexts) {
+    for (auto it = campaigns_.begin(); it != campaigns_.end();) {
+      auto next = std::next(it);
+      if (it->second.used + 16 < fetch_count_) campaigns_.erase(it);
+      it = next;
+    }
+  }
   queue::LeaseLimits limits;
   limits.max_per_domain = options_.max_per_domain;
   limits.max_total = max_jobs;

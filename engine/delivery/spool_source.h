@@ -57,8 +57,16 @@ class SpoolSource final : public MessageSource {
   queue::Spool* spool_;
   std::shared_ptr<const dkim::KeyStore> keys_;
   SpoolSourceOptions options_;
-  // Feeder thread only.
-  absl::flat_hash_map<uint64_t, std::shared_ptr<const CampaignContext>> campaigns_;
+  // Feeder thread only. Bounded: past kMaxCampaignContexts, contexts not
+  // used by the last few fetches are dropped (jobs in flight keep theirs;
+  // a campaign seen again is rebuilt).
+  struct CachedContext {
+    std::shared_ptr<const CampaignContext> context;
+    uint64_t used = 0;  // fetch_count_ when last used
+  };
+  static constexpr size_t kMaxCampaignContexts = 256;
+  absl::flat_hash_map<uint64_t, CachedContext> campaigns_;
+  uint64_t fetch_count_ = 0;
   std::chrono::steady_clock::time_point next_done_check_{};
   bool done_ = false;
   // One signer per shard, each touched only by its shard.
