@@ -28,6 +28,7 @@
 // addition to its own local limits. One SharedLimits per process, shared by
 // every shard; all methods are thread-safe.
 #include <atomic>
+#include <random>
 #include <condition_variable>
 #include <cstdint>
 #include <map>
@@ -121,6 +122,7 @@ class SharedLimits {
   absl::Time next_redis_try_ = absl::InfinitePast();
   absl::Time next_renew_ = absl::InfinitePast();
   std::atomic<bool> shared_{false};
+  std::minstd_rand jitter_;  // grant pacing; the worker thread only
   std::atomic<bool> stop_{false};
   bool release_on_stop_ = true;
   SharedLimitsStats stats_;
