@@ -28,12 +28,12 @@
 // addition to its own local limits. One SharedLimits per process, shared by
 // every shard; all methods are thread-safe.
 #include <atomic>
-#include <random>
 #include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <string>
 #include <string_view>
 #include <thread>
