@@ -2,7 +2,8 @@
 
 #include <libpsl.h>
 
-#include "dkim/text.h"
+#include "engine/common/base64.h"
+#include "engine/common/strings.h"
 
 namespace salvo::dkim {
 namespace {
@@ -29,10 +30,10 @@ absl::StatusOr<std::string> FromDomain(std::string_view from) {
     const std::size_t gt = addr.find('>', lt);
     addr = addr.substr(lt + 1, gt == std::string_view::npos ? std::string_view::npos : gt - lt - 1);
   }
-  addr = text::Trim(addr);
+  addr = StripWhitespace(addr);
   const std::size_t at = addr.rfind('@');
   if (at == std::string_view::npos || at + 1 >= addr.size()) {
-    return absl::InvalidArgumentError(text::Cat("no address with a domain in From '", from, "'"));
+    return absl::InvalidArgumentError(Cat("no address with a domain in From '", from, "'"));
   }
   std::string_view domain = addr.substr(at + 1);
   // Stop at anything that cannot be part of a domain (comments, commas).
@@ -40,13 +41,13 @@ absl::StatusOr<std::string> FromDomain(std::string_view from) {
   domain = domain.substr(0, end);
   while (!domain.empty() && domain.back() == '.') domain.remove_suffix(1);
   if (domain.empty() || domain.find('.') == std::string_view::npos) {
-    return absl::InvalidArgumentError(text::Cat("From domain in '", from, "' is not a domain"));
+    return absl::InvalidArgumentError(Cat("From domain in '", from, "' is not a domain"));
   }
-  return text::ToLower(domain);
+  return AsciiLower(domain);
 }
 
 std::string OrganizationalDomain(std::string_view domain) {
-  std::string d = text::ToLower(domain);
+  std::string d = AsciiLower(domain);
   while (!d.empty() && d.back() == '.') d.pop_back();
   const psl_ctx_t* psl = PublicSuffixList();
   if (psl == nullptr) return d;
@@ -72,9 +73,9 @@ absl::StatusOr<std::vector<const DkimKey*>> SelectKeysForFrom(const KeyStore& st
     d.remove_prefix(dot + 1);
   }
   const std::vector<std::string> configured = store.Domains();
-  return absl::NotFoundError(
-      text::Cat("no DKIM key for From domain ", *domain, " (configured: ",
-                configured.empty() ? std::string("none") : text::Join(configured, ", "), ")"));
+  return absl::NotFoundError(Cat(
+      "no DKIM key for From domain ", *domain,
+      " (configured: ", configured.empty() ? std::string("none") : Join(configured, ", "), ")"));
 }
 
 }  // namespace salvo::dkim

@@ -1,6 +1,7 @@
 #include "dkim/canonicalization.h"
 
-#include "dkim/text.h"
+#include "engine/common/base64.h"
+#include "engine/common/strings.h"
 
 #include <cstring>
 
@@ -101,12 +102,12 @@ absl::StatusOr<ParsedMessage> ParseMessage(std::string_view message) {
     const std::size_t lf = message.find('\n', pos);
     if (lf == std::string_view::npos) {
       return absl::InvalidArgumentError(
-          text::Cat("message header line ", line_no,
-                    " does not end with CRLF (header block not terminated)"));
+          Cat("message header line ", line_no,
+              " does not end with CRLF (header block not terminated)"));
     }
     if (lf == pos || message[lf - 1] != '\r') {
       return absl::InvalidArgumentError(
-          text::Cat("message header line ", line_no, " ends with a bare LF (CRLF expected)"));
+          Cat("message header line ", line_no, " ends with a bare LF (CRLF expected)"));
     }
     std::string_view line = message.substr(pos, lf - 1 - pos);
     if (line.empty()) {  // end of the header block
@@ -116,8 +117,8 @@ absl::StatusOr<ParsedMessage> ParseMessage(std::string_view message) {
     }
     if (IsWsp(line.front())) {
       if (field_start == std::string_view::npos) {
-        return absl::InvalidArgumentError(text::Cat(
-            "message header line ", line_no, " is a continuation line before any header field"));
+        return absl::InvalidArgumentError(Cat("message header line ", line_no,
+                                              " is a continuation line before any header field"));
       }
     } else {
       if (auto s = close_field(pos); !s.ok()) return s;
@@ -126,7 +127,7 @@ absl::StatusOr<ParsedMessage> ParseMessage(std::string_view message) {
       while (!name.empty() && IsWsp(name.back())) name.remove_suffix(1);
       if (colon == std::string_view::npos || name.empty()) {
         return absl::InvalidArgumentError(
-            text::Cat("message header line ", line_no, " is not a header field (no name:)"));
+            Cat("message header line ", line_no, " is not a header field (no name:)"));
       }
       field_start = pos;
     }
@@ -153,7 +154,7 @@ void CanonicalizeHeader(Canonicalization c, std::string_view raw, std::string* o
   const std::size_t start = out->size();
   out->resize(start + name.size() + value.size() + 3);
   char* w = out->data() + start;
-  for (char ch : name) *w++ = text::Lower(ch);
+  for (char ch : name) *w++ = AsciiLower(ch);
   *w++ = ':';
   // Value: unfold (drop CR and LF), WSP runs -> one SP, trim both ends.
   bool wsp = false;

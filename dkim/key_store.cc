@@ -1,6 +1,10 @@
 #include "dkim/key_store.h"
 
-#include "dkim/text.h"
+#include <fmt/format.h>
+
+#include "engine/common/base64.h"
+#include "engine/common/openssl_bio.h"
+#include "engine/common/strings.h"
 
 #include <fcntl.h>
 #include <openssl/bio.h>
@@ -20,12 +24,8 @@ namespace {
 constexpr std::size_t kMaxKeyFileBytes = 64 * 1024;
 
 std::string OpenSslError() {
-  const unsigned long e = ERR_get_error();
-  ERR_clear_error();
-  if (e == 0) return "unknown OpenSSL error";
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof(buf));
-  return buf;
+  std::string e = tlsio::ErrorQueue();
+  return e.empty() ? "unknown OpenSSL error" : e;
 }
 
 // Never prompt for a pass phrase (that would block on stdin): encrypted keys
@@ -40,7 +40,7 @@ struct BioDeleter {
 };
 
 std::string KeyLabel(const KeySpec& spec) {
-  return text::Cat("DKIM key ", spec.selector, "._domainkey.", spec.domain);
+  return Cat("DKIM key ", spec.selector, "._domainkey.", spec.domain);
 }
 
 }  // namespace
@@ -58,7 +58,7 @@ std::string_view KeyTypeName(KeyType t) {
 }
 
 bool ParseKeyType(std::string_view text, KeyType* out) {
-  const std::string t = text::ToLower(text);
+  const std::string t = AsciiLower(text);
   if (t == "auto") {
     *out = KeyType::kAuto;
   } else if (t == "rsa") {
@@ -79,25 +79,24 @@ absl::StatusOr<DkimKey> ParseKey(std::string_view pem, const KeySpec& spec,
                                  std::string_view origin) {
   const std::string label = KeyLabel(spec);
   if (spec.domain.empty() || spec.selector.empty()) {
-    return absl::InvalidArgumentError(
-        text::Cat(origin, ": a DKIM key needs a domain and a selector"));
+    return absl::InvalidArgumentError(Cat(origin, ": a DKIM key needs a domain and a selector"));
   }
   if (pem.find("-----BEGIN ") == std::string_view::npos) {
     return absl::InvalidArgumentError(
-        text::Cat(origin, ": ", label,
-                  ": not a PEM private key (expected '-----BEGIN PRIVATE KEY-----' or "
-                  "'-----BEGIN RSA PRIVATE KEY-----')"));
+        Cat(origin, ": ", label,
+            ": not a PEM private key (expected '-----BEGIN PRIVATE KEY-----' or "
+            "'-----BEGIN RSA PRIVATE KEY-----')"));
   }
   if (pem.find("ENCRYPTED") != std::string_view::npos) {
-    return absl::InvalidArgumentError(text::Cat(
-        origin, ": ", label,
-        ": the private key is encrypted; Salvo needs an unencrypted key (protect it with file "
-        "permissions, chmod 600)"));
+    return absl::InvalidArgumentError(
+        Cat(origin, ": ", label,
+            ": the private key is encrypted; Salvo needs an unencrypted key (protect it with file "
+            "permissions, chmod 600)"));
   }
   if (pem.find("PUBLIC KEY-----") != std::string_view::npos &&
       pem.find("PRIVATE KEY-----") == std::string_view::npos) {
-    return absl::InvalidArgumentError(text::Cat(
-        origin, ": ", label, ": this is a public key; DKIM signing needs the private key"));
+    return absl::InvalidArgumentError(
+        Cat(origin, ": ", label, ": this is a public key; DKIM signing needs the private key"));
   }
   std::unique_ptr<BIO, BioDeleter> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   if (!bio) return absl::ResourceExhaustedError("BIO_new_mem_buf failed");
@@ -107,14 +106,14 @@ absl::StatusOr<DkimKey> ParseKey(std::string_view pem, const KeySpec& spec,
   if (!pkey) {
     if (asked_password) {
       ERR_clear_error();
-      return absl::InvalidArgumentError(text::Cat(
+      return absl::InvalidArgumentError(Cat(
           origin, ": ", label, ": the private key is encrypted; Salvo needs an unencrypted key"));
     }
-    return absl::InvalidArgumentError(text::Cat(
-        origin, ": ", label, ": cannot parse the PEM private key (", OpenSslError(), ")"));
+    return absl::InvalidArgumentError(
+        Cat(origin, ": ", label, ": cannot parse the PEM private key (", OpenSslError(), ")"));
   }
   DkimKey key;
-  key.domain = text::ToLower(spec.domain);
+  key.domain = AsciiLower(spec.domain);
   key.selector = spec.selector;
   key.path = std::string(origin);
   const int id = EVP_PKEY_get_base_id(pkey.get());
@@ -122,28 +121,28 @@ absl::StatusOr<DkimKey> ParseKey(std::string_view pem, const KeySpec& spec,
     key.type = KeyType::kRsa;
     key.bits = EVP_PKEY_get_bits(pkey.get());
     if (key.bits < kMinRsaBits) {
-      return absl::InvalidArgumentError(text::Cat(origin, ": ", label, ": RSA key of ", key.bits,
-                                                  " bits is too short (DKIM needs at least ",
-                                                  kMinRsaBits, "; use 2048)"));
+      return absl::InvalidArgumentError(Cat(origin, ": ", label, ": RSA key of ", key.bits,
+                                            " bits is too short (DKIM needs at least ", kMinRsaBits,
+                                            "; use 2048)"));
     }
     if (key.bits > kMaxRsaBits) {
-      return absl::InvalidArgumentError(text::Cat(origin, ": ", label, ": RSA key of ", key.bits,
-                                                  " bits is longer than receivers accept (at most ",
-                                                  kMaxRsaBits, ")"));
+      return absl::InvalidArgumentError(Cat(origin, ": ", label, ": RSA key of ", key.bits,
+                                            " bits is longer than receivers accept (at most ",
+                                            kMaxRsaBits, ")"));
     }
   } else if (id == EVP_PKEY_ED25519) {
     key.type = KeyType::kEd25519;
     key.bits = 256;
   } else {
     const char* name = OBJ_nid2sn(id);
-    return absl::InvalidArgumentError(text::Cat(origin, ": ", label, ": unsupported key type ",
-                                                name ? name : "unknown",
-                                                " (DKIM signs with RSA or Ed25519 keys)"));
+    return absl::InvalidArgumentError(Cat(origin, ": ", label, ": unsupported key type ",
+                                          name ? name : "unknown",
+                                          " (DKIM signs with RSA or Ed25519 keys)"));
   }
   if (spec.expected != KeyType::kAuto && spec.expected != key.type) {
-    return absl::InvalidArgumentError(
-        text::Cat(origin, ": ", label, ": configured as type ", KeyTypeName(spec.expected),
-                  " but the file holds an ", KeyTypeName(key.type), " key"));
+    return absl::InvalidArgumentError(Cat(origin, ": ", label, ": configured as type ",
+                                          KeyTypeName(spec.expected), " but the file holds an ",
+                                          KeyTypeName(key.type), " key"));
   }
   key.pkey = std::move(pkey);
   return key;
@@ -153,12 +152,12 @@ absl::StatusOr<DkimKey> LoadKey(const KeySpec& spec) {
   const std::string& path = spec.path;
   const std::string label = KeyLabel(spec);
   if (path.empty()) {
-    return absl::InvalidArgumentError(text::Cat(label, ": no key file configured"));
+    return absl::InvalidArgumentError(Cat(label, ": no key file configured"));
   }
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
   if (fd < 0) {
     const int err = errno;
-    std::string msg = text::Cat(label, ": cannot open key file ", path, ": ", std::strerror(err));
+    std::string msg = Cat(label, ": cannot open key file ", path, ": ", std::strerror(err));
     if (err == ENOENT) return absl::NotFoundError(msg);
     if (err == EACCES) return absl::PermissionDeniedError(msg);
     return absl::InvalidArgumentError(msg);
@@ -170,11 +169,10 @@ absl::StatusOr<DkimKey> LoadKey(const KeySpec& spec) {
   struct stat st;
   if (::fstat(fd, &st) != 0) {
     return absl::InvalidArgumentError(
-        text::Cat(label, ": cannot stat key file ", path, ": ", std::strerror(errno)));
+        Cat(label, ": cannot stat key file ", path, ": ", std::strerror(errno)));
   }
   if (!S_ISREG(st.st_mode)) {
-    return absl::InvalidArgumentError(
-        text::Cat(label, ": key file ", path, " is not a regular file"));
+    return absl::InvalidArgumentError(Cat(label, ": key file ", path, " is not a regular file"));
   }
   if (st.st_mode & S_IROTH) {
     return absl::PermissionDeniedError(fmt::format(
@@ -184,7 +182,7 @@ absl::StatusOr<DkimKey> LoadKey(const KeySpec& spec) {
   }
   if (static_cast<std::size_t>(st.st_size) > kMaxKeyFileBytes) {
     return absl::InvalidArgumentError(
-        text::Cat(label, ": key file ", path, " is ", st.st_size, " bytes; not a PEM private key"));
+        Cat(label, ": key file ", path, " is ", st.st_size, " bytes; not a PEM private key"));
   }
   std::string pem(static_cast<std::size_t>(st.st_size), '\0');
   std::size_t got = 0;
@@ -193,7 +191,7 @@ absl::StatusOr<DkimKey> LoadKey(const KeySpec& spec) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       return absl::InvalidArgumentError(
-          text::Cat(label, ": cannot read key file ", path, ": ", std::strerror(errno)));
+          Cat(label, ": cannot read key file ", path, ": ", std::strerror(errno)));
     }
     if (n == 0) break;
     got += static_cast<std::size_t>(n);
@@ -215,7 +213,7 @@ absl::StatusOr<std::shared_ptr<const KeyStore>> KeyStore::Load(const std::vector
 absl::Status KeyStore::Add(DkimKey key) {
   if (Find(key.domain, key.selector) != nullptr) {
     return absl::AlreadyExistsError(
-        text::Cat("DKIM key ", key.selector, "._domainkey.", key.domain, " is configured twice"));
+        Cat("DKIM key ", key.selector, "._domainkey.", key.domain, " is configured twice"));
   }
   keys_.push_back(std::make_unique<DkimKey>(std::move(key)));
   return absl::OkStatus();
@@ -230,14 +228,14 @@ absl::Status KeyStore::AddFromFile(const KeySpec& spec) {
 std::vector<const DkimKey*> KeyStore::KeysFor(std::string_view domain) const {
   std::vector<const DkimKey*> out;
   for (const auto& k : keys_) {
-    if (text::EqualsIgnoreCase(k->domain, domain)) out.push_back(k.get());
+    if (EqualsIgnoreCase(k->domain, domain)) out.push_back(k.get());
   }
   return out;
 }
 
 const DkimKey* KeyStore::Find(std::string_view domain, std::string_view selector) const {
   for (const auto& k : keys_) {
-    if (text::EqualsIgnoreCase(k->domain, domain) && k->selector == selector) return k.get();
+    if (EqualsIgnoreCase(k->domain, domain) && k->selector == selector) return k.get();
   }
   return nullptr;
 }
@@ -266,24 +264,23 @@ absl::StatusOr<std::string> PublicKeyRecord(const DkimKey& key) {
     raw.assign(reinterpret_cast<const char*>(der), static_cast<std::size_t>(len));
     OPENSSL_free(der);
   }
-  return text::Cat("v=DKIM1; k=", KeyTypeName(key.type), "; p=", text::Base64(raw));
+  return Cat("v=DKIM1; k=", KeyTypeName(key.type), "; p=", Base64Encode(raw));
 }
 
 std::string ZoneFileLine(const DkimKey& key, std::string_view record) {
   std::vector<std::string> parts;
   for (std::size_t i = 0; i < record.size(); i += 250) {
-    parts.push_back(text::Cat("\"", record.substr(i, 250), "\""));
+    parts.push_back(Cat("\"", record.substr(i, 250), "\""));
   }
-  return text::Cat(key.selector, "._domainkey.", key.domain, ". IN TXT ( ", text::Join(parts, " "),
-                   " )");
+  return Cat(key.selector, "._domainkey.", key.domain, ". IN TXT ( ", Join(parts, " "), " )");
 }
 
 absl::StatusOr<GeneratedKey> GenerateKey(KeyType type, int bits, std::string_view domain,
                                          std::string_view selector) {
   if (type == KeyType::kAuto) type = KeyType::kRsa;
   if (type == KeyType::kRsa && (bits < kMinRsaBits || bits > kMaxRsaBits)) {
-    return absl::InvalidArgumentError(text::Cat("RSA key size ", bits, " is out of range (",
-                                                kMinRsaBits, "..", kMaxRsaBits, ")"));
+    return absl::InvalidArgumentError(
+        Cat("RSA key size ", bits, " is out of range (", kMinRsaBits, "..", kMaxRsaBits, ")"));
   }
   EVP_PKEY* raw = type == KeyType::kRsa ? EVP_RSA_gen(static_cast<unsigned int>(bits))
                                         : EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519");

@@ -1,6 +1,8 @@
 #include "dkim/signer.h"
 
-#include "dkim/text.h"
+#include "engine/common/base64.h"
+#include "engine/common/openssl_bio.h"
+#include "engine/common/strings.h"
 
 #include <openssl/err.h>
 #include <openssl/rsa.h>
@@ -18,12 +20,8 @@ constexpr std::size_t kMaxLine = 78;
 constexpr std::size_t kSha256Len = 32;
 
 std::string OpenSslError() {
-  const unsigned long e = ERR_get_error();
-  ERR_clear_error();
-  if (e == 0) return "unknown OpenSSL error";
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof(buf));
-  return buf;
+  std::string e = tlsio::ErrorQueue();
+  return e.empty() ? "unknown OpenSSL error" : e;
 }
 
 // Feeds canonical body bytes into a digest. Small writes (words, CRLFs) are
@@ -65,7 +63,7 @@ class DigestSink final : public BodySink {
 // taken. Returns nullptr when none is left (over-signing).
 const HeaderField* NthFromBottom(const ParsedMessage& m, std::string_view name, int used) {
   for (auto it = m.fields.rbegin(); it != m.fields.rend(); ++it) {
-    if (text::EqualsIgnoreCase(it->name, name)) {
+    if (EqualsIgnoreCase(it->name, name)) {
       if (used == 0) return &*it;
       --used;
     }
@@ -77,7 +75,7 @@ const HeaderField* NthFromBottom(const ParsedMessage& m, std::string_view name, 
 std::string TagValue(std::string_view field, std::string_view tag) {
   const std::size_t colon = field.find(':');
   std::string_view value = colon == std::string_view::npos ? field : field.substr(colon + 1);
-  for (std::string_view part : text::Split(value, ';')) {
+  for (std::string_view part : Split(value, ';')) {
     std::string compact;
     for (char c : part) {
       if (c != ' ' && c != '\t' && c != '\r' && c != '\n') compact.push_back(c);
@@ -145,7 +143,7 @@ std::vector<std::string> DefaultSignedHeaders(const ParsedMessage& message) {
     for (std::string_view name : DefaultSignedHeaderNames()) {
       bool over = false;
       for (std::string_view o : OverSignedHeaderNames()) over |= o == name;
-      t->push_back(Entry{text::ToLower(name), over});
+      t->push_back(Entry{AsciiLower(name), over});
     }
     return t;
   }();
@@ -154,7 +152,7 @@ std::vector<std::string> DefaultSignedHeaders(const ParsedMessage& message) {
   SALVO_CHECK(table->size() <= 64);
   for (const HeaderField& f : message.fields) {
     for (std::size_t i = 0; i < table->size(); ++i) {
-      if (text::EqualsIgnoreCase(f.name, (*table)[i].lower)) {
+      if (EqualsIgnoreCase(f.name, (*table)[i].lower)) {
         ++counts[i];
         break;
       }
@@ -214,10 +212,9 @@ std::string FoldSignatureField(const std::vector<std::string>& tags) {
     const std::string term = last ? tag : tag + ";";
     if (tag.rfind("h=", 0) == 0 && 1 + term.size() + col > kMaxLine) {
       // Break h= after colons.
-      const std::vector<std::string_view> names =
-          text::Split(std::string_view(term).substr(2), ':');
+      const std::vector<std::string_view> names = Split(std::string_view(term).substr(2), ':');
       for (std::size_t i = 0; i < names.size(); ++i) {
-        std::string word = i == 0 ? text::Cat("h=", names[i]) : std::string(names[i]);
+        std::string word = i == 0 ? Cat("h=", names[i]) : std::string(names[i]);
         if (i + 1 < names.size()) word.push_back(':');
         if (i == 0) {
           put_word(word, true);
@@ -273,7 +270,7 @@ absl::StatusOr<std::string> Signer::BodyHash(std::string_view message,
   if (!sink.Finish() || EVP_DigestFinal_ex(body_ctx_, digest, &len) != 1) {
     return absl::InternalError("SHA-256 of the body failed: " + OpenSslError());
   }
-  return text::Base64(std::string_view(reinterpret_cast<const char*>(digest), len));
+  return Base64Encode(std::string_view(reinterpret_cast<const char*>(digest), len));
 }
 
 absl::Status Signer::HashHeaders(const ParsedMessage& message, Canonicalization header_canon,
@@ -283,7 +280,7 @@ absl::Status Signer::HashHeaders(const ParsedMessage& message, Canonicalization 
   for (std::size_t i = 0; i < names.size(); ++i) {
     int used = 0;
     for (std::size_t j = 0; j < i; ++j) {
-      if (text::EqualsIgnoreCase(names[j], names[i])) ++used;
+      if (EqualsIgnoreCase(names[j], names[i])) ++used;
     }
     const HeaderField* f = NthFromBottom(message, names[i], used);
     if (f != nullptr) CanonicalizeHeader(header_canon, f->raw, &scratch_);
@@ -321,13 +318,13 @@ absl::StatusOr<std::string> Signer::SignHeaderHash(const DkimKey& key, const uns
         EVP_MD_CTX_free(prepared);
         ed_ctx_template_.erase(key.pkey.get());
         return absl::InternalError(
-            text::Cat("Ed25519 signing context for ", key.path, " failed: ", OpenSslError()));
+            Cat("Ed25519 signing context for ", key.path, " failed: ", OpenSslError()));
       }
     }
     if (EVP_MD_CTX_copy_ex(ed_ctx_, prepared) != 1 ||
         EVP_DigestSign(ed_ctx_, sig, &sig_len, digest, digest_len) != 1) {
       return absl::InternalError(
-          text::Cat("Ed25519 signing with ", key.path, " failed: ", OpenSslError()));
+          Cat("Ed25519 signing with ", key.path, " failed: ", OpenSslError()));
     }
   } else {
     EVP_PKEY_CTX*& ctx = rsa_ctx_[key.pkey.get()];
@@ -339,15 +336,14 @@ absl::StatusOr<std::string> Signer::SignHeaderHash(const DkimKey& key, const uns
         EVP_PKEY_CTX_free(ctx);
         rsa_ctx_.erase(key.pkey.get());
         return absl::InternalError(
-            text::Cat("RSA signing context for ", key.path, " failed: ", OpenSslError()));
+            Cat("RSA signing context for ", key.path, " failed: ", OpenSslError()));
       }
     }
     if (EVP_PKEY_sign(ctx, sig, &sig_len, digest, digest_len) != 1) {
-      return absl::InternalError(
-          text::Cat("RSA signing with ", key.path, " failed: ", OpenSslError()));
+      return absl::InternalError(Cat("RSA signing with ", key.path, " failed: ", OpenSslError()));
     }
   }
-  return text::Base64(std::string_view(reinterpret_cast<const char*>(sig), sig_len));
+  return Base64Encode(std::string_view(reinterpret_cast<const char*>(sig), sig_len));
 }
 
 absl::StatusOr<std::string> Signer::SignFieldTemplate(const ParsedMessage& message,
@@ -357,11 +353,11 @@ absl::StatusOr<std::string> Signer::SignFieldTemplate(const ParsedMessage& messa
   Canonicalization body_canon = Canonicalization::kSimple;
   const std::string c = TagValue(signature_field, "c");
   if (!c.empty() && !ParseCanonicalization(c, &header_canon, &body_canon)) {
-    return absl::InvalidArgumentError(text::Cat("bad c= value '", c, "'"));
+    return absl::InvalidArgumentError(Cat("bad c= value '", c, "'"));
   }
   const std::string h = TagValue(signature_field, "h");
   std::vector<std::string> names;
-  for (std::string_view n : text::Split(h, ':')) names.emplace_back(n);
+  for (std::string_view n : Split(h, ':')) names.emplace_back(n);
   if (names.empty() || names[0].empty()) return absl::InvalidArgumentError("no h= tag");
   unsigned char digest[kSha256Len];
   if (auto s = HashHeaders(message, header_canon, names, signature_field, digest); !s.ok()) {
@@ -382,7 +378,7 @@ absl::StatusOr<std::string> Signer::Sign(std::string_view message,
   auto parsed = ParseMessage(message);
   if (!parsed.ok()) return parsed.status();
   bool has_from = false;
-  for (const HeaderField& f : parsed->fields) has_from |= text::EqualsIgnoreCase(f.name, "From");
+  for (const HeaderField& f : parsed->fields) has_from |= EqualsIgnoreCase(f.name, "From");
   if (!has_from) {
     return absl::InvalidArgumentError("message has no From header field (DKIM must sign From)");
   }
@@ -401,18 +397,18 @@ absl::StatusOr<std::string> Signer::Sign(std::string_view message,
     return absl::InternalError("SHA-256 of the body failed: " + OpenSslError());
   }
   const std::string bh =
-      text::Base64(std::string_view(reinterpret_cast<const char*>(body_digest), body_len));
+      Base64Encode(std::string_view(reinterpret_cast<const char*>(body_digest), body_len));
 
   std::vector<std::string> names;
   if (options.headers.empty()) {
     names = DefaultSignedHeaders(*parsed);
   } else {
     for (const std::string& n : options.headers) {
-      std::string name(text::Trim(n));
+      std::string name(StripWhitespace(n));
       if (name.empty() || name.find_first_of(": \t\r\n;") != std::string::npos) {
-        return absl::InvalidArgumentError(text::Cat("bad header name '", n, "' in h= list"));
+        return absl::InvalidArgumentError(Cat("bad header name '", n, "' in h= list"));
       }
-      names.push_back(text::ToLower(name));
+      names.push_back(AsciiLower(name));
     }
   }
   bool signs_from = false;
@@ -425,25 +421,25 @@ absl::StatusOr<std::string> Signer::Sign(std::string_view message,
     if (i > 0) h.push_back(':');
     h.append(names[i]);
   }
-  const std::string c = text::Cat("c=", CanonicalizationName(options.header_canon), "/",
-                                  CanonicalizationName(options.body_canon));
+  const std::string c = Cat("c=", CanonicalizationName(options.header_canon), "/",
+                            CanonicalizationName(options.body_canon));
 
   std::string out;
   for (const DkimKey* key : keys) {
     std::vector<std::string> tags;
     tags.reserve(11);
     tags.push_back("v=1");
-    tags.push_back(text::Cat("a=", key->Algorithm()));
+    tags.push_back(Cat("a=", key->Algorithm()));
     tags.push_back(c);
-    tags.push_back(text::Cat("d=", key->domain));
-    tags.push_back(text::Cat("s=", key->selector));
-    tags.push_back(text::Cat("t=", t));
+    tags.push_back(Cat("d=", key->domain));
+    tags.push_back(Cat("s=", key->selector));
+    tags.push_back(Cat("t=", t));
     if (options.expire_after_seconds.has_value()) {
-      tags.push_back(text::Cat("x=", t + *options.expire_after_seconds));
+      tags.push_back(Cat("x=", t + *options.expire_after_seconds));
     }
-    if (!options.identity.empty()) tags.push_back(text::Cat("i=", options.identity));
+    if (!options.identity.empty()) tags.push_back(Cat("i=", options.identity));
     tags.push_back(h);
-    tags.push_back(text::Cat("bh=", bh));
+    tags.push_back(Cat("bh=", bh));
     tags.push_back("b=");
     const std::string field = FoldSignatureField(tags);
     unsigned char digest[kSha256Len];
@@ -452,7 +448,7 @@ absl::StatusOr<std::string> Signer::Sign(std::string_view message,
     }
     auto b = SignHeaderHash(*key, digest, sizeof(digest));
     if (!b.ok()) return b.status();
-    tags.back() = text::Cat("b=", *b);
+    tags.back() = Cat("b=", *b);
     // Same folding as `field`, plus the b= value (which starts its own line).
     out.append(FoldSignatureField(tags));
     out.append("\r\n");

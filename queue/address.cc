@@ -1,5 +1,5 @@
 #include "queue/address.h"
-#include "queue/strings.h"
+#include "engine/common/strings.h"
 
 #include <arpa/inet.h>
 #include <idn2.h>
@@ -194,7 +194,7 @@ absl::StatusOr<Address> ParseAddress(std::string_view text) {
     return absl::InvalidArgumentError("more than one '@'");
   if (absl::Status s = CheckLocal(a.local); !s.ok()) return s;
   if (absl::Status s = CheckDomain(domain); !s.ok()) return s;
-  a.domain = Lower(domain);
+  a.domain = AsciiLower(domain);
   if (absl::Status s = ToALabels(&a.domain); !s.ok()) return s;
   return a;
 }

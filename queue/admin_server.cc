@@ -1,5 +1,5 @@
 #include "queue/admin_server.h"
-#include "queue/strings.h"
+#include "engine/common/strings.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -26,7 +26,7 @@ namespace {
 
 constexpr size_t kMaxRequestBytes = 1 << 20;
 
-std::string CodeName(absl::StatusCode code) { return Lower(absl::StatusCodeToString(code)); }
+std::string CodeName(absl::StatusCode code) { return AsciiLower(absl::StatusCodeToString(code)); }
 
 nlohmann::json Error(const absl::Status& s) {
   return {{"ok", false}, {"code", CodeName(s.code())}, {"error", std::string(s.message())}};

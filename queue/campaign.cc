@@ -1,5 +1,5 @@
 #include "queue/campaign.h"
-#include "queue/strings.h"
+#include "engine/common/strings.h"
 
 #include <toml++/toml.h>
 
@@ -12,6 +12,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "engine/common/hash.h"
 #include "queue/address.h"
 
 namespace salvo::queue {
@@ -83,7 +84,7 @@ absl::Status RetryPolicy::Validate() const {
 }
 
 absl::StatusOr<absl::Duration> ParseRetryDuration(std::string_view text) {
-  std::string t = Lower(Strip(text));
+  std::string t = AsciiLower(StripWhitespace(text));
   if (t.empty()) return absl::InvalidArgumentError("empty duration");
   double seconds;
   if (absl::SimpleAtod(t, &seconds)) {
@@ -251,12 +252,7 @@ absl::StatusOr<CampaignSpec> ParseCampaignFile(const std::string& path) {
 // ---- Fleet shares ----------------------------------------------------------
 
 uint64_t NodeHash(std::string_view normalized_address) {
-  uint64_t h = 14695981039346656037ull;  // FNV-1a 64: specified, so stable everywhere
-  for (unsigned char c : normalized_address) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
+  return Fnv1a64(normalized_address);  // specified, so stable on every node
 }
 
 bool NodeShare::Takes(std::string_view normalized_address) const {

@@ -1,5 +1,5 @@
 #include "queue/csv.h"
-#include "queue/strings.h"
+#include "engine/common/strings.h"
 
 #include <sys/stat.h>
 

@@ -15,11 +15,12 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "engine/common/hash.h"
 #include "engine/common/log.h"
+#include "engine/common/strings.h"
 #include "queue/address.h"
 #include "queue/csv.h"
 #include "queue/spool_impl.h"
-#include "queue/strings.h"
 
 namespace salvo::queue {
 
@@ -44,12 +45,7 @@ struct Fingerprint {
 };
 
 Fingerprint Fingerprint128(std::string_view s) {
-  uint64_t fnv = 14695981039346656037ull;
-  for (unsigned char c : s) {
-    fnv ^= c;
-    fnv *= 1099511628211ull;
-  }
-  return {std::hash<std::string_view>{}(s), fnv};
+  return {std::hash<std::string_view>{}(s), Fnv1a64(s)};
 }
 
 absl::StatusOr<std::string> ReadTemplate(const std::string& path) {
@@ -98,11 +94,11 @@ absl::StatusOr<LoadReport> Spool::Impl::Load(const CampaignSpec& spec, const Loa
   {
     absl::flat_hash_set<std::string> seen;
     for (size_t i = 0; i < header.size(); ++i) {
-      std::string name(Strip(header[i]));
+      std::string name(StripWhitespace(header[i]));
       if (name.empty()) return csv.Error(Cat("header column ", i + 1, " has no name"));
       if (!seen.insert(name).second)
         return csv.Error(Cat("header column '", name, "' appears twice"));
-      if (Lower(name) == "email") {
+      if (AsciiLower(name) == "email") {
         email_col = i;
         name = "email";
       }
@@ -143,7 +139,7 @@ absl::StatusOr<LoadReport> Spool::Impl::Load(const CampaignSpec& spec, const Loa
   auto fail = [&](absl::Status why) -> absl::Status {
     if (absl::Status s = DropCampaignData(id); !s.ok())
       SALVO_LOG(kError, "could not roll back campaign {}: {} (removed at next open)", Value(id),
-                SV(s.message()));
+                Sv(s.message()));
     return why;
   };
   {
@@ -315,7 +311,7 @@ absl::StatusOr<SuppressionImportReport> Spool::ImportSuppression(const std::stri
       // A header row with an `email` column makes it a CSV; else one address per line.
       bool is_header = false;
       for (size_t i = 0; i < row.size(); ++i) {
-        if (Lower(Strip(row[i])) == "email") {
+        if (AsciiLower(StripWhitespace(row[i])) == "email") {
           email_col = i;
           is_header = true;
         }
@@ -323,7 +319,7 @@ absl::StatusOr<SuppressionImportReport> Spool::ImportSuppression(const std::stri
       if (is_header) continue;
     }
     if (row.empty() || email_col >= row.size()) continue;
-    std::string_view text = Strip(row[email_col]);
+    std::string_view text = StripWhitespace(row[email_col]);
     if (text.empty() || text.front() == '#') continue;
     absl::StatusOr<Address> a = ParseAddress(text);
     if (!a.ok()) {

@@ -1,5 +1,5 @@
 #include "queue/spool.h"
-#include "queue/strings.h"
+#include "engine/common/strings.h"
 
 #include <rocksdb/cache.h>
 #include <rocksdb/filter_policy.h>
@@ -487,7 +487,7 @@ absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDue(absl::Time now,
     if (auto s = FromRocks(m.db_->Write(m.HotWrite(), &batch), "expiring recipients"); !s.ok()) {
       // The leases stand (they are memory only); the expiries will be found
       // again: the cursors have moved past them, so rescan these domains.
-      SALVO_LOG(kError, "spool write failed: {}", SV(s.message()));
+      SALVO_LOG(kError, "spool write failed: {}", Sv(s.message()));
       for (DomainState* state : batch_domain) state->cursor.clear();
     }
   }
@@ -606,7 +606,7 @@ absl::Status Spool::CompleteBatch(absl::Span<const Completion> completions) {
   if (batch.Count() > 0) {
     if (auto s = FromRocks(m.db_->Write(m.HotWrite(), &batch), "writing completions"); !s.ok()) {
       // In-memory counts are ahead of disk now; a broken disk is not survivable here.
-      SALVO_LOG(kError, "spool write failed: {}", SV(s.message()));
+      SALVO_LOG(kError, "spool write failed: {}", Sv(s.message()));
       return s;
     }
   }
@@ -626,7 +626,7 @@ absl::StatusOr<CampaignInfo> Spool::GetCampaign(CampaignId id) const {
 absl::StatusOr<CampaignId> Spool::FindCampaign(std::string_view id_or_name) const {
   absl::MutexLock lock(&impl_->mu_);
   uint64_t n;
-  if (absl::SimpleAtoi(AV(id_or_name), &n) && impl_->campaigns_.contains(n)) return CampaignId{n};
+  if (absl::SimpleAtoi(Av(id_or_name), &n) && impl_->campaigns_.contains(n)) return CampaignId{n};
   uint64_t best = 0;
   for (const auto& [id, e] : impl_->campaigns_)
     if (e.info.name == id_or_name) best = std::max(best, id);

@@ -1,6 +1,6 @@
 #include "engine/dns/cache.h"
 
-#include "engine/dns/strings.h"
+#include "engine/common/strings.h"
 
 #include <algorithm>
 #include <vector>

@@ -14,8 +14,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "engine/common/log.h"
+#include "engine/common/strings.h"
 #include "engine/dns/message.h"
-#include "engine/dns/strings.h"
 
 namespace salvo::dns {
 

@@ -6,8 +6,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "engine/common/strings.h"
 #include "engine/dns/site.h"
-#include "engine/dns/strings.h"
 
 namespace salvo::dns {
 namespace {

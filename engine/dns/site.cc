@@ -8,6 +8,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "engine/common/hash.h"
 #include "engine/common/log.h"
 
 namespace salvo::dns {
@@ -92,12 +93,7 @@ std::string SiteKey(const std::vector<MxHost>& hosts) {
 
 unsigned ShardForSite(std::string_view site_key, unsigned shard_count) {
   SALVO_CHECK(shard_count > 0);
-  uint64_t h = 14695981039346656037ull;
-  for (unsigned char c : site_key) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return static_cast<unsigned>(h % shard_count);
+  return static_cast<unsigned>(Fnv1a64(site_key) % shard_count);
 }
 
 namespace {

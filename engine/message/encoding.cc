@@ -2,37 +2,15 @@
 
 #include <cstdio>
 
+#include "engine/common/base64.h"
+
 namespace salvo::message {
 namespace {
 
 constexpr char kHex[] = "0123456789ABCDEF";
+// For the streaming MIME encoder (Base64Encoder), which wraps lines as it goes;
+// whole strings go through engine/common/base64.h.
 constexpr char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-constexpr char kB64Url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-void AppendBase64With(std::string_view in, const char* alphabet, bool pad, std::string* out) {
-  const auto* p = reinterpret_cast<const unsigned char*>(in.data());
-  size_t n = in.size();
-  size_t i = 0;
-  for (; i + 3 <= n; i += 3) {
-    uint32_t v = (uint32_t{p[i]} << 16) | (uint32_t{p[i + 1]} << 8) | p[i + 2];
-    char q[4] = {alphabet[v >> 18], alphabet[(v >> 12) & 63], alphabet[(v >> 6) & 63],
-                 alphabet[v & 63]};
-    out->append(q, 4);
-  }
-  if (n - i == 1) {
-    uint32_t v = uint32_t{p[i]} << 16;
-    out->push_back(alphabet[v >> 18]);
-    out->push_back(alphabet[(v >> 12) & 63]);
-    if (pad) out->append("==");
-  } else if (n - i == 2) {
-    uint32_t v = (uint32_t{p[i]} << 16) | (uint32_t{p[i + 1]} << 8);
-    out->push_back(alphabet[v >> 18]);
-    out->push_back(alphabet[(v >> 12) & 63]);
-    out->push_back(alphabet[(v >> 6) & 63]);
-    if (pad) out->push_back('=');
-  }
-}
-
 // Length of the UTF-8 sequence starting at s[i]; 1 for anything malformed so
 // that hostile bytes still make progress (they are encoded byte by byte).
 size_t Utf8Len(std::string_view s, size_t i) {
@@ -54,11 +32,9 @@ bool QLiteral(unsigned char c, bool phrase) {
 
 }  // namespace
 
-void AppendBase64(std::string_view in, std::string* out) { AppendBase64With(in, kB64, true, out); }
+void AppendBase64(std::string_view in, std::string* out) { out->append(Base64Encode(in)); }
 
-void AppendBase64Url(std::string_view in, std::string* out) {
-  AppendBase64With(in, kB64Url, false, out);
-}
+void AppendBase64Url(std::string_view in, std::string* out) { out->append(Base64UrlEncode(in)); }
 
 void QpEncoder::Append(std::string_view in, bool text_mode, std::string* out) {
   const size_t n = in.size();

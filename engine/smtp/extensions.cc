@@ -2,7 +2,7 @@
 
 #include <vector>
 
-#include "engine/smtp/strings.h"
+#include "engine/common/strings.h"
 
 namespace salvo::smtp {
 namespace {
@@ -38,7 +38,7 @@ Extensions Extensions::Parse(const Reply& ehlo_reply) {
       continue;
     }
     if (words.empty()) continue;
-    std::string kw = internal::AsciiUpper(words[0]);
+    std::string kw = AsciiUpper(words[0]);
     if (kw == "PIPELINING") {
       ext.pipelining = true;
     } else if (kw == "SIZE") {
@@ -60,7 +60,7 @@ Extensions Extensions::Parse(const Reply& ehlo_reply) {
     } else if (kw == "AUTH") {
       ext.auth = true;
       for (size_t i = 1; i < words.size(); ++i) {
-        std::string mech = internal::AsciiUpper(words[i]);
+        std::string mech = AsciiUpper(words[i]);
         if (mech == "PLAIN") ext.auth_plain = true;
         if (mech == "LOGIN") ext.auth_login = true;
       }

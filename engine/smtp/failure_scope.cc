@@ -3,7 +3,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "engine/smtp/strings.h"
+#include "engine/common/strings.h"
 
 namespace salvo::smtp {
 namespace {
@@ -95,7 +95,7 @@ std::string_view PhaseName(Phase p) {
 }
 
 std::string Categorize(const Reply& reply) {
-  std::string lower = internal::AsciiLower(reply.text);
+  std::string lower = AsciiLower(reply.text);
   std::string_view enh = reply.enhanced;
   // subject.detail without the class
   std::string_view sd = enh.size() > 2 ? enh.substr(2) : std::string_view();
@@ -204,7 +204,7 @@ Outcome OutcomeForReply(const Reply& reply, Phase phase, std::string_view host) 
     o.scope = Scope::kConnection;
     o.kind = FailureKind::kProtocol;
     o.category = "protocol";
-    o.detail = internal::Cat("unexpected reply ", reply.code, " to ", PhaseName(phase));
+    o.detail = Cat("unexpected reply ", reply.code, " to ", PhaseName(phase));
   }
   return Classified(std::move(o));
 }
@@ -218,28 +218,28 @@ Outcome OutcomeDelivered(const Reply& reply, std::string_view host) {
 Outcome OutcomeForTimeout(Phase phase, std::string_view host) {
   Outcome o =
       Make(Disposition::kDeferred, Scope::kConnection, FailureKind::kTimeout, "timeout", host);
-  o.detail = internal::Cat("timed out waiting during ", PhaseName(phase));
+  o.detail = Cat("timed out waiting during ", PhaseName(phase));
   return Classified(std::move(o));
 }
 
 Outcome OutcomeForConnectionLost(Phase phase, std::string_view host) {
   Outcome o = Make(Disposition::kDeferred, Scope::kConnection, FailureKind::kConnectionLost,
                    "connection", host);
-  o.detail = internal::Cat("connection lost during ", PhaseName(phase));
+  o.detail = Cat("connection lost during ", PhaseName(phase));
   return Classified(std::move(o));
 }
 
 Outcome OutcomeForProtocolError(std::string_view detail, std::string_view host) {
   Outcome o =
       Make(Disposition::kDeferred, Scope::kConnection, FailureKind::kProtocol, "protocol", host);
-  o.detail = internal::Cat("protocol error: ", detail);
+  o.detail = Cat("protocol error: ", detail);
   return Classified(std::move(o));
 }
 
 Outcome OutcomeForTlsFailure(std::string_view detail, bool tls_required, std::string_view host) {
   Outcome o = Make(Disposition::kDeferred, tls_required ? Scope::kSite : Scope::kConnection,
                    FailureKind::kTls, "tls", host);
-  o.detail = internal::Cat("TLS failure: ", detail);
+  o.detail = Cat("TLS failure: ", detail);
   return Classified(std::move(o));
 }
 
@@ -247,7 +247,7 @@ Outcome OutcomeForAuthFailure(const Reply& reply, std::string_view detail, std::
   Outcome o = Make(Disposition::kDeferred, Scope::kSite, FailureKind::kReply, "auth", host);
   if (reply.empty()) o.kind = FailureKind::kLocal;
   o.reply = reply;
-  o.detail = internal::Cat("authentication failed: ", detail);
+  o.detail = Cat("authentication failed: ", detail);
   return Classified(std::move(o));
 }
 
@@ -255,7 +255,7 @@ Outcome OutcomeForConnectFailure(int err, std::string_view host) {
   if (err < 0) err = -err;
   Outcome o = Make(Disposition::kDeferred, Scope::kSite, FailureKind::kConnectFailed,
                    err == ETIMEDOUT ? "timeout" : "connection", host);
-  o.detail = internal::Cat("connect failed: ", std::strerror(err));
+  o.detail = Cat("connect failed: ", std::strerror(err));
   o = Classified(std::move(o));
   o.bounce_class = Category::kNoAnswerFromHost;  // no connection could be made
   return o;
@@ -318,8 +318,8 @@ Outcome OutcomeForDnsFailure(DnsFailure failure, std::string_view domain, std::s
       what = "not a valid domain name";
       break;
   }
-  o.detail = internal::Cat(domain, ": ", what);
-  if (!detail.empty()) internal::Append(&o.detail, " (", detail, ")");
+  o.detail = Cat(domain, ": ", what);
+  if (!detail.empty()) Append(&o.detail, " (", detail, ")");
   o = Classified(std::move(o));
   if (failure == DnsFailure::kNxDomain || failure == DnsFailure::kNullMx ||
       failure == DnsFailure::kInvalidName)

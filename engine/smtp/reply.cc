@@ -2,7 +2,7 @@
 
 #include <cstring>
 
-#include "engine/smtp/strings.h"
+#include "engine/common/strings.h"
 
 namespace salvo::smtp {
 namespace {
@@ -89,14 +89,14 @@ bool ReplyParser::Next(Reply* out) {
     if (nl == nullptr) {
       scan_ = avail;
       if (avail > limits_.max_line_bytes) {
-        return Fail(internal::Cat("reply line longer than ", limits_.max_line_bytes, " bytes"));
+        return Fail(Cat("reply line longer than ", limits_.max_line_bytes, " bytes"));
       }
       return false;
     }
     size_t len = static_cast<const char*>(nl) - base;
     size_t consumed = len + 1;
     if (len > limits_.max_line_bytes) {
-      return Fail(internal::Cat("reply line longer than ", limits_.max_line_bytes, " bytes"));
+      return Fail(Cat("reply line longer than ", limits_.max_line_bytes, " bytes"));
     }
     if (len > 0 && base[len - 1] == '\r') --len;
     std::string_view line(base, len);
@@ -118,13 +118,13 @@ bool ReplyParser::TakeLine(std::string_view line) {
   bool coded = line.size() >= 3 && IsDigit(line[0]) && IsDigit(line[1]) && IsDigit(line[2]) &&
                (line.size() == 3 || line[3] == ' ' || line[3] == '-');
   if (++cur_lines_ > limits_.max_lines) {
-    Fail(internal::Cat("reply has more than ", limits_.max_lines, " lines"));
+    Fail(Cat("reply has more than ", limits_.max_lines, " lines"));
     return false;
   }
   if (!coded) {
     if (cur_lines_ == 1) {
       std::string_view shown = line.substr(0, 40);
-      Fail(internal::Cat("garbage where a reply was expected: \"", Printable(shown), "\""));
+      Fail(Cat("garbage where a reply was expected: \"", Printable(shown), "\""));
       return false;
     }
     // A text line inside a multi-line reply (Go's textproto tolerates this).
@@ -134,7 +134,7 @@ bool ReplyParser::TakeLine(std::string_view line) {
   }
   int code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
   if (code < 200 || code > 599) {
-    Fail(internal::Cat("reply code ", code, " is out of range"));
+    Fail(Cat("reply code ", code, " is out of range"));
     return false;
   }
   bool last = line.size() == 3 || line[3] == ' ';
@@ -150,7 +150,7 @@ bool ReplyParser::TakeLine(std::string_view line) {
     cur_.text.assign(text);
   } else {
     if (code != cur_.code) {
-      Fail(internal::Cat("multi-line reply changed code from ", cur_.code, " to ", code));
+      Fail(Cat("multi-line reply changed code from ", cur_.code, " to ", code));
       return false;
     }
     if (!cur_.enhanced.empty()) {

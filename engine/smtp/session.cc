@@ -8,20 +8,12 @@
 #include <cstring>
 #include <utility>
 
+#include "engine/common/base64.h"
 #include "engine/common/log.h"
-#include "engine/smtp/strings.h"
+#include "engine/common/strings.h"
 
 namespace salvo::smtp {
 namespace {
-
-std::string Base64(std::string_view in) {
-  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()),
-                          static_cast<int>(in.size()));
-  out.resize(n);
-  return out;
-}
 
 // An address we can put between <> without letting it inject commands.
 bool SafeAddress(std::string_view a) {
@@ -304,7 +296,7 @@ void Session::Expect(Cmd cmd, uint32_t index) {
 }
 
 void Session::Send(Cmd cmd, uint32_t index, std::string_view line) {
-  internal::Append(Buf(), line, "\r\n");
+  Append(Buf(), line, "\r\n");
   Expect(cmd, index);
 }
 
@@ -412,11 +404,11 @@ void Session::Enter(State next) {
       break;
     case State::kEhlo:
       ext_ = Extensions{};
-      Send(Cmd::kEhlo, 0, internal::Cat("EHLO ", opts_.helo_name));
+      Send(Cmd::kEhlo, 0, Cat("EHLO ", opts_.helo_name));
       break;
     case State::kHelo:
       tried_helo_ = true;
-      Send(Cmd::kHelo, 0, internal::Cat("HELO ", opts_.helo_name));
+      Send(Cmd::kHelo, 0, Cat("HELO ", opts_.helo_name));
       break;
     case State::kStartTls:
       Send(Cmd::kStartTls, 0, "STARTTLS");
@@ -505,9 +497,9 @@ void Session::HandleReply(const Reply& reply) {
     if (reply.code == 421) {
       AbortWith(OutcomeForReply(reply, Phase::kQuit, opts_.host_label), false);
     } else {
-      AbortWith(OutcomeForProtocolError(internal::Cat("unexpected reply \"", reply.ToString(),
-                                                      "\" with no command outstanding"),
-                                        opts_.host_label),
+      AbortWith(OutcomeForProtocolError(
+                    Cat("unexpected reply \"", reply.ToString(), "\" with no command outstanding"),
+                    opts_.host_label),
                 false);
     }
     return;
@@ -554,7 +546,7 @@ void Session::HandleReply(const Reply& reply) {
       if (reply.code == 220) {
         Enter(State::kTlsHandshake);
       } else if (opts_.tls == TlsMode::kRequired) {
-        AbortWith(OutcomeForTlsFailure(internal::Cat("STARTTLS refused: ", reply.ToString()), true,
+        AbortWith(OutcomeForTlsFailure(Cat("STARTTLS refused: ", reply.ToString()), true,
                                        opts_.host_label),
                   true);
       } else {
@@ -568,10 +560,10 @@ void Session::HandleReply(const Reply& reply) {
         Enter(State::kReady);
       } else if (reply.code == 334 && auth_step_ == 1) {
         auth_step_ = 2;
-        Send(Cmd::kAuth, 0, Base64(opts_.auth->username));
+        Send(Cmd::kAuth, 0, Base64Encode(opts_.auth->username));
       } else if (reply.code == 334 && auth_step_ == 2) {
         auth_step_ = 3;
-        Send(Cmd::kAuth, 0, Base64(opts_.auth->password));
+        Send(Cmd::kAuth, 0, Base64Encode(opts_.auth->password));
       } else {
         if (auth_step_ >= 1 && auth_step_ <= 3 && reply.code == 334) {
           Send(Cmd::kAuth, 0, "*");  // cancel an exchange we do not understand
@@ -682,7 +674,7 @@ void Session::SendAuth() {
     token.push_back('\0');
     token += c.password;
     auth_step_ = 10;
-    Send(Cmd::kAuth, 0, internal::Cat("AUTH PLAIN ", Base64(token)));
+    Send(Cmd::kAuth, 0, Cat("AUTH PLAIN ", Base64Encode(token)));
   } else {
     auth_step_ = 1;
     Send(Cmd::kAuth, 0, "AUTH LOGIN");
@@ -712,10 +704,10 @@ bool Session::StartTransaction(Envelope envelope) {
     all = OutcomeForLocal("smtputf8", "message needs SMTPUTF8 but the server does not offer it",
                           true, Scope::kMessage, opts_.host_label);
   } else if (ext_.size && ext_.max_size > 0 && t.env.body.size() > ext_.max_size) {
-    all = OutcomeForLocal("message_too_large",
-                          internal::Cat("message size ", t.env.body.size(),
-                                        " exceeds the server's SIZE limit ", ext_.max_size),
-                          true, Scope::kMessage, opts_.host_label);
+    all = OutcomeForLocal(
+        "message_too_large",
+        Cat("message size ", t.env.body.size(), " exceeds the server's SIZE limit ", ext_.max_size),
+        true, Scope::kMessage, opts_.host_label);
   }
   size_t open = 0;
   for (size_t i = 0; i < n; ++i) {
@@ -751,10 +743,10 @@ void Session::PumpTransaction() {
     if (!t.mail_sent) {
       // Written straight into the output buffer: no temporary strings.
       std::string* b = Buf();
-      internal::Append(b, "MAIL FROM:<", t.env.mail_from, ">");
+      Append(b, "MAIL FROM:<", t.env.mail_from, ">");
       if (ext_.size) {
         if (chunk) t.chunk_size = NormalizedBodySize(t.env.body);
-        internal::Append(b, " SIZE=", chunk ? t.chunk_size : t.env.body.size());
+        Append(b, " SIZE=", chunk ? t.chunk_size : t.env.body.size());
       }
       if (t.env.needs_8bit && ext_.eight_bit_mime) b->append(" BODY=8BITMIME");
       if (t.env.needs_smtputf8 && ext_.smtputf8) b->append(" SMTPUTF8");
@@ -767,7 +759,7 @@ void Session::PumpTransaction() {
     while (t.next_rcpt < n && t.decided[t.next_rcpt]) ++t.next_rcpt;
     if (t.next_rcpt < n) {
       uint32_t i = static_cast<uint32_t>(t.next_rcpt++);
-      internal::Append(Buf(), "RCPT TO:<", t.env.rcpts[i], ">\r\n");
+      Append(Buf(), "RCPT TO:<", t.env.rcpts[i], ">\r\n");
       Expect(Cmd::kRcpt, i);
       continue;
     }
@@ -781,7 +773,7 @@ void Session::PumpTransaction() {
       // One chunk with the whole message. Pipelined, it goes out with MAIL and
       // RCPT (RFC 3030): one round trip per message.
       if (!ext_.size) t.chunk_size = NormalizedBodySize(t.env.body);
-      internal::Append(Buf(), "BDAT ", t.chunk_size, " LAST\r\n");
+      Append(Buf(), "BDAT ", t.chunk_size, " LAST\r\n");
       WriteBody(t.env.body, /*dot_stuff=*/false);
       t.body_sent = true;
       Expect(Cmd::kBdat, 0);

@@ -3,7 +3,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
-#include "engine/smtp/strings.h"
+#include "engine/common/strings.h"
 
 namespace salvo::smtp {
 namespace {
@@ -39,8 +39,7 @@ absl::StatusOr<std::unique_ptr<TlsClientContext>> TlsClientContext::Create(
     if (SSL_CTX_load_verify_locations(ctx, config.ca_file.c_str(), nullptr) != 1) {
       std::string err = OpenSslErrors();
       SSL_CTX_free(ctx);
-      return absl::InvalidArgumentError(
-          internal::Cat("cannot load CA file ", config.ca_file, ": ", err));
+      return absl::InvalidArgumentError(Cat("cannot load CA file ", config.ca_file, ": ", err));
     }
   } else {
     SSL_CTX_set_default_verify_paths(ctx);
@@ -155,11 +154,11 @@ std::string TlsChannel::ErrorString(int ret) {
   std::string s;
   long vr = SSL_get_verify_result(ssl_);
   if (vr != X509_V_OK && verify_) {
-    s = internal::Cat("certificate verification failed: ", X509_verify_cert_error_string(vr));
+    s = Cat("certificate verification failed: ", X509_verify_cert_error_string(vr));
   }
   std::string queue = OpenSslErrors();
   if (s.empty()) {
-    s = queue.empty() ? internal::Cat("SSL error ", err) : queue;
+    s = queue.empty() ? Cat("SSL error ", err) : queue;
   }
   return s;
 }

@@ -7,7 +7,8 @@
 
 #include <string>
 
-#include "dkim/text.h"
+#include "engine/common/base64.h"
+#include "engine/common/strings.h"
 #include "gtest/gtest.h"
 #include "tests/dkim/test_util.h"
 
@@ -175,7 +176,7 @@ TEST(DkimPublicKeyRecord, Formats) {
   ASSERT_TRUE(edrec.ok());
   ASSERT_EQ(edrec->rfind("v=DKIM1; k=ed25519; p=", 0), 0u);
   std::string raw;
-  ASSERT_TRUE(text::Base64Decode(edrec->substr(22), &raw));
+  ASSERT_TRUE(Base64Decode(edrec->substr(22), &raw));
   EXPECT_EQ(raw.size(), 32u);  // the raw public key, not DER
 
   // The RFC 8463 key gives the RFC's published record.
