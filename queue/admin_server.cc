@@ -18,6 +18,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "engine/common/host_port.h"
 #include "engine/common/log.h"
 
 namespace salvo::queue {
@@ -54,18 +55,11 @@ bool FillSockaddr(const std::string& path, sockaddr_un* addr) {
 
 // "host:port" / "[v6]:port" -> host, port text.
 bool SplitAddress(const std::string& address, std::string* host, std::string* port) {
-  if (!address.empty() && address.front() == '[') {
-    size_t close = address.find("]:");
-    if (close == std::string::npos) return false;
-    *host = address.substr(1, close - 1);
-    *port = address.substr(close + 2);
-  } else {
-    size_t colon = address.rfind(':');
-    if (colon == std::string::npos || address.find(':') != colon) return false;
-    *host = address.substr(0, colon);
-    *port = address.substr(colon + 1);
-  }
-  return !host->empty() && !port->empty();
+  absl::StatusOr<HostPort> hp = ParseHostPort(address, {.allow_port_zero = true});
+  if (!hp.ok() || hp->port < 0) return false;
+  *host = std::move(hp->host);
+  *port = std::to_string(hp->port);
+  return true;
 }
 
 struct AddrInfoDeleter {

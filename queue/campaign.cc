@@ -12,6 +12,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "engine/common/duration.h"
 #include "engine/common/hash.h"
 #include "queue/address.h"
 
@@ -81,47 +82,6 @@ absl::Status RetryPolicy::Validate() const {
   if (max_age <= absl::ZeroDuration())
     return absl::InvalidArgumentError("retry.max_age must be positive");
   return absl::OkStatus();
-}
-
-absl::StatusOr<absl::Duration> ParseRetryDuration(std::string_view text) {
-  std::string t = AsciiLower(StripWhitespace(text));
-  if (t.empty()) return absl::InvalidArgumentError("empty duration");
-  double seconds;
-  if (absl::SimpleAtod(t, &seconds)) {
-    if (seconds < 0) return absl::InvalidArgumentError("negative duration");
-    return absl::Seconds(seconds);
-  }
-  // Sum of <number><unit> with units s, m, h, d.
-  absl::Duration total = absl::ZeroDuration();
-  size_t i = 0;
-  while (i < t.size()) {
-    size_t j = i;
-    while (j < t.size() && (absl::ascii_isdigit(t[j]) || t[j] == '.')) ++j;
-    if (j == i || j == t.size())
-      return absl::InvalidArgumentError(Cat("bad duration '", text, "' (use e.g. 5m, 4h, 3d)"));
-    double v;
-    if (!absl::SimpleAtod(t.substr(i, j - i), &v))
-      return absl::InvalidArgumentError(Cat("bad duration '", text, "'"));
-    switch (t[j]) {
-      case 's':
-        total += absl::Seconds(v);
-        break;
-      case 'm':
-        total += absl::Minutes(v);
-        break;
-      case 'h':
-        total += absl::Hours(v);
-        break;
-      case 'd':
-        total += absl::Hours(24 * v);
-        break;
-      default:
-        return absl::InvalidArgumentError(
-            Cat("bad duration unit '", std::string(1, t[j]), "' in '", text, "' (s, m, h, d)"));
-    }
-    i = j + 1;
-  }
-  return total;
 }
 
 namespace {
@@ -206,7 +166,7 @@ absl::StatusOr<CampaignSpec> ParseCampaignFile(const std::string& path) {
           return absl::InvalidArgumentError(Cat(
               Where(path, rn), ": retry.", r, " must be a duration string like \"5m\" or seconds"));
         }
-        absl::StatusOr<absl::Duration> d = ParseRetryDuration(text);
+        absl::StatusOr<absl::Duration> d = ParseDuration(text);
         if (!d.ok())
           return absl::InvalidArgumentError(
               Cat(Where(path, rn), ": retry.", r, ": ", d.status().message()));

@@ -165,7 +165,4 @@ struct SuppressionImportReport {
 //   [options] any = "string values"
 absl::StatusOr<CampaignSpec> ParseCampaignFile(const std::string& path);
 
-// Parses "90s", "5m", "4h", "3d", "1h30m" or a plain number of seconds.
-absl::StatusOr<absl::Duration> ParseRetryDuration(std::string_view text);
-
 }  // namespace salvo::queue

@@ -4,6 +4,9 @@
 // absl::Status.
 #include "engine/config/config.h"
 
+#include "engine/common/duration.h"
+#include "engine/common/host_port.h"
+
 #include <unistd.h>
 
 #include <toml++/toml.h>
@@ -61,29 +64,11 @@ std::string_view TypeName(toml::node_type t) {
   }
 }
 
-// Parses "30", "30s", "250ms", "5m", "1h", "1.5s" into seconds.
+// "30", "30s", "250ms", "5m", "1h", "1.5s" into seconds (engine/common/duration.h).
 bool ParseDurationText(std::string_view text, double* out) {
-  size_t i = 0;
-  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.'))
-    ++i;
-  if (i == 0) return false;
-  double v;
-  if (!absl::SimpleAtod(std::string(text.substr(0, i)), &v)) return false;
-  std::string_view unit = text.substr(i);
-  double mult;
-  if (unit.empty() || unit == "s")
-    mult = 1;
-  else if (unit == "ms")
-    mult = 0.001;
-  else if (unit == "m" || unit == "min")
-    mult = 60;
-  else if (unit == "h")
-    mult = 3600;
-  else if (unit == "d")
-    mult = 86400;
-  else
-    return false;
-  *out = v * mult;
+  absl::StatusOr<absl::Duration> d = ParseDuration(text);
+  if (!d.ok()) return false;
+  *out = absl::ToDoubleSeconds(*d);
   return true;
 }
 
@@ -281,33 +266,10 @@ absl::Status CheckNode(std::string_view text) {
 }  // namespace
 
 absl::Status SplitHostPort(std::string_view text, int default_port, std::string* host, int* port) {
-  std::string_view h = text, p;
-  if (!text.empty() && text.front() == '[') {
-    size_t close = text.find(']');
-    if (close == std::string_view::npos)
-      return absl::InvalidArgumentError(Cat("bad address '", text, "': missing ']'"));
-    h = text.substr(1, close - 1);
-    std::string_view rest = text.substr(close + 1);
-    if (!rest.empty()) {
-      if (rest.front() != ':') return absl::InvalidArgumentError(Cat("bad address '", text, "'"));
-      p = rest.substr(1);
-    }
-  } else if (size_t colon = text.rfind(':'); colon != std::string_view::npos) {
-    if (text.find(':') != colon) {
-      h = text;  // bare IPv6 without brackets and without port
-    } else {
-      h = text.substr(0, colon);
-      p = text.substr(colon + 1);
-    }
-  }
-  if (h.empty()) return absl::InvalidArgumentError(Cat("bad address '", text, "': no host"));
-  int v = default_port;
-  if (!p.empty() || (text.size() && text.back() == ':')) {
-    if (!absl::SimpleAtoi(std::string(p), &v) || v < 1 || v > 65535)
-      return absl::InvalidArgumentError(Cat("bad address '", text, "': port must be 1..65535"));
-  }
-  *host = std::string(h);
-  *port = v;
+  absl::StatusOr<HostPort> hp = ParseHostPort(text, {.default_port = default_port});
+  if (!hp.ok()) return hp.status();
+  *host = std::move(hp->host);
+  *port = hp->port;
   return absl::OkStatus();
 }
 

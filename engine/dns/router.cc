@@ -3,9 +3,11 @@
 #include <charconv>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "engine/common/host_port.h"
 #include "engine/common/strings.h"
 #include "engine/dns/site.h"
 
@@ -51,47 +53,22 @@ std::string RouteTarget::ToString() const {
 absl::StatusOr<RouteTarget> ParseRouteTarget(std::string_view text_in) {
   const absl::string_view text = absl::StripAsciiWhitespace(Av(text_in));
   RouteTarget t;
-  absl::string_view host = text;
-  absl::string_view port;
-  if (absl::ConsumePrefix(&host, "[")) {
-    const size_t close = host.find(']');
-    if (close == absl::string_view::npos) {
-      return absl::InvalidArgumentError(absl::StrCat("route target '", text, "': missing ']'"));
-    }
-    absl::string_view rest = host.substr(close + 1);
-    host = host.substr(0, close);
-    if (!rest.empty() && !absl::ConsumePrefix(&rest, ":")) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("route target '", text, "': expected ':port' after ']'"));
-    }
-    port = rest;
-    IpAddress ip;
-    if (!IpAddress::Parse(Sv(host), &ip) || !ip.is_v6()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("route target '", text, "': '", host, "' is not an IPv6 address"));
-    }
-  } else {
-    const size_t colon = host.rfind(':');
-    if (colon != absl::string_view::npos) {
-      if (host.find(':') != colon) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "route target '", text, "': write IPv6 addresses in brackets, e.g. [::1]:25"));
-      }
-      port = host.substr(colon + 1);
-      host = host.substr(0, colon);
-    }
-  }
-  if (!port.empty() || (text.size() > 0 && text.back() == ':')) {
-    unsigned value = 0;
-    auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-    if (ec != std::errc() || ptr != port.data() + port.size() || value == 0 || value > 65535) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("route target '", text, "': port '", port, "' is not a number 1-65535"));
-    }
-    t.port = static_cast<uint16_t>(value);
-  }
+  absl::StatusOr<HostPort> hp = ParseHostPort(Sv(text), {.default_port = 25});
+  if (!hp.ok())
+    return absl::InvalidArgumentError(absl::StrCat("route target: ", hp.status().message()));
+  t.port = static_cast<uint16_t>(hp->port);
+  const absl::string_view host = Av(hp->host);
+  const bool bracketed = absl::StartsWith(text, "[");
   IpAddress ip;
-  if (IpAddress::Parse(Sv(host), &ip)) {
+  const bool literal = IpAddress::Parse(Sv(host), &ip);
+  // "::1:25" could be an address or an address and a port: brackets decide.
+  if (!bracketed && host.find(':') != absl::string_view::npos)
+    return absl::InvalidArgumentError(
+        absl::StrCat("route target '", text, "': write IPv6 addresses in brackets, e.g. [::1]:25"));
+  if (bracketed && !(literal && ip.is_v6()))
+    return absl::InvalidArgumentError(
+        absl::StrCat("route target '", text, "': '", host, "' is not an IPv6 address"));
+  if (literal) {
     t.host = ip.ToString();
     t.is_ip_literal = true;
     return t;

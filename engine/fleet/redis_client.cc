@@ -5,6 +5,7 @@
 
 #include <cstdio>
 
+#include "engine/common/host_port.h"
 #include "fmt/format.h"
 
 namespace salvo::fleet {
@@ -50,21 +51,10 @@ absl::Status Flatten(const redisReply* r, std::vector<int64_t>* out) {
 
 absl::StatusOr<std::unique_ptr<RedisClient>> RedisClient::Connect(const std::string& address,
                                                                   absl::Duration timeout) {
-  std::string host = address, port = "6379";
-  if (!address.empty() && address.front() == '[') {
-    size_t close = address.find("]:");
-    if (close == std::string::npos)
-      return absl::InvalidArgumentError(fmt::format("bad Redis address '{}'", address));
-    host = address.substr(1, close - 1);
-    port = address.substr(close + 2);
-  } else if (size_t colon = address.rfind(':'); colon != std::string::npos) {
-    host = address.substr(0, colon);
-    port = address.substr(colon + 1);
-  }
-  int port_number = 0;
-  if (std::sscanf(port.c_str(), "%d", &port_number) != 1 || port_number < 1 || port_number > 65535)
-    return absl::InvalidArgumentError(fmt::format("bad Redis address '{}'", address));
-  redisContext* ctx = redisConnectWithTimeout(host.c_str(), port_number, AsTimeval(timeout));
+  absl::StatusOr<HostPort> hp = ParseHostPort(address, {.default_port = 6379});
+  if (!hp.ok())
+    return absl::InvalidArgumentError(fmt::format("Redis: {}", std::string(hp.status().message())));
+  redisContext* ctx = redisConnectWithTimeout(hp->host.c_str(), hp->port, AsTimeval(timeout));
   if (ctx == nullptr) return absl::UnavailableError("redis: out of memory");
   if (ctx->err != 0) {
     std::string why = ctx->errstr;

@@ -28,6 +28,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "engine/common/host_port.h"
 #include "engine/common/log.h"
 #include "engine/reactor/reactor.h"
 #include "engine/sink/smtp_server.h"
@@ -49,30 +50,19 @@ absl::StatusOr<ListenAddress> ParseListenAddress(std::string_view text) {
                                                    " (expected ADDR:PORT, e.g. "
                                                    "127.0.0.1:2525 or [::1]:2525)"));
   };
-  std::string_view host, port;
-  if (!text.empty() && text.front() == '[') {
-    size_t close = text.find(']');
-    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':')
-      return bad("missing ']:PORT'");
-    host = text.substr(1, close - 1);
-    port = text.substr(close + 2);
-  } else {
-    size_t colon = text.rfind(':');
-    if (colon == std::string_view::npos) return bad("missing ':PORT'");
-    host = text.substr(0, colon);
-    port = text.substr(colon + 1);
-    if (host.find(':') != std::string_view::npos) return bad("IPv6 addresses need [brackets]");
-  }
-  unsigned value = 0;
-  auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-  if (port.empty() || ec != std::errc() || p != port.data() + port.size() || value > 65535)
-    return bad(absl::StrCat("port '", std::string(port), "' is not a number in 0..65535"));
-  ListenAddress addr{std::string(host), static_cast<uint16_t>(value)};
+  absl::StatusOr<HostPort> hp = ParseHostPort(text, {.allow_port_zero = true});
+  if (!hp.ok())
+    return absl::InvalidArgumentError(absl::StrCat(
+        hp.status().message(), " (expected ADDR:PORT, e.g. 127.0.0.1:2525 or [::1]:2525)"));
+  if (hp->port < 0)
+    return bad(hp->host.find(':') != std::string::npos ? "IPv6 addresses need [brackets]"
+                                                       : "missing ':PORT'");
+  ListenAddress addr{hp->host, static_cast<uint16_t>(hp->port)};
   in_addr a4;
   in6_addr a6;
   if (inet_pton(AF_INET, addr.host.c_str(), &a4) != 1 &&
       inet_pton(AF_INET6, addr.host.c_str(), &a6) != 1)
-    return bad(absl::StrCat("'", std::string(host), "' is not a numeric IPv4 or IPv6 address"));
+    return bad(absl::StrCat("'", addr.host, "' is not a numeric IPv4 or IPv6 address"));
   return addr;
 }
 

@@ -217,7 +217,7 @@ TEST(CampaignFileTest, BadCampaignFilesNameFileAndLine) {
       {"name = \"x\nfrom = 1\n", ":1: "},
       {head + "colour = \"red\"\n", ":5: unknown key 'colour'"},
       {"name = \"x\"\ntemplate = \"t\"\nrecipients = \"r\"\n", ":1: missing required key 'from'"},
-      {head + "[retry]\nmax_age = \"3 weeks\"\n", ":6: retry.max_age: bad duration"},
+      {head + "[retry]\nmax_age = \"3 weeks\"\n", ":6: retry.max_age: '3 weeks' is not a duration"},
       {head + "[retry]\nfirst_retry_min = \"1h\"\nfirst_retry_max = \"1m\"\n",
        ": retry.first_retry_max must be >="},
       {"name = 5\n", ":1: 'name' must be a string"},

@@ -1,5 +1,6 @@
 #include "queue/retry.h"
 
+#include "engine/common/duration.h"
 #include "gtest/gtest.h"
 
 namespace salvo::queue {
@@ -27,12 +28,12 @@ TEST(RetryTest, ExpiryAndTheLastChanceAtMaxAge) {
 }
 
 TEST(RetryTest, DurationsAndPolicyValidation) {
-  EXPECT_EQ(*ParseRetryDuration("5m"), absl::Minutes(5));
-  EXPECT_EQ(*ParseRetryDuration("3d"), absl::Hours(72));
-  EXPECT_EQ(*ParseRetryDuration("1h30m"), absl::Minutes(90));
-  EXPECT_EQ(*ParseRetryDuration("90"), absl::Seconds(90));
-  EXPECT_FALSE(ParseRetryDuration("5 weeks").ok());
-  EXPECT_FALSE(ParseRetryDuration("m").ok());
+  EXPECT_EQ(*ParseDuration("5m"), absl::Minutes(5));
+  EXPECT_EQ(*ParseDuration("3d"), absl::Hours(72));
+  EXPECT_EQ(*ParseDuration("1h30m"), absl::Minutes(90));
+  EXPECT_EQ(*ParseDuration("90"), absl::Seconds(90));
+  EXPECT_FALSE(ParseDuration("5 weeks").ok());
+  EXPECT_FALSE(ParseDuration("m").ok());
   RetryPolicy bad;
   bad.first_retry_max = absl::Minutes(1);
   EXPECT_FALSE(bad.Validate().ok());
