@@ -40,6 +40,7 @@
 #include "absl/strings/str_format.h"
 #include "dkim/key_store.h"
 #include "engine/cli/commands.h"
+#include "engine/cli/wiring.h"
 #include "engine/config/config.h"
 #include "engine/delivery/engine.h"
 #include "engine/delivery/spool_source.h"
@@ -453,21 +454,12 @@ int RunBench(const BenchArgs& a) {
   auto spool = queue::Spool::Open(cfg->data_dir, {});
   if (!spool.ok()) return fail(spool.status().message());
   queue::LoadOptions load_options;
-  load_options.validate_template = [](std::string_view text, std::string_view path,
-                                      const std::vector<std::string>& columns) -> absl::Status {
-    auto t = message::Template::Parse(text, path);
-    if (!t.ok()) return t.status();
-    return t->CheckColumns(columns);
-  };
+  load_options.validate_template = TemplateValidator();
   auto report = (*spool)->LoadCampaign(*spec, load_options);
   if (!report.ok()) return fail(report.status().message());
 
-  std::vector<dkim::KeySpec> key_specs;
-  for (const config::DkimKeyConfig& k : cfg->dkim_keys)
-    key_specs.push_back(
-        {k.domain, k.selector, k.key_file,
-         k.type == config::DkimKeyType::kRsa ? dkim::KeyType::kRsa : dkim::KeyType::kEd25519});
-  auto keys = dkim::KeyStore::Load(key_specs);
+  RaiseFdLimit();  // as run and send: the built-in sink and the engine hold many sockets
+  auto keys = LoadKeys(*cfg);
   if (!keys.ok()) return fail(keys.status().message());
 
   FloorProbe floor_probe(*size);

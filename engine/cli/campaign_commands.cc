@@ -21,17 +21,11 @@
 #include <vector>
 
 #include "engine/cli/commands.h"
+#include "engine/cli/wiring.h"
+#include "engine/config/config.h"
 #include "queue/admin_server.h"
 #include "queue/campaign.h"
 #include "queue/spool.h"
-#if __has_include("engine/config/config.h")
-#include "engine/config/config.h"
-#define SALVO_HAVE_CONFIG 1
-#endif
-#if __has_include("engine/message/template.h")
-#include "engine/message/template.h"
-#define SALVO_HAVE_MESSAGE 1
-#endif
 
 namespace salvo::cli {
 
@@ -58,35 +52,15 @@ struct CommonArgs {
 absl::StatusOr<Target> ResolveTarget(const CommonArgs& args) {
   Target t;
   t.data_dir = args.data_dir;
-#ifdef SALVO_HAVE_CONFIG
   // The file (if any), then the SALVO_* environment, then the flags.
   absl::StatusOr<config::Config> cfg = LoadCliConfig(args.config_file);
   if (!cfg.ok()) return cfg.status();
   if (t.data_dir.empty()) t.data_dir = cfg->data_dir;
   if (!cfg->queue.admin_socket.empty()) t.socket = cfg->queue.admin_socket;
   t.node = cfg->fleet.node;
-#else
-  if (!args.config_file.empty())
-    return absl::UnimplementedError("--config needs engine/config, not in this build");
-#endif
   if (t.data_dir.empty()) t.data_dir = "./salvo-data";
   if (t.socket.empty()) t.socket = queue::AdminSocketPath(t.data_dir);
   return t;
-}
-
-// The template check at load time: the message library's parser when it is
-// built in, else only "the file is readable" (done by the loader itself).
-queue::TemplateValidator Validator() {
-#ifdef SALVO_HAVE_MESSAGE
-  return [](std::string_view text, std::string_view path,
-            const std::vector<std::string>& columns) -> absl::Status {
-    absl::StatusOr<message::Template> t = message::Template::Parse(text, path);
-    if (!t.ok()) return t.status();
-    return t->CheckColumns(columns);
-  };
-#else
-  return nullptr;
-#endif
 }
 
 // Sends `request` to the running engine, or runs it on the spool directly
@@ -116,7 +90,7 @@ absl::StatusOr<nlohmann::json> Execute(
   }
   if (direct) return direct(**spool);
   queue::AdminOptions admin;
-  admin.validate_template = Validator();
+  admin.validate_template = TemplateValidator();
   return queue::HandleAdminRequest(**spool, request, admin);
 }
 
@@ -202,7 +176,7 @@ int RunLoad(const LoadArgs& a) {
   auto direct = [&](queue::Spool& spool) -> nlohmann::json {
     queue::LoadOptions lo;
     lo.strict = a.strict;
-    lo.validate_template = Validator();
+    lo.validate_template = TemplateValidator();
     lo.interrupted = &g_interrupted;
     lo.node = node;
     if (tty) lo.progress = PrintProgress;

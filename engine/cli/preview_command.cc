@@ -13,14 +13,14 @@
 #include <optional>
 #include <string>
 
+#include "absl/strings/numbers.h"
 #include "absl/time/clock.h"
-#include "dkim/alignment.h"
 #include "dkim/key_store.h"
 #include "dkim/signer.h"
 #include "engine/cli/commands.h"
+#include "engine/cli/wiring.h"
 #include "engine/config/config.h"
-#include "engine/message/campaign_settings.h"
-#include "engine/message/template.h"
+#include "engine/delivery/composer.h"
 #include "queue/spool.h"
 
 namespace salvo::cli {
@@ -33,6 +33,7 @@ struct PreviewArgs {
   std::string config_file;
   bool no_sign = false;
   int64_t date = -1;
+  std::string message_id_nonce;
 };
 
 // Debian's abseil has its own string_view type: copy messages out.
@@ -64,15 +65,7 @@ int RunPreview(const PreviewArgs& args) {
       return kExitFailure;
     }
     if (data_dir.empty()) data_dir = config->data_dir;
-    for (const config::DkimKeyConfig& k : config->dkim_keys) {
-      dkim::KeySpec spec;
-      spec.domain = k.domain;
-      spec.selector = k.selector;
-      spec.path = k.key_file;
-      spec.expected =
-          k.type == config::DkimKeyType::kEd25519 ? dkim::KeyType::kEd25519 : dkim::KeyType::kRsa;
-      key_specs.push_back(std::move(spec));
-    }
+    key_specs = KeySpecsFromConfig(*config);
   }
   if (data_dir.empty()) data_dir = "./salvo-data";
 
@@ -112,93 +105,61 @@ int RunPreview(const PreviewArgs& args) {
     return kExitFailure;
   }
 
-  auto tpl = message::Template::Parse(*text, info->template_path);
-  if (!tpl.ok()) {
-    PrintError(Msg(tpl.status()));
+  // The engine's composer (engine/delivery/composer.h): the same bytes.
+  std::shared_ptr<const dkim::KeyStore> store;
+  if (!args.no_sign && !key_specs.empty()) {
+    auto loaded = dkim::KeyStore::Load(key_specs);
+    if (!loaded.ok()) {
+      PrintError(Msg(loaded.status()));
+      return kExitFailure;
+    }
+    store = std::move(*loaded);
+  }
+  std::shared_ptr<const delivery::CampaignComposer> composer =
+      delivery::CampaignComposer::Prepare(queue::Value(*id), *info, *text, store.get());
+  if (!composer->error().ok()) {
+    PrintError("campaign " + campaign_id + ": " + Msg(composer->error()));
     return kExitFailure;
   }
-  auto binding = tpl->Bind(info->columns);
-  if (!binding.ok()) {
-    PrintError(Msg(binding.status()));
-    return kExitFailure;
+  delivery::CopyRequest copy;
+  copy.recipient = found->email;
+  copy.values.assign(found->values.begin(), found->values.end());
+  copy.recipient_id = queue::Value(found->id);
+  copy.date = args.date >= 0 ? absl::FromUnixSeconds(args.date) : absl::Now();
+  if (!args.message_id_nonce.empty()) {
+    uint64_t nonce = 0;
+    if (args.message_id_nonce.size() > 16 || !absl::SimpleHexAtoi(args.message_id_nonce, &nonce) ||
+        nonce == 0) {
+      PrintError(
+          "--message-id-nonce wants the 16 hex digits after the recipient ID in a "
+          "Message-ID, got '" +
+          args.message_id_nonce + "'");
+      return kExitUsage;
+    }
+    copy.message_id_nonce = nonce;
   }
-  auto settings = message::SettingsFromOptions(info->options, campaign_id);
-  if (!settings.ok()) {
-    PrintError("campaign " + campaign_id + ": " + Msg(settings.status()));
-    return kExitFailure;
-  }
-  std::string from = tpl->from_address().empty() ? info->from : tpl->from_address();
-  std::vector<std::string_view> values(found->values.begin(), found->values.end());
-  const std::string recipient_id = std::to_string(queue::Value(found->id));
-  const std::string sender_domain = message::DomainOf(from);
-  message::RenderContext ctx;
-  ctx.binding = &*binding;
-  ctx.values = values;
-  ctx.recipient = found->email;
-  ctx.campaign_id = campaign_id;
-  ctx.recipient_id = recipient_id;
-  ctx.sender_domain = sender_domain;
-  ctx.from_address = info->from;
-  ctx.date = args.date >= 0 ? absl::FromUnixSeconds(args.date) : absl::Now();
-  ctx.unsubscribe = settings->Unsubscribe();
-  ctx.feedback_id = settings->feedback_id;
-  ctx.allow_8bit = false;  // as the engine composes (engine/delivery/spool_source.cc)
-  std::string body;
-  auto result = tpl->Render(ctx, &body);
-  if (!result.ok()) {
-    PrintError("recipient " + found->email + ": " + Msg(result.status()));
-    return kExitFailure;
-  }
-
-  std::string signatures;
   if (args.no_sign) {
     std::fprintf(stderr, "salvo: note: not signed (--no-sign)\n");
   } else if (key_specs.empty()) {
     std::fprintf(stderr,
                  "salvo: note: not signed: no DKIM keys configured (pass --config FILE with "
                  "[dkim] keys)\n");
-  } else {
-    auto store = dkim::KeyStore::Load(key_specs);
-    if (!store.ok()) {
-      PrintError(Msg(store.status()));
-      return kExitFailure;
-    }
-    // The same key choice as the engine (engine/delivery/spool_source.cc):
-    // the campaign's dkim_domain if set, else keys aligned with the From domain.
-    std::vector<const dkim::DkimKey*> keys;
-    if (!info->dkim_domain.empty()) {
-      keys = (*store)->KeysFor(info->dkim_domain);
-      if (keys.empty()) {
-        PrintError("campaign " + campaign_id + " asks for DKIM domain " + info->dkim_domain +
-                   " but the configuration has no [[dkim.keys]] for it");
-        return kExitFailure;
-      }
-    } else {
-      auto aligned = dkim::SelectKeysForFrom(**store, from);
-      if (!aligned.ok()) {
-        std::fprintf(stderr, "salvo: note: not signed (the engine would send it unsigned): %s\n",
-                     Msg(aligned.status()).c_str());
-      } else {
-        keys = std::move(*aligned);
-      }
-    }
-    if (!keys.empty()) {
-      dkim::Signer signer;
-      dkim::SignOptions sign_options;
-      sign_options.timestamp = absl::ToUnixSeconds(ctx.date);
-      auto fields = signer.Sign(body, keys, sign_options);
-      if (!fields.ok()) {
-        PrintError(Msg(fields.status()));
-        return kExitFailure;
-      }
-      signatures = std::move(*fields);
-    }
+  } else if (!composer->unsigned_reason().empty()) {
+    std::fprintf(stderr, "salvo: note: not signed (the engine would send it unsigned): %s\n",
+                 composer->unsigned_reason().c_str());
   }
-  std::fwrite(signatures.data(), 1, signatures.size(), stdout);
-  std::fwrite(body.data(), 1, body.size(), stdout);
+  dkim::Signer signer;
+  bool permanent = false;
+  absl::StatusOr<delivery::ComposedCopy> result =
+      composer->Compose(copy, &signer, !args.no_sign, &permanent);
+  if (!result.ok()) {
+    PrintError("recipient " + found->email + ": " + Msg(result.status()));
+    return kExitFailure;
+  }
+  std::fwrite(result->bytes.data(), 1, result->bytes.size(), stdout);
   std::fflush(stdout);
-  std::fprintf(stderr, "salvo: note: %zu octets; 8BITMIME %s; SMTPUTF8 %s\n",
-               signatures.size() + body.size(), result->needs_8bitmime ? "required" : "not needed",
+  std::fprintf(stderr, "salvo: note: %zu octets; 8BITMIME %s; SMTPUTF8 %s\n", result->bytes.size(),
+               result->needs_8bitmime ? "required" : "not needed",
                result->needs_smtputf8 ? "required" : "not needed");
   return kExitOk;
 }
@@ -218,6 +179,9 @@ void RegisterPreviewCommand(CLI::App& app, CommandContext& ctx) {
                       "salvo run configuration: data_dir and [dkim] keys for signing");
   preview->add_flag("--no-sign", args->no_sign, "Do not add DKIM signatures");
   preview->add_option("--date", args->date, "Unix time for the Date header (default: now)");
+  preview->add_option("--message-id-nonce", args->message_id_nonce,
+                      "The 16 hex digits of a sent copy's Message-ID (after the recipient ID), to "
+                      "reproduce that copy byte for byte (default: random, as the engine)");
   preview->callback([&ctx, args] { ctx.exit_code = RunPreview(*args); });
 }
 

@@ -24,6 +24,7 @@
 
 #include "engine/cli/commands.h"
 #include "engine/cli/observability.h"
+#include "engine/cli/wiring.h"
 #include "engine/common/log.h"
 #include "engine/config/config.h"
 #include "engine/delivery/engine.h"
@@ -52,15 +53,6 @@ struct RunArgs {
   bool strict = false;
   bool json = false;
 };
-
-queue::TemplateValidator Validator() {
-  return [](std::string_view text, std::string_view path,
-            const std::vector<std::string>& columns) -> absl::Status {
-    absl::StatusOr<message::Template> t = message::Template::Parse(text, path);
-    if (!t.ok()) return t.status();
-    return t->CheckColumns(columns);
-  };
-}
 
 // Waits for SIGTERM/SIGINT on its own thread (the signals are blocked in
 // every other thread) and turns them into engine shutdown requests.
@@ -120,14 +112,6 @@ unsigned long long CurrentRssBytes() {
   return kb * 1024;
 }
 
-void RaiseFdLimit() {
-  rlimit rl{};
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-  }
-}
-
 struct Loaded {
   config::Config config;
   std::unique_ptr<queue::Spool> spool;
@@ -178,17 +162,7 @@ int Prepare(const RunArgs& a, CLI::App* cmd, Loaded* out) {
     return kExitFailure;
   }
   out->spool = std::move(*spool);
-  std::vector<dkim::KeySpec> specs;
-  for (const config::DkimKeyConfig& k : out->config.dkim_keys) {
-    dkim::KeySpec spec;
-    spec.domain = k.domain;
-    spec.selector = k.selector;
-    spec.path = k.key_file;
-    spec.expected =
-        k.type == config::DkimKeyType::kRsa ? dkim::KeyType::kRsa : dkim::KeyType::kEd25519;
-    specs.push_back(std::move(spec));
-  }
-  auto keys = dkim::KeyStore::Load(specs);
+  auto keys = LoadKeys(out->config);
   if (!keys.ok()) {
     PrintError(S(keys.status().message()));
     return kExitFailure;
@@ -222,7 +196,7 @@ int RunEngine(Loaded& l, SignalWatcher& signals, delivery::SpoolSourceOptions so
   }
   metrics::Registry* registry = obs->registry.get();
   queue::AdminOptions admin_options;
-  admin_options.validate_template = Validator();
+  admin_options.validate_template = TemplateValidator();
   admin_options.socket_path = l.config.AdminSocketPath();
   admin_options.tcp_listen = l.config.queue.admin_listen;
   if (!l.config.queue.admin_token_file.empty()) {
@@ -316,7 +290,7 @@ int DoSend(const RunArgs& a, CLI::App* cmd) {
   if (int rc = Prepare(a, cmd, &l); rc != kExitOk) return rc;
   queue::LoadOptions lo;
   lo.strict = a.strict;
-  lo.validate_template = Validator();
+  lo.validate_template = TemplateValidator();
   if (int rc = ResolveNodeShare(a.node.empty() ? l.config.fleet.node : a.node, &lo.node);
       rc != kExitOk)
     return rc;

@@ -19,6 +19,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "dkim/key_store.h"
 #include "dkim/signer.h"
+#include "engine/delivery/composer.h"
 #include "engine/delivery/source.h"
 #include "queue/spool.h"
 
@@ -49,10 +50,8 @@ class SpoolSource final : public MessageSource {
   bool Done(size_t in_flight) override;
   absl::Status Compose(Job* job, int shard, bool* permanent) override;
 
-  struct CampaignContext;
-
  private:
-  std::shared_ptr<const CampaignContext> ContextFor(queue::CampaignId id);
+  std::shared_ptr<const CampaignComposer> ContextFor(queue::CampaignId id);
 
   queue::Spool* spool_;
   std::shared_ptr<const dkim::KeyStore> keys_;
@@ -61,7 +60,7 @@ class SpoolSource final : public MessageSource {
   // used by the last few fetches are dropped (jobs in flight keep theirs;
   // a campaign seen again is rebuilt).
   struct CachedContext {
-    std::shared_ptr<const CampaignContext> context;
+    std::shared_ptr<const CampaignComposer> context;
     uint64_t used = 0;  // fetch_count_ when last used
   };
   static constexpr size_t kMaxCampaignContexts = 256;

@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <ctime>
 #include <set>
 
 #include "tests/integration/harness.h"
@@ -172,6 +173,67 @@ TEST(EngineE2E, SendCampaignSignedRenderedAndVerifiedIndependently) {
   int rc = std::system(cmd.c_str());
   EXPECT_EQ(rc, 0) << ReadFile(dir / "check.out");
   EXPECT_THAT(ReadFile(dir / "check.out"), HasSubstr("ok 30"));
+}
+
+// `salvo campaign preview` composes through the engine's composer: given the
+// Date and the Message-ID nonce of a copy the sink received, it prints that
+// copy byte for byte, DKIM signature included, also when the template's From
+// (which picks the DKIM key) differs from the campaign's envelope sender
+// (which names the Message-ID's domain).
+TEST(EngineE2E, PreviewIsTheSentCopyByteForByte) {
+  TempDir dir;
+  std::filesystem::create_directories(dir / "saved");
+  Sink sink(dir, "exact", "127.0.0.10", {"--save-dir", dir / "saved"});
+  ASSERT_GT(sink.port(), 0) << sink.err();
+  std::string key = dir / "dkim.pem";
+  ASSERT_EQ(std::system(("openssl genpkey -algorithm ed25519 -out " + key + " 2>/dev/null && " +
+                         "chmod 600 " + key)
+                            .c_str()),
+            0);
+  std::string cfg =
+      Config(dir, "[[route]]\ndomain = \"*\"\nhosts = [\"" + sink.hostport() + "\"]\n",
+             "[[dkim.keys]]\ndomain = \"brand.example\"\nselector = \"s1\"\n"
+             "key_file = \"dkim.pem\"\ntype = \"ed25519\"\n");
+  WriteFile(dir / "exact.csv", "email,name\nann@one.example,Ann\nbob@two.example,Bob\n");
+  WriteFile(dir / "exact.eml",
+            "From: Brand <news@brand.example>\nSubject: Hello {{name}}\n\nDear {{name}},\nhi.\n");
+  WriteFile(dir / "exact.toml",
+            "name = \"exact\"\ntemplate = \"exact.eml\"\nrecipients = \"exact.csv\"\n"
+            "from = \"bounces@returns.example\"\n");
+  RunResult r = RunSalvo(dir, {"send", dir / "exact.toml", "--config", cfg, "--json"});
+  ASSERT_EQ(r.code, 0) << r.err << r.out;
+  sink.Stop();
+  int compared = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir / "saved")) {
+    if (entry.path().extension() != ".eml") continue;
+    const std::string sent = ReadFile(entry.path());
+    const std::string env = ReadFile(std::filesystem::path(entry.path()).replace_extension(".env"));
+    const size_t rcpt = env.find("RCPT TO:<");
+    ASSERT_NE(rcpt, std::string::npos) << env;
+    const std::string to = env.substr(rcpt + 9, env.find('>', rcpt) - rcpt - 9);
+    // Date: and the Message-ID's nonce, read back from the copy.
+    const size_t d = sent.find("\r\nDate: ");
+    ASSERT_NE(d, std::string::npos) << sent;
+    const std::string date = sent.substr(d + 8, sent.find("\r\n", d + 2) - d - 8);
+    const std::time_t when = [&] {
+      std::tm tm{};
+      EXPECT_NE(strptime(date.c_str(), "%a, %d %b %Y %H:%M:%S %z", &tm), nullptr) << date;
+      return timegm(&tm) - tm.tm_gmtoff;
+    }();
+    const size_t m = sent.find("\r\nMessage-ID: <");
+    ASSERT_NE(m, std::string::npos) << sent;
+    const std::string id = sent.substr(m + 15, sent.find('>', m) - m - 15);
+    EXPECT_THAT(id, testing::EndsWith("@returns.example")) << "the envelope sender's domain";
+    const size_t at = id.find('@');
+    const std::string nonce = id.substr(id.rfind('.', at) + 1, at - id.rfind('.', at) - 1);
+    RunResult p = RunSalvo(dir, {"campaign", "preview", "exact", "--recipient", to, "--config", cfg,
+                                 "--date", std::to_string(when), "--message-id-nonce", nonce});
+    ASSERT_EQ(p.code, 0) << p.err;
+    EXPECT_THAT(sent, HasSubstr("DKIM-Signature: v=1; a=ed25519-sha256"));
+    EXPECT_EQ(p.out, sent) << "preview differs from the copy " << to << " received";
+    ++compared;
+  }
+  EXPECT_EQ(compared, 2);
 }
 
 TEST(EngineE2E, RefusingMxHostFailsOverToTheNextByPreference) {

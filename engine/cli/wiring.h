@@ -1,0 +1,32 @@
+#pragma once
+// The pieces every command that touches a campaign wires the same way, once:
+// the template check at load, the DKIM key specs from the configuration and
+// the key store, and the process limits the engine needs. `salvo run`,
+// `salvo send`, `salvo bench`, `salvo campaign load` and `salvo campaign
+// preview` all call these, so a change reaches every command.
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "dkim/key_store.h"
+#include "engine/config/config.h"
+#include "queue/campaign.h"
+
+namespace salvo::cli {
+
+// The template check at load time: the message library's parser and the
+// columns every placeholder needs.
+queue::TemplateValidator TemplateValidator();
+
+// [[dkim.keys]] of the configuration as key specs, in file order.
+std::vector<dkim::KeySpec> KeySpecsFromConfig(const config::Config& config);
+
+// The key store of the configuration (empty when it has no keys); the error
+// names the key file.
+absl::StatusOr<std::shared_ptr<const dkim::KeyStore>> LoadKeys(const config::Config& config);
+
+// The engine holds thousands of sockets: raise the soft open-files limit to
+// the hard one.
+void RaiseFdLimit();
+
+}  // namespace salvo::cli

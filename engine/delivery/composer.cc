@@ -1,0 +1,113 @@
+#include "engine/delivery/composer.h"
+
+#include "dkim/alignment.h"
+#include "engine/common/log.h"
+
+namespace salvo::delivery {
+
+std::shared_ptr<const CampaignComposer> CampaignComposer::Prepare(
+    uint64_t campaign_id, queue::CampaignInfo info, absl::StatusOr<std::string> template_text,
+    const dkim::KeyStore* keys) {
+  std::shared_ptr<CampaignComposer> c(new CampaignComposer());
+  c->info_ = std::move(info);
+  c->id_text_ = std::to_string(campaign_id);
+  // The Message-ID's domain is the campaign's envelope sender domain, for
+  // every copy, whatever From the template carries.
+  c->sender_domain_ = message::DomainOf(c->info_.from);
+  if (!template_text.ok()) {
+    c->error_ = template_text.status();
+  } else if (auto t = message::Template::Parse(*template_text, c->info_.template_path); !t.ok()) {
+    c->error_ = t.status();
+    c->error_permanent_ = true;
+  } else {
+    c->tmpl_.emplace(std::move(*t));
+    auto b = c->tmpl_->Bind(c->info_.columns);
+    auto s = message::SettingsFromOptions(c->info_.options, c->id_text_);
+    if (!b.ok()) {
+      c->error_ = b.status();
+      c->error_permanent_ = true;
+    } else if (!s.ok()) {
+      c->error_ = s.status();
+    } else {
+      c->binding_ = std::move(*b);
+      c->settings_ = std::move(*s);
+    }
+  }
+  if (c->error_.ok() && keys != nullptr && !keys->empty()) {
+    if (!c->info_.dkim_domain.empty()) {
+      c->keys_ = keys->KeysFor(c->info_.dkim_domain);
+      if (c->keys_.empty())
+        c->error_ = absl::FailedPreconditionError(
+            "campaign " + c->id_text_ + " asks for DKIM domain " + c->info_.dkim_domain +
+            " but the configuration has no [[dkim.keys]] for it");
+    } else {
+      const std::string from =
+          c->tmpl_->from_address().empty() ? c->info_.from : c->tmpl_->from_address();
+      auto k = dkim::SelectKeysForFrom(*keys, from);
+      if (k.ok())
+        c->keys_ = std::move(*k);
+      else
+        c->unsigned_reason_ = std::string(k.status().message());
+    }
+  }
+  c->identical_copies_ = c->error_.ok() && c->tmpl_->variables().empty() &&
+                         c->settings_.unsubscribe_url.empty() &&
+                         c->settings_.unsubscribe_mailto.empty();
+  return c;
+}
+
+absl::StatusOr<ComposedCopy> CampaignComposer::Compose(const CopyRequest& copy,
+                                                       dkim::Signer* signer, bool sign,
+                                                       bool* permanent) const {
+  if (!error_.ok()) {
+    *permanent = error_permanent_;
+    return error_;
+  }
+  const std::string rid = std::to_string(copy.recipient_id);
+  message::RenderContext rc;
+  rc.binding = &binding_;
+  rc.values = copy.values;
+  rc.recipient = copy.recipient;
+  rc.campaign_id = id_text_;
+  rc.recipient_id = rid;
+  rc.sender_domain = sender_domain_;
+  rc.from_address = info_.from;
+  rc.date = copy.date;
+  rc.message_id_nonce = copy.message_id_nonce;
+  rc.undisclosed_recipients = copy.undisclosed_recipients;
+  rc.unsubscribe = settings_.Unsubscribe();
+  rc.feedback_id = settings_.feedback_id;
+  // Copies are composed before the session knows whether the server offers
+  // 8BITMIME, so 8bit parts always go out re-encoded (quoted-printable):
+  // valid on every server (RFC 6152 forbids 8bit data without it), and what
+  // RFC 6376 5.3 recommends so that no relay's re-encoding breaks the DKIM
+  // body hash.
+  rc.allow_8bit = false;
+  ComposedCopy out;
+  std::string body;
+  body.reserve(4096);
+  auto rendered = tmpl_->Render(rc, &body);
+  if (!rendered.ok()) {
+    *permanent = true;
+    return rendered.status();
+  }
+  out.needs_8bitmime = rendered->needs_8bitmime;
+  out.needs_smtputf8 = rendered->needs_smtputf8;
+  if (sign && !keys_.empty() && signer != nullptr) {
+    dkim::SignOptions options;
+    options.timestamp = absl::ToUnixSeconds(copy.date);  // t= matches Date:
+    auto sig = signer->Sign(body, keys_, options);
+    if (!sig.ok()) {
+      *permanent = false;
+      return sig.status();
+    }
+    out.bytes = std::move(*sig);
+    out.bytes.append(body);
+    out.is_signed = true;
+  } else {
+    out.bytes = std::move(body);
+  }
+  return out;
+}
+
+}  // namespace salvo::delivery
