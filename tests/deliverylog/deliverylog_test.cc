@@ -16,6 +16,7 @@
 
 #include "engine/deliverylog/record.h"
 #include "engine/deliverylog/writer.h"
+#include "tests/support/files.h"
 
 namespace salvo::deliverylog {
 namespace {
@@ -39,12 +40,7 @@ class TempDir {
   std::string path_;
 };
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using testsupport::ReadFile;
 
 std::vector<std::string> Lines(const std::string& text) {
   std::vector<std::string> out;

@@ -15,6 +15,8 @@
 #include <sstream>
 
 #include "gtest/gtest.h"
+#include "tests/support/files.h"
+#include "tests/support/process.h"
 
 namespace salvo::dkim::testing {
 
@@ -23,14 +25,11 @@ std::string DataPath(std::string_view rel) {
 }
 
 std::string ReadFileOrDie(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
+  if (!std::filesystem::is_regular_file(path)) {
     ADD_FAILURE() << "cannot read " << path;
     return "";
   }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return testsupport::ReadFile(path);
 }
 
 void WriteFileOrDie(const std::string& path, std::string_view data, int mode) {
@@ -69,80 +68,13 @@ DkimKey LoadTestKey(std::string_view rel, std::string_view domain, std::string_v
 
 ProcessResult RunProcess(const std::vector<std::string>& argv, std::string_view input,
                          int timeout_ms) {
+  testsupport::RunResult r =
+      testsupport::RunWithInput(argv, std::string(input), std::chrono::milliseconds(timeout_ms));
+  if (r.code == -1) ADD_FAILURE() << argv[0] << " timed out after " << timeout_ms << " ms";
   ProcessResult result;
-  int in_pipe[2], out_pipe[2], err_pipe[2];
-  if (::pipe2(in_pipe, O_CLOEXEC) != 0 || ::pipe2(out_pipe, O_CLOEXEC) != 0 ||
-      ::pipe2(err_pipe, O_CLOEXEC) != 0) {
-    ADD_FAILURE() << "pipe failed";
-    return result;
-  }
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::dup2(in_pipe[0], 0);
-    ::dup2(out_pipe[1], 1);
-    ::dup2(err_pipe[1], 2);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execvp(args[0], args.data());
-    ::_exit(127);
-  }
-  ::close(in_pipe[0]);
-  ::close(out_pipe[1]);
-  ::close(err_pipe[1]);
-  ::signal(SIGPIPE, SIG_IGN);
-  std::size_t written = 0;
-  if (input.empty()) {
-    ::close(in_pipe[1]);
-    in_pipe[1] = -1;
-  }
-  ::fcntl(in_pipe[1], F_SETFL, O_NONBLOCK);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  bool out_open = true, err_open = true;
-  while (out_open || err_open) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          deadline - std::chrono::steady_clock::now())
-                          .count();
-    if (left <= 0) {
-      ::kill(pid, SIGKILL);
-      ADD_FAILURE() << argv[0] << " timed out after " << timeout_ms << " ms";
-      break;
-    }
-    pollfd fds[3] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}, {in_pipe[1], POLLOUT, 0}};
-    const int nfds = in_pipe[1] >= 0 ? 3 : 2;
-    if (!out_open) fds[0].fd = -1;
-    if (!err_open) fds[1].fd = -1;
-    if (::poll(fds, nfds, static_cast<int>(left)) < 0) continue;
-    char buf[65536];
-    if (fds[0].revents) {
-      const ssize_t n = ::read(out_pipe[0], buf, sizeof(buf));
-      if (n > 0)
-        result.out.append(buf, static_cast<std::size_t>(n));
-      else
-        out_open = false;
-    }
-    if (fds[1].revents) {
-      const ssize_t n = ::read(err_pipe[0], buf, sizeof(buf));
-      if (n > 0)
-        result.err.append(buf, static_cast<std::size_t>(n));
-      else
-        err_open = false;
-    }
-    if (nfds == 3 && fds[2].revents) {
-      const ssize_t n = ::write(in_pipe[1], input.data() + written, input.size() - written);
-      if (n > 0) written += static_cast<std::size_t>(n);
-      if (n < 0 || written == input.size()) {
-        ::close(in_pipe[1]);
-        in_pipe[1] = -1;
-      }
-    }
-  }
-  if (in_pipe[1] >= 0) ::close(in_pipe[1]);
-  ::close(out_pipe[0]);
-  ::close(err_pipe[0]);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  result.exit_code = r.code >= 128 ? -1 : r.code;
+  result.out = std::move(r.out);
+  result.err = std::move(r.err);
   return result;
 }
 

@@ -20,6 +20,9 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "tests/support/files.h"
+#include "tests/support/ports.h"
+#include "tests/support/process.h"
 
 extern char** environ;
 
@@ -27,29 +30,6 @@ namespace salvo::dns::testing {
 namespace {
 
 constexpr const char* kUnbound = "/usr/sbin/unbound";
-
-// A port free for both UDP and TCP on 127.0.0.1 right now.
-absl::StatusOr<uint16_t> PickPort() {
-  for (int attempt = 0; attempt < 20; ++attempt) {
-    int udp = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    sockaddr_in sin{};
-    sin.sin_family = AF_INET;
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(sin);
-    if (udp < 0 || ::bind(udp, reinterpret_cast<sockaddr*>(&sin), sizeof(sin)) != 0 ||
-        ::getsockname(udp, reinterpret_cast<sockaddr*>(&sin), &len) != 0) {
-      if (udp >= 0) ::close(udp);
-      continue;
-    }
-    int tcp = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    const bool tcp_ok =
-        tcp >= 0 && ::bind(tcp, reinterpret_cast<sockaddr*>(&sin), sizeof(sin)) == 0;
-    if (tcp >= 0) ::close(tcp);
-    ::close(udp);
-    if (tcp_ok) return ntohs(sin.sin_port);
-  }
-  return absl::UnavailableError("no free loopback port for unbound");
-}
 
 // Sends "gen.salvo-ready.test TXT" and reports whether the answer carries
 // `marker`. Bounded: one 100 ms receive.
@@ -109,50 +89,24 @@ absl::StatusOr<std::unique_ptr<UnboundServer>> UnboundServer::Start(std::string 
   s->clauses_ = std::move(clauses);
   absl::Status last = absl::UnknownError("not started");
   for (int attempt = 0; attempt < 3; ++attempt) {
-    absl::StatusOr<uint16_t> port = PickPort();
-    if (!port.ok()) return port.status();
-    s->port_ = *port;
+    const int port = testsupport::FreeUdpAndTcpPort();
+    if (port == 0) return absl::UnavailableError("no free loopback port for unbound");
+    s->port_ = static_cast<uint16_t>(port);
     if (absl::Status w = s->WriteConfig(); !w.ok()) return w;
-    const std::string conf = s->dir_ + "/unbound.conf";
     const std::string log = s->dir_ + "/unbound.log";
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    std::vector<std::string> args = {kUnbound, "-d", "-c", conf};
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_t pid = -1;
-    const int rc = posix_spawn(&pid, kUnbound, &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0)
-      return absl::InternalError(absl::StrCat("posix_spawn unbound: ", std::strerror(rc)));
-    s->pid_ = pid;
+    s->proc_ = std::make_unique<testsupport::Process>(
+        std::vector<std::string>{kUnbound, "-d", "-c", s->dir_ + "/unbound.conf"}, log, log);
     last = s->WaitReady();
     if (last.ok()) return s;
     // Most likely the port was taken between probe and bind: kill and retry.
-    ::kill(s->pid_, SIGKILL);
-    ::waitpid(s->pid_, nullptr, 0);
-    s->pid_ = -1;
+    s->proc_->Signal(SIGKILL);
+    s->proc_.reset();
   }
   return last;
 }
 
 UnboundServer::~UnboundServer() {
-  if (pid_ > 0) {
-    ::kill(pid_, SIGTERM);
-    bool reaped = false;
-    for (int i = 0; i < 100 && !reaped; ++i) {  // up to 2 s
-      reaped = ::waitpid(pid_, nullptr, WNOHANG) == pid_;
-      if (!reaped) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    if (!reaped) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
+  proc_.reset();  // SIGTERM, then SIGKILL after 5 s
   if (!dir_.empty()) {
     std::error_code ec;
     std::filesystem::remove_all(dir_, ec);
@@ -161,12 +115,7 @@ UnboundServer::~UnboundServer() {
 
 std::string UnboundServer::address() const { return absl::StrCat("127.0.0.1:", port_); }
 
-std::string UnboundServer::Log() const {
-  std::ifstream in(dir_ + "/unbound.log");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+std::string UnboundServer::Log() const { return testsupport::ReadFile(dir_ + "/unbound.log"); }
 
 absl::Status UnboundServer::WriteConfig() {
   ++generation_;
@@ -202,8 +151,7 @@ absl::Status UnboundServer::WaitReady() {
   const std::string marker = absl::StrCat("gen", generation_, "x");
   for (int i = 0; i < 50; ++i) {  // up to ~5 s
     if (Answers(port_, marker)) return absl::OkStatus();
-    if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
-      pid_ = -1;
+    if (!proc_->running()) {
       return absl::UnavailableError(absl::StrCat("unbound exited at start-up:\n", Log()));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -216,7 +164,7 @@ absl::Status UnboundServer::Reload(std::string server_lines, std::string clauses
   server_lines_ = std::move(server_lines);
   clauses_ = std::move(clauses);
   if (absl::Status w = WriteConfig(); !w.ok()) return w;
-  if (::kill(pid_, SIGHUP) != 0) {
+  if (::kill(proc_->pid(), SIGHUP) != 0) {
     return absl::InternalError(absl::StrCat("SIGHUP unbound: ", std::strerror(errno)));
   }
   return WaitReady();

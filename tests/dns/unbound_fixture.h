@@ -10,6 +10,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "tests/support/process.h"
 
 namespace salvo::dns::testing {
 
@@ -38,7 +39,7 @@ class UnboundServer {
   std::string server_lines_;
   std::string clauses_;
   uint16_t port_ = 0;
-  pid_t pid_ = -1;
+  std::unique_ptr<testsupport::Process> proc_;
   int generation_ = 0;  // served as a TXT record; proves which config is live
 };
 

@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -25,41 +26,25 @@
 #include "engine/fleet/redis_client.h"
 #include "engine/fleet/shared_limits.h"
 #include "gtest/gtest.h"
+#include "tests/support/ports.h"
+#include "tests/support/process.h"
 
 namespace salvo::fleet {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-int FreePort() {
-  // Bind port 0 on loopback, read the port, close: redis-server takes it next.
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
 // A private redis-server on 127.0.0.1:port, no persistence.
 class RedisServer {
  public:
-  RedisServer() : port_(FreePort()) {}
+  RedisServer() : port_(testsupport::FreePort()) {}
   ~RedisServer() { Stop(); }
   bool Start() {
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      int null_fd = ::open("/dev/null", O_WRONLY);
-      ::dup2(null_fd, STDOUT_FILENO);
-      ::dup2(null_fd, STDERR_FILENO);
-      const std::string port = std::to_string(port_);
-      ::execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1",
-               "--save", "", "--appendonly", "no", "--loglevel", "warning", nullptr);
-      ::_exit(127);
-    }
+    const std::string port = std::to_string(port_);
+    proc_ = std::make_unique<testsupport::Process>(
+        std::vector<std::string>{"redis-server", "--port", port, "--bind", "127.0.0.1", "--save",
+                                 "", "--appendonly", "no", "--loglevel", "warning"},
+        "/dev/null", "/dev/null");
     for (int i = 0; i < 200; ++i) {
       auto c = RedisClient::Connect(address(), absl::Milliseconds(200));
       if (c.ok() && (*c)->Ping().ok()) return true;
@@ -68,16 +53,15 @@ class RedisServer {
     return false;
   }
   void Stop() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-    pid_ = -1;
+    if (!proc_) return;
+    proc_->Signal(SIGKILL);
+    proc_.reset();
   }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
 
  private:
   int port_;
-  pid_t pid_ = -1;
+  std::unique_ptr<testsupport::Process> proc_;
 };
 
 SharedLimitsOptions Options(const RedisServer& redis, const std::string& node) {
@@ -256,7 +240,7 @@ TEST_F(SharedLimitsTest, UnlimitedKeysNeverWait) {
 
 TEST(SharedLimitsNoRedisTest, UnreachableFromTheStartIsTheShareNotUnlimited) {
   SharedLimitsOptions o;
-  o.redis = "127.0.0.1:" + std::to_string(FreePort());  // nothing listens
+  o.redis = "127.0.0.1:" + std::to_string(testsupport::FreePort());  // nothing listens
   o.node_id = "lonely";
   o.fleet_size = 4;
   o.retry_interval = absl::Milliseconds(200);

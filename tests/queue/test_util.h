@@ -7,28 +7,28 @@
 #include <string>
 #include <utility>
 #include <vector>
+#include "tests/support/files.h"
+#include "tests/support/process.h"
 
 namespace salvo::queue::testing {
 
-// A fresh directory under $TMPDIR, removed (recursively) on destruction.
-class TempDir {
+// A fresh directory under /tmp (tests/support), with File/Write by name.
+class TempDir : public testsupport::TempDir {
  public:
-  TempDir();
-  ~TempDir();
-  const std::string& path() const { return path_; }
-  std::string File(const std::string& name) const { return path_ + "/" + name; }
+  TempDir() : testsupport::TempDir("salvo-queue-test") {}
+  std::string File(const std::string& name) const { return *this / name; }
   // Writes `content` to path()/name and returns the full path.
-  std::string Write(const std::string& name, const std::string& content) const;
-
- private:
-  std::string path_;
+  std::string Write(const std::string& name, const std::string& content) const {
+    testsupport::WriteFile(File(name), content);
+    return File(name);
+  }
 };
 
 // Every key/value of every column family of the (closed) spool at `dir`.
 using Dump = std::map<std::string, std::vector<std::pair<std::string, std::string>>>;
 Dump DumpSpool(const std::string& dir);
 
-std::string ReadFile(const std::string& path);
+using testsupport::ReadFile;
 
 // Runs a command with /bin/sh, capturing stdout and stderr separately.
 struct RunResult {
@@ -38,20 +38,16 @@ struct RunResult {
 };
 RunResult Run(const std::string& command, int timeout_seconds = 120);
 
-// A child process (argv[0] is a path), stdout+stderr to a file. Killed with
-// SIGKILL on destruction if still running.
-class Child {
+// A child process (argv[0] is a path), stdout+stderr to one file; killed
+// on destruction if still running (tests/support).
+class Child : public testsupport::Process {
  public:
-  Child(const std::vector<std::string>& argv, const std::string& log_path);
-  ~Child();
-  pid_t pid() const { return pid_; }
-  void Signal(int sig);
-  // Waits up to `seconds`; returns the exit status (as from waitpid) or -1 on timeout.
-  int Wait(double seconds);
-  bool running() const { return pid_ > 0; }
-
- private:
-  pid_t pid_ = -1;
+  Child(const std::vector<std::string>& argv, const std::string& log_path)
+      : Process(argv, log_path, log_path) {}
+  // Waits up to `seconds`; the exit code, -1 on timeout.
+  int Wait(double seconds) {
+    return Process::Wait(std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)));
+  }
 };
 
 }  // namespace salvo::queue::testing

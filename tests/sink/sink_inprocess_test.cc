@@ -13,6 +13,7 @@
 #include "engine/sink/sink.h"
 #include "gtest/gtest.h"
 #include "tests/sink/test_client.h"
+#include "tests/support/files.h"
 
 namespace salvo::sink {
 namespace {
@@ -27,12 +28,7 @@ std::string TempDir(const char* name) {
   return dir;
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using testsupport::ReadFile;
 
 SinkOptions Loopback(int shards = 1) {
   SinkOptions o;

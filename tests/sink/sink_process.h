@@ -18,6 +18,8 @@
 #include <vector>
 #include "gtest/gtest.h"
 #include "tests/sink/test_client.h"
+#include "tests/support/files.h"
+#include "tests/support/process.h"
 
 namespace salvo::sink {
 namespace {
@@ -25,75 +27,27 @@ namespace {
 using std::chrono::milliseconds;
 using testing::RawClient;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using testsupport::ReadFile;
 
-std::string Which(const std::string& tool) {
-  for (const char* dir : {"/usr/sbin/", "/usr/bin/", "/sbin/", "/bin/"}) {
-    std::string p = std::string(dir) + tool;
-    if (access(p.c_str(), X_OK) == 0) return p;
-  }
-  return "";
-}
+using testsupport::Which;
 
-// A child process with stdin from /dev/null and stdout/stderr to files;
-// killed (SIGKILL) in the destructor if still running, so failures never
-// leave it behind.
-class Process {
+// tests/support's Process with this file's calling convention: files
+// <dir>/<name>.out/.err, and a timed-out Wait kills the child.
+class Process : public testsupport::Process {
  public:
   Process(const std::vector<std::string>& argv, const std::string& dir, const std::string& name)
-      : out_(dir + "/" + name + ".out"), err_(dir + "/" + name + ".err") {
-    pid_ = fork();
-    if (pid_ == 0) {
-      int in = open("/dev/null", O_RDONLY);
-      int out = open(out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      int err = open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      dup2(in, 0);
-      dup2(out, 1);
-      dup2(err, 2);
-      std::vector<char*> args;
-      std::vector<std::string> copy = argv;
-      for (std::string& a : copy) args.push_back(a.data());
-      args.push_back(nullptr);
-      execv(args[0], args.data());
-      _exit(127);
-    }
-  }
-  ~Process() {
-    if (pid_ > 0 && !exited_) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  pid_t pid() const { return pid_; }
+      : testsupport::Process(argv, dir + "/" + name + ".out", dir + "/" + name + ".err") {}
   // Waits up to `timeout`; returns the exit code, or -1 (then kills it).
   int Wait(milliseconds timeout) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-      int status = 0;
-      pid_t r = waitpid(pid_, &status, WNOHANG);
-      if (r == pid_) {
-        exited_ = true;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      }
-      std::this_thread::sleep_for(milliseconds(10));
+    int rc = testsupport::Process::Wait(timeout);
+    if (rc == -1) {
+      Signal(SIGKILL);
+      testsupport::Process::Wait(std::chrono::seconds(5));
     }
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
-    exited_ = true;
-    return -1;
+    return rc;
   }
-  std::string Out() const { return ReadFile(out_); }
-  std::string Err() const { return ReadFile(err_); }
-
- private:
-  pid_t pid_ = -1;
-  bool exited_ = false;
-  std::string out_, err_;
+  std::string Out() const { return out(); }
+  std::string Err() const { return err(); }
 };
 
 class SinkProcessTest : public ::testing::Test {

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "tests/smtp/driver.h"
+#include "tests/support/files.h"
 
 namespace salvo::smtp {
 namespace {
@@ -18,12 +19,7 @@ using testing::DriveResult;
 using testing::SendAll;
 using testing::TempDir;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using testsupport::ReadFile;
 
 struct Server {
   std::unique_ptr<ChildProcess> proc;

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "tests/smtp/driver.h"
+#include "tests/support/files.h"
 
 namespace salvo::smtp {
 namespace {
@@ -21,12 +22,7 @@ using testing::RunCommand;
 using testing::SendAll;
 using testing::TempDir;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using testsupport::ReadFile;
 
 void WriteFile(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary);
