@@ -123,6 +123,15 @@ void RegisterSinkCommand(CLI::App& app, CommandContext& ctx) {
   cmd->add_option("--delay-ms", o.delay_ms, "Delay every batch of replies by N ms")
       ->default_val(0)
       ->check(CLI::Range(0, 600000));
+  cmd->add_option("--final-delay-ms", o.final_delay_ms,
+                  "Delay the reply to each message's end of data by N ms (a slow server)")
+      ->default_val(0)
+      ->check(CLI::Range(0, 600000));
+  cmd->add_option("--reject-pattern", o.reject_pattern,
+                  "Answer 550 5.1.1 to every RCPT whose address contains TEXT");
+  cmd->add_option(
+      "--greeting", o.greeting,
+      "The greeting line instead of 220 (e.g. \"421 4.7.0 busy\"; not 2xx: then close)");
   cmd->add_option("--seed", o.seed, "Seed for the injection RNG (0 = random)")->default_val(0);
   cmd->add_option("--save-dir", o.save_dir,
                   "Save each received message as N.eml (exact bytes after dot-unstuffing) and "

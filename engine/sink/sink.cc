@@ -85,6 +85,13 @@ absl::Status ValidateOptions(const SinkOptions& o) {
   if (o.delay_ms < 0 || o.delay_ms > 600000)
     return absl::InvalidArgumentError(
         absl::StrCat("--delay-ms must be in 0..600000, got ", o.delay_ms));
+  if (o.final_delay_ms < 0 || o.final_delay_ms > 600000)
+    return absl::InvalidArgumentError(
+        absl::StrCat("--final-delay-ms must be in 0..600000, got ", o.final_delay_ms));
+  if (!o.greeting.empty() && (o.greeting.size() < 4 || o.greeting[0] < '2' || o.greeting[0] > '5' ||
+                              o.greeting.find_first_of("\r\n") != std::string::npos))
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--greeting must be one reply line starting with a 2xx-5xx code, got '", o.greeting, "'"));
   return absl::OkStatus();
 }
 
@@ -184,6 +191,16 @@ class Sink::Impl {
   // save_dir, so a second run never overwrites the first.
   void StartNumberingAfter(uint64_t n) { file_number_.store(n); }
   SSL_CTX* tls_ctx() const { return tls_ctx_.get(); }
+  int final_delay_ms() const { return final_delay_ms_.load(); }
+  void SetFinalDelay(int ms) { final_delay_ms_.store(ms); }
+  void Keep(const Envelope& env, std::string_view data) {
+    absl::MutexLock lock(&kept_mu_);
+    kept_.push_back({env.mail_from, env.recipients, std::string(data)});
+  }
+  std::vector<ReceivedMessage> Messages() const {
+    absl::MutexLock lock(&kept_mu_);
+    return kept_;
+  }
 
   std::vector<ListenAddress> bound_;
 
@@ -201,6 +218,9 @@ class Sink::Impl {
   std::atomic<int64_t> rate_window_{-1};
   std::atomic<uint64_t> rate_count_{0};
   std::atomic<uint64_t> file_number_{0};
+  std::atomic<int> final_delay_ms_{options_.final_delay_ms};
+  mutable absl::Mutex kept_mu_;
+  std::vector<ReceivedMessage> kept_ ABSL_GUARDED_BY(kept_mu_);
 
   struct DupStripe {
     absl::Mutex mu;
@@ -233,6 +253,7 @@ struct Connection final : public SessionPolicy {
   bool sending = false;
   bool closing = false;
   bool close_after_send = false;
+  bool final_reply_pending = false;  // `pending` holds a reply to an end of data
   reactor::TimerId delay_timer = 0;
   // STARTTLS: `tls` is created at the STARTTLS command; once tls_on, every
   // byte received is ciphertext and `wire` holds ciphertext to send
@@ -337,9 +358,11 @@ class Shard {
   Verdict OnRcpt(std::string_view rcpt) {
     const SinkOptions& o = sink_->options();
     double u = (o.bounce_rate > 0 || o.defer_rate > 0) ? uniform_(rng_) : 1.0;
+    const bool rejected =
+        !o.reject_pattern.empty() && rcpt.find(o.reject_pattern) != std::string_view::npos;
     absl::MutexLock lock(&mu_);
     DomainCounts& d = DomainSlot(c_, rcpt);
-    if (u < o.bounce_rate) {
+    if (rejected || u < o.bounce_rate) {
       ++c_.recipients_bounced;
       ++d.bounced;
       return Verdict::kBounce;
@@ -379,6 +402,7 @@ class Shard {
       for (const std::string& r : env.recipients) sink_->RecordDelivery(r);
     }
     if (!sink_->options().save_dir.empty()) Save(env, data);
+    if (sink_->options().keep_messages) sink_->Keep(env, data);
   }
 
  private:
@@ -403,7 +427,13 @@ class Shard {
       ++c_.connections;
       ++c_.connections_open;
     }
-    c->session.Greeting(&c->pending);
+    const std::string& greeting = sink_->options().greeting;
+    if (greeting.empty()) {
+      c->session.Greeting(&c->pending);
+    } else {
+      c->pending = greeting + "\r\n";
+      if (greeting[0] != '2') c->close_after_send = true;  // a refusal: then close
+    }
     Flush(c);
     reactor_->Recv(fd, [this, c](int res, std::string_view bytes) { OnRecv(c, res, bytes); });
   }
@@ -429,7 +459,10 @@ class Shard {
       }
       bytes = plain;
     }
-    switch (c->session.Feed(bytes, &c->pending)) {
+    const uint64_t done_before = c->session.messages_done();
+    const ServerSession::Result fed = c->session.Feed(bytes, &c->pending);
+    if (c->session.messages_done() != done_before) c->final_reply_pending = true;
+    switch (fed) {
       case ServerSession::Result::kContinue:
         break;
       case ServerSession::Result::kStartTls:
@@ -472,6 +505,10 @@ class Shard {
     c->sending = true;
     c->inflight.swap(out);
     int delay = sink_->options().delay_ms;
+    if (c->final_reply_pending) {
+      c->final_reply_pending = false;
+      delay = std::max(delay, sink_->final_delay_ms());
+    }
     if (delay > 0) {
       c->delay_timer = reactor_->RunAfter(std::chrono::milliseconds(delay), [this, c] {
         c->delay_timer = 0;
@@ -673,7 +710,7 @@ absl::Status Sink::Impl::Start() {
   start_time_ = std::chrono::steady_clock::now();
   server_options_.hostname = options_.hostname;
   server_options_.max_message_size = options_.max_message_size;
-  server_options_.keep_content = !options_.save_dir.empty();
+  server_options_.keep_content = !options_.save_dir.empty() || options_.keep_messages;
   if (!options_.save_dir.empty()) StartNumberingAfter(HighestSavedNumber(options_.save_dir));
   server_options_.starttls = options_.tls;
   if (options_.tls) {
@@ -823,6 +860,8 @@ Sink::~Sink() { Stop(); }
 absl::Status Sink::Start() { return impl_->Start(); }
 void Sink::Stop() { impl_->Stop(); }
 SinkStats Sink::Stats() const { return impl_->Stats(); }
+std::vector<ReceivedMessage> Sink::Messages() const { return impl_->Messages(); }
+void Sink::SetFinalDelay(int ms) { impl_->SetFinalDelay(ms); }
 std::vector<ListenAddress> Sink::Bound() const { return impl_->bound_; }
 absl::Status Sink::WriteStatsFile() const { return impl_->WriteStatsFile(); }
 

@@ -39,6 +39,10 @@ struct SinkOptions {
   uint64_t max_per_connection = 0;  // > 0: 421 4.7.0 at MAIL after this many messages
   uint64_t max_rate = 0;            // > 0: msgs/s over the whole sink, above it 421 4.7.0
   int delay_ms = 0;                 // delay before each batch of replies
+  int final_delay_ms = 0;           // delay before the reply to a message's end of data
+  std::string reject_pattern;       // RCPTs whose address contains it: 550 5.1.1
+  std::string greeting;             // replaces the 220 line; not 2xx: sent, then closed
+  bool keep_messages = false;       // in process: every message kept for Messages()
   uint64_t seed = 0;                // injection RNG seed (shard i uses seed + i); 0 = random
   std::string save_dir;             // non-empty: write <n>.eml and <n>.env per message
   std::string stats_file;           // non-empty: JSON rewritten every second and at Stop
@@ -92,6 +96,13 @@ struct SinkStats {
   std::string Line() const;  // one human line: "connections=.. messages=.. ..."
 };
 
+// A message as received (keep_messages).
+struct ReceivedMessage {
+  std::string mail_from;
+  std::vector<std::string> recipients;
+  std::string data;  // after dot-unstuffing
+};
+
 class Sink {
  public:
   explicit Sink(SinkOptions options);
@@ -107,6 +118,10 @@ class Sink {
   // file one last time. Idempotent.
   void Stop();
   SinkStats Stats() const;
+  // keep_messages: every message completed so far, in arrival order.
+  std::vector<ReceivedMessage> Messages() const;
+  // Changes final_delay_ms while running (later end-of-data replies).
+  void SetFinalDelay(int ms);
   // Addresses actually bound (port 0 resolved), valid after Start().
   std::vector<ListenAddress> Bound() const;
   absl::Status WriteStatsFile() const;

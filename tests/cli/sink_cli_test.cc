@@ -52,6 +52,8 @@ TEST(SinkCliTest, RatesOutsideZeroToOne) {
 TEST(SinkCliTest, OtherBadValues) {
   ExpectUsageError({"sink", "--shards", "0"}, "--shards");
   ExpectUsageError({"sink", "--save-dir", "/nonexistent/salvo-dir"}, "/nonexistent/salvo-dir");
+  ExpectUsageError({"sink", "--final-delay-ms", "-1"}, "--final-delay-ms");
+  ExpectUsageError({"sink", "--greeting", "hello"}, "--greeting");
 }
 
 TEST(SinkCliTest, BindFailureIsRuntimeError) {

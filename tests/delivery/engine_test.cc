@@ -1,7 +1,14 @@
 // The delivery engine against in-process SMTP servers on loopback: pooling,
 // reuse, MX failover, all-down deferral, shutdown semantics. LABEL unit: no
 // external processes (the peers are threads of this test).
+
 #include "engine/delivery/engine.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -13,12 +20,12 @@
 #include <thread>
 
 #include "engine/delivery/memory_source.h"
-#include "tests/delivery/test_server.h"
+#include "tests/delivery/sink_peer.h"
 
 namespace salvo::delivery {
 namespace {
 
-using salvo::testing::TestSmtpServer;
+using salvo::testing::SinkPeer;
 using smtp::Disposition;
 
 // A loopback port with nothing listening (connect → ECONNREFUSED).
@@ -66,7 +73,7 @@ absl::Status RunEngine(const config::Config& cfg, MessageSource* source,
 }
 
 TEST(EngineTest, DeliversAndReusesConnections) {
-  TestSmtpServer server;
+  SinkPeer server;
   // messages_per_connection above the job count: under load one connection
   // may carry most of the 200, and rotating it would open a fifth.
   auto cfg = MakeConfig("[delivery]\nconnections_per_site = 4\nmessages_per_connection = 1000\n",
@@ -81,7 +88,7 @@ TEST(EngineTest, DeliversAndReusesConnections) {
   EXPECT_LE(server.connections(), 4);
   EXPECT_GE(server.connections(), 1);
   auto msgs = server.messages();
-  EXPECT_EQ(msgs[0].from, "sender@sender.test");
+  EXPECT_EQ(msgs[0].mail_from, "sender@sender.test");
   EXPECT_EQ(msgs[0].data, kBody);  // dot-stuffing undone by the server: bytes intact
   EngineStats st = engine->Stats();
   EXPECT_EQ(st.delivered, 200u);
@@ -91,7 +98,7 @@ TEST(EngineTest, DeliversAndReusesConnections) {
 }
 
 TEST(EngineTest, MessagesPerConnectionLimitOpensFreshConnections) {
-  TestSmtpServer server;
+  SinkPeer server;
   auto cfg = MakeConfig("[delivery]\nconnections_per_site = 1\nmessages_per_connection = 3\n",
                         {server.hostport()});
   InMemorySource source;
@@ -103,7 +110,7 @@ TEST(EngineTest, MessagesPerConnectionLimitOpensFreshConnections) {
 }
 
 TEST(EngineTest, PerRecipientOutcomesInOneTransaction) {
-  TestSmtpServer server;
+  SinkPeer server;
   auto cfg = MakeConfig("", {server.hostport()});
   InMemorySource source;
   Job job;
@@ -121,12 +128,12 @@ TEST(EngineTest, PerRecipientOutcomesInOneTransaction) {
   EXPECT_EQ(f["reject-me@example.com"].reply.code, 550);
   EXPECT_EQ(f["reject-me@example.com"].scope, smtp::Scope::kRecipient);
   ASSERT_EQ(server.message_count(), 1u);
-  EXPECT_EQ(server.messages()[0].rcpts.size(), 2u);
+  EXPECT_EQ(server.messages()[0].recipients.size(), 2u);
 }
 
 TEST(EngineTest, RefusingHostFailsOverToNextInOrder) {
-  TestSmtpServer second;
-  TestSmtpServer third;
+  SinkPeer second;
+  SinkPeer third;
   std::string dead = DeadHostPort();
   auto cfg = MakeConfig("", {dead, second.hostport(), third.hostport()});
   InMemorySource source;
@@ -142,10 +149,10 @@ TEST(EngineTest, RefusingHostFailsOverToNextInOrder) {
 }
 
 TEST(EngineTest, GreetingRefusalFailsOverToNextHost) {
-  TestSmtpServer::Options busy;
+  SinkPeer::Options busy;
   busy.greeting = "421 4.7.0 too busy";
-  TestSmtpServer first(busy);
-  TestSmtpServer second;
+  SinkPeer first(busy);
+  SinkPeer second;
   auto cfg = MakeConfig("", {first.hostport(), second.hostport()});
   InMemorySource source;
   source.AddSimple("s@sender.test", Recipients(5), kBody);
@@ -195,9 +202,9 @@ TEST(EngineTest, DeferredRecipientsAreRetriedAndDeliveredWhenHostReturns) {
   for (int i = 0; i < 200 && source.Attempts().empty(); ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_FALSE(source.Attempts().empty());
-  TestSmtpServer::Options o;
+  SinkPeer::Options o;
   o.address = "127.0.0.3";
-  // Rebind the same port: TestSmtpServer picks port 0, so use a route-less
+  // Rebind the same port: SinkPeer picks port 0, so use a route-less
   // variant: bind manually.
   int port = std::stoi(addr.substr(addr.rfind(':') + 1));
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -275,7 +282,7 @@ TEST(EngineTest, DeferredRecipientsAreRetriedAndDeliveredWhenHostReturns) {
 }
 
 TEST(EngineTest, NoRouteIsDeferredNotLost) {
-  TestSmtpServer server;
+  SinkPeer server;
   // A DNS server that does not exist: the lookup fails fast (temporary).
   auto cfg = MakeConfig(
       "[dns]\nservers = [\"" + DeadHostPort() + "\"]\ntimeout = \"200ms\"\nattempts = 1\n",
@@ -299,7 +306,7 @@ TEST(EngineTest, DnsTimeoutDefers) {
   socklen_t len = sizeof a;
   getsockname(udp, reinterpret_cast<sockaddr*>(&a), &len);
   std::string dns = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
-  TestSmtpServer server;
+  SinkPeer server;
   auto cfg = MakeConfig("[dns]\nservers = [\"" + dns + "\"]\ntimeout = \"200ms\"\nattempts = 1\n",
                         {server.hostport()}, "only.example");
   InMemorySource source;
@@ -314,9 +321,9 @@ TEST(EngineTest, DnsTimeoutDefers) {
 }
 
 TEST(EngineTest, GracefulShutdownFinishesOpenTransactionsAndDefersTheRest) {
-  TestSmtpServer::Options o;
+  SinkPeer::Options o;
   o.final_delay = std::chrono::milliseconds(400);
-  TestSmtpServer server(o);
+  SinkPeer server(o);
   auto cfg = MakeConfig("[delivery]\nconnections_per_site = 2\nshutdown_deadline = \"5s\"\n",
                         {server.hostport()});
   InMemorySource source;
@@ -339,9 +346,9 @@ TEST(EngineTest, GracefulShutdownFinishesOpenTransactionsAndDefersTheRest) {
 }
 
 TEST(EngineTest, ShutdownDeadlineCutsMidDataAndReportsDeferredNeverDelivered) {
-  TestSmtpServer::Options o;
+  SinkPeer::Options o;
   o.final_delay = std::chrono::milliseconds(5000);  // the final reply never comes in time
-  TestSmtpServer server(o);
+  SinkPeer server(o);
   // The deadline passes when the test advances the engine's clock.
   FakeMonotonicClock clock;
   auto cfg = MakeConfig("[delivery]\nconnections_per_site = 3\nshutdown_deadline = \"1m\"\n",
@@ -375,9 +382,9 @@ TEST(EngineTest, ShutdownDeadlineCutsMidDataAndReportsDeferredNeverDelivered) {
 TEST(EngineTest, SessionTimeoutsFollowTheEngineClock) {
   // The final reply would come after 5 s of real time; the 10 min data_end
   // timeout passes first, because the test moves the engine's clock.
-  TestSmtpServer::Options o;
+  SinkPeer::Options o;
   o.final_delay = std::chrono::milliseconds(5000);
-  TestSmtpServer server(o);
+  SinkPeer server(o);
   FakeMonotonicClock clock;
   auto cfg = MakeConfig("[delivery]\nconnections_per_site = 1\n", {server.hostport()});
   InMemorySource source;
@@ -403,9 +410,9 @@ TEST(EngineTest, SessionTimeoutsFollowTheEngineClock) {
 }
 
 TEST(EngineTest, ForceShutdownDefersOpenTransactions) {
-  TestSmtpServer::Options o;
+  SinkPeer::Options o;
   o.final_delay = std::chrono::milliseconds(5000);
-  TestSmtpServer server(o);
+  SinkPeer server(o);
   auto cfg = MakeConfig("[delivery]\nshutdown_deadline = \"30s\"\n", {server.hostport()});
   InMemorySource source;
   source.AddSimple("s@sender.test", Recipients(5), kBody);
@@ -423,7 +430,7 @@ TEST(EngineTest, ForceShutdownDefersOpenTransactions) {
 }
 
 TEST(EngineTest, IdleConnectionsAreClosed) {
-  TestSmtpServer server;
+  SinkPeer server;
   FakeMonotonicClock clock;
   auto cfg = MakeConfig("[delivery]\nidle_timeout = \"1h\"\n", {server.hostport()});
   InMemorySource::Options so;
@@ -477,7 +484,7 @@ class ComposingSource : public MessageSource {
 };
 
 TEST(EngineTest, ComposesBodiesAndBouncesCompositionErrors) {
-  TestSmtpServer server;
+  SinkPeer server;
   auto cfg = MakeConfig("", {server.hostport()});
   ComposingSource source(6);
   ASSERT_TRUE(RunEngine(cfg, &source).ok());
@@ -535,7 +542,7 @@ class RecordingComposeSource : public MessageSource {
 TEST(EngineTest, OneSiteIsComposedOnEveryShardAndDeliveredOnce) {
   // One destination (like a campaign mostly to Gmail): one owner shard, but
   // the signing is shared by both shards.
-  TestSmtpServer server;
+  SinkPeer server;
   auto cfg = MakeConfig("[delivery]\nconnections_per_site = 4\n", {server.hostport()});
   RecordingComposeSource source(Recipients(300), std::chrono::microseconds(200));
   std::unique_ptr<Engine> engine;
@@ -550,9 +557,9 @@ TEST(EngineTest, OneSiteIsComposedOnEveryShardAndDeliveredOnce) {
   ASSERT_EQ(msgs.size(), 300u);
   std::set<std::string> seen;
   for (const auto& m : msgs) {
-    ASSERT_EQ(m.rcpts.size(), 1u);
-    EXPECT_TRUE(seen.insert(m.rcpts[0]).second) << m.rcpts[0];
-    EXPECT_THAT(m.data, ::testing::HasSubstr("composed for " + m.rcpts[0] + "\r\n"));
+    ASSERT_EQ(m.recipients.size(), 1u);
+    EXPECT_TRUE(seen.insert(m.recipients[0]).second) << m.recipients[0];
+    EXPECT_THAT(m.data, ::testing::HasSubstr("composed for " + m.recipients[0] + "\r\n"));
   }
   EXPECT_LE(server.connections(), 4);
   EngineStats st = engine->Stats();
@@ -563,9 +570,9 @@ TEST(EngineTest, OneSiteIsComposedOnEveryShardAndDeliveredOnce) {
 TEST(EngineTest, GracefulShutdownDefersComposedAheadCopiesOnce) {
   // Slow final replies: while two transactions wait, copies are composed
   // ahead. Shutdown defers those (and the queue) exactly once each.
-  TestSmtpServer::Options o;
+  SinkPeer::Options o;
   o.final_delay = std::chrono::milliseconds(400);
-  TestSmtpServer server(o);
+  SinkPeer server(o);
   auto cfg = MakeConfig("[delivery]\nconnections_per_site = 2\nshutdown_deadline = \"5s\"\n",
                         {server.hostport()});
   // Composing takes a while (as signing does), so the engine composes ahead.
@@ -596,7 +603,7 @@ TEST(EngineTest, ForceShutdownWhileComposingReportsEachRecipientOnce) {
   // Composition is slow (like RSA under load), so at the force some jobs are
   // being composed on the other shard; they are reported deferred when they
   // come back, never lost or reported twice.
-  TestSmtpServer server;
+  SinkPeer server;
   auto cfg = MakeConfig("[delivery]\nconnections_per_site = 4\nshutdown_deadline = \"30s\"\n",
                         {server.hostport()});
   RecordingComposeSource source(Recipients(400), std::chrono::milliseconds(5));
@@ -621,7 +628,7 @@ TEST(EngineTest, ForceShutdownWhileComposingReportsEachRecipientOnce) {
 TEST(EngineTest, SitesAreSpreadOverShardsAndOwnedByOne) {
   // Two domains with different hosts are two sites; each is owned by exactly
   // one shard: all its mail flows through one pool (connection cap holds).
-  TestSmtpServer a, b;
+  SinkPeer a, b;
   std::string text =
       "shards = 2\npin_threads = false\n[tls]\nmode = \"off\"\n[delivery]\nconnections_per_site = "
       "2\n[routes]\n\"a.example\" = \"" +
@@ -640,7 +647,7 @@ TEST(EngineTest, SitesAreSpreadOverShardsAndOwnedByOne) {
 }
 
 TEST(EngineTest, AMissingShapingFileStopsTheStart) {
-  TestSmtpServer server;
+  SinkPeer server;
   auto cfg = MakeConfig("", {server.hostport()});
   cfg.shaping_file = "/nonexistent/salvo-shaping.toml";
   InMemorySource source;
