@@ -21,6 +21,7 @@
 
 #include "engine/delivery/memory_source.h"
 #include "tests/delivery/sink_peer.h"
+#include "tests/support/ports.h"
 
 namespace salvo::delivery {
 namespace {
@@ -30,15 +31,7 @@ using smtp::Disposition;
 
 // A loopback port with nothing listening (connect → ECONNREFUSED).
 std::string DeadHostPort(const std::string& ip = "127.0.0.1") {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  inet_pton(AF_INET, ip.c_str(), &a.sin_addr);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ip + ":" + std::to_string(ntohs(a.sin_port));
+  return testsupport::DeadHostPort(ip);
 }
 
 config::Config MakeConfig(const std::string& extra, const std::vector<std::string>& hosts,
@@ -202,70 +195,11 @@ TEST(EngineTest, DeferredRecipientsAreRetriedAndDeliveredWhenHostReturns) {
   for (int i = 0; i < 200 && source.Attempts().empty(); ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_FALSE(source.Attempts().empty());
+  // The sink comes up on that very address and port.
   SinkPeer::Options o;
   o.address = "127.0.0.3";
-  // Rebind the same port: SinkPeer picks port 0, so use a route-less
-  // variant: bind manually.
-  int port = std::stoi(addr.substr(addr.rfind(':') + 1));
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  inet_pton(AF_INET, "127.0.0.3", &a.sin_addr);
-  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  ASSERT_EQ(listen(fd, 64), 0);
-  // Minimal server on this fd: accept and answer like the test server.
-  std::atomic<int> delivered{0};
-  std::atomic<bool> stop{false};
-  std::thread srv([&] {
-    while (!stop.load()) {
-      pollfd p{fd, POLLIN, 0};
-      if (poll(&p, 1, 50) <= 0) continue;
-      int c = accept(fd, nullptr, nullptr);
-      if (c < 0) continue;
-      std::string in;
-      auto say = [&](const char* s) { (void)!write(c, s, strlen(s)); };
-      say("220 hi\r\n");
-      bool data = false;
-      char buf[4096];
-      while (true) {
-        pollfd q{c, POLLIN, 0};
-        if (poll(&q, 1, 2000) <= 0) break;
-        ssize_t n = read(c, buf, sizeof buf);
-        if (n <= 0) break;
-        in.append(buf, n);
-        size_t pos;
-        bool quit = false;
-        while ((pos = in.find("\r\n")) != std::string::npos) {
-          std::string line = in.substr(0, pos);
-          in.erase(0, pos + 2);
-          if (data) {
-            if (line == ".") {
-              data = false;
-              delivered++;
-              say("250 ok\r\n");
-            }
-            continue;
-          }
-          if (line.rfind("EHLO", 0) == 0)
-            say("250-hi\r\n250 PIPELINING\r\n");
-          else if (line.rfind("DATA", 0) == 0) {
-            data = true;
-            say("354 go\r\n");
-          } else if (line.rfind("QUIT", 0) == 0) {
-            say("221 bye\r\n");
-            quit = true;
-            break;
-          } else
-            say("250 ok\r\n");
-        }
-        if (quit) break;
-      }
-      close(c);
-    }
-  });
+  o.port = std::stoi(addr.substr(addr.rfind(':') + 1));
+  SinkPeer server(o);
   // Every step moves time past the retry delay and the site's pause (and
   // stays below the SMTP timeouts, which follow the same clock).
   for (int i = 0; i < 200 && source.Count(Disposition::kDelivered) < 10; ++i) {
@@ -274,11 +208,9 @@ TEST(EngineTest, DeferredRecipientsAreRetriedAndDeliveredWhenHostReturns) {
   }
   (*e)->RequestShutdown();
   runner.join();
-  stop = true;
-  srv.join();
-  close(fd);
+  server.Stop();
   EXPECT_EQ(source.Count(Disposition::kDelivered), 10u);
-  EXPECT_EQ(delivered.load(), 10);
+  EXPECT_EQ(server.message_count(), 10u);
 }
 
 TEST(EngineTest, NoRouteIsDeferredNotLost) {

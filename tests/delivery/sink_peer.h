@@ -14,6 +14,7 @@ namespace salvo::testing {
 
 struct SinkPeerOptions {
   std::string address = "127.0.0.1";
+  int port = 0;                              // 0: any free port
   std::string greeting;                      // "" = the sink's 220
   std::string reject_substring = "reject";   // RCPTs containing it get 550 5.1.1
   std::chrono::milliseconds final_delay{0};  // before the reply to the final dot
@@ -26,7 +27,7 @@ class SinkPeer {
 
   explicit SinkPeer(Options options = {}) : address_(options.address) {
     sink::SinkOptions o;
-    o.listen = {sink::ListenAddress{options.address, 0}};
+    o.listen = {sink::ListenAddress{options.address, static_cast<uint16_t>(options.port)}};
     o.greeting = options.greeting;
     o.reject_pattern = options.reject_substring;
     o.final_delay_ms = static_cast<int>(options.final_delay.count());

@@ -10,6 +10,7 @@
 
 #include "tests/smtp/driver.h"
 #include "tests/support/files.h"
+#include "tests/support/ports.h"
 
 namespace salvo::smtp {
 namespace {
@@ -287,7 +288,7 @@ TEST_F(AiosmtpdTest, AuthPlainOverTls) {
 }
 
 TEST_F(AiosmtpdTest, ConnectRefusedMapsToSiteDeferral) {
-  int port = testing::FreeLoopbackPort();
+  int port = testsupport::FreePort();
   auto r = SendAll(Plain(), port, {Env(1, {"x@dest.test"}, kBody)});
   EXPECT_EQ(r.closed.kind, FailureKind::kConnectFailed);
   EXPECT_EQ(r.closed.scope, Scope::kSite);

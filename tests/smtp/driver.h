@@ -52,8 +52,6 @@ class TempDir {
 // CA). Files: ca.crt ca.key server.crt server.key selfsigned.crt selfsigned.key
 absl::Status GenerateTestPki(const std::string& dir);
 
-// A port that was free a moment ago on 127.0.0.1.
-int FreeLoopbackPort();
 // Blocking connect to 127.0.0.1:port; returns the fd or -errno.
 int ConnectLoopback(int port);
 

@@ -14,6 +14,7 @@
 
 #include "tests/smtp/driver.h"
 #include "tests/support/files.h"
+#include "tests/support/ports.h"
 
 namespace salvo::smtp {
 namespace {
@@ -81,7 +82,7 @@ class PostfixTest : public ::testing::Test {
     }
     ASSERT_EQ(RunCommand("chown postfix '" + t + "/data' && chown 65534:65534 '" + t + "/vmail'"),
               0);
-    port_ = testing::FreeLoopbackPort();
+    port_ = testsupport::FreePort();
     WriteFile(
         t + "/conf/main.cf",
         "compatibility_level = 3.6\n"
