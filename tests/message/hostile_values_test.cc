@@ -19,6 +19,7 @@
 #include "engine/message/encoding.h"
 #include "engine/message/template.h"
 #include "engine/message/unsubscribe.h"
+#include "tests/support/process.h"
 
 namespace salvo::message {
 namespace {
@@ -181,15 +182,11 @@ std::string DisplayName(std::string v) {
 }
 
 int RunChecker(const std::string& json_path, std::string* output) {
-  std::string cmd = std::string("/usr/bin/python3 ") + SALVO_SOURCE_DIR +
-                    "/tests/message/check_messages.py " + json_path + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) output->append(buf, n);
-  int status = pclose(p);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  testsupport::RunResult r =
+      testsupport::RunShell(std::string("/usr/bin/python3 ") + SALVO_SOURCE_DIR +
+                            "/tests/message/check_messages.py " + json_path + " 2>&1");
+  output->append(r.out);
+  return r.code >= 0 && r.code < 128 ? r.code : -1;
 }
 
 TEST(HostileValuesTest, StrictPythonParserAcceptsEveryCopyAndValuesRoundTrip) {

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "engine/config/config.h"
+#include "tests/support/process.h"
 
 namespace salvo::metrics {
 namespace {
@@ -39,19 +40,12 @@ bool Has(const std::string& text, const std::string& line) {
 
 // Runs `promtool check metrics` on `text`; returns its exit code and output.
 int PromtoolCheck(const std::string& text, std::string* output) {
-  char path[] = "/tmp/salvo-scrape-XXXXXX";
-  int fd = mkstemp(path);
-  if (fd < 0) return -1;
-  ::write(fd, text.data(), text.size());
-  close(fd);
-  std::string cmd = std::string("promtool check metrics < ") + path + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while (p && (n = fread(buf, 1, sizeof buf, p)) > 0) output->append(buf, n);
-  int status = p ? pclose(p) : -1;
-  unlink(path);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  testsupport::TempDir dir("salvo-scrape");
+  testsupport::WriteFile(dir / "scrape.txt", text);
+  testsupport::RunResult r =
+      testsupport::RunShell("promtool check metrics < " + (dir / "scrape.txt") + " 2>&1");
+  output->append(r.out);
+  return r.code >= 0 && r.code < 128 ? r.code : -1;
 }
 
 TEST(MetricsTest, ShardsAreSummedAtScrape) {

@@ -44,16 +44,8 @@ Dump DumpSpool(const std::string& dir) {
 }
 
 RunResult Run(const std::string& command, int timeout_seconds) {
-  TempDir tmp;
-  std::string out = tmp.File("out"), err = tmp.File("err");
-  std::string full = "timeout -s KILL " + std::to_string(timeout_seconds) + " sh -c '" + command +
-                     "' > " + out + " 2> " + err + " < /dev/null";
-  int rc = std::system(full.c_str());
-  RunResult r;
-  r.exit_code = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  r.out = ReadFile(out);
-  r.err = ReadFile(err);
-  return r;
+  testsupport::RunResult r = testsupport::RunShell(command, std::chrono::seconds(timeout_seconds));
+  return RunResult{r.code >= 0 && r.code < 128 ? r.code : -1, std::move(r.out), std::move(r.err)};
 }
 
 }  // namespace salvo::queue::testing

@@ -11,19 +11,20 @@
 #include "tests/smtp/driver.h"
 #include "tests/support/files.h"
 #include "tests/support/ports.h"
+#include "tests/support/process.h"
 
 namespace salvo::smtp {
 namespace {
 
-using testing::ChildProcess;
 using testing::DriveResult;
 using testing::SendAll;
 using testing::TempDir;
+using testsupport::PipedProcess;
 
 using testsupport::ReadFile;
 
 struct Server {
-  std::unique_ptr<ChildProcess> proc;
+  std::unique_ptr<PipedProcess> proc;
   int port = 0;
 };
 
@@ -39,16 +40,14 @@ class AiosmtpdTest : public ::testing::Test {
   }
   static Server* StartServer(const std::string& cert, const std::string& out) {
     auto* s = new Server();
-    auto p = ChildProcess::Start(
-        {"/usr/bin/python3", std::string(SALVO_SOURCE_DIR) + "/tests/smtp/aiosmtpd_server.py",
-         "--outdir", dir_->path() + out, "--cert", dir_->path() + "/" + cert + ".crt", "--key",
-         dir_->path() + "/" + cert + ".key", "--slow", "3"});
-    EXPECT_TRUE(p.ok());
-    if (!p.ok()) return s;
-    s->proc = std::move(*p);
-    auto line = s->proc->WaitForLine("PORT ", absl::Seconds(20));
-    EXPECT_TRUE(line.ok()) << line.status();
-    if (line.ok()) s->port = std::stoi(line->substr(5));
+    s->proc = std::make_unique<PipedProcess>(std::vector<std::string>{
+        "/usr/bin/python3", std::string(SALVO_SOURCE_DIR) + "/tests/smtp/aiosmtpd_server.py",
+        "--outdir", dir_->path() + out, "--cert", dir_->path() + "/" + cert + ".crt", "--key",
+        dir_->path() + "/" + cert + ".key", "--slow", "3"});
+    EXPECT_TRUE(s->proc->started());
+    auto line = s->proc->WaitForLine("PORT ", std::chrono::seconds(20));
+    EXPECT_TRUE(line.has_value()) << "aiosmtpd_server.py did not print its port";
+    if (line) s->port = std::stoi(line->substr(5));
     return s;
   }
   static void TearDownTestSuite() {

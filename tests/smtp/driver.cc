@@ -1,4 +1,5 @@
 #include "tests/smtp/driver.h"
+#include "tests/support/process.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -18,98 +19,10 @@
 
 namespace salvo::smtp::testing {
 
-absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(
-    const std::vector<std::string>& argv) {
-  int out[2], in[2];
-  if (pipe2(out, O_CLOEXEC) != 0 || pipe2(in, O_CLOEXEC) != 0) {
-    return absl::InternalError("pipe failed");
-  }
-  pid_t pid = fork();
-  if (pid < 0) return absl::InternalError("fork failed");
-  if (pid == 0) {
-    dup2(in[0], 0);
-    dup2(out[1], 1);
-    std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  close(out[1]);
-  close(in[0]);
-  auto c = std::unique_ptr<ChildProcess>(new ChildProcess());
-  c->pid_ = pid;
-  c->out_fd_ = out[0];
-  c->in_fd_ = in[1];
-  return c;
-}
-
-ChildProcess::~ChildProcess() {
-  if (in_fd_ >= 0) close(in_fd_);
-  if (pid_ > 0) {
-    kill(pid_, SIGTERM);
-    int status;
-    for (int i = 0; i < 300; ++i) {
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        break;
-      }
-      usleep(10000);
-    }
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, &status, 0);
-    }
-  }
-  if (out_fd_ >= 0) close(out_fd_);
-}
-
-absl::StatusOr<std::string> ChildProcess::WaitForLine(const std::string& prefix,
-                                                      absl::Duration timeout) {
-  absl::Time end = absl::Now() + timeout;
-  while (true) {
-    size_t nl;
-    while ((nl = buffered_.find('\n')) != std::string::npos) {
-      std::string line = buffered_.substr(0, nl);
-      buffered_.erase(0, nl + 1);
-      if (line.rfind(prefix, 0) == 0) return line;
-    }
-    absl::Duration left = end - absl::Now();
-    if (left <= absl::ZeroDuration()) {
-      return absl::DeadlineExceededError("child did not print \"" + prefix + "\" in time");
-    }
-    pollfd p{out_fd_, POLLIN, 0};
-    int r = poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
-    if (r <= 0) continue;
-    char buf[4096];
-    ssize_t n = read(out_fd_, buf, sizeof(buf));
-    if (n <= 0) return absl::UnavailableError("child closed stdout before \"" + prefix + "\"");
-    buffered_.append(buf, n);
-  }
-}
-
 int RunCommand(const std::string& command, std::string* output) {
-  FILE* f = popen((command + " 2>&1").c_str(), "r");
-  if (f == nullptr) return -1;
-  char buf[4096];
-  size_t n;
-  std::string out;
-  while ((n = fread(buf, 1, sizeof(buf), f)) > 0) out.append(buf, n);
-  int st = pclose(f);
-  if (output != nullptr) *output = out;
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-TempDir::TempDir() {
-  char tmpl[] = "/tmp/salvo-smtp-test-XXXXXX";
-  char* p = mkdtemp(tmpl);
-  path_ = p != nullptr ? p : "/tmp/salvo-smtp-test-fallback";
-  chmod(path_.c_str(), 0755);
-}
-
-TempDir::~TempDir() {
-  std::error_code ec;
-  std::filesystem::remove_all(path_, ec);
+  testsupport::RunResult r = testsupport::RunShell(command + " 2>&1");
+  if (output != nullptr) *output = r.out;
+  return r.code >= 0 && r.code < 128 ? r.code : -1;
 }
 
 absl::Status GenerateTestPki(const std::string& dir) {

@@ -3,6 +3,7 @@
 // blocking poll(2) loop (the io_uring engine is someone else's), a child
 // process wrapper that is always killed, and a throw-away PKI made with the
 // openssl command line tool.
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <functional>
@@ -13,38 +14,18 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "engine/smtp/session.h"
+#include "tests/support/files.h"
 
 namespace salvo::smtp::testing {
-
-// A child with stdout captured and stdin held open (scripts exit when it
-// closes). The destructor sends SIGTERM, waits up to 3 s, then SIGKILLs.
-class ChildProcess {
- public:
-  static absl::StatusOr<std::unique_ptr<ChildProcess>> Start(const std::vector<std::string>& argv);
-  ~ChildProcess();
-  // Reads stdout until a line starting with `prefix`; returns the line.
-  absl::StatusOr<std::string> WaitForLine(const std::string& prefix, absl::Duration timeout);
-  pid_t pid() const { return pid_; }
-
- private:
-  pid_t pid_ = -1;
-  int out_fd_ = -1;
-  int in_fd_ = -1;
-  std::string buffered_;
-};
 
 // Runs a shell command; returns its exit status (and output in *output).
 int RunCommand(const std::string& command, std::string* output = nullptr);
 
-// A temporary directory removed (recursively) on destruction.
-class TempDir {
+// A temporary directory removed (recursively) on destruction; mode 0755 so
+// that a private Postfix's own users can reach their files inside it.
+class TempDir : public testsupport::TempDir {
  public:
-  TempDir();
-  ~TempDir();
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
+  TempDir() : testsupport::TempDir("salvo-smtp-test") { chmod(path().c_str(), 0755); }
 };
 
 // A CA and a server certificate for DNS:mx.test + IP:127.0.0.1, signed by the

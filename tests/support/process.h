@@ -3,11 +3,13 @@
 // stdout and stderr to files, killed and reaped by the destructor (also when
 // a test fails), and bounded waits.
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -116,6 +118,94 @@ inline RunResult RunWithInput(std::vector<std::string> argv, const std::string& 
   WriteFile(dir / "in", input);
   return Run(std::move(argv), dir / "out", dir / "err", timeout, dir / "in");
 }
+
+// Runs `command` with /bin/sh -c, stdout and stderr apart, bounded.
+inline RunResult RunShell(const std::string& command,
+                          std::chrono::milliseconds timeout = std::chrono::seconds(120)) {
+  TempDir dir("salvo-sh");
+  return Run({"/bin/sh", "-c", command}, dir / "out", dir / "err", timeout);
+}
+
+// A child with stdout on a pipe (read line by line) and stdin held open
+// (scripted servers exit when it closes); stderr is inherited. The destructor
+// closes stdin, sends SIGTERM, waits up to 3 s, then SIGKILLs.
+class PipedProcess {
+ public:
+  explicit PipedProcess(std::vector<std::string> argv) {
+    int out[2], in[2];
+    if (pipe2(out, O_CLOEXEC) != 0) return;
+    if (pipe2(in, O_CLOEXEC) != 0) {
+      close(out[0]);
+      close(out[1]);
+      return;
+    }
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(in[0], 0);
+      dup2(out[1], 1);
+      std::vector<char*> args;
+      for (std::string& a : argv) args.push_back(a.data());
+      args.push_back(nullptr);
+      execvp(args[0], args.data());
+      _exit(127);
+    }
+    close(out[1]);
+    close(in[0]);
+    out_fd_ = out[0];
+    in_fd_ = in[1];
+  }
+  ~PipedProcess() {
+    if (in_fd_ >= 0) close(in_fd_);
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+      int status;
+      bool reaped = false;
+      for (int i = 0; i < 300 && !reaped; ++i) {
+        reaped = waitpid(pid_, &status, WNOHANG) == pid_;
+        if (!reaped) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+      if (!reaped) {
+        kill(pid_, SIGKILL);
+        waitpid(pid_, &status, 0);
+      }
+    }
+    if (out_fd_ >= 0) close(out_fd_);
+  }
+  PipedProcess(const PipedProcess&) = delete;
+  PipedProcess& operator=(const PipedProcess&) = delete;
+
+  bool started() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
+  // Reads stdout until a line starting with `prefix`; that line, or nothing
+  // when `timeout` passes or stdout closes first.
+  std::optional<std::string> WaitForLine(const std::string& prefix,
+                                         std::chrono::milliseconds timeout) {
+    const auto end = std::chrono::steady_clock::now() + timeout;
+    while (true) {
+      size_t nl;
+      while ((nl = buffered_.find('\n')) != std::string::npos) {
+        std::string line = buffered_.substr(0, nl);
+        buffered_.erase(0, nl + 1);
+        if (line.rfind(prefix, 0) == 0) return line;
+      }
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          end - std::chrono::steady_clock::now());
+      if (left.count() <= 0 || out_fd_ < 0) return std::nullopt;
+      pollfd p{out_fd_, POLLIN, 0};
+      if (poll(&p, 1, static_cast<int>(left.count()) + 1) <= 0) continue;
+      char buf[4096];
+      ssize_t n = read(out_fd_, buf, sizeof(buf));
+      if (n <= 0) return std::nullopt;
+      buffered_.append(buf, static_cast<size_t>(n));
+    }
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int out_fd_ = -1;
+  int in_fd_ = -1;
+  std::string buffered_;
+};
 
 // Polls `pred` every 20 ms up to `timeout`.
 template <typename F>
