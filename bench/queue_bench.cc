@@ -44,10 +44,12 @@ std::string BenchDir() {
   return dir;
 }
 
+// Removes the folder at exit. The path is rebuilt here: BenchDir()'s static
+// string is constructed after this object, so it is destroyed before it.
 struct Cleanup {
   ~Cleanup() {
     std::error_code ec;
-    std::filesystem::remove_all(BenchDir(), ec);
+    std::filesystem::remove_all("/tmp/salvo-queue-bench-" + std::to_string(::getpid()), ec);
   }
 } cleanup;
 
@@ -310,6 +312,8 @@ int LoadOnly(const char* dir, const char* csv) {
   std::fprintf(stderr, "loader: %llu recipients in %.1f s, peak RSS %ld MB\n",
                static_cast<unsigned long long>(r->accepted), r->seconds, PeakRssKb() / 1024);
   std::fflush(stderr);
+  std::error_code ec;  // this process's own template and CSV: _exit skips Cleanup
+  std::filesystem::remove_all(BenchDir(), ec);
   _exit(0);  // no clean close: the restart replays the WAL like after a crash
 }
 

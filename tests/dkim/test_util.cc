@@ -40,22 +40,6 @@ void WriteFileOrDie(const std::string& path, std::string_view data, int mode) {
   ::chmod(path.c_str(), static_cast<mode_t>(mode));
 }
 
-TempDir::TempDir() {
-  const char* base = std::getenv("TMPDIR");
-  std::string tmpl = std::string(base && *base ? base : "/tmp") + "/salvo-dkim-test-XXXXXX";
-  if (::mkdtemp(tmpl.data()) == nullptr) ADD_FAILURE() << "mkdtemp failed";
-  path_ = tmpl;
-}
-
-TempDir::~TempDir() {
-  if (std::getenv("SALVO_KEEP_TEST_DIRS") != nullptr) {  // for debugging a failure
-    std::fprintf(stderr, "keeping %s\n", path_.c_str());
-    return;
-  }
-  std::error_code ec;
-  std::filesystem::remove_all(path_, ec);
-}
-
 DkimKey LoadTestKey(std::string_view rel, std::string_view domain, std::string_view selector) {
   KeySpec spec{std::string(domain), std::string(selector), "", KeyType::kAuto};
   auto key = ParseKey(ReadFileOrDie(DataPath(rel)), spec, rel);

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "dkim/key_store.h"
+#include "tests/support/files.h"
 
 namespace salvo::dkim::testing {
 
@@ -13,16 +14,11 @@ std::string DataPath(std::string_view rel);
 std::string ReadFileOrDie(const std::string& path);
 void WriteFileOrDie(const std::string& path, std::string_view data, int mode = 0600);
 
-// A fresh directory under $TMPDIR (or /tmp), removed with its files on destruction.
-class TempDir {
+// A fresh directory under /tmp (tests/support), with File(name).
+class TempDir : public testsupport::TempDir {
  public:
-  TempDir();
-  ~TempDir();
-  const std::string& path() const { return path_; }
-  std::string File(std::string_view name) const { return path_ + "/" + std::string(name); }
-
- private:
-  std::string path_;
+  TempDir() : testsupport::TempDir("salvo-dkim-test") {}
+  std::string File(std::string_view name) const { return *this / std::string(name); }
 };
 
 // Loads a key from test data (ignores file permissions: git does not keep 0600).

@@ -79,12 +79,9 @@ absl::StatusOr<std::unique_ptr<UnboundServer>> UnboundServer::Start(std::string 
     return absl::FailedPreconditionError(
         absl::StrCat(kUnbound, " is not installed: run deploy/bootstrap.sh test"));
   }
-  std::string templ = (std::filesystem::temp_directory_path() / "salvo-unbound-XXXXXX").string();
-  if (::mkdtemp(templ.data()) == nullptr) {
-    return absl::InternalError(absl::StrCat("mkdtemp: ", std::strerror(errno)));
-  }
   std::unique_ptr<UnboundServer> s(new UnboundServer());
-  s->dir_ = templ;
+  s->tmp_ = std::make_unique<testsupport::TempDir>("salvo-unbound");
+  s->dir_ = s->tmp_->path();
   s->server_lines_ = std::move(server_lines);
   s->clauses_ = std::move(clauses);
   absl::Status last = absl::UnknownError("not started");
@@ -106,11 +103,7 @@ absl::StatusOr<std::unique_ptr<UnboundServer>> UnboundServer::Start(std::string 
 }
 
 UnboundServer::~UnboundServer() {
-  proc_.reset();  // SIGTERM, then SIGKILL after 5 s
-  if (!dir_.empty()) {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
+  proc_.reset();  // SIGTERM, then SIGKILL after 5 s; then tmp_ goes with its files
 }
 
 std::string UnboundServer::address() const { return absl::StrCat("127.0.0.1:", port_); }

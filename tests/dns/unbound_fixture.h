@@ -39,6 +39,7 @@ class UnboundServer {
   std::string server_lines_;
   std::string clauses_;
   uint16_t port_ = 0;
+  std::unique_ptr<testsupport::TempDir> tmp_;  // declared first: removed last
   std::unique_ptr<testsupport::Process> proc_;
   int generation_ = 0;  // served as a TXT record; proves which config is live
 };
