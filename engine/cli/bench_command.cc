@@ -451,16 +451,15 @@ int RunBench(const BenchArgs& a) {
   if (!cfg.ok()) return fail(cfg.status().message());
   absl::StatusOr<queue::CampaignSpec> spec = queue::ParseCampaignFile(p.campaign.string());
   if (!spec.ok()) return fail(spec.status().message());
-  auto spool = queue::Spool::Open(cfg->data_dir, {});
-  if (!spool.ok()) return fail(spool.status().message());
+  // The same opening as run and send (io_uring check, spool, keys, fd limit).
+  auto inputs = OpenEngineInputs(*cfg);
+  if (!inputs.ok()) return fail(inputs.status().message());
+  auto* spool = &inputs->spool;
+  auto* keys = &inputs->keys;
   queue::LoadOptions load_options;
   load_options.validate_template = TemplateValidator();
   auto report = (*spool)->LoadCampaign(*spec, load_options);
   if (!report.ok()) return fail(report.status().message());
-
-  RaiseFdLimit();  // as run and send: the built-in sink and the engine hold many sockets
-  auto keys = LoadKeys(*cfg);
-  if (!keys.ok()) return fail(keys.status().message());
 
   FloorProbe floor_probe(*size);
   if (!floor_probe.ok()) return fail("cannot generate an RSA-2048 key for the crypto floor");

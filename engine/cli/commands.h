@@ -9,6 +9,8 @@
 //   run_commands.cc      salvo run, salvo send      (engine/delivery)
 //   bench_command.cc     salvo bench                (bench/)
 //   fleet_commands.cc    salvo health, salvo fleet status  (deploy/: a node of a fleet)
+//   wiring.h/.cc         what they share: config -> spool and DKIM keys for the engine
+//                        (OpenEngineInputs), the template check, the key conversion
 //
 // Exit codes are the same everywhere: 0 ok, 1 runtime failure, 2 usage error.
 // Errors go to stderr as one line: "salvo: error: <what and where>".

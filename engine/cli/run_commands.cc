@@ -135,47 +135,14 @@ int Prepare(const RunArgs& a, CLI::App* cmd, Loaded* out) {
     LogLevel level;
     if (ParseLogLevel(out->config.log_level, &level)) SetLogLevel(level);
   }
-  if (absl::Status s = reactor::Reactor::CheckIoUringAvailable(); !s.ok()) {
-    PrintError(S(s.message()));
+  auto inputs = OpenEngineInputs(std::move(out->config));
+  if (!inputs.ok()) {
+    PrintError(S(inputs.status().message()));
     return kExitFailure;
   }
-  std::error_code ec;
-  std::filesystem::create_directories(out->config.data_dir, ec);
-  if (ec) {
-    PrintError(out->config.data_dir + ": cannot create data directory: " + ec.message());
-    return kExitFailure;
-  }
-  // A `salvo campaign ...` command may hold the spool for a moment (it opens
-  // it directly when no engine runs): retry briefly before giving up.
-  auto spool = queue::Spool::Open(out->config.data_dir, {});
-  for (int i = 0; i < 50 && !spool.ok() && spool.status().code() == absl::StatusCode::kUnavailable;
-       ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    spool = queue::Spool::Open(out->config.data_dir, {});
-  }
-  if (!spool.ok()) {
-    if (spool.status().code() == absl::StatusCode::kUnavailable)
-      PrintError(out->config.data_dir + " is in use by another process (a running 'salvo run'?): " +
-                 S(spool.status().message()));
-    else
-      PrintError(S(spool.status().message()));
-    return kExitFailure;
-  }
-  out->spool = std::move(*spool);
-  auto keys = LoadKeys(out->config);
-  if (!keys.ok()) {
-    PrintError(S(keys.status().message()));
-    return kExitFailure;
-  }
-  out->keys = std::move(*keys);
-  auto recovered = out->spool->RecoverInFlight();
-  if (!recovered.ok()) {
-    PrintError("recovering in-flight recipients: " + S(recovered.status().message()));
-    return kExitFailure;
-  }
-  if (*recovered > 0)
-    SALVO_LOG(kInfo, "recovered {} recipient(s) left in flight by the previous run", *recovered);
-  RaiseFdLimit();
+  out->config = std::move(inputs->config);
+  out->spool = std::move(inputs->spool);
+  out->keys = std::move(inputs->keys);
   return kExitOk;
 }
 

@@ -2,7 +2,13 @@
 
 #include <sys/resource.h>
 
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "engine/common/log.h"
 #include "engine/message/template.h"
+#include "engine/reactor/reactor.h"
 
 namespace salvo::cli {
 
@@ -33,6 +39,44 @@ absl::StatusOr<std::shared_ptr<const dkim::KeyStore>> LoadKeys(const config::Con
   auto keys = dkim::KeyStore::Load(KeySpecsFromConfig(config));
   if (!keys.ok()) return keys.status();
   return std::shared_ptr<const dkim::KeyStore>(std::move(*keys));
+}
+
+absl::StatusOr<EngineInputs> OpenEngineInputs(config::Config config) {
+  EngineInputs out;
+  out.config = std::move(config);
+  if (absl::Status s = reactor::Reactor::CheckIoUringAvailable(); !s.ok()) return s;
+  std::error_code ec;
+  std::filesystem::create_directories(out.config.data_dir, ec);
+  if (ec)
+    return absl::FailedPreconditionError(out.config.data_dir +
+                                         ": cannot create data directory: " + ec.message());
+  // A `salvo campaign ...` command may hold the spool for a moment (it opens
+  // it directly when no engine runs): retry briefly before giving up.
+  auto spool = queue::Spool::Open(out.config.data_dir, {});
+  for (int i = 0; i < 50 && !spool.ok() && spool.status().code() == absl::StatusCode::kUnavailable;
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    spool = queue::Spool::Open(out.config.data_dir, {});
+  }
+  if (!spool.ok()) {
+    if (spool.status().code() == absl::StatusCode::kUnavailable)
+      return absl::UnavailableError(out.config.data_dir +
+                                    " is in use by another process (a running 'salvo run'?): " +
+                                    std::string(spool.status().message()));
+    return spool.status();
+  }
+  out.spool = std::move(*spool);
+  auto keys = LoadKeys(out.config);
+  if (!keys.ok()) return keys.status();
+  out.keys = std::move(*keys);
+  auto recovered = out.spool->RecoverInFlight();
+  if (!recovered.ok())
+    return absl::InternalError("recovering in-flight recipients: " +
+                               std::string(recovered.status().message()));
+  if (*recovered > 0)
+    SALVO_LOG(kInfo, "recovered {} recipient(s) left in flight by the previous run", *recovered);
+  RaiseFdLimit();
+  return out;
 }
 
 void RaiseFdLimit() {

@@ -11,6 +11,7 @@
 #include "dkim/key_store.h"
 #include "engine/config/config.h"
 #include "queue/campaign.h"
+#include "queue/spool.h"
 
 namespace salvo::cli {
 
@@ -24,6 +25,21 @@ std::vector<dkim::KeySpec> KeySpecsFromConfig(const config::Config& config);
 // The key store of the configuration (empty when it has no keys); the error
 // names the key file.
 absl::StatusOr<std::shared_ptr<const dkim::KeyStore>> LoadKeys(const config::Config& config);
+
+// What the engine runs on: the configuration, the opened spool and the
+// DKIM keys.
+struct EngineInputs {
+  config::Config config;
+  std::unique_ptr<queue::Spool> spool;
+  std::shared_ptr<const dkim::KeyStore> keys;
+};
+
+// The one way `run`, `send` and `bench` get there from a configuration:
+// io_uring usable, data directory created, spool opened (retried for up to
+// 5 s while a `salvo campaign` command holds it), DKIM keys loaded, recipients
+// left in flight by a previous run made due again, the open-files limit
+// raised. The error is one line naming the cause.
+absl::StatusOr<EngineInputs> OpenEngineInputs(config::Config config);
 
 // The engine holds thousands of sockets: raise the soft open-files limit to
 // the hard one.
