@@ -170,8 +170,17 @@ nlohmann::json CampaignToJson(const CampaignInfo& info) {
           {"columns", info.columns}};
 }
 
+// An active campaign with nothing left to send shows as "done" (the stored
+// state stays active: more recipients may still be retried or loaded).
+std::string DisplayState(const CampaignInfo& info, const StateCounts& counts) {
+  if (info.state == CampaignState::kActive && counts.Total() > 0 && counts.Pending() == 0)
+    return "done";
+  return std::string(CampaignStateName(info.state));
+}
+
 nlohmann::json StatusToJson(const CampaignStatus& st) {
   nlohmann::json j = CampaignToJson(st.info);
+  j["state"] = DisplayState(st.info, st.counts);
   j["counts"] = CountsToJson(st.counts);
   j["bounce_rate"] = st.bounce_rate;
   j["deferral_rate"] = st.deferral_rate;
@@ -249,8 +258,10 @@ nlohmann::json HandleAdminRequest(Spool& spool, const nlohmann::json& req,
       nlohmann::json list = nlohmann::json::array();
       for (const CampaignInfo& info : spool.ListCampaigns()) {
         nlohmann::json c = CampaignToJson(info);
-        if (absl::StatusOr<StateCounts> counts = spool.Counts(info.id); counts.ok())
+        if (absl::StatusOr<StateCounts> counts = spool.Counts(info.id); counts.ok()) {
           c["counts"] = CountsToJson(*counts);
+          c["state"] = DisplayState(info, *counts);
+        }
         list.push_back(std::move(c));
       }
       return {{"ok", true}, {"campaigns", list}};

@@ -234,6 +234,13 @@ TEST(EngineE2E, PreviewIsTheSentCopyByteForByte) {
     ++compared;
   }
   EXPECT_EQ(compared, 2);
+  // Everything was delivered: list and status say "done", not "active".
+  RunResult list = RunSalvo(dir, {"campaign", "list", "--config", cfg});
+  ASSERT_EQ(list.code, 0) << list.err;
+  EXPECT_THAT(list.out, testing::ContainsRegex("exact +done")) << list.out;
+  RunResult st = RunSalvo(dir, {"campaign", "status", "exact", "--config", cfg, "--json"});
+  ASSERT_EQ(st.code, 0) << st.err;
+  EXPECT_EQ(nlohmann::json::parse(st.out)["state"], "done") << st.out;
 }
 
 TEST(EngineE2E, RefusingMxHostFailsOverToTheNextByPreference) {
