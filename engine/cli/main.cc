@@ -1,4 +1,5 @@
 // salvo: the command-line entry point. See commands.h for the layout.
+#include <sys/stat.h>
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -21,6 +22,9 @@ void PrintError(std::string_view message) {
 namespace {
 
 int Main(int argc, char** argv) {
+  // Private by default: the spool, logs, saved copies and sockets are
+  // readable by their owner only (issue 16 item 3).
+  ::umask(077);
   CLI::App app{"Salvo: a high-throughput bulk email sending engine", "salvo"};
   app.set_version_flag("-V,--version", std::string("salvo ") + SALVO_VERSION);
   app.require_subcommand(1);
