@@ -46,23 +46,54 @@ int Main(int argc, char** argv) {
     if (ParseLogLevel(log_level, &level)) SetLogLevel(level);
   });
 
-  // CLI11 reports an unknown first word as "A subcommand is required", which
-  // hides the typo: name it instead.
-  for (int i = 1; i < argc; ++i) {
-    std::string_view arg = argv[i];
-    if (arg == "--log-level") {
-      ++i;
-      continue;
+  // CLI11 reports an unknown command word as "A subcommand is required",
+  // which hides the typo: walk the words and name it, with the command it was
+  // given to. Option values are skipped (an option that takes a value and is
+  // written "--opt value" consumes the next word).
+  {
+    const CLI::App* current = &app;
+    std::string path = "salvo";
+    for (int i = 1; i < argc; ++i) {
+      std::string_view arg = argv[i];
+      if (arg == "--") break;
+      if (arg.starts_with("-")) {
+        if (arg.find('=') == std::string_view::npos) {
+          for (const CLI::App* a = current; a != nullptr; a = a->get_parent()) {
+            const CLI::Option* o = a->get_option_no_throw(std::string(arg));
+            if (o != nullptr) {
+              if (o->get_items_expected_min() > 0) ++i;
+              break;
+            }
+          }
+        }
+        continue;
+      }
+      if (current->get_subcommands({}).empty()) break;  // a positional argument
+      const CLI::App* next = nullptr;
+      for (const CLI::App* sub : current->get_subcommands({}))
+        if (sub->check_name(std::string(arg))) next = sub;
+      if (next == nullptr) {
+        PrintError("unknown command '" + std::string(arg) + "' for '" + path + "' (run '" + path +
+                   " --help')");
+        return kExitUsage;
+      }
+      current = next;
+      path += " " + current->get_name();
     }
-    if (arg.starts_with("-")) continue;
-    bool known = false;
-    for (const CLI::App* sub : app.get_subcommands({}))
-      if (sub->check_name(std::string(arg))) known = true;
-    if (!known) {
-      PrintError("unknown subcommand '" + std::string(arg) + "' (run 'salvo --help')");
-      return kExitUsage;
+    if (current != &app && !current->get_subcommands({}).empty() &&
+        current->get_require_subcommand_min() > 0) {
+      bool wants_help = false;
+      for (int i = 1; i < argc; ++i)
+        if (std::string_view(argv[i]) == "--help" || std::string_view(argv[i]) == "-h")
+          wants_help = true;
+      if (!wants_help) {
+        std::string names;
+        for (const CLI::App* sub : current->get_subcommands({}))
+          names += (names.empty() ? "" : ", ") + sub->get_name();
+        PrintError("'" + path + "' needs a command: " + names + " (run '" + path + " --help')");
+        return kExitUsage;
+      }
     }
-    break;
   }
 
   try {

@@ -39,8 +39,30 @@ TEST(CliTest, UnknownSubcommandIsOneLineUsageError) {
   CommandResult r = RunSalvo({"sendd"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(CountLines(r.err), 1) << r.err;
-  EXPECT_NE(r.err.find("unknown subcommand 'sendd'"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("unknown command 'sendd' for 'salvo'"), std::string::npos) << r.err;
   EXPECT_TRUE(r.out.empty());
+}
+
+// A typo one level down names the word and the command it was given to
+// (CLI11 alone says "A subcommand is required"), also after global flags and
+// option values; a group with no command lists its commands.
+TEST(CliTest, UnknownNestedCommandNamesWordAndParent) {
+  CommandResult r = RunSalvo({"campaign", "frobnicate"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(CountLines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("unknown command 'frobnicate' for 'salvo campaign'"), std::string::npos)
+      << r.err;
+  r = RunSalvo({"--log-level", "error", "suppression", "lst"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("unknown command 'lst' for 'salvo suppression'"), std::string::npos)
+      << r.err;
+  r = RunSalvo({"campaign"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("'salvo campaign' needs a command: load, list"), std::string::npos) << r.err;
+  // Not a typo: an option's value and a positional argument are left alone.
+  r = RunSalvo({"campaign", "list", "--data-dir", "/nonexistent/salvo-cli-test"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(r.err.find("unknown command"), std::string::npos) << r.err;
 }
 
 TEST(CliTest, NoSubcommandIsUsageError) {
