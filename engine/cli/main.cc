@@ -24,7 +24,7 @@ int Main(int argc, char** argv) {
   CLI::App app{"Salvo: a high-throughput bulk email sending engine", "salvo"};
   app.set_version_flag("-V,--version", std::string("salvo ") + SALVO_VERSION);
   app.require_subcommand(1);
-  app.fallthrough(false);
+  app.fallthrough(true);  // --log-level anywhere on the line (subcommands inherit this)
   std::string log_level = "info";
   app.add_option("--log-level", log_level, "debug|info|warning|error|off")
       ->default_val("info")

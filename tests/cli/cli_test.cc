@@ -65,6 +65,17 @@ TEST(CliTest, UnknownNestedCommandNamesWordAndParent) {
   EXPECT_EQ(r.err.find("unknown command"), std::string::npos) << r.err;
 }
 
+// Global flags work anywhere on the line, also after the subcommand.
+TEST(CliTest, LogLevelAfterTheSubcommand) {
+  CommandResult r = RunSalvo(
+      {"campaign", "list", "--data-dir", "/nonexistent/salvo-cli", "--log-level", "error"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;  // the missing data dir, not a usage error
+  EXPECT_EQ(r.err.find("not expected"), std::string::npos) << r.err;
+  r = RunSalvo({"campaign", "list", "--log-level", "loud"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--log-level"), std::string::npos) << r.err;
+}
+
 TEST(CliTest, NoSubcommandIsUsageError) {
   CommandResult r = RunSalvo({});
   EXPECT_EQ(r.exit_code, 2);
