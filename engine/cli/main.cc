@@ -1,6 +1,8 @@
 // salvo: the command-line entry point. See commands.h for the layout.
 #include <CLI/CLI.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <cstdio>
 #include <string>
 #include <string_view>
@@ -11,16 +13,28 @@
 
 namespace salvo::cli {
 
+namespace {
+bool g_json_errors = false;  // --json anywhere on the line: errors as JSON too
+}  // namespace
+
 void PrintError(std::string_view message) {
   std::string line(message);
   for (char& c : line)
     if (c == '\n' || c == '\r') c = ' ';
+  if (g_json_errors) {
+    nlohmann::json j = {{"error", line}};
+    std::fprintf(stderr, "%s\n",
+                 j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    return;
+  }
   std::fprintf(stderr, "salvo: error: %s\n", line.c_str());
 }
 
 namespace {
 
 int Main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i)
+    if (std::string_view(argv[i]) == "--json") g_json_errors = true;
   CLI::App app{"Salvo: a high-throughput bulk email sending engine", "salvo"};
   app.set_version_flag("-V,--version", std::string("salvo ") + SALVO_VERSION);
   app.require_subcommand(1);

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include <nlohmann/json.hpp>
+
 #include "tests/cli/cli_runner.h"
 
 namespace salvo::testing {
@@ -74,6 +76,19 @@ TEST(CliTest, LogLevelAfterTheSubcommand) {
   r = RunSalvo({"campaign", "list", "--log-level", "loud"});
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_NE(r.err.find("--log-level"), std::string::npos) << r.err;
+}
+
+// With --json, errors are JSON on stderr too (one object per line).
+TEST(CliTest, JsonMakesErrorsJson) {
+  CommandResult r = RunSalvo({"campaign", "status", "x", "--json", "--data-dir", "/nonexistent/c"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(CountLines(r.err), 1) << r.err;
+  nlohmann::json j = nlohmann::json::parse(r.err);
+  EXPECT_NE(j["error"].get<std::string>().find("/nonexistent/c"), std::string::npos) << r.err;
+  r = RunSalvo({"--json", "campaign", "frobnicate"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(nlohmann::json::parse(r.err)["error"].get<std::string>().find("unknown command"),
+            std::string::npos);
 }
 
 TEST(CliTest, NoSubcommandIsUsageError) {
