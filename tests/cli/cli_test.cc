@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include <nlohmann/json.hpp>
+
 #include "tests/cli/cli_runner.h"
 
 namespace salvo::testing {
@@ -39,8 +41,54 @@ TEST(CliTest, UnknownSubcommandIsOneLineUsageError) {
   CommandResult r = RunSalvo({"sendd"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(CountLines(r.err), 1) << r.err;
-  EXPECT_NE(r.err.find("unknown subcommand 'sendd'"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("unknown command 'sendd' for 'salvo'"), std::string::npos) << r.err;
   EXPECT_TRUE(r.out.empty());
+}
+
+// A typo one level down names the word and the command it was given to
+// (CLI11 alone says "A subcommand is required"), also after global flags and
+// option values; a group with no command lists its commands.
+TEST(CliTest, UnknownNestedCommandNamesWordAndParent) {
+  CommandResult r = RunSalvo({"campaign", "frobnicate"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(CountLines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("unknown command 'frobnicate' for 'salvo campaign'"), std::string::npos)
+      << r.err;
+  r = RunSalvo({"--log-level", "error", "suppression", "lst"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("unknown command 'lst' for 'salvo suppression'"), std::string::npos)
+      << r.err;
+  r = RunSalvo({"campaign"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("'salvo campaign' needs a command: load, list"), std::string::npos) << r.err;
+  // Not a typo: an option's value and a positional argument are left alone.
+  r = RunSalvo({"campaign", "list", "--data-dir", "/nonexistent/salvo-cli-test"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(r.err.find("unknown command"), std::string::npos) << r.err;
+}
+
+// Global flags work anywhere on the line, also after the subcommand.
+TEST(CliTest, LogLevelAfterTheSubcommand) {
+  CommandResult r = RunSalvo(
+      {"campaign", "list", "--data-dir", "/nonexistent/salvo-cli", "--log-level", "error"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;  // the missing data dir, not a usage error
+  EXPECT_EQ(r.err.find("not expected"), std::string::npos) << r.err;
+  r = RunSalvo({"campaign", "list", "--log-level", "loud"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--log-level"), std::string::npos) << r.err;
+}
+
+// With --json, errors are JSON on stderr too (one object per line).
+TEST(CliTest, JsonMakesErrorsJson) {
+  CommandResult r = RunSalvo({"campaign", "status", "x", "--json", "--data-dir", "/nonexistent/c"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(CountLines(r.err), 1) << r.err;
+  nlohmann::json j = nlohmann::json::parse(r.err);
+  EXPECT_NE(j["error"].get<std::string>().find("/nonexistent/c"), std::string::npos) << r.err;
+  r = RunSalvo({"--json", "campaign", "frobnicate"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(nlohmann::json::parse(r.err)["error"].get<std::string>().find("unknown command"),
+            std::string::npos);
 }
 
 TEST(CliTest, NoSubcommandIsUsageError) {
