@@ -358,6 +358,10 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(Spool* spool,
   ::unlink(path.c_str());
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return absl::InternalError(Cat("socket: ", std::strerror(errno)));
+  // The socket file is created by bind() with the socket inode's mode less the
+  // umask (Linux): set 0600 on the inode first, so there is no window in which
+  // another user may connect. The data directory is 0700 as well.
+  ::fchmod(fd, 0600);
   if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || ::listen(fd, 16) != 0) {
     int err = errno;
     ::close(fd);
@@ -481,6 +485,20 @@ void AdminServer::Serve(int fd, bool tcp) {
   }
 }
 
+namespace {
+// The owner of `path` or, when it cannot be seen, of the nearest parent that can.
+std::string OwnerOf(const std::string& path) {
+  std::filesystem::path p(path);
+  for (int i = 0; i < 64 && !p.empty(); ++i) {
+    struct stat st;
+    if (::stat(p.c_str(), &st) == 0) return std::to_string(st.st_uid);
+    if (!p.has_parent_path() || p.parent_path() == p) break;
+    p = p.parent_path();
+  }
+  return "unknown";
+}
+}  // namespace
+
 absl::StatusOr<nlohmann::json> AdminCall(const std::string& socket_path,
                                          const nlohmann::json& request, absl::Duration timeout) {
   const std::string& path = socket_path;
@@ -492,6 +510,12 @@ absl::StatusOr<nlohmann::json> AdminCall(const std::string& socket_path,
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     int err = errno;
     ::close(fd);
+    if (err == EACCES || err == EPERM)
+      return absl::PermissionDeniedError(
+          Cat(path,
+              ": permission denied: the admin socket and its data directory are private "
+              "to the user that runs the engine (uid ",
+              OwnerOf(path), "); run salvo as that user"));
     return absl::UnavailableError(Cat("no engine listening on ", path, ": ", std::strerror(err)));
   }
   absl::StatusOr<nlohmann::json> resp = Exchange(fd, path, request, timeout);

@@ -6,6 +6,8 @@
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -239,9 +241,16 @@ absl::StatusOr<std::unique_ptr<Spool>> Spool::Open(const std::string& data_dir, 
     if (ec)
       return absl::FailedPreconditionError(
           Cat(data_dir, ": cannot create data directory: ", ec.message()));
-  } else if (!std::filesystem::exists(std::filesystem::path(data_dir) / "CURRENT")) {
+  } else if (!std::filesystem::exists(std::filesystem::path(data_dir) / "CURRENT", ec)) {
+    if (ec)
+      return absl::PermissionDeniedError(
+          Cat(data_dir, ": cannot open data directory: ", ec.message()));
     return absl::NotFoundError(Cat(data_dir, ": no salvo data directory here"));
   }
+  // Private by default: recipient addresses are in every file, so the
+  // directory is the owner's alone (a data directory made by an older salvo
+  // with 0755 is tightened here too). Files are 0600 via salvo's umask.
+  ::chmod(data_dir.c_str(), 0700);
 
   rocksdb::Options db_options;
   db_options.create_if_missing = options.create_if_missing;

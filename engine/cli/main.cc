@@ -1,4 +1,5 @@
 // salvo: the command-line entry point. See commands.h for the layout.
+#include <sys/stat.h>
 #include <CLI/CLI.hpp>
 
 #include <nlohmann/json.hpp>
@@ -33,6 +34,9 @@ void PrintError(std::string_view message) {
 namespace {
 
 int Main(int argc, char** argv) {
+  // Private by default: the spool, logs, saved copies and sockets are
+  // readable by their owner only (issue 16 item 3).
+  ::umask(077);
   for (int i = 1; i < argc; ++i)
     if (std::string_view(argv[i]) == "--json") g_json_errors = true;
   CLI::App app{"Salvo: a high-throughput bulk email sending engine", "salvo"};

@@ -6,6 +6,8 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -307,6 +309,54 @@ TEST(EngineE2E, AllMxHostsDownDefersEveryRecipientNoneLost) {
                 CountOf(st, "in_flight"),
             0u)
       << st.dump();
+}
+
+// Issue 16 item 3: the data directory is 0700 and nothing in it is readable
+// by another user; the admin socket is 0600 from the start, and another user
+// (nobody, via setpriv) gets a clear word about the socket, not a RocksDB error.
+TEST(EngineE2E, DataDirAndAdminSocketArePrivateToTheEngineUser) {
+  if (::geteuid() != 0 || testsupport::Which("setpriv").empty())
+    GTEST_SKIP() << "needs root and setpriv to act as nobody";
+  TempDir dir;
+  // The temp dir itself is open to all: only salvo's own modes keep others out.
+  std::filesystem::permissions(dir.path(), std::filesystem::perms(0755));
+  std::string cfg =
+      Config(dir, "[[route]]\ndomain = \"*\"\nhosts = [\"" + DeadHostPort("127.0.0.7") + "\"]\n");
+  Campaign c = WriteCampaign(dir, 5, 1);
+  RunResult load = RunSalvo(dir, {"campaign", "load", c.file, "--config", cfg});
+  ASSERT_EQ(load.code, 0) << load.err;
+  struct stat st;
+  ASSERT_EQ(::stat((dir / "data").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  int files = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir / "data")) {
+    ASSERT_EQ(::stat(e.path().c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 077, 0u) << e.path() << " mode " << std::oct << (st.st_mode & 0777);
+    ++files;
+  }
+  EXPECT_GT(files, 3);
+  const std::string as_nobody =
+      "cd " + dir.path() + " && setpriv --reuid=nobody --regid=nogroup --clear-groups ";
+  RunResult ls = testsupport::RunShell(as_nobody + "ls data");
+  EXPECT_NE(ls.code, 0) << ls.out;
+  RunResult cat = testsupport::RunShell(as_nobody + "cat data/CURRENT");
+  EXPECT_NE(cat.code, 0) << cat.out;
+
+  Process run({SALVO_BINARY, "run", "--config", cfg}, dir / "run.out", dir / "run.err");
+  ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(dir / "data/admin.sock"); },
+                      std::chrono::seconds(10)));
+  ASSERT_EQ(::stat((dir / "data/admin.sock").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 077, 0u) << std::oct << (st.st_mode & 0777);
+  RunResult status =
+      testsupport::RunShell(as_nobody + SALVO_BINARY + " campaign status 1 --config " + cfg);
+  EXPECT_NE(status.code, 0);
+  EXPECT_THAT(status.err, HasSubstr("admin.sock: permission denied"));
+  EXPECT_THAT(status.err, HasSubstr("run salvo as that user"));
+  EXPECT_THAT(status.err, ::testing::Not(HasSubstr("IO error"))) << status.err;
+  // The engine's own user still gets through.
+  EXPECT_TRUE(Status(dir, cfg).contains("counts"));
+  run.Signal(SIGTERM);
+  EXPECT_EQ(run.Wait(std::chrono::seconds(20)), 0) << run.err();
 }
 
 TEST(EngineE2E, SigtermMidRunNeverReportsCutTransactionsDeliveredAndRetriesLater) {
