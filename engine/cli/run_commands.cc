@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 
@@ -306,24 +307,22 @@ int DoSend(const RunArgs& a, CLI::App* cmd) {
   using RS = queue::RecipientState;
   const queue::StateCounts& c = *counts;
   if (a.json) {
-    std::printf(
-        "{\"campaign\": %llu, \"finished\": %s, \"seconds\": %.3f, \"delivered\": %llu, "
-        "\"bounced\": %llu, \"deferred\": %llu, \"expired\": %llu, \"queued\": %llu, "
-        "\"suppressed\": %llu, \"cancelled\": %llu, \"sessions\": %llu, \"peak_sessions\": "
-        "%llu, \"engine_cpu_seconds\": %.3f, \"peak_rss_bytes\": %llu, "
-        "\"rss_before_engine_bytes\": "
-        "%llu}\n",
-        static_cast<unsigned long long>(queue::Value(report->id)), finished ? "true" : "false",
-        secs, static_cast<unsigned long long>(c[RS::kDelivered]),
-        static_cast<unsigned long long>(c[RS::kBounced]),
-        static_cast<unsigned long long>(c[RS::kDeferred]),
-        static_cast<unsigned long long>(c[RS::kExpired]),
-        static_cast<unsigned long long>(c[RS::kQueued] + c[RS::kInFlight]),
-        static_cast<unsigned long long>(c[RS::kSuppressed]),
-        static_cast<unsigned long long>(c[RS::kCancelled]),
-        static_cast<unsigned long long>(stats.sessions_opened),
-        static_cast<unsigned long long>(stats.peak_sessions), engine_cpu,
-        static_cast<unsigned long long>(ru1.ru_maxrss) * 1024ull, rss_before);
+    nlohmann::json j = {{"campaign", queue::Value(report->id)},
+                        {"finished", finished},
+                        {"seconds", secs},
+                        {"delivered", c[RS::kDelivered]},
+                        {"bounced", c[RS::kBounced]},
+                        {"deferred", c[RS::kDeferred]},
+                        {"expired", c[RS::kExpired]},
+                        {"queued", c[RS::kQueued] + c[RS::kInFlight]},
+                        {"suppressed", c[RS::kSuppressed]},
+                        {"cancelled", c[RS::kCancelled]},
+                        {"sessions", stats.sessions_opened},
+                        {"peak_sessions", stats.peak_sessions},
+                        {"engine_cpu_seconds", engine_cpu},
+                        {"peak_rss_bytes", static_cast<uint64_t>(ru1.ru_maxrss) * 1024ull},
+                        {"rss_before_engine_bytes", rss_before}};
+    std::printf("%s\n", j.dump(2).c_str());
   } else {
     std::printf(
         "campaign %llu %s in %.1f s: delivered %llu, bounced %llu, deferred %llu, expired %llu\n",
