@@ -201,8 +201,11 @@ absl::StatusOr<CampaignSpec> ParseCampaignFile(const std::string& path) {
                             {"template", &spec.template_path},
                             {"recipients", &spec.recipients_path},
                             {"from", &spec.from}}) {
-    if (value->empty())
-      return absl::InvalidArgumentError(Cat(path, ":1: missing required key '", key, "'"));
+    if (!value->empty()) continue;
+    if (const toml::node* given = root.get(key))
+      return absl::InvalidArgumentError(
+          Cat(Where(path, *given), ": '", key, "' is empty (it needs a value)"));
+    return absl::InvalidArgumentError(Cat(path, ":1: missing required key '", key, "'"));
   }
   if (absl::Status s = spec.retry.Validate(); !s.ok())
     return absl::InvalidArgumentError(Cat(path, ": ", s.message()));

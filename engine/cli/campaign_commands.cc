@@ -113,7 +113,7 @@ void AddCommon(CLI::App* cmd, CommonArgs* args, bool with_json = true) {
   cmd->add_option("--data-dir", args->data_dir,
                   "Spool directory (default: the config's data_dir, else ./salvo-data)");
   cmd->add_option("--config", args->config_file, "salvo run configuration (data_dir, admin socket)")
-      ->check(CLI::ExistingFile);
+      ->check(ReadableFile());
   if (with_json) cmd->add_flag("--json", args->json, "Print JSON");
 }
 
@@ -384,7 +384,7 @@ void RegisterCampaignCommands(CLI::App& app, CommandContext& ctx) {
   CLI::App* load = campaign->add_subcommand(
       "load", "Load a campaign (CAMPAIGN.toml, or the flags); prints the campaign ID");
   load->add_option("campaign_file", load_args->campaign_file, "Campaign file (TOML)")
-      ->check(CLI::ExistingFile);
+      ->check(ReadableFile());
   load->add_option("--name", load_args->name, "Campaign name");
   load->add_option("--template", load_args->template_path,
                    "Message template (RFC 5322 with {{placeholders}})");
@@ -462,7 +462,7 @@ void RegisterCampaignCommands(CLI::App& app, CommandContext& ctx) {
     CLI::App* cmd = suppression->add_subcommand(
         "import",
         "Import addresses (one per line, or a CSV with an email column), e.g. unsubscribes");
-    cmd->add_option("file", args->file, "File to import")->required()->check(CLI::ExistingFile);
+    cmd->add_option("file", args->file, "File to import")->required()->check(ReadableFile());
     cmd->add_option("--reason", args->reason, "Why (default: import:FILE)");
     AddCommon(cmd, &args->common);
     cmd->callback([&ctx, args] { ctx.exit_code = RunSuppression(*args, "import"); });

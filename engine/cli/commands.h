@@ -16,6 +16,7 @@
 // Errors go to stderr as one line: "salvo: error: <what and where>".
 #include <CLI/CLI.hpp>
 
+#include <filesystem>
 #include <string>
 #include <string_view>
 
@@ -44,6 +45,21 @@ void PrintError(std::string_view message);
 struct CampaignFlags {
   std::string campaign_file, name, template_path, recipients, from, dkim_domain;
 };
+
+// An input file option: like CLI::ExistingFile, but the message is the real
+// cause (a symlink loop, permission denied), not always "does not exist".
+inline CLI::Validator ReadableFile() {
+  return CLI::Validator(
+      [](std::string& v) -> std::string {
+        std::error_code ec;
+        auto st = std::filesystem::status(v, ec);
+        if (ec) return v + ": " + ec.message();
+        if (st.type() == std::filesystem::file_type::not_found) return v + ": no such file";
+        if (st.type() == std::filesystem::file_type::directory) return v + ": is a directory";
+        return "";
+      },
+      "FILE");
+}
 
 // A count option: "-3" is a usage error naming the flag, not a wrapped-around
 // unsigned or an error about something else (issue 16 item 2).

@@ -269,7 +269,7 @@ void RegisterFleetCommands(CLI::App& app, CommandContext& ctx) {
   CLI::App* health = app.add_subcommand(
       "health", "Exit 0 when the engine answers on its admin socket and its spool is writable");
   health->add_option("--config", health_args->config_file, "salvo run configuration")
-      ->check(CLI::ExistingFile);
+      ->check(ReadableFile());
   health->add_option("--data-dir", health_args->data_dir, "Spool directory (overrides the config)");
   health->add_option("--admin", health_args->admin,
                      "Ask a node's TCP admin listener HOST:PORT instead (spool not checked)");
@@ -294,7 +294,7 @@ void RegisterFleetCommands(CLI::App& app, CommandContext& ctx) {
   status->add_option("--token-file", status_args->token_file,
                      "Admin token (default: the config's queue.admin_token_file)");
   status->add_option("--config", status_args->config_file, "salvo run configuration")
-      ->check(CLI::ExistingFile);
+      ->check(ReadableFile());
   status->add_option("--campaign", status_args->campaign, "Only this campaign (name)");
   status->add_option("--timeout", status_args->timeout, "Seconds to wait for each node")
       ->default_val(10)

@@ -344,7 +344,7 @@ void RegisterRunCommands(CLI::App& app, CommandContext& ctx) {
   CLI::App* run =
       app.add_subcommand("run", "Run the sending engine until stopped (SIGTERM/SIGINT)");
   run->add_option("--config", run_args->config_file, "Configuration file (TOML)")
-      ->check(CLI::ExistingFile);
+      ->check(ReadableFile());
   run->add_option("--data-dir", run_args->data_dir, "Spool directory (overrides the config)");
   run->add_option("--shards", run_args->shards, "Delivery threads (overrides the config)")
       ->check(CLI::Range(1, 256));
@@ -354,18 +354,18 @@ void RegisterRunCommands(CLI::App& app, CommandContext& ctx) {
   CLI::App* send = app.add_subcommand(
       "send", "Load a campaign and send it until every recipient is final, then exit");
   send->add_option("campaign_file", send_args->campaign_file, "Campaign file (TOML)")
-      ->check(CLI::ExistingFile);
+      ->check(ReadableFile());
   send->add_option("--name", send_args->name, "Campaign name");
   send->add_option("--template", send_args->template_path, "Message template (RFC 5322)")
-      ->check(CLI::ExistingFile);
+      ->check(ReadableFile());
   send->add_option("--recipients", send_args->recipients,
                    "Recipient list (CSV with an email column)")
-      ->check(CLI::ExistingFile);
+      ->check(ReadableFile());
   send->add_option("--from", send_args->from, "Envelope sender / From address");
   send->add_option("--dkim-domain", send_args->dkim_domain, "DKIM signing domain");
   send->add_flag("--strict", send_args->strict, "An invalid address is fatal");
   send->add_option("--config", send_args->config_file, "Configuration file (TOML)")
-      ->check(CLI::ExistingFile);
+      ->check(ReadableFile());
   send->add_option("--data-dir", send_args->data_dir, "Spool directory (overrides the config)");
   send->add_option("--shards", send_args->shards, "Delivery threads (overrides the config)")
       ->check(CLI::Range(1, 256));

@@ -54,6 +54,20 @@ TEST(CliTest, NegativeCountsAreRefused) {
   }
 }
 
+// Issue 16 item 2: a file argument that is a symlink loop says so, not
+// "File does not exist".
+TEST(CliTest, SymlinkLoopIsReportedAsSuch) {
+  std::string dir = "/tmp/salvo-cli-loop-" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  std::filesystem::create_symlink(dir + "/b", dir + "/a");
+  std::filesystem::create_symlink(dir + "/a", dir + "/b");
+  CommandResult r = RunSalvo({"campaign", "load", dir + "/a", "--data-dir", dir + "/data"});
+  std::filesystem::remove_all(dir);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("Too many levels of symbolic links"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("does not exist"), std::string::npos) << r.err;
+}
+
 TEST(CliTest, UnknownSubcommandIsOneLineUsageError) {
   CommandResult r = RunSalvo({"sendd"});
   EXPECT_EQ(r.exit_code, 2);

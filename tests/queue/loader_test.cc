@@ -221,6 +221,9 @@ TEST(CampaignFileTest, BadCampaignFilesNameFileAndLine) {
       {head + "[retry]\nfirst_retry_min = \"1h\"\nfirst_retry_max = \"1m\"\n",
        ": retry.first_retry_max must be >="},
       {"name = 5\n", ":1: 'name' must be a string"},
+      {"name = \"\"\ntemplate = \"t\"\nrecipients = \"r\"\nfrom = \"a@b.example\"\n",
+       ":1: 'name' is empty"},
+      {"name = \"x\"\ntemplate = \"t\"\nrecipients = \"r\"\nfrom = \"\"\n", ":4: 'from' is empty"},
       {head + "[retry]\nbackoff = 2\n", ":6: unknown key 'retry.backoff'"},
   };
   for (const Case& c : cases) {
