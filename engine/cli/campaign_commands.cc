@@ -410,7 +410,8 @@ void RegisterCampaignCommands(CLI::App& app, CommandContext& ctx) {
       "status", "Counts per state, top destination domains, bounce and deferral rates");
   status->add_option("campaign", status_args->campaign, "Campaign ID or name")->required();
   status->add_option("--top", status_args->top, "How many destination domains to show")
-      ->default_val(10);
+      ->default_val(10)
+      ->check(NonNegativeCount());
   AddCommon(status, &status_args->common);
   status->callback([&ctx, status_args] { ctx.exit_code = RunStatus(*status_args); });
 
@@ -449,7 +450,9 @@ void RegisterCampaignCommands(CLI::App& app, CommandContext& ctx) {
     auto args = std::make_shared<SuppressionArgs>();
     CLI::App* cmd =
         suppression->add_subcommand("list", "List suppressed addresses (address order)");
-    cmd->add_option("--limit", args->limit, "At most this many")->default_val(1000);
+    cmd->add_option("--limit", args->limit, "At most this many")
+        ->default_val(1000)
+        ->check(NonNegativeCount());
     cmd->add_option("--after", args->after, "Start after this address (paging)");
     AddCommon(cmd, &args->common);
     cmd->callback([&ctx, args] { ctx.exit_code = RunSuppression(*args, "list"); });

@@ -44,6 +44,17 @@ void PrintError(std::string_view message);
 struct CampaignFlags {
   std::string campaign_file, name, template_path, recipients, from, dkim_domain;
 };
+
+// A count option: "-3" is a usage error naming the flag, not a wrapped-around
+// unsigned or an error about something else (issue 16 item 2).
+inline CLI::Validator NonNegativeCount() {
+  return CLI::Validator(
+      [](std::string& v) -> std::string {
+        if (!v.empty() && v[0] == '-') return "must be a non-negative whole number, not " + v;
+        return "";
+      },
+      "N>=0");
+}
 }  // namespace salvo::cli
 namespace salvo::queue {
 struct CampaignSpec;

@@ -116,7 +116,8 @@ void RegisterSinkCommand(CLI::App& app, CommandContext& ctx) {
   cmd->add_option("--max-per-connection", o.max_per_connection,
                   "Answer MAIL with 421 4.7.0 and close after N messages on a connection (0 = no "
                   "limit)")
-      ->default_val(0);
+      ->default_val(0)
+      ->check(NonNegativeCount());
   cmd->add_option("--max-rate", o.max_rate,
                   "Messages/s over the whole sink; MAIL above it gets 421 4.7.0 (0 = no limit)")
       ->default_val(0);

@@ -37,6 +37,23 @@ TEST(CliTest, SubcommandHelpWorks) {
   }
 }
 
+// Issue 16 item 2: negative counts are usage errors naming the flag, before
+// any data directory is touched.
+TEST(CliTest, NegativeCountsAreRefused) {
+  const std::vector<std::vector<std::string>> cases = {
+      {"campaign", "status", "1", "--top=-3", "--data-dir", "/nonexistent/salvo"},
+      {"suppression", "list", "--limit=-1", "--data-dir", "/nonexistent/salvo"},
+      {"sink", "--max-per-connection=-1", "--listen", "127.0.0.1:0"},
+  };
+  for (const auto& args : cases) {
+    CommandResult r = RunSalvo(args);
+    EXPECT_EQ(r.exit_code, 2) << args[1] << ": " << r.err;
+    EXPECT_NE(r.err.find("-"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("non-negative"), std::string::npos) << args[1] << ": " << r.err;
+    EXPECT_EQ(r.err.find("data directory"), std::string::npos) << r.err;
+  }
+}
+
 TEST(CliTest, UnknownSubcommandIsOneLineUsageError) {
   CommandResult r = RunSalvo({"sendd"});
   EXPECT_EQ(r.exit_code, 2);
