@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "engine/cli/commands.h"
 #include "engine/common/log.h"
@@ -39,6 +40,28 @@ int Main(int argc, char** argv) {
   ::umask(077);
   for (int i = 1; i < argc; ++i)
     if (std::string_view(argv[i]) == "--json") g_json_errors = true;
+  // `--json` is each command's own flag; written before the command
+  // ("salvo --json campaign list") it is moved to the end of the line, so it
+  // works anywhere like --log-level.
+  std::vector<char*> args(argv, argv + argc);
+  {
+    std::vector<char*> moved;
+    for (size_t i = 1; i < args.size(); ++i) {
+      std::string_view arg = args[i];
+      if (arg == "--log-level") {
+        ++i;
+        continue;
+      }
+      if (!arg.starts_with("-")) break;  // the command: its own flags follow
+      if (arg == "--json") {
+        moved.push_back(args[i]);
+        args.erase(args.begin() + static_cast<std::ptrdiff_t>(i--));
+      }
+    }
+    args.insert(args.end(), moved.begin(), moved.end());
+    argc = static_cast<int>(args.size());
+    argv = args.data();
+  }
   CLI::App app{"Salvo: a high-throughput bulk email sending engine", "salvo"};
   app.set_version_flag("-V,--version", std::string("salvo ") + SALVO_VERSION);
   app.require_subcommand(1);

@@ -68,6 +68,12 @@ TEST_F(CliTest, LoadStatusPauseResumeCancelList) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("spring"), std::string::npos);
   EXPECT_NE(r.out.find("cancelled"), std::string::npos);
+  // --json before the command works like after it.
+  r = Salvo("--json campaign list --data-dir " + data_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json list = nlohmann::json::parse(r.out);
+  ASSERT_TRUE(list.is_array()) << r.out;
+  EXPECT_EQ(list.size(), 2u);
 
   r = Salvo("campaign status 99 --data-dir " + data_);
   EXPECT_EQ(r.exit_code, 1);
