@@ -204,7 +204,7 @@ int RunLoad(const LoadArgs& a) {
                      "loaded campaign %llu '%s': %llu accepted, %llu duplicates, %llu "
                      "suppressed, %llu invalid (%.1f s)\n",
                      static_cast<unsigned long long>(rep.value("id", uint64_t{0})),
-                     spec.name.c_str(),
+                     Printable(spec.name).c_str(),
                      static_cast<unsigned long long>(rep.value("accepted", uint64_t{0})),
                      static_cast<unsigned long long>(rep.value("duplicates", uint64_t{0})),
                      static_cast<unsigned long long>(rep.value("suppressed", uint64_t{0})),
@@ -215,7 +215,7 @@ int RunLoad(const LoadArgs& a) {
                        node.ToString().c_str(),
                        static_cast<unsigned long long>(rep.value("other_nodes", uint64_t{0})));
         for (const auto& e : rep["first_errors"])
-          std::fprintf(stderr, "  %s\n", e.get<std::string>().c_str());
+          std::fprintf(stderr, "  %s\n", Printable(e.get<std::string>()).c_str());
         if (rep.value("invalid", uint64_t{0}) > rep["first_errors"].size())
           std::fprintf(stderr, "  ... and %llu more invalid addresses\n",
                        static_cast<unsigned long long>(rep.value("invalid", uint64_t{0}) -

@@ -23,6 +23,7 @@ void PrintError(std::string_view message) {
   std::string line(message);
   for (char& c : line)
     if (c == '\n' || c == '\r') c = ' ';
+  line = Printable(line);
   if (g_json_errors) {
     nlohmann::json j = {{"error", line}};
     std::fprintf(stderr, "%s\n",

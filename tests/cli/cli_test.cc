@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
 
 #include <nlohmann/json.hpp>
 
@@ -66,6 +67,29 @@ TEST(CliTest, SymlinkLoopIsReportedAsSuch) {
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_NE(r.err.find("Too many levels of symbolic links"), std::string::npos) << r.err;
   EXPECT_EQ(r.err.find("does not exist"), std::string::npos) << r.err;
+}
+
+// Issue 16 item 5: an ESC sequence in a recipient address reaches the
+// terminal escaped in the load report, never raw.
+TEST(CliTest, ControlCharactersFromDataAreEscapedInTheLoadReport) {
+  std::string dir = "/tmp/salvo-cli-esc-" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  auto write = [&](const std::string& name, const std::string& text) {
+    FILE* f = std::fopen((dir + "/" + name).c_str(), "w");
+    std::fputs(text.c_str(), f);
+    std::fclose(f);
+  };
+  write("r.csv", "email\n\"a\x1b[31mred@b.example\"\nok@b.example\n");
+  write("t.eml", "From: a@b.example\nSubject: x\n\nhi\n");
+  write("c.toml",
+        "name = \"n\\u001b[2J\"\ntemplate = \"t.eml\"\nrecipients = \"r.csv\"\n"
+        "from = \"a@b.example\"\n");
+  CommandResult r = RunSalvo({"campaign", "load", dir + "/c.toml", "--data-dir", dir + "/data"});
+  std::filesystem::remove_all(dir);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err.find('\x1b'), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("a\\x1b[31mred@b.example"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("'n\\x1b[2J'"), std::string::npos) << r.err;
 }
 
 TEST(CliTest, UnknownSubcommandIsOneLineUsageError) {
