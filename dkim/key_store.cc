@@ -23,11 +23,6 @@ namespace {
 
 constexpr std::size_t kMaxKeyFileBytes = 64 * 1024;
 
-std::string OpenSslError() {
-  std::string e = tlsio::ErrorQueue();
-  return e.empty() ? "unknown OpenSSL error" : e;
-}
-
 // Never prompt for a pass phrase (that would block on stdin): encrypted keys
 // are refused with a clear message instead.
 int NoPassword(char*, int, int, void* called) {
@@ -110,7 +105,7 @@ absl::StatusOr<DkimKey> ParseKey(std::string_view pem, const KeySpec& spec,
           origin, ": ", label, ": the private key is encrypted; Salvo needs an unencrypted key"));
     }
     return absl::InvalidArgumentError(
-        Cat(origin, ": ", label, ": cannot parse the PEM private key (", OpenSslError(), ")"));
+        Cat(origin, ": ", label, ": cannot parse the PEM private key (", tlsio::LastErrors(), ")"));
   }
   DkimKey key;
   key.domain = AsciiLower(spec.domain);
@@ -254,13 +249,14 @@ absl::StatusOr<std::string> PublicKeyRecord(const DkimKey& key) {
     unsigned char pub[32];
     std::size_t len = sizeof(pub);
     if (EVP_PKEY_get_raw_public_key(key.pkey.get(), pub, &len) != 1 || len != 32) {
-      return absl::InternalError("cannot extract the Ed25519 public key: " + OpenSslError());
+      return absl::InternalError("cannot extract the Ed25519 public key: " + tlsio::LastErrors());
     }
     raw.assign(reinterpret_cast<const char*>(pub), len);
   } else {
     unsigned char* der = nullptr;
     const int len = i2d_PUBKEY(key.pkey.get(), &der);
-    if (len <= 0) return absl::InternalError("cannot encode the RSA public key: " + OpenSslError());
+    if (len <= 0)
+      return absl::InternalError("cannot encode the RSA public key: " + tlsio::LastErrors());
     raw.assign(reinterpret_cast<const char*>(der), static_cast<std::size_t>(len));
     OPENSSL_free(der);
   }
@@ -284,12 +280,12 @@ absl::StatusOr<GeneratedKey> GenerateKey(KeyType type, int bits, std::string_vie
   }
   EVP_PKEY* raw = type == KeyType::kRsa ? EVP_RSA_gen(static_cast<unsigned int>(bits))
                                         : EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519");
-  if (raw == nullptr) return absl::InternalError("key generation failed: " + OpenSslError());
+  if (raw == nullptr) return absl::InternalError("key generation failed: " + tlsio::LastErrors());
   EvpPkeyPtr pkey(raw);
   std::unique_ptr<BIO, BioDeleter> bio(BIO_new(BIO_s_mem()));
   if (!bio ||
       PEM_write_bio_PrivateKey(bio.get(), pkey.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1) {
-    return absl::InternalError("cannot write the private key as PEM: " + OpenSslError());
+    return absl::InternalError("cannot write the private key as PEM: " + tlsio::LastErrors());
   }
   char* data = nullptr;
   const long len = BIO_get_mem_data(bio.get(), &data);

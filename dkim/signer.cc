@@ -19,11 +19,6 @@ namespace {
 constexpr std::size_t kMaxLine = 78;
 constexpr std::size_t kSha256Len = 32;
 
-std::string OpenSslError() {
-  std::string e = tlsio::ErrorQueue();
-  return e.empty() ? "unknown OpenSSL error" : e;
-}
-
 // Feeds canonical body bytes into a digest. Small writes (words, CRLFs) are
 // gathered in a fixed buffer so the digest sees few, large updates; large
 // runs go straight from the message.
@@ -259,7 +254,7 @@ absl::StatusOr<std::string> Signer::BodyHash(std::string_view message,
   auto parsed = ParseMessage(message);
   if (!parsed.ok()) return parsed.status();
   if (EVP_DigestInit_ex(body_ctx_, sha256_, nullptr) != 1) {
-    return absl::InternalError("SHA-256 init failed: " + OpenSslError());
+    return absl::InternalError("SHA-256 init failed: " + tlsio::LastErrors());
   }
   DigestSink sink(body_ctx_);
   BodyCanonicalizer canon(body_canon, &sink);
@@ -268,7 +263,7 @@ absl::StatusOr<std::string> Signer::BodyHash(std::string_view message,
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   if (!sink.Finish() || EVP_DigestFinal_ex(body_ctx_, digest, &len) != 1) {
-    return absl::InternalError("SHA-256 of the body failed: " + OpenSslError());
+    return absl::InternalError("SHA-256 of the body failed: " + tlsio::LastErrors());
   }
   return Base64Encode(std::string_view(reinterpret_cast<const char*>(digest), len));
 }
@@ -295,7 +290,7 @@ absl::Status Signer::HashHeaders(const ParsedMessage& message, Canonicalization 
   if (EVP_DigestInit_ex(header_ctx_, sha256_, nullptr) != 1 ||
       EVP_DigestUpdate(header_ctx_, scratch_.data(), scratch_.size()) != 1 ||
       EVP_DigestFinal_ex(header_ctx_, digest, &len) != 1 || len != kSha256Len) {
-    return absl::InternalError("SHA-256 of the header fields failed: " + OpenSslError());
+    return absl::InternalError("SHA-256 of the header fields failed: " + tlsio::LastErrors());
   }
   return absl::OkStatus();
 }
@@ -318,13 +313,13 @@ absl::StatusOr<std::string> Signer::SignHeaderHash(const DkimKey& key, const uns
         EVP_MD_CTX_free(prepared);
         ed_ctx_template_.erase(key.pkey.get());
         return absl::InternalError(
-            Cat("Ed25519 signing context for ", key.path, " failed: ", OpenSslError()));
+            Cat("Ed25519 signing context for ", key.path, " failed: ", tlsio::LastErrors()));
       }
     }
     if (EVP_MD_CTX_copy_ex(ed_ctx_, prepared) != 1 ||
         EVP_DigestSign(ed_ctx_, sig, &sig_len, digest, digest_len) != 1) {
       return absl::InternalError(
-          Cat("Ed25519 signing with ", key.path, " failed: ", OpenSslError()));
+          Cat("Ed25519 signing with ", key.path, " failed: ", tlsio::LastErrors()));
     }
   } else {
     EVP_PKEY_CTX*& ctx = rsa_ctx_[key.pkey.get()];
@@ -336,11 +331,12 @@ absl::StatusOr<std::string> Signer::SignHeaderHash(const DkimKey& key, const uns
         EVP_PKEY_CTX_free(ctx);
         rsa_ctx_.erase(key.pkey.get());
         return absl::InternalError(
-            Cat("RSA signing context for ", key.path, " failed: ", OpenSslError()));
+            Cat("RSA signing context for ", key.path, " failed: ", tlsio::LastErrors()));
       }
     }
     if (EVP_PKEY_sign(ctx, sig, &sig_len, digest, digest_len) != 1) {
-      return absl::InternalError(Cat("RSA signing with ", key.path, " failed: ", OpenSslError()));
+      return absl::InternalError(
+          Cat("RSA signing with ", key.path, " failed: ", tlsio::LastErrors()));
     }
   }
   return Base64Encode(std::string_view(reinterpret_cast<const char*>(sig), sig_len));
@@ -385,7 +381,7 @@ absl::StatusOr<std::string> Signer::Sign(std::string_view message,
 
   // Body hash, once for all keys.
   if (EVP_DigestInit_ex(body_ctx_, sha256_, nullptr) != 1) {
-    return absl::InternalError("SHA-256 init failed: " + OpenSslError());
+    return absl::InternalError("SHA-256 init failed: " + tlsio::LastErrors());
   }
   DigestSink sink(body_ctx_);
   BodyCanonicalizer canon(options.body_canon, &sink);
@@ -394,7 +390,7 @@ absl::StatusOr<std::string> Signer::Sign(std::string_view message,
   unsigned char body_digest[EVP_MAX_MD_SIZE];
   unsigned int body_len = 0;
   if (!sink.Finish() || EVP_DigestFinal_ex(body_ctx_, body_digest, &body_len) != 1) {
-    return absl::InternalError("SHA-256 of the body failed: " + OpenSslError());
+    return absl::InternalError("SHA-256 of the body failed: " + tlsio::LastErrors());
   }
   const std::string bh =
       Base64Encode(std::string_view(reinterpret_cast<const char*>(body_digest), body_len));

@@ -20,6 +20,11 @@ std::string ErrorQueue() {
   return s;
 }
 
+std::string LastErrors() {
+  std::string e = ErrorQueue();
+  return e.empty() ? "unknown OpenSSL error" : e;
+}
+
 namespace {
 
 std::string Errors() {

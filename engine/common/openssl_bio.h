@@ -25,6 +25,9 @@ namespace salvo::tlsio {
 // Every error on OpenSSL's queue, "; "-separated, and clears it. Empty when
 // the queue was empty.
 std::string ErrorQueue();
+// ErrorQueue(), or "unknown OpenSSL error" when the queue was empty: for
+// messages that must name a cause.
+std::string LastErrors();
 
 // A fresh P-256 key and a self-signed certificate for CN=`hostname` (and
 // subjectAltName DNS:`hostname` when it is a DNS name), valid from an hour
