@@ -8,7 +8,7 @@ BUILD_PKGS=(
   liburing-dev libssl-dev libc-ares-dev librocksdb-dev prometheus-cpp-dev
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libtomlplusplus-dev libfmt-dev nlohmann-json3-dev
-  libpsl-dev publicsuffix libidn2-dev libhiredis-dev
+  libpsl-dev publicsuffix libidn2-dev libhiredis-dev libre2-dev
 )
 # Real peers the test suite talks to: Postfix (smtpd, smtp-source, smtp-sink),
 # swaks, aiosmtpd, dkimpy, OpenDKIM, unbound, clang for the fuzzers, openssl,

@@ -9,6 +9,7 @@
 //   run_commands.cc      salvo run, salvo send      (engine/delivery)
 //   bench_command.cc     salvo bench                (bench/)
 //   fleet_commands.cc    salvo health, salvo fleet status  (deploy/: a node of a fleet)
+//   shaping_commands.cc  salvo shaping check|show, salvo bounce classify  (engine/shaping)
 //   wiring.h/.cc         what they share: config -> spool and DKIM keys for the engine
 //                        (OpenEngineInputs), the template check, the key conversion
 //
@@ -110,6 +111,7 @@ void RegisterPreviewCommand(CLI::App& app, CommandContext& ctx);
 void RegisterRunCommands(CLI::App& app, CommandContext& ctx);
 void RegisterBenchCommand(CLI::App& app, CommandContext& ctx);
 void RegisterFleetCommands(CLI::App& app, CommandContext& ctx);
+void RegisterShapingCommands(CLI::App& app, CommandContext& ctx);
 
 // Fleet helpers (fleet_commands.cc). The node share "i/N" or "auto/N" (the
 // host name's trailing number); "" = the whole list. Errors are printed.

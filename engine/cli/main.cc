@@ -81,6 +81,7 @@ int Main(int argc, char** argv) {
   RegisterRunCommands(app, ctx);
   RegisterBenchCommand(app, ctx);
   RegisterFleetCommands(app, ctx);
+  RegisterShapingCommands(app, ctx);
   // Parse first, then apply the log level, then run the chosen subcommand:
   // CLI11 runs callbacks inside parse(), so set the level in a pre-callback.
   app.parse_complete_callback([&] {

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "engine/common/strings.h"
+#include "engine/smtp/classifier.h"
 
 namespace salvo::smtp {
 namespace {
@@ -46,9 +47,21 @@ std::string_view CategoryFromText(std::string_view lower) {
 
 // The last step of every Outcome made here: the shared bounce class and the
 // suppression decision follow from the fine category and the disposition.
+// A reply is then matched against the installed rules (the shipped rules
+// file and the user's), which decide the class when one matches.
 Outcome Classified(Outcome o) {
+  o.rule = nullptr;
   o.bounce_class = o.delivered() ? Category::kNone : BounceClassOf(o.category);
-  o.suppress = o.hard() && SuppressOnHardBounce(o.bounce_class);
+  if (!o.delivered() && !o.reply.empty()) {
+    if (const Classifier* rules = InstalledClassifier()) {
+      if (const Rule* rule = rules->Match(o.reply.ToString())) {
+        o.rule = rule;
+        o.bounce_class = rule->category;
+      }
+    }
+  }
+  o.suppress = o.hard() && (o.rule && o.rule->suppress ? *o.rule->suppress
+                                                       : SuppressOnHardBounce(o.bounce_class));
   return o;
 }
 

@@ -12,6 +12,8 @@
 
 namespace salvo::smtp {
 
+struct Rule;
+
 // One complete SMTP reply. Multi-line replies are joined.
 struct Reply {
   int code = 0;          // 3-digit reply code, 0 when there was no reply
@@ -63,6 +65,10 @@ struct Outcome {
   // A hard bounce that says the address itself is bad: the queue adds it to
   // the suppression list. Decided by failure_scope, never by the storage.
   bool suppress = false;
+  // The classification rule (engine/smtp/classifier.h) that decided
+  // `bounce_class`, if one did: shaping reads its action (backoff, suspend).
+  // Rules live as long as the process.
+  const Rule* rule = nullptr;
   Reply reply;         // the reply that decided this, if any
   std::string host;    // MX host (name and IP) the attempt went to, if any
   std::string detail;  // human-readable explanation when there is no reply
