@@ -551,6 +551,19 @@ absl::Status Spool::CompleteBatch(absl::Span<const Completion> completions) {
     touched[Value(c.campaign)] = true;
     e.leased_from[r.state]--;
     const smtp::Outcome& o = c.outcome;
+    if (o.held() && e.info.state != CampaignState::kCancelled) {
+      // Held back by shaping, never tried: back in the queue as it was, due
+      // again after the hold; no attempt, no deferral, no history line.
+      r.next_us = std::max<uint64_t>(
+          r.next_us, static_cast<uint64_t>(now_us) + static_cast<uint64_t>(o.hold_ms) * 1000);
+      if (e.info.state == CampaignState::kActive) {
+        std::string key = keys::Schedule(r.domain, r.next_us, c.campaign, c.id);
+        m.IndexSchedule(r.domain, key);
+        new_schedule.emplace_back(std::move(key), std::string());
+      }
+      records.emplace_back(keys::Recipient(c.campaign, c.id), keys::EncodeRecord(r));
+      continue;
+    }
     const std::string reply = ReplyText(o);
     RecipientState to;
     std::string detail = o.host.empty() ? o.detail : o.host;

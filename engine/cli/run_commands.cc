@@ -7,8 +7,9 @@
 // Both open the spool in the data directory (RocksDB: one writer process),
 // recover recipients left in flight by a crash, start the admin socket (so
 // `salvo campaign ...` works meanwhile) and run engine/delivery.
-// Signals: SIGTERM or SIGINT = graceful shutdown (finish open transactions
-// within [delivery] shutdown_deadline); a second SIGINT = close now.
+// Signals: SIGHUP = reload the shaping file. SIGTERM or SIGINT = graceful
+// shutdown (finish open transactions within [delivery] shutdown_deadline); a
+// second SIGINT = close now.
 #include <signal.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -55,14 +56,16 @@ struct RunArgs {
   bool json = false;
 };
 
-// Waits for SIGTERM/SIGINT on its own thread (the signals are blocked in
-// every other thread) and turns them into engine shutdown requests.
+// Waits for SIGTERM/SIGINT/SIGHUP on its own thread (the signals are blocked
+// in every other thread): shutdown requests, and SIGHUP reloads the shaping
+// file (a bad one is logged with file:line:column; the old one stays).
 class SignalWatcher {
  public:
   SignalWatcher() {
     sigemptyset(&set_);
     sigaddset(&set_, SIGTERM);
     sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set_, &old_);
   }
   ~SignalWatcher() {
@@ -75,7 +78,11 @@ class SignalWatcher {
       while (!stop_.load()) {
         timespec ts{0, 100'000'000};
         int sig = sigtimedwait(&set_, nullptr, &ts);
-        if (sig == SIGTERM) {
+        if (sig == SIGHUP) {
+          if (absl::Status s = engine->ReloadShaping(); !s.ok())
+            SALVO_LOG(kError, "SIGHUP: shaping file not reloaded, the old one stays in force: {}",
+                      std::string(s.message()));
+        } else if (sig == SIGTERM) {
           SALVO_LOG(kInfo, "SIGTERM: finishing open transactions, then stopping");
           engine->RequestShutdown();
         } else if (sig == SIGINT) {

@@ -34,6 +34,7 @@ void Connection::ConnectTo(size_t host_index) {
     pool_->HostFailed(host_, smtp::OutcomeForConnectFailure(err, host.label), false);
     pool_->connections--;
     pool_->starting--;
+    ReleaseSlots();
     Shard* shard = shard_;
     shard->Forget(this);  // deletes this
     shard->CheckDrained();
@@ -67,7 +68,8 @@ void Connection::OnConnected(int res) {
   }
   shard_->SessionOpened();
   state_ = State::kOpening;
-  session_ = std::make_unique<smtp::Session>(shard_->SessionOptions(info_->hosts[host_]));
+  session_ =
+      std::make_unique<smtp::Session>(shard_->SessionOptions(info_->hosts[host_], pool_->policy()));
   shard_->reactor()->Recv(fd_, [this](int n, std::string_view bytes) {
     if (state_ == State::kClosing || !session_) return;
     if (n > 0)
@@ -174,15 +176,20 @@ void Connection::ReportJob(std::vector<smtp::Outcome> outcomes) {
   r.recipients = std::move(job.recipients);
   r.outcomes = std::move(outcomes);
   r.outcomes.resize(r.recipients.size(), r.outcomes.empty() ? smtp::Outcome{} : r.outcomes.back());
-  bool any_delivered = false;
+  const smtp::Outcome* delivered = nullptr;
+  const smtp::Outcome* trouble = nullptr;  // the first that shaping acts on
   for (const smtp::Outcome& o : r.outcomes) {
     shard_->CountOutcome(o);
-    any_delivered |= o.delivered();
+    if (!delivered && o.delivered()) delivered = &o;
+    if (!trouble && !o.delivered() && (o.rule || o.bounce_class == smtp::Category::kRateLimited))
+      trouble = &o;
   }
-  if (any_delivered) {
+  if (delivered) {
     shard_->counters()->Add(metrics::Counter::kMessagesSent);
     pool_->Delivered();
+    pool_->Feedback(*delivered);
   }
+  if (trouble) pool_->Feedback(*trouble);
   shard_->AddResult(std::move(r));
 }
 
@@ -284,6 +291,9 @@ void Connection::SessionFinished() {
     job_.reset();
     shard_->Report(std::move(j), smtp::AsRetry(std::move(o)));
   }
+  // Shaping hears of a "slow down" or a suspending rule at any stage.
+  if (close_outcome_.rule || close_outcome_.bounce_class == smtp::Category::kRateLimited)
+    pool_->Feedback(close_outcome_);
   if (!ever_ready_ && close_outcome_.kind != smtp::FailureKind::kNone) {
     // Greeting/EHLO/TLS trouble before any transaction: try the next host,
     // but don't mark this one down (421 "too busy" is not "dead").
@@ -331,6 +341,7 @@ void Connection::Destroyed(int retry_host) {
   }
   if (!ever_ready_) pool->starting--;
   pool->connections--;
+  ReleaseSlots();
   Shard* shard = shard_;
   shard->Forget(this);  // deletes this
   pool->Pump();

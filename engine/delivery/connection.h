@@ -17,6 +17,7 @@
 #include "engine/delivery/site.h"
 #include "engine/delivery/source.h"
 #include "engine/reactor/reactor.h"
+#include "engine/shaping/throttle.h"
 #include "engine/smtp/session.h"
 
 namespace salvo::delivery {
@@ -36,6 +37,15 @@ class Connection {
   };
 
   Connection(Shard* shard, SitePool* pool) : shard_(shard), pool_(pool) {}
+  ~Connection() { ReleaseSlots(); }
+
+  // The shaping keys' connection slots this connection holds (taken by the
+  // pool before it opens); given back when it is gone.
+  void TakeSlots(std::shared_ptr<shaping::KeyState> own,
+                 std::shared_ptr<shaping::KeyState> provider) {
+    own_slot_ = std::move(own);
+    provider_slot_ = std::move(provider);
+  }
 
   // Connects to host `host_index` of the pool's current SiteInfo.
   void ConnectTo(size_t host_index);
@@ -66,6 +76,12 @@ class Connection {
   void Close(int retry_host);
   void Destroyed(int retry_host);
   const std::string& label() const { return info_->hosts[host_].label; }
+  void ReleaseSlots() {
+    if (own_slot_) own_slot_->ReleaseConnection();
+    if (provider_slot_) provider_slot_->ReleaseConnection();
+    own_slot_.reset();
+    provider_slot_.reset();
+  }
 
   Shard* shard_;
   SitePool* pool_;
@@ -88,6 +104,8 @@ class Connection {
   reactor::TimerId deadline_timer_ = 0;
   absl::Time armed_deadline_ = absl::InfiniteFuture();
   reactor::TimerId idle_timer_ = 0;
+  std::shared_ptr<shaping::KeyState> own_slot_;
+  std::shared_ptr<shaping::KeyState> provider_slot_;
 };
 
 }  // namespace salvo::delivery

@@ -14,6 +14,8 @@
 #include "engine/common/log.h"
 #include "engine/delivery/shard.h"
 #include "engine/reactor/reactor.h"
+#include "engine/shaping/shaping.h"
+#include "engine/smtp/classifier.h"
 #include "metrics/metrics.h"
 
 namespace salvo::delivery {
@@ -25,13 +27,16 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const config::Config& con
                                                        metrics::Registry* registry,
                                                        EngineOptions options) {
   if (absl::Status s = reactor::Reactor::CheckIoUringAvailable(); !s.ok()) return s;
-  // shaping_file has no rules to load yet (issue 13), but naming a file that
-  // is not there must not pass silently.
-  if (!config.shaping_file.empty() && access(config.shaping_file.c_str(), R_OK) != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("shaping_file: cannot read '", config.shaping_file, "': ", strerror(errno)));
-  }
+  // Shaping: the file's limits and its rules before the shipped ones; a bad
+  // file stops the start with file:line:column.
+  absl::StatusOr<shaping::ShapingConfig> shaping = shaping::LoadShaping(config);
+  if (!shaping.ok()) return shaping.status();
+  absl::StatusOr<std::unique_ptr<const smtp::Classifier>> rules =
+      shaping::BuildClassifier(shaping->rules);
+  if (!rules.ok()) return rules.status();
+  smtp::InstallClassifier(*std::move(rules));
   std::unique_ptr<Engine> e(new Engine(config, source, std::move(options)));
+  e->shaper_ = std::make_unique<shaping::Shaper>(*std::move(shaping));
   // DNS and routing overrides: one Resolver per shard, built from these.
   dns::ResolverOptions& ro = e->resolver_options_;
   ro.servers = config.dns.servers;
@@ -54,6 +59,26 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const config::Config& con
   for (int i = 0; i < n; ++i)
     e->shards_.push_back(std::make_unique<Shard>(e.get(), i, registry->AddShard()));
   return e;
+}
+
+absl::Status Engine::ReloadShaping() {
+  absl::StatusOr<shaping::ShapingConfig> shaping = shaping::LoadShaping(config_);
+  if (!shaping.ok()) return shaping.status();
+  absl::StatusOr<std::unique_ptr<const smtp::Classifier>> rules =
+      shaping::BuildClassifier(shaping->rules);
+  if (!rules.ok()) return rules.status();
+  const size_t providers = shaping->providers.size(), domains = shaping->domains.size(),
+               n_rules = shaping->rules.size();
+  smtp::InstallClassifier(*std::move(rules));
+  shaper_->Reload(*std::move(shaping));
+  for (auto& s : shards_) {
+    Shard* shard = s.get();
+    shard->Post([shard] { shard->ShapingReloaded(); });
+  }
+  SALVO_LOG(kInfo, "shaping: reloaded {} ({} providers, {} domain tables, {} rules)",
+            config_.shaping_file.empty() ? "the defaults" : config_.shaping_file, providers,
+            domains, n_rules);
+  return absl::OkStatus();
 }
 
 Engine::Engine(const config::Config& config, MessageSource* source, EngineOptions options)

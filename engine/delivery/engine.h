@@ -40,6 +40,7 @@
 #include "engine/config/config.h"
 #include "engine/delivery/source.h"
 #include "engine/dns/resolver.h"
+#include "engine/shaping/throttle.h"
 
 namespace salvo::metrics {
 class Registry;
@@ -98,6 +99,13 @@ class Engine {
   bool finished() const { return done_; }
 
   EngineStats Stats() const;
+
+  // SIGHUP: reads the shaping file again. A bad file is an error naming
+  // file:line:column and the old configuration stays in force; a good one
+  // applies to new connections and every site pool at once, open connections
+  // stay. Thread-safe (call from the signal-handling thread).
+  absl::Status ReloadShaping();
+  shaping::Shaper* shaper() const { return shaper_.get(); }
   int shard_count() const { return static_cast<int>(shards_.size()); }
 
   // --- Called by shards (any shard thread). ---
@@ -132,6 +140,7 @@ class Engine {
   size_t in_flight_ = 0;  // feeder thread only
   bool done_ = false;     // the source finished (as opposed to a shutdown request)
   std::unique_ptr<metrics::Registry> own_registry_;
+  std::unique_ptr<shaping::Shaper> shaper_;
   std::atomic<uint64_t> in_flight_shadow_{0};
 };
 

@@ -77,7 +77,8 @@ void DomainRouter::OnResolved(const std::string& domain, absl::StatusOr<dns::Sit
     for (Job& job : jobs) shard_->Report(std::move(job), o);
     return;
   }
-  std::shared_ptr<const SiteInfo> info = ToSiteInfo(*result);
+  std::shared_ptr<const SiteInfo> info =
+      ToSiteInfo(*result, domain, *shard_->engine()->shaper()->config());
   if (!info) {
     smtp::Outcome o = smtp::OutcomeForDnsFailure(smtp::DnsFailure::kNoAddressYet, domain,
                                                  "no MX host of the domain has an address");
@@ -124,10 +125,20 @@ std::shared_ptr<const SiteInfo> DomainRouter::Intern(std::shared_ptr<const SiteI
   return fresh;
 }
 
-std::shared_ptr<const SiteInfo> DomainRouter::ToSiteInfo(const dns::Site& site) {
+void DomainRouter::Forget() {
+  domains_.clear();
+  lru_.clear();
+  sites_.clear();
+}
+
+std::shared_ptr<const SiteInfo> DomainRouter::ToSiteInfo(const dns::Site& site,
+                                                         const std::string& domain,
+                                                         const shaping::ShapingConfig& shaping) {
   auto info = std::make_shared<SiteInfo>();
   info->key = site.key;
+  info->domain = domain;
   for (const dns::MxHost& h : site.hosts) {
+    if (info->mx_names.empty() || info->mx_names.back() != h.name) info->mx_names.push_back(h.name);
     for (const dns::IpAddress& ip : h.addresses) {
       SiteHost sh;
       sh.name = h.name;
@@ -141,6 +152,10 @@ std::shared_ptr<const SiteInfo> DomainRouter::ToSiteInfo(const dns::Site& site) 
   }
   if (info->hosts.empty()) return nullptr;
   if (info->key.empty()) info->key = info->hosts.front().label;
+  auto resolved =
+      std::make_shared<shaping::Resolved>(shaping::Resolve(shaping, domain, info->mx_names));
+  if (resolved->by_name) info->key += "|" + resolved->key;
+  info->shaping = std::move(resolved);
   return info;
 }
 

@@ -42,9 +42,17 @@ class DomainRouter {
   size_t cached_domains() const { return domains_.size(); }
   size_t cached_sites() const { return sites_.size(); }
 
-  // Builds the engine's view of a resolved site: one SiteHost per address,
-  // in try order. nullptr when no host has an address.
-  static std::shared_ptr<const SiteInfo> ToSiteInfo(const dns::Site& site);
+  // The shaping file changed: forget every cached answer, so domains are
+  // resolved (and shaped) again.
+  void Forget();
+
+  // Builds the engine's view of a resolved site for `domain`: one SiteHost
+  // per address, in try order, and what `shaping` says applies (a key of its
+  // own when that depends on the domain's name). nullptr when no host has an
+  // address.
+  static std::shared_ptr<const SiteInfo> ToSiteInfo(const dns::Site& site,
+                                                    const std::string& domain,
+                                                    const shaping::ShapingConfig& shaping);
 
  private:
   struct CachedDomain {

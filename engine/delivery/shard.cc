@@ -81,16 +81,18 @@ void Shard::ThreadMain(std::promise<absl::Status>* started) {
     return;
   }
   reactor_ = std::move(*r);
-  if (cfg.tls.mode != config::TlsMode::kOff) {
+  {
+    // Always: a shaping table may ask for TLS where [tls] mode is "off".
     smtp::TlsClientConfig tc;
     tc.ca_file = cfg.tls.ca_file;
     auto t = smtp::TlsClientContext::Create(tc);
-    if (!t.ok()) {
+    if (t.ok()) {
+      tls_ = std::move(*t);
+    } else if (cfg.tls.mode != config::TlsMode::kOff) {
       started->set_value(t.status());
       reactor_.reset();
       return;
     }
-    tls_ = std::move(*t);
   }
   auto resolver = dns::Resolver::Create(reactor_.get(), engine_->resolver_options());
   if (!resolver.ok()) {
@@ -132,8 +134,40 @@ void Shard::AcceptJobs(std::vector<Job> jobs) {
 }
 
 SitePolicy Shard::PolicyFor(const SiteInfo& info) const {
-  (void)info;  // one policy for every site until shaping rules exist
-  return defaults_;
+  SitePolicy p = defaults_;
+  shaping::Shaper* shaper = engine_->shaper();
+  std::shared_ptr<const shaping::Resolved> r = info.shaping;
+  if (!r) {  // a site built without shaping (tests): the defaults
+    r = std::make_shared<shaping::Resolved>(
+        shaping::Resolve(*shaper->config(), info.domain, info.mx_names));
+  }
+  p.key = r->key;
+  p.max_connections = static_cast<size_t>(std::max(1, r->max_connections));
+  p.messages_per_connection = static_cast<uint64_t>(std::max(1, r->max_messages_per_connection));
+  p.max_recipients_per_message = static_cast<size_t>(std::max(1, r->max_recipients_per_message));
+  p.tls = r->tls;
+  if (!r->domain.empty())
+    p.own = shaper->Shared(r->key, r->max_connections, r->message_rate, r->connection_rate);
+  else
+    p.own = std::make_shared<shaping::KeyState>(
+        r->key == "default" ? "site " + info.key : r->key + " site " + info.key, r->max_connections,
+        r->message_rate, r->connection_rate);
+  if (!r->provider.empty())
+    p.provider = shaper->Shared("provider." + r->provider, r->provider_max_connections,
+                                r->provider_message_rate, r->provider_connection_rate);
+  return p;
+}
+
+void Shard::ShapingReloaded() {
+  router_->Forget();
+  std::shared_ptr<const shaping::ShapingConfig> config = engine_->shaper()->config();
+  for (auto& [key, pool] : pools_) {
+    const SiteInfo& info = *pool->info();
+    auto fresh = std::make_shared<SiteInfo>(info);
+    fresh->shaping =
+        std::make_shared<shaping::Resolved>(shaping::Resolve(*config, info.domain, info.mx_names));
+    pool->Reconfigure(PolicyFor(*fresh));
+  }
 }
 
 SitePool* Shard::PoolFor(const std::shared_ptr<const SiteInfo>& info) {
@@ -206,20 +240,20 @@ void Shard::SessionClosed() {
                        std::memory_order_relaxed);
 }
 
-smtp::Options Shard::SessionOptions(const SiteHost& host) const {
+smtp::Options Shard::SessionOptions(const SiteHost& host, const SitePolicy& policy) const {
   const config::Config& cfg = engine_->config();
   smtp::Options o;
   o.helo_name = helo_name_;
   o.host = host.name;
   o.host_label = host.label;
-  switch (cfg.tls.mode) {
-    case config::TlsMode::kOff:
+  switch (policy.tls) {
+    case shaping::Tls::kOff:
       o.tls = smtp::TlsMode::kDisabled;
       break;
-    case config::TlsMode::kOpportunistic:
+    case shaping::Tls::kOpportunistic:
       o.tls = smtp::TlsMode::kOpportunistic;
       break;
-    case config::TlsMode::kRequired:
+    case shaping::Tls::kRequired:
       o.tls = smtp::TlsMode::kRequired;
       o.verify_peer = cfg.tls.verify;
       break;
@@ -252,6 +286,7 @@ void Shard::Report(Job job, const smtp::Outcome& outcome) {
 }
 
 void Shard::CountOutcome(const smtp::Outcome& o) {
+  if (o.held()) return;  // not attempted: neither a delivery nor a deferral
   switch (o.disposition) {
     case smtp::Disposition::kDelivered:
       counters_->Add(metrics::Counter::kRecipientsDelivered);

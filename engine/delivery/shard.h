@@ -58,6 +58,9 @@ class Shard {
   void AcceptJobs(std::vector<Job> jobs);
   // Jobs for a site this shard owns.
   void AcceptForSite(std::shared_ptr<const SiteInfo> site, std::vector<Job> jobs);
+  // The shaping file was reloaded: routes are resolved again, every pool
+  // takes its new limits (open connections stay).
+  void ShapingReloaded();
   // Graceful: defer queued jobs, finish open transactions, QUIT.
   void BeginDrain();
   // Now: close every connection; open transactions are reported deferred.
@@ -84,8 +87,9 @@ class Shard {
   std::chrono::steady_clock::time_point Now() const { return engine_clock_->Now(); }
   // The SMTP sessions' clock: wall time moving with the engine's clock.
   const Clock* session_clock() const { return &session_clock_; }
-  // Session options for a connection to `host` (TLS, HELO name, timeouts).
-  smtp::Options SessionOptions(const SiteHost& host) const;
+  // Session options for a connection to `host` (TLS, HELO name, timeouts)
+  // of a pool with `policy`.
+  smtp::Options SessionOptions(const SiteHost& host, const SitePolicy& policy) const;
   uint64_t NextEnvelopeId() { return next_envelope_id_++; }
   // Every recipient of `job` gets `outcome`; results go to the feeder in one
   // batch per loop turn.

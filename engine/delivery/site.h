@@ -13,9 +13,12 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "engine/shaping/shaping.h"
 
 namespace salvo::delivery {
 
@@ -29,6 +32,14 @@ struct SiteHost {
 struct SiteInfo {
   std::string key;              // stable identity: the MX host set (dns::SiteKey)
   std::vector<SiteHost> hosts;  // in preference order (failover order), one per address
+  // What shaping resolved for the domain this site was first routed for (its
+  // limits, its shaping key and provider); set by the router. A destination
+  // whose shaping depends on its name ([domain] table, a provider's
+  // `domains`) has a key of its own ("<hosts>|domain.NAME"), so its pool
+  // is apart from other domains with the same MX hosts.
+  std::shared_ptr<const shaping::Resolved> shaping;
+  std::string domain;                 // the domain it was resolved for
+  std::vector<std::string> mx_names;  // MX host names (for re-resolution on reload)
 
   // Same hosts at the same addresses (in any order: equal-preference MX
   // hosts are shuffled on every lookup, which is no reason to replace a site).

@@ -8,7 +8,11 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <memory>
+#include <string>
+
 #include "engine/config/config.h"
+#include "engine/shaping/throttle.h"
 
 namespace salvo::delivery {
 
@@ -26,6 +30,17 @@ struct SitePolicy {
   // they repeat with no delivery in between, up to `max_backoff`.
   Duration first_backoff = std::chrono::seconds(1);
   Duration max_backoff = std::chrono::seconds(60);
+
+  // --- From shaping (engine/shaping), resolved per site in Shard::PolicyFor. ---
+  size_t max_recipients_per_message = 100;  // larger jobs are split on Enqueue
+  shaping::Tls tls = shaping::Tls::kOpportunistic;
+  std::string key;  // the shaping key: "default", "domain.NAME", "provider.NAME"
+  // The pool's own limits (rates, connections, adaptive backoff, suspension):
+  // a key of its own for "default" and provider members, the shared one of
+  // a [domain] table. Never null once the pool exists.
+  std::shared_ptr<shaping::KeyState> own;
+  // The provider's key, shared by every member on every shard; null if none.
+  std::shared_ptr<shaping::KeyState> provider;
 
   // The [delivery] defaults.
   static SitePolicy FromConfig(const config::Config& config);

@@ -2,11 +2,16 @@
 #include "engine/delivery/site_pool.h"
 
 #include <algorithm>
+#include <cmath>
+
+#include "absl/time/time.h"
 
 #include "engine/common/log.h"
+#include "engine/common/strings.h"
 #include "engine/delivery/compose_farm.h"
 #include "engine/delivery/connection.h"
 #include "engine/delivery/shard.h"
+#include "engine/smtp/classifier.h"
 #include "engine/smtp/failure_scope.h"
 
 namespace salvo::delivery {
@@ -30,13 +35,64 @@ void SitePool::Refresh(std::shared_ptr<const SiteInfo> info) {
   down_until_.assign(info_->hosts.size(), Steady::time_point{});
 }
 
-bool SitePool::MayOpenConnection(Steady::time_point now) const {
-  return connections < open_cap_ && backoff_until_ <= now;
+namespace {
+
+// A throttled pool keeps what it can send in this long; the rest goes back
+// to the queue (held: no attempt, no deferral) so it never fills the
+// engine's in-flight limit with jobs it will not send for minutes.
+constexpr int64_t kHoldHorizonNs = 30'000'000'000;
+
+std::string_view ReplyOrDetail(const smtp::Outcome& o, std::string* buf) {
+  if (o.reply.empty()) return o.detail;
+  *buf = o.reply.ToString();
+  return *buf;
 }
 
-bool SitePool::MaySendNow(Steady::time_point now) const {
-  (void)now;  // no rate limit yet: shaping (issue 13) decides here
-  return true;
+}  // namespace
+
+void SitePool::Enqueue(Job job) {
+  const size_t max = std::max<size_t>(1, policy_.max_recipients_per_message);
+  if (job.recipients.size() <= max) {
+    ready.push_back(std::move(job));
+    return;
+  }
+  // Split: every part carries the same message (composed once if it was).
+  std::vector<JobRecipient> all = std::move(job.recipients);
+  for (size_t i = 0; i < all.size(); i += max) {
+    Job part;
+    part.domain = job.domain;
+    part.mail_from = job.mail_from;
+    part.body = job.body;
+    part.needs_8bitmime = job.needs_8bitmime;
+    part.needs_smtputf8 = job.needs_smtputf8;
+    part.context = job.context;
+    part.recipients.assign(std::make_move_iterator(all.begin() + i),
+                           std::make_move_iterator(all.begin() + std::min(all.size(), i + max)));
+    ready.push_back(std::move(part));
+  }
+}
+
+void SitePool::Reconfigure(SitePolicy policy) {
+  SALVO_LOG(kDebug, "shard {}: site {} now shaped as {}", shard_->index(), info_->key, policy.key);
+  policy_ = std::move(policy);
+  open_cap_ = std::max<size_t>(1, std::min(open_cap_, policy_.max_connections));
+  if (open_cap_ < policy_.max_connections && backoff_ == Steady::duration::zero())
+    open_cap_ = policy_.max_connections;
+  Pump();
+}
+
+bool SitePool::MayOpenConnection(Steady::time_point now) const {
+  if (connections >= open_cap_ || connections >= policy_.max_connections || backoff_until_ > now)
+    return false;
+  const int64_t ns = Ns(now);
+  return policy_.own->MayOpen(ns) && (!policy_.provider || policy_.provider->MayOpen(ns));
+}
+
+int64_t SitePool::SendWait(Steady::time_point now) const {
+  const int64_t ns = Ns(now);
+  int64_t wait = policy_.own->MessageWait(ns);
+  if (policy_.provider) wait = std::max(wait, policy_.provider->MessageWait(ns));
+  return wait;
 }
 
 void SitePool::ArmWakeup(Steady::time_point at) {
@@ -63,8 +119,22 @@ void SitePool::Pump() {
     DeferAll(last_failure_);
     return;
   }
-  if (!MaySendNow(now)) {
-    ArmWakeup(now + std::chrono::milliseconds(10));
+  const int64_t ns = Ns(now);
+  if (!suspended_domains_.empty()) HoldSuspendedDomains(ns);
+  {
+    const int64_t until = std::max(policy_.own->suspended_until(),
+                                   policy_.provider ? policy_.provider->suspended_until() : 0);
+    if (until > ns) {
+      HoldAll(policy_.provider && policy_.provider->suspended(ns)
+                  ? std::string_view(policy_.provider->name())
+                  : std::string_view(policy_.own->name()),
+              until - ns);
+      return;
+    }
+  }
+  if (const int64_t wait = SendWait(now); wait > 0) {
+    HoldExcess(ns);
+    ArmWakeup(now + std::chrono::nanoseconds(wait));
     return;
   }
   while (!idle.empty()) {
@@ -94,7 +164,20 @@ void SitePool::Pump() {
 // waits (idle) for the composed job. Then tops the queue up again.
 std::optional<Job> SitePool::TakeJob(size_t waiting) {
   std::optional<Job> job;
-  if (!MaySendNow(shard_->Now())) return job;
+  if (composed.empty() && (ready.empty() || !(composing <= waiting || ready.front().body)))
+    return job;  // nothing to take: no token either
+  // One message token from every shaping key of the pool, or none.
+  const auto now = shard_->Now();
+  const int64_t ns = Ns(now);
+  int64_t wait = policy_.own->TakeMessage(ns);
+  if (wait == 0 && policy_.provider) {
+    wait = policy_.provider->TakeMessage(ns);
+    if (wait != 0) policy_.own->RefundMessage();
+  }
+  if (wait != 0) {
+    ArmWakeup(now + std::chrono::nanoseconds(wait));
+    return job;
+  }
   if (!composed.empty()) {
     job.emplace(std::move(composed.front()));
     composed.pop_front();
@@ -127,7 +210,15 @@ void SitePool::OpenConnection() {
     }
   }
   if (host == info_->hosts.size()) host = 0;  // all marked down: try in order again
+  // A slot of each shaping key (connection limits and rates), or no connection.
+  const int64_t ns = Ns(now);
+  if (!policy_.own->AcquireConnection(ns)) return;
+  if (policy_.provider && !policy_.provider->AcquireConnection(ns)) {
+    policy_.own->ReleaseConnection();
+    return;
+  }
   Connection* c = shard_->NewConnection(this);
+  c->TakeSlots(policy_.own, policy_.provider);
   connections++;
   starting++;
   c->ConnectTo(host);
@@ -198,9 +289,125 @@ void SitePool::Delivered() {
   open_cap_++;
 }
 
+void SitePool::Feedback(const smtp::Outcome& o) {
+  const int64_t ns = Ns(shard_->Now());
+  shaping::KeyState* keys[2] = {policy_.own.get(), policy_.provider.get()};
+  if (o.delivered()) {
+    for (shaping::KeyState* k : keys)
+      if (k && k->Delivered(ns))
+        SALVO_LOG(kDebug, "shaping: {} speeds up: {}", k->name(), k->Describe(ns));
+    return;
+  }
+  if (o.held()) return;
+  if (o.rule && o.rule->action == smtp::RuleAction::kSuspend) {
+    Suspend(o, ns);
+    return;
+  }
+  if (o.bounce_class == smtp::Category::kRateLimited ||
+      (o.rule && o.rule->action == smtp::RuleAction::kBackoff)) {
+    std::string buf;
+    for (shaping::KeyState* k : keys)
+      if (k && k->SlowDown(ns))
+        SALVO_LOG(kInfo, "shaping: {} slows down to {} (observed {:.1f}/s) after {}: {}", k->name(),
+                  k->Describe(ns), k->observed_rate(ns), o.host, ReplyOrDetail(o, &buf));
+  }
+}
+
+void SitePool::Suspend(const smtp::Outcome& o, int64_t ns) {
+  const smtp::Rule& rule = *o.rule;
+  const int64_t until = ns + absl::ToInt64Nanoseconds(rule.duration);
+  std::string buf;
+  std::string_view why = ReplyOrDetail(o, &buf);
+  shaping::KeyState* key = policy_.own.get();
+  switch (rule.scope) {
+    case smtp::RuleScope::kProvider:
+      if (policy_.provider) key = policy_.provider.get();
+      break;
+    case smtp::RuleScope::kDomain:
+      if (policy_.key.rfind("domain.", 0) != 0) {
+        // The domain shares this pool with others: hold only its jobs.
+        const std::string& domain = info_->domain;
+        bool found = false;
+        for (auto& [d, t] : suspended_domains_)
+          if (d == domain) t = std::max(t, until), found = true;
+        if (!found) suspended_domains_.emplace_back(domain, until);
+        SALVO_LOG(kInfo, "shaping: domain {} suspended for {} by rule '{}': {}", domain,
+                  absl::FormatDuration(rule.duration), rule.name, why);
+        Pump();
+        return;
+      }
+      break;
+    default:
+      break;
+  }
+  key->Suspend(until);
+  SALVO_LOG(kInfo, "shaping: {} suspended for {} by rule '{}' ({}): {}", key->name(),
+            absl::FormatDuration(rule.duration), rule.name, o.host, why);
+  Pump();
+}
+
+void SitePool::HoldAll(std::string_view why, int64_t hold_ns) {
+  const smtp::Outcome held =
+      smtp::OutcomeForHold(Cat(why, " is suspended"), std::max<int64_t>(1, hold_ns / 1'000'000));
+  std::deque<Job> jobs;
+  jobs.swap(composed);
+  for (Job& job : jobs) shard_->Report(std::move(job), held);
+  jobs.clear();
+  jobs.swap(ready);
+  for (Job& job : jobs) shard_->Report(std::move(job), held);
+}
+
+void SitePool::HoldExcess(int64_t ns) {
+  double rate = policy_.own->effective_rate();
+  if (policy_.provider) rate = std::min(rate, policy_.provider->effective_rate());
+  if (!(rate > 0) || std::isinf(rate)) return;
+  const size_t keep =
+      std::max<size_t>(2 * policy_.max_connections + 1,
+                       static_cast<size_t>(rate * static_cast<double>(kHoldHorizonNs) / 1e9));
+  if (ready.size() + composed.size() <= keep) return;
+  size_t excess = ready.size() + composed.size() - keep;
+  excess = std::min(excess, ready.size());
+  if (excess == 0) return;
+  // Back to the queue, due again about when the rate would have reached them.
+  const auto hold_ms = static_cast<int64_t>(1000.0 * static_cast<double>(keep) / rate);
+  const smtp::Outcome held =
+      smtp::OutcomeForHold(Cat(policy_.key, " is throttled"), std::max<int64_t>(1000, hold_ms));
+  SALVO_LOG(kDebug, "shaping: {} throttled at {:.1f}/s: {} jobs back to the queue for {} ms",
+            policy_.key, rate, excess, hold_ms);
+  (void)ns;
+  for (size_t i = 0; i < excess; ++i) {
+    shard_->Report(std::move(ready.back()), held);
+    ready.pop_back();
+  }
+}
+
+void SitePool::HoldSuspendedDomains(int64_t ns) {
+  std::erase_if(suspended_domains_, [ns](const auto& e) { return e.second <= ns; });
+  if (suspended_domains_.empty()) return;
+  auto until_of = [&](const std::string& domain) -> int64_t {
+    for (const auto& [d, t] : suspended_domains_)
+      if (d == domain) return t;
+    return 0;
+  };
+  for (std::deque<Job>* q : {&composed, &ready}) {
+    std::deque<Job> keep;
+    for (Job& job : *q) {
+      if (int64_t t = until_of(job.domain); t > ns)
+        shard_->Report(std::move(job),
+                       smtp::OutcomeForHold(Cat("domain ", job.domain, " is suspended"),
+                                            std::max<int64_t>(1, (t - ns) / 1'000'000)));
+      else
+        keep.push_back(std::move(job));
+    }
+    q->swap(keep);
+  }
+}
+
 bool SitePool::Unused(Steady::time_point now) const {
   if (connections != 0 || composing != 0 || !ready.empty() || !composed.empty()) return false;
   if (paused_until_ > now || backoff_until_ > now || wakeup_ != 0) return false;
+  // A suspension lives in the pool (its own key, its domains): keep it.
+  if (!suspended_domains_.empty() || policy_.own->suspended(Ns(now))) return false;
   for (const auto& t : down_until_)
     if (t > now) return false;
   return true;

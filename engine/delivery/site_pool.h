@@ -45,7 +45,11 @@ class SitePool {
   // connections use it; open ones keep theirs.
   void Refresh(std::shared_ptr<const SiteInfo> info);
 
-  void Enqueue(Job job) { ready.push_back(std::move(job)); }
+  // Queues a job; one with more recipients than the policy's
+  // max_recipients_per_message is split.
+  void Enqueue(Job job);
+  // New limits (the shaping file was reloaded). Open connections stay.
+  void Reconfigure(SitePolicy policy);
   // Hands queued jobs to idle connections, opens connections as the policy
   // allows, tops compose-ahead up.
   void Pump();
@@ -55,9 +59,11 @@ class SitePool {
   // Every queued job (ready and composed) gets `outcome`.
   void DeferAll(const smtp::Outcome& outcome);
 
-  // --- The "may I" hooks (rate limits plug in here). ---
+  // --- The "may I" hooks: backoff, the shaping keys' limits. ---
   bool MayOpenConnection(Steady::time_point now) const;
-  bool MaySendNow(Steady::time_point now) const;
+  // Nanoseconds until the next message may go (rates, suspension); 0 = now.
+  int64_t SendWait(Steady::time_point now) const;
+  bool MaySendNow(Steady::time_point now) const { return SendWait(now) == 0; }
 
   // --- Connection events. ---
   // A connection to host `host` failed before its session was ready.
@@ -71,6 +77,10 @@ class SitePool {
   void BackOff(const smtp::Outcome& why);
   // A transaction was delivered: the failures no longer repeat.
   void Delivered();
+  // Shaping feedback from one finished transaction or session: a delivery
+  // (raises throttled limits again), a "slow down" reply (adaptive backoff),
+  // a rule that suspends.
+  void Feedback(const smtp::Outcome& outcome);
 
   // Nothing queued, composing, connected, or penalised: the shard may drop it.
   bool Unused(Steady::time_point now) const;
@@ -87,6 +97,13 @@ class SitePool {
  private:
   void OpenConnection();
   void ArmWakeup(Steady::time_point at);
+  static int64_t Ns(Steady::time_point t) { return t.time_since_epoch().count(); }
+  // Every queued job back to the queue, untried, for `hold_ns` (suspension).
+  void HoldAll(std::string_view why, int64_t hold_ns);
+  // Keeps only what the throttled rate sends in the next kHoldHorizon.
+  void HoldExcess(int64_t now_ns);
+  void HoldSuspendedDomains(int64_t now_ns);
+  void Suspend(const smtp::Outcome& outcome, int64_t now_ns);
 
   Shard* shard_;
   std::shared_ptr<const SiteInfo> info_;
@@ -103,6 +120,9 @@ class SitePool {
   Steady::time_point last_site_failure_{};
   Steady::time_point last_growth_{};
   size_t open_cap_;
+  // Domains of this pool suspended by a rule with scope = "domain" (their
+  // pool is shared with other domains): until when.
+  std::vector<std::pair<std::string, int64_t>> suspended_domains_;
   reactor::TimerId wakeup_ = 0;
   Steady::time_point wakeup_at_{};
 };

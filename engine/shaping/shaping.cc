@@ -5,7 +5,9 @@
 #include <re2/re2.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -402,7 +404,9 @@ absl::StatusOr<ShapingConfig> ParseShaping(std::string_view text, std::string_vi
 
 absl::StatusOr<ShapingConfig> LoadShapingFile(const std::string& path, ShapingConfig base) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(Cat("shaping_file: cannot read '", path, "'"));
+  if (!in)
+    return absl::InvalidArgumentError(
+        Cat("shaping_file: cannot read '", path, "': ", std::strerror(errno)));
   std::stringstream ss;
   ss << in.rdbuf();
   return ParseShaping(ss.str(), path, std::move(base));

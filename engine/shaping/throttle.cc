@@ -58,7 +58,7 @@ void KeyState::Configure(int max_connections, Rate message_rate, Rate connection
   if (max_connections_ > 0 && conn_cap_.load() >= max_connections_) conn_cap_.store(0);
 }
 
-double KeyState::EffectiveRate() const {
+double KeyState::effective_rate() const {
   double cap = rate_cap_.load(std::memory_order_relaxed);
   return configured_rate_ > 0 ? std::min(configured_rate_, cap) : cap;
 }
@@ -94,15 +94,15 @@ void KeyState::ReleaseConnection() { open_.fetch_sub(1, std::memory_order_relaxe
 
 int64_t KeyState::TakeMessage(int64_t now_ns) {
   if (int64_t s = suspended_until(); s > now_ns) return s - now_ns;
-  const double rate = EffectiveRate();
+  const double rate = effective_rate();
   return messages_.TryTake(now_ns, rate, Burst(rate));
 }
 
-void KeyState::RefundMessage() { messages_.Refund(EffectiveRate()); }
+void KeyState::RefundMessage() { messages_.Refund(effective_rate()); }
 
 int64_t KeyState::MessageWait(int64_t now_ns) const {
   if (int64_t s = suspended_until(); s > now_ns) return s - now_ns;
-  const double rate = EffectiveRate();
+  const double rate = effective_rate();
   return messages_.WaitFor(now_ns, rate, Burst(rate));
 }
 
@@ -129,7 +129,7 @@ bool KeyState::SlowDown(int64_t now_ns) {
   int64_t last = last_cut_.load(std::memory_order_relaxed);
   if (now_ns - last < kSecond) return false;
   if (!last_cut_.compare_exchange_strong(last, now_ns, std::memory_order_relaxed)) return false;
-  const double current = EffectiveRate();
+  const double current = effective_rate();
   const double observed = observed_rate(now_ns);
   double next;
   if (observed > 0)
@@ -177,7 +177,7 @@ void KeyState::Suspend(int64_t until_ns) {
 
 std::string KeyState::Describe(int64_t now_ns) const {
   std::string s;
-  const double rate = EffectiveRate();
+  const double rate = effective_rate();
   if (std::isinf(rate))
     s = "rate unlimited";
   else

@@ -80,7 +80,7 @@ class KeyState {
   bool suspended(int64_t now_ns) const { return suspended_until() > now_ns; }
 
   // Current effective limits (adaptive, <= configured; kUnlimited / 0 = none).
-  double rate_now() const { return rate_cap_.load(std::memory_order_relaxed); }
+  double effective_rate() const;
   int connections_now() const;
   double configured_rate() const { return configured_rate_; }
   int configured_connections() const { return max_connections_; }
@@ -90,7 +90,6 @@ class KeyState {
   std::string Describe(int64_t now_ns) const;
 
  private:
-  double EffectiveRate() const;
   void CountDelivery(int64_t now_ns);
 
   const std::string name_;

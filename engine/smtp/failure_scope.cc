@@ -1,5 +1,6 @@
 #include "engine/smtp/failure_scope.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -362,6 +363,15 @@ Outcome OutcomeForLocal(std::string_view category, std::string_view detail, bool
                    FailureKind::kLocal, std::string(category), host);
   o.detail.assign(detail);
   return Classified(std::move(o));
+}
+
+Outcome OutcomeForHold(std::string_view why, int64_t hold_ms) {
+  Outcome o = Make(Disposition::kDeferred, Scope::kSite, FailureKind::kLocal, "held", "");
+  o.detail.assign(why);
+  o = Classified(std::move(o));
+  o.bounce_class = Category::kNone;  // not a failure: nothing was tried
+  o.hold_ms = std::max<int64_t>(1, hold_ms);
+  return o;
 }
 
 Category BounceClassOf(std::string_view c) {

@@ -97,6 +97,11 @@ Outcome OutcomeForSiteDown(Outcome last);
 Outcome OutcomeForLocal(std::string_view category, std::string_view detail, bool permanent,
                         Scope scope, std::string_view host);
 
+// Shaping held the recipient back without an attempt (its destination is
+// suspended, or throttled with more queued than it can send soon): deferred
+// for `hold_ms` (>= 1), not counted as an attempt. Category "held".
+Outcome OutcomeForHold(std::string_view why, int64_t hold_ms);
+
 // Coarse category from the enhanced code and the reply text, e.g.
 // "invalid_recipient", "mailbox_full", "rate_limited", "spam_block",
 // "policy", "message_too_large", "greylisted", "other".

@@ -69,11 +69,16 @@ struct Outcome {
   // `bounce_class`, if one did: shaping reads its action (backoff, suspend).
   // Rules live as long as the process.
   const Rule* rule = nullptr;
+  // > 0: not attempted. Shaping held the recipient back (its destination is
+  // suspended or throttled): the queue puts it back for this long without
+  // counting an attempt or a deferral (OutcomeForHold).
+  int64_t hold_ms = 0;
   Reply reply;         // the reply that decided this, if any
   std::string host;    // MX host (name and IP) the attempt went to, if any
   std::string detail;  // human-readable explanation when there is no reply
 
   bool delivered() const { return disposition == Disposition::kDelivered; }
+  bool held() const { return hold_ms > 0; }
   // Hard = never retried (bounced); soft = retried later (deferred).
   bool hard() const { return disposition == Disposition::kBounced; }
   // A temporary failure of the whole destination (421, greeting or EHLO
