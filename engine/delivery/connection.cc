@@ -124,7 +124,8 @@ void Connection::OnReady() {
   if (state_ == State::kEnding || state_ == State::kClosing) return;
   state_ = State::kBusy;
   while (true) {
-    if (shard_->draining() || messages_ >= pool_->policy().messages_per_connection) {
+    if (shard_->draining() || messages_ >= pool_->policy().messages_per_connection ||
+        pool_->OverShare()) {
       session_->Quit();
       return;
     }
@@ -189,7 +190,7 @@ void Connection::ReportJob(std::vector<smtp::Outcome> outcomes) {
     pool_->Delivered();
     pool_->Feedback(*delivered);
   }
-  if (trouble) pool_->Feedback(*trouble);
+  if (trouble) pool_->Feedback(*trouble, job.domain);
   shard_->AddResult(std::move(r));
 }
 
@@ -283,6 +284,7 @@ void Connection::Abandon(const smtp::Outcome& open_outcome) {
 
 // The session is over (QUIT answered, or it failed).
 void Connection::SessionFinished() {
+  const std::string domain = job_ ? job_->domain : std::string();
   if (job_) {
     // The session closed without reporting the transaction: never delivered.
     smtp::Outcome o = close_outcome_;
@@ -293,7 +295,7 @@ void Connection::SessionFinished() {
   }
   // Shaping hears of a "slow down" or a suspending rule at any stage.
   if (close_outcome_.rule || close_outcome_.bounce_class == smtp::Category::kRateLimited)
-    pool_->Feedback(close_outcome_);
+    pool_->Feedback(close_outcome_, domain);
   if (!ever_ready_ && close_outcome_.kind != smtp::FailureKind::kNone) {
     // Greeting/EHLO/TLS trouble before any transaction: try the next host,
     // but don't mark this one down (421 "too busy" is not "dead").

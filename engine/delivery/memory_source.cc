@@ -56,6 +56,17 @@ absl::Status InMemorySource::Complete(absl::Span<JobResult> results) {
     for (size_t i = 0; i < r.recipients.size() && i < r.outcomes.size(); ++i) {
       const JobRecipient& rcpt = r.recipients[i];
       const smtp::Outcome& o = r.outcomes[i];
+      if (o.held()) {
+        // Not attempted: back after the hold, no attempt counted.
+        ++held_;
+        auto it = jobs_.find(r.recipients.front().tag1);
+        if (it == jobs_.end()) continue;
+        Job again = it->second;
+        again.recipients = {rcpt};
+        jobs_[rcpt.tag1] = again;
+        waiting_.push_back({now + std::chrono::milliseconds(o.hold_ms), std::move(again)});
+        continue;
+      }
       final_[rcpt.address] = o;
       log_.emplace_back(rcpt.address, o);
       int n = ++attempts_[rcpt.address];
@@ -100,6 +111,11 @@ size_t InMemorySource::Count(smtp::Disposition d) const {
   for (const auto& [addr, o] : final_)
     if (o.disposition == d) ++n;
   return n;
+}
+
+size_t InMemorySource::held() const {
+  absl::MutexLock lock(&mu_);
+  return held_;
 }
 
 size_t InMemorySource::pending() const {

@@ -47,6 +47,9 @@ class InMemorySource final : public MessageSource {
   std::vector<std::pair<std::string, smtp::Outcome>> Attempts() const;
   size_t Count(smtp::Disposition d) const;  // over Final()
   size_t pending() const;
+  // Recipients handed back untried by shaping (held), counted per hand-back;
+  // they come back after the hold, whatever retry_deferred says.
+  size_t held() const;
 
  private:
   std::chrono::steady_clock::time_point Now() const {
@@ -62,6 +65,7 @@ class InMemorySource final : public MessageSource {
   std::vector<Waiting> waiting_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, smtp::Outcome> final_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int> attempts_ ABSL_GUARDED_BY(mu_);
+  size_t held_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::pair<std::string, smtp::Outcome>> log_ ABSL_GUARDED_BY(mu_);
   // Jobs by tag1 of their first recipient, to rebuild a retry.
   std::map<uint64_t, Job> jobs_ ABSL_GUARDED_BY(mu_);

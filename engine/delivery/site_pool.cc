@@ -24,6 +24,7 @@ SitePool::SitePool(Shard* shard, std::shared_ptr<const SiteInfo> info, SitePolic
       open_cap_(std::max<size_t>(1, policy_.max_connections)) {}
 
 SitePool::~SitePool() {
+  SetActive(false);
   if (wakeup_ && shard_->reactor()) shard_->reactor()->CancelTimer(wakeup_);
 }
 
@@ -37,10 +38,10 @@ void SitePool::Refresh(std::shared_ptr<const SiteInfo> info) {
 
 namespace {
 
-// A throttled pool keeps what it can send in this long; the rest goes back
+// A throttled pool keeps what it can send in this long (5 s); the rest goes back
 // to the queue (held: no attempt, no deferral) so it never fills the
 // engine's in-flight limit with jobs it will not send for minutes.
-constexpr int64_t kHoldHorizonNs = 30'000'000'000;
+constexpr int64_t kHoldHorizonNs = 5'000'000'000;
 
 std::string_view ReplyOrDetail(const smtp::Outcome& o, std::string* buf) {
   if (o.reply.empty()) return o.detail;
@@ -74,6 +75,7 @@ void SitePool::Enqueue(Job job) {
 
 void SitePool::Reconfigure(SitePolicy policy) {
   SALVO_LOG(kDebug, "shard {}: site {} now shaped as {}", shard_->index(), info_->key, policy.key);
+  SetActive(false);
   policy_ = std::move(policy);
   open_cap_ = std::max<size_t>(1, std::min(open_cap_, policy_.max_connections));
   if (open_cap_ < policy_.max_connections && backoff_ == Steady::duration::zero())
@@ -85,7 +87,17 @@ bool SitePool::MayOpenConnection(Steady::time_point now) const {
   if (connections >= open_cap_ || connections >= policy_.max_connections || backoff_until_ > now)
     return false;
   const int64_t ns = Ns(now);
+  if (policy_.provider) {
+    const int share = policy_.provider->Share();
+    if (share > 0 && connections >= static_cast<size_t>(share)) return false;
+  }
   return policy_.own->MayOpen(ns) && (!policy_.provider || policy_.provider->MayOpen(ns));
+}
+
+bool SitePool::OverShare() const {
+  if (!policy_.provider) return false;
+  const int share = policy_.provider->Share();
+  return share > 0 && connections > static_cast<size_t>(share);
 }
 
 int64_t SitePool::SendWait(Steady::time_point now) const {
@@ -106,7 +118,14 @@ void SitePool::ArmWakeup(Steady::time_point at) {
   });
 }
 
+void SitePool::SetActive(bool active) {
+  if (active == active_ || !policy_.provider) return;
+  active_ = active;
+  policy_.provider->PoolActive(active);
+}
+
 void SitePool::Pump() {
+  SetActive(!ready.empty() || !composed.empty());
   if (ready.empty() && composed.empty()) return;
   if (shard_->draining()) {
     DeferAll(smtp::OutcomeForLocal("shutdown", "the engine is shutting down; will retry", false,
@@ -153,6 +172,10 @@ void SitePool::Pump() {
   }
   // Backing off: the wakeup pumps again when new connections may open.
   if (backoff_until_ > now && ready.size() + composed.size() > 0) ArmWakeup(backoff_until_);
+  // Work but no connection, and a shaping key said "not now" (its slots are
+  // taken, by other sites too, or its connection rate): ask again soon.
+  else if (connections == 0 && ready.size() + composed.size() > 0)
+    ArmWakeup(now + std::chrono::milliseconds(50));
   shard_->farm()->TopUp(this);
 }
 
@@ -289,7 +312,7 @@ void SitePool::Delivered() {
   open_cap_++;
 }
 
-void SitePool::Feedback(const smtp::Outcome& o) {
+void SitePool::Feedback(const smtp::Outcome& o, std::string_view domain) {
   const int64_t ns = Ns(shard_->Now());
   shaping::KeyState* keys[2] = {policy_.own.get(), policy_.provider.get()};
   if (o.delivered()) {
@@ -300,7 +323,7 @@ void SitePool::Feedback(const smtp::Outcome& o) {
   }
   if (o.held()) return;
   if (o.rule && o.rule->action == smtp::RuleAction::kSuspend) {
-    Suspend(o, ns);
+    Suspend(o, domain, ns);
     return;
   }
   if (o.bounce_class == smtp::Category::kRateLimited ||
@@ -313,7 +336,7 @@ void SitePool::Feedback(const smtp::Outcome& o) {
   }
 }
 
-void SitePool::Suspend(const smtp::Outcome& o, int64_t ns) {
+void SitePool::Suspend(const smtp::Outcome& o, std::string_view domain_in, int64_t ns) {
   const smtp::Rule& rule = *o.rule;
   const int64_t until = ns + absl::ToInt64Nanoseconds(rule.duration);
   std::string buf;
@@ -324,9 +347,9 @@ void SitePool::Suspend(const smtp::Outcome& o, int64_t ns) {
       if (policy_.provider) key = policy_.provider.get();
       break;
     case smtp::RuleScope::kDomain:
-      if (policy_.key.rfind("domain.", 0) != 0) {
+      if (policy_.key.rfind("domain.", 0) != 0 && !domain_in.empty()) {
         // The domain shares this pool with others: hold only its jobs.
-        const std::string& domain = info_->domain;
+        const std::string domain(domain_in);
         bool found = false;
         for (auto& [d, t] : suspended_domains_)
           if (d == domain) t = std::max(t, until), found = true;

@@ -64,6 +64,10 @@ class SitePool {
   // Nanoseconds until the next message may go (rates, suspension); 0 = now.
   int64_t SendWait(Steady::time_point now) const;
   bool MaySendNow(Steady::time_point now) const { return SendWait(now) == 0; }
+  // More connections than this site's share of its provider's limit (other
+  // sites of the provider wait): a connection that finishes a transaction
+  // QUITs instead of taking the next job.
+  bool OverShare() const;
 
   // --- Connection events. ---
   // A connection to host `host` failed before its session was ready.
@@ -80,7 +84,8 @@ class SitePool {
   // Shaping feedback from one finished transaction or session: a delivery
   // (raises throttled limits again), a "slow down" reply (adaptive backoff),
   // a rule that suspends.
-  void Feedback(const smtp::Outcome& outcome);
+  // `domain`: the recipients' domain (for rules with scope = "domain").
+  void Feedback(const smtp::Outcome& outcome, std::string_view domain = {});
 
   // Nothing queued, composing, connected, or penalised: the shard may drop it.
   bool Unused(Steady::time_point now) const;
@@ -96,6 +101,7 @@ class SitePool {
 
  private:
   void OpenConnection();
+  void SetActive(bool active);
   void ArmWakeup(Steady::time_point at);
   static int64_t Ns(Steady::time_point t) { return t.time_since_epoch().count(); }
   // Every queued job back to the queue, untried, for `hold_ns` (suspension).
@@ -103,7 +109,7 @@ class SitePool {
   // Keeps only what the throttled rate sends in the next kHoldHorizon.
   void HoldExcess(int64_t now_ns);
   void HoldSuspendedDomains(int64_t now_ns);
-  void Suspend(const smtp::Outcome& outcome, int64_t now_ns);
+  void Suspend(const smtp::Outcome& outcome, std::string_view domain, int64_t now_ns);
 
   Shard* shard_;
   std::shared_ptr<const SiteInfo> info_;
@@ -120,6 +126,7 @@ class SitePool {
   Steady::time_point last_site_failure_{};
   Steady::time_point last_growth_{};
   size_t open_cap_;
+  bool active_ = false;  // counted in the provider's active pools
   // Domains of this pool suspended by a rule with scope = "domain" (their
   // pool is shared with other domains): until when.
   std::vector<std::pair<std::string, int64_t>> suspended_domains_;

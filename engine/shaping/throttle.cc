@@ -90,6 +90,13 @@ bool KeyState::AcquireConnection(int64_t now_ns) {
   return true;
 }
 
+int KeyState::Share() const {
+  const int limit = connections_now();
+  if (limit <= 0) return 0;
+  const int pools = std::max(1, active_pools_.load(std::memory_order_relaxed));
+  return std::max(1, (limit + pools - 1) / pools);
+}
+
 void KeyState::ReleaseConnection() { open_.fetch_sub(1, std::memory_order_relaxed); }
 
 int64_t KeyState::TakeMessage(int64_t now_ns) {

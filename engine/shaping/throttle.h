@@ -60,6 +60,15 @@ class KeyState {
   bool AcquireConnection(int64_t now_ns);
   void ReleaseConnection();
   int open() const { return open_.load(std::memory_order_relaxed); }
+  // Site pools of the key with work queued: the connection limit is shared
+  // out between them (Share), so one busy site cannot keep every slot while
+  // another waits.
+  void PoolActive(bool active) {
+    active_pools_.fetch_add(active ? 1 : -1, std::memory_order_relaxed);
+  }
+  // Connections one active pool may hold: the limit over the active pools,
+  // rounded up, at least 1; 0 = unlimited.
+  int Share() const;
 
   // --- Messages. ---
   // Takes a message token; 0 or the nanoseconds to wait.
@@ -99,6 +108,7 @@ class KeyState {
   Gcra messages_;
   Gcra connections_;
   std::atomic<int> open_{0};
+  std::atomic<int> active_pools_{0};
   std::atomic<double> rate_cap_{kUnlimited};  // adaptive, <= configured
   std::atomic<int> conn_cap_{0};              // adaptive, 0 = configured
   std::atomic<int64_t> last_cut_{std::numeric_limits<int64_t>::min() / 2};

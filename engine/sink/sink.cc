@@ -102,6 +102,7 @@ std::string SinkStats::ToJson() const {
   j["uptime_seconds"] = uptime_seconds;
   j["connections"] = connections;
   j["connections_open"] = connections_open;
+  j["connections_peak"] = connections_peak;
   j["messages"] = messages;
   j["bytes"] = bytes;
   j["recipients_accepted"] = recipients_accepted;
@@ -185,6 +186,16 @@ class Sink::Impl {
   const SinkOptions& options() const { return options_; }
   ServerOptions& server_options() { return server_options_; }
   bool TakeRateToken();
+  // Connections open over every shard, and the most ever open at once.
+  void ConnectionOpened() {
+    const uint64_t n = open_all_.fetch_add(1, std::memory_order_relaxed) + 1;
+    uint64_t peak = open_peak_.load(std::memory_order_relaxed);
+    while (n > peak && !open_peak_.compare_exchange_weak(peak, n, std::memory_order_relaxed)) {
+    }
+  }
+  void ConnectionClosed() { open_all_.fetch_sub(1, std::memory_order_relaxed); }
+  std::atomic<uint64_t> open_all_{0};
+  std::atomic<uint64_t> open_peak_{0};
   void RecordDelivery(const std::string& address);
   uint64_t NextFileNumber() { return file_number_.fetch_add(1) + 1; }
   // Saved files are numbered after the highest N.eml/N.env already in
@@ -427,6 +438,7 @@ class Shard {
       ++c_.connections;
       ++c_.connections_open;
     }
+    sink_->ConnectionOpened();
     const std::string& greeting = sink_->options().greeting;
     if (greeting.empty()) {
       c->session.Greeting(&c->pending);
@@ -546,6 +558,7 @@ class Shard {
         absl::MutexLock lock(&mu_);
         --c_.connections_open;
       }
+      sink_->ConnectionClosed();
       MaybeFinishStop();
     });
   }
@@ -826,6 +839,7 @@ SinkStats Sink::Impl::Stats() const {
   SinkStats s;
   for (const ListenAddress& a : bound_) s.listen.push_back(a.ToString());
   s.shards = options_.shards;
+  s.connections_peak = open_peak_.load(std::memory_order_relaxed);
   if (started_) {
     s.uptime_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start_time_).count();

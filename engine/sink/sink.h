@@ -75,8 +75,9 @@ struct SinkStats {
   double uptime_seconds = 0;
   uint64_t connections = 0;  // accepted since start
   uint64_t connections_open = 0;
-  uint64_t messages = 0;  // completed with 250 after the final dot / BDAT LAST
-  uint64_t bytes = 0;     // message bytes after dot-unstuffing
+  uint64_t connections_peak = 0;  // the most open at once
+  uint64_t messages = 0;          // completed with 250 after the final dot / BDAT LAST
+  uint64_t bytes = 0;             // message bytes after dot-unstuffing
   uint64_t recipients_accepted = 0;
   uint64_t recipients_bounced = 0;
   uint64_t recipients_deferred = 0;

@@ -63,8 +63,7 @@ TEST(ClassifyTest, TheShippedRulesParseAndCompile) {
 // The acceptance table: at least 200 distinct real replies, many providers,
 // 4xx and 5xx, at least 95% classified as expected; the misses are printed.
 TEST(ClassifyTest, RealWorldRepliesAreClassifiedAsExpected) {
-  const std::string path =
-      std::string(SALVO_SOURCE_DIR) + "/tests/data/smtp/bounce-replies.tsv";
+  const std::string path = std::string(SALVO_SOURCE_DIR) + "/tests/data/smtp/bounce-replies.tsv";
   std::vector<Row> rows = ReadTable(path);
   ASSERT_GE(rows.size(), 200u);
   auto c = BuildClassifier({});
@@ -86,8 +85,8 @@ TEST(ClassifyTest, RealWorldRepliesAreClassifiedAsExpected) {
     if (got == r.category)
       ++hits;
     else
-      misses += "\n  line " + std::to_string(r.line) + ": expected " + r.category + ", got " +
-                got + " (" + (rule ? rule->name : "no rule") + "): " + r.reply.substr(0, 100);
+      misses += "\n  line " + std::to_string(r.line) + ": expected " + r.category + ", got " + got +
+                " (" + (rule ? rule->name : "no rule") + "): " + r.reply.substr(0, 100);
   }
   EXPECT_GE(soft, 50);
   EXPECT_GE(hard, 50);
@@ -165,8 +164,9 @@ suppress = false
   // A "slow down" reply is rate-limited with the backoff action.
   r.code = 421;
   r.enhanced = "4.7.0";
-  r.text = "[TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume or "
-           "user complaints";
+  r.text =
+      "[TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume or "
+      "user complaints";
   o = smtp::OutcomeForReply(r, smtp::Phase::kMail, "mx");
   EXPECT_EQ(o.bounce_class, smtp::Category::kRateLimited);
   EXPECT_EQ(o.rule->action, smtp::RuleAction::kBackoff);

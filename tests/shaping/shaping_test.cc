@@ -24,8 +24,8 @@ TEST(RateTest, ParsesUnitsAndRejectsNonsense) {
   EXPECT_DOUBLE_EQ(ParseRate("7200/h")->per_second, 2);
   EXPECT_DOUBLE_EQ(ParseRate(" 1.5 / s ")->per_second, 1.5);
   EXPECT_TRUE(ParseRate("0")->unlimited());
-  for (const char* bad : {"", "10", "ten/s", "10/fortnight", "-1/s", "10/", "/s", "nan/s",
-                          "1e99/s"})
+  for (const char* bad :
+       {"", "10", "ten/s", "10/fortnight", "-1/s", "10/", "/s", "nan/s", "1e99/s"})
     EXPECT_FALSE(ParseRate(bad).ok()) << bad;
 }
 
@@ -146,8 +146,8 @@ TEST(ShapingFileTest, BadFilesNameFileLineAndColumn) {
       {"[defaults]\nmax_connections = 1\n", "s.toml:1:", "unknown key 'defaults'"},
       {"default = 3\n", "s.toml:1:", "must be a table"},
       {"[provider.p]\nmax_connections = 3\n", "s.toml:1:", "has no members"},
-      {"[provider.p]\ndomains = \"a.example\"\nmax_conections = 3\n", "s.toml:3:",
-       "unknown key 'max_conections'"},
+      {"[provider.p]\ndomains = \"a.example\"\nmax_conections = 3\n",
+       "s.toml:3:", "unknown key 'max_conections'"},
       {"[provider.p]\ndomains = [\"not a domain\"]\n", "s.toml:2:", "not a domain name"},
       {"[provider.p]\nmx_suffixes = [\"\"]\n", "s.toml:2:", "not a host name suffix"},
       {"[provider.p]\ndomains = [1]\n", "s.toml:2:", "list of strings"},
@@ -157,24 +157,24 @@ TEST(ShapingFileTest, BadFilesNameFileLineAndColumn) {
       {"[domain.\"a.example\"]\nrate = \"1/s\"\n", "s.toml:2:", "unknown key 'rate'"},
       {"[[rule]]\ncategory = \"bad-mailbox\"\n", "s.toml:1:", "needs 'match'"},
       {"[[rule]]\nmatch = \"x\"\n", "s.toml:1:", "needs 'category'"},
-      {"[[rule]]\nmatch = \"(unclosed\"\ncategory = \"other\"\n", "s.toml:2:",
-       "not a valid RE2 pattern"},
+      {"[[rule]]\nmatch = \"(unclosed\"\ncategory = \"other\"\n",
+       "s.toml:2:", "not a valid RE2 pattern"},
       {"[[rule]]\nmatch = \"x\"\ncategory = \"hard\"\n", "s.toml:3:", "is not a category"},
-      {"[[rule]]\nmatch = \"x\"\ncategory = \"other\"\naction = \"explode\"\n", "s.toml:4:",
-       "expected \"none\""},
-      {"[[rule]]\nmatch = \"x\"\ncategory = \"other\"\naction = \"suspend\"\n", "s.toml:1:",
-       "needs 'duration'"},
+      {"[[rule]]\nmatch = \"x\"\ncategory = \"other\"\naction = \"explode\"\n",
+       "s.toml:4:", "expected \"none\""},
+      {"[[rule]]\nmatch = \"x\"\ncategory = \"other\"\naction = \"suspend\"\n",
+       "s.toml:1:", "needs 'duration'"},
       {"[[rule]]\nmatch = \"x\"\ncategory = \"other\"\naction = \"suspend\"\nduration = \"soon\"\n",
        "s.toml:5:", "not a positive duration"},
-      {"[[rule]]\nmatch = \"x\"\ncategory = \"other\"\nduration = \"1m\"\n", "s.toml:4:",
-       "only for action = \"suspend\""},
-      {"[[rule]]\nmatch = \"x\"\ncategory = \"other\"\nscope = \"planet\"\n", "s.toml:4:",
-       "expected \"destination\""},
+      {"[[rule]]\nmatch = \"x\"\ncategory = \"other\"\nduration = \"1m\"\n",
+       "s.toml:4:", "only for action = \"suspend\""},
+      {"[[rule]]\nmatch = \"x\"\ncategory = \"other\"\nscope = \"planet\"\n",
+       "s.toml:4:", "expected \"destination\""},
       {"[[rule]]\nmatch = \"\"\ncategory = \"other\"\n", "s.toml:2:", "is empty"},
-      {"[[rule]]\nmatch = \"x\"\ncategory = \"other\"\nsuppress = \"yes\"\n", "s.toml:4:",
-       "true or false"},
-      {"[[rule]]\nmatch = \"x\"\ncategory = \"other\"\ncolour = 1\n", "s.toml:4:",
-       "unknown key 'colour'"},
+      {"[[rule]]\nmatch = \"x\"\ncategory = \"other\"\nsuppress = \"yes\"\n",
+       "s.toml:4:", "true or false"},
+      {"[[rule]]\nmatch = \"x\"\ncategory = \"other\"\ncolour = 1\n",
+       "s.toml:4:", "unknown key 'colour'"},
       {"rule = 5\n", "s.toml:1:", "array of tables"},
   };
   ASSERT_GE(cases.size(), 25u);

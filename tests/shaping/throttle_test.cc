@@ -89,8 +89,8 @@ TEST(KeyStateTest, SlowDownCutsToUnderTheObservedRateAndDeliveriesRaiseItBack) {
   EXPECT_NEAR(k.observed_rate(2 * kSec + 1), 50, 1);
   ASSERT_TRUE(k.SlowDown(2 * kSec + 1));
   EXPECT_NEAR(k.effective_rate(), 45, 0.5);  // 90% of what it accepted
-  EXPECT_EQ(k.connections_now(), 15);          // a quarter fewer connections
-  EXPECT_FALSE(k.SlowDown(2 * kSec + 2));      // at most once a second
+  EXPECT_EQ(k.connections_now(), 15);        // a quarter fewer connections
+  EXPECT_FALSE(k.SlowDown(2 * kSec + 2));    // at most once a second
   // Additive increase: one step a second while deliveries succeed.
   double before = k.effective_rate();
   EXPECT_TRUE(k.Delivered(4 * kSec));
