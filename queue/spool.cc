@@ -598,13 +598,18 @@ absl::Status Spool::CompleteBatch(absl::Span<const Completion> completions) {
         break;
       }
     }
-    keys::HistoryRecord h{now_us, r.state, to, reply, o.category, detail, lease_us};
+    // The category stored and shown is the shared one (engine/smtp/category.h:
+    // bad-mailbox, rate-limited ...), decided by the failure module and its rules.
+    const std::string category = o.bounce_class != smtp::Category::kNone
+                                     ? std::string(smtp::CategoryName(o.bounce_class))
+                                     : o.category;
+    keys::HistoryRecord h{now_us, r.state, to, reply, category, detail, lease_us};
     history.emplace_back(keys::History(c.campaign, c.id, r.transitions++), keys::EncodeHistory(h));
     e.counts[r.state]--;
     e.counts[to]++;
     r.state = to;
     r.last_reply = reply;
-    r.category = o.category;
+    r.category = category;
     if (to == RecipientState::kDeferred && e.info.state == CampaignState::kActive) {
       std::string key = keys::Schedule(r.domain, r.next_us, c.campaign, c.id);
       m.IndexSchedule(r.domain, key);

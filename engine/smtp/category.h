@@ -12,6 +12,8 @@
 //
 // Stable: the names are stored in the spool, printed by the CLI and used as
 // Prometheus label values. Add new ones at the end; never renumber.
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string_view>
@@ -41,8 +43,32 @@ enum class Category : uint8_t {
 
 inline constexpr int kCategoryCount = static_cast<int>(Category::kOther) + 1;
 
-// "bad-mailbox", "rate-limited", ...; "" for kNone.
-std::string_view CategoryName(Category c);
+// "bad-mailbox", "rate-limited", ...; "" for kNone. Header-only: the queue
+// stores these names and links no SMTP code.
+inline constexpr std::array<std::string_view, kCategoryCount> kCategoryNames = {
+    "",
+    "bad-mailbox",
+    "inactive-mailbox",
+    "quota-issues",
+    "bad-domain",
+    "no-answer-from-host",
+    "bad-connection",
+    "routing-errors",
+    "spam-related",
+    "policy-related",
+    "content-related",
+    "virus-related",
+    "relaying-issues",
+    "protocol-errors",
+    "invalid-sender",
+    "message-expired",
+    "rate-limited",
+    "other",
+};
+inline std::string_view CategoryName(Category c) {
+  const auto i = static_cast<size_t>(c);
+  return i < kCategoryNames.size() ? kCategoryNames[i] : "other";
+}
 // Inverse of CategoryName (also accepts '_' for '-'); nullopt when unknown.
 std::optional<Category> ParseCategory(std::string_view name);
 

@@ -75,14 +75,14 @@ TEST(EngineDnsE2E, MailGoesToMxByPreferenceImplicitMxAndPermanentFailuresBounce)
   EXPECT_EQ(stats("mx30")["domains"]["aonly.test"]["delivered"].get<int>(), 5);
 
   // The null MX is typed by the resolver and mapped by the failure module:
-  // category null_mx in the recipient's record and in `campaign status`.
+  // category bad-domain with "null MX" in the recipient's record, and in
+  // `campaign status`.
   RunResult st = RunSalvo(dir, {"campaign", "status", "dns", "--json", "--config", cfg});
   ASSERT_EQ(st.code, 0) << st.err << st.out;
   auto status = nlohmann::json::parse(st.out);
-  EXPECT_EQ(status["categories"]["null_mx"].get<int>(), 1) << st.out;
-  EXPECT_EQ(status["categories"]["dns"].get<int>(), 1) << st.out;  // NXDOMAIN
+  EXPECT_EQ(status["categories"]["bad-domain"].get<int>(), 2) << st.out;  // and NXDOMAIN
   RunResult text = RunSalvo(dir, {"campaign", "status", "dns", "--config", cfg});
-  EXPECT_THAT(text.out, ::testing::HasSubstr("null_mx 1")) << text.out;
+  EXPECT_THAT(text.out, ::testing::HasSubstr("bad-domain 2")) << text.out;
   auto spool = queue::Spool::Open(dir / "data", {});
   ASSERT_TRUE(spool.ok()) << spool.status();
   auto campaign = (*spool)->FindCampaign("dns");
@@ -93,7 +93,8 @@ TEST(EngineDnsE2E, MailGoesToMxByPreferenceImplicitMxAndPermanentFailuresBounce)
     if (!v.ok() || v->email != "x@nullmx.test") continue;
     seen = true;
     EXPECT_EQ(v->state, queue::RecipientState::kBounced);
-    EXPECT_EQ(v->category, "null_mx");
+    EXPECT_EQ(v->category, "bad-domain");
+    EXPECT_THAT(v->last_reply, ::testing::HasSubstr("null MX")) << v->last_reply;
   }
   EXPECT_TRUE(seen);
 }

@@ -21,10 +21,19 @@ inline smtp::Outcome Delivered() {
   o.host = "mx.example.com [127.0.0.2]";
   return o;
 }
+// The shared category failure_scope gives these fine ones (the queue links
+// no SMTP code, so the fixture says it itself).
+inline smtp::Category ClassOf(const std::string& category) {
+  if (category == "invalid_recipient") return smtp::Category::kBadMailbox;
+  if (category == "rate_limited") return smtp::Category::kRateLimited;
+  if (category == "policy") return smtp::Category::kPolicyRelated;
+  return smtp::Category::kOther;
+}
 inline smtp::Outcome Deferred(std::string category = "rate_limited") {
   smtp::Outcome o;
   o.disposition = smtp::Disposition::kDeferred;
   o.kind = smtp::FailureKind::kReply;
+  o.bounce_class = ClassOf(category);
   o.category = std::move(category);
   o.reply = {451, "4.7.1", "try again later"};
   return o;
@@ -35,7 +44,7 @@ inline smtp::Outcome Bounced(std::string category = "invalid_recipient") {
   o.kind = smtp::FailureKind::kReply;
   // What engine/smtp/failure_scope decides for a bad mailbox: suppress.
   o.suppress = category == "invalid_recipient";
-  o.bounce_class = o.suppress ? smtp::Category::kBadMailbox : smtp::Category::kOther;
+  o.bounce_class = ClassOf(category);
   o.category = std::move(category);
   o.reply = {550, "5.1.1", "no such user"};
   return o;

@@ -70,7 +70,7 @@ TEST_F(SpoolTest, DeferredWaitsForItsRetryTimeWithBackoff) {
     EXPECT_EQ(v.state, RecipientState::kDeferred);
     EXPECT_EQ(v.attempts, attempt);
     EXPECT_EQ(v.last_reply, "451 4.7.1 try again later");
-    EXPECT_EQ(v.category, "rate_limited");
+    EXPECT_EQ(v.category, "rate-limited");
     // Window for attempt k: [5m, 20m] * 2^(k-1), capped at 4h.
     const absl::Duration lo = std::min(absl::Minutes(5) * (1 << (attempt - 1)), absl::Hours(4));
     const absl::Duration hi = std::min(absl::Minutes(20) * (1 << (attempt - 1)), absl::Hours(4));
@@ -136,7 +136,7 @@ TEST_F(SpoolTest, HardBounceRecordsCategoryAndSuppressesInvalidRecipients) {
   ASSERT_TRUE(spool_->Complete(c, by_email["c@three.example"].id, Delivered()).ok());
   RecipientView v = *spool_->GetRecipient(c, by_email["a@one.example"].id);
   EXPECT_EQ(v.state, RecipientState::kBounced);
-  EXPECT_EQ(v.category, "invalid_recipient");
+  EXPECT_EQ(v.category, "bad-mailbox");
   EXPECT_EQ(v.last_reply, "550 5.1.1 no such user");
   EXPECT_TRUE(spool_->IsSuppressed("a@ONE.example"));
   EXPECT_FALSE(spool_->IsSuppressed("b@two.example"));

@@ -60,12 +60,18 @@ TEST(ClassifyTest, TheShippedRulesParseAndCompile) {
   ASSERT_TRUE(c.ok()) << c.status();
 }
 
-// The acceptance table: at least 200 distinct real replies, many providers,
-// 4xx and 5xx, at least 95% classified as expected; the misses are printed.
-TEST(ClassifyTest, RealWorldRepliesAreClassifiedAsExpected) {
-  const std::string path = std::string(SALVO_SOURCE_DIR) + "/tests/data/smtp/bounce-replies.tsv";
+// The acceptance tables: real replies, many providers, 4xx and 5xx, each
+// table at least 90% and both together at least 95% classified as expected;
+// the misses are printed. bounce-replies.tsv (382 lines) is what the rules
+// were written against; the hold-out table (157 lines from other sources)
+// was measured before the rules saw it (63%, see its header) and then used
+// to extend them.
+class ClassifyTableTest : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(ClassifyTableTest, RealWorldRepliesAreClassifiedAsExpected) {
+  const std::string path = std::string(SALVO_SOURCE_DIR) + "/tests/data/smtp/" + GetParam();
   std::vector<Row> rows = ReadTable(path);
-  ASSERT_GE(rows.size(), 200u);
+  ASSERT_GE(rows.size(), 150u);
   auto c = BuildClassifier({});
   ASSERT_TRUE(c.ok());
   smtp::InstallClassifier(*std::move(c));
@@ -88,13 +94,35 @@ TEST(ClassifyTest, RealWorldRepliesAreClassifiedAsExpected) {
       misses += "\n  line " + std::to_string(r.line) + ": expected " + r.category + ", got " + got +
                 " (" + (rule ? rule->name : "no rule") + "): " + r.reply.substr(0, 100);
   }
-  EXPECT_GE(soft, 50);
+  EXPECT_GE(soft, 30);
   EXPECT_GE(hard, 50);
   const double rate = static_cast<double>(hits) / static_cast<double>(rows.size());
-  std::printf("classified %d of %zu as expected (%.1f%%); misses:%s\n", hits, rows.size(),
-              100 * rate, misses.empty() ? " none" : misses.c_str());
-  EXPECT_GE(rate, 0.95) << misses;
+  std::printf("%s: classified %d of %zu as expected (%.1f%%); misses:%s\n", GetParam(), hits,
+              rows.size(), 100 * rate, misses.empty() ? " none" : misses.c_str());
+  EXPECT_GE(rate, 0.9) << misses;
   smtp::InstallClassifier(nullptr);
+}
+
+INSTANTIATE_TEST_SUITE_P(Tables, ClassifyTableTest,
+                         ::testing::Values("bounce-replies.tsv", "bounce-replies-holdout.tsv"));
+
+// Both tables together (539 distinct replies): at least 95%.
+TEST(ClassifyTest, BothTablesTogetherAtLeast95Percent) {
+  auto c = BuildClassifier({});
+  ASSERT_TRUE(c.ok());
+  smtp::InstallClassifier(*std::move(c));
+  int hits = 0, rows_n = 0;
+  for (const char* name : {"bounce-replies.tsv", "bounce-replies-holdout.tsv"}) {
+    for (const Row& r : ReadTable(std::string(SALVO_SOURCE_DIR) + "/tests/data/smtp/" + name)) {
+      const smtp::Outcome o = smtp::OutcomeForReply(ParseLine(r.reply), smtp::Phase::kRcpt, "mx");
+      hits += smtp::CategoryName(o.bounce_class) == r.category;
+      ++rows_n;
+    }
+  }
+  smtp::InstallClassifier(nullptr);
+  std::printf("both tables: %d of %d (%.1f%%)\n", hits, rows_n, 100.0 * hits / rows_n);
+  EXPECT_GE(rows_n, 500);
+  EXPECT_GE(static_cast<double>(hits) / rows_n, 0.95);
 }
 
 TEST(ClassifyTest, AUserRuleOverridesAShippedOne) {
