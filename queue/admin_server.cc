@@ -272,7 +272,9 @@ nlohmann::json HandleAdminRequest(Spool& spool, const nlohmann::json& req,
       if (op == "status") {
         absl::StatusOr<CampaignStatus> st = spool.Status(*id, req.value("top", size_t{10}));
         if (!st.ok()) return Error(st.status());
-        return {{"ok", true}, {"status", StatusToJson(*st)}};
+        nlohmann::json j = StatusToJson(*st);
+        if (options.engine_status) j["shaping"] = options.engine_status();
+        return {{"ok", true}, {"status", j}};
       }
       absl::Status s = op == "pause"    ? spool.Pause(*id)
                        : op == "resume" ? spool.Resume(*id)

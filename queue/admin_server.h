@@ -18,6 +18,7 @@
 // Every response has "ok"; failures carry "code" (absl status code name,
 // e.g. "not_found") and "error" (one line for the user).
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -45,6 +46,10 @@ struct AdminOptions {
   // file mode 0600 is the access check).
   std::string tcp_listen;
   std::string token;
+  // The running engine's view, added to `status` answers as "shaping" (the
+  // throttled and suspended destinations); unset = none. Called from the
+  // admin thread.
+  std::function<nlohmann::json()> engine_status;
 };
 
 // Runs one request against a spool. Never throws; bad requests get ok=false.

@@ -292,6 +292,15 @@ int RunStatus(const IdArgs& a) {
         line += (line.empty() ? "" : ", ") + c + " " + std::to_string(n.get<uint64_t>());
       std::printf("not delivered, by category: %s\n", line.c_str());
     }
+    if (s.contains("shaping")) {
+      // From the running engine: what shaping holds back now.
+      if (s["shaping"].empty())
+        std::printf("shaping now: nothing throttled or suspended\n");
+      else
+        std::printf("shaping now:\n");
+      for (const auto& k : s["shaping"])
+        std::printf("  %-30s %s\n", k.value("key", "").c_str(), k.value("now", "").c_str());
+    }
     if (!s["top_domains"].empty()) std::printf("top destination domains:\n");
     for (const auto& d : s["top_domains"]) {
       std::printf("  %-30s %8llu  %s\n", d["domain"].get<std::string>().c_str(),

@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -170,7 +171,30 @@ int RunEngine(Loaded& l, SignalWatcher& signals, delivery::SpoolSourceOptions so
     return kExitFailure;
   }
   metrics::Registry* registry = obs->registry.get();
+  // The engine, for the admin thread and the metrics scrape while it exists.
+  struct EngineRef {
+    std::mutex mu;
+    delivery::Engine* engine = nullptr;
+  };
+  auto engine_ref = std::make_shared<EngineRef>();
   queue::AdminOptions admin_options;
+  admin_options.engine_status = [engine_ref] {
+    nlohmann::json keys = nlohmann::json::array();
+    std::lock_guard<std::mutex> lock(engine_ref->mu);
+    if (!engine_ref->engine) return keys;
+    for (const shaping::KeyView& v : engine_ref->engine->ShapingSnapshot(50)) {
+      if (v.suspended_seconds == 0 && !v.throttled) continue;
+      keys.push_back({{"key", v.key},
+                      {"now", v.describe},
+                      {"message_rate", v.rate},
+                      {"configured_message_rate", v.configured_rate},
+                      {"connections", v.connections},
+                      {"configured_connections", v.configured_connections},
+                      {"open", v.open},
+                      {"suspended_seconds", v.suspended_seconds}});
+    }
+    return keys;
+  };
   admin_options.validate_template = TemplateValidator();
   admin_options.socket_path = l.config.AdminSocketPath();
   admin_options.tcp_listen = l.config.queue.admin_listen;
@@ -205,11 +229,28 @@ int RunEngine(Loaded& l, SignalWatcher& signals, delivery::SpoolSourceOptions so
     return kExitFailure;
   }
   signals.Start(engine->get());
+  {
+    std::lock_guard<std::mutex> lock(engine_ref->mu);
+    engine_ref->engine = engine->get();
+  }
+  registry->SetThrottleSource([engine_ref] {
+    std::vector<metrics::ThrottleSample> out;
+    std::lock_guard<std::mutex> lock(engine_ref->mu);
+    if (!engine_ref->engine) return out;
+    for (const shaping::KeyView& v : engine_ref->engine->ShapingSnapshot(metrics::kMaxThrottleKeys))
+      out.push_back({v.key, v.rate, static_cast<double>(v.connections), v.suspended_seconds > 0});
+    return out;
+  });
   SALVO_LOG(kInfo, "engine running: {} shard(s), data dir {}, admin socket {}{}{}",
             (*engine)->shard_count(), l.config.data_dir, (*admin)->socket_path(),
             (*admin)->tcp_address().empty() ? "" : ", admin listener ", (*admin)->tcp_address());
   absl::Status st = (*engine)->Run();
   signals.Stop();
+  registry->SetThrottleSource(nullptr);
+  {
+    std::lock_guard<std::mutex> lock(engine_ref->mu);
+    engine_ref->engine = nullptr;
+  }
   // TODO(issue 14 wiring): the shards write obs->delivery_log; until then the
   // file is opened (so a bad path fails at start-up) and stays empty.
   if (obs->delivery_log) obs->delivery_log->Stop();

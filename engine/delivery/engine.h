@@ -106,6 +106,11 @@ class Engine {
   // stay. Thread-safe (call from the signal-handling thread).
   absl::Status ReloadShaping();
   shaping::Shaper* shaper() const { return shaper_.get(); }
+  // The shaping keys worth showing now (suspended, throttled, named in the
+  // file); at most `max`. Thread-safe.
+  std::vector<shaping::KeyView> ShapingSnapshot(size_t max = 100) const {
+    return shaper_->Snapshot(clock_->Now().time_since_epoch().count(), max);
+  }
   int shard_count() const { return static_cast<int>(shards_.size()); }
 
   // --- Called by shards (any shard thread). ---

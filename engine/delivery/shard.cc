@@ -146,12 +146,10 @@ SitePolicy Shard::PolicyFor(const SiteInfo& info) const {
   p.messages_per_connection = static_cast<uint64_t>(std::max(1, r->max_messages_per_connection));
   p.max_recipients_per_message = static_cast<size_t>(std::max(1, r->max_recipients_per_message));
   p.tls = r->tls;
-  if (!r->domain.empty())
-    p.own = shaper->Shared(r->key, r->max_connections, r->message_rate, r->connection_rate);
-  else
-    p.own = std::make_shared<shaping::KeyState>(
-        r->key == "default" ? "site " + info.key : r->key + " site " + info.key, r->max_connections,
-        r->message_rate, r->connection_rate);
+  // A [domain] table's key is shared by name; any other pool has a key of its
+  // own ("site <hosts>"), registered too so status and metrics can see it.
+  p.own = shaper->Shared(r->domain.empty() ? "site " + info.key : r->key, r->max_connections,
+                         r->message_rate, r->connection_rate);
   if (!r->provider.empty())
     p.provider = shaper->Shared("provider." + r->provider, r->provider_max_connections,
                                 r->provider_message_rate, r->provider_connection_rate);

@@ -391,10 +391,11 @@ void SitePool::HoldExcess(int64_t ns) {
   size_t excess = ready.size() + composed.size() - keep;
   excess = std::min(excess, ready.size());
   if (excess == 0) return;
-  // Back to the queue, due again about when the rate would have reached them.
-  const auto hold_ms = static_cast<int64_t>(1000.0 * static_cast<double>(keep) / rate);
+  // Back to the queue, due again when about half of what is kept is sent: the
+  // pool never runs dry waiting for the queue to hand them out again.
+  const auto hold_ms = static_cast<int64_t>(500.0 * static_cast<double>(keep) / rate);
   const smtp::Outcome held =
-      smtp::OutcomeForHold(Cat(policy_.key, " is throttled"), std::max<int64_t>(1000, hold_ms));
+      smtp::OutcomeForHold(Cat(policy_.key, " is throttled"), std::max<int64_t>(500, hold_ms));
   SALVO_LOG(kDebug, "shaping: {} throttled at {:.1f}/s: {} jobs back to the queue for {} ms",
             policy_.key, rate, excess, hold_ms);
   (void)ns;

@@ -51,29 +51,33 @@ KeyState::KeyState(std::string name, int max_connections, Rate message_rate, Rat
 }
 
 void KeyState::Configure(int max_connections, Rate message_rate, Rate connection_rate) {
-  max_connections_ = std::max(0, max_connections);
-  configured_rate_ = message_rate.unlimited() ? 0 : message_rate.per_second;
-  configured_conn_rate_ = connection_rate.unlimited() ? 0 : connection_rate.per_second;
-  if (configured_rate_ > 0 && rate_cap_.load() >= configured_rate_) rate_cap_.store(kUnlimited);
-  if (max_connections_ > 0 && conn_cap_.load() >= max_connections_) conn_cap_.store(0);
+  const int conns = std::max(0, max_connections);
+  const double rate = message_rate.unlimited() ? 0 : message_rate.per_second;
+  max_connections_.store(conns, std::memory_order_relaxed);
+  configured_rate_.store(rate, std::memory_order_relaxed);
+  configured_conn_rate_.store(connection_rate.unlimited() ? 0 : connection_rate.per_second,
+                              std::memory_order_relaxed);
+  if (rate > 0 && rate_cap_.load() >= rate) rate_cap_.store(kUnlimited);
+  if (conns > 0 && conn_cap_.load() >= conns) conn_cap_.store(0);
 }
 
 double KeyState::effective_rate() const {
   double cap = rate_cap_.load(std::memory_order_relaxed);
-  return configured_rate_ > 0 ? std::min(configured_rate_, cap) : cap;
+  return configured_rate() > 0 ? std::min(configured_rate(), cap) : cap;
 }
 
 int KeyState::connections_now() const {
   const int cap = conn_cap_.load(std::memory_order_relaxed);
-  if (cap <= 0) return max_connections_;
-  return max_connections_ > 0 ? std::min(cap, max_connections_) : cap;
+  if (cap <= 0) return configured_connections();
+  return configured_connections() > 0 ? std::min(cap, configured_connections()) : cap;
 }
 
 bool KeyState::MayOpen(int64_t now_ns) const {
   if (suspended(now_ns)) return false;
   const int limit = connections_now();
   if (limit > 0 && open() >= limit) return false;
-  return connections_.WaitFor(now_ns, configured_conn_rate_, Burst(configured_conn_rate_)) == 0;
+  const double conn_rate = configured_conn_rate_.load(std::memory_order_relaxed);
+  return connections_.WaitFor(now_ns, conn_rate, Burst(conn_rate)) == 0;
 }
 
 bool KeyState::AcquireConnection(int64_t now_ns) {
@@ -83,7 +87,8 @@ bool KeyState::AcquireConnection(int64_t now_ns) {
   do {
     if (limit > 0 && n >= limit) return false;
   } while (!open_.compare_exchange_weak(n, n + 1, std::memory_order_relaxed));
-  if (connections_.TryTake(now_ns, configured_conn_rate_, Burst(configured_conn_rate_)) != 0) {
+  const double conn_rate = configured_conn_rate_.load(std::memory_order_relaxed);
+  if (connections_.TryTake(now_ns, conn_rate, Burst(conn_rate)) != 0) {
     open_.fetch_sub(1, std::memory_order_relaxed);
     return false;
   }
@@ -160,15 +165,15 @@ bool KeyState::Delivered(int64_t now_ns) {
   double cap = rate_cap_.load(std::memory_order_relaxed);
   if (!std::isinf(cap)) {
     cap += std::max(0.5, cap * kRaiseFactor);
-    if ((configured_rate_ > 0 && cap >= configured_rate_) || cap > 1e7) cap = kUnlimited;
+    if ((configured_rate() > 0 && cap >= configured_rate()) || cap > 1e7) cap = kUnlimited;
     rate_cap_.store(cap, std::memory_order_relaxed);
     changed = true;
   }
   int cc = conn_cap_.load(std::memory_order_relaxed);
   if (cc > 0) {
     cc++;
-    if (max_connections_ > 0 && cc >= max_connections_) cc = 0;
-    if (max_connections_ == 0 && cc > 100000) cc = 0;
+    if (configured_connections() > 0 && cc >= configured_connections()) cc = 0;
+    if (configured_connections() == 0 && cc > 100000) cc = 0;
     conn_cap_.store(cc, std::memory_order_relaxed);
     changed = true;
   }
@@ -189,11 +194,12 @@ std::string KeyState::Describe(int64_t now_ns) const {
     s = "rate unlimited";
   else
     s = fmt::format("rate {:.1f}/s", rate);
-  if (configured_rate_ > 0 && rate < configured_rate_)
-    s += fmt::format(" of {:g}/s", configured_rate_);
+  if (configured_rate() > 0 && rate < configured_rate())
+    s += fmt::format(" of {:g}/s", configured_rate());
   const int c = connections_now();
   s += c > 0 ? fmt::format(", connections {}", c) : std::string(", connections unlimited");
-  if (max_connections_ > 0 && c < max_connections_) s += fmt::format(" of {}", max_connections_);
+  if (configured_connections() > 0 && c < configured_connections())
+    s += fmt::format(" of {}", configured_connections());
   s += fmt::format(" ({} open)", open());
   if (suspended(now_ns))
     s += fmt::format(", suspended {:.0f} s more",
@@ -237,10 +243,43 @@ std::shared_ptr<KeyState> Shaper::Shared(const std::string& key, int max_connect
                                          Rate message_rate, Rate connection_rate) {
   std::lock_guard<std::mutex> lock(mu_);
   std::weak_ptr<KeyState>& slot = keys_[key];
-  if (std::shared_ptr<KeyState> k = slot.lock()) return k;
+  if (std::shared_ptr<KeyState> k = slot.lock()) {
+    // The limits of the configuration in force (a reload may have changed them).
+    k->Configure(max_connections, message_rate, connection_rate);
+    return k;
+  }
   auto k = std::make_shared<KeyState>(key, max_connections, message_rate, connection_rate);
   slot = k;
   return k;
+}
+
+std::vector<KeyView> Shaper::Snapshot(int64_t now_ns, size_t max) const {
+  std::vector<KeyView> out;
+  for (const std::shared_ptr<KeyState>& k : Keys()) {
+    KeyView v;
+    v.key = k->name();
+    const double rate = k->effective_rate();
+    v.rate = std::isinf(rate) ? 0 : rate;
+    v.configured_rate = k->configured_rate();
+    v.connections = k->connections_now();
+    v.configured_connections = k->configured_connections();
+    v.open = k->open();
+    if (k->suspended(now_ns))
+      v.suspended_seconds = static_cast<double>(k->suspended_until() - now_ns) / 1e9;
+    v.throttled = (!std::isinf(rate) && (v.configured_rate == 0 || rate < v.configured_rate)) ||
+                  (v.configured_connections > 0 && v.connections < v.configured_connections);
+    const bool named = v.key.rfind("provider.", 0) == 0 || v.key.rfind("domain.", 0) == 0;
+    if (!named && !v.throttled && v.suspended_seconds == 0) continue;
+    v.describe = k->Describe(now_ns);
+    out.push_back(std::move(v));
+  }
+  std::sort(out.begin(), out.end(), [](const KeyView& a, const KeyView& b) {
+    if ((a.suspended_seconds > 0) != (b.suspended_seconds > 0)) return a.suspended_seconds > 0;
+    if (a.throttled != b.throttled) return a.throttled;
+    return a.key < b.key;
+  });
+  if (out.size() > max) out.resize(max);
+  return out;
 }
 
 std::vector<std::shared_ptr<KeyState>> Shaper::Keys() const {

@@ -91,8 +91,8 @@ class KeyState {
   // Current effective limits (adaptive, <= configured; kUnlimited / 0 = none).
   double effective_rate() const;
   int connections_now() const;
-  double configured_rate() const { return configured_rate_; }
-  int configured_connections() const { return max_connections_; }
+  double configured_rate() const { return configured_rate_.load(std::memory_order_relaxed); }
+  int configured_connections() const { return max_connections_.load(std::memory_order_relaxed); }
   // Deliveries per second over the last full second.
   double observed_rate(int64_t now_ns) const;
   // "rate 45.0/s of 1000/s, connections 3 of 20, suspended 12 s" for logs and status.
@@ -102,9 +102,11 @@ class KeyState {
   void CountDelivery(int64_t now_ns);
 
   const std::string name_;
-  int max_connections_;          // 0 = unlimited
-  double configured_rate_;       // per second, 0 = unlimited
-  double configured_conn_rate_;  // per second, 0 = unlimited
+  // Configured limits: atomics, as a reload may change them while any shard
+  // reads them.
+  std::atomic<int> max_connections_{0};          // 0 = unlimited
+  std::atomic<double> configured_rate_{0};       // per second, 0 = unlimited
+  std::atomic<double> configured_conn_rate_{0};  // per second, 0 = unlimited
   Gcra messages_;
   Gcra connections_;
   std::atomic<int> open_{0};
@@ -118,6 +120,19 @@ class KeyState {
   std::atomic<int64_t> window_{0};
   std::atomic<uint64_t> cur_{0};
   std::atomic<uint64_t> prev_{0};
+};
+
+// What a key looks like now (status, metrics).
+struct KeyView {
+  std::string key;
+  double rate = 0;             // messages/s now in force; 0 = unlimited
+  double configured_rate = 0;  // 0 = unlimited
+  int connections = 0;         // connections now allowed; 0 = unlimited
+  int configured_connections = 0;
+  int open = 0;
+  double suspended_seconds = 0;  // > 0: suspended this much longer
+  bool throttled = false;        // adaptive backoff holds it under its configuration
+  std::string describe;          // KeyState::Describe
 };
 
 // Engine-wide: the resolved shaping configuration and the shared keys.
@@ -139,6 +154,10 @@ class Shaper {
                                    Rate connection_rate);
   // Every shared key alive (status, metrics).
   std::vector<std::shared_ptr<KeyState>> Keys() const;
+  // The keys worth showing at `now_ns`: suspended or throttled ones, and
+  // those the shaping file names (provider.*, domain.*); suspended first,
+  // then throttled, then by name; at most `max`.
+  std::vector<KeyView> Snapshot(int64_t now_ns, size_t max) const;
 
  private:
   mutable std::mutex mu_;

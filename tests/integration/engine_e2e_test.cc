@@ -456,5 +456,64 @@ TEST(EngineE2E, IoUringBlockedBySeccompIsOneClearLineAndExit1) {
   EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
 }
 
+// Issue 13: `salvo run` with a shaping file. A throttled domain shows in
+// `campaign status`; SIGHUP with a bad file is refused with file:line:column
+// and the old limits stay; SIGHUP with a good file applies the new limits to
+// the open site pool (the rate rises).
+TEST(EngineE2E, ShapingFileReloadsOnSighupAndABadOneKeepsTheOld) {
+  TempDir dir;
+  Sink sink(dir, "shaped", "127.0.0.11");
+  ASSERT_GT(sink.port(), 0) << sink.err();
+  WriteFile(dir / "shaping.toml", "[domain.\"d0.example\"]\nmax_message_rate = \"5/s\"\n");
+  const std::string cfg = dir / "salvo.toml";
+  WriteFile(cfg,
+            "data_dir = \"data\"\nshards = 2\npin_threads = false\nlog_level = \"info\"\n"
+            "shaping_file = \"shaping.toml\"\n[tls]\nmode = \"off\"\n[routes]\n\"*\" = \"" +
+                sink.hostport() + "\"\n");
+  Campaign c = WriteCampaign(dir, 2000, 1);
+  ASSERT_EQ(RunSalvo(dir, {"campaign", "load", c.file, "--config", cfg}).code, 0);
+  Process run({SALVO_BINARY, "run", "--config", cfg}, dir / "run.out", dir / "run.err");
+  ASSERT_TRUE(WaitFor([&] { return sink.Count("messages") >= 10; }, std::chrono::seconds(20)))
+      << run.err();
+  auto rate_over = [&](std::chrono::seconds window) {
+    const uint64_t m0 = sink.Count("messages");
+    const auto t0 = std::chrono::steady_clock::now();
+    std::this_thread::sleep_for(window);
+    return (sink.Count("messages") - m0) /
+           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  const double before = rate_over(std::chrono::seconds(3));
+  // The running engine answers `campaign status` with its shaping view (the
+  // throttled and suspended destinations; none here: 5/s is the configuration).
+  nlohmann::json st = Status(dir, cfg);
+  ASSERT_TRUE(st.contains("shaping")) << st.dump();
+  EXPECT_TRUE(st["shaping"].empty()) << st.dump();
+  // A bad file: refused, named, the old limit stays.
+  WriteFile(dir / "shaping.toml", "[domain.\"d0.example\"]\nmax_message_rate = \"fast\"\n");
+  run.Signal(SIGHUP);
+  ASSERT_TRUE(WaitFor([&] { return run.err().find("not reloaded") != std::string::npos; },
+                      std::chrono::seconds(10)))
+      << run.err();
+  EXPECT_THAT(run.err(), HasSubstr("shaping.toml:2:"));
+  EXPECT_THAT(run.err(), HasSubstr("the old one stays in force"));
+  const double still = rate_over(std::chrono::seconds(3));
+  // A good file with a higher limit: the open pool takes it.
+  WriteFile(dir / "shaping.toml", "[domain.\"d0.example\"]\nmax_message_rate = \"50/s\"\n");
+  run.Signal(SIGHUP);
+  ASSERT_TRUE(WaitFor([&] { return run.err().find("shaping: reloaded") != std::string::npos; },
+                      std::chrono::seconds(10)))
+      << run.err();
+  // Recipients the throttled pool handed back come back within seconds.
+  double after = 0;
+  for (int i = 0; i < 5 && after <= 15; ++i) after = rate_over(std::chrono::seconds(3));
+  std::printf("reload: %.1f/s at 5/s, %.1f/s after a bad file, %.1f/s after 50/s\n", before, still,
+              after);
+  EXPECT_NEAR(before, 5, 1.5);
+  EXPECT_NEAR(still, 5, 1.5);
+  EXPECT_GT(after, 15);  // three times the old limit: the new one is in force
+  run.Signal(SIGTERM);
+  EXPECT_EQ(run.Wait(std::chrono::seconds(20)), 0) << run.err();
+}
+
 }  // namespace
 }  // namespace salvo::itest
