@@ -87,6 +87,13 @@ bool SitePool::MayOpenConnection(Steady::time_point now) const {
   if (connections >= open_cap_ || connections >= policy_.max_connections || backoff_until_ > now)
     return false;
   const int64_t ns = Ns(now);
+  // Held to a rate, a site needs few connections: one per 5 messages a
+  // second (at least 2). More would only wait for tokens and idle out.
+  double rate = policy_.own->effective_rate();
+  if (policy_.provider) rate = std::min(rate, policy_.provider->effective_rate());
+  if (rate > 0 && !std::isinf(rate) &&
+      connections >= std::max<size_t>(2, static_cast<size_t>(std::ceil(rate / 5))))
+    return false;
   if (policy_.provider) {
     const int share = policy_.provider->Share();
     if (share > 0 && connections >= static_cast<size_t>(share)) return false;
@@ -165,7 +172,10 @@ void SitePool::Pump() {
     else
       c->OnReady();
   }
-  while (ready.size() + composed.size() + composing > starting && MayOpenConnection(now)) {
+  // A connection still idle here found no job it may send (a rate said "not
+  // yet"): another connection would only wait beside it.
+  while (idle.empty() && ready.size() + composed.size() + composing > starting &&
+         MayOpenConnection(now)) {
     const size_t before = connections;
     OpenConnection();
     if (connections <= before) break;  // no socket (out of descriptors): not now

@@ -341,8 +341,8 @@ def run(tmp, start):
         used |= px.metric_names(e)
     for _, e in px.rule_exprs():
         used |= px.metric_names(e)
-    # TODO(traffic shaping): the throttle gauges appear once engine/shaping
-    # calls Registry::SetThrottleSource.
+    # The throttle gauges have samples only while a shaping key is shown
+    # (named in the shaping file, throttled or suspended); this run has none.
     not_yet = {"salvo_throttle_message_rate_limit", "salvo_throttle_connection_limit",
                "salvo_throttle_suspended", "salvo_throttle_suspended_keys"}
     for name in sorted(used - not_yet):
