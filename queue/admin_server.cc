@@ -213,6 +213,7 @@ nlohmann::json SpecToJson(const CampaignSpec& s) {
           {"recipients", s.recipients_path},
           {"from", s.from},
           {"dkim_domain", s.dkim_domain},
+          {"egress_pool", s.egress_pool},
           {"options", s.options},
           {"retry",
            {{"first_retry_min_s", absl::ToDoubleSeconds(s.retry.first_retry_min)},
@@ -230,6 +231,7 @@ absl::StatusOr<CampaignSpec> SpecFromJson(const nlohmann::json& j) {
     s.recipients_path = j.at("recipients").get<std::string>();
     s.from = j.at("from").get<std::string>();
     s.dkim_domain = j.value("dkim_domain", "");
+    s.egress_pool = j.value("egress_pool", "");
     if (j.contains("options")) s.options = j["options"].get<std::map<std::string, std::string>>();
     if (j.contains("retry")) {
       const auto& r = j["retry"];

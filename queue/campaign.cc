@@ -134,6 +134,8 @@ absl::StatusOr<CampaignSpec> ParseCampaignFile(const std::string& path) {
       s = get_string(node, k, &spec.from);
     } else if (k == "dkim_domain") {
       s = get_string(node, k, &spec.dkim_domain);
+    } else if (k == "egress_pool") {
+      s = get_string(node, k, &spec.egress_pool);
     } else if (k == "retry") {
       const auto* t = node.as_table();
       if (t == nullptr)
@@ -193,7 +195,8 @@ absl::StatusOr<CampaignSpec> ParseCampaignFile(const std::string& path) {
     } else {
       return absl::InvalidArgumentError(
           Cat(Where(path, node), ": unknown key '", k,
-              "' (known: name, template, recipients, from, dkim_domain, [retry], [options])"));
+              "' (known: name, template, recipients, from, dkim_domain, egress_pool, [retry], "
+              "[options])"));
     }
     if (!s.ok()) return s;
   }

@@ -77,6 +77,7 @@ struct CampaignSpec {
   std::string recipients_path;  // RFC 4180 CSV with an `email` column
   std::string from;             // envelope sender / From address
   std::string dkim_domain;      // optional
+  std::string egress_pool;      // optional: an [[egress.pool]] of the engine's config
   RetryPolicy retry;
   std::map<std::string, std::string> options;  // free-form [options] of the campaign file
 };
@@ -87,6 +88,7 @@ struct CampaignInfo {
   std::string name;
   std::string from;
   std::string dkim_domain;
+  std::string egress_pool;
   std::string template_path;
   std::string recipients_path;
   CampaignState state = CampaignState::kLoading;

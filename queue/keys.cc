@@ -139,6 +139,7 @@ std::string EncodeCampaign(const CampaignInfo& info) {
   j["name"] = info.name;
   j["from"] = info.from;
   j["dkim_domain"] = info.dkim_domain;
+  j["egress_pool"] = info.egress_pool;
   j["template_path"] = info.template_path;
   j["recipients_path"] = info.recipients_path;
   j["state"] = static_cast<int>(info.state);
@@ -164,6 +165,7 @@ absl::StatusOr<CampaignInfo> DecodeCampaign(std::string_view data) {
     info.name = j.at("name").get<std::string>();
     info.from = j.at("from").get<std::string>();
     info.dkim_domain = j.at("dkim_domain").get<std::string>();
+    info.egress_pool = j.value("egress_pool", "");  // absent in older spools
     info.template_path = j.at("template_path").get<std::string>();
     info.recipients_path = j.at("recipients_path").get<std::string>();
     info.state = static_cast<CampaignState>(j.at("state").get<int>());

@@ -41,6 +41,7 @@ struct Target {
   std::string data_dir;
   std::string socket;
   std::string node;  // the config's fleet.node (SALVO_NODE)
+  config::Config config;
 };
 
 struct CommonArgs {
@@ -55,6 +56,7 @@ absl::StatusOr<Target> ResolveTarget(const CommonArgs& args) {
   // The file (if any), then the SALVO_* environment, then the flags.
   absl::StatusOr<config::Config> cfg = LoadCliConfig(args.config_file);
   if (!cfg.ok()) return cfg.status();
+  t.config = *cfg;
   if (t.data_dir.empty()) t.data_dir = cfg->data_dir;
   if (!cfg->queue.admin_socket.empty()) t.socket = cfg->queue.admin_socket;
   t.node = cfg->fleet.node;
@@ -165,6 +167,7 @@ int RunLoad(const LoadArgs& a) {
     PrintError(S(target.status().message()));
     return kExitFailure;
   }
+  if (int rc = CheckEgressPool(spec, target->config, a.campaign_file); rc != kExitOk) return rc;
   // This node's share of the list: --node, else fleet.node (SALVO_NODE).
   queue::NodeShare node;
   if (int rc = ResolveNodeShare(a.node.empty() ? target->node : a.node, &node); rc != kExitOk)
@@ -476,6 +479,19 @@ void RegisterCampaignCommands(CLI::App& app, CommandContext& ctx) {
     AddCommon(cmd, &args->common);
     cmd->callback([&ctx, args] { ctx.exit_code = RunSuppression(*args, "import"); });
   }
+}
+
+int CheckEgressPool(const queue::CampaignSpec& spec, const config::Config& config,
+                    std::string_view campaign_file) {
+  if (spec.egress_pool.empty() || config.EgressPoolIndex(spec.egress_pool) >= 0) return kExitOk;
+  std::string known;
+  for (const config::EgressPoolConfig& p : config.egress_pools)
+    known += (known.empty() ? "" : ", ") + p.name;
+  PrintError(std::string(campaign_file.empty() ? "campaign" : campaign_file) +
+             ": egress_pool = \"" + spec.egress_pool + "\" is not an [[egress.pool]] of " +
+             (config.source_file.empty() ? std::string("the configuration") : config.source_file) +
+             (known.empty() ? std::string(" (it defines none)") : " (it defines: " + known + ")"));
+  return kExitFailure;
 }
 
 int CampaignSpecFromFlags(const CampaignFlags& f, std::string_view who, queue::CampaignSpec* spec) {

@@ -102,6 +102,11 @@ struct Config;
 namespace salvo::cli {
 int CampaignSpecFromFlags(const CampaignFlags& flags, std::string_view who,
                           queue::CampaignSpec* spec);
+// A campaign's egress_pool must be an [[egress.pool]] of the configuration
+// that sends it: else the error names the campaign file and the pools there
+// are (exit 1). kExitOk when it names none.
+int CheckEgressPool(const queue::CampaignSpec& spec, const config::Config& config,
+                    std::string_view campaign_file);
 
 void RegisterSinkCommand(CLI::App& app, CommandContext& ctx);
 void RegisterDkimCommands(CLI::App& app, CommandContext& ctx);

@@ -164,6 +164,8 @@ int RunEngine(Loaded& l, SignalWatcher& signals, delivery::SpoolSourceOptions so
   so.shards = l.config.EffectiveShards();
   so.max_per_domain = static_cast<size_t>(l.config.queue.lease_batch);
   so.max_recipients_per_message = static_cast<size_t>(l.config.delivery.max_recipients_per_message);
+  so.egress_pools.clear();
+  for (const config::EgressPoolConfig& p : l.config.egress_pools) so.egress_pools.push_back(p.name);
   delivery::SpoolSource source(l.spool.get(), l.keys, so);
   auto obs = StartObservability(l.config, metrics_listen, metrics_required, l.spool.get());
   if (!obs.ok()) {
@@ -304,6 +306,7 @@ int DoSend(const RunArgs& a, CLI::App* cmd) {
   SignalWatcher signals;  // see DoRun
   Loaded l;
   if (int rc = Prepare(a, cmd, &l); rc != kExitOk) return rc;
+  if (int rc = CheckEgressPool(spec, l.config, a.campaign_file); rc != kExitOk) return rc;
   queue::LoadOptions lo;
   lo.strict = a.strict;
   lo.validate_template = TemplateValidator();

@@ -8,6 +8,7 @@
 #include "engine/common/host_port.h"
 #include "engine/config/toml_reader.h"
 
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <toml++/toml.h>
@@ -180,6 +181,61 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
         cfg.routes.push_back(std::move(route));
       }
     }
+  }
+  // Egress sources and pools: [[egress.source]] and [[egress.pool]].
+  if (const toml::table* eg = root.Table("egress")) {
+    TableReader er(*eg, "egress", source_name, &status);
+    auto tables = [&](std::string_view key, auto&& each) {
+      const toml::node* n = er.Get(key);
+      if (!n || !status.ok()) return;
+      const toml::array* arr = n->as_array();
+      if (!arr || !arr->is_array_of_tables())
+        return er.WrongType(key, *n, Cat("an array of tables ([[egress.", key, "]])"));
+      for (const toml::node& e : *arr) {
+        if (!status.ok()) return;
+        TableReader r(*e.as_table(), Cat("egress.", key), source_name, &status);
+        each(r, e);
+        r.RejectUnknown();
+      }
+    };
+    absl::flat_hash_set<std::string> names;
+    tables("source", [&](TableReader& r, const toml::node& e) {
+      EgressSourceConfig s;
+      s.source = SourceOf(source_name, e);
+      r.String("name", &s.name);
+      r.String("address", &s.address);
+      r.String("ehlo", &s.ehlo);
+      if (!status.ok()) return;
+      in6_addr a6;
+      in_addr a4;
+      if (s.name.empty()) return r.Fail(e.source(), "[[egress.source]] needs name = \"...\"");
+      if (!names.insert(s.name).second)
+        return r.Fail(e.source(), Cat("[[egress.source]] '", s.name, "' is defined twice"));
+      if (inet_pton(AF_INET, s.address.c_str(), &a4) != 1 &&
+          inet_pton(AF_INET6, s.address.c_str(), &a6) != 1)
+        return r.Fail(e.source(), Cat("egress source '", s.name, "': address = \"", s.address,
+                                      "\" is not an IPv4 or IPv6 address"));
+      cfg.egress_sources.push_back(std::move(s));
+    });
+    absl::flat_hash_set<std::string> pools;
+    tables("pool", [&](TableReader& r, const toml::node& e) {
+      EgressPoolConfig p;
+      p.source = SourceOf(source_name, e);
+      r.String("name", &p.name);
+      r.StringList("sources", &p.sources);
+      if (!status.ok()) return;
+      if (p.name.empty()) return r.Fail(e.source(), "[[egress.pool]] needs name = \"...\"");
+      if (!pools.insert(p.name).second)
+        return r.Fail(e.source(), Cat("[[egress.pool]] '", p.name, "' is defined twice"));
+      if (p.sources.empty())
+        return r.Fail(e.source(), Cat("egress pool '", p.name, "' has no sources"));
+      for (const std::string& src : p.sources)
+        if (!names.contains(src))
+          return r.Fail(e.source(),
+                        Cat("egress pool '", p.name, "': no [[egress.source]] named '", src, "'"));
+      cfg.egress_pools.push_back(std::move(p));
+    });
+    er.RejectUnknown();
   }
   if (const toml::table* t = root.Table("routes")) {
     for (auto&& [k, v] : *t) {

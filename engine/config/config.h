@@ -41,6 +41,21 @@ struct RouteConfig {
   std::string source;  // "file:line" where it was declared, for messages
 };
 
+// Egress (PowerMTA's virtual MTAs, KumoMTA's egress sources): a source sends
+// from its own local address with its own EHLO name; a pool is the sources a
+// campaign sends through (`egress_pool` in the campaign file), used in turn.
+struct EgressSourceConfig {
+  std::string name;
+  std::string address;  // local IPv4/IPv6 address to bind
+  std::string ehlo;     // EHLO name; "" = delivery.helo_name
+  std::string source;   // "file:line"
+};
+struct EgressPoolConfig {
+  std::string name;
+  std::vector<std::string> sources;  // names of [[egress.source]]s
+  std::string source;                // "file:line"
+};
+
 enum class DkimKeyType { kRsa, kEd25519 };
 
 struct DkimKeyConfig {
@@ -129,9 +144,17 @@ struct Config {
   int shards = 0;  // 0 = one per CPU
   bool pin_threads = true;
   std::string log_level = "info";
-  std::string shaping_file;  // traffic shaping rules (later); "" = none
+  std::string shaping_file;  // traffic shaping file (engine/shaping); "" = none
   DnsConfig dns;
   std::vector<RouteConfig> routes;
+  std::vector<EgressSourceConfig> egress_sources;
+  std::vector<EgressPoolConfig> egress_pools;
+  // The pool's index in egress_pools, or -1.
+  int EgressPoolIndex(std::string_view name) const {
+    for (size_t i = 0; i < egress_pools.size(); ++i)
+      if (egress_pools[i].name == name) return static_cast<int>(i);
+    return -1;
+  }
   std::vector<DkimKeyConfig> dkim_keys;
   DeliveryConfig delivery;
   TlsConfig tls;

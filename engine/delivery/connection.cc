@@ -8,9 +8,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "engine/common/log.h"
 #include "engine/delivery/compose_farm.h"
+#include "engine/delivery/engine.h"
 #include "engine/delivery/shard.h"
 #include "engine/delivery/site_pool.h"
 #include "engine/smtp/failure_scope.h"
@@ -45,6 +47,29 @@ void Connection::ConnectTo(size_t host_index) {
   // delayed ACK, tens of milliseconds per transaction.
   int one = 1;
   setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  if (info_->source >= 0) {
+    // The egress source's address (any port). Another family than the
+    // host's, or an address this machine does not have: this connection
+    // fails (deferred), it never goes out from another address.
+    const auto& src = shard_->engine()->egress_sources()[static_cast<size_t>(info_->source)];
+    int err = src.addr.ss_family != host.addr.ss_family ? EAFNOSUPPORT : 0;
+    if (!err && bind(fd_, reinterpret_cast<const sockaddr*>(&src.addr), src.addr_len) != 0)
+      err = errno;
+    if (err) {
+      ::close(fd_);
+      fd_ = -1;
+      SALVO_LOG(kWarning, "egress source {}: cannot send to {} from it: {}", src.name, host.label,
+                std::strerror(err));
+      pool_->HostFailed(host_, smtp::OutcomeForConnectFailure(err, host.label), false);
+      pool_->connections--;
+      pool_->starting--;
+      ReleaseSlots();
+      Shard* shard = shard_;
+      shard->Forget(this);  // deletes this
+      shard->CheckDrained();
+      return;
+    }
+  }
   reactor::Reactor* r = shard_->reactor();
   connect_timer_ = r->RunAfter(pool_->policy().connect_timeout, [this] {
     connect_timer_ = 0;
@@ -68,8 +93,8 @@ void Connection::OnConnected(int res) {
   }
   shard_->SessionOpened();
   state_ = State::kOpening;
-  session_ =
-      std::make_unique<smtp::Session>(shard_->SessionOptions(info_->hosts[host_], pool_->policy()));
+  session_ = std::make_unique<smtp::Session>(
+      shard_->SessionOptions(info_->hosts[host_], pool_->policy(), info_->source));
   shard_->reactor()->Recv(fd_, [this](int n, std::string_view bytes) {
     if (state_ == State::kClosing || !session_) return;
     if (n > 0)

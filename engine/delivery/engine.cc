@@ -1,6 +1,7 @@
 // The engine: shard threads plus the feeder loop on the caller's thread.
 #include "engine/delivery/engine.h"
 
+#include <arpa/inet.h>
 #include <pthread.h>
 #include <unistd.h>
 
@@ -50,6 +51,31 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const config::Config& con
     std::string targets;
     for (const std::string& h : r.hosts) targets += (targets.empty() ? "" : ",") + h;
     if (absl::Status s = ro.router.AddRoute(r.domain, targets, r.source); !s.ok()) return s;
+  }
+  for (const config::EgressSourceConfig& s : config.egress_sources) {
+    EgressSource es;
+    es.name = s.name;
+    es.ehlo = s.ehlo;
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&es.addr);
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&es.addr);
+    if (inet_pton(AF_INET, s.address.c_str(), &v4->sin_addr) == 1) {
+      v4->sin_family = AF_INET;
+      es.addr_len = sizeof(sockaddr_in);
+    } else if (inet_pton(AF_INET6, s.address.c_str(), &v6->sin6_addr) == 1) {
+      v6->sin6_family = AF_INET6;
+      es.addr_len = sizeof(sockaddr_in6);
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat(s.source, ": egress source '", s.name, "': bad address ", s.address));
+    }
+    e->egress_sources_.push_back(std::move(es));
+  }
+  for (const config::EgressPoolConfig& p : config.egress_pools) {
+    std::vector<int> members;
+    for (const std::string& name : p.sources)
+      for (size_t i = 0; i < config.egress_sources.size(); ++i)
+        if (config.egress_sources[i].name == name) members.push_back(static_cast<int>(i));
+    e->egress_pools_.push_back(std::move(members));
   }
   int n = e->options_.shards > 0 ? e->options_.shards : config.EffectiveShards();
   if (registry == nullptr) {

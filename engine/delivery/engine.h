@@ -25,6 +25,8 @@
 // Run() returns. ForceShutdown() (second SIGINT, or the deadline) closes every
 // connection at once: open transactions are reported deferred, never
 // delivered (only a 250 after the final dot counts as delivered).
+#include <sys/socket.h>
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -106,6 +108,17 @@ class Engine {
   // stay. Thread-safe (call from the signal-handling thread).
   absl::Status ReloadShaping();
   shaping::Shaper* shaper() const { return shaper_.get(); }
+
+  // Egress sources ([[egress.source]]) resolved once, and each pool's
+  // sources (indices into egress_sources()). Read-only after Create.
+  struct EgressSource {
+    std::string name;
+    sockaddr_storage addr{};
+    socklen_t addr_len = 0;
+    std::string ehlo;  // "" = the default HELO name
+  };
+  const std::vector<EgressSource>& egress_sources() const { return egress_sources_; }
+  const std::vector<std::vector<int>>& egress_pools() const { return egress_pools_; }
   // The shaping keys worth showing now (suspended, throttled, named in the
   // file); at most `max`. Thread-safe.
   std::vector<shaping::KeyView> ShapingSnapshot(size_t max = 100) const {
@@ -146,6 +159,8 @@ class Engine {
   bool done_ = false;     // the source finished (as opposed to a shutdown request)
   std::unique_ptr<metrics::Registry> own_registry_;
   std::unique_ptr<shaping::Shaper> shaper_;
+  std::vector<EgressSource> egress_sources_;
+  std::vector<std::vector<int>> egress_pools_;
   std::atomic<uint64_t> in_flight_shadow_{0};
 };
 

@@ -159,7 +159,31 @@ std::shared_ptr<const SiteInfo> DomainRouter::ToSiteInfo(const dns::Site& site,
   return info;
 }
 
-void DomainRouter::Route(const std::shared_ptr<const SiteInfo>& info, Job job) {
+std::shared_ptr<const SiteInfo> DomainRouter::Sourced(const std::shared_ptr<const SiteInfo>& info,
+                                                      int source) {
+  const std::string key =
+      info->key + "|src=" + shard_->engine()->egress_sources()[static_cast<size_t>(source)].name;
+  std::weak_ptr<const SiteInfo>& slot = sites_[key];
+  if (std::shared_ptr<const SiteInfo> known = slot.lock();
+      known && known->SameHosts(*info) && known->shaping == info->shaping)
+    return known;
+  auto s = std::make_shared<SiteInfo>(*info);
+  s->key = key;
+  s->source = source;
+  slot = s;
+  return s;
+}
+
+void DomainRouter::Route(const std::shared_ptr<const SiteInfo>& base, Job job) {
+  std::shared_ptr<const SiteInfo> info = base;
+  const auto& pools = shard_->engine()->egress_pools();
+  if (job.egress_pool >= 0 && static_cast<size_t>(job.egress_pool) < pools.size() &&
+      !pools[static_cast<size_t>(job.egress_pool)].empty()) {
+    // The campaign's pool: its sources in turn, each a site pool of its own.
+    const std::vector<int>& members = pools[static_cast<size_t>(job.egress_pool)];
+    uint64_t& turn = egress_turn_[job.egress_pool];
+    info = Sourced(base, members[turn++ % members.size()]);
+  }
   int owner = static_cast<int>(
       dns::ShardForSite(info->key, static_cast<unsigned>(shard_->engine()->shard_count())));
   auto& slot = outgoing_[owner][info->key];

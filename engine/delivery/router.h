@@ -67,6 +67,8 @@ class DomainRouter {
                 Steady::duration ttl);
   std::shared_ptr<const SiteInfo> Intern(std::shared_ptr<const SiteInfo> fresh);
   void Route(const std::shared_ptr<const SiteInfo>& info, Job job);
+  // `info` sent from egress source `source`: its own key and pool.
+  std::shared_ptr<const SiteInfo> Sourced(const std::shared_ptr<const SiteInfo>& info, int source);
   void Flush();
 
   Shard* shard_;
@@ -75,6 +77,8 @@ class DomainRouter {
   std::list<std::string> lru_;
   // Site key -> the newest SiteInfo for it (weak: gone with its domains).
   absl::flat_hash_map<std::string, std::weak_ptr<const SiteInfo>> sites_;
+  // Round-robin position per egress pool.
+  absl::flat_hash_map<int, uint64_t> egress_turn_;
   // Jobs waiting for their domain's MX resolution.
   absl::flat_hash_map<std::string, std::vector<Job>> resolving_;
   // Resolved jobs to hand to owner shards at the end of this turn.

@@ -148,10 +148,14 @@ SitePolicy Shard::PolicyFor(const SiteInfo& info) const {
   p.tls = r->tls;
   // A [domain] table's key is shared by name; any other pool has a key of its
   // own ("site <hosts>"), registered too so status and metrics can see it.
-  p.own = shaper->Shared(r->domain.empty() ? "site " + info.key : r->key, r->max_connections,
+  // Limits hold per egress source x shaping key: "provider.google@ip2".
+  const std::string at =
+      info.source >= 0 ? "@" + engine_->egress_sources()[static_cast<size_t>(info.source)].name
+                       : std::string();
+  p.own = shaper->Shared(r->domain.empty() ? "site " + info.key : r->key + at, r->max_connections,
                          r->message_rate, r->connection_rate);
   if (!r->provider.empty())
-    p.provider = shaper->Shared("provider." + r->provider, r->provider_max_connections,
+    p.provider = shaper->Shared("provider." + r->provider + at, r->provider_max_connections,
                                 r->provider_message_rate, r->provider_connection_rate);
   return p;
 }
@@ -238,10 +242,13 @@ void Shard::SessionClosed() {
                        std::memory_order_relaxed);
 }
 
-smtp::Options Shard::SessionOptions(const SiteHost& host, const SitePolicy& policy) const {
+smtp::Options Shard::SessionOptions(const SiteHost& host, const SitePolicy& policy,
+                                    int source) const {
   const config::Config& cfg = engine_->config();
   smtp::Options o;
   o.helo_name = helo_name_;
+  if (source >= 0 && !engine_->egress_sources()[static_cast<size_t>(source)].ehlo.empty())
+    o.helo_name = engine_->egress_sources()[static_cast<size_t>(source)].ehlo;
   o.host = host.name;
   o.host_label = host.label;
   switch (policy.tls) {

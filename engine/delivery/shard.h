@@ -88,8 +88,9 @@ class Shard {
   // The SMTP sessions' clock: wall time moving with the engine's clock.
   const Clock* session_clock() const { return &session_clock_; }
   // Session options for a connection to `host` (TLS, HELO name, timeouts)
-  // of a pool with `policy`.
-  smtp::Options SessionOptions(const SiteHost& host, const SitePolicy& policy) const;
+  // of a pool with `policy`, sent from egress source `source` (-1: default).
+  smtp::Options SessionOptions(const SiteHost& host, const SitePolicy& policy,
+                               int source = -1) const;
   uint64_t NextEnvelopeId() { return next_envelope_id_++; }
   // Every recipient of `job` gets `outcome`; results go to the feeder in one
   // batch per loop turn.

@@ -38,6 +38,10 @@ struct SiteInfo {
   // `domains`) has a key of its own ("<hosts>|domain.NAME"), so its pool
   // is apart from other domains with the same MX hosts.
   std::shared_ptr<const shaping::Resolved> shaping;
+  // The egress source (Engine::egress_sources) its connections bind to and
+  // EHLO with; -1 = the default. Part of the key ("...|src=NAME"): each
+  // source has its own pool and limits.
+  int source = -1;
   std::string domain;                 // the domain it was resolved for
   std::vector<std::string> mx_names;  // MX host names (for re-resolution on reload)
 

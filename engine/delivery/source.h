@@ -36,6 +36,9 @@ struct Job {
   // The message (CRLF, not dot-stuffed). Null: Compose() fills it on the
   // shard that sends it (rendering and signing cost CPU; do it there).
   std::shared_ptr<const std::string> body;
+  // The [[egress.pool]] (index in the config) to send from; -1 = the default
+  // source (no bound address, delivery.helo_name).
+  int16_t egress_pool = -1;
   bool needs_8bitmime = false;
   bool needs_smtputf8 = false;
   // Opaque to the engine: lets Compose find what it needs (e.g. a campaign).

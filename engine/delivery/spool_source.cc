@@ -1,5 +1,6 @@
 #include "engine/delivery/spool_source.h"
 
+#include <algorithm>
 #include <string_view>
 
 #include "absl/time/clock.h"
@@ -84,6 +85,16 @@ absl::StatusOr<std::vector<Job>> SpoolSource::Fetch(size_t max_jobs) {
       Job job;
       job.domain = batch.domain;
       job.mail_from = campaign->info().from;
+      if (const std::string& pool = campaign->info().egress_pool; !pool.empty()) {
+        auto it = std::find(options_.egress_pools.begin(), options_.egress_pools.end(), pool);
+        if (it != options_.egress_pools.end())
+          job.egress_pool = static_cast<int16_t>(it - options_.egress_pools.begin());
+        else if (warned_pools_.insert(pool).second)
+          SALVO_LOG(kWarning,
+                    "campaign '{}' names egress_pool '{}', which the configuration does not "
+                    "define: it is sent from the default address",
+                    campaign->info().name, pool);
+      }
       job.recipients.push_back({r.email, queue::Value(r.campaign), queue::Value(r.id)});
       auto jc = std::make_shared<JobContext>();
       jc->campaign = campaign;

@@ -10,11 +10,15 @@
 // are immutable once built (shared_ptr<const>), and each shard has its own
 // dkim::Signer, so no locks are taken on that path.
 #include <atomic>
+#include <string>
+#include <vector>
+
 #include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
+#include "absl/container/flat_hash_set.h"
 
 #include "absl/container/flat_hash_map.h"
 #include "dkim/key_store.h"
@@ -36,6 +40,9 @@ struct SpoolSourceOptions {
   // forever (`salvo run`).
   std::optional<queue::CampaignId> until_done;
   std::chrono::milliseconds done_check_interval{250};
+  // The config's [[egress.pool]] names, in order: a campaign's egress_pool
+  // becomes Job::egress_pool (its index).
+  std::vector<std::string> egress_pools;
 };
 
 class SpoolSource final : public MessageSource {
@@ -56,6 +63,7 @@ class SpoolSource final : public MessageSource {
   queue::Spool* spool_;
   std::shared_ptr<const dkim::KeyStore> keys_;
   SpoolSourceOptions options_;
+  absl::flat_hash_set<std::string> warned_pools_;  // feeder thread: unknown egress pools
   // Feeder thread only. Bounded: past kMaxCampaignContexts, contexts not
   // used by the last few fetches are dropped (jobs in flight keep theirs;
   // a campaign seen again is rebuilt).

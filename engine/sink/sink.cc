@@ -124,6 +124,7 @@ std::string SinkStats::ToJson() const {
                  {"delivered", c.delivered}};
   }
   j["domains"] = std::move(d);
+  j["clients"] = clients;
   // Hostile input may carry invalid UTF-8 in domain names: replace it.
   return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
 }
@@ -161,6 +162,8 @@ struct ShardCounters {
   uint64_t tls_sessions = 0;
   uint64_t tls_resumed = 0;
   absl::flat_hash_map<std::string, DomainCounts> domains;
+  // Messages by client: "<address> <EHLO name>" (bounded like domains).
+  absl::flat_hash_map<std::string, uint64_t> clients;
 };
 
 DomainCounts& DomainSlot(ShardCounters& c, std::string_view address) {
@@ -259,6 +262,7 @@ struct Connection final : public SessionPolicy {
   Shard* shard;
   int fd;
   ServerSession session;
+  std::string peer;      // the client's address
   std::string inflight;  // bytes handed to Send, alive until its callback
   std::string pending;   // replies produced while a send is in flight
   bool sending = false;
@@ -340,6 +344,7 @@ class Shard {
     s->bare_line_endings += c_.bare_line_endings;
     s->tls_sessions += c_.tls_sessions;
     s->tls_resumed += c_.tls_resumed;
+    for (const auto& [client, n] : c_.clients) s->clients[client] += n;
     for (const auto& [domain, d] : c_.domains) {
       DomainCounts& t = s->domains[domain];
       t.accepted += d.accepted;
@@ -401,9 +406,11 @@ class Shard {
     return c->tls != nullptr;
   }
 
-  void OnMessage(const Envelope& env, std::string_view data, uint64_t size) {
+  void OnMessage(const Envelope& env, std::string_view data, uint64_t size,
+                 const std::string& client) {
     {
       absl::MutexLock lock(&mu_);
+      if (c_.clients.size() < kMaxDomains || c_.clients.contains(client)) ++c_.clients[client];
       ++c_.messages;
       c_.bytes += size;
       c_.recipients_delivered += env.recipients.size();
@@ -432,6 +439,18 @@ class Shard {
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     auto* c = new Connection(this, fd, sink_->server_options());
+    {
+      sockaddr_storage ss{};
+      socklen_t len = sizeof(ss);
+      char buf[INET6_ADDRSTRLEN] = "?";
+      if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+        if (ss.ss_family == AF_INET)
+          inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr, buf, sizeof buf);
+        else if (ss.ss_family == AF_INET6)
+          inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr, buf, sizeof buf);
+      }
+      c->peer = buf;
+    }
     conns_.insert(c);
     {
       absl::MutexLock lock(&mu_);
@@ -645,7 +664,7 @@ Verdict Connection::OnMail(std::string_view, uint64_t messages_done) {
 Verdict Connection::OnRcpt(std::string_view rcpt) { return shard->OnRcpt(rcpt); }
 Verdict Connection::OnData() { return shard->OnData(); }
 void Connection::OnMessage(const Envelope& envelope, std::string_view data, uint64_t size) {
-  shard->OnMessage(envelope, data, size);
+  shard->OnMessage(envelope, data, size, peer + " " + session.client_name());
 }
 bool Connection::OnStartTls() { return shard->OnStartTls(this); }
 void Connection::OnBareLineEnding() { shard->OnBareLineEnding(); }

@@ -92,6 +92,8 @@ struct SinkStats {
   uint64_t duplicate_recipients = 0;
   uint64_t duplicate_deliveries = 0;
   std::map<std::string, DomainCounts> domains;
+  // Messages by client, "<address> <EHLO name>" (egress sources show here).
+  std::map<std::string, uint64_t> clients;
 
   std::string ToJson() const;
   std::string Line() const;  // one human line: "connections=.. messages=.. ..."

@@ -183,6 +183,7 @@ void ServerSession::HandleLine(std::string_view raw, std::string* out) {
     }
     ResetTransaction();
     greeted_ = true;
+    client_name_ = std::string(TrimSpaces(args).substr(0, 255));
     absl::StrAppend(out, "250-", options_.hostname, "\r\n250-PIPELINING\r\n250-SIZE ",
                     options_.max_message_size,
                     "\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n",
@@ -195,6 +196,7 @@ void ServerSession::HandleLine(std::string_view raw, std::string* out) {
     }
     ResetTransaction();
     greeted_ = true;
+    client_name_ = std::string(TrimSpaces(args).substr(0, 255));
     absl::StrAppend(out, "250 ", options_.hostname, "\r\n");
   } else if (is("MAIL")) {
     HandleMail(args, out);

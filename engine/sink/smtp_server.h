@@ -93,6 +93,8 @@ class ServerSession {
 
   uint64_t messages_done() const { return messages_done_; }
   bool in_transaction() const { return has_mail_; }
+  // The name the client gave in EHLO/HELO ("" before it did).
+  const std::string& client_name() const { return client_name_; }
   bool tls_active() const { return tls_active_; }
 
  private:
@@ -123,6 +125,7 @@ class ServerSession {
   bool greeted_ = false;
   bool tls_active_ = false;
   bool has_mail_ = false;
+  std::string client_name_;
   bool overlong_line_ = false;
   std::string line_buf_;  // a partial command line carried between reads
   Envelope envelope_;

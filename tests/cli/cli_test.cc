@@ -69,6 +69,34 @@ TEST(CliTest, SymlinkLoopIsReportedAsSuch) {
   EXPECT_EQ(r.err.find("does not exist"), std::string::npos) << r.err;
 }
 
+// Issue 13 item 5: a campaign naming an egress pool the configuration does
+// not define is refused at load, naming the file and the pools there are.
+TEST(CliTest, AnUnknownEgressPoolIsRefusedAtLoad) {
+  std::string dir = "/tmp/salvo-cli-egress-" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  auto write = [&](const std::string& name, const std::string& text) {
+    FILE* f = std::fopen((dir + "/" + name).c_str(), "w");
+    std::fputs(text.c_str(), f);
+    std::fclose(f);
+  };
+  write("r.csv", "email\nok@b.example\n");
+  write("t.eml", "From: a@b.example\nSubject: x\n\nhi\n");
+  write("c.toml",
+        "name = \"n\"\ntemplate = \"t.eml\"\nrecipients = \"r.csv\"\nfrom = \"a@b.example\"\n"
+        "egress_pool = \"nope\"\n");
+  write("s.toml",
+        "[[egress.source]]\nname = \"ip2\"\naddress = \"127.0.0.2\"\n[[egress.pool]]\nname = "
+        "\"main\"\nsources = [\"ip2\"]\n");
+  CommandResult r = RunSalvo({"campaign", "load", dir + "/c.toml", "--config", dir + "/s.toml",
+                              "--data-dir", dir + "/data"});
+  std::filesystem::remove_all(dir);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("c.toml: egress_pool = \"nope\" is not an [[egress.pool]]"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("it defines: main"), std::string::npos) << r.err;
+}
+
 // Issue 16 item 5: an ESC sequence in a recipient address reaches the
 // terminal escaped in the load report, never raw.
 TEST(CliTest, ControlCharactersFromDataAreEscapedInTheLoadReport) {

@@ -220,5 +220,38 @@ TEST(SplitHostPortTest, Forms) {
   EXPECT_FALSE(SplitHostPort("h:", 25, &h, &p).ok());
 }
 
+// Egress sources and pools (issue 13 item 5).
+TEST(ConfigTest, EgressSourcesAndPools) {
+  auto c = Parse(
+      "[[egress.source]]\nname = \"ip1\"\naddress = \"192.0.2.10\"\nehlo = \"mta1.example\"\n"
+      "[[egress.source]]\nname = \"ip6\"\naddress = \"2001:db8::1\"\n"
+      "[[egress.pool]]\nname = \"main\"\nsources = [\"ip1\", \"ip6\"]\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->egress_sources.size(), 2u);
+  EXPECT_EQ(c->egress_sources[0].ehlo, "mta1.example");
+  EXPECT_EQ(c->EgressPoolIndex("main"), 0);
+  EXPECT_EQ(c->EgressPoolIndex("other"), -1);
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"[[egress.source]]\nname = \"a\"\naddress = \"mta.example\"\n", "not an IPv4 or IPv6"},
+      {"[[egress.source]]\naddress = \"192.0.2.1\"\n", "needs name"},
+      {"[[egress.source]]\nname = \"a\"\naddress = \"192.0.2.1\"\n[[egress.source]]\nname = "
+       "\"a\"\naddress = \"192.0.2.2\"\n",
+       "defined twice"},
+      {"[[egress.pool]]\nname = \"p\"\nsources = [\"nope\"]\n",
+       "no [[egress.source]] named 'nope'"},
+      {"[[egress.pool]]\nname = \"p\"\nsources = []\n", "has no sources"},
+      {"[[egress.source]]\nname = \"a\"\naddress = \"192.0.2.1\"\nbind = 1\n",
+       "unknown key 'bind'"},
+      {"[egress]\nsource = 1\n", "array of tables"},
+  };
+  for (const auto& [text, what] : bad) {
+    auto r = Parse(text);
+    ASSERT_FALSE(r.ok()) << text;
+    EXPECT_NE(std::string(r.status().message()).find("/etc/s.toml:"), std::string::npos)
+        << r.status();
+    EXPECT_NE(std::string(r.status().message()).find(what), std::string::npos) << r.status();
+  }
+}
+
 }  // namespace
 }  // namespace salvo::config

@@ -324,5 +324,65 @@ scope = "domain"
   EXPECT_EQ(source.Count(Disposition::kBounced), 1u);
 }
 
+// Egress: two sources on 127.0.0.2 and 127.0.0.3 in one pool. The sink sees
+// both addresses with their own EHLO names, and the domain's limits hold per
+// source (two sources at 20/s each: 40/s in all; 2 connections each).
+TEST(ShapingAcceptance, EgressSourcesBindTheirAddressesAndHoldTheirOwnLimits) {
+  auto s = StartSink();
+  testsupport::TempDir dir;
+  const std::string shaping = R"([domain."e.test"]
+max_message_rate = "20/s"
+max_connections = 2
+)";
+  const std::string egress =
+      "[[egress.source]]\nname = \"ip2\"\naddress = \"127.0.0.2\"\nehlo = \"mta2.sender.test\"\n"
+      "[[egress.source]]\nname = \"ip3\"\naddress = \"127.0.0.3\"\nehlo = \"mta3.sender.test\"\n"
+      "[[egress.pool]]\nname = \"main\"\nsources = [\"ip2\", \"ip3\"]\n";
+  auto cfg = MakeConfig(dir, {{"e.test", HostPort(*s)}}, shaping, egress);
+  ASSERT_EQ(cfg.EgressPoolIndex("main"), 0);
+  InMemorySource::Options o;
+  o.run_forever = true;
+  InMemorySource source(o);
+  auto body = std::make_shared<const std::string>(kBody);
+  for (const std::string& rcpt : Recipients("e.test", 1200)) {
+    Job job;
+    job.domain = "e.test";
+    job.mail_from = "s@sender.test";
+    job.recipients.push_back({rcpt, 0, 0});
+    job.body = body;
+    job.egress_pool = 0;
+    source.Add(std::move(job));
+  }
+  auto e = Engine::Create(cfg, &source);
+  ASSERT_TRUE(e.ok()) << e.status();
+  std::thread runner([&] { EXPECT_TRUE((*e)->Run().ok()); });
+  const std::string ip2 = "127.0.0.2 mta2.sender.test", ip3 = "127.0.0.3 mta3.sender.test";
+  auto count = [&](const std::string& client) {
+    auto st = s->Stats();
+    auto it = st.clients.find(client);
+    return it == st.clients.end() ? uint64_t{0} : it->second;
+  };
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  const uint64_t a0 = count(ip2), b0 = count(ip3);
+  const auto t0 = Clock::now();
+  std::this_thread::sleep_for(std::chrono::seconds(10));
+  const double window = Seconds(Clock::now() - t0);
+  const double rate2 = (count(ip2) - a0) / window, rate3 = (count(ip3) - b0) / window;
+  (*e)->RequestShutdown();
+  runner.join();
+  const sink::SinkStats st = s->Stats();
+  std::string clients;
+  for (const auto& [c, n] : st.clients) clients += " [" + c + ": " + std::to_string(n) + "]";
+  std::printf(
+      "egress: %.1f/s from ip2, %.1f/s from ip3 (20/s each), peak %llu connections "
+      "(2 per source); clients:%s\n",
+      rate2, rate3, static_cast<unsigned long long>(st.connections_peak), clients.c_str());
+  // Only the two sources, each with its own EHLO name.
+  EXPECT_EQ(st.clients.size(), 2u) << clients;
+  EXPECT_NEAR(rate2, 20, 3);
+  EXPECT_NEAR(rate3, 20, 3);
+  EXPECT_LE(st.connections_peak, 4u);
+}
+
 }  // namespace
 }  // namespace salvo::delivery
