@@ -185,6 +185,14 @@ nlohmann::json StatusToJson(const CampaignStatus& st) {
   j["bounce_rate"] = st.bounce_rate;
   j["deferral_rate"] = st.deferral_rate;
   j["done"] = st.counts.Pending() == 0;
+  if (st.info.window.set) {
+    j["window"] = st.info.window.ToString();
+    const absl::Time now = absl::Now();
+    const absl::Time open = NextWindowOpen(st.info.window, now);
+    j["window_open"] = open <= now;
+    if (open > now)
+      j["window_opens"] = absl::FormatTime("%Y-%m-%d %H:%M:%S %Ez", open, absl::UTCTimeZone());
+  }
   nlohmann::json domains = nlohmann::json::array();
   for (const auto& d : st.top_domains)
     domains.push_back({{"domain", d.domain}, {"counts", CountsToJson(d.counts)}});
@@ -214,6 +222,11 @@ nlohmann::json SpecToJson(const CampaignSpec& s) {
           {"from", s.from},
           {"dkim_domain", s.dkim_domain},
           {"egress_pool", s.egress_pool},
+          {"window", s.window.set ? nlohmann::json{{"start_minute", s.window.start_minute},
+                                                   {"end_minute", s.window.end_minute},
+                                                   {"days", s.window.days},
+                                                   {"timezone", s.window.timezone}}
+                                  : nlohmann::json()},
           {"options", s.options},
           {"retry",
            {{"first_retry_min_s", absl::ToDoubleSeconds(s.retry.first_retry_min)},
@@ -232,6 +245,14 @@ absl::StatusOr<CampaignSpec> SpecFromJson(const nlohmann::json& j) {
     s.from = j.at("from").get<std::string>();
     s.dkim_domain = j.value("dkim_domain", "");
     s.egress_pool = j.value("egress_pool", "");
+    if (j.contains("window") && j["window"].is_object()) {
+      const auto& w = j["window"];
+      s.window.set = true;
+      s.window.start_minute = w.at("start_minute").get<int>();
+      s.window.end_minute = w.at("end_minute").get<int>();
+      s.window.days = w.at("days").get<uint8_t>();
+      s.window.timezone = w.at("timezone").get<std::string>();
+    }
     if (j.contains("options")) s.options = j["options"].get<std::map<std::string, std::string>>();
     if (j.contains("retry")) {
       const auto& r = j["retry"];

@@ -5,6 +5,7 @@
 
 #include <cctype>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -12,11 +13,117 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/civil_time.h"
+#include "absl/time/time.h"
 #include "engine/common/duration.h"
 #include "engine/common/hash.h"
 #include "queue/address.h"
 
 namespace salvo::queue {
+
+namespace {
+constexpr const char* kDayNames[] = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"};
+
+bool ParseHourMinute(std::string_view t, int* minutes) {
+  int h = 0, m = 0;
+  if (t.size() != 5 || t[2] != ':') return false;
+  for (size_t i : {0, 1, 3, 4})
+    if (t[i] < '0' || t[i] > '9') return false;
+  h = (t[0] - '0') * 10 + (t[1] - '0');
+  m = (t[3] - '0') * 10 + (t[4] - '0');
+  if (m > 59 || h > 24 || (h == 24 && m != 0)) return false;
+  *minutes = h * 60 + m;
+  return true;
+}
+
+int Weekday(absl::CivilDay d) {
+  switch (absl::GetWeekday(d)) {
+    case absl::Weekday::monday:
+      return 0;
+    case absl::Weekday::tuesday:
+      return 1;
+    case absl::Weekday::wednesday:
+      return 2;
+    case absl::Weekday::thursday:
+      return 3;
+    case absl::Weekday::friday:
+      return 4;
+    case absl::Weekday::saturday:
+      return 5;
+    case absl::Weekday::sunday:
+      return 6;
+  }
+  return 0;
+}
+}  // namespace
+
+absl::StatusOr<SendWindow> ParseSendWindow(std::string_view hours,
+                                           const std::vector<std::string>& days,
+                                           std::string_view timezone) {
+  SendWindow w;
+  w.set = true;
+  const size_t dash = hours.find('-');
+  if (dash == std::string_view::npos || !ParseHourMinute(hours.substr(0, dash), &w.start_minute) ||
+      !ParseHourMinute(hours.substr(dash + 1), &w.end_minute))
+    return absl::InvalidArgumentError(
+        Cat("hours = \"", hours, "\" is not \"HH:MM-HH:MM\" (e.g. \"09:00-17:00\")"));
+  if (w.start_minute == w.end_minute)
+    return absl::InvalidArgumentError(Cat("hours = \"", hours, "\" is an empty window"));
+  if (!days.empty()) {
+    w.days = 0;
+    for (const std::string& d : days) {
+      int found = -1;
+      for (int i = 0; i < 7; ++i)
+        if (absl::AsciiStrToLower(d) == kDayNames[i]) found = i;
+      if (found < 0)
+        return absl::InvalidArgumentError(
+            Cat("days: '", d, "' is not a day (mon, tue, wed, thu, fri, sat, sun)"));
+      w.days |= static_cast<uint8_t>(1u << found);
+    }
+  }
+  absl::TimeZone tz;
+  if (!absl::LoadTimeZone(std::string(timezone), &tz))
+    return absl::InvalidArgumentError(
+        Cat("timezone = \"", timezone, "\" is not a known time zone (e.g. \"Europe/Berlin\")"));
+  w.timezone = std::string(timezone);
+  return w;
+}
+
+std::string SendWindow::ToString() const {
+  if (!set) return "";
+  auto hm = [](int m) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%02d:%02d", m / 60, m % 60);
+    return std::string(b);
+  };
+  std::string d;
+  for (int i = 0; i < 7; ++i)
+    if (days & (1u << i)) d += (d.empty() ? "" : ",") + std::string(kDayNames[i]);
+  return Cat(hm(start_minute), "-", hm(end_minute), " ", d, " ", timezone);
+}
+
+absl::Time NextWindowOpen(const SendWindow& w, absl::Time now) {
+  if (!w.set) return now;
+  absl::TimeZone tz;
+  if (!absl::LoadTimeZone(w.timezone, &tz)) tz = absl::UTCTimeZone();
+  const absl::CivilSecond local = absl::ToCivilSecond(now, tz);
+  const absl::CivilDay today(local);
+  const int minute = static_cast<int>(local.hour()) * 60 + static_cast<int>(local.minute());
+  auto allowed = [&](absl::CivilDay d) { return (w.days >> Weekday(d)) & 1; };
+  if (w.start_minute < w.end_minute) {
+    if (allowed(today) && minute >= w.start_minute && minute < w.end_minute) return now;
+  } else {  // wraps midnight: open from start today, or until end (from yesterday)
+    if (allowed(today) && minute >= w.start_minute) return now;
+    if (allowed(today - 1) && minute < w.end_minute) return now;
+  }
+  for (int i = 0; i <= 7; ++i) {
+    const absl::CivilDay d = today + i;
+    if (!allowed(d)) continue;
+    const absl::Time open = absl::FromCivil(absl::CivilMinute(d) + w.start_minute, tz);
+    if (open > now) return open;
+  }
+  return now + absl::Hours(24 * 7);  // no day allowed: unreachable after parsing
+}
 
 std::string_view RecipientStateName(RecipientState s) {
   switch (s) {
@@ -136,6 +243,39 @@ absl::StatusOr<CampaignSpec> ParseCampaignFile(const std::string& path) {
       s = get_string(node, k, &spec.dkim_domain);
     } else if (k == "egress_pool") {
       s = get_string(node, k, &spec.egress_pool);
+    } else if (k == "window") {
+      const auto* t = node.as_table();
+      if (t == nullptr)
+        return absl::InvalidArgumentError(Cat(Where(path, node), ": [window] must be a table"));
+      std::string hours = "00:00-24:00", tz = "UTC";
+      std::vector<std::string> days;
+      for (const auto& [wk, wn] : *t) {
+        const std::string_view w = wk.str();
+        if (w == "hours" || w == "timezone") {
+          if (absl::Status gs = get_string(wn, Cat("window.", w), w == "hours" ? &hours : &tz);
+              !gs.ok())
+            return gs;
+        } else if (w == "days") {
+          const auto* a = wn.as_array();
+          if (a == nullptr)
+            return absl::InvalidArgumentError(
+                Cat(Where(path, wn), ": window.days must be a list like [\"mon\", \"tue\"]"));
+          for (const toml::node& d : *a) {
+            if (!d.is_string())
+              return absl::InvalidArgumentError(
+                  Cat(Where(path, d), ": window.days: each day is a string (mon..sun)"));
+            days.push_back(*d.value<std::string>());
+          }
+        } else {
+          return absl::InvalidArgumentError(Cat(Where(path, wn), ": unknown key 'window.", w,
+                                                "' (known: hours, days, timezone)"));
+        }
+      }
+      absl::StatusOr<SendWindow> win = ParseSendWindow(hours, days, tz);
+      if (!win.ok())
+        return absl::InvalidArgumentError(
+            Cat(Where(path, node), ": [window]: ", win.status().message()));
+      spec.window = *win;
     } else if (k == "retry") {
       const auto* t = node.as_table();
       if (t == nullptr)
@@ -195,8 +335,8 @@ absl::StatusOr<CampaignSpec> ParseCampaignFile(const std::string& path) {
     } else {
       return absl::InvalidArgumentError(
           Cat(Where(path, node), ": unknown key '", k,
-              "' (known: name, template, recipients, from, dkim_domain, egress_pool, [retry], "
-              "[options])"));
+              "' (known: name, template, recipients, from, dkim_domain, egress_pool, [window], "
+              "[retry], [options])"));
     }
     if (!s.ok()) return s;
   }

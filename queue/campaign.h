@@ -70,6 +70,25 @@ struct RetryPolicy {
   absl::Status Validate() const;
 };
 
+// When a campaign may send: hours of the day on some days of the week, in a
+// time zone ([window] in the campaign file). Outside it, its recipients wait
+// in the queue without an attempt (not deferred).
+struct SendWindow {
+  bool set = false;
+  int start_minute = 0;          // minutes after local midnight, inclusive
+  int end_minute = 24 * 60;      // exclusive; <= start: the window wraps midnight
+  uint8_t days = 0x7f;           // bit d = weekday d may send (0 = Monday ... 6 = Sunday)
+  std::string timezone = "UTC";  // IANA name
+  // "09:00-17:00 mon,tue,wed,thu,fri Europe/Berlin"
+  std::string ToString() const;
+};
+// Parses `hours` ("HH:MM-HH:MM"), `days` (mon..sun) and `timezone`.
+absl::StatusOr<SendWindow> ParseSendWindow(std::string_view hours,
+                                           const std::vector<std::string>& days,
+                                           std::string_view timezone);
+// `now` if the window is open at `now`, else when it next opens.
+absl::Time NextWindowOpen(const SendWindow& window, absl::Time now);
+
 // What identifies and configures a campaign (from a TOML file or flags).
 struct CampaignSpec {
   std::string name;
@@ -78,6 +97,7 @@ struct CampaignSpec {
   std::string from;             // envelope sender / From address
   std::string dkim_domain;      // optional
   std::string egress_pool;      // optional: an [[egress.pool]] of the engine's config
+  SendWindow window;            // optional [window]
   RetryPolicy retry;
   std::map<std::string, std::string> options;  // free-form [options] of the campaign file
 };
@@ -89,6 +109,7 @@ struct CampaignInfo {
   std::string from;
   std::string dkim_domain;
   std::string egress_pool;
+  SendWindow window;
   std::string template_path;
   std::string recipients_path;
   CampaignState state = CampaignState::kLoading;

@@ -140,6 +140,11 @@ std::string EncodeCampaign(const CampaignInfo& info) {
   j["from"] = info.from;
   j["dkim_domain"] = info.dkim_domain;
   j["egress_pool"] = info.egress_pool;
+  if (info.window.set)
+    j["window"] = {{"start_minute", info.window.start_minute},
+                   {"end_minute", info.window.end_minute},
+                   {"days", info.window.days},
+                   {"timezone", info.window.timezone}};
   j["template_path"] = info.template_path;
   j["recipients_path"] = info.recipients_path;
   j["state"] = static_cast<int>(info.state);
@@ -166,6 +171,14 @@ absl::StatusOr<CampaignInfo> DecodeCampaign(std::string_view data) {
     info.from = j.at("from").get<std::string>();
     info.dkim_domain = j.at("dkim_domain").get<std::string>();
     info.egress_pool = j.value("egress_pool", "");  // absent in older spools
+    if (j.contains("window")) {
+      const auto& w = j["window"];
+      info.window.set = true;
+      info.window.start_minute = w.at("start_minute").get<int>();
+      info.window.end_minute = w.at("end_minute").get<int>();
+      info.window.days = w.at("days").get<uint8_t>();
+      info.window.timezone = w.at("timezone").get<std::string>();
+    }
     info.template_path = j.at("template_path").get<std::string>();
     info.recipients_path = j.at("recipients_path").get<std::string>();
     info.state = static_cast<CampaignState>(j.at("state").get<int>());

@@ -125,6 +125,7 @@ absl::StatusOr<LoadReport> Spool::Impl::Load(const CampaignSpec& spec, const Loa
   info.from = spec.from;
   info.dkim_domain = spec.dkim_domain;
   info.egress_pool = spec.egress_pool;
+  info.window = spec.window;
   info.template_path = spec.template_path;
   info.recipients_path = spec.recipients_path;
   info.state = CampaignState::kLoading;

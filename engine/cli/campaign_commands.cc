@@ -295,6 +295,12 @@ int RunStatus(const IdArgs& a) {
         line += (line.empty() ? "" : ", ") + c + " " + std::to_string(n.get<uint64_t>());
       std::printf("not delivered, by category: %s\n", line.c_str());
     }
+    if (s.contains("window"))
+      std::printf("send window: %s (%s)\n", s["window"].get<std::string>().c_str(),
+                  s.value("window_open", false) ? "open"
+                                                : ("closed: recipients wait, not deferred; opens " +
+                                                   s.value("window_opens", std::string("?")))
+                                                      .c_str());
     if (s.contains("shaping")) {
       // From the running engine: what shaping holds back now.
       if (s["shaping"].empty())

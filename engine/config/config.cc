@@ -174,7 +174,24 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
         route.source = SourceOf(source_name, e);
         r.String("domain", &route.domain);
         r.StringList("hosts", &route.hosts);
+        r.String("auth_user", &route.auth_user);
+        r.String("auth_password_file", &route.auth_password_file);
+        r.String("auth_password_env", &route.auth_password_env);
+        r.String("tls", &route.tls);
         r.RejectUnknown();
+        resolve(&route.auth_password_file);
+        if (status.ok() && !route.tls.empty() && route.tls != "off" &&
+            route.tls != "opportunistic" && route.tls != "required")
+          r.Fail(e.source(), Cat("route for '", route.domain, "': tls = \"", route.tls,
+                                 "\": expected \"off\", \"opportunistic\" or \"required\""));
+        if (status.ok() && !route.auth_user.empty() &&
+            route.auth_password_file.empty() == route.auth_password_env.empty())
+          r.Fail(e.source(), Cat("route for '", route.domain,
+                                 "': auth_user needs exactly one of auth_password_file, "
+                                 "auth_password_env"));
+        if (status.ok() && route.auth_user.empty() &&
+            !(route.auth_password_file.empty() && route.auth_password_env.empty()))
+          r.Fail(e.source(), Cat("route for '", route.domain, "': a password without auth_user"));
         if (status.ok() && route.domain.empty())
           r.Fail(e.source(), "[[route]] needs domain = \"example.com\" (or \"*\")");
         if (status.ok()) CheckHostList(r, e, Cat("route for '", route.domain, "'"), route.hosts);

@@ -39,6 +39,13 @@ struct RouteConfig {
   std::string domain;
   std::vector<std::string> hosts;
   std::string source;  // "file:line" where it was declared, for messages
+  // A smarthost that wants SMTP AUTH (PLAIN/LOGIN, only over TLS): the user,
+  // and the password from a file (first line) or an environment variable.
+  // Never logged.
+  std::string auth_user;
+  std::string auth_password_file;
+  std::string auth_password_env;
+  std::string tls;  // "" = [tls] mode; off | opportunistic | required
 };
 
 // Egress (PowerMTA's virtual MTAs, KumoMTA's egress sources): a source sends

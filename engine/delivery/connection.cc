@@ -318,6 +318,9 @@ void Connection::SessionFinished() {
     job_.reset();
     shard_->Report(std::move(j), smtp::AsRetry(std::move(o)));
   }
+  // Our credentials refused by a smarthost: the route waits, no deferrals.
+  if (close_outcome_.category == "auth" && pool_->policy().credentials)
+    pool_->AuthFailed(close_outcome_);
   // Shaping hears of a "slow down" or a suspending rule at any stage.
   if (close_outcome_.rule || close_outcome_.bounce_class == smtp::Category::kRateLimited)
     pool_->Feedback(close_outcome_, domain);

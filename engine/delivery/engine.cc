@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 
 #include <chrono>
 #include <future>
@@ -52,6 +54,43 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const config::Config& con
     for (const std::string& h : r.hosts) targets += (targets.empty() ? "" : ",") + h;
     if (absl::Status s = ro.router.AddRoute(r.domain, targets, r.source); !s.ok()) return s;
   }
+  for (const config::RouteConfig& r : config.routes) {
+    if (r.auth_user.empty() && r.tls.empty()) continue;
+    RouteAuth ra;
+    ra.pattern = r.domain;
+    ra.where = r.source;
+    if (!r.tls.empty())
+      ra.tls = r.tls == "off"        ? shaping::Tls::kOff
+               : r.tls == "required" ? shaping::Tls::kRequired
+                                     : shaping::Tls::kOpportunistic;
+    if (!r.auth_user.empty()) {
+      smtp::Credentials c;
+      c.username = r.auth_user;
+      if (!r.auth_password_env.empty()) {
+        const char* v = std::getenv(r.auth_password_env.c_str());
+        if (v == nullptr || *v == '\0')
+          return absl::InvalidArgumentError(
+              absl::StrCat(r.source, ": route for '", r.domain, "': the environment variable ",
+                           r.auth_password_env, " (auth_password_env) is not set or empty"));
+        c.password = v;
+      } else {
+        std::ifstream in(r.auth_password_file);
+        std::getline(in, c.password);
+        while (!c.password.empty() && (c.password.back() == '\r' || c.password.back() == ' '))
+          c.password.pop_back();
+        if (!in && c.password.empty())
+          return absl::InvalidArgumentError(absl::StrCat(r.source, ": route for '", r.domain,
+                                                         "': cannot read auth_password_file '",
+                                                         r.auth_password_file, "'"));
+        if (c.password.empty())
+          return absl::InvalidArgumentError(
+              absl::StrCat(r.source, ": route for '", r.domain, "': auth_password_file '",
+                           r.auth_password_file, "' has an empty first line"));
+      }
+      ra.credentials = std::move(c);
+    }
+    e->route_auth_.push_back(std::move(ra));
+  }
   for (const config::EgressSourceConfig& s : config.egress_sources) {
     EgressSource es;
     es.name = s.name;
@@ -85,6 +124,30 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const config::Config& con
   for (int i = 0; i < n; ++i)
     e->shards_.push_back(std::make_unique<Shard>(e.get(), i, registry->AddShard()));
   return e;
+}
+
+int Engine::RouteAuthFor(std::string_view domain) const {
+  if (route_auth_.empty()) return -1;
+  auto find = [&](std::string_view pattern) {
+    for (size_t i = 0; i < route_auth_.size(); ++i)
+      if (route_auth_[i].pattern == pattern) return static_cast<int>(i);
+    return -1;
+  };
+  // A route with no AUTH/TLS of its own that matches more closely wins: then
+  // nothing applies (the dns router picks the same route for the hosts).
+  auto routed_exactly = [&](std::string_view pattern) {
+    for (const config::RouteConfig& r : config_.routes)
+      if (r.domain == pattern) return true;
+    return false;
+  };
+  if (routed_exactly(domain)) return find(domain);
+  std::string_view rest = domain;
+  for (size_t dot = rest.find('.'); dot != std::string_view::npos; dot = rest.find('.')) {
+    rest = rest.substr(dot + 1);
+    const std::string pattern = "*." + std::string(rest);
+    if (routed_exactly(pattern)) return find(pattern);
+  }
+  return find("*");
 }
 
 absl::Status Engine::ReloadShaping() {

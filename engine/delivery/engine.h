@@ -31,6 +31,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -43,6 +44,7 @@
 #include "engine/delivery/source.h"
 #include "engine/dns/resolver.h"
 #include "engine/shaping/throttle.h"
+#include "engine/smtp/session.h"
 
 namespace salvo::metrics {
 class Registry;
@@ -119,6 +121,19 @@ class Engine {
   };
   const std::vector<EgressSource>& egress_sources() const { return egress_sources_; }
   const std::vector<std::vector<int>>& egress_pools() const { return egress_pools_; }
+
+  // Smarthost routes with SMTP AUTH or their own TLS mode ([[route]]
+  // auth_user, auth_password_file/env, tls), passwords read at Create.
+  struct RouteAuth {
+    std::string pattern;  // the route's domain: "example.com", "*.example.com", "*"
+    std::string where;    // "file:line"
+    std::optional<smtp::Credentials> credentials;
+    std::optional<shaping::Tls> tls;
+  };
+  // The one that applies to mail for `domain` (the route's own matching), or
+  // -1. Read-only after Create.
+  int RouteAuthFor(std::string_view domain) const;
+  const std::vector<RouteAuth>& route_auth() const { return route_auth_; }
   // The shaping keys worth showing now (suspended, throttled, named in the
   // file); at most `max`. Thread-safe.
   std::vector<shaping::KeyView> ShapingSnapshot(size_t max = 100) const {
@@ -160,6 +175,7 @@ class Engine {
   std::unique_ptr<metrics::Registry> own_registry_;
   std::unique_ptr<shaping::Shaper> shaper_;
   std::vector<EgressSource> egress_sources_;
+  std::vector<RouteAuth> route_auth_;
   std::vector<std::vector<int>> egress_pools_;
   std::atomic<uint64_t> in_flight_shadow_{0};
 };

@@ -78,7 +78,8 @@ void DomainRouter::OnResolved(const std::string& domain, absl::StatusOr<dns::Sit
     return;
   }
   std::shared_ptr<const SiteInfo> info =
-      ToSiteInfo(*result, domain, *shard_->engine()->shaper()->config());
+      ToSiteInfo(*result, domain, *shard_->engine()->shaper()->config(),
+                 result->routed ? shard_->engine()->RouteAuthFor(domain) : -1);
   if (!info) {
     smtp::Outcome o = smtp::OutcomeForDnsFailure(smtp::DnsFailure::kNoAddressYet, domain,
                                                  "no MX host of the domain has an address");
@@ -133,7 +134,8 @@ void DomainRouter::Forget() {
 
 std::shared_ptr<const SiteInfo> DomainRouter::ToSiteInfo(const dns::Site& site,
                                                          const std::string& domain,
-                                                         const shaping::ShapingConfig& shaping) {
+                                                         const shaping::ShapingConfig& shaping,
+                                                         int route_auth) {
   auto info = std::make_shared<SiteInfo>();
   info->key = site.key;
   info->domain = domain;
@@ -154,6 +156,11 @@ std::shared_ptr<const SiteInfo> DomainRouter::ToSiteInfo(const dns::Site& site,
   if (info->key.empty()) info->key = info->hosts.front().label;
   auto resolved =
       std::make_shared<shaping::Resolved>(shaping::Resolve(shaping, domain, info->mx_names));
+  if (site.routed && route_auth >= 0) {
+    // A smarthost route with its own credentials or TLS: a pool of its own.
+    info->route_auth = route_auth;
+    info->key += "|route=" + std::to_string(route_auth);
+  }
   if (resolved->by_name) info->key += "|" + resolved->key;
   info->shaping = std::move(resolved);
   return info;

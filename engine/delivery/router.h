@@ -50,9 +50,11 @@ class DomainRouter {
   // per address, in try order, and what `shaping` says applies (a key of its
   // own when that depends on the domain's name). nullptr when no host has an
   // address.
+  // `route_auth`: the Engine::route_auth() entry of a routed site, or -1.
   static std::shared_ptr<const SiteInfo> ToSiteInfo(const dns::Site& site,
                                                     const std::string& domain,
-                                                    const shaping::ShapingConfig& shaping);
+                                                    const shaping::ShapingConfig& shaping,
+                                                    int route_auth = -1);
 
  private:
   struct CachedDomain {

@@ -146,6 +146,12 @@ SitePolicy Shard::PolicyFor(const SiteInfo& info) const {
   p.messages_per_connection = static_cast<uint64_t>(std::max(1, r->max_messages_per_connection));
   p.max_recipients_per_message = static_cast<size_t>(std::max(1, r->max_recipients_per_message));
   p.tls = r->tls;
+  if (info.route_auth >= 0) {
+    const Engine::RouteAuth& ra = engine_->route_auth()[static_cast<size_t>(info.route_auth)];
+    if (ra.tls) p.tls = *ra.tls;
+    p.credentials = ra.credentials;
+    p.route = ra.pattern + " (" + ra.where + ")";
+  }
   // A [domain] table's key is shared by name; any other pool has a key of its
   // own ("site <hosts>"), registered too so status and metrics can see it.
   // Limits hold per egress source x shaping key: "provider.google@ip2".
@@ -264,6 +270,7 @@ smtp::Options Shard::SessionOptions(const SiteHost& host, const SitePolicy& poli
       break;
   }
   o.tls_context = tls_.get();
+  o.auth = policy.credentials;
   o.clock = &session_clock_;
   const config::TimeoutConfig& t = cfg.delivery.timeouts;
   o.timeouts.greeting = ToAbsl(t.greeting);

@@ -42,6 +42,8 @@ struct SiteInfo {
   // EHLO with; -1 = the default. Part of the key ("...|src=NAME"): each
   // source has its own pool and limits.
   int source = -1;
+  // The smarthost route's AUTH/TLS settings (Engine::route_auth), or -1.
+  int route_auth = -1;
   std::string domain;                 // the domain it was resolved for
   std::vector<std::string> mx_names;  // MX host names (for re-resolution on reload)
 

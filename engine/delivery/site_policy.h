@@ -9,10 +9,12 @@
 #include <cstdint>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "engine/config/config.h"
 #include "engine/shaping/throttle.h"
+#include "engine/smtp/session.h"
 
 namespace salvo::delivery {
 
@@ -35,6 +37,10 @@ struct SitePolicy {
   size_t max_recipients_per_message = 100;  // larger jobs are split on Enqueue
   shaping::Tls tls = shaping::Tls::kOpportunistic;
   std::string key;  // the shaping key: "default", "domain.NAME", "provider.NAME"
+  // A smarthost route's SMTP AUTH (never logged), and which route, for
+  // messages ("* (salvo.toml:12)"); empty otherwise.
+  std::optional<smtp::Credentials> credentials;
+  std::string route;
   // The pool's own limits (rates, connections, adaptive backoff, suspension):
   // a key of its own for "default" and provider members, the shared one of
   // a [domain] table. Never null once the pool exists.

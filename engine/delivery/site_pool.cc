@@ -346,6 +346,20 @@ void SitePool::Feedback(const smtp::Outcome& o, std::string_view domain) {
   }
 }
 
+void SitePool::AuthFailed(const smtp::Outcome& o) {
+  constexpr int64_t kAuthHoldNs = 600'000'000'000;  // 10 minutes
+  const int64_t ns = Ns(shard_->Now());
+  if (policy_.own->suspended(ns)) return;
+  policy_.own->Suspend(ns + kAuthHoldNs);
+  std::string buf;
+  SALVO_LOG(kError,
+            "route {}: authentication as '{}' failed at {}: {}. Its mail is held in the queue "
+            "(not deferred) and tried again in 10 minutes; fix the credentials and restart.",
+            policy_.route, policy_.credentials ? policy_.credentials->username : "", o.host,
+            ReplyOrDetail(o, &buf));
+  Pump();
+}
+
 void SitePool::Suspend(const smtp::Outcome& o, std::string_view domain_in, int64_t ns) {
   const smtp::Rule& rule = *o.rule;
   const int64_t until = ns + absl::ToInt64Nanoseconds(rule.duration);

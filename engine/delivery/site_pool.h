@@ -84,6 +84,9 @@ class SitePool {
   // Shaping feedback from one finished transaction or session: a delivery
   // (raises throttled limits again), a "slow down" reply (adaptive backoff),
   // a rule that suspends.
+  // The smarthost refused our credentials: the route is held (its mail
+  // waits, not deferred) for kAuthHold and the reason logged as an error.
+  void AuthFailed(const smtp::Outcome& outcome);
   // `domain`: the recipients' domain (for rules with scope = "domain").
   void Feedback(const smtp::Outcome& outcome, std::string_view domain = {});
 

@@ -6,8 +6,10 @@
 #include "absl/time/clock.h"
 #include "dkim/alignment.h"
 #include "engine/common/log.h"
+#include "engine/common/strings.h"
 #include "engine/message/campaign_settings.h"
 #include "engine/message/template.h"
+#include "engine/smtp/failure_scope.h"
 
 namespace salvo::delivery {
 
@@ -67,12 +69,30 @@ absl::StatusOr<std::vector<Job>> SpoolSource::Fetch(size_t max_jobs) {
   auto batches = spool_->LeaseDue(spool_->Now(), limits);
   if (!batches.ok()) return batches.status();
   std::vector<Job> jobs;
+  // Recipients of campaigns outside their send window: back to the queue
+  // until it opens, untried (no attempt, not deferred).
+  std::vector<queue::Completion> outside;
+  const absl::Time now = spool_->Now();
   const size_t group = std::max<size_t>(1, options_.max_recipients_per_message);
   for (queue::DomainBatch& batch : *batches) {
     // Per campaign, the job of this domain still taking recipients.
     absl::flat_hash_map<uint64_t, size_t> open;
     for (queue::LeasedRecipient& r : batch.recipients) {
       auto campaign = ContextFor(r.campaign);
+      if (const queue::SendWindow& w = campaign->info().window; w.set) {
+        const absl::Time open = queue::NextWindowOpen(w, now);
+        if (open > now) {
+          queue::Completion c;
+          c.campaign = r.campaign;
+          c.id = r.id;
+          c.outcome =
+              smtp::OutcomeForHold(Cat("campaign ", campaign->info().name,
+                                       " is outside its send window (", w.ToString(), ")"),
+                                   std::max<int64_t>(1000, absl::ToInt64Milliseconds(open - now)));
+          outside.push_back(std::move(c));
+          continue;
+        }
+      }
       if (group > 1 && campaign->identical_copies()) {
         auto it = open.find(queue::Value(r.campaign));
         if (it != open.end() && jobs[it->second].recipients.size() < group) {
@@ -104,6 +124,11 @@ absl::StatusOr<std::vector<Job>> SpoolSource::Fetch(size_t max_jobs) {
       job.context = std::move(jc);
       jobs.push_back(std::move(job));
     }
+  }
+  if (!outside.empty()) {
+    if (absl::Status st = spool_->CompleteBatch(outside);
+        !st.ok() && st.code() != absl::StatusCode::kFailedPrecondition)
+      return st;
   }
   return jobs;
 }

@@ -592,7 +592,11 @@ TEST(EngineTest, AMissingShapingFileStopsTheStart) {
 
 TEST(EngineTest, BadRouteIsAStartupErrorNamingFileLine) {
   config::Config cfg;
-  cfg.routes.push_back({"example.com", {"bad host name!"}, "f.toml:7"});
+  config::RouteConfig bad;
+  bad.domain = "example.com";
+  bad.hosts = {"bad host name!"};
+  bad.source = "f.toml:7";
+  cfg.routes.push_back(bad);
   InMemorySource source;
   auto e = Engine::Create(cfg, &source);
   ASSERT_FALSE(e.ok());

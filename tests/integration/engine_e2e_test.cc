@@ -516,5 +516,41 @@ TEST(EngineE2E, ShapingFileReloadsOnSighupAndABadOneKeepsTheOld) {
   EXPECT_EQ(run.Wait(std::chrono::seconds(20)), 0) << run.err();
 }
 
+// Issue 13 item 6: a campaign outside its send window waits in the queue (not
+// deferred, no attempt) while one inside its window is sent.
+TEST(EngineE2E, ACampaignOutsideItsSendWindowWaitsWithoutBeingDeferred) {
+  TempDir dir;
+  Sink sink(dir, "window", "127.0.0.12");
+  ASSERT_GT(sink.port(), 0) << sink.err();
+  std::string cfg = Config(dir, "[routes]\n\"*\" = \"" + sink.hostport() + "\"\n");
+  // Closed: the hour two hours from now (UTC); open: the whole day.
+  const int hour = static_cast<int>((std::time(nullptr) / 3600 + 2) % 24);
+  char hours[32];
+  std::snprintf(hours, sizeof hours, "%02d:00-%02d:00", hour, hour + 1);
+  Campaign closed = WriteCampaign(
+      dir, 20, 2, std::string("[window]\nhours = \"") + hours + "\"\ntimezone = \"UTC\"\n",
+      "closed");
+  Campaign open = WriteCampaign(
+      dir, 30, 2, "[window]\nhours = \"00:00-24:00\"\ntimezone = \"Etc/UTC\"\n", "open");
+  ASSERT_EQ(RunSalvo(dir, {"campaign", "load", closed.file, "--config", cfg}).code, 0);
+  ASSERT_EQ(RunSalvo(dir, {"campaign", "load", open.file, "--config", cfg}).code, 0);
+  Process run({SALVO_BINARY, "run", "--config", cfg}, dir / "run.out", dir / "run.err");
+  ASSERT_TRUE(WaitFor([&] { return CountOf(Status(dir, cfg, "open"), "delivered") == 30; },
+                      std::chrono::seconds(30)))
+      << run.err();
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  nlohmann::json st = Status(dir, cfg, "closed");
+  RunResult text = RunSalvo(dir, {"campaign", "status", "closed", "--config", cfg});
+  run.Signal(SIGTERM);
+  EXPECT_EQ(run.Wait(std::chrono::seconds(20)), 0) << run.err();
+  EXPECT_EQ(sink.Count("recipients_delivered"), 30u);
+  EXPECT_EQ(CountOf(st, "queued"), 20u) << st.dump();
+  EXPECT_EQ(CountOf(st, "deferred"), 0u) << st.dump();
+  EXPECT_EQ(CountOf(st, "delivered"), 0u) << st.dump();
+  EXPECT_FALSE(st.value("window_open", true)) << st.dump();
+  EXPECT_THAT(text.out, HasSubstr("send window: " + std::string(hours) + " "));
+  EXPECT_THAT(text.out, HasSubstr("closed: recipients wait, not deferred; opens"));
+}
+
 }  // namespace
 }  // namespace salvo::itest
