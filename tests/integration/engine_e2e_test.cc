@@ -552,5 +552,66 @@ TEST(EngineE2E, ACampaignOutsideItsSendWindowWaitsWithoutBeingDeferred) {
   EXPECT_THAT(text.out, HasSubstr("closed: recipients wait, not deferred; opens"));
 }
 
+// Issue 13 item 7: a [[route]] to a smarthost that requires AUTH (aiosmtpd
+// with auth_required, STARTTLS) delivers with the right credentials; with
+// wrong ones the route is held (nothing deferred, nothing bounced), the
+// reason is one error line, and the password is never logged.
+TEST(EngineE2E, SmarthostRouteWithAuthDeliversAndWrongCredentialsHoldTheRoute) {
+  TempDir dir;
+  RunResult cert = testsupport::RunShell(
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=relay.test -keyout " +
+      dir / "relay.key" + " -out " + dir / "relay.crt" + " 2>&1");
+  ASSERT_EQ(cert.code, 0) << cert.out;
+  std::filesystem::create_directories(dir / "relay");
+  testsupport::PipedProcess relay({"/usr/bin/python3",
+                                   std::string(SALVO_SOURCE_DIR) + "/tests/smtp/aiosmtpd_server.py",
+                                   "--outdir", dir / "relay", "--cert", dir / "relay.crt", "--key",
+                                   dir / "relay.key", "--auth-required"});
+  auto line = relay.WaitForLine("PORT ", std::chrono::seconds(20));
+  ASSERT_TRUE(line.has_value()) << "aiosmtpd_server.py did not start";
+  const std::string hostport = "127.0.0.1:" + line->substr(5);
+  auto config = [&](const std::string& name, const std::string& password_file) {
+    const std::string path = dir / name;
+    WriteFile(path, "data_dir = \"data-" + name +
+                        "\"\nshards = 2\npin_threads = false\n"
+                        "[tls]\nmode = \"opportunistic\"\nverify = false\n"
+                        "[[route]]\ndomain = \"*\"\nhosts = [\"" +
+                        hostport +
+                        "\"]\n"
+                        "auth_user = \"user\"\nauth_password_file = \"" +
+                        password_file + "\"\ntls = \"required\"\n");
+    return path;
+  };
+  WriteFile(dir / "good.pass", "secret\n");
+  WriteFile(dir / "bad.pass", "not-the-secret-4711\n");
+  Campaign c = WriteCampaign(dir, 6, 2);
+  RunResult sent =
+      RunSalvo(dir, {"send", c.file, "--config", config("good.toml", "good.pass"), "--json"});
+  ASSERT_EQ(sent.code, 0) << sent.err << sent.out;
+  EXPECT_EQ(nlohmann::json::parse(sent.out)["delivered"].get<int>(), 6) << sent.out;
+  int emls = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir / "relay"))
+    emls += e.path().extension() == ".eml";
+  EXPECT_EQ(emls, 6);
+
+  const std::string bad = config("bad.toml", "bad.pass");
+  ASSERT_EQ(RunSalvo(dir, {"campaign", "load", c.file, "--config", bad}).code, 0);
+  Process run({SALVO_BINARY, "run", "--config", bad}, dir / "run.out", dir / "run.err");
+  ASSERT_TRUE(WaitFor(
+      [&] { return run.err().find("authentication as 'user' failed") != std::string::npos; },
+      std::chrono::seconds(20)))
+      << run.err();
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  nlohmann::json st = Status(dir, bad);
+  run.Signal(SIGTERM);
+  EXPECT_EQ(run.Wait(std::chrono::seconds(20)), 0) << run.err();
+  EXPECT_EQ(CountOf(st, "deferred"), 0u) << st.dump();
+  EXPECT_EQ(CountOf(st, "bounced"), 0u) << st.dump();
+  EXPECT_EQ(CountOf(st, "delivered"), 0u) << st.dump();
+  EXPECT_EQ(CountOf(st, "queued"), 6u) << st.dump();
+  EXPECT_THAT(run.err(), HasSubstr("held in the queue (not deferred)"));
+  EXPECT_EQ(run.err().find("not-the-secret-4711"), std::string::npos) << "password logged";
+}
+
 }  // namespace
 }  // namespace salvo::itest

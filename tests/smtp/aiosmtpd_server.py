@@ -12,6 +12,8 @@ Behaviour is chosen by the addresses the client sends:
   RCPT TO:<slow-...@...>        reply after --slow seconds
   RCPT TO:<421-dot@...>         accept; 421 after the final dot, then close
   RCPT TO:<drop-data@...>       accept; after 354 read one line and close
+With --auth-required it is a smarthost: MAIL before AUTH (user "user",
+password "secret", only over STARTTLS) gets 530.
 anything else is accepted and each delivered message is written to
 --outdir as NNN.eml (content) and NNN.json (mail_from, rcpts).
 """
@@ -99,6 +101,8 @@ async def main():
     ap.add_argument("--cert")
     ap.add_argument("--key")
     ap.add_argument("--slow", type=float, default=3.0)
+    ap.add_argument("--auth-required", action="store_true",
+                    help="refuse MAIL before AUTH (user/secret, over TLS): a smarthost")
     args = ap.parse_args()
     tls = None
     if args.cert:
@@ -111,7 +115,7 @@ async def main():
         return DroppingSMTP(handler, hostname="aiosmtpd.test", tls_context=tls,
                             require_starttls=False, enable_SMTPUTF8=True,
                             authenticator=authenticator, auth_require_tls=True,
-                            auth_required=False)
+                            auth_required=args.auth_required)
 
     server = await loop.create_server(factory, host="127.0.0.1", port=0)
     port = server.sockets[0].getsockname()[1]
