@@ -56,6 +56,7 @@ using SteadyClock = std::chrono::steady_clock;
 struct BenchArgs {
   uint64_t recipients = 20000;
   int domains = 100;
+  std::string shaping;  // a shaping file for the engine ("" = none)
   std::string size = "20k";
   std::string dkim = "rsa2048";
   std::string tls = "off";
@@ -197,7 +198,11 @@ absl::Status GenerateCampaign(const BenchArgs& a, size_t size, const Paths& p,
 
   std::string config = absl::StrCat(
       "data_dir = \"", p.data.string(), "\"\n", "shards = ", a.shards, "\n",
-      "log_level = \"warning\"\n\n", Routes(domains, sink_addrs),
+      "log_level = \"warning\"\n",
+      a.shaping.empty()
+          ? std::string()
+          : absl::StrCat("shaping_file = \"", fs::absolute(a.shaping).string(), "\"\n"),
+      "\n", Routes(domains, sink_addrs),
       "[delivery]\nmessages_per_connection = ", a.messages_per_connection,
       "\nconnections_per_site = ", a.connections_per_site, "\nin_flight_limit = 20000\n\n",
       "[tls]\nmode = \"", a.tls == "on" ? "required" : "off", "\"\nverify = false\n\n", keys_toml);
@@ -645,6 +650,11 @@ void RegisterBenchCommand(CLI::App& app, CommandContext& ctx) {
       ->capture_default_str()
       ->check(CLI::IsMember({"on", "off"}));
   cmd->add_option("--sink", args->sink, "ADDR:PORT of a running sink (else a built-in one)");
+  cmd->add_option(
+         "--shaping", args->shaping,
+         "A shaping file for the engine (what its limits cost; bench/shaping-nonbinding.toml "
+         "sets limits that never bind)")
+      ->check(ReadableFile());
   cmd->add_option("--shards", args->shards, "Engine shards (0 = one per CPU)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));

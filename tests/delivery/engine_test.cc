@@ -13,6 +13,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <fstream>
+
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -588,6 +591,25 @@ TEST(EngineTest, AMissingShapingFileStopsTheStart) {
   EXPECT_EQ(e.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(e.status().message()),
               ::testing::HasSubstr("/nonexistent/salvo-shaping.toml"));
+}
+
+// Issue 13: a shaping file that does not parse stops the start, naming
+// file:line:column (SIGHUP with one: EngineE2E.ShapingFileReloadsOnSighup...).
+TEST(EngineTest, ABadShapingFileStopsTheStartNamingFileLineColumn) {
+  SinkPeer server;
+  auto cfg = MakeConfig("", {server.hostport()});
+  const std::string path = "/tmp/salvo-bad-shaping-" + std::to_string(::getpid()) + ".toml";
+  {
+    std::ofstream f(path);
+    f << "[provider.p]\ndomains = [\"p.example\"]\nmax_message_rate = \"lots\"\n";
+  }
+  cfg.shaping_file = path;
+  InMemorySource source;
+  auto e = Engine::Create(cfg, &source);
+  std::remove(path.c_str());
+  ASSERT_FALSE(e.ok());
+  EXPECT_THAT(std::string(e.status().message()), ::testing::HasSubstr(path + ":3:"));
+  EXPECT_THAT(std::string(e.status().message()), ::testing::HasSubstr("not a rate"));
 }
 
 TEST(EngineTest, BadRouteIsAStartupErrorNamingFileLine) {

@@ -91,7 +91,7 @@ TEST(DeliveryAcceptance, A421StormOpensFewConnectionsAndEverythingIsDelivered) {
             std::chrono::seconds(31));
   const sink::SinkStats at30 = sink->Stats();
   const bool all = WaitUntil([&] { return source.Count(Disposition::kDelivered) == 3000; },
-                             std::chrono::seconds(150));
+                             std::chrono::seconds(240));
   (*e)->RequestShutdown();
   runner.join();
   const sink::SinkStats end = sink->Stats();

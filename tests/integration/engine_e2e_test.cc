@@ -613,5 +613,32 @@ TEST(EngineE2E, SmarthostRouteWithAuthDeliversAndWrongCredentialsHoldTheRoute) {
   EXPECT_EQ(run.err().find("not-the-secret-4711"), std::string::npos) << "password logged";
 }
 
+// Issue 13: a hard bounce the rules call bad-mailbox (the sink's real 550
+// 5.1.1) puts the address on the suppression list; a later campaign skips it.
+TEST(EngineE2E, AHardBounceSuppressesTheAddressForLaterCampaigns) {
+  TempDir dir;
+  Sink sink(dir, "bounce", "127.0.0.13", {"--reject-pattern", "user3@"});
+  ASSERT_GT(sink.port(), 0) << sink.err();
+  std::string cfg = Config(dir, "[routes]\n\"*\" = \"" + sink.hostport() + "\"\n");
+  Campaign first = WriteCampaign(dir, 8, 1, "", "first");
+  RunResult sent = RunSalvo(dir, {"send", first.file, "--config", cfg, "--json"});
+  ASSERT_EQ(sent.code, 0) << sent.err << sent.out;
+  EXPECT_EQ(nlohmann::json::parse(sent.out)["bounced"].get<int>(), 1) << sent.out;
+  nlohmann::json st = Status(dir, cfg, "first");
+  EXPECT_EQ(st["categories"].value("bad-mailbox", 0), 1) << st.dump();
+  RunResult list = RunSalvo(dir, {"suppression", "list", "--config", cfg});
+  EXPECT_THAT(list.out, HasSubstr("user3@d0.example")) << list.out << list.err;
+  Campaign second = WriteCampaign(dir, 8, 1, "", "second");
+  RunResult again = RunSalvo(dir, {"send", second.file, "--config", cfg, "--json"});
+  ASSERT_EQ(again.code, 0) << again.err << again.out;
+  nlohmann::json st2 = Status(dir, cfg, "second");
+  EXPECT_EQ(CountOf(st2, "suppressed"), 1u) << st2.dump();
+  EXPECT_EQ(CountOf(st2, "delivered"), 7u) << st2.dump();
+  // The sink writes its stats every second: never sent to again.
+  EXPECT_TRUE(WaitFor([&] { return sink.Count("recipients_delivered") == 14; },
+                      std::chrono::seconds(5)));
+  EXPECT_EQ(sink.Count("recipients_bounced"), 1u);
+}
+
 }  // namespace
 }  // namespace salvo::itest
