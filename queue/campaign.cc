@@ -97,8 +97,11 @@ std::string SendWindow::ToString() const {
     return std::string(b);
   };
   std::string d;
-  for (int i = 0; i < 7; ++i)
-    if (days & (1u << i)) d += (d.empty() ? "" : ",") + std::string(kDayNames[i]);
+  for (int i = 0; i < 7; ++i) {
+    if (!(days & (1u << i))) continue;
+    if (!d.empty()) d.push_back(',');
+    d.append(kDayNames[i]);
+  }
   return Cat(hm(start_minute), "-", hm(end_minute), " ", d, " ", timezone);
 }
 
