@@ -61,8 +61,13 @@ Outcome Classified(Outcome o) {
       }
     }
   }
-  o.suppress = o.hard() && (o.rule && o.rule->suppress ? *o.rule->suppress
-                                                       : SuppressOnHardBounce(o.bounce_class));
+  // Only a rule suppresses an address when rules are installed: a reply no
+  // rule knows keeps its keyword category but never costs a recipient.
+  const bool by_rules = InstalledClassifier() != nullptr && !o.reply.empty();
+  if (o.rule && o.rule->suppress)
+    o.suppress = o.hard() && *o.rule->suppress;
+  else
+    o.suppress = o.hard() && (!by_rules || o.rule) && SuppressOnHardBounce(o.bounce_class);
   return o;
 }
 

@@ -189,6 +189,16 @@ suppress = false
   EXPECT_EQ(o.bounce_class, smtp::Category::kBadMailbox);
   EXPECT_FALSE(o.suppress);  // the rule says keep the address
 
+  // A hard reply no rule knows is never grounds to suppress the address
+  // (the keyword fallback still gives it a category).
+  r.code = 550;
+  r.enhanced = "";
+  r.text = "computer says no";
+  o = smtp::OutcomeForReply(r, smtp::Phase::kRcpt, "mx");
+  EXPECT_EQ(o.rule, nullptr);
+  EXPECT_TRUE(o.hard());
+  EXPECT_FALSE(o.suppress);
+
   // A "slow down" reply is rate-limited with the backoff action.
   r.code = 421;
   r.enhanced = "4.7.0";
