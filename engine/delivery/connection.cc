@@ -215,7 +215,7 @@ void Connection::ReportJob(std::vector<smtp::Outcome> outcomes) {
     pool_->Delivered();
     pool_->Feedback(*delivered);
   }
-  if (trouble) pool_->Feedback(*trouble, job.domain);
+  if (trouble) pool_->Feedback(*trouble, job.domain, job.campaign);
   shard_->AddResult(std::move(r));
 }
 
@@ -310,6 +310,7 @@ void Connection::Abandon(const smtp::Outcome& open_outcome) {
 // The session is over (QUIT answered, or it failed).
 void Connection::SessionFinished() {
   const std::string domain = job_ ? job_->domain : std::string();
+  const uint64_t campaign = job_ ? job_->campaign : 0;
   if (job_) {
     // The session closed without reporting the transaction: never delivered.
     smtp::Outcome o = close_outcome_;
@@ -323,7 +324,7 @@ void Connection::SessionFinished() {
     pool_->AuthFailed(close_outcome_);
   // Shaping hears of a "slow down" or a suspending rule at any stage.
   if (close_outcome_.rule || close_outcome_.bounce_class == smtp::Category::kRateLimited)
-    pool_->Feedback(close_outcome_, domain);
+    pool_->Feedback(close_outcome_, domain, campaign);
   if (!ever_ready_ && close_outcome_.kind != smtp::FailureKind::kNone) {
     // Greeting/EHLO/TLS trouble before any transaction: try the next host,
     // but don't mark this one down (421 "too busy" is not "dead").

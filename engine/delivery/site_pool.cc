@@ -10,6 +10,7 @@
 #include "engine/common/strings.h"
 #include "engine/delivery/compose_farm.h"
 #include "engine/delivery/connection.h"
+#include "engine/delivery/engine.h"
 #include "engine/delivery/shard.h"
 #include "engine/smtp/classifier.h"
 #include "engine/smtp/failure_scope.h"
@@ -67,6 +68,8 @@ void SitePool::Enqueue(Job job) {
     part.needs_8bitmime = job.needs_8bitmime;
     part.needs_smtputf8 = job.needs_smtputf8;
     part.context = job.context;
+    part.campaign = job.campaign;
+    part.egress_pool = job.egress_pool;
     part.recipients.assign(std::make_move_iterator(all.begin() + i),
                            std::make_move_iterator(all.begin() + std::min(all.size(), i + max)));
     ready.push_back(std::move(part));
@@ -195,8 +198,24 @@ void SitePool::Pump() {
 // from the ready queue that it composes itself, so a connection never waits
 // for a copy that is not already on its way. Else nothing: the connection
 // waits (idle) for the composed job. Then tops the queue up again.
+void SitePool::HoldSuspendedCampaigns(int64_t ns) {
+  shaping::Shaper* shaper = shard_->engine()->shaper();
+  for (std::deque<Job>* q : {&composed, &ready}) {
+    while (!q->empty() && q->front().campaign != 0) {
+      const int64_t until = shaper->CampaignSuspendedUntil(q->front().campaign, ns);
+      if (until == 0) break;
+      Job job = std::move(q->front());
+      q->pop_front();
+      shard_->Report(std::move(job),
+                     smtp::OutcomeForHold(Cat("campaign ", job.campaign, " is suspended"),
+                                          std::max<int64_t>(1, (until - ns) / 1'000'000)));
+    }
+  }
+}
+
 std::optional<Job> SitePool::TakeJob(size_t waiting) {
   std::optional<Job> job;
+  if (shard_->engine()->shaper()->AnyCampaignSuspended()) HoldSuspendedCampaigns(Ns(shard_->Now()));
   if (composed.empty() && (ready.empty() || !(composing <= waiting || ready.front().body)))
     return job;  // nothing to take: no token either
   // One message token from every shaping key of the pool, or none.
@@ -322,7 +341,7 @@ void SitePool::Delivered() {
   open_cap_++;
 }
 
-void SitePool::Feedback(const smtp::Outcome& o, std::string_view domain) {
+void SitePool::Feedback(const smtp::Outcome& o, std::string_view domain, uint64_t campaign) {
   const int64_t ns = Ns(shard_->Now());
   shaping::KeyState* keys[2] = {policy_.own.get(), policy_.provider.get()};
   if (o.delivered()) {
@@ -333,7 +352,7 @@ void SitePool::Feedback(const smtp::Outcome& o, std::string_view domain) {
   }
   if (o.held()) return;
   if (o.rule && o.rule->action == smtp::RuleAction::kSuspend) {
-    Suspend(o, domain, ns);
+    Suspend(o, domain, campaign, ns);
     return;
   }
   if (o.bounce_class == smtp::Category::kRateLimited ||
@@ -360,13 +379,24 @@ void SitePool::AuthFailed(const smtp::Outcome& o) {
   Pump();
 }
 
-void SitePool::Suspend(const smtp::Outcome& o, std::string_view domain_in, int64_t ns) {
+void SitePool::Suspend(const smtp::Outcome& o, std::string_view domain_in, uint64_t campaign,
+                       int64_t ns) {
   const smtp::Rule& rule = *o.rule;
   const int64_t until = ns + absl::ToInt64Nanoseconds(rule.duration);
   std::string buf;
   std::string_view why = ReplyOrDetail(o, &buf);
   shaping::KeyState* key = policy_.own.get();
   switch (rule.scope) {
+    case smtp::RuleScope::kCampaign:
+      if (campaign != 0) {
+        // Everywhere: every shard's pools hold this campaign's jobs.
+        shard_->engine()->shaper()->SuspendCampaign(campaign, until);
+        SALVO_LOG(kInfo, "shaping: campaign {} suspended for {} by rule '{}' ({}): {}", campaign,
+                  absl::FormatDuration(rule.duration), rule.name, o.host, why);
+        Pump();
+        return;
+      }
+      break;  // a job without a campaign: its destination
     case smtp::RuleScope::kProvider:
       if (policy_.provider) key = policy_.provider.get();
       break;

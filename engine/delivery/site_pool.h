@@ -88,7 +88,7 @@ class SitePool {
   // waits, not deferred) for kAuthHold and the reason logged as an error.
   void AuthFailed(const smtp::Outcome& outcome);
   // `domain`: the recipients' domain (for rules with scope = "domain").
-  void Feedback(const smtp::Outcome& outcome, std::string_view domain = {});
+  void Feedback(const smtp::Outcome& outcome, std::string_view domain = {}, uint64_t campaign = 0);
 
   // Nothing queued, composing, connected, or penalised: the shard may drop it.
   bool Unused(Steady::time_point now) const;
@@ -112,7 +112,11 @@ class SitePool {
   // Keeps only what the throttled rate sends in the next kHoldHorizon.
   void HoldExcess(int64_t now_ns);
   void HoldSuspendedDomains(int64_t now_ns);
-  void Suspend(const smtp::Outcome& outcome, std::string_view domain, int64_t now_ns);
+  void Suspend(const smtp::Outcome& outcome, std::string_view domain, uint64_t campaign,
+               int64_t now_ns);
+  // Jobs at the front of the queues whose campaign is suspended go back to
+  // the queue (held) until it ends.
+  void HoldSuspendedCampaigns(int64_t now_ns);
 
   Shard* shard_;
   std::shared_ptr<const SiteInfo> info_;

@@ -36,6 +36,9 @@ struct Job {
   // The message (CRLF, not dot-stuffed). Null: Compose() fills it on the
   // shard that sends it (rendering and signing cost CPU; do it there).
   std::shared_ptr<const std::string> body;
+  // The campaign (the source's ID; 0 = none): rules with scope = "campaign"
+  // suspend by it.
+  uint64_t campaign = 0;
   // The [[egress.pool]] (index in the config) to send from; -1 = the default
   // source (no bound address, delivery.helo_name).
   int16_t egress_pool = -1;

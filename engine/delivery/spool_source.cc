@@ -105,6 +105,7 @@ absl::StatusOr<std::vector<Job>> SpoolSource::Fetch(size_t max_jobs) {
       Job job;
       job.domain = batch.domain;
       job.mail_from = campaign->info().from;
+      job.campaign = queue::Value(r.campaign);
       if (const std::string& pool = campaign->info().egress_pool; !pool.empty()) {
         auto it = std::find(options_.egress_pools.begin(), options_.egress_pools.end(), pool);
         if (it != options_.egress_pools.end())

@@ -253,6 +253,28 @@ std::shared_ptr<KeyState> Shaper::Shared(const std::string& key, int max_connect
   return k;
 }
 
+void Shaper::SuspendCampaign(uint64_t campaign, int64_t until_ns) {
+  std::lock_guard<std::mutex> lock(mu_);
+  int64_t& until = suspended_campaigns_[campaign];
+  until = std::max(until, until_ns);
+  campaigns_suspended_.store(static_cast<int>(suspended_campaigns_.size()),
+                             std::memory_order_release);
+}
+
+int64_t Shaper::CampaignSuspendedUntil(uint64_t campaign, int64_t now_ns) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = suspended_campaigns_.find(campaign);
+  if (it == suspended_campaigns_.end()) return 0;
+  if (it->second <= now_ns) {
+    // Over: forget it.
+    suspended_campaigns_.erase(it);
+    campaigns_suspended_.store(static_cast<int>(suspended_campaigns_.size()),
+                               std::memory_order_release);
+    return 0;
+  }
+  return it->second;
+}
+
 std::vector<KeyView> Shaper::Snapshot(int64_t now_ns, size_t max) const {
   std::vector<KeyView> out;
   for (const std::shared_ptr<KeyState>& k : Keys()) {

@@ -152,6 +152,15 @@ class Shaper {
   // first use with these limits.
   std::shared_ptr<KeyState> Shared(const std::string& key, int max_connections, Rate message_rate,
                                    Rate connection_rate);
+  // Campaigns suspended by a rule (scope = "campaign"), on every shard.
+  // AnyCampaignSuspended is one atomic load: the data path asks it first.
+  void SuspendCampaign(uint64_t campaign, int64_t until_ns);
+  bool AnyCampaignSuspended() const {
+    return campaigns_suspended_.load(std::memory_order_acquire) > 0;
+  }
+  // When `campaign`'s suspension ends, or 0 (not suspended at `now_ns`).
+  int64_t CampaignSuspendedUntil(uint64_t campaign, int64_t now_ns) const;
+
   // Every shared key alive (status, metrics).
   std::vector<std::shared_ptr<KeyState>> Keys() const;
   // The keys worth showing at `now_ns`: suspended or throttled ones, and
@@ -164,6 +173,9 @@ class Shaper {
   std::shared_ptr<const ShapingConfig> config_;
   absl::flat_hash_map<std::string, std::weak_ptr<KeyState>> keys_;
   std::atomic<uint64_t> generation_{0};
+  // Under mu_; mutable: a lookup past the end of a suspension forgets it.
+  mutable absl::flat_hash_map<uint64_t, int64_t> suspended_campaigns_;
+  mutable std::atomic<int> campaigns_suspended_{0};  // entries in suspended_campaigns_
 };
 
 }  // namespace salvo::shaping
