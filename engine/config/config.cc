@@ -178,6 +178,7 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
         r.String("auth_password_file", &route.auth_password_file);
         r.String("auth_password_env", &route.auth_password_env);
         r.String("tls", &route.tls);
+        r.Bool("spread", &route.spread);
         r.RejectUnknown();
         resolve(&route.auth_password_file);
         if (status.ok() && !route.tls.empty() && route.tls != "off" &&

@@ -46,6 +46,10 @@ struct RouteConfig {
   std::string auth_password_file;
   std::string auth_password_env;
   std::string tls;  // "" = [tls] mode; off | opportunistic | required
+  // A busy smarthost: its connections are spread over every shard (one site
+  // pool per shard) with its limits shared, instead of one shard doing all
+  // of its work.
+  bool spread = false;
 };
 
 // Egress (PowerMTA's virtual MTAs, KumoMTA's egress sources): a source sends

@@ -55,8 +55,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const config::Config& con
     if (absl::Status s = ro.router.AddRoute(r.domain, targets, r.source); !s.ok()) return s;
   }
   for (const config::RouteConfig& r : config.routes) {
-    if (r.auth_user.empty() && r.tls.empty()) continue;
+    if (r.auth_user.empty() && r.tls.empty() && !r.spread) continue;
     RouteAuth ra;
+    ra.spread = r.spread;
     ra.pattern = r.domain;
     ra.where = r.source;
     if (!r.tls.empty())

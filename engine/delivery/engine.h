@@ -129,6 +129,7 @@ class Engine {
     std::string where;    // "file:line"
     std::optional<smtp::Credentials> credentials;
     std::optional<shaping::Tls> tls;
+    bool spread = false;  // one site pool per shard, limits shared
   };
   // The one that applies to mail for `domain` (the route's own matching), or
   // -1. Read-only after Create.

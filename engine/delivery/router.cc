@@ -181,6 +181,21 @@ std::shared_ptr<const SiteInfo> DomainRouter::Sourced(const std::shared_ptr<cons
   return s;
 }
 
+std::shared_ptr<const SiteInfo> DomainRouter::Laned(const std::shared_ptr<const SiteInfo>& info,
+                                                    int lane) {
+  const std::string key = info->key + "|lane=" + std::to_string(lane);
+  std::weak_ptr<const SiteInfo>& slot = sites_[key];
+  if (std::shared_ptr<const SiteInfo> known = slot.lock();
+      known && known->SameHosts(*info) && known->shaping == info->shaping)
+    return known;
+  auto s = std::make_shared<SiteInfo>(*info);
+  s->limits_key = info->limits_key.empty() ? info->key : info->limits_key;
+  s->key = key;
+  s->lane = lane;
+  slot = s;
+  return s;
+}
+
 void DomainRouter::Route(const std::shared_ptr<const SiteInfo>& base, Job job) {
   std::shared_ptr<const SiteInfo> info = base;
   const auto& pools = shard_->engine()->egress_pools();
@@ -191,8 +206,15 @@ void DomainRouter::Route(const std::shared_ptr<const SiteInfo>& base, Job job) {
     uint64_t& turn = egress_turn_[job.egress_pool];
     info = Sourced(base, members[turn++ % members.size()]);
   }
-  int owner = static_cast<int>(
-      dns::ShardForSite(info->key, static_cast<unsigned>(shard_->engine()->shard_count())));
+  const int shards = shard_->engine()->shard_count();
+  if (info->route_auth >= 0 &&
+      shard_->engine()->route_auth()[static_cast<size_t>(info->route_auth)].spread && shards > 1) {
+    // A spread route: its jobs go to every shard in turn, one pool each.
+    info = Laned(info, static_cast<int>(lane_turn_++ % static_cast<uint64_t>(shards)));
+  }
+  int owner = info->lane >= 0
+                  ? info->lane
+                  : static_cast<int>(dns::ShardForSite(info->key, static_cast<unsigned>(shards)));
   auto& slot = outgoing_[owner][info->key];
   if (!slot.first) slot.first = info;
   slot.second.push_back(std::move(job));

@@ -69,6 +69,9 @@ class DomainRouter {
                 Steady::duration ttl);
   std::shared_ptr<const SiteInfo> Intern(std::shared_ptr<const SiteInfo> fresh);
   void Route(const std::shared_ptr<const SiteInfo>& info, Job job);
+  // `info` on shard `lane` (a spread route): its own key and pool there.
+  std::shared_ptr<const SiteInfo> Laned(const std::shared_ptr<const SiteInfo>& info, int lane);
+  uint64_t lane_turn_ = 0;
   // `info` sent from egress source `source`: its own key and pool.
   std::shared_ptr<const SiteInfo> Sourced(const std::shared_ptr<const SiteInfo>& info, int source);
   void Flush();

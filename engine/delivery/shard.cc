@@ -158,7 +158,9 @@ SitePolicy Shard::PolicyFor(const SiteInfo& info) const {
   const std::string at =
       info.source >= 0 ? "@" + engine_->egress_sources()[static_cast<size_t>(info.source)].name
                        : std::string();
-  p.own = shaper->Shared(r->domain.empty() ? "site " + info.key : r->key + at, r->max_connections,
+  // The lanes of a spread route share one key (by the key without the lane).
+  const std::string& site_key = info.limits_key.empty() ? info.key : info.limits_key;
+  p.own = shaper->Shared(r->domain.empty() ? "site " + site_key : r->key + at, r->max_connections,
                          r->message_rate, r->connection_rate);
   if (!r->provider.empty())
     p.provider = shaper->Shared("provider." + r->provider + at, r->provider_max_connections,

@@ -44,6 +44,11 @@ struct SiteInfo {
   int source = -1;
   // The smarthost route's AUTH/TLS settings (Engine::route_auth), or -1.
   int route_auth = -1;
+  // A spread route's lane: the shard that owns this copy (key "...|lane=N");
+  // -1 otherwise. `limits_key` is the key without the lane: the lanes share
+  // their shaping key by it.
+  int lane = -1;
+  std::string limits_key;
   std::string domain;                 // the domain it was resolved for
   std::vector<std::string> mx_names;  // MX host names (for re-resolution on reload)
 

@@ -97,17 +97,23 @@ bool SitePool::MayOpenConnection(Steady::time_point now) const {
   if (rate > 0 && !std::isinf(rate) &&
       connections >= std::max<size_t>(2, static_cast<size_t>(std::ceil(rate / 5))))
     return false;
-  if (policy_.provider) {
-    const int share = policy_.provider->Share();
+  for (const shaping::KeyState* k :
+       {policy_.provider.get(), info_->lane >= 0 ? policy_.own.get() : nullptr}) {
+    if (!k) continue;
+    const int share = k->Share();
     if (share > 0 && connections >= static_cast<size_t>(share)) return false;
   }
   return policy_.own->MayOpen(ns) && (!policy_.provider || policy_.provider->MayOpen(ns));
 }
 
 bool SitePool::OverShare() const {
-  if (!policy_.provider) return false;
-  const int share = policy_.provider->Share();
-  return share > 0 && connections > static_cast<size_t>(share);
+  for (const shaping::KeyState* k :
+       {policy_.provider.get(), info_->lane >= 0 ? policy_.own.get() : nullptr}) {
+    if (!k) continue;
+    const int share = k->Share();
+    if (share > 0 && connections > static_cast<size_t>(share)) return true;
+  }
+  return false;
 }
 
 int64_t SitePool::SendWait(Steady::time_point now) const {
@@ -129,9 +135,10 @@ void SitePool::ArmWakeup(Steady::time_point at) {
 }
 
 void SitePool::SetActive(bool active) {
-  if (active == active_ || !policy_.provider) return;
+  if (active == active_) return;
   active_ = active;
-  policy_.provider->PoolActive(active);
+  if (policy_.provider) policy_.provider->PoolActive(active);
+  if (info_->lane >= 0) policy_.own->PoolActive(active);  // lanes share out the route's slots
 }
 
 void SitePool::Pump() {

@@ -23,6 +23,7 @@
 #include "engine/config/config.h"
 #include "engine/delivery/engine.h"
 #include "engine/delivery/memory_source.h"
+#include "engine/delivery/shard.h"
 #include "engine/sink/sink.h"
 #include "tests/support/files.h"
 
@@ -58,13 +59,15 @@ std::vector<std::string> Recipients(const std::string& domain, int n, const std:
 // The config: routes domain -> sink, and a shaping file with `shaping`.
 config::Config MakeConfig(const testsupport::TempDir& dir,
                           const std::vector<std::pair<std::string, std::string>>& routes,
-                          const std::string& shaping, const std::string& delivery = "") {
+                          const std::string& shaping, const std::string& delivery = "",
+                          const std::string& route_extra = "") {
   std::string text =
       "shards = 2\npin_threads = false\nshaping_file = \"shaping.toml\"\n[tls]\nmode = "
       "\"off\"\n[queue]\npoll_interval = \"20ms\"\n[delivery]\nin_flight_limit = 2000\n" +
       delivery;
   for (const auto& [domain, hostport] : routes)
-    text += "[[route]]\ndomain = \"" + domain + "\"\nhosts = [\"" + hostport + "\"]\n";
+    text +=
+        "[[route]]\ndomain = \"" + domain + "\"\nhosts = [\"" + hostport + "\"]\n" + route_extra;
   testsupport::WriteFile(dir.path() + "/shaping.toml", shaping);
   testsupport::WriteFile(dir.path() + "/salvo.toml", text);
   auto c = config::LoadConfig(dir.path() + "/salvo.toml");
@@ -461,6 +464,37 @@ scope = "campaign"
   EXPECT_TRUE(all);
   EXPECT_EQ(source.Count(Disposition::kDeferred), 0u);
   EXPECT_EQ(source.Count(Disposition::kBounced), 1u);
+}
+
+// A spread route: one smarthost's connections over every shard (each shard a
+// pool of its own), its connection limit still shared between them.
+TEST(ShapingAcceptance, ASpreadRouteUsesEveryShardWithinItsSharedLimit) {
+  auto s = StartSink();
+  testsupport::TempDir dir;
+  auto cfg = MakeConfig(dir, {{"*", HostPort(*s)}}, "[default]\nmax_connections = 4\n", "",
+                        "spread = true\n");
+  InMemorySource::Options o;
+  InMemorySource source(o);
+  source.AddSimple("s@sender.test", Recipients("relay.test", 3000), kBody);
+  auto e = Engine::Create(cfg, &source);
+  ASSERT_TRUE(e.ok()) << e.status();
+  ASSERT_EQ((*e)->shard_count(), 2);
+  std::thread runner([&] { EXPECT_TRUE((*e)->Run().ok()); });
+  const bool all = WaitUntil([&] { return source.Count(Disposition::kDelivered) == 3000; },
+                             std::chrono::seconds(60));
+  const uint64_t peak0 = (*e)->shard(0)->peak_sessions(), peak1 = (*e)->shard(1)->peak_sessions();
+  (*e)->RequestShutdown();
+  runner.join();
+  std::printf(
+      "spread route: 3000 delivered: %s; sessions at most %llu on shard 0, %llu on shard "
+      "1; sink peak %llu connections (limit 4)\n",
+      all ? "yes" : "no", static_cast<unsigned long long>(peak0),
+      static_cast<unsigned long long>(peak1),
+      static_cast<unsigned long long>(s->Stats().connections_peak));
+  EXPECT_TRUE(all);
+  EXPECT_GT(peak0, 0u);
+  EXPECT_GT(peak1, 0u);
+  EXPECT_LE(s->Stats().connections_peak, 4u);
 }
 
 }  // namespace
