@@ -635,8 +635,8 @@ TEST(EngineE2E, AHardBounceSuppressesTheAddressForLaterCampaigns) {
   EXPECT_EQ(CountOf(st2, "suppressed"), 1u) << st2.dump();
   EXPECT_EQ(CountOf(st2, "delivered"), 7u) << st2.dump();
   // The sink writes its stats every second: never sent to again.
-  EXPECT_TRUE(WaitFor([&] { return sink.Count("recipients_delivered") == 14; },
-                      std::chrono::seconds(5)));
+  EXPECT_TRUE(
+      WaitFor([&] { return sink.Count("recipients_delivered") == 14; }, std::chrono::seconds(5)));
   EXPECT_EQ(sink.Count("recipients_bounced"), 1u);
 }
 
