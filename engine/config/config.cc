@@ -23,6 +23,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/numbers.h"
+#include "absl/time/time.h"
 #include "fmt/format.h"
 
 namespace salvo::config {
@@ -223,6 +224,32 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
       r.String("name", &s.name);
       r.String("address", &s.address);
       r.String("ehlo", &s.ehlo);
+      r.String("warmup_start", &s.warmup_start);
+      std::vector<std::string> steps;
+      r.StringList("warmup", &steps);
+      if (!status.ok()) return;
+      for (const std::string& step : steps) {
+        const size_t colon = step.find(':');
+        int day = 0;
+        uint64_t limit = 0;
+        if (colon == std::string::npos || !absl::SimpleAtoi(step.substr(0, colon), &day) ||
+            !absl::SimpleAtoi(step.substr(colon + 1), &limit) || day < 1 ||
+            (!s.warmup.empty() && day <= s.warmup.back().first))
+          return r.Fail(e.source(), Cat("egress source '", s.name, "': warmup step \"", step,
+                                        "\" is not \"DAY:LIMIT\" with days from 1, ascending "
+                                        "(e.g. [\"1:200\", \"4:1000\", \"8:5000\"])"));
+        s.warmup.emplace_back(day, limit);
+      }
+      if (!s.warmup.empty() && s.warmup_start.empty())
+        return r.Fail(e.source(), Cat("egress source '", s.name,
+                                      "': warmup needs warmup_start = \"YYYY-MM-DD\""));
+      if (!s.warmup_start.empty()) {
+        absl::Time t;
+        std::string err;
+        if (!absl::ParseTime("%Y-%m-%d", s.warmup_start, &t, &err))
+          return r.Fail(e.source(), Cat("egress source '", s.name, "': warmup_start = \"",
+                                        s.warmup_start, "\" is not a date YYYY-MM-DD"));
+      }
       if (!status.ok()) return;
       in6_addr a6;
       in_addr a4;

@@ -60,6 +60,13 @@ struct EgressSourceConfig {
   std::string address;  // local IPv4/IPv6 address to bind
   std::string ehlo;     // EHLO name; "" = delivery.helo_name
   std::string source;   // "file:line"
+  // Warm-up of a new address: from `warmup_start` (a UTC date, day 1), at
+  // most LIMIT messages a day per shaping key (provider, domain table or
+  // site) from each entry's DAY on, until the next entry; LIMIT 0 = no cap
+  // (end the schedule with one). What a capped source cannot take goes to
+  // the pool's other sources; when all are capped, it waits for the next day.
+  std::string warmup_start;                      // "YYYY-MM-DD"
+  std::vector<std::pair<int, uint64_t>> warmup;  // (from day, limit), ascending days
 };
 struct EgressPoolConfig {
   std::string name;

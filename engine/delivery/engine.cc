@@ -96,6 +96,11 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const config::Config& con
     EgressSource es;
     es.name = s.name;
     es.ehlo = s.ehlo;
+    es.warmup = s.warmup;
+    if (!s.warmup_start.empty()) {
+      std::string err;
+      absl::ParseTime("%Y-%m-%d", s.warmup_start, absl::UTCTimeZone(), &es.warmup_start, &err);
+    }
     auto* v4 = reinterpret_cast<sockaddr_in*>(&es.addr);
     auto* v6 = reinterpret_cast<sockaddr_in6*>(&es.addr);
     if (inet_pton(AF_INET, s.address.c_str(), &v4->sin_addr) == 1) {
@@ -125,6 +130,24 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const config::Config& con
   for (int i = 0; i < n; ++i)
     e->shards_.push_back(std::make_unique<Shard>(e.get(), i, registry->AddShard()));
   return e;
+}
+
+bool Engine::WarmupTake(int source, const std::string& key) {
+  const EgressSource& s = egress_sources_[static_cast<size_t>(source)];
+  if (s.warmup.empty()) return true;
+  // Day 1 is warmup_start (UTC); before it, day 1's limit.
+  const int64_t day =
+      std::max<int64_t>(1, absl::ToInt64Hours(absl::Now() - s.warmup_start) / 24 + 1);
+  uint64_t limit = s.warmup.front().second;
+  for (const auto& [from, cap] : s.warmup)
+    if (day >= from) limit = cap;
+  if (limit == 0) return true;  // 0: no cap (the end of the warm-up)
+  const std::string slot = absl::StrCat(source, "|", key, "|", day);
+  absl::MutexLock lock(&warmup_mu_);
+  uint64_t& n = warmup_counts_[slot];
+  if (n >= limit) return false;
+  ++n;
+  return true;
 }
 
 int Engine::RouteAuthFor(std::string_view domain) const {

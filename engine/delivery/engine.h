@@ -36,9 +36,11 @@
 #include <thread>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "engine/common/clock.h"
 #include "engine/config/config.h"
 #include "engine/delivery/source.h"
@@ -118,7 +120,13 @@ class Engine {
     sockaddr_storage addr{};
     socklen_t addr_len = 0;
     std::string ehlo;  // "" = the default HELO name
+    absl::Time warmup_start = absl::InfinitePast();
+    std::vector<std::pair<int, uint64_t>> warmup;  // (from day, limit)
   };
+  // Warm-up: may `source` take one more message today for shaping key
+  // `key`? Counts it when it may. Sources without a schedule always may.
+  // Thread-safe (a mutex, taken only for sources warming up).
+  bool WarmupTake(int source, const std::string& key);
   const std::vector<EgressSource>& egress_sources() const { return egress_sources_; }
   const std::vector<std::vector<int>>& egress_pools() const { return egress_pools_; }
 
@@ -176,6 +184,8 @@ class Engine {
   std::unique_ptr<metrics::Registry> own_registry_;
   std::unique_ptr<shaping::Shaper> shaper_;
   std::vector<EgressSource> egress_sources_;
+  absl::Mutex warmup_mu_;
+  absl::flat_hash_map<std::string, uint64_t> warmup_counts_ ABSL_GUARDED_BY(warmup_mu_);
   std::vector<RouteAuth> route_auth_;
   std::vector<std::vector<int>> egress_pools_;
   std::atomic<uint64_t> in_flight_shadow_{0};

@@ -4,6 +4,10 @@
 
 #include <algorithm>
 
+#include "absl/time/civil_time.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+
 #include "engine/delivery/engine.h"
 #include "engine/delivery/shard.h"
 #include "engine/smtp/failure_scope.h"
@@ -204,7 +208,29 @@ void DomainRouter::Route(const std::shared_ptr<const SiteInfo>& base, Job job) {
     // The campaign's pool: its sources in turn, each a site pool of its own.
     const std::vector<int>& members = pools[static_cast<size_t>(job.egress_pool)];
     uint64_t& turn = egress_turn_[job.egress_pool];
-    info = Sourced(base, members[turn++ % members.size()]);
+    // In turn; a source at its warm-up cap for this destination's shaping
+    // key today passes the job to the next one.
+    const std::string& key = base->shaping
+                                 ? base->shaping->key == "default" ? base->key : base->shaping->key
+                                 : base->key;
+    int chosen = -1;
+    for (size_t k = 0; k < members.size() && chosen < 0; ++k) {
+      const int src = members[(turn + k) % members.size()];
+      if (shard_->engine()->WarmupTake(src, key)) chosen = src;
+    }
+    ++turn;
+    if (chosen < 0) {
+      // Every source of the pool is at its warm-up cap: tomorrow.
+      const absl::Time now = absl::Now();
+      const absl::Time midnight = absl::FromCivil(
+          absl::CivilDay(absl::ToCivilDay(now, absl::UTCTimeZone())) + 1, absl::UTCTimeZone());
+      shard_->Report(
+          std::move(job),
+          smtp::OutcomeForHold("every egress source of the pool is at its warm-up cap today",
+                               std::max<int64_t>(1000, absl::ToInt64Milliseconds(midnight - now))));
+      return;
+    }
+    info = Sourced(base, chosen);
   }
   const int shards = shard_->engine()->shard_count();
   if (info->route_auth >= 0 &&

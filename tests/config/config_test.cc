@@ -243,6 +243,13 @@ TEST(ConfigTest, EgressSourcesAndPools) {
       {"[[egress.source]]\nname = \"a\"\naddress = \"192.0.2.1\"\nbind = 1\n",
        "unknown key 'bind'"},
       {"[egress]\nsource = 1\n", "array of tables"},
+      {"[[egress.source]]\nname = \"a\"\naddress = \"192.0.2.1\"\nwarmup = [\"1:100\"]\n",
+       "warmup needs warmup_start"},
+      {"[[egress.source]]\nname = \"a\"\naddress = \"192.0.2.1\"\nwarmup_start = "
+       "\"2026-12-01\"\nwarmup = [\"4:100\", \"2:50\"]\n",
+       "ascending"},
+      {"[[egress.source]]\nname = \"a\"\naddress = \"192.0.2.1\"\nwarmup_start = \"soon\"\n",
+       "is not a date"},
   };
   for (const auto& [text, what] : bad) {
     auto r = Parse(text);

@@ -19,6 +19,8 @@
 #include <thread>
 #include <vector>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "engine/common/clock.h"
 #include "engine/config/config.h"
 #include "engine/delivery/engine.h"
@@ -495,6 +497,52 @@ TEST(ShapingAcceptance, ASpreadRouteUsesEveryShardWithinItsSharedLimit) {
   EXPECT_GT(peak0, 0u);
   EXPECT_GT(peak1, 0u);
   EXPECT_LE(s->Stats().connections_peak, 4u);
+}
+
+// Warm-up: a new source takes at most its day's cap per shaping key; the rest
+// of the pool's mail goes out through the other source.
+TEST(ShapingAcceptance, AWarmingUpSourceTakesItsDailyCapAndThePoolTheRest) {
+  auto s = StartSink();
+  testsupport::TempDir dir;
+  const std::string today = absl::FormatTime("%Y-%m-%d", absl::Now(), absl::UTCTimeZone());
+  const std::string egress =
+      "[[egress.source]]\nname = \"new\"\naddress = \"127.0.0.2\"\nehlo = \"new.sender.test\"\n"
+      "warmup_start = \"" +
+      today +
+      "\"\nwarmup = [\"1:50\", \"30:0\"]\n"
+      "[[egress.source]]\nname = \"old\"\naddress = \"127.0.0.3\"\nehlo = \"old.sender.test\"\n"
+      "[[egress.pool]]\nname = \"main\"\nsources = [\"new\", \"old\"]\n";
+  auto cfg = MakeConfig(dir, {{"w.test", HostPort(*s)}},
+                        "[domain.\"w.test\"]\nmax_connections = 4\n", egress);
+  InMemorySource source;
+  auto body = std::make_shared<const std::string>(kBody);
+  for (const std::string& rcpt : Recipients("w.test", 300)) {
+    Job job;
+    job.domain = "w.test";
+    job.mail_from = "s@sender.test";
+    job.recipients.push_back({rcpt, 0, 0});
+    job.body = body;
+    job.egress_pool = 0;
+    source.Add(std::move(job));
+  }
+  auto e = Engine::Create(cfg, &source);
+  ASSERT_TRUE(e.ok()) << e.status();
+  std::thread runner([&] { EXPECT_TRUE((*e)->Run().ok()); });
+  const bool all = WaitUntil([&] { return source.Count(Disposition::kDelivered) == 300; },
+                             std::chrono::seconds(30));
+  (*e)->RequestShutdown();
+  runner.join();
+  const sink::SinkStats st = s->Stats();
+  auto from = [&](const std::string& client) {
+    auto it = st.clients.find(client);
+    return it == st.clients.end() ? uint64_t{0} : it->second;
+  };
+  std::printf("warm-up: %llu from the new source (cap 50 today), %llu from the old one\n",
+              static_cast<unsigned long long>(from("127.0.0.2 new.sender.test")),
+              static_cast<unsigned long long>(from("127.0.0.3 old.sender.test")));
+  EXPECT_TRUE(all);
+  EXPECT_EQ(from("127.0.0.2 new.sender.test"), 50u);
+  EXPECT_EQ(from("127.0.0.3 old.sender.test"), 250u);
 }
 
 }  // namespace
