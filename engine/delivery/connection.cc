@@ -32,14 +32,7 @@ void Connection::ConnectTo(size_t host_index) {
   fd_ = socket(host.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd_ < 0) {
     // Out of descriptors or similar: a local problem, not the host's fault.
-    int err = errno;
-    pool_->HostFailed(host_, smtp::OutcomeForConnectFailure(err, host.label), false);
-    pool_->connections--;
-    pool_->starting--;
-    ReleaseSlots();
-    Shard* shard = shard_;
-    shard->Forget(this);  // deletes this
-    shard->CheckDrained();
+    FailBeforeConnect(errno);
     return;
   }
   // SMTP writes whole command groups (RFC 2920) and whole message bodies; Nagle
@@ -60,13 +53,7 @@ void Connection::ConnectTo(size_t host_index) {
       fd_ = -1;
       SALVO_LOG(kWarning, "egress source {}: cannot send to {} from it: {}", src.name, host.label,
                 std::strerror(err));
-      pool_->HostFailed(host_, smtp::OutcomeForConnectFailure(err, host.label), false);
-      pool_->connections--;
-      pool_->starting--;
-      ReleaseSlots();
-      Shard* shard = shard_;
-      shard->Forget(this);  // deletes this
-      shard->CheckDrained();
+      FailBeforeConnect(err);
       return;
     }
   }
@@ -78,6 +65,19 @@ void Connection::ConnectTo(size_t host_index) {
   });
   r->Connect(fd_, reinterpret_cast<const sockaddr*>(&host.addr), host.addr_len,
              [this](int res) { OnConnected(res); });
+}
+
+// The connection never got a socket to connect (`err`): the host is told
+// (not marked down: the trouble is ours), the slots go back, and this
+// object is deleted.
+void Connection::FailBeforeConnect(int err) {
+  pool_->HostFailed(host_, smtp::OutcomeForConnectFailure(err, label()), false);
+  pool_->connections--;
+  pool_->starting--;
+  ReleaseSlots();
+  Shard* shard = shard_;
+  shard->Forget(this);  // deletes this
+  shard->CheckDrained();
 }
 
 void Connection::OnConnected(int res) {

@@ -66,6 +66,7 @@ class Connection {
 
  private:
   void OnConnected(int res);
+  void FailBeforeConnect(int err);
   void ReportJob(std::vector<smtp::Outcome> outcomes);
   void Flush();
   void ArmDeadline();

@@ -87,6 +87,22 @@ bool WaitUntil(F done, std::chrono::milliseconds limit) {
   return true;
 }
 
+// One single-recipient job per address, in `campaign` and `egress_pool`.
+void AddJobs(InMemorySource& source, const std::vector<std::string>& rcpts, uint64_t campaign,
+             int16_t egress_pool = -1) {
+  auto body = std::make_shared<const std::string>(kBody);
+  for (const std::string& rcpt : rcpts) {
+    Job job;
+    job.domain = rcpt.substr(rcpt.find('@') + 1);
+    job.mail_from = "s@sender.test";
+    job.recipients.push_back({rcpt, 0, 0});
+    job.body = body;
+    job.campaign = campaign;
+    job.egress_pool = egress_pool;
+    source.Add(std::move(job));
+  }
+}
+
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
 TEST(ShapingAcceptance, RatesAndConnectionLimitsHoldPerDomainAndPerProvider) {
@@ -348,16 +364,7 @@ max_connections = 2
   InMemorySource::Options o;
   o.run_forever = true;
   InMemorySource source(o);
-  auto body = std::make_shared<const std::string>(kBody);
-  for (const std::string& rcpt : Recipients("e.test", 1200)) {
-    Job job;
-    job.domain = "e.test";
-    job.mail_from = "s@sender.test";
-    job.recipients.push_back({rcpt, 0, 0});
-    job.body = body;
-    job.egress_pool = 0;
-    source.Add(std::move(job));
-  }
+  AddJobs(source, Recipients("e.test", 1200), 0, 0);
   auto e = Engine::Create(cfg, &source);
   ASSERT_TRUE(e.ok()) << e.status();
   std::thread runner([&] { EXPECT_TRUE((*e)->Run().ok()); });
@@ -413,17 +420,8 @@ scope = "campaign"
   o.retry_delay = std::chrono::seconds(1);
   o.clock = &clock;
   InMemorySource source(o);
-  auto body = std::make_shared<const std::string>(kBody);
   auto add = [&](uint64_t campaign, const std::vector<std::string>& rcpts) {
-    for (const std::string& rcpt : rcpts) {
-      Job job;
-      job.domain = rcpt.substr(rcpt.find('@') + 1);
-      job.mail_from = "s@sender.test";
-      job.recipients.push_back({rcpt, 0, 0});
-      job.body = body;
-      job.campaign = campaign;
-      source.Add(std::move(job));
-    }
+    AddJobs(source, rcpts, campaign);
   };
   add(1, {"trap@a.test"});
   add(1, Recipients("a.test", 150, "one"));
@@ -515,16 +513,7 @@ TEST(ShapingAcceptance, AWarmingUpSourceTakesItsDailyCapAndThePoolTheRest) {
   auto cfg = MakeConfig(dir, {{"w.test", HostPort(*s)}},
                         "[domain.\"w.test\"]\nmax_connections = 4\n", egress);
   InMemorySource source;
-  auto body = std::make_shared<const std::string>(kBody);
-  for (const std::string& rcpt : Recipients("w.test", 300)) {
-    Job job;
-    job.domain = "w.test";
-    job.mail_from = "s@sender.test";
-    job.recipients.push_back({rcpt, 0, 0});
-    job.body = body;
-    job.egress_pool = 0;
-    source.Add(std::move(job));
-  }
+  AddJobs(source, Recipients("w.test", 300), 0, 0);
   auto e = Engine::Create(cfg, &source);
   ASSERT_TRUE(e.ok()) << e.status();
   std::thread runner([&] { EXPECT_TRUE((*e)->Run().ok()); });
