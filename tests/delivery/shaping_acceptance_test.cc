@@ -534,5 +534,31 @@ TEST(ShapingAcceptance, AWarmingUpSourceTakesItsDailyCapAndThePoolTheRest) {
   EXPECT_EQ(from("127.0.0.3 old.sender.test"), 250u);
 }
 
+// A destination's max_recipients_per_message splits a larger transaction
+// (every part carries the same message).
+TEST(ShapingAcceptance, MaxRecipientsPerMessageSplitsTheTransaction) {
+  auto s = StartSink();
+  testsupport::TempDir dir;
+  auto cfg = MakeConfig(dir, {{"m.test", HostPort(*s)}},
+                        "[domain.\"m.test\"]\nmax_recipients_per_message = 2\n");
+  InMemorySource source;
+  Job job;
+  job.domain = "m.test";
+  job.mail_from = "s@sender.test";
+  for (const std::string& rcpt : Recipients("m.test", 5)) job.recipients.push_back({rcpt, 0, 0});
+  job.body = std::make_shared<const std::string>(kBody);
+  source.Add(std::move(job));
+  auto e = Engine::Create(cfg, &source);
+  ASSERT_TRUE(e.ok()) << e.status();
+  std::thread runner([&] { EXPECT_TRUE((*e)->Run().ok()); });
+  const bool all = WaitUntil([&] { return source.Count(Disposition::kDelivered) == 5; },
+                             std::chrono::seconds(20));
+  (*e)->RequestShutdown();
+  runner.join();
+  EXPECT_TRUE(all);
+  EXPECT_EQ(s->Stats().messages, 3u);  // 2 + 2 + 1
+  EXPECT_EQ(s->Stats().recipients_delivered, 5u);
+}
+
 }  // namespace
 }  // namespace salvo::delivery
