@@ -268,6 +268,15 @@ absl::StatusOr<CampaignSpec> SpecFromJson(const nlohmann::json& j) {
   }
 }
 
+// A count in a request ("top", "limit"): a non-negative integer, else the
+// default (a float or a negative number from a hostile client must not reach
+// a cast: 2.9e44 into size_t is undefined behaviour).
+static size_t CountArg(const nlohmann::json& req, const char* key, size_t fallback) {
+  auto it = req.find(key);
+  if (it == req.end() || !it->is_number_integer() || it->get<int64_t>() < 0) return fallback;
+  return it->get<size_t>();
+}
+
 nlohmann::json HandleAdminRequest(Spool& spool, const nlohmann::json& req,
                                   const AdminOptions& options) {
   // Control plane: nlohmann reports type errors by exception; a hostile or
@@ -293,7 +302,7 @@ nlohmann::json HandleAdminRequest(Spool& spool, const nlohmann::json& req,
       absl::StatusOr<CampaignId> id = CampaignArg(spool, req);
       if (!id.ok()) return Error(id.status());
       if (op == "status") {
-        absl::StatusOr<CampaignStatus> st = spool.Status(*id, req.value("top", size_t{10}));
+        absl::StatusOr<CampaignStatus> st = spool.Status(*id, CountArg(req, "top", 10));
         if (!st.ok()) return Error(st.status());
         nlohmann::json j = StatusToJson(*st);
         if (options.engine_status) j["shaping"] = options.engine_status();
@@ -342,7 +351,7 @@ nlohmann::json HandleAdminRequest(Spool& spool, const nlohmann::json& req,
     if (op == "suppression_list") {
       nlohmann::json entries = nlohmann::json::array();
       for (const SuppressionEntry& e :
-           spool.ListSuppression(req.value("limit", size_t{1000}), req.value("after", "")))
+           spool.ListSuppression(CountArg(req, "limit", 1000), req.value("after", "")))
         entries.push_back(
             {{"email", e.email}, {"reason", e.reason}, {"added", TimeString(e.added)}});
       return {{"ok", true}, {"entries", entries}};

@@ -113,6 +113,11 @@ TEST_F(AdminTest, HostileRequestsGetErrorsNotCrashes) {
   ::close(fd);
   // Still serving.
   EXPECT_TRUE(Call({{"op", "ping"}})["ok"]);
+  // A count that is a huge float or negative (found by the admin_request
+  // fuzzer: UB in a cast to size_t) falls back to the default.
+  EXPECT_TRUE(Call(
+      nlohmann::json::parse(R"({"op": "suppression_list", "limit": 2.9e44, "after": ""})"))["ok"]);
+  EXPECT_TRUE(Call({{"op", "suppression_list"}, {"limit", -5}})["ok"]);
 }
 
 TEST(AdminCallTest, NoEngineMeansUnavailable) {
