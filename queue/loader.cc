@@ -78,6 +78,9 @@ absl::StatusOr<LoadReport> Spool::Impl::Load(const CampaignSpec& spec, const Loa
           Cat("invalid DKIM domain '", spec.dkim_domain, "': ", d.status().message()));
   }
   if (absl::Status s = spec.retry.Validate(); !s.ok()) return s;
+  // Path options are read by the engine when it composes: a missing secret
+  // file must fail here, not defer every recipient at send time.
+  if (absl::Status s = CheckPathOptions(spec.options); !s.ok()) return s;
   absl::StatusOr<std::string> template_text = ReadTemplate(spec.template_path);
   if (!template_text.ok()) return template_text.status();
 
@@ -138,18 +141,14 @@ absl::StatusOr<LoadReport> Spool::Impl::Load(const CampaignSpec& spec, const Loa
   LoadReport report;
   report.id = id;
   StateCounts counts;
+  bool wrote = false;  // a chunk reached the database: a failure must roll back
   auto fail = [&](absl::Status why) -> absl::Status {
+    if (!wrote) return why;
     if (absl::Status s = DropCampaignData(id); !s.ok())
       SALVO_LOG(kError, "could not roll back campaign {}: {} (removed at next open)", Value(id),
                 Sv(s.message()));
     return why;
   };
-  {
-    rocksdb::WriteBatch batch;
-    batch.Put(campaigns_cf_, keys::Campaign(id), keys::EncodeCampaign(info));
-    batch.Put(templates_cf_, keys::Campaign(id), *template_text);
-    if (auto s = FromRocks(db_->Write(SyncWrite(), &batch), "starting the load"); !s.ok()) return s;
-  }
 
   // Most spools have an empty suppression list: skip the per-row lookup then.
   bool any_suppressed;
@@ -160,12 +159,20 @@ absl::StatusOr<LoadReport> Spool::Impl::Load(const CampaignSpec& spec, const Loa
     any_suppressed = it->Valid();
   }
   absl::flat_hash_set<Fingerprint> seen;
+  // The 'loading' marker and the template go in the first chunk's batch, so
+  // nothing at all is written before the first copy has been composed (a
+  // refused campaign leaves the spool untouched). The marker precedes every
+  // recipient in the WAL, so a crash mid-load still leaves it for Open.
   rocksdb::WriteBatch batch;
+  batch.Put(campaigns_cf_, keys::Campaign(id), keys::EncodeCampaign(info));
+  batch.Put(templates_cf_, keys::Campaign(id), *template_text);
+  bool first_copy_checked = !opts.check_first_copy;
   std::vector<std::string> schedule_keys;
   schedule_keys.reserve(kLoadChunk);
   auto flush_chunk = [&]() -> absl::Status {
     std::sort(schedule_keys.begin(), schedule_keys.end());
     for (const std::string& k : schedule_keys) batch.Put(schedule_cf_, k, rocksdb::Slice());
+    wrote = true;
     absl::Status s = FromRocks(db_->Write(HotWrite(), &batch), "loading recipients");
     batch.Clear();
     if (s.ok() && !schedule_keys.empty()) {
@@ -228,6 +235,13 @@ absl::StatusOr<LoadReport> Spool::Impl::Load(const CampaignSpec& spec, const Loa
     r.next_us = now_us;
     r.values = std::move(row);
     r.values[email_col] = r.email;
+    if (!first_copy_checked) {
+      first_copy_checked = true;
+      if (absl::Status s = opts.check_first_copy(info, *template_text, r.values); !s.ok())
+        return fail(absl::InvalidArgumentError(Cat("cannot compose the campaign's first message (",
+                                                   csv.path(), ":", csv.line(), ", ", r.email,
+                                                   "): ", s.message())));
+    }
     const RecipientId rid{next_rid++};
     if (any_suppressed && Suppressed(normalized)) {
       r.state = RecipientState::kSuppressed;

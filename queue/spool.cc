@@ -754,7 +754,7 @@ absl::StatusOr<CampaignStatus> Spool::Status(CampaignId id, size_t top_domains) 
   return st;
 }
 
-absl::Status Spool::Pause(CampaignId id) {
+absl::Status Spool::Pause(CampaignId id, std::string_view reason) {
   Impl& m = *impl_;
   absl::MutexLock lock(&m.mu_);
   absl::StatusOr<CampaignEntry*> e = m.Find(id);
@@ -788,6 +788,7 @@ absl::Status Spool::Pause(CampaignId id) {
   }
   if (auto s = FromRocks(it->status(), "scanning recipients"); !s.ok()) return s;
   info.state = CampaignState::kPaused;
+  info.pause_reason = std::string(reason);
   batch.Put(m.campaigns_cf_, keys::Campaign(id), keys::EncodeCampaign(info));
   return FromRocks(m.db_->Write(m.SyncWrite(), &batch), "pausing");
 }
@@ -824,6 +825,7 @@ absl::Status Spool::Resume(CampaignId id) {
   }
   if (auto s = FromRocks(it->status(), "scanning recipients"); !s.ok()) return s;
   info.state = CampaignState::kActive;
+  info.pause_reason.clear();
   batch.Put(m.campaigns_cf_, keys::Campaign(id), keys::EncodeCampaign(info));
   return FromRocks(m.db_->Write(m.SyncWrite(), &batch), "resuming");
 }

@@ -188,7 +188,10 @@ class Spool {
   absl::StatusOr<bool> AllDone(CampaignId id) const;
   // Counts plus the top destination domains (scans the campaign's recipients).
   absl::StatusOr<CampaignStatus> Status(CampaignId id, size_t top_domains = 10) const;
-  absl::Status Pause(CampaignId id);
+  // `reason` (shown by status) says why when the engine pauses a campaign it
+  // cannot send (a composition failure that affects every copy); an
+  // operator's pause has none. Resume clears it.
+  absl::Status Pause(CampaignId id, std::string_view reason = "");
   absl::Status Resume(CampaignId id);
   // Queued and deferred recipients become cancelled now; in-flight ones when
   // their attempt completes (a delivery that already happened stays delivered).

@@ -180,6 +180,10 @@ int RunLoad(const LoadArgs& a) {
     queue::LoadOptions lo;
     lo.strict = a.strict;
     lo.validate_template = TemplateValidator();
+    // With the configuration's DKIM keys when this user can read them (the
+    // engine, which signs, may run as another user: then unsigned here).
+    absl::StatusOr<std::shared_ptr<const dkim::KeyStore>> keys = LoadKeys(target->config);
+    lo.check_first_copy = FirstCopyCheck(keys.ok() ? *keys : nullptr);
     lo.interrupted = &g_interrupted;
     lo.node = node;
     if (tty) lo.progress = PrintProgress;
@@ -282,6 +286,10 @@ int RunStatus(const IdArgs& a) {
                 static_cast<unsigned long long>(s["id"].get<uint64_t>()),
                 s["name"].get<std::string>().c_str(), s["state"].get<std::string>().c_str(),
                 s["from"].get<std::string>().c_str(), s["created"].get<std::string>().c_str());
+    if (s.contains("pause_reason"))
+      std::printf("paused by the engine: %s\n  (fix it, then: salvo campaign resume %llu)\n",
+                  Printable(s["pause_reason"].get<std::string>()).c_str(),
+                  static_cast<unsigned long long>(s["id"].get<uint64_t>()));
     std::printf("recipients: %llu  done: %s\n",
                 static_cast<unsigned long long>(s["counts"].value("total", uint64_t{0})),
                 s.value("done", false) ? "yes" : "no");
@@ -530,6 +538,9 @@ int CampaignSpecFromFlags(const CampaignFlags& f, std::string_view who, queue::C
   std::error_code ec;
   spec->template_path = std::filesystem::absolute(spec->template_path, ec).string();
   spec->recipients_path = std::filesystem::absolute(spec->recipients_path, ec).string();
+  for (auto& [key, value] : spec->options)
+    if (queue::IsPathOption(key) && !value.empty())
+      value = std::filesystem::absolute(value, ec).string();
   return kExitOk;
 }
 
