@@ -11,7 +11,8 @@
 // cyrus_sasl_config_path: a smtpd.conf anywhere else is never read, and the
 // library falls back to /etc/sasldb2. smtpd reads smtpd.conf at start (as
 // root) but opens the sasldb at each AUTH, after dropping to mail_owner: the
-// sasldb belongs to postfix and every folder above it is searchable.
+// sasldb is readable by the postfix group and every folder above it is
+// searchable (as for the master's lock file in data_directory).
 #include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -43,8 +44,9 @@ class PrivatePostfix {
     std::vector<std::pair<std::string, std::string>> mailboxes;  // address, box
     // Who may send: main.cf lines (mynetworks, smtpd_*_restrictions). With
     // sasl_user set, only authenticated clients may (these are ignored).
-    std::string access = "mynetworks = 127.0.0.0/8\n"
-                         "smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n";
+    std::string access =
+        "mynetworks = 127.0.0.0/8\n"
+        "smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n";
     std::string sasl_user, sasl_password;  // non-empty: AUTH required
   };
 
@@ -66,7 +68,8 @@ class PrivatePostfix {
     return "";
   }
 
-  // `root` must exist; the instance's folders are made in it.
+  // `root` must exist and its parents be searchable by everyone (a TempDir
+  // of its own: root is made 0711); the instance's folders are made in it.
   explicit PrivatePostfix(std::string root) : root_(std::move(root)) {}
   ~PrivatePostfix() { Stop(); }
   PrivatePostfix(const PrivatePostfix&) = delete;
@@ -82,8 +85,8 @@ class PrivatePostfix {
     chmod(t.c_str(), 0711);
     chmod((t + "/conf").c_str(), 0755);
     chmod((t + "/conf/sasl").c_str(), 0755);
-    RunResult own = RunShell("chown postfix '" + t + "/data' && chown 65534:65534 '" + t +
-                             "/vmail' 2>&1");
+    RunResult own =
+        RunShell("chown postfix '" + t + "/data' && chown 65534:65534 '" + t + "/vmail' 2>&1");
     if (own.code != 0) return "chown failed: " + own.out;
     port_ = FreePort();
     std::string maps;
@@ -213,9 +216,12 @@ class PrivatePostfix {
     RunResult made = RunWithInput(
         {Which("saslpasswd2"), "-p", "-c", "-f", sasldb, "-u", "postfix.test", user}, password);
     if (made.code != 0) return "saslpasswd2 failed: " + made.out + made.err;
+    // root:postfix 0640 (postfix-script warns about files in the config
+    // folder that root does not own).
     const passwd* pw = getpwnam("postfix");
-    if (pw == nullptr || chown(sasldb.c_str(), pw->pw_uid, pw->pw_gid) != 0)
-      return "cannot give " + sasldb + " to the postfix user";
+    if (pw == nullptr || chown(sasldb.c_str(), 0, pw->pw_gid) != 0 ||
+        chmod(sasldb.c_str(), 0640) != 0)
+      return "cannot make " + sasldb + " readable by the postfix group";
     return "";
   }
 
