@@ -324,6 +324,9 @@ nlohmann::json HandleAdminRequest(Spool& spool, const nlohmann::json& req,
       if (!spec.ok()) return Error(spec.status());
       LoadOptions lo;
       lo.strict = req.value("strict", false);
+      // A load through the socket is an operator's: duplicates are refused
+      // unless the request says otherwise (--allow-duplicate-name).
+      lo.refuse_duplicates = !req.value("allow_duplicate_name", false);
       lo.validate_template = options.validate_template;
       lo.check_first_copy = options.check_first_copy;
       if (req.contains("node")) {

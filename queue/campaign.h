@@ -126,6 +126,9 @@ struct CampaignInfo {
   RetryPolicy retry;
   std::vector<std::string> columns;  // CSV header, in file order
   std::map<std::string, std::string> options;
+  // Content checksum (hex) of the template, the recipient list file and the
+  // sender, computed when the load refused duplicates; empty otherwise.
+  std::string checksum;
   // Why the campaign is paused when the engine paused it (e.g. a composition
   // failure that affects every copy); empty for an operator's pause.
   std::string pause_reason;
@@ -179,6 +182,12 @@ struct LoadOptions {
   const std::atomic<bool>* interrupted = nullptr;     // optional: abort (and roll back) when set
   size_t max_reported_errors = 10;                    // invalid addresses listed in the report
   NodeShare node;  // load only this node's share (default: every recipient)
+  // Refuse a campaign whose name, or content checksum (template, recipient
+  // list and sender), matches a campaign that is not cancelled: loading the
+  // same campaign twice would send every recipient two copies. Off for
+  // programmatic loads (tests, `salvo send`, benchmarks); `salvo campaign
+  // load` and the admin socket set it unless --allow-duplicate-name.
+  bool refuse_duplicates = false;
 };
 
 struct LoadReport {

@@ -14,6 +14,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "engine/common/log.h"
 #include "queue/address.h"
@@ -654,10 +655,23 @@ absl::StatusOr<CampaignId> Spool::FindCampaign(std::string_view id_or_name) cons
   absl::MutexLock lock(&impl_->mu_);
   uint64_t n;
   if (absl::SimpleAtoi(Av(id_or_name), &n) && impl_->campaigns_.contains(n)) return CampaignId{n};
-  uint64_t best = 0;
-  for (const auto& [id, e] : impl_->campaigns_)
-    if (e.info.name == id_or_name) best = std::max(best, id);
-  if (best != 0) return CampaignId{best};
+  uint64_t newest_cancelled = 0;
+  std::vector<uint64_t> live;
+  for (const auto& [id, e] : impl_->campaigns_) {
+    if (e.info.name != id_or_name) continue;
+    if (e.info.state == CampaignState::kCancelled)
+      newest_cancelled = std::max(newest_cancelled, id);
+    else
+      live.push_back(id);
+  }
+  if (live.size() == 1) return CampaignId{live[0]};
+  if (live.size() > 1) {
+    std::sort(live.begin(), live.end());
+    return absl::FailedPreconditionError(Cat("campaign name '", id_or_name,
+                                             "' is ambiguous: campaigns ",
+                                             absl::StrJoin(live, ", "), " have it (use the ID)"));
+  }
+  if (newest_cancelled != 0) return CampaignId{newest_cancelled};
   return absl::NotFoundError(Cat("no campaign with ID or name '", id_or_name, "'"));
 }
 

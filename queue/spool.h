@@ -179,7 +179,11 @@ class Spool {
 
   // ---- Campaigns ----
   absl::StatusOr<CampaignInfo> GetCampaign(CampaignId id) const;
-  // Accepts a decimal ID or an exact campaign name (the newest on ties).
+  // Accepts a decimal ID or an exact campaign name. Names are unique among
+  // campaigns that are not cancelled (the loader refuses a second one unless
+  // told otherwise): the one that is not cancelled, else the newest
+  // cancelled one; two live campaigns of one name (--allow-duplicate-name,
+  // or an older spool) make the name ambiguous, and the error lists their IDs.
   absl::StatusOr<CampaignId> FindCampaign(std::string_view id_or_name) const;
   absl::StatusOr<std::string> GetTemplate(CampaignId id) const;
   std::vector<CampaignInfo> ListCampaigns() const;

@@ -141,6 +141,7 @@ struct LoadArgs {
   std::string name, template_path, recipients, from, dkim_domain;
   std::string node;  // --node i/N
   bool strict = false;
+  bool allow_duplicate_name = false;
 };
 
 void PrintProgress(const queue::LoadProgress& p) {
@@ -172,13 +173,16 @@ int RunLoad(const LoadArgs& a) {
   queue::NodeShare node;
   if (int rc = ResolveNodeShare(a.node.empty() ? target->node : a.node, &node); rc != kExitOk)
     return rc;
-  nlohmann::json request = {
-      {"op", "load"}, {"spec", queue::SpecToJson(spec)}, {"strict", a.strict}};
+  nlohmann::json request = {{"op", "load"},
+                            {"spec", queue::SpecToJson(spec)},
+                            {"strict", a.strict},
+                            {"allow_duplicate_name", a.allow_duplicate_name}};
   if (!node.whole()) request["node"] = node.ToString();
   const bool tty = ::isatty(STDERR_FILENO) == 1;
   auto direct = [&](queue::Spool& spool) -> nlohmann::json {
     queue::LoadOptions lo;
     lo.strict = a.strict;
+    lo.refuse_duplicates = !a.allow_duplicate_name;
     lo.validate_template = TemplateValidator();
     // With the configuration's DKIM keys when this user can read them (the
     // engine, which signs, may run as another user: then unsigned here).
@@ -420,6 +424,9 @@ void RegisterCampaignCommands(CLI::App& app, CommandContext& ctx) {
   load->add_option("--dkim-domain", load_args->dkim_domain, "Domain to sign with (d=)");
   load->add_flag("--strict", load_args->strict,
                  "Fail on the first invalid address instead of skipping it");
+  load->add_flag("--allow-duplicate-name", load_args->allow_duplicate_name,
+                 "Load even if a campaign that is not cancelled has the same name or the same "
+                 "template, list and sender (its recipients get a second copy)");
   load->add_option("--node", load_args->node,
                    "Fleet: keep only node i's share of N (i/N, or auto/N from the host name; "
                    "default: the config's fleet.node)");

@@ -46,8 +46,12 @@ TEST_F(CliTest, LoadStatusPauseResumeCancelList) {
       << r.err;
   EXPECT_NE(r.err.find(csv_ + ":4: invalid address 'not-an-address'"), std::string::npos) << r.err;
 
-  r = Salvo("campaign load --name flags --template " + tpl_ + " --recipients " + csv_ +
-            " --from news@example.com --dkim-domain example.com --data-dir " + data_);
+  // The same template, list and sender under another name: a second copy to
+  // every recipient, so only on request.
+  r = Salvo(
+      "campaign load --name flags --template " + tpl_ + " --recipients " + csv_ +
+      " --from news@example.com --dkim-domain example.com --allow-duplicate-name --data-dir " +
+      data_);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "2\n");
 
@@ -144,6 +148,70 @@ TEST_F(CliTest, CommandsGoThroughTheRunningEnginesAdminSocket) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("in use by another process and no engine answers"), std::string::npos)
       << r.err;
+}
+
+// Issue 15 item 5: names are unique handles; loading a campaign again is
+// refused (by name, or by the same template, list and sender) unless asked for.
+TEST_F(CliTest, ASecondLoadIsRefusedUnlessDuplicatesAreAllowed) {
+  const std::string file = dir_.Write("spring.toml",
+                                      "name = \"spring\"\ntemplate = \"message.eml\"\nrecipients = "
+                                      "\"list.csv\"\nfrom = \"news@example.com\"\n");
+  RunResult r = Salvo("campaign load " + file + " --data-dir " + data_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "1\n");
+  r = Salvo("campaign load " + file + " --data-dir " + data_);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err,
+            "salvo: error: a campaign named 'spring' already exists (ID 1, active): loading it "
+            "again would send its recipients a second copy; cancel campaign 1 first, or pass "
+            "--allow-duplicate-name\n");
+  // Renamed, same content: refused by its checksum.
+  const std::string renamed = "campaign load --name autumn --template " + tpl_ + " --recipients " +
+                              csv_ + " --from news@example.com --data-dir " + data_;
+  r = Salvo(renamed);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("the same template, recipient list and sender as campaign 'spring' (ID 1, "
+                       "active)"),
+            std::string::npos)
+      << r.err;
+  // Another list under another name is a new campaign.
+  std::string other = dir_.Write("other.csv", "email,name\nz@one.example,Zed\n");
+  r = Salvo("campaign load --name autumn --template " + tpl_ + " --recipients " + other +
+            " --from news@example.com --data-dir " + data_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "2\n");
+  // Allowed on request; the name is then ambiguous, and IDs still work.
+  r = Salvo("campaign load " + file + " --allow-duplicate-name --data-dir " + data_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "3\n");
+  r = Salvo("campaign status spring --data-dir " + data_);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err,
+            "salvo: error: campaign name 'spring' is ambiguous: campaigns 1, 3 have it (use the "
+            "ID)\n");
+  EXPECT_EQ(Salvo("campaign cancel 1 --data-dir " + data_).exit_code, 0);
+  r = Salvo("campaign status spring --json --data-dir " + data_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["id"], 3);  // the one not cancelled
+  // Once the other is cancelled too, the name is free again.
+  EXPECT_EQ(Salvo("campaign cancel 3 --data-dir " + data_).exit_code, 0);
+  r = Salvo("campaign load " + file + " --data-dir " + data_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "4\n");
+  // The same refusal when a running engine loads it.
+  auto spool = Spool::Open(data_, {});
+  ASSERT_TRUE(spool.ok()) << spool.status();
+  auto server = AdminServer::Start(spool->get(), {});
+  ASSERT_TRUE(server.ok()) << server.status();
+  r = Salvo("campaign load " + file + " --data-dir " + data_);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("a campaign named 'spring' already exists (ID 4, active)"),
+            std::string::npos)
+      << r.err;
+  r = Salvo("campaign load " + file + " --allow-duplicate-name --data-dir " + data_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "5\n");
 }
 
 // Issue 15 item 4: a campaign file's paths are the file's, whatever the
