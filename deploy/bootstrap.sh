@@ -10,11 +10,13 @@ BUILD_PKGS=(
   libcli11-dev libtomlplusplus-dev libfmt-dev nlohmann-json3-dev
   libpsl-dev publicsuffix libidn2-dev libhiredis-dev libre2-dev
 )
-# Real peers the test suite talks to: Postfix (smtpd, smtp-source, smtp-sink),
-# swaks, aiosmtpd, dkimpy, OpenDKIM, unbound, clang for the fuzzers, openssl,
-# Prometheus (promtool, and a real server scraping `salvo run` in the tests).
+# Real peers the test suite talks to: Postfix (smtpd, smtp-source, smtp-sink;
+# Cyrus SASL for a smtpd that requires AUTH: saslpasswd2 and the PLAIN/LOGIN
+# plugins), swaks, aiosmtpd, dkimpy, OpenDKIM, unbound, clang for the fuzzers,
+# openssl, Prometheus (promtool, and a real server scraping `salvo run` in the
+# tests).
 TEST_PKGS=(
-  postfix swaks libnet-ssleay-perl python3 python3-aiosmtpd python3-dkim
+  postfix sasl2-bin libsasl2-modules swaks libnet-ssleay-perl python3 python3-aiosmtpd python3-dkim
   opendkim opendkim-tools unbound dnsutils openssl clang-14 libclang-rt-14-dev
   clang-format procps python3-seccomp prometheus python3-yaml redis-server
 )

@@ -159,15 +159,17 @@ nlohmann::json CountsToJson(const StateCounts& counts) {
 }
 
 nlohmann::json CampaignToJson(const CampaignInfo& info) {
-  return {{"id", Value(info.id)},
-          {"name", info.name},
-          {"state", std::string(CampaignStateName(info.state))},
-          {"from", info.from},
-          {"dkim_domain", info.dkim_domain},
-          {"template", info.template_path},
-          {"recipients", info.recipients_path},
-          {"created", TimeString(info.created)},
-          {"columns", info.columns}};
+  nlohmann::json j = {{"id", Value(info.id)},
+                      {"name", info.name},
+                      {"state", std::string(CampaignStateName(info.state))},
+                      {"from", info.from},
+                      {"dkim_domain", info.dkim_domain},
+                      {"template", info.template_path},
+                      {"recipients", info.recipients_path},
+                      {"created", TimeString(info.created)},
+                      {"columns", info.columns}};
+  if (!info.pause_reason.empty()) j["pause_reason"] = info.pause_reason;
+  return j;
 }
 
 // An active campaign with nothing left to send shows as "done" (the stored
@@ -340,7 +342,11 @@ nlohmann::json HandleAdminRequest(Spool& spool, const nlohmann::json& req,
       if (!spec.ok()) return Error(spec.status());
       LoadOptions lo;
       lo.strict = req.value("strict", false);
+      // A load through the socket is an operator's: duplicates are refused
+      // unless the request says otherwise (--allow-duplicate-name).
+      lo.refuse_duplicates = !req.value("allow_duplicate_name", false);
       lo.validate_template = options.validate_template;
+      lo.check_first_copy = options.check_first_copy;
       if (req.contains("node")) {
         absl::StatusOr<NodeShare> node = ParseNodeShare(req["node"].get<std::string>());
         if (!node.ok()) return Error(node.status());

@@ -38,6 +38,8 @@ struct AdminOptions {
   std::string socket_path;
   // Template check for loads (see LoadOptions::validate_template).
   TemplateValidator validate_template;
+  // First-copy check for loads (see LoadOptions::check_first_copy).
+  FirstCopyCheck check_first_copy;
   // Optional TCP listener "host:port" (port 0 = any; see tcp_address()) for
   // tools on other machines or containers: `salvo fleet status`, `salvo
   // health --admin ADDR`. With `token` set every request on it must carry

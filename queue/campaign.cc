@@ -214,11 +214,15 @@ absl::StatusOr<CampaignSpec> ParseCampaignFile(const std::string& path) {
     // toml++ reports with exceptions; this is the control plane (CLI), not the data path.
     return absl::InvalidArgumentError(Cat(path, ":", e.source().begin.line, ": ", e.description()));
   }
-  const std::filesystem::path base = std::filesystem::path(path).parent_path();
+  // The file's own folder, absolute: its paths mean the same from any
+  // working directory, and errors show where they were looked for.
+  std::error_code ec;
+  std::filesystem::path base = std::filesystem::absolute(path, ec).parent_path();
+  if (ec) base = std::filesystem::path(path).parent_path();
   auto resolve = [&](const std::string& p) {
     std::filesystem::path fp(p);
     if (fp.is_absolute() || base.empty()) return fp.string();
-    return (base / fp).string();
+    return (base / fp).lexically_normal().string();
   };
   CampaignSpec spec;
   auto get_string = [&](const toml::node& node, std::string_view key,
@@ -323,7 +327,13 @@ absl::StatusOr<CampaignSpec> ParseCampaignFile(const std::string& path) {
         return absl::InvalidArgumentError(Cat(Where(path, node), ": [options] must be a table"));
       for (const auto& [ok, on] : *t) {
         if (const auto* str = on.as_string()) {
-          spec.options[std::string(ok.str())] = str->get();
+          std::string value = str->get();
+          if (IsPathOption(ok.str()) && !value.empty()) {
+            value = resolve(value);
+            if (absl::Status ps = CheckPathOptions({{std::string(ok.str()), value}}); !ps.ok())
+              return absl::InvalidArgumentError(Cat(Where(path, on), ": ", ps.message()));
+          }
+          spec.options[std::string(ok.str())] = std::move(value);
         } else if (auto i = on.value<int64_t>()) {
           spec.options[std::string(ok.str())] = Cat(*i);
         } else if (auto b = on.value<bool>()) {
@@ -356,6 +366,27 @@ absl::StatusOr<CampaignSpec> ParseCampaignFile(const std::string& path) {
   if (absl::Status s = spec.retry.Validate(); !s.ok())
     return absl::InvalidArgumentError(Cat(path, ": ", s.message()));
   return spec;
+}
+
+bool IsPathOption(std::string_view key) {
+  return key.size() > 5 && key.substr(key.size() - 5) == "_file";
+}
+
+absl::Status CheckPathOptions(const std::map<std::string, std::string>& options) {
+  for (const auto& [key, path] : options) {
+    if (!IsPathOption(key) || path.empty()) continue;
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec))
+      return absl::InvalidArgumentError(
+          Cat("options.", key, ": '", path, "' is a directory, not a file"));
+    std::ifstream in(path, std::ios::binary);
+    if (!in)
+      return absl::InvalidArgumentError(
+          Cat("options.", key, ": cannot read '", path, "': ", std::strerror(errno)));
+    if (in.peek() == std::ifstream::traits_type::eof())
+      return absl::InvalidArgumentError(Cat("options.", key, ": '", path, "' is empty"));
+  }
+  return absl::OkStatus();
 }
 
 // ---- Fleet shares ----------------------------------------------------------

@@ -102,6 +102,15 @@ struct CampaignSpec {
   std::map<std::string, std::string> options;  // free-form [options] of the campaign file
 };
 
+// An [options] key that names a file (it ends in "_file", e.g.
+// unsubscribe_secret_file): resolved against the campaign file's folder like
+// `template` and `recipients`, and checked readable at load.
+bool IsPathOption(std::string_view key);
+// Every path option of `options` names a readable, non-empty file; the error
+// names the option and the path ("options.unsubscribe_secret_file: cannot
+// read '/x/secret.txt': No such file or directory").
+absl::Status CheckPathOptions(const std::map<std::string, std::string>& options);
+
 // Stored campaign metadata.
 struct CampaignInfo {
   CampaignId id{};
@@ -117,6 +126,12 @@ struct CampaignInfo {
   RetryPolicy retry;
   std::vector<std::string> columns;  // CSV header, in file order
   std::map<std::string, std::string> options;
+  // Content checksum (hex) of the template, the recipient list file and the
+  // sender, computed when the load refused duplicates; empty otherwise.
+  std::string checksum;
+  // Why the campaign is paused when the engine paused it (e.g. a composition
+  // failure that affects every copy); empty for an operator's pause.
+  std::string pause_reason;
 };
 
 // Template check done at load time, supplied by the caller so queue/ stays
@@ -125,6 +140,15 @@ struct CampaignInfo {
 using TemplateValidator =
     std::function<absl::Status(std::string_view template_text, std::string_view template_path,
                                const std::vector<std::string>& columns)>;
+
+// Composes the campaign's first copy at load time (supplied by the caller, like
+// TemplateValidator): `info` as it will be stored, the template text and the
+// first valid recipient's row (values in info.columns order). A campaign whose
+// first copy cannot be composed is refused before anything is written, with
+// this error (the loader adds which recipient it was).
+using FirstCopyCheck =
+    std::function<absl::Status(const CampaignInfo& info, std::string_view template_text,
+                               const std::vector<std::string>& first_row)>;
 
 struct LoadProgress {
   uint64_t bytes_read = 0;
@@ -153,10 +177,17 @@ absl::StatusOr<NodeShare> ParseNodeShare(std::string_view text, std::string_view
 struct LoadOptions {
   bool strict = false;                  // an invalid address is fatal instead of skipped
   TemplateValidator validate_template;  // optional
+  FirstCopyCheck check_first_copy;      // optional
   std::function<void(const LoadProgress&)> progress;  // optional, called every ~64k rows
   const std::atomic<bool>* interrupted = nullptr;     // optional: abort (and roll back) when set
   size_t max_reported_errors = 10;                    // invalid addresses listed in the report
   NodeShare node;  // load only this node's share (default: every recipient)
+  // Refuse a campaign whose name, or content checksum (template, recipient
+  // list and sender), matches a campaign that is not cancelled: loading the
+  // same campaign twice would send every recipient two copies. Off for
+  // programmatic loads (tests, `salvo send`, benchmarks); `salvo campaign
+  // load` and the admin socket set it unless --allow-duplicate-name.
+  bool refuse_duplicates = false;
 };
 
 struct LoadReport {
@@ -178,8 +209,9 @@ struct SuppressionImportReport {
   std::vector<std::string> first_errors;
 };
 
-// Parses a campaign file (TOML). Relative paths are resolved against the
-// file's folder. Errors name file:line.
+// Parses a campaign file (TOML). Relative paths (template, recipients and
+// every path option, see IsPathOption) are resolved against the file's folder,
+// and path options are checked readable here. Errors name file:line.
 //   name = "Spring sale"            template = "message.eml"
 //   recipients = "list.csv"         from = "news@example.com"
 //   dkim_domain = "example.com"     # optional

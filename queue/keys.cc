@@ -151,6 +151,8 @@ std::string EncodeCampaign(const CampaignInfo& info) {
   j["created_us"] = TimeToMicros(info.created);
   j["columns"] = info.columns;
   j["options"] = info.options;
+  if (!info.pause_reason.empty()) j["pause_reason"] = info.pause_reason;
+  if (!info.checksum.empty()) j["checksum"] = info.checksum;
   j["retry"] = {
       {"first_retry_min_s", absl::ToDoubleSeconds(info.retry.first_retry_min)},
       {"first_retry_max_s", absl::ToDoubleSeconds(info.retry.first_retry_max)},
@@ -185,6 +187,8 @@ absl::StatusOr<CampaignInfo> DecodeCampaign(std::string_view data) {
     info.created = MicrosToTime(j.at("created_us").get<uint64_t>());
     info.columns = j.at("columns").get<std::vector<std::string>>();
     info.options = j.at("options").get<std::map<std::string, std::string>>();
+    info.pause_reason = j.value("pause_reason", "");  // absent in older spools
+    info.checksum = j.value("checksum", "");
     const auto& r = j.at("retry");
     info.retry.first_retry_min = absl::Seconds(r.at("first_retry_min_s").get<double>());
     info.retry.first_retry_max = absl::Seconds(r.at("first_retry_max_s").get<double>());

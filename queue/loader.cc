@@ -6,8 +6,12 @@
 // deletes what it wrote; a crash mid-load leaves a "loading" campaign that the
 // next Spool::Open removes. Either way no half campaign is ever visible.
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -61,6 +65,44 @@ absl::StatusOr<std::string> ReadTemplate(const std::string& path) {
   return text;
 }
 
+// A 64-bit checksum of a file's bytes, 8 at a time (a load's duplicate check
+// reads the whole list once more, so it must cost far less than parsing it).
+// Compared only within one spool, never across machines.
+absl::StatusOr<uint64_t> FileChecksum(const std::string& path, uint64_t h) {
+  std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
+  if (!f) return absl::NotFoundError(Cat(path, ": cannot read: ", std::strerror(errno)));
+  std::vector<char> buf(1 << 20);
+  auto mix = [&h](uint64_t w) {
+    h = (h ^ w) * 0x9E3779B97F4A7C15ull;
+    h ^= h >> 29;
+  };
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), f.get())) > 0) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      uint64_t w;
+      std::memcpy(&w, buf.data() + i, 8);
+      mix(w);
+    }
+    for (; i < n; ++i) mix(static_cast<unsigned char>(buf[i]));
+    mix(n);
+  }
+  if (std::ferror(f.get())) return absl::DataLossError(Cat(path, ": error reading"));
+  return h;
+}
+
+// The template, the recipient list and the sender: what makes two loads the
+// same mailing whatever they are called.
+absl::StatusOr<std::string> ContentChecksum(const CampaignSpec& spec,
+                                            std::string_view template_text) {
+  absl::StatusOr<uint64_t> h = FileChecksum(spec.recipients_path, Fnv1a64(template_text));
+  if (!h.ok()) return h.status();
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx",
+                static_cast<unsigned long long>(*h ^ Fnv1a64(AsciiLower(spec.from))));
+  return std::string(hex);
+}
+
 }  // namespace
 
 absl::StatusOr<LoadReport> Spool::Impl::Load(const CampaignSpec& spec, const LoadOptions& opts) {
@@ -78,8 +120,33 @@ absl::StatusOr<LoadReport> Spool::Impl::Load(const CampaignSpec& spec, const Loa
           Cat("invalid DKIM domain '", spec.dkim_domain, "': ", d.status().message()));
   }
   if (absl::Status s = spec.retry.Validate(); !s.ok()) return s;
+  // Path options are read by the engine when it composes: a missing secret
+  // file must fail here, not defer every recipient at send time.
+  if (absl::Status s = CheckPathOptions(spec.options); !s.ok()) return s;
   absl::StatusOr<std::string> template_text = ReadTemplate(spec.template_path);
   if (!template_text.ok()) return template_text.status();
+  std::string checksum;
+  if (opts.refuse_duplicates) {
+    absl::StatusOr<std::string> sum = ContentChecksum(spec, *template_text);
+    if (!sum.ok()) return sum.status();
+    checksum = *sum;
+    absl::MutexLock lock(&mu_);
+    for (const auto& [cid, e] : campaigns_) {
+      const CampaignInfo& other = e.info;
+      if (other.state == CampaignState::kCancelled || other.state == CampaignState::kLoading)
+        continue;
+      const bool same_name = other.name == spec.name;
+      if (!same_name && other.checksum != checksum) continue;
+      return absl::AlreadyExistsError(
+          Cat(same_name ? Cat("a campaign named '", spec.name, "' already exists")
+                        : Cat("this campaign has the same template, recipient list and sender as "
+                              "campaign '",
+                              other.name, "'"),
+              " (ID ", cid, ", ", CampaignStateName(other.state),
+              "): loading it again would send its recipients a second copy; cancel campaign ", cid,
+              " first, or pass --allow-duplicate-name"));
+    }
+  }
 
   absl::StatusOr<std::unique_ptr<CsvReader>> reader_or = CsvReader::Open(spec.recipients_path);
   if (!reader_or.ok()) return reader_or.status();
@@ -133,23 +200,20 @@ absl::StatusOr<LoadReport> Spool::Impl::Load(const CampaignSpec& spec, const Loa
   info.retry = spec.retry;
   info.columns = header;
   info.options = spec.options;
+  info.checksum = checksum;
   const uint64_t now_us = keys::TimeToMicros(info.created);
 
   LoadReport report;
   report.id = id;
   StateCounts counts;
+  bool wrote = false;  // a chunk reached the database: a failure must roll back
   auto fail = [&](absl::Status why) -> absl::Status {
+    if (!wrote) return why;
     if (absl::Status s = DropCampaignData(id); !s.ok())
       SALVO_LOG(kError, "could not roll back campaign {}: {} (removed at next open)", Value(id),
                 Sv(s.message()));
     return why;
   };
-  {
-    rocksdb::WriteBatch batch;
-    batch.Put(campaigns_cf_, keys::Campaign(id), keys::EncodeCampaign(info));
-    batch.Put(templates_cf_, keys::Campaign(id), *template_text);
-    if (auto s = FromRocks(db_->Write(SyncWrite(), &batch), "starting the load"); !s.ok()) return s;
-  }
 
   // Most spools have an empty suppression list: skip the per-row lookup then.
   bool any_suppressed;
@@ -160,12 +224,20 @@ absl::StatusOr<LoadReport> Spool::Impl::Load(const CampaignSpec& spec, const Loa
     any_suppressed = it->Valid();
   }
   absl::flat_hash_set<Fingerprint> seen;
+  // The 'loading' marker and the template go in the first chunk's batch, so
+  // nothing at all is written before the first copy has been composed (a
+  // refused campaign leaves the spool untouched). The marker precedes every
+  // recipient in the WAL, so a crash mid-load still leaves it for Open.
   rocksdb::WriteBatch batch;
+  batch.Put(campaigns_cf_, keys::Campaign(id), keys::EncodeCampaign(info));
+  batch.Put(templates_cf_, keys::Campaign(id), *template_text);
+  bool first_copy_checked = !opts.check_first_copy;
   std::vector<std::string> schedule_keys;
   schedule_keys.reserve(kLoadChunk);
   auto flush_chunk = [&]() -> absl::Status {
     std::sort(schedule_keys.begin(), schedule_keys.end());
     for (const std::string& k : schedule_keys) batch.Put(schedule_cf_, k, rocksdb::Slice());
+    wrote = true;
     absl::Status s = FromRocks(db_->Write(HotWrite(), &batch), "loading recipients");
     batch.Clear();
     if (s.ok() && !schedule_keys.empty()) {
@@ -228,6 +300,13 @@ absl::StatusOr<LoadReport> Spool::Impl::Load(const CampaignSpec& spec, const Loa
     r.next_us = now_us;
     r.values = std::move(row);
     r.values[email_col] = r.email;
+    if (!first_copy_checked) {
+      first_copy_checked = true;
+      if (absl::Status s = opts.check_first_copy(info, *template_text, r.values); !s.ok())
+        return fail(absl::InvalidArgumentError(Cat("cannot compose the campaign's first message (",
+                                                   csv.path(), ":", csv.line(), ", ", r.email,
+                                                   "): ", s.message())));
+    }
     const RecipientId rid{next_rid++};
     if (any_suppressed && Suppressed(normalized)) {
       r.state = RecipientState::kSuppressed;

@@ -14,6 +14,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "engine/common/log.h"
 #include "queue/address.h"
@@ -725,10 +726,23 @@ absl::StatusOr<CampaignId> Spool::FindCampaign(std::string_view id_or_name) cons
   absl::MutexLock lock(&impl_->mu_);
   uint64_t n;
   if (absl::SimpleAtoi(Av(id_or_name), &n) && impl_->campaigns_.contains(n)) return CampaignId{n};
-  uint64_t best = 0;
-  for (const auto& [id, e] : impl_->campaigns_)
-    if (e.info.name == id_or_name) best = std::max(best, id);
-  if (best != 0) return CampaignId{best};
+  uint64_t newest_cancelled = 0;
+  std::vector<uint64_t> live;
+  for (const auto& [id, e] : impl_->campaigns_) {
+    if (e.info.name != id_or_name) continue;
+    if (e.info.state == CampaignState::kCancelled)
+      newest_cancelled = std::max(newest_cancelled, id);
+    else
+      live.push_back(id);
+  }
+  if (live.size() == 1) return CampaignId{live[0]};
+  if (live.size() > 1) {
+    std::sort(live.begin(), live.end());
+    return absl::FailedPreconditionError(Cat("campaign name '", id_or_name,
+                                             "' is ambiguous: campaigns ",
+                                             absl::StrJoin(live, ", "), " have it (use the ID)"));
+  }
+  if (newest_cancelled != 0) return CampaignId{newest_cancelled};
   return absl::NotFoundError(Cat("no campaign with ID or name '", id_or_name, "'"));
 }
 
@@ -872,7 +886,7 @@ absl::StatusOr<CampaignStatus> Spool::Status(CampaignId id, size_t top_domains) 
   return st;
 }
 
-absl::Status Spool::Pause(CampaignId id) {
+absl::Status Spool::Pause(CampaignId id, std::string_view reason) {
   Impl& m = *impl_;
   absl::MutexLock lock(&m.mu_);
   absl::StatusOr<CampaignEntry*> e = m.Find(id);
@@ -906,6 +920,7 @@ absl::Status Spool::Pause(CampaignId id) {
   }
   if (auto s = FromRocks(it->status(), "scanning recipients"); !s.ok()) return s;
   info.state = CampaignState::kPaused;
+  info.pause_reason = std::string(reason);
   batch.Put(m.campaigns_cf_, keys::Campaign(id), keys::EncodeCampaign(info));
   return FromRocks(m.db_->Write(m.SyncWrite(), &batch), "pausing");
 }
@@ -942,6 +957,7 @@ absl::Status Spool::Resume(CampaignId id) {
   }
   if (auto s = FromRocks(it->status(), "scanning recipients"); !s.ok()) return s;
   info.state = CampaignState::kActive;
+  info.pause_reason.clear();
   batch.Put(m.campaigns_cf_, keys::Campaign(id), keys::EncodeCampaign(info));
   return FromRocks(m.db_->Write(m.SyncWrite(), &batch), "resuming");
 }

@@ -231,7 +231,11 @@ class Spool {
 
   // ---- Campaigns ----
   absl::StatusOr<CampaignInfo> GetCampaign(CampaignId id) const;
-  // Accepts a decimal ID or an exact campaign name (the newest on ties).
+  // Accepts a decimal ID or an exact campaign name. Names are unique among
+  // campaigns that are not cancelled (the loader refuses a second one unless
+  // told otherwise): the one that is not cancelled, else the newest
+  // cancelled one; two live campaigns of one name (--allow-duplicate-name,
+  // or an older spool) make the name ambiguous, and the error lists their IDs.
   absl::StatusOr<CampaignId> FindCampaign(std::string_view id_or_name) const;
   absl::StatusOr<std::string> GetTemplate(CampaignId id) const;
   std::vector<CampaignInfo> ListCampaigns() const;
@@ -240,7 +244,10 @@ class Spool {
   absl::StatusOr<bool> AllDone(CampaignId id) const;
   // Counts plus the top destination domains (scans the campaign's recipients).
   absl::StatusOr<CampaignStatus> Status(CampaignId id, size_t top_domains = 10) const;
-  absl::Status Pause(CampaignId id);
+  // `reason` (shown by status) says why when the engine pauses a campaign it
+  // cannot send (a composition failure that affects every copy); an
+  // operator's pause has none. Resume clears it.
+  absl::Status Pause(CampaignId id, std::string_view reason = "");
   absl::Status Resume(CampaignId id);
   // Queued and deferred recipients become cancelled now; in-flight ones when
   // their attempt completes (a delivery that already happened stays delivered).

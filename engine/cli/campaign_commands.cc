@@ -141,6 +141,7 @@ struct LoadArgs {
   std::string name, template_path, recipients, from, dkim_domain;
   std::string node;  // --node i/N
   bool strict = false;
+  bool allow_duplicate_name = false;
 };
 
 void PrintProgress(const queue::LoadProgress& p) {
@@ -172,14 +173,21 @@ int RunLoad(const LoadArgs& a) {
   queue::NodeShare node;
   if (int rc = ResolveNodeShare(a.node.empty() ? target->node : a.node, &node); rc != kExitOk)
     return rc;
-  nlohmann::json request = {
-      {"op", "load"}, {"spec", queue::SpecToJson(spec)}, {"strict", a.strict}};
+  nlohmann::json request = {{"op", "load"},
+                            {"spec", queue::SpecToJson(spec)},
+                            {"strict", a.strict},
+                            {"allow_duplicate_name", a.allow_duplicate_name}};
   if (!node.whole()) request["node"] = node.ToString();
   const bool tty = ::isatty(STDERR_FILENO) == 1;
   auto direct = [&](queue::Spool& spool) -> nlohmann::json {
     queue::LoadOptions lo;
     lo.strict = a.strict;
+    lo.refuse_duplicates = !a.allow_duplicate_name;
     lo.validate_template = TemplateValidator();
+    // With the configuration's DKIM keys when this user can read them (the
+    // engine, which signs, may run as another user: then unsigned here).
+    absl::StatusOr<std::shared_ptr<const dkim::KeyStore>> keys = LoadKeys(target->config);
+    lo.check_first_copy = FirstCopyCheck(keys.ok() ? *keys : nullptr);
     lo.interrupted = &g_interrupted;
     lo.node = node;
     if (tty) lo.progress = PrintProgress;
@@ -282,6 +290,10 @@ int RunStatus(const IdArgs& a) {
                 static_cast<unsigned long long>(s["id"].get<uint64_t>()),
                 s["name"].get<std::string>().c_str(), s["state"].get<std::string>().c_str(),
                 s["from"].get<std::string>().c_str(), s["created"].get<std::string>().c_str());
+    if (s.contains("pause_reason"))
+      std::printf("paused by the engine: %s\n  (fix it, then: salvo campaign resume %llu)\n",
+                  Printable(s["pause_reason"].get<std::string>()).c_str(),
+                  static_cast<unsigned long long>(s["id"].get<uint64_t>()));
     std::printf("recipients: %llu  done: %s\n",
                 static_cast<unsigned long long>(s["counts"].value("total", uint64_t{0})),
                 s.value("done", false) ? "yes" : "no");
@@ -442,6 +454,9 @@ void RegisterCampaignCommands(CLI::App& app, CommandContext& ctx) {
   load->add_option("--dkim-domain", load_args->dkim_domain, "Domain to sign with (d=)");
   load->add_flag("--strict", load_args->strict,
                  "Fail on the first invalid address instead of skipping it");
+  load->add_flag("--allow-duplicate-name", load_args->allow_duplicate_name,
+                 "Load even if a campaign that is not cancelled has the same name or the same "
+                 "template, list and sender (its recipients get a second copy)");
   load->add_option("--node", load_args->node,
                    "Fleet: keep only node i's share of N (i/N, or auto/N from the host name; "
                    "default: the config's fleet.node)");
@@ -560,6 +575,9 @@ int CampaignSpecFromFlags(const CampaignFlags& f, std::string_view who, queue::C
   std::error_code ec;
   spec->template_path = std::filesystem::absolute(spec->template_path, ec).string();
   spec->recipients_path = std::filesystem::absolute(spec->recipients_path, ec).string();
+  for (auto& [key, value] : spec->options)
+    if (queue::IsPathOption(key) && !value.empty())
+      value = std::filesystem::absolute(value, ec).string();
   return kExitOk;
 }
 

@@ -202,6 +202,7 @@ int RunEngine(Loaded& l, SignalWatcher& signals, delivery::SpoolSourceOptions so
     return keys;
   };
   admin_options.validate_template = TemplateValidator();
+  admin_options.check_first_copy = FirstCopyCheck(l.keys);
   admin_options.socket_path = l.config.AdminSocketPath();
   admin_options.tcp_listen = l.config.queue.admin_listen;
   if (!l.config.queue.admin_token_file.empty()) {
@@ -315,6 +316,7 @@ int DoSend(const RunArgs& a, CLI::App* cmd) {
   queue::LoadOptions lo;
   lo.strict = a.strict;
   lo.validate_template = TemplateValidator();
+  lo.check_first_copy = FirstCopyCheck(l.keys);
   if (int rc = ResolveNodeShare(a.node.empty() ? l.config.fleet.node : a.node, &lo.node);
       rc != kExitOk)
     return rc;

@@ -6,7 +6,9 @@
 #include <filesystem>
 #include <thread>
 
+#include "absl/time/clock.h"
 #include "engine/common/log.h"
+#include "engine/delivery/composer.h"
 #include "engine/message/template.h"
 #include "engine/reactor/reactor.h"
 
@@ -18,6 +20,28 @@ queue::TemplateValidator TemplateValidator() {
     absl::StatusOr<message::Template> t = message::Template::Parse(text, path);
     if (!t.ok()) return t.status();
     return t->CheckColumns(columns);
+  };
+}
+
+queue::FirstCopyCheck FirstCopyCheck(std::shared_ptr<const dkim::KeyStore> keys) {
+  return [keys](const queue::CampaignInfo& info, std::string_view text,
+                const std::vector<std::string>& row) -> absl::Status {
+    std::shared_ptr<const delivery::CampaignComposer> composer =
+        delivery::CampaignComposer::Prepare(queue::Value(info.id), info, std::string(text),
+                                            keys.get());
+    if (!composer->error().ok()) return composer->error();
+    delivery::CopyRequest copy;
+    for (size_t i = 0; i < info.columns.size() && i < row.size(); ++i)
+      if (info.columns[i] == "email") copy.recipient = row[i];
+    copy.values.assign(row.begin(), row.end());
+    copy.recipient_id = 1;
+    copy.date = absl::Now();
+    copy.message_id_nonce = 1;
+    dkim::Signer signer;
+    bool permanent = false;
+    absl::StatusOr<delivery::ComposedCopy> composed =
+        composer->Compose(copy, &signer, composer->signs(), &permanent);
+    return composed.status();
   };
 }
 

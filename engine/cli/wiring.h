@@ -19,6 +19,12 @@ namespace salvo::cli {
 // columns every placeholder needs.
 queue::TemplateValidator TemplateValidator();
 
+// The first-copy check at load: the campaign composed exactly as the engine
+// composes it (delivery::CampaignComposer: template, unsubscribe settings and
+// their secret file, Feedback-ID, DKIM keys when `keys` is given) for the
+// first recipient, so a campaign that cannot send is refused at load.
+queue::FirstCopyCheck FirstCopyCheck(std::shared_ptr<const dkim::KeyStore> keys);
+
 // [[dkim.keys]] of the configuration as key specs, in file order.
 std::vector<dkim::KeySpec> KeySpecsFromConfig(const config::Config& config);
 

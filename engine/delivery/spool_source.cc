@@ -175,6 +175,11 @@ absl::StatusOr<std::vector<Job>> SpoolSource::Fetch(size_t max_jobs) {
   // Recipients of campaigns outside their send window: back to the queue
   // until it opens, untried (no attempt, not deferred).
   std::vector<queue::Completion> outside;
+  // Campaigns that cannot compose any copy (the composer failed to prepare:
+  // an unreadable secret file, a template that no longer binds, no DKIM key
+  // for its domain): paused with the reason instead of deferring every
+  // recipient until it expires; their recipients go back untried.
+  absl::flat_hash_map<uint64_t, std::string> to_pause;
   const absl::Time now = spool_->Now();
   const size_t group = std::max<size_t>(1, options_.max_recipients_per_message);
   for (queue::DomainBatch& batch : *batches) {
@@ -182,6 +187,16 @@ absl::StatusOr<std::vector<Job>> SpoolSource::Fetch(size_t max_jobs) {
     absl::flat_hash_map<uint64_t, size_t> open;
     for (queue::LeasedRecipient& r : batch.recipients) {
       auto campaign = ContextFor(r.campaign);
+      if (!campaign->error().ok() && campaign->info().id == r.campaign) {
+        to_pause.try_emplace(queue::Value(r.campaign),
+                             Cat("cannot compose messages: ", campaign->error().message()));
+        queue::Completion c;
+        c.campaign = r.campaign;
+        c.id = r.id;
+        c.outcome = smtp::OutcomeForHold("campaign paused: cannot compose messages", 1000);
+        outside.push_back(std::move(c));
+        continue;
+      }
       if (const queue::SendWindow& w = campaign->info().window; w.set) {
         const absl::Time open = queue::NextWindowOpen(w, now);
         if (open > now) {
@@ -236,6 +251,15 @@ absl::StatusOr<std::vector<Job>> SpoolSource::Fetch(size_t max_jobs) {
     if (absl::Status st = spool_->CompleteBatch(outside);
         !st.ok() && st.code() != absl::StatusCode::kFailedPrecondition)
       return st;
+  }
+  for (const auto& [id, why] : to_pause) {
+    // Rebuilt after a resume: the operator may have fixed the cause.
+    campaigns_.erase(id);
+    absl::Status st = spool_->Pause(queue::CampaignId{id}, why);
+    if (st.ok())
+      SALVO_LOG(kError, "campaign {} paused: {}", id, why);
+    else
+      SALVO_LOG(kError, "campaign {}: cannot pause ({}): {}", id, std::string(st.message()), why);
   }
   return jobs;
 }
@@ -292,6 +316,11 @@ bool SpoolSource::Done(size_t in_flight) {
   next_done_check_ = now + options_.done_check_interval;
   auto all = spool_->AllDone(*options_.until_done);
   done_ = all.ok() ? *all : true;  // a vanished campaign is done too
+  // Paused by the engine (it cannot compose its messages): nothing more will
+  // be sent until an operator resumes it, so `salvo send` stops waiting.
+  if (auto info = spool_->GetCampaign(*options_.until_done);
+      info.ok() && info->state == queue::CampaignState::kPaused && !info->pause_reason.empty())
+    done_ = true;
   return done_;
 }
 

@@ -6,11 +6,13 @@
 //   [options]
 //   unsubscribe_url = "https://u.example.com/unsubscribe"   # List-Unsubscribe https: URL base
 //   unsubscribe_mailto = "unsubscribe@example.com"          # optional mailto:
-//   unsubscribe_secret_file = "/etc/salvo/unsubscribe.key"  # HMAC key (or env
-//   SALVO_UNSUBSCRIBE_SECRET) feedback_id = "{campaign}:acme:newsletter"              # optional
-//   Feedback-ID; {campaign} = id
+//   unsubscribe_secret_file = "unsubscribe.key"   # HMAC key (or env SALVO_UNSUBSCRIBE_SECRET)
+//   feedback_id = "{campaign}:acme:newsletter"     # optional Feedback-ID; {campaign} = id
 //
 // Loaded once per campaign (reads the secret file), then shared read-only.
+// The secret file's path arrives absolute: the campaign file parser resolves
+// it against the campaign file's folder (queue::IsPathOption), and a relative
+// one (stored by an older release) is read from the working directory.
 #include <map>
 #include <string>
 #include <string_view>

@@ -97,9 +97,13 @@ TEST_F(AdminTcpTest, LoadWithANodeShare) {
   uint64_t accepted = 0;
   absl::StatusOr<nlohmann::json> r;
   for (const char* node : {"0/2", "1/2"}) {
-    // Both shares into the same spool: between them, every recipient once.
+    // Both shares into the same spool: between them, every recipient once
+    // (the same campaign twice, so duplicates must be allowed).
     r = AdminCallTcp(server->tcp_address(), "t",
-                     {{"op", "load"}, {"spec", SpecToJson(spec)}, {"node", node}});
+                     {{"op", "load"},
+                      {"spec", SpecToJson(spec)},
+                      {"node", node},
+                      {"allow_duplicate_name", true}});
     ASSERT_TRUE(r.ok()) << r.status();
     ASSERT_TRUE((*r)["ok"].get<bool>()) << r->dump();
     accepted += (*r)["report"]["accepted"].get<uint64_t>();

@@ -3,6 +3,8 @@
 // in-process AdminServer standing in for `salvo run`.
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
+
 #include "gtest/gtest.h"
 #include "queue/admin_server.h"
 #include "queue/spool.h"
@@ -44,8 +46,12 @@ TEST_F(CliTest, LoadStatusPauseResumeCancelList) {
       << r.err;
   EXPECT_NE(r.err.find(csv_ + ":4: invalid address 'not-an-address'"), std::string::npos) << r.err;
 
-  r = Salvo("campaign load --name flags --template " + tpl_ + " --recipients " + csv_ +
-            " --from news@example.com --dkim-domain example.com --data-dir " + data_);
+  // The same template, list and sender under another name: a second copy to
+  // every recipient, so only on request.
+  r = Salvo(
+      "campaign load --name flags --template " + tpl_ + " --recipients " + csv_ +
+      " --from news@example.com --dkim-domain example.com --allow-duplicate-name --data-dir " +
+      data_);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "2\n");
 
@@ -142,6 +148,180 @@ TEST_F(CliTest, CommandsGoThroughTheRunningEnginesAdminSocket) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("in use by another process and no engine answers"), std::string::npos)
       << r.err;
+}
+
+// Issue 15 item 5: names are unique handles; loading a campaign again is
+// refused (by name, or by the same template, list and sender) unless asked for.
+TEST_F(CliTest, ASecondLoadIsRefusedUnlessDuplicatesAreAllowed) {
+  const std::string file = dir_.Write("spring.toml",
+                                      "name = \"spring\"\ntemplate = \"message.eml\"\nrecipients = "
+                                      "\"list.csv\"\nfrom = \"news@example.com\"\n");
+  RunResult r = Salvo("campaign load " + file + " --data-dir " + data_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "1\n");
+  r = Salvo("campaign load " + file + " --data-dir " + data_);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err,
+            "salvo: error: a campaign named 'spring' already exists (ID 1, active): loading it "
+            "again would send its recipients a second copy; cancel campaign 1 first, or pass "
+            "--allow-duplicate-name\n");
+  // Renamed, same content: refused by its checksum.
+  const std::string renamed = "campaign load --name autumn --template " + tpl_ + " --recipients " +
+                              csv_ + " --from news@example.com --data-dir " + data_;
+  r = Salvo(renamed);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("the same template, recipient list and sender as campaign 'spring' (ID 1, "
+                       "active)"),
+            std::string::npos)
+      << r.err;
+  // Another list under another name is a new campaign.
+  std::string other = dir_.Write("other.csv", "email,name\nz@one.example,Zed\n");
+  r = Salvo("campaign load --name autumn --template " + tpl_ + " --recipients " + other +
+            " --from news@example.com --data-dir " + data_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "2\n");
+  // Allowed on request; the name is then ambiguous, and IDs still work.
+  r = Salvo("campaign load " + file + " --allow-duplicate-name --data-dir " + data_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "3\n");
+  r = Salvo("campaign status spring --data-dir " + data_);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err,
+            "salvo: error: campaign name 'spring' is ambiguous: campaigns 1, 3 have it (use the "
+            "ID)\n");
+  EXPECT_EQ(Salvo("campaign cancel 1 --data-dir " + data_).exit_code, 0);
+  r = Salvo("campaign status spring --json --data-dir " + data_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["id"], 3);  // the one not cancelled
+  // Once the other is cancelled too, the name is free again.
+  EXPECT_EQ(Salvo("campaign cancel 3 --data-dir " + data_).exit_code, 0);
+  r = Salvo("campaign load " + file + " --data-dir " + data_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "4\n");
+  // The same refusal when a running engine loads it.
+  auto spool = Spool::Open(data_, {});
+  ASSERT_TRUE(spool.ok()) << spool.status();
+  auto server = AdminServer::Start(spool->get(), {});
+  ASSERT_TRUE(server.ok()) << server.status();
+  r = Salvo("campaign load " + file + " --data-dir " + data_);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("a campaign named 'spring' already exists (ID 4, active)"),
+            std::string::npos)
+      << r.err;
+  r = Salvo("campaign load " + file + " --allow-duplicate-name --data-dir " + data_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "5\n");
+}
+
+// Issue 15 item 4: a campaign file's paths are the file's, whatever the
+// working directory, and a campaign that cannot send fails at load.
+class CampaignFileCliTest : public CliTest {
+ protected:
+  // A campaign file in its own folder, with a relative secret file.
+  void SetUp() override {
+    CliTest::SetUp();
+    std::filesystem::create_directories(dir_.File("camp"));
+    std::filesystem::create_directories(dir_.File("elsewhere"));
+  }
+  std::string WriteCampaign(const std::string& options) {
+    dir_.Write("camp/message.eml", kTemplate);
+    dir_.Write("camp/list.csv", "email,name\na@one.example,Ann\nb@two.example,Bob\n");
+    return dir_.Write("camp/spring.toml",
+                      "name = \"spring\"\ntemplate = \"message.eml\"\nrecipients = "
+                      "\"list.csv\"\nfrom = \"news@example.com\"\n[options]\n" +
+                          options);
+  }
+  // `salvo ARGS` run from `cwd`.
+  RunResult SalvoIn(const std::string& cwd, const std::string& args) {
+    return testing::Run("cd '" + cwd + "' && " + SALVO_BINARY + " " + args);
+  }
+  size_t Campaigns() {
+    RunResult r = Salvo("campaign list --json --data-dir " + data_);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return nlohmann::json::parse(r.out).size();
+  }
+};
+
+TEST_F(CampaignFileCliTest, TheRelativeSecretPathWorksFromAnyWorkingDirectory) {
+  dir_.Write("camp/secret.txt", "s3cret\n");
+  const std::string file = WriteCampaign(
+      "unsubscribe_url = \"https://u.example/unsub\"\nunsubscribe_secret_file = \"secret.txt\"\n");
+  // From a folder with no secret.txt, by absolute path, and from the campaign's
+  // own folder by relative path: both loads resolve the secret next to the file.
+  RunResult r = SalvoIn(dir_.File("elsewhere"), "campaign load " + file + " --data-dir " + data_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "1\n");
+  const std::string data2 = dir_.File("data2");
+  r = SalvoIn(dir_.File("camp"), "campaign load spring.toml --data-dir " + data2);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "1\n");
+  // Stored absolute, so the engine (or a preview) composes from anywhere.
+  for (const std::string& data : {data_, data2}) {
+    r = SalvoIn("/", "campaign preview 1 --recipient a@one.example --data-dir " + data);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("List-Unsubscribe: <https://u.example/unsub"), std::string::npos) << r.out;
+  }
+}
+
+TEST_F(CampaignFileCliTest, ABadSecretPathIsRefusedAtLoadWithFileAndLine) {
+  const std::string file = WriteCampaign(
+      "unsubscribe_url = \"https://u.example/unsub\"\nunsubscribe_secret_file = \"missing.txt\"\n");
+  RunResult r = SalvoIn(dir_.File("camp"), "campaign load spring.toml --data-dir " + data_);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "salvo: error: spring.toml:7: options.unsubscribe_secret_file: cannot read '" +
+                       dir_.File("camp/missing.txt") + "': No such file or directory\n");
+  // An empty secret is refused too.
+  dir_.Write("camp/missing.txt", "");
+  r = Salvo("campaign load " + file + " --data-dir " + data_);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("options.unsubscribe_secret_file: '" + dir_.File("camp/missing.txt") +
+                       "' is empty"),
+            std::string::npos)
+      << r.err;
+}
+
+TEST_F(CampaignFileCliTest, ACampaignThatCannotComposeItsFirstCopyIsRefusedAndNothingIsKept) {
+  // Passes every syntax check, but no copy can be composed: no HMAC secret.
+  const std::string file = WriteCampaign("unsubscribe_url = \"https://u.example/unsub\"\n");
+  RunResult r = testing::Run("env -u SALVO_UNSUBSCRIBE_SECRET " + std::string(SALVO_BINARY) +
+                             " campaign load " + file + " --data-dir " + data_);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_NE(r.err.find("salvo: error: cannot compose the campaign's first message (" +
+                       dir_.File("camp/list.csv") +
+                       ":2, a@one.example): option "
+                       "unsubscribe_url is set but there is no HMAC secret"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(Campaigns(), 0u);
+  // The spool holds nothing of it: the next campaign is number 1.
+  dir_.Write("camp/secret.txt", "s3cret\n");
+  dir_.Write("camp/spring.toml",
+             testing::ReadFile(file) + "unsubscribe_secret_file = \"secret.txt\"\n");
+  r = Salvo("campaign load " + file + " --data-dir " + data_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "1\n");
+  // The same check when a running engine loads it (through the admin socket).
+  const std::string flags_campaign = "campaign load --name other --template " + tpl_ +
+                                     " --recipients " + csv_ + " --from news@example.com";
+  auto spool = Spool::Open(data_, {});
+  ASSERT_TRUE(spool.ok()) << spool.status();
+  AdminOptions admin;
+  admin.check_first_copy = [](const CampaignInfo&, std::string_view,
+                              const std::vector<std::string>& row) {
+    return absl::InvalidArgumentError("refused for " + row[0]);
+  };
+  auto server = AdminServer::Start(spool->get(), admin);
+  ASSERT_TRUE(server.ok()) << server.status();
+  r = Salvo(flags_campaign + " --data-dir " + data_);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("cannot compose the campaign's first message (" + csv_ +
+                       ":2, a@one.example): refused for a@one.example"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ((*spool)->ListCampaigns().size(), 1u);
 }
 
 }  // namespace

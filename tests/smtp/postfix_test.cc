@@ -5,30 +5,19 @@
 // trace headers Postfix prepends (Return-Path, Delivered-To, Received) and
 // the line ends (Postfix stores LF; SMTP carries CRLF).
 #include <gtest/gtest.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "tests/smtp/driver.h"
 #include "tests/support/files.h"
-#include "tests/support/ports.h"
+#include "tests/support/postfix.h"
 
 namespace salvo::smtp {
 namespace {
 
-using testing::RunCommand;
 using testing::SendAll;
 using testing::TempDir;
-
-using testsupport::ReadFile;
-
-void WriteFile(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
-  out << text;
-}
 
 // Drops the leading trace headers Postfix adds (with their folded lines).
 std::string StripTraceHeaders(const std::string& stored) {
@@ -66,137 +55,37 @@ std::string CrlfToLf(std::string s) {
 class PostfixTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    if (geteuid() != 0) {
-      skip_reason_ = "needs root to run a private Postfix instance";
-      return;
-    }
-    if (access("/usr/sbin/postfix", X_OK) != 0) {
-      skip_reason_ = "postfix is not installed (deploy/bootstrap.sh test)";
-      return;
-    }
+    skip_reason_ = testsupport::PrivatePostfix::Unavailable();
+    if (!skip_reason_.empty()) return;
     dir_ = new TempDir();
     const std::string& t = dir_->path();
     ASSERT_TRUE(testing::GenerateTestPki(t).ok());
-    for (const char* d : {"conf", "queue", "data", "vmail"}) {
-      std::filesystem::create_directories(t + "/" + d);
-    }
-    ASSERT_EQ(RunCommand("chown postfix '" + t + "/data' && chown 65534:65534 '" + t + "/vmail'"),
-              0);
-    port_ = testsupport::FreePort();
-    WriteFile(
-        t + "/conf/main.cf",
-        "compatibility_level = 3.6\n"
-        "queue_directory = " +
-            t +
-            "/queue\n"
-            "data_directory = " +
-            t +
-            "/data\n"
-            "mail_owner = postfix\nsetgid_group = postdrop\n"
-            "myhostname = postfix.test\nmydomain = postfix.test\nmyorigin = postfix.test\n"
-            "mydestination =\ninet_interfaces = 127.0.0.1\ninet_protocols = ipv4\n"
-            "mynetworks = 127.0.0.0/8\n"
-            "maillog_file = " +
-            t +
-            "/maillog\n"
-            "maillog_file_prefixes = " +
-            t +
-            "\n"
-            "smtputf8_enable = yes\n"
-            "virtual_mailbox_domains = dest.test\n"
-            "virtual_mailbox_base = " +
-            t +
-            "/vmail\n"
-            "virtual_mailbox_maps = inline:{ {alice@dest.test=alice/}, {bob@dest.test=bob/} }\n"
-            "virtual_uid_maps = static:65534\nvirtual_gid_maps = static:65534\n"
-            "virtual_minimum_uid = 100\n"
-            "smtpd_tls_cert_file = " +
-            t +
-            "/server.crt\n"
-            "smtpd_tls_key_file = " +
-            t +
-            "/server.key\n"
-            "smtpd_tls_security_level = may\n"
-            "smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n"
-            "local_header_rewrite_clients =\nenable_original_recipient = no\n"
-            "alias_maps =\nalias_database =\nbiff = no\n"
-            "smtpd_banner = $myhostname ESMTP\n");
-    WriteFile(t + "/conf/master.cf", "127.0.0.1:" + std::to_string(port_) +
-                                         " inet n - n - - smtpd\n"
-                                         "cleanup unix n - n - 0 cleanup\n"
-                                         "qmgr unix n - n 300 1 qmgr\n"
-                                         "tlsmgr unix - - n 1000? 1 tlsmgr\n"
-                                         "rewrite unix - - n - - trivial-rewrite\n"
-                                         "bounce unix - - n - 0 bounce\n"
-                                         "defer unix - - n - 0 bounce\n"
-                                         "trace unix - - n - 0 bounce\n"
-                                         "verify unix - - n - 1 verify\n"
-                                         "flush unix n - n 1000? 0 flush\n"
-                                         "proxymap unix - - n - - proxymap\n"
-                                         "smtp unix - - n - - smtp\n"
-                                         "relay unix - - n - - smtp\n"
-                                         "showq unix n - n - - showq\n"
-                                         "error unix - - n - - error\n"
-                                         "retry unix - - n - - error\n"
-                                         "discard unix - - n - - discard\n"
-                                         "local unix - n n - - local\n"
-                                         "virtual unix - n n - - virtual\n"
-                                         "anvil unix - - n - 1 anvil\n"
-                                         "scache unix - - n - 1 scache\n"
-                                         "postlog unix-dgram n - n - 1 postlogd\n");
-    std::string out;
-    int rc = RunCommand("/usr/sbin/postfix -c '" + t + "/conf' start", &out);
-    started_ = true;
-    ASSERT_EQ(rc, 0) << out << ReadFile(t + "/maillog");
-    // Bounded wait for smtpd's port.
-    bool up = false;
-    for (int i = 0; i < 100 && !up; ++i) {
-      int fd = testing::ConnectLoopback(port_);
-      if (fd >= 0) {
-        close(fd);
-        up = true;
-      } else {
-        usleep(100000);
-      }
-    }
-    ASSERT_TRUE(up) << "postfix smtpd did not listen on " << port_ << "\n"
-                    << ReadFile(t + "/maillog");
+    postfix_ = new testsupport::PrivatePostfix(t);
+    testsupport::PrivatePostfix::Options o;
+    o.cert_file = t + "/server.crt";
+    o.key_file = t + "/server.key";
+    o.domains = "dest.test";
+    o.mailboxes = {{"alice@dest.test", "alice"}, {"bob@dest.test", "bob"}};
+    std::string error = postfix_->Start(o);
+    ASSERT_EQ(error, "");
+    port_ = postfix_->port();
   }
 
   static void TearDownTestSuite() {
-    if (dir_ == nullptr) return;
-    const std::string& t = dir_->path();
-    if (started_) {
-      RunCommand("/usr/sbin/postfix -c '" + t + "/conf' stop");
-      // Make sure the master is gone even if `stop` failed.
-      std::string pid = ReadFile(t + "/queue/pid/master.pid");
-      int p = atoi(pid.c_str());
-      for (int i = 0; i < 50 && p > 0 && kill(p, 0) == 0; ++i) usleep(100000);
-      if (p > 0 && kill(p, 0) == 0) kill(p, SIGKILL);
-    }
+    delete postfix_;  // stops it
+    postfix_ = nullptr;
     delete dir_;
     dir_ = nullptr;
   }
 
   void SetUp() override {
     if (!skip_reason_.empty()) GTEST_SKIP() << skip_reason_;
-    ASSERT_NE(dir_, nullptr);
+    ASSERT_NE(postfix_, nullptr);
   }
 
   // Waits (bounded) for `count` messages in a mailbox; returns their contents.
   static std::vector<std::string> WaitForMail(const std::string& box, size_t count) {
-    std::string dir = dir_->path() + "/vmail/" + box + "/new";
-    std::vector<std::string> found;
-    for (int i = 0; i < 150; ++i) {
-      found.clear();
-      std::error_code ec;
-      for (const auto& f : std::filesystem::directory_iterator(dir, ec)) {
-        found.push_back(ReadFile(f.path().string()));
-      }
-      if (found.size() >= count) break;
-      usleep(100000);
-    }
-    return found;
+    return postfix_->WaitForMail(box, count);
   }
 
   static Options Opts() {
@@ -210,14 +99,14 @@ class PostfixTest : public ::testing::Test {
 
   static std::string skip_reason_;
   static TempDir* dir_;
+  static testsupport::PrivatePostfix* postfix_;
   static int port_;
-  static bool started_;
 };
 
 std::string PostfixTest::skip_reason_;
 TempDir* PostfixTest::dir_ = nullptr;
+testsupport::PrivatePostfix* PostfixTest::postfix_ = nullptr;
 int PostfixTest::port_ = 0;
-bool PostfixTest::started_ = false;
 
 std::string Message(std::string_view subject) {
   std::string m = "From: Sender <sender@client.test>\r\nTo: <alice@dest.test>\r\n";
@@ -269,13 +158,13 @@ TEST_F(PostfixTest, BdatOverVerifiedTlsIsStoredByteForByte) {
   EXPECT_EQ(r.sent.find("BDAT"), std::string::npos);  // only ciphertext after STARTTLS
   for (const char* box : {"alice", "bob"}) {
     auto mails = WaitForMail(box, 1);
-    ASSERT_EQ(mails.size(), 1u) << box << "\n" << ReadFile(dir_->path() + "/maillog");
+    ASSERT_EQ(mails.size(), 1u) << box << "\n" << postfix_->Log();
     EXPECT_EQ(StripTraceHeaders(mails[0]), CrlfToLf(msg)) << box;
   }
   // smtpd logs the command counts at disconnect, e.g. "... starttls=1 ... bdat=1 quit=1".
   std::string log;
   for (int i = 0; i < 50; ++i) {
-    log = ReadFile(dir_->path() + "/maillog");
+    log = postfix_->Log();
     if (log.find("bdat=1") != std::string::npos) break;
     usleep(100000);
   }
@@ -346,7 +235,7 @@ TEST_F(PostfixTest, DataWithDotStuffingAndSeveralTransactionsPerConnection) {
       matched += stripped == CrlfToLf(msgs[0]) || stripped == CrlfToLf(msgs[2]);
     }
   }
-  EXPECT_EQ(matched, 2) << ReadFile(dir_->path() + "/maillog");
+  EXPECT_EQ(matched, 2) << postfix_->Log();
 }
 
 TEST_F(PostfixTest, MessageOverTheAdvertisedSizeIsRefusedLocally) {
