@@ -195,13 +195,31 @@ nlohmann::json StatusToJson(const CampaignStatus& st) {
     if (open > now)
       j["window_opens"] = absl::FormatTime("%Y-%m-%d %H:%M:%S %Ez", open, absl::UTCTimeZone());
   }
+  auto domain_json = [](const DomainCount& d) {
+    return nlohmann::json{{"domain", d.domain},
+                          {"counts", CountsToJson(d.counts)},
+                          {"attempts", d.attempts},
+                          {"deliveries", d.deliveries},
+                          {"deferrals", d.deferrals},
+                          {"bounces", d.bounces},
+                          {"bounce_rate", d.bounce_rate()},
+                          {"deferral_rate", d.deferral_rate()}};
+  };
   nlohmann::json domains = nlohmann::json::array();
-  for (const auto& d : st.top_domains)
-    domains.push_back({{"domain", d.domain}, {"counts", CountsToJson(d.counts)}});
+  for (const auto& d : st.top_domains) domains.push_back(domain_json(d));
   j["top_domains"] = domains;
+  if (!st.other_domains.domain.empty()) j["other_domains"] = domain_json(st.other_domains);
   nlohmann::json categories = nlohmann::json::object();
   for (const auto& [c, n] : st.categories) categories[c] = n;
   j["categories"] = categories;
+  auto reasons_json = [](const std::vector<FailureReason>& reasons) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const FailureReason& r : reasons)
+      out.push_back({{"category", r.category}, {"count", r.count}, {"sample", r.sample}});
+    return out;
+  };
+  j["bounce_reasons"] = reasons_json(st.bounce_reasons);
+  j["deferral_reasons"] = reasons_json(st.deferral_reasons);
   return j;
 }
 

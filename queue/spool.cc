@@ -107,6 +107,60 @@ void Spool::Impl::PutHistory(rocksdb::WriteBatch* b, CampaignId c, RecipientId i
   b->Put(history_cf_, keys::History(c, id, r->transitions++), keys::EncodeHistory(h));
 }
 
+absl::Time Spool::Impl::FirstAttempt(CampaignId c, RecipientId id, const keys::RecipientRecord& r,
+                                     uint64_t lease_us) const {
+  if (r.attempts == 0) return absl::InfinitePast();
+  if (r.attempts == 1 && lease_us != 0) return keys::MicrosToTime(lease_us);
+  // The first history entry that is an attempt (operator transitions such as
+  // a pause come without a lease time). A few reads, for retried recipients only.
+  std::string value;
+  for (uint32_t seq = 0; seq < std::min<uint32_t>(r.transitions, 8); ++seq) {
+    keys::HistoryRecord h;
+    if (db_->Get(rocksdb::ReadOptions(), history_cf_, keys::History(c, id, seq), &value).ok() &&
+        keys::DecodeHistory(value, &h) && h.lease_us != 0)
+      return keys::MicrosToTime(h.lease_us);
+  }
+  return lease_us != 0 ? keys::MicrosToTime(lease_us) : keys::MicrosToTime(r.queued_us);
+}
+
+void Spool::Impl::Notice(CampaignId c, RecipientId id, const keys::RecipientRecord& r,
+                         RecipientState to, absl::Time at, uint64_t lease_us,
+                         const smtp::Outcome* outcome, std::string reason) {
+  if (!listener_) return;
+  OutcomeNotice n;
+  n.at = at;
+  n.campaign = c;
+  n.id = id;
+  if (auto it = campaigns_.find(Value(c)); it != campaigns_.end())
+    n.campaign_name = it->second.info.name;
+  n.email = r.email;
+  n.domain = r.domain;
+  n.to = to;
+  n.attempts = r.attempts;
+  n.first_attempt = FirstAttempt(c, id, r, lease_us);
+  n.queued_at = keys::MicrosToTime(r.queued_us);
+  n.outcome = outcome;
+  n.reason = std::move(reason);
+  notices_.push_back(std::move(n));
+}
+
+void Spool::SetOutcomeListener(OutcomeListener listener) {
+  absl::MutexLock lock(&impl_->mu_);
+  impl_->listener_ =
+      listener ? std::make_shared<const OutcomeListener>(std::move(listener)) : nullptr;
+}
+
+void Spool::DeliverNotices() {
+  std::vector<OutcomeNotice> notices;
+  std::shared_ptr<const OutcomeListener> listener;
+  {
+    absl::MutexLock lock(&impl_->mu_);
+    notices.swap(impl_->notices_);
+    listener = impl_->listener_;
+  }
+  if (listener && !notices.empty()) (*listener)(notices);
+}
+
 double Spool::Impl::Jitter() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
 
 bool Spool::Impl::Suppressed(std::string_view normalized) const {
@@ -351,6 +405,13 @@ size_t Spool::InFlight() const {
 
 absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDue(absl::Time now,
                                                          const LeaseLimits& limits) {
+  auto out = LeaseDueInner(now, limits);
+  DeliverNotices();
+  return out;
+}
+
+absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDueInner(absl::Time now,
+                                                              const LeaseLimits& limits) {
   Impl& m = *impl_;
   absl::MutexLock lock(&m.mu_);
   std::vector<DomainBatch> out;
@@ -503,6 +564,7 @@ absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDue(absl::Time now,
       e.counts[final_state]++;
       m.PutHistory(&batch, sk.campaign, sk.recipient, &r,
                    {now_us, r.state, final_state, r.last_reply, r.category, why});
+      m.Notice(sk.campaign, sk.recipient, r, final_state, now, 0, nullptr, why);
       r.state = final_state;
       batch.Delete(m.schedule_cf_, c.key);
       batch.Put(m.recipients_cf_, rkey_storage[i], keys::EncodeRecord(r));
@@ -527,6 +589,7 @@ absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDue(absl::Time now,
     m.PutCounts(&batch, CampaignId{c}, m.campaigns_[c].counts);
   if (batch.Count() > 0) {
     if (auto s = FromRocks(m.db_->Write(m.HotWrite(), &batch), "expiring recipients"); !s.ok()) {
+      m.notices_.clear();  // not recorded: found again next time
       // The leases stand (they are memory only); the expiries will be found
       // again: the cursors have moved past them, so rescan these domains.
       SALVO_LOG(kError, "spool write failed: {}", Sv(s.message()));
@@ -545,6 +608,12 @@ absl::Status Spool::Complete(CampaignId campaign, RecipientId id, const smtp::Ou
 }
 
 absl::Status Spool::CompleteBatch(absl::Span<const Completion> completions) {
+  absl::Status st = CompleteBatchInner(completions);
+  DeliverNotices();
+  return st;
+}
+
+absl::Status Spool::CompleteBatchInner(absl::Span<const Completion> completions) {
   Impl& m = *impl_;
   absl::MutexLock lock(&m.mu_);
   const absl::Time now = m.clock_->Now();
@@ -649,6 +718,7 @@ absl::Status Spool::CompleteBatch(absl::Span<const Completion> completions) {
       m.IndexSchedule(r.domain, key);
       new_schedule.emplace_back(std::move(key), std::string());
     }
+    m.Notice(c.campaign, c.id, r, to, now, lease_us, &o, reply.empty() ? detail : reply);
     records.emplace_back(keys::Recipient(c.campaign, c.id), keys::EncodeRecord(r));
   }
   rocksdb::WriteBatch batch;
@@ -668,6 +738,7 @@ absl::Status Spool::CompleteBatch(absl::Span<const Completion> completions) {
     if (auto s = FromRocks(m.db_->Write(m.HotWrite(), &batch), "writing completions"); !s.ok()) {
       // In-memory counts are ahead of disk now; a broken disk is not survivable here.
       SALVO_LOG(kError, "spool write failed: {}", Sv(s.message()));
+      m.notices_.clear();
       return s;
     }
   }
@@ -759,13 +830,34 @@ absl::StatusOr<CampaignStatus> Spool::Status(CampaignId id, size_t top_domains) 
   ro.iterate_upper_bound = &upper;
   ro.fill_cache = false;
   std::unique_ptr<rocksdb::Iterator> it(impl_->db_->NewIterator(ro, impl_->recipients_cf_));
-  absl::flat_hash_map<std::string, StateCounts> domains;
+  absl::flat_hash_map<std::string, DomainCount> domains;
   absl::flat_hash_map<std::string, uint64_t> categories;
+  absl::flat_hash_map<std::string, FailureReason> bounce_reasons, deferral_reasons;
   uint64_t attempted = 0, ever_deferred = 0;
   keys::RecipientRecord r;
   for (it->Seek(begin); it->Valid(); it->Next()) {
     if (!keys::DecodeRecord(it->value().ToStringView(), &r)) continue;
-    domains[r.domain][r.state]++;
+    DomainCount& d = domains[r.domain];
+    d.counts[r.state]++;
+    // The last attempt decided the state; every attempt before it was a
+    // deferral (a bounce or a delivery ends the retries).
+    d.attempts += r.attempts;
+    if (r.attempts > 0 && r.state == RecipientState::kDelivered) {
+      d.deliveries++;
+      d.deferrals += r.attempts - 1;
+    } else if (r.attempts > 0 && r.state == RecipientState::kBounced) {
+      d.bounces++;
+      d.deferrals += r.attempts - 1;
+    } else {
+      d.deferrals += r.attempts;
+    }
+    if (r.state == RecipientState::kBounced || r.state == RecipientState::kExpired ||
+        r.state == RecipientState::kDeferred) {
+      auto& reasons = r.state == RecipientState::kBounced ? bounce_reasons : deferral_reasons;
+      FailureReason& fr = reasons[r.category.empty() ? std::string("other") : r.category];
+      fr.count++;
+      if (fr.sample.empty()) fr.sample = r.last_reply;
+    }
     if (!r.category.empty() &&
         (r.state == RecipientState::kBounced || r.state == RecipientState::kExpired ||
          r.state == RecipientState::kDeferred))
@@ -780,7 +872,10 @@ absl::StatusOr<CampaignStatus> Spool::Status(CampaignId id, size_t top_domains) 
   if (auto s = FromRocks(it->status(), "scanning recipients"); !s.ok()) return s;
   std::vector<DomainCount> all;
   all.reserve(domains.size());
-  for (auto& [d, c] : domains) all.push_back({d, c});
+  for (auto& [name, d] : domains) {
+    all.push_back(std::move(d));
+    all.back().domain = name;
+  }
   const size_t n = std::min(top_domains, all.size());
   std::partial_sort(all.begin(), all.begin() + n, all.end(),
                     [](const DomainCount& a, const DomainCount& b) {
@@ -788,8 +883,31 @@ absl::StatusOr<CampaignStatus> Spool::Status(CampaignId id, size_t top_domains) 
                         return a.counts.Total() > b.counts.Total();
                       return a.domain < b.domain;
                     });
+  for (size_t i = n; i < all.size(); ++i) {
+    DomainCount& o = st.other_domains;
+    o.domain = "other";
+    for (size_t k = 0; k < kNumRecipientStates; ++k) o.counts.n[k] += all[i].counts.n[k];
+    o.attempts += all[i].attempts;
+    o.deliveries += all[i].deliveries;
+    o.deferrals += all[i].deferrals;
+    o.bounces += all[i].bounces;
+  }
   all.resize(n);
   st.top_domains = std::move(all);
+  auto top_reasons = [](absl::flat_hash_map<std::string, FailureReason>& from) {
+    std::vector<FailureReason> out;
+    for (auto& [category, fr] : from) {
+      out.push_back(std::move(fr));
+      out.back().category = category;
+    }
+    std::sort(out.begin(), out.end(), [](const FailureReason& a, const FailureReason& b) {
+      return a.count != b.count ? a.count > b.count : a.category < b.category;
+    });
+    if (out.size() > 5) out.resize(5);
+    return out;
+  };
+  st.bounce_reasons = top_reasons(bounce_reasons);
+  st.deferral_reasons = top_reasons(deferral_reasons);
   st.categories.assign(categories.begin(), categories.end());
   std::sort(st.categories.begin(), st.categories.end(), [](const auto& a, const auto& b) {
     return a.second != b.second ? a.second > b.second : a.first < b.first;

@@ -114,13 +114,37 @@ struct RecipientView {
 
 struct DomainCount {
   std::string domain;
-  StateCounts counts;
+  StateCounts counts;  // recipients by state now
+  // Attempt outcomes, as the metrics count them (salvo_recipients_*_total):
+  // every attempt is one delivery, deferral or bounce; bounce rate =
+  // bounces / attempts, deferral rate = deferrals / attempts (the recording
+  // rules' definitions).
+  uint64_t attempts = 0;
+  uint64_t deliveries = 0;
+  uint64_t deferrals = 0;
+  uint64_t bounces = 0;
+  double bounce_rate() const { return attempts ? static_cast<double>(bounces) / attempts : 0; }
+  double deferral_rate() const { return attempts ? static_cast<double>(deferrals) / attempts : 0; }
+};
+
+// Why recipients were not delivered: one category (engine/smtp/category.h)
+// with how many recipients' last failure it was and one sample reply.
+struct FailureReason {
+  std::string category;
+  uint64_t count = 0;
+  std::string sample;  // the last reply of one such recipient
 };
 
 struct CampaignStatus {
   CampaignInfo info;
   StateCounts counts;
   std::vector<DomainCount> top_domains;  // by recipient count, descending
+  // Every domain not in top_domains, summed ("other"); empty domain = none.
+  DomainCount other_domains;
+  // The categories of the last failure of bounced recipients, and of
+  // deferred and expired ones, most frequent first (at most 5 each).
+  std::vector<FailureReason> bounce_reasons;
+  std::vector<FailureReason> deferral_reasons;
   // Why recipients are not delivered: the failure category of the last
   // attempt (as engine/smtp/failure_scope names it, e.g. "null_mx",
   // "invalid_recipient") of bounced, expired and deferred recipients, with
@@ -137,6 +161,31 @@ struct SuppressionEntry {
   std::string reason;  // "manual", "import:FILE", "bounce: 550 5.1.1 ..."
   absl::Time added;
 };
+
+// What became of one recipient: an attempt's outcome (delivered, deferred,
+// bounced, expired at the end of its retry period, cancelled), or an expiry
+// or a suppression found when leasing it. For metrics and the delivery log
+// (Spool::SetOutcomeListener). Attempts that shaping held back (never tried)
+// are not reported.
+struct OutcomeNotice {
+  absl::Time at;
+  CampaignId campaign{};
+  RecipientId id{};
+  std::string campaign_name;
+  std::string email;
+  std::string domain;
+  RecipientState to = RecipientState::kQueued;
+  uint32_t attempts = 0;     // attempts made, this one included
+  absl::Time first_attempt;  // InfinitePast: never attempted
+  absl::Time queued_at;      // when it entered the queue
+  // The attempt's outcome (valid only during the listener call); null for an
+  // expiry or suppression found while leasing.
+  const smtp::Outcome* outcome = nullptr;
+  std::string reason;  // the reply ("550 5.1.1 ...") or why
+};
+// Called with the notices of one LeaseDue or CompleteBatch after its write
+// succeeded, on the calling thread, outside the spool's lock; must not block.
+using OutcomeListener = std::function<void(absl::Span<const OutcomeNotice>)>;
 
 class Spool {
  public:
@@ -175,6 +224,9 @@ class Spool {
   // (and the other completions of the batch still apply).
   absl::Status Complete(CampaignId campaign, RecipientId id, const smtp::Outcome& outcome);
   absl::Status CompleteBatch(absl::Span<const Completion> completions);
+  // Receives every outcome LeaseDue and CompleteBatch record from now on
+  // (nullptr: none). Set before the engine starts.
+  void SetOutcomeListener(OutcomeListener listener);
   size_t InFlight() const;
 
   // ---- Campaigns ----
@@ -232,6 +284,10 @@ class Spool {
 
  private:
   explicit Spool(std::unique_ptr<Impl> impl);
+  absl::StatusOr<std::vector<DomainBatch>> LeaseDueInner(absl::Time now, const LeaseLimits& limits);
+  absl::Status CompleteBatchInner(absl::Span<const Completion> completions);
+  // Hands the notices the last call collected to the listener (outside the lock).
+  void DeliverNotices();
   std::unique_ptr<Impl> impl_;
 };
 

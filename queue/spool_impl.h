@@ -88,6 +88,9 @@ class Spool::Impl {
   std::string rr_position_ ABSL_GUARDED_BY(mu_);
   uint64_t next_campaign_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
+  // SetOutcomeListener; the notices of the call in progress (see DeliverNotices).
+  std::shared_ptr<const OutcomeListener> listener_ ABSL_GUARDED_BY(mu_);
+  std::vector<OutcomeNotice> notices_ ABSL_GUARDED_BY(mu_);
 
   rocksdb::WriteOptions SyncWrite() const {
     rocksdb::WriteOptions w;
@@ -131,6 +134,14 @@ class Spool::Impl {
   // folds them once (marker in the default column family).
   absl::Status FoldSuppressionKeys();
   double Jitter() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // When a recipient was first attempted (from this lease or its history);
+  // InfinitePast when never.
+  absl::Time FirstAttempt(CampaignId c, RecipientId id, const keys::RecipientRecord& r,
+                          uint64_t lease_us) const;
+  // Collects a notice for the listener (no-op without one).
+  void Notice(CampaignId c, RecipientId id, const keys::RecipientRecord& r, RecipientState to,
+              absl::Time at, uint64_t lease_us, const smtp::Outcome* outcome, std::string reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   absl::StatusOr<LoadReport> Load(const CampaignSpec& spec, const LoadOptions& options);
 };

@@ -325,11 +325,41 @@ int RunStatus(const IdArgs& a) {
       for (const auto& k : s["shaping"])
         std::printf("  %-30s %s\n", k.value("key", "").c_str(), k.value("now", "").c_str());
     }
-    if (!s["top_domains"].empty()) std::printf("top destination domains:\n");
-    for (const auto& d : s["top_domains"]) {
-      std::printf("  %-30s %8llu  %s\n", d["domain"].get<std::string>().c_str(),
-                  static_cast<unsigned long long>(d["counts"].value("total", uint64_t{0})),
-                  CountsLine(d["counts"]).c_str());
+    auto reasons = [](const char* title, const nlohmann::json& list) {
+      if (!list.is_array() || list.empty()) return;
+      std::printf("%s\n", title);
+      for (const auto& r : list)
+        std::printf("  %-18s %8llu  e.g. %s\n", r.value("category", "").c_str(),
+                    static_cast<unsigned long long>(r.value("count", uint64_t{0})),
+                    r.value("sample", "").empty() ? "(no reply)" : r.value("sample", "").c_str());
+    };
+    reasons("top bounce reasons (recipients, last reply):",
+            s.value("bounce_reasons", nlohmann::json()));
+    reasons("top deferral reasons (deferred or expired recipients, last reply):",
+            s.value("deferral_reasons", nlohmann::json()));
+    if (!s["top_domains"].empty()) {
+      std::printf(
+          "destination domains (recipients; attempts; bounce and deferral rate of attempts):\n");
+      std::printf("  %-30s %8s %8s %8s %8s %8s %8s %8s %7s %7s\n", "domain", "rcpts", "waiting",
+                  "attempts", "deliv", "deferral", "bounce", "expired", "bounce%", "defer%");
+    }
+    std::vector<nlohmann::json> rows(s["top_domains"].begin(), s["top_domains"].end());
+    if (s.contains("other_domains")) rows.push_back(s["other_domains"]);
+    for (const auto& d : rows) {
+      auto u = [&d](const char* k) {
+        return static_cast<unsigned long long>(d.value(k, uint64_t{0}));
+      };
+      const nlohmann::json& c = d["counts"];
+      const uint64_t waiting = c.value("queued", uint64_t{0}) + c.value("deferred", uint64_t{0}) +
+                               c.value("in_flight", uint64_t{0});
+      std::printf("  %-30s %8llu %8llu %8llu %8llu %8llu %8llu %8llu %7s %7s\n",
+                  d["domain"].get<std::string>().c_str(),
+                  static_cast<unsigned long long>(c.value("total", uint64_t{0})),
+                  static_cast<unsigned long long>(waiting), u("attempts"), u("deliveries"),
+                  u("deferrals"), u("bounces"),
+                  static_cast<unsigned long long>(d["counts"].value("expired", uint64_t{0})),
+                  Percent(d.value("bounce_rate", 0.0)).c_str(),
+                  Percent(d.value("deferral_rate", 0.0)).c_str());
     }
   });
 }

@@ -166,13 +166,17 @@ int RunEngine(Loaded& l, SignalWatcher& signals, delivery::SpoolSourceOptions so
   so.max_recipients_per_message = static_cast<size_t>(l.config.delivery.max_recipients_per_message);
   so.egress_pools.clear();
   for (const config::EgressPoolConfig& p : l.config.egress_pools) so.egress_pools.push_back(p.name);
-  delivery::SpoolSource source(l.spool.get(), l.keys, so);
   auto obs = StartObservability(l.config, metrics_listen, metrics_required, l.spool.get());
   if (!obs.ok()) {
     PrintError(S(obs.status().message()));
     return kExitFailure;
   }
   metrics::Registry* registry = obs->registry.get();
+  so.registry = registry;
+  so.delivery_log = obs->delivery_log ? obs->delivery_log->AddProducer() : nullptr;
+  for (const config::EgressSourceConfig& src : l.config.egress_sources)
+    so.egress_addresses.push_back(src.address);
+  auto source = std::make_unique<delivery::SpoolSource>(l.spool.get(), l.keys, so);
   // The engine, for the admin thread and the metrics scrape while it exists.
   struct EngineRef {
     std::mutex mu;
@@ -226,7 +230,7 @@ int RunEngine(Loaded& l, SignalWatcher& signals, delivery::SpoolSourceOptions so
                  static_cast<unsigned long long>(s.open_sessions));
     std::fflush(stderr);
   };
-  auto engine = delivery::Engine::Create(l.config, &source, registry, std::move(eo));
+  auto engine = delivery::Engine::Create(l.config, source.get(), registry, std::move(eo));
   if (!engine.ok()) {
     PrintError(S(engine.status().message()));
     return kExitFailure;
@@ -254,8 +258,9 @@ int RunEngine(Loaded& l, SignalWatcher& signals, delivery::SpoolSourceOptions so
     std::lock_guard<std::mutex> lock(engine_ref->mu);
     engine_ref->engine = nullptr;
   }
-  // TODO(issue 14 wiring): the shards write obs->delivery_log; until then the
-  // file is opened (so a bad path fails at start-up) and stays empty.
+  // The source hands its last delivery log lines over as it goes; the writer
+  // then writes everything and syncs.
+  source.reset();
   if (obs->delivery_log) obs->delivery_log->Stop();
   if (tty) std::fprintf(stderr, "\r\033[K");
   (*admin)->Stop();

@@ -131,6 +131,15 @@ absl::Status ComposeFarm::ComposeHere(Job* job, bool* permanent) {
   // well above it.
   Steady::duration took = std::min<Steady::duration>(Steady::now() - start, 2 * kComposeAheadAbove);
   avg_ = avg_ == Steady::duration::zero() ? took : avg_ + (took - avg_) / 8;
+  if (job->dkim.rsa + job->dkim.ed25519 > 0) {
+    metrics::ShardCounters* c = shard_->counters();
+    c->Observe(metrics::Histogram::kDkimSigning, job->dkim.seconds);
+    for (int i = 0; i < job->dkim.rsa; ++i)
+      c->CountDkimSignature(metrics::DkimAlgorithm::kRsaSha256);
+    for (int i = 0; i < job->dkim.ed25519; ++i)
+      c->CountDkimSignature(metrics::DkimAlgorithm::kEd25519Sha256);
+    job->dkim = {};
+  }
   return st;
 }
 

@@ -1,5 +1,7 @@
 #include "engine/delivery/composer.h"
 
+#include "absl/time/clock.h"
+
 #include "dkim/alignment.h"
 #include "engine/common/log.h"
 
@@ -96,7 +98,9 @@ absl::StatusOr<ComposedCopy> CampaignComposer::Compose(const CopyRequest& copy,
   if (sign && !keys_.empty() && signer != nullptr) {
     dkim::SignOptions options;
     options.timestamp = absl::ToUnixSeconds(copy.date);  // t= matches Date:
+    const absl::Time started = absl::Now();
     auto sig = signer->Sign(body, keys_, options);
+    out.signing_seconds = absl::ToDoubleSeconds(absl::Now() - started);
     if (!sig.ok()) {
       *permanent = false;
       return sig.status();
@@ -104,6 +108,8 @@ absl::StatusOr<ComposedCopy> CampaignComposer::Compose(const CopyRequest& copy,
     out.bytes = std::move(*sig);
     out.bytes.append(body);
     out.is_signed = true;
+    for (const dkim::DkimKey* k : keys_)
+      ++(k->type == dkim::KeyType::kEd25519 ? out.ed25519_signatures : out.rsa_signatures);
   } else {
     out.bytes = std::move(body);
   }

@@ -32,6 +32,10 @@ struct ComposedCopy {
   bool needs_8bitmime = false;
   bool needs_smtputf8 = false;
   bool is_signed = false;
+  // DKIM: signatures made, by key type, and the time signing took.
+  uint8_t rsa_signatures = 0;
+  uint8_t ed25519_signatures = 0;
+  double signing_seconds = 0;
 };
 
 // One copy's variable parts.

@@ -19,6 +19,24 @@
 
 namespace salvo::delivery {
 
+namespace {
+
+// The TLS protocol name as a string literal (Outcome::tls_version outlives
+// the session).
+const char* StaticTlsName(const smtp::TlsInfo& tls) {
+  if (!tls.active) return nullptr;
+  for (const char* name : {"TLSv1.3", "TLSv1.2", "TLSv1.1", "TLSv1"})
+    if (tls.protocol == name) return name;
+  return "TLS";
+}
+
+}  // namespace
+
+Connection::Connection(Shard* shard, SitePool* pool)
+    : shard_(shard),
+      pool_(pool),
+      domain_label_(shard->engine()->registry()->domains().Resolve(pool->info()->domain)) {}
+
 void Connection::ConnectTo(size_t host_index) {
   info_ = pool_->info();
   if (host_index >= info_->hosts.size()) host_index = 0;
@@ -87,11 +105,11 @@ void Connection::OnConnected(int res) {
     connect_timer_ = 0;
   }
   if (res < 0) {
-    shard_->counters()->Add(metrics::Counter::kConnectFailures);
+    shard_->counters()->ConnectFailed(domain_label_);
     HostFailed(smtp::OutcomeForConnectFailure(-res, label()), true);
     return;
   }
-  shard_->SessionOpened();
+  shard_->SessionOpened(domain_label_);
   state_ = State::kOpening;
   session_ = std::make_unique<smtp::Session>(
       shard_->SessionOptions(info_->hosts[host_], pool_->policy(), info_->source));
@@ -184,6 +202,7 @@ bool Connection::StartJob(Job job) {
   env.needs_8bit = job.needs_8bitmime;
   env.needs_smtputf8 = job.needs_smtputf8;
   job_ = std::move(job);
+  transaction_started_ = absl::Now();
   if (!session_->StartTransaction(std::move(env))) {
     Job j = std::move(*job_);
     job_.reset();
@@ -202,10 +221,17 @@ void Connection::ReportJob(std::vector<smtp::Outcome> outcomes) {
   r.recipients = std::move(job.recipients);
   r.outcomes = std::move(outcomes);
   r.outcomes.resize(r.recipients.size(), r.outcomes.empty() ? smtp::Outcome{} : r.outcomes.back());
+  shard_->counters()->Observe(metrics::Histogram::kSmtpTransaction,
+                              absl::ToDoubleSeconds(absl::Now() - transaction_started_));
+  const char* tls = StaticTlsName(session_->tls_info());
+  const uint32_t size = job.body ? static_cast<uint32_t>(job.body->size()) : 0;
   const smtp::Outcome* delivered = nullptr;
   const smtp::Outcome* trouble = nullptr;  // the first that shaping acts on
-  for (const smtp::Outcome& o : r.outcomes) {
-    shard_->CountOutcome(o);
+  for (smtp::Outcome& o : r.outcomes) {
+    o.tls_version = tls;
+    o.size = size;
+    o.source = static_cast<int16_t>(info_->source);
+    shard_->CountOutcome(job.labels, o);
     if (!delivered && o.delivered()) delivered = &o;
     if (!trouble && !o.delivered() && (o.rule || o.bounce_class == smtp::Category::kRateLimited))
       trouble = &o;
@@ -309,6 +335,8 @@ void Connection::Abandon(const smtp::Outcome& open_outcome) {
 
 // The session is over (QUIT answered, or it failed).
 void Connection::SessionFinished() {
+  if (close_outcome_.kind == smtp::FailureKind::kTls)
+    shard_->counters()->Add(metrics::Counter::kTlsFailures);
   const std::string domain = job_ ? job_->domain : std::string();
   const uint64_t campaign = job_ ? job_->campaign : 0;
   if (job_) {
@@ -355,7 +383,7 @@ void Connection::Close(int retry_host) {
   if (connect_timer_) r->CancelTimer(connect_timer_);
   if (deadline_timer_) r->CancelTimer(deadline_timer_);
   connect_timer_ = deadline_timer_ = 0;
-  if (had_session) shard_->SessionClosed();
+  if (had_session) shard_->SessionClosed(domain_label_);
   r->Close(fd_, [this, retry_host] { Destroyed(retry_host); });
 }
 

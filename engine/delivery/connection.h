@@ -36,7 +36,7 @@ class Connection {
     kClosing,     // reactor Close issued: Destroyed() runs next
   };
 
-  Connection(Shard* shard, SitePool* pool) : shard_(shard), pool_(pool) {}
+  Connection(Shard* shard, SitePool* pool);
   ~Connection() { ReleaseSlots(); }
 
   // The shaping keys' connection slots this connection holds (taken by the
@@ -100,6 +100,8 @@ class Connection {
   std::optional<Job> job_;
   uint64_t envelope_id_ = 0;
   uint64_t messages_ = 0;
+  metrics::DomainSlot domain_label_;  // the site's `domain` label for connection counts
+  absl::Time transaction_started_;    // for salvo_smtp_transaction_seconds
   smtp::Outcome close_outcome_;
   reactor::TimerId connect_timer_ = 0;
   reactor::TimerId deadline_timer_ = 0;

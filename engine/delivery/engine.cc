@@ -127,6 +127,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const config::Config& con
     e->own_registry_ = std::make_unique<metrics::Registry>();
     registry = e->own_registry_.get();
   }
+  e->registry_ = registry;
   for (int i = 0; i < n; ++i)
     e->shards_.push_back(std::make_unique<Shard>(e.get(), i, registry->AddShard()));
   return e;

@@ -112,6 +112,7 @@ class Engine {
   // stay. Thread-safe (call from the signal-handling thread).
   absl::Status ReloadShaping();
   shaping::Shaper* shaper() const { return shaper_.get(); }
+  metrics::Registry* registry() const { return registry_; }
 
   // Egress sources ([[egress.source]]) resolved once, and each pool's
   // sources (indices into egress_sources()). Read-only after Create.
@@ -182,6 +183,7 @@ class Engine {
   size_t in_flight_ = 0;  // feeder thread only
   bool done_ = false;     // the source finished (as opposed to a shutdown request)
   std::unique_ptr<metrics::Registry> own_registry_;
+  metrics::Registry* registry_ = nullptr;  // own_registry_ or the caller's
   std::unique_ptr<shaping::Shaper> shaper_;
   std::vector<EgressSource> egress_sources_;
   absl::Mutex warmup_mu_;

@@ -28,10 +28,15 @@ DomainRouter::DomainRouter(Shard* shard, size_t max_domains)
 
 void DomainRouter::Accept(std::vector<Job> jobs) {
   const auto now = shard_->Now();
+  metrics::ShardCounters* counters = shard_->counters();
   for (Job& job : jobs) {
+    // A look-up per job: answered by the cache (or by a query already on its
+    // way), or a query over the network (StartResolve).
+    counters->Add(metrics::Counter::kDnsLookups);
     auto it = domains_.find(job.domain);
     if (it != domains_.end()) {
       if (it->second.expires > now) {
+        counters->Add(metrics::Counter::kDnsCacheHits);
         lru_.splice(lru_.begin(), lru_, it->second.lru);  // most recently used
         Route(it->second.site, std::move(job));
         continue;
@@ -43,7 +48,10 @@ void DomainRouter::Accept(std::vector<Job> jobs) {
     bool first = waiting.empty();
     std::string domain = job.domain;
     waiting.push_back(std::move(job));
-    if (first) StartResolve(domain);
+    if (first)
+      StartResolve(domain);
+    else
+      counters->Add(metrics::Counter::kDnsCacheHits);
   }
   Flush();
 }
@@ -57,10 +65,16 @@ void DomainRouter::Drain() {
 void DomainRouter::StartResolve(const std::string& domain) {
   dns::Resolver* resolver = shard_->resolver();
   if (auto now = resolver->TryResolveMxNow(domain)) {
+    shard_->counters()->Add(metrics::Counter::kDnsCacheHits);
+    if (!now->ok()) shard_->counters()->Add(metrics::Counter::kDnsFailures);
     OnResolved(domain, *std::move(now));
     return;
   }
-  resolver->ResolveMx(domain, [this, domain](absl::StatusOr<dns::Site> result) {
+  const absl::Time started = absl::Now();  // real time: this measures the look-up
+  resolver->ResolveMx(domain, [this, domain, started](absl::StatusOr<dns::Site> result) {
+    metrics::ShardCounters* counters = shard_->counters();
+    counters->Observe(metrics::Histogram::kDnsLookup, absl::ToDoubleSeconds(absl::Now() - started));
+    if (!result.ok()) counters->Add(metrics::Counter::kDnsFailures);
     OnResolved(domain, std::move(result));
     Flush();
   });

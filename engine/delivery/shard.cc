@@ -237,15 +237,16 @@ void Shard::Forget(Connection* c) {
   delete c;
 }
 
-void Shard::SessionOpened() {
-  counters_->Add(metrics::Counter::kSessionsOpened);
+void Shard::SessionOpened(metrics::DomainSlot domain) {
+  counters_->ConnectionOpened(domain);
   uint64_t open = open_sessions_.load(std::memory_order_relaxed) + 1;
   open_sessions_.store(open, std::memory_order_relaxed);
   if (open > peak_sessions_.load(std::memory_order_relaxed))
     peak_sessions_.store(open, std::memory_order_relaxed);
 }
 
-void Shard::SessionClosed() {
+void Shard::SessionClosed(metrics::DomainSlot domain) {
+  counters_->ConnectionClosed(domain);
   open_sessions_.store(open_sessions_.load(std::memory_order_relaxed) - 1,
                        std::memory_order_relaxed);
 }
@@ -295,21 +296,21 @@ void Shard::Report(Job job, const smtp::Outcome& outcome) {
   JobResult r;
   r.recipients = std::move(job.recipients);
   r.outcomes.assign(r.recipients.size(), outcome);
-  for (size_t i = 0; i < r.outcomes.size(); ++i) CountOutcome(outcome);
+  for (size_t i = 0; i < r.outcomes.size(); ++i) CountOutcome(job.labels, outcome);
   AddResult(std::move(r));
 }
 
-void Shard::CountOutcome(const smtp::Outcome& o) {
+void Shard::CountOutcome(const metrics::OutcomeLabels& labels, const smtp::Outcome& o) {
   if (o.held()) return;  // not attempted: neither a delivery nor a deferral
   switch (o.disposition) {
     case smtp::Disposition::kDelivered:
-      counters_->Add(metrics::Counter::kRecipientsDelivered);
+      counters_->CountRecipient(labels, metrics::RecipientEvent::kDelivered);
       break;
     case smtp::Disposition::kDeferred:
-      counters_->Add(metrics::Counter::kRecipientsDeferred);
+      counters_->CountRecipient(labels, metrics::RecipientEvent::kDeferred, o.bounce_class);
       break;
     case smtp::Disposition::kBounced:
-      counters_->Add(metrics::Counter::kRecipientsBounced);
+      counters_->CountRecipient(labels, metrics::RecipientEvent::kBounced, o.bounce_class);
       break;
   }
 }

@@ -96,13 +96,13 @@ class Shard {
   // batch per loop turn.
   void Report(Job job, const smtp::Outcome& outcome);
   void AddResult(JobResult result);
-  void CountOutcome(const smtp::Outcome& o);
+  void CountOutcome(const metrics::OutcomeLabels& labels, const smtp::Outcome& o);
   // Connection registry: every connection object alive, for ForceClose and
   // the drain check. The shard owns them (freed in Forget).
   Connection* NewConnection(SitePool* pool);
   void Forget(Connection* c);
-  void SessionOpened();
-  void SessionClosed();
+  void SessionOpened(metrics::DomainSlot domain);
+  void SessionClosed(metrics::DomainSlot domain);
   // Stops when draining and nothing is left (connections, compositions).
   void CheckDrained();
 

@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "engine/smtp/outcome.h"
+#include "metrics/metrics.h"
 
 namespace salvo::delivery {
 
@@ -44,6 +45,16 @@ struct Job {
   int16_t egress_pool = -1;
   bool needs_8bitmime = false;
   bool needs_smtputf8 = false;
+  // The `campaign` and `domain` labels of its recipients' counts, resolved by
+  // the source once per campaign and domain (default: "other", "other").
+  metrics::OutcomeLabels labels;
+  // Filled by Compose: DKIM signatures made for this copy and the time they
+  // took, counted by the shard that composed it.
+  struct DkimCost {
+    double seconds = 0;
+    uint8_t rsa = 0;
+    uint8_t ed25519 = 0;
+  } dkim;
   // Opaque to the engine: lets Compose find what it needs (e.g. a campaign).
   std::shared_ptr<const void> context;
 };

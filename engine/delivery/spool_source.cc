@@ -30,9 +30,111 @@ SpoolSource::SpoolSource(queue::Spool* spool, std::shared_ptr<const dkim::KeySto
     : spool_(spool), keys_(std::move(keys)), options_(std::move(options)) {
   for (int i = 0; i < std::max(1, options_.shards); ++i)
     signers_.push_back(std::make_unique<dkim::Signer>());
+  if (options_.registry) counters_ = options_.registry->AddShard();
+  if (counters_ || options_.delivery_log)
+    spool_->SetOutcomeListener(
+        [this](absl::Span<const queue::OutcomeNotice> notices) { Record(notices); });
 }
 
-SpoolSource::~SpoolSource() = default;
+SpoolSource::~SpoolSource() {
+  if (counters_ || options_.delivery_log) spool_->SetOutcomeListener(nullptr);
+  if (options_.delivery_log) options_.delivery_log->Flush();
+}
+
+metrics::CampaignSlot SpoolSource::CampaignLabel(queue::CampaignId id, std::string_view name) {
+  if (!options_.registry) return {};
+  auto [it, inserted] = campaign_labels_.try_emplace(queue::Value(id));
+  if (inserted) {
+    if (campaign_labels_.size() > 4096) {  // bounded; resolving again is cheap
+      campaign_labels_.clear();
+      it = campaign_labels_.try_emplace(queue::Value(id)).first;
+    }
+    it->second = options_.registry->ResolveCampaign(queue::Value(id), name);
+  }
+  return it->second;
+}
+
+void SpoolSource::Record(absl::Span<const queue::OutcomeNotice> notices) {
+  using queue::RecipientState;
+  for (const queue::OutcomeNotice& n : notices) {
+    deliverylog::RecordType type;
+    metrics::RecipientEvent event = metrics::RecipientEvent::kDelivered;
+    bool final_outcome = true;
+    switch (n.to) {
+      case RecipientState::kDelivered:
+        type = deliverylog::RecordType::kDelivered;
+        break;
+      case RecipientState::kBounced:
+        type = deliverylog::RecordType::kBounced;
+        break;
+      case RecipientState::kDeferred:
+        type = deliverylog::RecordType::kDeferred;
+        final_outcome = false;
+        break;
+      case RecipientState::kExpired:
+        type = deliverylog::RecordType::kExpired;
+        event = metrics::RecipientEvent::kExpired;
+        break;
+      case RecipientState::kSuppressed:
+        type = deliverylog::RecordType::kSuppressed;
+        event = metrics::RecipientEvent::kSuppressed;
+        final_outcome = false;
+        break;
+      default:
+        continue;  // cancelled: the operator's doing, not an outcome
+    }
+    if (counters_) {
+      // Attempts were counted by the shard that made them; the spool alone
+      // knows of expiries and suppressions, and of the first attempt.
+      if (event != metrics::RecipientEvent::kDelivered) {
+        metrics::OutcomeLabels labels{CampaignLabel(n.campaign, n.campaign_name),
+                                      options_.registry->domains().Resolve(n.domain)};
+        counters_->CountRecipient(labels, event);
+      }
+      if (final_outcome && n.first_attempt != absl::InfinitePast())
+        counters_->Observe(metrics::Histogram::kDeliveryLatency,
+                           absl::ToDoubleSeconds(n.at - n.first_attempt));
+    }
+    if (deliverylog::Producer* log = options_.delivery_log) {
+      const smtp::Outcome* o = n.outcome;
+      deliverylog::Record rec;
+      rec.time = n.at;
+      rec.type = type;
+      rec.campaign = n.campaign_name;
+      rec.campaign_id = queue::Value(n.campaign);
+      rec.recipient = n.email;
+      rec.domain = n.domain;
+      rec.attempt = n.attempts;
+      rec.reply = n.reason;
+      if (n.first_attempt != absl::InfinitePast())
+        rec.latency_ms = absl::ToInt64Milliseconds(n.at - n.first_attempt);
+      if (o) {
+        // Outcome::host is "name[ip]:port" or "ip:port".
+        std::string_view host = o->host;
+        if (size_t open = host.find('['); open != std::string_view::npos) {
+          rec.mx_host = host.substr(0, open);
+          size_t close = host.find(']', open);
+          if (close != std::string_view::npos) rec.mx_ip = host.substr(open + 1, close - open - 1);
+          if (open == 0) rec.mx_host = {};  // "[v6]:port": no name
+        } else if (size_t colon = host.rfind(':'); colon != std::string_view::npos) {
+          rec.mx_ip = host.substr(0, colon);
+        }
+        rec.code = o->reply.code;
+        rec.enhanced_code = o->reply.enhanced;
+        rec.category = o->bounce_class;
+        rec.tls_version = o->tls_version ? o->tls_version : "";
+        rec.size = o->size;
+        if (o->source >= 0 && static_cast<size_t>(o->source) < options_.egress_addresses.size())
+          rec.source_ip = options_.egress_addresses[static_cast<size_t>(o->source)];
+        if (!o->delivered() && o->bounce_class == smtp::Category::kNone &&
+            type != deliverylog::RecordType::kDelivered)
+          rec.category = smtp::Category::kOther;
+      }
+      log->Write(rec);
+    }
+  }
+  if (options_.delivery_log) options_.delivery_log->Flush();
+}
 
 std::shared_ptr<const CampaignComposer> SpoolSource::ContextFor(queue::CampaignId id) {
   auto it = campaigns_.find(queue::Value(id));
@@ -56,6 +158,7 @@ std::shared_ptr<const CampaignComposer> SpoolSource::ContextFor(queue::CampaignI
 
 absl::StatusOr<std::vector<Job>> SpoolSource::Fetch(size_t max_jobs) {
   ++fetch_count_;
+  if (options_.delivery_log) options_.delivery_log->Flush();  // an idle engine's last lines
   if (campaigns_.size() > kMaxCampaignContexts) {
     for (auto it = campaigns_.begin(); it != campaigns_.end();) {
       auto next = std::next(it);
@@ -119,6 +222,9 @@ absl::StatusOr<std::vector<Job>> SpoolSource::Fetch(size_t max_jobs) {
       }
       Job job;
       job.domain = batch.domain;
+      if (options_.registry)
+        job.labels = {CampaignLabel(r.campaign, campaign->info().name),
+                      options_.registry->domains().Resolve(batch.domain)};
       job.mail_from = campaign->info().from;
       job.campaign = queue::Value(r.campaign);
       if (const std::string& pool = campaign->info().egress_pool; !pool.empty()) {
@@ -169,6 +275,9 @@ absl::Status SpoolSource::Compose(Job* job, int shard, bool* permanent) {
   dkim::Signer* signer = signers_[static_cast<size_t>(shard) % signers_.size()].get();
   absl::StatusOr<ComposedCopy> composed = jc->campaign->Compose(copy, signer, true, permanent);
   if (!composed.ok()) return composed.status();
+  job->dkim.seconds = composed->signing_seconds;
+  job->dkim.rsa = composed->rsa_signatures;
+  job->dkim.ed25519 = composed->ed25519_signatures;
   job->needs_8bitmime = composed->needs_8bitmime;
   job->needs_smtputf8 = composed->needs_smtputf8;
   for (const JobRecipient& r : job->recipients)

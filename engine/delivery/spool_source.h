@@ -25,6 +25,8 @@
 #include "dkim/signer.h"
 #include "engine/delivery/composer.h"
 #include "engine/delivery/source.h"
+#include "engine/deliverylog/writer.h"
+#include "metrics/metrics.h"
 #include "queue/spool.h"
 
 namespace salvo::delivery {
@@ -43,6 +45,13 @@ struct SpoolSourceOptions {
   // The config's [[egress.pool]] names, in order: a campaign's egress_pool
   // becomes Job::egress_pool (its index).
   std::vector<std::string> egress_pools;
+  // Labelled counts (expiries, suppressions, delivery latency; the shards
+  // count the attempts) and the `campaign` label of every job. Optional.
+  metrics::Registry* registry = nullptr;
+  // One JSON line per recipient outcome (engine/deliverylog). Optional.
+  deliverylog::Producer* delivery_log = nullptr;
+  // The [[egress.source]] addresses, in order, for the log's source_ip.
+  std::vector<std::string> egress_addresses;
 };
 
 class SpoolSource final : public MessageSource {
@@ -59,6 +68,10 @@ class SpoolSource final : public MessageSource {
 
  private:
   std::shared_ptr<const CampaignComposer> ContextFor(queue::CampaignId id);
+  // The spool's outcome listener (feeder thread): expiries, suppressions and
+  // latency counted, one delivery log line per notice.
+  void Record(absl::Span<const queue::OutcomeNotice> notices);
+  metrics::CampaignSlot CampaignLabel(queue::CampaignId id, std::string_view name);
 
   queue::Spool* spool_;
   std::shared_ptr<const dkim::KeyStore> keys_;
@@ -76,6 +89,8 @@ class SpoolSource final : public MessageSource {
   uint64_t fetch_count_ = 0;
   std::chrono::steady_clock::time_point next_done_check_{};
   bool done_ = false;
+  metrics::ShardCounters* counters_ = nullptr;  // the feeder's own, when registry is set
+  absl::flat_hash_map<uint64_t, metrics::CampaignSlot> campaign_labels_;  // feeder thread
   // One signer per shard, each touched only by its shard.
   std::vector<std::unique_ptr<dkim::Signer>> signers_;
 };

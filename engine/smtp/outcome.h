@@ -76,6 +76,13 @@ struct Outcome {
   Reply reply;         // the reply that decided this, if any
   std::string host;    // MX host (name and IP) the attempt went to, if any
   std::string detail;  // human-readable explanation when there is no reply
+  // Facts of the attempt for the delivery log, set by the engine once a
+  // transaction ran: the TLS protocol (a string literal such as "TLSv1.3";
+  // null = plaintext), the message size in bytes, and the egress source
+  // (index into [[egress.source]]; -1 = the default address).
+  const char* tls_version = nullptr;
+  uint32_t size = 0;
+  int16_t source = -1;
 
   bool delivered() const { return disposition == Disposition::kDelivered; }
   bool held() const { return hold_ms > 0; }

@@ -16,11 +16,9 @@ target is still up:
   panels return data; every metric they read is in Salvo's scrape (the
   throttle gauges excepted until traffic shaping provides them).
 
-What the engine cannot produce before it counts through the labelled API
-(issue 14's wiring into engine/delivery) is asserted in `wired_checks()`,
-which runs when ENGINE_WIRED is True; until then the test asserts that those
-labels and delivery-log lines are indeed absent, so it fails, pointing here,
-when the wiring lands and the flag has not been turned on.
+Then `wired_checks()`: the counters per domain label equal the sink's
+per-domain counts, the delivery log's lines by type equal the sink's counts,
+histograms, DNS and connections by domain.
 
 Usage: prometheus_e2e.py PATH/TO/salvo
 """
@@ -43,11 +41,6 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "deploy"))
 import promql_exprs as px  # noqa: E402
 
-# TODO(issue 14 wiring): set to True once engine/delivery counts outcomes with
-# metrics::ShardCounters::CountRecipient (labels per campaign and domain),
-# connections with metrics::SiteProbe, timings with Observe(), and writes the
-# delivery log through deliverylog::Producer.
-ENGINE_WIRED = False
 
 SALVO = sys.argv[1]
 N = 3000
@@ -348,17 +341,41 @@ def run(tmp, start):
     for name in sorted(used - not_yet):
         check(f"# TYPE {name} " in final, f"metric {name} is in Salvo's scrape")
 
-    if ENGINE_WIRED:
-        wired_checks(prom, sink, final, log_path, attempts)
-    else:
-        # Before the wiring: the engine counts no labels and writes no log
-        # lines. These assertions fail once it does: then set ENGINE_WIRED.
-        check(prom.value('count(salvo_recipients_delivered_total{domain!=""})') is None,
-              "TODO(issue 14 wiring): no domain label on the recipient counters yet")
-        check(log_path.exists() and log_path.stat().st_size == 0,
-              "TODO(issue 14 wiring): the delivery log is opened at start-up and has no lines yet")
-        print("TODO(issue 14 wiring): per-domain counters and ratios, delivery log line counts, "
-              "histograms, connections by domain: see wired_checks()")
+    wired_checks(prom, sink, final, log_path, attempts)
+    status_checks(sink, config)
+
+
+def status_checks(sink, config):
+    """`salvo campaign status` (through the running engine's admin socket)
+    gives the sink's numbers per domain, and the bounce reasons."""
+    r = subprocess.run([SALVO, "campaign", "status", "e2e", "--top", "50", "--json", "--config",
+                        str(config)], capture_output=True, text=True, timeout=60)
+    check(r.returncode == 0, f"campaign status --json: {r.stderr.strip()}")
+    if r.returncode != 0:
+        return
+    st = json.loads(r.stdout)
+    rows = {d["domain"]: d for d in st["top_domains"]}
+    check(set(rows) == set(sink["domains"]) and "other_domains" not in st,
+          f"status lists every domain: {sorted(rows)}")
+    for domain, c in sink["domains"].items():
+        d = rows.get(domain, {})
+        got = (d.get("deliveries"), d.get("deferrals"), d.get("bounces"), d.get("attempts"))
+        want = (c["delivered"], c["deferred"], c["bounced"],
+                c["delivered"] + c["deferred"] + c["bounced"])
+        check(got == want, f"status {domain}: deliveries, deferrals, bounces, attempts {got} = sink {want}")
+        n = want[3]
+        check(n > 0 and abs(d.get("bounce_rate", -1) - c["bounced"] / n) < 1e-9 and
+              abs(d.get("deferral_rate", -1) - c["deferred"] / n) < 1e-9,
+              f"status {domain}: rates of attempts")
+    reasons = {x["category"]: x for x in st.get("bounce_reasons", [])}
+    bad = reasons.get("bad-mailbox", {})
+    check(bad.get("count") == sink["recipients_bounced"] and bad.get("sample", "").startswith("550 5.1.1"),
+          f"bounce reasons: bad-mailbox {bad} for the sink's {sink['recipients_bounced']} bounces")
+    text = subprocess.run([SALVO, "campaign", "status", "e2e", "--config", str(config)],
+                          capture_output=True, text=True, timeout=60).stdout
+    print(text)
+    check("top bounce reasons" in text and "bad-mailbox" in text and "gmail.com" in text,
+          "campaign status prints the reasons and the domains")
 
 
 def wired_checks(prom, sink, final, log_path, attempts):
@@ -393,6 +410,18 @@ def wired_checks(prom, sink, final, log_path, attempts):
     for line in log_path.read_text().splitlines():
         t = json.loads(line)["type"]
         counts[t] = counts.get(t, 0) + 1
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+    delivered = next((t for t in lines if t["type"] == "delivered"), {})
+    check(delivered.get("campaign") == "e2e" and delivered.get("mx_ip") == "127.0.0.1" and
+          delivered.get("code") == 250 and delivered.get("size", 0) > 0 and
+          delivered.get("attempt", 0) >= 1 and delivered.get("recipient", "").endswith(
+              "@" + delivered.get("domain", "?")),
+          f"a delivered line has campaign, MX IP, reply code, size, attempt: {delivered}")
+    bounced = next((t for t in lines if t["type"] == "bounced"), {})
+    check(bounced.get("code") == 550 and bounced.get("enhanced_code") == "5.1.1" and
+          bounced.get("category") == "bad-mailbox",
+          f"a bounced line has the reply and its category: {bounced}")
+    check((prom.value("sum(salvo_dns_lookups_total)") or 0) >= N, "a DNS look-up per job")
     check(counts.get("delivered") == sink["recipients_delivered"] and
           counts.get("deferred") == sink["recipients_deferred"] and
           counts.get("bounced") == sink["recipients_bounced"],

@@ -4,6 +4,7 @@
 
 #include <rocksdb/db.h>
 
+#include <map>
 #include <set>
 
 #include "gtest/gtest.h"
@@ -503,6 +504,78 @@ TEST_F(SpoolTest, StatusShowsTopDomainsAndFindsByName) {
   EXPECT_EQ(st.counts.Total(), 6u);
   EXPECT_EQ(*spool_->GetTemplate(r->id), testing::kTemplate);
   EXPECT_EQ(spool_->GetCampaign(r->id)->columns, std::vector<std::string>{"email"});
+}
+
+// The outcome listener (metrics and the delivery log read it): one notice
+// per recorded outcome, after the write, with the attempt number and the
+// first attempt's time; expiries and suppressions found at lease time too.
+TEST_F(SpoolTest, OutcomeNoticesCarryAttemptsAndFirstAttempt) {
+  std::vector<OutcomeNotice> seen;
+  spool_->SetOutcomeListener([&seen](absl::Span<const OutcomeNotice> notices) {
+    for (const OutcomeNotice& n : notices) {
+      seen.push_back(n);
+      seen.back().outcome = nullptr;  // valid only during the call
+      if (n.outcome) seen.back().reason = "outcome:" + std::to_string(n.outcome->reply.code);
+    }
+  });
+  RetryPolicy p;
+  p.max_age = absl::Hours(2);
+  CampaignId c = Load("email\nx@a.example\ny@a.example\nz@b.example\n", p);
+  const absl::Time first = clock_.Now();
+  auto leased = LeaseAll(first);
+  ASSERT_EQ(leased.size(), 3u);
+  std::map<std::string, RecipientId> id;
+  for (const LeasedRecipient& r : leased) id[r.email] = r.id;
+  ASSERT_TRUE(spool_->Complete(c, id["x@a.example"], Deferred()).ok());
+  ASSERT_TRUE(spool_->Complete(c, id["y@a.example"], Bounced()).ok());
+  ASSERT_TRUE(spool_->AddSuppression("z@b.example", "manual").ok());
+  ASSERT_TRUE(spool_->Complete(c, id["z@b.example"], Deferred()).ok());
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen[0].to, RecipientState::kDeferred);
+  EXPECT_EQ(seen[0].email, "x@a.example");
+  EXPECT_EQ(seen[0].attempts, 1u);
+  EXPECT_EQ(seen[0].first_attempt, first);
+  EXPECT_EQ(seen[0].campaign_name, "test");
+  EXPECT_EQ(seen[0].reason, "outcome:451");
+  EXPECT_EQ(seen[1].to, RecipientState::kBounced);
+  // The deferred one comes back and is delivered: attempt 2, first attempt
+  // from its history.
+  clock_.Advance(absl::Hours(1));
+  leased = LeaseAll(clock_.Now());
+  // z is on the suppression list now: suppressed at lease time, a notice
+  // without an outcome.
+  ASSERT_EQ(leased.size(), 1u);
+  EXPECT_EQ(leased[0].email, "x@a.example");
+  ASSERT_EQ(seen.size(), 4u);
+  EXPECT_EQ(seen[3].to, RecipientState::kSuppressed);
+  EXPECT_EQ(seen[3].email, "z@b.example");
+  EXPECT_EQ(seen[3].reason, "on the suppression list");
+  ASSERT_TRUE(spool_->Complete(c, leased[0].id, Delivered()).ok());
+  ASSERT_EQ(seen.size(), 5u);
+  EXPECT_EQ(seen[4].to, RecipientState::kDelivered);
+  EXPECT_EQ(seen[4].attempts, 2u);
+  EXPECT_EQ(seen[4].first_attempt, first);
+  EXPECT_EQ(seen[4].at, first + absl::Hours(1));
+  // Status counts attempts as the metrics do: per domain, 2 deliveries or
+  // bounces and 1 deferral at a.example; b.example's one deferral.
+  CampaignStatus st = *spool_->Status(c);
+  ASSERT_EQ(st.top_domains.size(), 2u);
+  const DomainCount& a = st.top_domains[0];
+  EXPECT_EQ(a.domain, "a.example");
+  EXPECT_EQ(a.attempts, 3u);
+  EXPECT_EQ(a.deliveries, 1u);
+  EXPECT_EQ(a.deferrals, 1u);
+  EXPECT_EQ(a.bounces, 1u);
+  EXPECT_DOUBLE_EQ(a.bounce_rate(), 1.0 / 3);
+  EXPECT_EQ(st.top_domains[1].deferrals, 1u);
+  ASSERT_EQ(st.bounce_reasons.size(), 1u);
+  EXPECT_EQ(st.bounce_reasons[0].count, 1u);
+  EXPECT_FALSE(st.bounce_reasons[0].sample.empty());
+  // Fewer top domains than there are: the rest is summed as "other".
+  st = *spool_->Status(c, 1);
+  EXPECT_EQ(st.other_domains.domain, "other");
+  EXPECT_EQ(st.other_domains.attempts, 1u);
+  spool_->SetOutcomeListener(nullptr);
 }
 
 TEST_F(SpoolTest, OpenFailsClearlyWhenAnotherProcessHoldsTheDatabase) {
