@@ -44,7 +44,9 @@
 #include "engine/config/config.h"
 #include "engine/delivery/engine.h"
 #include "engine/delivery/spool_source.h"
+#include "engine/deliverylog/writer.h"
 #include "engine/message/template.h"
+#include "metrics/metrics.h"
 #include "queue/spool.h"
 
 namespace salvo::cli {
@@ -68,6 +70,9 @@ struct BenchArgs {
   bool json = false;
   bool keep = false;
   double timeout_seconds = 600;
+  bool metrics = false;      // labelled counting as `salvo run` does it
+  int scrape_every_ms = 0;   // a Prometheus text scrape this often (0 = none)
+  std::string delivery_log;  // write the delivery log here ("" = none)
 };
 
 absl::StatusOr<size_t> ParseSize(const std::string& text) {
@@ -473,8 +478,29 @@ int RunBench(const BenchArgs& a) {
   delivery::SpoolSourceOptions source_options;
   source_options.shards = cfg->EffectiveShards();
   source_options.until_done = report->id;
-  delivery::SpoolSource spool_source(spool->get(), *keys, source_options);
-  TimedSource source(&spool_source);
+  // What `salvo run` adds: labelled counts (the registry the engine counts
+  // into, with the campaign and domain labels resolved per job), scrapes,
+  // the delivery log.
+  std::unique_ptr<metrics::Registry> registry;
+  if (a.metrics || a.scrape_every_ms > 0) {
+    metrics::RegistryOptions ro;
+    if (cfg->metrics.domains) ro.domains = *cfg->metrics.domains;
+    ro.max_campaigns = cfg->metrics.max_campaigns;
+    registry = std::make_unique<metrics::Registry>(ro);
+    source_options.registry = registry.get();
+  }
+  std::unique_ptr<deliverylog::Writer> log_writer;
+  if (!a.delivery_log.empty()) {
+    deliverylog::WriterOptions wo;
+    wo.path = a.delivery_log;
+    wo.rotate_bytes = 0;
+    auto w = deliverylog::Writer::Open(std::move(wo));
+    if (!w.ok()) return fail(w.status().message());
+    log_writer = std::move(*w);
+    source_options.delivery_log = log_writer->AddProducer();
+  }
+  auto spool_source = std::make_unique<delivery::SpoolSource>(spool->get(), *keys, source_options);
+  TimedSource source(spool_source.get());
 
   bool tty = ::isatty(STDERR_FILENO) && !a.json;
   const uint64_t total = report->accepted;
@@ -491,7 +517,7 @@ int RunBench(const BenchArgs& a) {
                  static_cast<unsigned long long>(total),
                  static_cast<unsigned long long>(s.open_sessions));
   };
-  auto engine = delivery::Engine::Create(*cfg, &source, nullptr, engine_options);
+  auto engine = delivery::Engine::Create(*cfg, &source, registry.get(), engine_options);
   if (!engine.ok()) return fail(engine.status().message());
 
   // The run is bounded: a watchdog asks the engine to stop after the timeout.
@@ -515,6 +541,21 @@ int RunBench(const BenchArgs& a) {
       probe_cpu_us += us;
     }
   });
+  // Scrapes as Prometheus would make them, on their own thread (their CPU is
+  // in the engine's figure: they run in this process).
+  uint64_t scrapes = 0;
+  double scrape_ms_total = 0;
+  std::thread scraper([&] {
+    if (!registry || a.scrape_every_ms <= 0) return;
+    while (!finished.load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(a.scrape_every_ms));
+      if (finished.load()) break;
+      auto t0 = SteadyClock::now();
+      std::string text = registry->Scrape();
+      scrape_ms_total += std::chrono::duration<double, std::milli>(SteadyClock::now() - t0).count();
+      ++scrapes;
+    }
+  });
   rusage before{}, after{};
   ::getrusage(RUSAGE_SELF, &before);
   const int64_t sink_before = sink_pid > 0 ? ProcessCpuNs(sink_pid) : -1;
@@ -526,6 +567,14 @@ int RunBench(const BenchArgs& a) {
   finished.store(true);
   watchdog.join();
   prober.join();
+  scraper.join();
+  // The log: the source's last lines, then everything written and synced.
+  spool_source.reset();
+  deliverylog::WriterStats log_stats;
+  if (log_writer) {
+    log_writer->Stop();
+    log_stats = log_writer->Stats();
+  }
   // Too short a run for samples: fall back to the idle figure.
   const double floor_us = floor_samples.size() >= 5 ? Median(floor_samples) : floor_idle_us;
   if (tty) std::fprintf(stderr, "\n");
@@ -575,7 +624,14 @@ int RunBench(const BenchArgs& a) {
       {"bounced", bounced},
       {"deferred", stats.deferred},
       {"completed", (*engine)->finished()},
+      {"metrics", registry != nullptr},
+      {"scrapes", scrapes},
+      {"scrape_ms_mean", scrapes ? scrape_ms_total / scrapes : 0},
   };
+  if (log_writer) {
+    out["delivery_log_lines"] = log_stats.lines;
+    out["delivery_log_dropped"] = log_stats.dropped;
+  }
   if (sink_stats.is_object()) {
     out["sink_messages"] = sink_stats.value("messages", uint64_t{0});
     out["sink_connections"] = sink_stats.value("connections", uint64_t{0});
@@ -617,6 +673,13 @@ int RunBench(const BenchArgs& a) {
                        sink_stats.value("tls_sessions", uint64_t{0}), ", ",
                        sink_stats.value("tls_resumed", uint64_t{0}), ")"));
     }
+    if (registry)
+      row("labelled metrics, scrapes (mean ms)",
+          absl::StrCat("on, ", scrapes, " (",
+                       absl::StrFormat("%.2f", scrapes ? scrape_ms_total / scrapes : 0), ")"));
+    if (log_writer)
+      row("delivery log lines (dropped)",
+          absl::StrCat(log_stats.lines, " (", log_stats.dropped, ")"));
     row("wall time (s)", absl::StrCat(static_cast<int64_t>(seconds * 10) / 10.0));
   }
   bool complete = (*engine)->finished();
@@ -671,6 +734,16 @@ void RegisterBenchCommand(CLI::App& app, CommandContext& ctx) {
   cmd->add_option("--timeout", args->timeout_seconds, "Stop the run after this many seconds")
       ->capture_default_str()
       ->check(CLI::Range(1.0, 86400.0));
+  cmd->add_flag("--metrics", args->metrics,
+                "Count with campaign and domain labels as `salvo run` does (metrics.domains and "
+                "max_campaigns of the generated config)");
+  cmd->add_option("--scrape-every", args->scrape_every_ms,
+                  "Take a Prometheus text scrape this often during the run, in ms (implies "
+                  "--metrics; 0 = none)")
+      ->check(CLI::Range(0, 600000));
+  cmd->add_option("--delivery-log", args->delivery_log,
+                  "Write the delivery log to this file during the run (reports lines written "
+                  "and dropped)");
   cmd->add_flag("--json", args->json, "Print the results as JSON");
   cmd->add_flag("--keep", args->keep, "Keep the generated campaign and spool in /tmp");
   cmd->callback([args, &ctx] { ctx.exit_code = RunBench(*args); });

@@ -89,6 +89,7 @@ void SitePool::Reconfigure(SitePolicy policy) {
 bool SitePool::MayOpenConnection(Steady::time_point now) const {
   if (connections >= open_cap_ || connections >= policy_.max_connections || backoff_until_ > now)
     return false;
+  if (policy_.credentials && !auth_proven_ && connections >= 1) return false;
   const int64_t ns = Ns(now);
   // Held to a rate, a site needs few connections: one per 5 messages a
   // second (at least 2). More would only wait for tokens and idle out.
@@ -286,6 +287,7 @@ void SitePool::OpenConnection() {
 void SitePool::HostWorks(size_t host) {
   starting--;
   live++;
+  auth_proven_ = true;  // ready = past AUTH, when the route has credentials
   if (host < down_until_.size()) down_until_[host] = Steady::time_point{};
 }
 

@@ -130,6 +130,10 @@ class SitePool {
   // period without a failure.
   Steady::duration backoff_{};
   Steady::time_point backoff_until_{};
+  // A route with credentials opens one connection until a session got past
+  // AUTH: wrong credentials then cost the smarthost one failed login, not
+  // one per connection (which trips lockouts).
+  bool auth_proven_ = false;
   Steady::time_point last_site_failure_{};
   Steady::time_point last_growth_{};
   size_t open_cap_;
