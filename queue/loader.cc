@@ -208,7 +208,13 @@ absl::StatusOr<LoadReport> Spool::Impl::Load(const CampaignSpec& spec, const Loa
   StateCounts counts;
   bool wrote = false;  // a chunk reached the database: a failure must roll back
   auto fail = [&](absl::Status why) -> absl::Status {
-    if (!wrote) return why;
+    if (!wrote) {
+      // Nothing reached the database: give the ID back unless another load
+      // took the next one meanwhile, so a refused load leaves no gap.
+      absl::MutexLock lock(&mu_);
+      if (next_campaign_id_ == Value(id) + 1) next_campaign_id_ = Value(id);
+      return why;
+    }
     if (absl::Status s = DropCampaignData(id); !s.ok())
       SALVO_LOG(kError, "could not roll back campaign {}: {} (removed at next open)", Value(id),
                 Sv(s.message()));

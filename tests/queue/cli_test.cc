@@ -363,6 +363,13 @@ TEST_F(CampaignFileCliTest, ACampaignThatCannotComposeItsFirstCopyIsRefusedAndNo
             std::string::npos)
       << r.err;
   EXPECT_EQ((*spool)->ListCampaigns().size(), 1u);
+  // The refused load left no gap in the engine's IDs either.
+  (*server)->Stop();
+  server = AdminServer::Start(spool->get(), {});
+  ASSERT_TRUE(server.ok()) << server.status();
+  r = Salvo(flags_campaign + " --data-dir " + data_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "2\n");
 }
 
 }  // namespace
