@@ -640,5 +640,29 @@ TEST(EngineE2E, AHardBounceSuppressesTheAddressForLaterCampaigns) {
   EXPECT_EQ(sink.Count("recipients_bounced"), 1u);
 }
 
+// Progress while sending: with stderr not a terminal, one line per
+// --progress-interval with rates and the queue depth; --quiet prints none.
+TEST(EngineE2E, ProgressLinesWhileSendingAndNoneWithQuiet) {
+  TempDir dir;
+  Sink sink(dir, "progress", "127.0.0.14", {"--delay-ms", "40"});
+  ASSERT_GT(sink.port(), 0) << sink.err();
+  std::string cfg = Config(dir, "[routes]\n\"*\" = \"" + sink.hostport() + "\"\n",
+                           "[delivery]\nconnections_per_site = 2\n");
+  Campaign c = WriteCampaign(dir, 120, 1, "", "slow");
+  RunResult sent = RunSalvo(dir, {"send", c.file, "--config", cfg, "--progress-interval", "0.5"});
+  ASSERT_EQ(sent.code, 0) << sent.err << sent.out;
+  size_t lines = 0;
+  for (size_t pos = 0; (pos = sent.err.find(" progress: ", pos)) != std::string::npos; ++pos)
+    ++lines;
+  EXPECT_GE(lines, 2u) << sent.err;
+  EXPECT_THAT(sent.err, HasSubstr("delivered/s"));
+  EXPECT_THAT(sent.err, HasSubstr("waiting; sessions"));
+  Campaign q = WriteCampaign(dir, 120, 1, "", "quiet");
+  RunResult quiet =
+      RunSalvo(dir, {"send", q.file, "--config", cfg, "--progress-interval", "0.5", "--quiet"});
+  ASSERT_EQ(quiet.code, 0) << quiet.err << quiet.out;
+  EXPECT_EQ(quiet.err.find(" progress: "), std::string::npos) << quiet.err;
+}
+
 }  // namespace
 }  // namespace salvo::itest
