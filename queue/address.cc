@@ -179,6 +179,16 @@ absl::Status ToALabels(std::string* domain) {
 
 }  // namespace
 
+std::string Address::Key(bool case_sensitive_local) const {
+  return (case_sensitive_local ? local : AsciiLower(local)) + "@" + domain;
+}
+
+std::string MailboxKey(std::string_view mailbox) {
+  const size_t at = mailbox.rfind('@');
+  if (at == std::string_view::npos) return std::string(mailbox);
+  return AsciiLower(mailbox.substr(0, at)) + std::string(mailbox.substr(at));
+}
+
 absl::StatusOr<Address> ParseAddress(std::string_view text) {
   while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
   while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);

@@ -13,14 +13,29 @@
 
 namespace salvo::queue {
 
+// Address identity: what is sent and what is compared are kept apart. The
+// local part is sent exactly as written (RFC 5321 lets a server tell
+// "Ann" from "ann"), but in practice no mailbox provider does, so by default
+// de-duplication and the suppression list compare on a key with the local
+// part lower-cased too (ASCII letters; UTF-8 local parts are not case-folded).
+// `--case-sensitive-local-parts` keeps the local part's case in the key.
+// The domain is always compared lower-cased.
 struct Address {
   std::string local;   // as written (quoted local parts keep their quotes)
   std::string domain;  // lower-cased ASCII; an internationalised domain in A-label form
   // local@domain as it goes in RCPT TO (local part as written).
   std::string Mailbox() const { return local + "@" + domain; }
-  // local@domain: the form used for dedupe and the suppression list.
-  std::string Normalized() const { return local + "@" + domain; }
+  // The identity key: local part ASCII-lower-cased unless
+  // `case_sensitive_local`, @, the domain.
+  std::string Key(bool case_sensitive_local = false) const;
+  // The default identity key (Key(false)): what dedupe, fleet shares and the
+  // suppression list compare on.
+  std::string Normalized() const { return Key(false); }
 };
+
+// The default identity key of a stored mailbox ("Ann@one.example" ->
+// "ann@one.example"); the domain part is already lower-case when stored.
+std::string MailboxKey(std::string_view mailbox);
 
 // Validates one address. Surrounding ASCII spaces are ignored. The error
 // message says what is wrong (without the address itself).

@@ -345,6 +345,7 @@ nlohmann::json HandleAdminRequest(Spool& spool, const nlohmann::json& req,
       // A load through the socket is an operator's: duplicates are refused
       // unless the request says otherwise (--allow-duplicate-name).
       lo.refuse_duplicates = !req.value("allow_duplicate_name", false);
+      lo.case_sensitive_local_parts = req.value("case_sensitive_local_parts", false);
       lo.validate_template = options.validate_template;
       lo.check_first_copy = options.check_first_copy;
       if (req.contains("node")) {
@@ -360,9 +361,10 @@ nlohmann::json HandleAdminRequest(Spool& spool, const nlohmann::json& req,
       size_t n = 0;
       for (const auto& e : req.at("emails")) {
         const std::string email = e.get<std::string>();
+        const bool exact = req.value("case_sensitive_local_parts", false);
         absl::Status s = op == "suppression_add"
-                             ? spool.AddSuppression(email, req.value("reason", "manual"))
-                             : spool.RemoveSuppression(email);
+                             ? spool.AddSuppression(email, req.value("reason", "manual"), exact)
+                             : spool.RemoveSuppression(email, exact);
         if (!s.ok()) {
           nlohmann::json err = Error(s);
           err[op == "suppression_add" ? "added" : "removed"] = n;
@@ -383,7 +385,8 @@ nlohmann::json HandleAdminRequest(Spool& spool, const nlohmann::json& req,
     if (op == "suppression_import") {
       const std::string path = req.at("path").get<std::string>();
       absl::StatusOr<SuppressionImportReport> r =
-          spool.ImportSuppression(path, req.value("reason", "import:" + path));
+          spool.ImportSuppression(path, req.value("reason", "import:" + path),
+                                  req.value("case_sensitive_local_parts", false));
       if (!r.ok()) return Error(r.status());
       return {{"ok", true},
               {"report",

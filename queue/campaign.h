@@ -160,8 +160,13 @@ struct LoadProgress {
 // `index` of `count` keeps the recipients whose normalized address hashes to
 // it, so N nodes loading the same file with 0/N .. N-1/N take every recipient
 // exactly once between them. The hash is FNV-1a 64 of the normalized address
-// (the form duplicates are detected on) modulo count: stable across
-// processes, machines and releases, so a node may be reloaded later.
+// (the identity key duplicates are detected on, queue/address.h) modulo
+// count: stable across processes, machines and releases, so a node may be
+// reloaded later. Every node must load with the same
+// --case-sensitive-local-parts choice; releases before the identity key
+// lower-cased local parts hashed an address with upper-case letters in its
+// local part as written, so such a recipient may change node against a share
+// loaded by such a release.
 struct NodeShare {
   uint32_t index = 0;
   uint32_t count = 1;  // 1 = the whole list
@@ -188,6 +193,9 @@ struct LoadOptions {
   // programmatic loads (tests, `salvo send`, benchmarks); `salvo campaign
   // load` and the admin socket set it unless --allow-duplicate-name.
   bool refuse_duplicates = false;
+  // Duplicates and the fleet share compare local parts as written
+  // ("Ann@x" and "ann@x" are two recipients) instead of lower-cased.
+  bool case_sensitive_local_parts = false;
 };
 
 struct LoadReport {

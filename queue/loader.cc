@@ -208,7 +208,13 @@ absl::StatusOr<LoadReport> Spool::Impl::Load(const CampaignSpec& spec, const Loa
   StateCounts counts;
   bool wrote = false;  // a chunk reached the database: a failure must roll back
   auto fail = [&](absl::Status why) -> absl::Status {
-    if (!wrote) return why;
+    if (!wrote) {
+      // Nothing reached the database: give the ID back unless another load
+      // took the next one meanwhile, so a refused load leaves no gap.
+      absl::MutexLock lock(&mu_);
+      if (next_campaign_id_ == Value(id) + 1) next_campaign_id_ = Value(id);
+      return why;
+    }
     if (absl::Status s = DropCampaignData(id); !s.ok())
       SALVO_LOG(kError, "could not roll back campaign {}: {} (removed at next open)", Value(id),
                 Sv(s.message()));
@@ -283,7 +289,7 @@ absl::StatusOr<LoadReport> Spool::Impl::Load(const CampaignSpec& spec, const Loa
         report.first_errors.push_back(std::move(msg));
       continue;
     }
-    const std::string normalized = a->Normalized();
+    const std::string normalized = a->Key(opts.case_sensitive_local_parts);
     if (!seen.insert(Fingerprint128(normalized)).second) {
       ++report.duplicates;
       continue;
@@ -308,7 +314,7 @@ absl::StatusOr<LoadReport> Spool::Impl::Load(const CampaignSpec& spec, const Loa
                                                    "): ", s.message())));
     }
     const RecipientId rid{next_rid++};
-    if (any_suppressed && Suppressed(normalized)) {
+    if (any_suppressed && SuppressedMailbox(r.email)) {
       r.state = RecipientState::kSuppressed;
       r.last_reply = "on the suppression list at load time";
       ++report.suppressed;
@@ -371,7 +377,8 @@ absl::StatusOr<LoadReport> Spool::Impl::Load(const CampaignSpec& spec, const Loa
 }
 
 absl::StatusOr<SuppressionImportReport> Spool::ImportSuppression(const std::string& path,
-                                                                 std::string_view reason) {
+                                                                 std::string_view reason,
+                                                                 bool case_sensitive_local) {
   absl::StatusOr<std::unique_ptr<CsvReader>> reader_or = CsvReader::Open(path);
   if (!reader_or.ok()) return reader_or.status();
   CsvReader& csv = **reader_or;
@@ -379,6 +386,7 @@ absl::StatusOr<SuppressionImportReport> Spool::ImportSuppression(const std::stri
   std::vector<std::string> row;
   size_t email_col = 0;
   bool first = true;
+  absl::flat_hash_set<std::string> added;  // keys of this import (spellings of one address)
   rocksdb::WriteBatch batch;
   const uint64_t now_us = keys::TimeToMicros(impl_->clock_->Now());
   const std::string value =
@@ -410,11 +418,13 @@ absl::StatusOr<SuppressionImportReport> Spool::ImportSuppression(const std::stri
                                           text.substr(0, 200), "': ", a.status().message()));
       continue;
     }
-    if (impl_->Suppressed(a->Normalized())) {
+    const std::string key = a->Key(case_sensitive_local);
+    if (added.contains(key) || impl_->Suppressed(key)) {
       ++report.already;
       continue;
     }
-    batch.Put(impl_->suppression_cf_, a->Normalized(), value);
+    batch.Put(impl_->suppression_cf_, key, value);
+    added.insert(key);
     ++report.added;
     if (batch.Count() >= kLoadChunk) {
       if (auto s = FromRocks(impl_->db_->Write(impl_->HotWrite(), &batch), "importing"); !s.ok())

@@ -169,6 +169,37 @@ bool Spool::Impl::Suppressed(std::string_view normalized) const {
   return db_->Get(ro, suppression_cf_, normalized, &value).ok();
 }
 
+bool Spool::Impl::SuppressedMailbox(std::string_view mailbox) const {
+  const std::string key = MailboxKey(mailbox);
+  return Suppressed(key) || (key != mailbox && Suppressed(mailbox));
+}
+
+absl::Status Spool::Impl::FoldSuppressionKeys() {
+  static constexpr char kMarker[] = "meta/suppression_keys_folded";
+  std::string value;
+  if (db_->Get(rocksdb::ReadOptions(), default_cf_, kMarker, &value).ok()) return absl::OkStatus();
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), suppression_cf_));
+  rocksdb::WriteBatch batch;
+  size_t folded = 0;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    const std::string key = it->key().ToString();
+    const std::string want = MailboxKey(key);
+    if (want == key) continue;
+    // Kept as the key's entry unless the folded form is listed already.
+    if (!Suppressed(want)) batch.Put(suppression_cf_, want, it->value());
+    batch.Delete(suppression_cf_, key);
+    ++folded;
+  }
+  if (auto s = FromRocks(it->status(), "scanning the suppression list"); !s.ok()) return s;
+  batch.Put(default_cf_, kMarker, "1");
+  if (folded > 0)
+    SALVO_LOG(kInfo,
+              "suppression list: {} address(es) with upper-case local parts now match "
+              "every spelling (stored lower-cased)",
+              folded);
+  return FromRocks(db_->Write(SyncWrite(), &batch), "folding suppression keys");
+}
+
 absl::StatusOr<CampaignEntry*> Spool::Impl::Find(CampaignId id) {
   auto it = campaigns_.find(Value(id));
   if (it == campaigns_.end()) return absl::NotFoundError(Cat("no campaign with ID ", Value(id)));
@@ -343,6 +374,7 @@ absl::StatusOr<std::unique_ptr<Spool>> Spool::Open(const std::string& data_dir, 
     if (absl::Status st = impl->Recover(); !st.ok()) return st;
     if (absl::Status st = impl->BuildDomainIndex(); !st.ok()) return st;
   }
+  if (absl::Status st = impl->FoldSuppressionKeys(); !st.ok()) return st;
   return std::unique_ptr<Spool>(new Spool(std::move(impl)));
 }
 
@@ -522,7 +554,7 @@ absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDueInner(absl::Time now,
     if (now >= keys::MicrosToTime(r.queued_us) + e.info.retry.max_age) {
       final_state = RecipientState::kExpired;
       why = "expired before the next attempt (older than max_age)";
-    } else if (m.Suppressed(r.email.substr(0, r.email.rfind('@') + 1) + r.domain)) {
+    } else if (m.SuppressedMailbox(r.email.substr(0, r.email.rfind('@') + 1) + r.domain)) {
       final_state = RecipientState::kSuppressed;
       why = "on the suppression list";
     }
@@ -646,7 +678,8 @@ absl::Status Spool::CompleteBatchInner(absl::Span<const Completion> completions)
         to = RecipientState::kBounced;
         if (o.suppress) {  // decided by engine/smtp/failure_scope, not here
           nlohmann::json v = {{"reason", Cat("bounce: ", reply)}, {"added_us", now_us}};
-          suppress.emplace_back(r.email.substr(0, r.email.rfind('@') + 1) + r.domain, v.dump());
+          suppress.emplace_back(MailboxKey(r.email.substr(0, r.email.rfind('@') + 1) + r.domain),
+                                v.dump());
         }
         break;
       case smtp::Disposition::kDeferred:
@@ -1066,29 +1099,40 @@ absl::StatusOr<std::vector<HistoryEntry>> Spool::History(CampaignId campaign,
 
 // ---- Suppression -----------------------------------------------------------
 
-absl::Status Spool::AddSuppression(std::string_view email, std::string_view reason) {
+absl::Status Spool::AddSuppression(std::string_view email, std::string_view reason,
+                                   bool case_sensitive_local) {
   absl::StatusOr<Address> a = ParseAddress(email);
   if (!a.ok())
     return absl::InvalidArgumentError(Cat("invalid address '", email, "': ", a.status().message()));
   nlohmann::json v = {{"reason", std::string(reason)},
                       {"added_us", keys::TimeToMicros(impl_->clock_->Now())}};
-  return FromRocks(
-      impl_->db_->Put(impl_->SyncWrite(), impl_->suppression_cf_, a->Normalized(), v.dump()),
-      "adding to the suppression list");
+  return FromRocks(impl_->db_->Put(impl_->SyncWrite(), impl_->suppression_cf_,
+                                   a->Key(case_sensitive_local), v.dump()),
+                   "adding to the suppression list");
 }
 
-absl::Status Spool::RemoveSuppression(std::string_view email) {
+absl::Status Spool::RemoveSuppression(std::string_view email, bool case_sensitive_local) {
   absl::StatusOr<Address> a = ParseAddress(email);
-  std::string key = a.ok() ? a->Normalized() : std::string(email);
-  if (!impl_->Suppressed(key))
+  // By default every entry that stops this address: its key and its exact form.
+  std::vector<std::string> keys;
+  if (!a.ok()) {
+    keys.emplace_back(email);
+  } else {
+    keys.push_back(a->Key(case_sensitive_local));
+    if (!case_sensitive_local && a->Mailbox() != keys[0]) keys.push_back(a->Mailbox());
+  }
+  rocksdb::WriteBatch batch;
+  for (const std::string& key : keys)
+    if (impl_->Suppressed(key)) batch.Delete(impl_->suppression_cf_, key);
+  if (batch.Count() == 0)
     return absl::NotFoundError(Cat("'", email, "' is not on the suppression list"));
-  return FromRocks(impl_->db_->Delete(impl_->SyncWrite(), impl_->suppression_cf_, key),
+  return FromRocks(impl_->db_->Write(impl_->SyncWrite(), &batch),
                    "removing from the suppression list");
 }
 
 bool Spool::IsSuppressed(std::string_view email) const {
   absl::StatusOr<Address> a = ParseAddress(email);
-  return impl_->Suppressed(a.ok() ? a->Normalized() : std::string(email));
+  return a.ok() ? impl_->SuppressedMailbox(a->Mailbox()) : impl_->Suppressed(email);
 }
 
 std::vector<SuppressionEntry> Spool::ListSuppression(size_t limit, std::string_view after) const {

@@ -157,7 +157,7 @@ struct CampaignStatus {
 };
 
 struct SuppressionEntry {
-  std::string email;   // normalized (domain lower-cased)
+  std::string email;   // the key: domain lower-cased, local part too unless added case-sensitive
   std::string reason;  // "manual", "import:FILE", "bounce: 550 5.1.1 ..."
   absl::Time added;
 };
@@ -260,17 +260,25 @@ class Spool {
   absl::StatusOr<RecipientView> GetRecipient(CampaignId campaign, RecipientId id) const;
   absl::StatusOr<std::vector<HistoryEntry>> History(CampaignId campaign, RecipientId id) const;
 
-  // ---- Suppression list (addresses normalized: domain lower-cased) ----
-  absl::Status AddSuppression(std::string_view email, std::string_view reason);
-  // kNotFound when the address is not on the list.
-  absl::Status RemoveSuppression(std::string_view email);
+  // ---- Suppression list (keyed by identity key, see queue/address.h) ----
+  // Listed by its identity key (queue/address.h): the local part lower-cased,
+  // so every spelling is stopped, unless `case_sensitive_local` (then only
+  // this spelling).
+  absl::Status AddSuppression(std::string_view email, std::string_view reason,
+                              bool case_sensitive_local = false);
+  // Removes the entries that stop `email`: by default its key and its exact
+  // spelling; with `case_sensitive_local` only the exact spelling. kNotFound
+  // when none is listed.
+  absl::Status RemoveSuppression(std::string_view email, bool case_sensitive_local = false);
+  // Listed under its key or under its exact spelling.
   bool IsSuppressed(std::string_view email) const;
   // Entries in address order, starting after `after` (paging).
   std::vector<SuppressionEntry> ListSuppression(size_t limit, std::string_view after = "") const;
   // Imports a file of addresses: one per line, or a CSV with an `email`
   // column. Blank lines and '#' comments are skipped. Returns added/invalid counts.
   absl::StatusOr<SuppressionImportReport> ImportSuppression(const std::string& path,
-                                                            std::string_view reason);
+                                                            std::string_view reason,
+                                                            bool case_sensitive_local = false);
 
   class Impl;
 

@@ -122,7 +122,17 @@ class Spool::Impl {
   absl::Status Recover() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<CampaignEntry*> Find(CampaignId id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status PersistCampaign(const CampaignInfo& info);
-  bool Suppressed(std::string_view normalized) const;
+  // Exactly this key is on the suppression list.
+  bool Suppressed(std::string_view key) const;
+  // A stored mailbox (local part as written, domain lower-case) is
+  // suppressed: its default key (local part lower-cased) or its exact form is
+  // listed. Both, whatever the campaign's case sensitivity: an entry added
+  // case-insensitively covers every spelling, one added with
+  // --case-sensitive-local-parts only its own.
+  bool SuppressedMailbox(std::string_view mailbox) const;
+  // Older spools stored suppression keys with the local part as written:
+  // folds them once (marker in the default column family).
+  absl::Status FoldSuppressionKeys();
   double Jitter() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // When a recipient was first attempted (from this lease or its history);
   // InfinitePast when never.

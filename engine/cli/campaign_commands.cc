@@ -142,6 +142,7 @@ struct LoadArgs {
   std::string node;  // --node i/N
   bool strict = false;
   bool allow_duplicate_name = false;
+  bool case_sensitive_local_parts = false;
 };
 
 void PrintProgress(const queue::LoadProgress& p) {
@@ -176,13 +177,15 @@ int RunLoad(const LoadArgs& a) {
   nlohmann::json request = {{"op", "load"},
                             {"spec", queue::SpecToJson(spec)},
                             {"strict", a.strict},
-                            {"allow_duplicate_name", a.allow_duplicate_name}};
+                            {"allow_duplicate_name", a.allow_duplicate_name},
+                            {"case_sensitive_local_parts", a.case_sensitive_local_parts}};
   if (!node.whole()) request["node"] = node.ToString();
   const bool tty = ::isatty(STDERR_FILENO) == 1;
   auto direct = [&](queue::Spool& spool) -> nlohmann::json {
     queue::LoadOptions lo;
     lo.strict = a.strict;
     lo.refuse_duplicates = !a.allow_duplicate_name;
+    lo.case_sensitive_local_parts = a.case_sensitive_local_parts;
     lo.validate_template = TemplateValidator();
     // With the configuration's DKIM keys when this user can read them (the
     // engine, which signs, may run as another user: then unsigned here).
@@ -387,6 +390,7 @@ struct SuppressionArgs {
   std::string file;
   size_t limit = 1000;
   std::string after;
+  bool case_sensitive_local_parts = false;
 };
 
 int RunSuppression(const SuppressionArgs& a, const std::string& op) {
@@ -397,6 +401,7 @@ int RunSuppression(const SuppressionArgs& a, const std::string& op) {
   }
   nlohmann::json req = {{"op", "suppression_" + op}};
   if (op == "add" || op == "remove") req["emails"] = a.emails;
+  if (op != "list") req["case_sensitive_local_parts"] = a.case_sensitive_local_parts;
   if (op == "add") req["reason"] = a.reason.empty() ? "manual" : a.reason;
   if (op == "list") {
     req["limit"] = a.limit;
@@ -457,6 +462,9 @@ void RegisterCampaignCommands(CLI::App& app, CommandContext& ctx) {
   load->add_flag("--allow-duplicate-name", load_args->allow_duplicate_name,
                  "Load even if a campaign that is not cancelled has the same name or the same "
                  "template, list and sender (its recipients get a second copy)");
+  load->add_flag("--case-sensitive-local-parts", load_args->case_sensitive_local_parts,
+                 "Treat Ann@example.com and ann@example.com as two recipients (default: one; "
+                 "the domain is always compared case-insensitively)");
   load->add_option("--node", load_args->node,
                    "Fleet: keep only node i's share of N (i/N, or auto/N from the host name; "
                    "default: the config's fleet.node)");
@@ -498,6 +506,8 @@ void RegisterCampaignCommands(CLI::App& app, CommandContext& ctx) {
     CLI::App* cmd = suppression->add_subcommand("add", "Add addresses to the suppression list");
     cmd->add_option("emails", args->emails, "Addresses")->required();
     cmd->add_option("--reason", args->reason, "Why (default: manual)");
+    cmd->add_flag("--case-sensitive-local-parts", args->case_sensitive_local_parts,
+                  "List only this spelling of the local part (default: every spelling)");
     AddCommon(cmd, &args->common);
     cmd->callback([&ctx, args] { ctx.exit_code = RunSuppression(*args, "add"); });
   }
@@ -506,6 +516,9 @@ void RegisterCampaignCommands(CLI::App& app, CommandContext& ctx) {
     CLI::App* cmd =
         suppression->add_subcommand("remove", "Remove addresses from the suppression list");
     cmd->add_option("emails", args->emails, "Addresses")->required();
+    cmd->add_flag("--case-sensitive-local-parts", args->case_sensitive_local_parts,
+                  "Remove only the entry of this exact spelling (default: every entry that stops "
+                  "the address)");
     AddCommon(cmd, &args->common);
     cmd->callback([&ctx, args] { ctx.exit_code = RunSuppression(*args, "remove"); });
   }
@@ -527,6 +540,8 @@ void RegisterCampaignCommands(CLI::App& app, CommandContext& ctx) {
         "Import addresses (one per line, or a CSV with an email column), e.g. unsubscribes");
     cmd->add_option("file", args->file, "File to import")->required()->check(ReadableFile());
     cmd->add_option("--reason", args->reason, "Why (default: import:FILE)");
+    cmd->add_flag("--case-sensitive-local-parts", args->case_sensitive_local_parts,
+                  "List only these spellings of the local parts (default: every spelling)");
     AddCommon(cmd, &args->common);
     cmd->callback([&ctx, args] { ctx.exit_code = RunSuppression(*args, "import"); });
   }

@@ -47,10 +47,18 @@ TEST(AddressTest, RejectsBadSyntaxWithAReason) {
   EXPECT_FALSE(ParseAddress("a@" + std::string(64, 'b') + ".com").ok());
 }
 
-TEST(AddressTest, NormalizesOnlyTheDomainCase) {
+// Issue 15 item 6: sent as written, compared lower-cased (the local part
+// too unless case-sensitive).
+TEST(AddressTest, SentAsWrittenComparedOnALowerCasedKey) {
   absl::StatusOr<Address> a = ParseAddress("Bob@EXAMPLE.Com");
   ASSERT_TRUE(a.ok());
-  EXPECT_EQ(a->Normalized(), "Bob@example.com");
+  EXPECT_EQ(a->Mailbox(), "Bob@example.com");
+  EXPECT_EQ(a->Normalized(), "bob@example.com");
+  EXPECT_EQ(a->Key(/*case_sensitive_local=*/true), "Bob@example.com");
+  EXPECT_EQ(MailboxKey("Bob@example.com"), "bob@example.com");
+  // Quoted local parts fold their ASCII letters too; UTF-8 is left alone.
+  EXPECT_EQ(ParseAddress("\"Ann Lee\"@x.example")->Normalized(), "\"ann lee\"@x.example");
+  EXPECT_EQ(ParseAddress("\xc3\x84ke@x.example")->Normalized(), "\xc3\x84ke@x.example");
 }
 
 // Internationalised domains reach DNS and RCPT TO in A-label form.

@@ -3,6 +3,7 @@
 // in-process AdminServer standing in for `salvo run`.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "gtest/gtest.h"
@@ -214,6 +215,46 @@ TEST_F(CliTest, ASecondLoadIsRefusedUnlessDuplicatesAreAllowed) {
   EXPECT_EQ(r.out, "5\n");
 }
 
+// Issue 15 item 6: USER@GMAIL.COM and user@gmail.com are one recipient and
+// one suppression entry; --case-sensitive-local-parts opts out.
+TEST_F(CliTest, CaseVariantsAreOneRecipientAndOneSuppressionEntry) {
+  std::string list = dir_.Write("case.csv",
+                                "email,name\nUSER@GMAIL.COM,Upper\nuser@gmail.com,Lower\n"
+                                "User@Gmail.Com,Mixed\nann@one.example,Ann\n");
+  const std::string load = "campaign load --template " + tpl_ + " --recipients " + list +
+                           " --from news@example.com --data-dir " + data_;
+  RunResult r = Salvo(load + " --name folded");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("2 accepted, 2 duplicates, 0 suppressed, 0 invalid"), std::string::npos)
+      << r.err;
+  // Kept as first written (the domain lower-cased): that is what RCPT TO carries.
+  r = Salvo("campaign preview folded --recipient USER@gmail.com --no-sign --data-dir " + data_);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  r = Salvo(load + " --name exact --case-sensitive-local-parts --allow-duplicate-name");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("4 accepted, 0 duplicates"), std::string::npos) << r.err;
+
+  r = Salvo("suppression add USER@GMAIL.COM user@gmail.com --data-dir " + data_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = Salvo("suppression list --data-dir " + data_);
+  EXPECT_EQ(r.out.find("user@gmail.com"), r.out.rfind("user@gmail.com")) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+  EXPECT_EQ(r.out.rfind("user@gmail.com\t", 0), 0u) << r.out;
+  // Every spelling in the next list is suppressed.
+  r = Salvo(load + " --name third --allow-duplicate-name");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("1 accepted, 2 duplicates, 1 suppressed"), std::string::npos) << r.err;
+  // Removing one spelling removes the entry.
+  r = Salvo("suppression remove User@Gmail.com --data-dir " + data_);
+  EXPECT_EQ(r.out, "removed 1\n") << r.err;
+  EXPECT_EQ(Salvo("suppression list --data-dir " + data_).out, "");
+  // Case-sensitive entries: only that spelling.
+  r = Salvo("suppression add User@Gmail.com --case-sensitive-local-parts --data-dir " + data_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = Salvo("suppression list --data-dir " + data_);
+  EXPECT_EQ(r.out.rfind("User@gmail.com\t", 0), 0u) << r.out;
+}
+
 // Issue 15 item 4: a campaign file's paths are the file's, whatever the
 // working directory, and a campaign that cannot send fails at load.
 class CampaignFileCliTest : public CliTest {
@@ -322,6 +363,13 @@ TEST_F(CampaignFileCliTest, ACampaignThatCannotComposeItsFirstCopyIsRefusedAndNo
             std::string::npos)
       << r.err;
   EXPECT_EQ((*spool)->ListCampaigns().size(), 1u);
+  // The refused load left no gap in the engine's IDs either.
+  (*server)->Stop();
+  server = AdminServer::Start(spool->get(), {});
+  ASSERT_TRUE(server.ok()) << server.status();
+  r = Salvo(flags_campaign + " --data-dir " + data_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "2\n");
 }
 
 }  // namespace

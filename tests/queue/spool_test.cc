@@ -189,14 +189,57 @@ TEST_F(SpoolTest, SuppressionImportSkipsCommentsAndReportsInvalidLines) {
   EXPECT_TRUE(spool_->IsSuppressed("TWO@example.com"));
 }
 
-TEST_F(SpoolTest, DuplicatesRemovedWithCaseInsensitiveDomain) {
+// Issue 15 item 6: case variants are one recipient, kept as first written.
+TEST_F(SpoolTest, CaseVariantsAreOneRecipient) {
   CampaignSpec spec =
       Spec("email,name\nA@Example.com,1\nA@example.COM,2\na@example.com,3\n A@EXAMPLE.com ,4\n");
   absl::StatusOr<LoadReport> r = spool_->LoadCampaign(spec, {});
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(r->accepted, 2u);  // A@example.com and a@example.com (local part is case-sensitive)
+  EXPECT_EQ(r->accepted, 1u);
+  EXPECT_EQ(r->duplicates, 3u);
+  auto first = spool_->GetRecipient(r->id, RecipientId{1});
+  EXPECT_EQ(first->values[1], "1");          // first one kept
+  EXPECT_EQ(first->email, "A@example.com");  // sent as written, domain lower-cased
+  // Opting out: the local part's case makes two recipients.
+  LoadOptions exact;
+  exact.case_sensitive_local_parts = true;
+  r = spool_->LoadCampaign(spec, exact);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->accepted, 2u);  // A@example.com and a@example.com
   EXPECT_EQ(r->duplicates, 2u);
-  EXPECT_EQ(spool_->GetRecipient(r->id, RecipientId{1})->values[1], "1");  // first one kept
+}
+
+// Issue 15 item 6: one suppression entry for every spelling; an entry added
+// case-sensitively stops only its spelling.
+TEST_F(SpoolTest, CaseVariantsAreOneSuppressionEntry) {
+  ASSERT_TRUE(spool_->AddSuppression("USER@GMAIL.COM", "manual").ok());
+  ASSERT_TRUE(spool_->AddSuppression("user@gmail.com", "manual").ok());
+  std::vector<SuppressionEntry> list = spool_->ListSuppression(10);
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0].email, "user@gmail.com");
+  EXPECT_TRUE(spool_->IsSuppressed("User@Gmail.com"));
+  absl::StatusOr<LoadReport> r =
+      spool_->LoadCampaign(Spec("email,name\nUser@gmail.com,1\nother@gmail.com,2\n"), {});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->suppressed, 1u);
+  EXPECT_EQ(r->accepted, 1u);
+  // Removing any spelling removes the entry.
+  ASSERT_TRUE(spool_->RemoveSuppression("uSeR@gmail.com").ok());
+  EXPECT_FALSE(spool_->IsSuppressed("user@gmail.com"));
+  EXPECT_TRUE(spool_->ListSuppression(10).empty());
+  // Case-sensitive entries stop their own spelling only.
+  ASSERT_TRUE(
+      spool_->AddSuppression("Ann@x.example", "manual", /*case_sensitive_local=*/true).ok());
+  EXPECT_TRUE(spool_->IsSuppressed("Ann@x.example"));
+  EXPECT_FALSE(spool_->IsSuppressed("ann@x.example"));
+  EXPECT_EQ(spool_->ListSuppression(10)[0].email, "Ann@x.example");
+  // Imports fold too: three spellings, one entry.
+  std::string f = dir_.Write("unsub.txt", "Bob@y.example\nBOB@y.example\nbob@Y.example\n");
+  absl::StatusOr<SuppressionImportReport> imp = spool_->ImportSuppression(f, "import");
+  ASSERT_TRUE(imp.ok()) << imp.status();
+  EXPECT_EQ(imp->added, 1u);
+  EXPECT_EQ(imp->already, 2u);
+  EXPECT_TRUE(spool_->IsSuppressed("bOB@y.example"));
 }
 
 TEST_F(SpoolTest, PauseStopsLeasingAndResumeRestarts) {
@@ -399,6 +442,48 @@ TEST_F(SpoolTest, HalfLoadedCampaignLeftByACrashIsRemovedAtOpen) {
   // Nothing of the half campaign remains (the good one has moved on: compare CF by CF).
   for (const char* cfname : {"campaigns", "templates", "recipients"})
     EXPECT_EQ(before[cfname], after[cfname]) << cfname;
+}
+
+// A spool written before the identity key kept suppression entries with the
+// local part as written: they are folded once at open, so they stop every
+// spelling, as entries added now do.
+TEST_F(SpoolTest, AnOlderSpoolsSuppressionEntriesAreFoldedAtOpen) {
+  spool_.reset();
+  {
+    std::vector<std::string> names;
+    ASSERT_TRUE(
+        rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), dir_.File("data"), &names).ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+    for (auto& n : names) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    std::vector<rocksdb::ColumnFamilyHandle*> h;
+    rocksdb::DB* db = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), dir_.File("data"), cfs, &h, &db).ok());
+    auto cf = [&](const std::string& n) {
+      return h[std::find(names.begin(), names.end(), n) - names.begin()];
+    };
+    // As an older release left it: no marker, keys as written.
+    ASSERT_TRUE(db->Delete({}, cf("default"), "meta/suppression_keys_folded").ok());
+    ASSERT_TRUE(db->Put({}, cf("suppression"), "USER@old.example", R"({"reason":"old"})").ok());
+    ASSERT_TRUE(db->Put({}, cf("suppression"), "Dup@old.example", R"({"reason":"first"})").ok());
+    ASSERT_TRUE(db->Put({}, cf("suppression"), "dup@old.example", R"({"reason":"second"})").ok());
+    ASSERT_TRUE(db->Put({}, cf("suppression"), "low@old.example", R"({"reason":"low"})").ok());
+    for (auto* x : h) db->DestroyColumnFamilyHandle(x);
+    delete db;
+  }
+  Reopen();
+  std::vector<SuppressionEntry> list = spool_->ListSuppression(10);
+  ASSERT_EQ(list.size(), 3u);
+  EXPECT_EQ(list[0].email, "dup@old.example");
+  EXPECT_EQ(list[0].reason, "second");  // an entry already folded is kept
+  EXPECT_EQ(list[1].email, "low@old.example");
+  EXPECT_EQ(list[2].email, "user@old.example");
+  EXPECT_EQ(list[2].reason, "old");
+  EXPECT_TRUE(spool_->IsSuppressed("user@old.example"));
+  // Once: a case-sensitive entry added now survives the next open.
+  ASSERT_TRUE(spool_->AddSuppression("Ann@x.example", "manual", true).ok());
+  Reopen();
+  EXPECT_TRUE(spool_->IsSuppressed("Ann@x.example"));
+  EXPECT_FALSE(spool_->IsSuppressed("ann@x.example"));
 }
 
 TEST_F(SpoolTest, StatusShowsTopDomainsAndFindsByName) {
