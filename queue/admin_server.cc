@@ -17,9 +17,11 @@
 #include <filesystem>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "engine/common/host_port.h"
 #include "engine/common/log.h"
+#include "queue/keys.h"
 
 namespace salvo::queue {
 
@@ -410,6 +412,30 @@ nlohmann::json HandleAdminRequest(Spool& spool, const nlohmann::json& req,
         rows.push_back(std::move(row));
       }
       return {{"ok", true}, {"rows", rows}, {"next", Value(page->next)}, {"done", page->done}};
+    }
+    if (op == "preview_data") {
+      // What `campaign preview` composes from, for a CLI that cannot open the
+      // spool while the engine holds it. Bytes as hex: a template or a value
+      // need not be UTF-8, which JSON strings must be.
+      absl::StatusOr<CampaignId> id = CampaignArg(spool, req);
+      if (!id.ok()) return Error(id.status());
+      absl::StatusOr<CampaignInfo> info = spool.GetCampaign(*id);
+      if (!info.ok()) return Error(info.status());
+      absl::StatusOr<std::string> text = spool.GetTemplate(*id);
+      if (!text.ok()) return Error(text.status());
+      const std::string email = req.at("recipient").get<std::string>();
+      absl::StatusOr<std::vector<RecipientView>> found = spool.FindRecipient(email, *id);
+      if (!found.ok()) return Error(found.status());
+      if (found->empty())
+        return Error(absl::NotFoundError(
+            Cat("recipient ", email, " is not in campaign ", Value(*id), " (", info->name, ")")));
+      const RecipientView& v = found->front();
+      nlohmann::json values = nlohmann::json::array();
+      for (const std::string& x : v.values) values.push_back(absl::BytesToHexString(x));
+      return {{"ok", true},
+              {"campaign_record", absl::BytesToHexString(keys::EncodeCampaign(*info))},
+              {"template", absl::BytesToHexString(*text)},
+              {"recipient", {{"id", Value(v.id)}, {"email", v.email}, {"values", values}}}};
     }
     if (op == "recipient") {
       const std::string email = req.at("email").get<std::string>();
