@@ -17,9 +17,11 @@
 #include <filesystem>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "engine/common/host_port.h"
 #include "engine/common/log.h"
+#include "queue/keys.h"
 
 namespace salvo::queue {
 
@@ -397,6 +399,125 @@ nlohmann::json HandleAdminRequest(Spool& spool, const nlohmann::json& req,
         ++n;
       }
       return {{"ok", true}, {op == "suppression_add" ? "added" : "removed", n}};
+    }
+    if (op == "export") {
+      absl::StatusOr<CampaignId> id = CampaignArg(spool, req);
+      if (!id.ok()) return Error(id.status());
+      std::optional<RecipientState> state;
+      if (req.contains("state") && !req["state"].get<std::string>().empty()) {
+        const std::string name = req["state"].get<std::string>();
+        std::string known;
+        for (size_t i = 0; i < kNumRecipientStates; ++i) {
+          const auto st = static_cast<RecipientState>(i);
+          if (RecipientStateName(st) == name) state = st;
+          known += (known.empty() ? "" : ", ") + std::string(RecipientStateName(st));
+        }
+        if (!state)
+          return Error(
+              absl::InvalidArgumentError(Cat("unknown state '", name, "' (one of: ", known, ")")));
+      }
+      const size_t limit = std::min<size_t>(CountArg(req, "limit", 10000), 100000);
+      absl::StatusOr<Spool::ExportPage> page =
+          spool.Export(*id, RecipientId{CountArg(req, "after", 0)}, limit, state);
+      if (!page.ok()) return Error(page.status());
+      nlohmann::json rows = nlohmann::json::array();
+      for (const RecipientView& v : page->rows) {
+        nlohmann::json row = {{"id", Value(v.id)},
+                              {"email", v.email},
+                              {"state", std::string(RecipientStateName(v.state))},
+                              {"attempts", v.attempts},
+                              {"last_reply", v.last_reply},
+                              {"category", v.category},
+                              {"queued", TimeString(v.queued_at)}};
+        row["next_attempt"] =
+            v.state == RecipientState::kQueued || v.state == RecipientState::kDeferred
+                ? TimeString(v.next_attempt)
+                : "";
+        rows.push_back(std::move(row));
+      }
+      return {{"ok", true}, {"rows", rows}, {"next", Value(page->next)}, {"done", page->done}};
+    }
+    if (op == "preview_data") {
+      // What `campaign preview` composes from, for a CLI that cannot open the
+      // spool while the engine holds it. Bytes as hex: a template or a value
+      // need not be UTF-8, which JSON strings must be.
+      absl::StatusOr<CampaignId> id = CampaignArg(spool, req);
+      if (!id.ok()) return Error(id.status());
+      absl::StatusOr<CampaignInfo> info = spool.GetCampaign(*id);
+      if (!info.ok()) return Error(info.status());
+      absl::StatusOr<std::string> text = spool.GetTemplate(*id);
+      if (!text.ok()) return Error(text.status());
+      const std::string email = req.at("recipient").get<std::string>();
+      absl::StatusOr<std::vector<RecipientView>> found = spool.FindRecipient(email, *id);
+      if (!found.ok()) return Error(found.status());
+      if (found->empty())
+        return Error(absl::NotFoundError(
+            Cat("recipient ", email, " is not in campaign ", Value(*id), " (", info->name, ")")));
+      const RecipientView& v = found->front();
+      nlohmann::json values = nlohmann::json::array();
+      for (const std::string& x : v.values) values.push_back(absl::BytesToHexString(x));
+      return {{"ok", true},
+              {"campaign_record", absl::BytesToHexString(keys::EncodeCampaign(*info))},
+              {"template", absl::BytesToHexString(*text)},
+              {"recipient", {{"id", Value(v.id)}, {"email", v.email}, {"values", values}}}};
+    }
+    if (op == "recipient") {
+      const std::string email = req.at("email").get<std::string>();
+      std::optional<CampaignId> only;
+      if (req.contains("campaign")) {
+        absl::StatusOr<CampaignId> id = CampaignArg(spool, req);
+        if (!id.ok()) return Error(id.status());
+        only = *id;
+      }
+      absl::StatusOr<std::vector<RecipientView>> found = spool.FindRecipient(email, only);
+      if (!found.ok()) return Error(found.status());
+      nlohmann::json list = nlohmann::json::array();
+      for (const RecipientView& v : *found) {
+        absl::StatusOr<CampaignInfo> info = spool.GetCampaign(v.campaign);
+        nlohmann::json j = {{"campaign_id", Value(v.campaign)},
+                            {"campaign", info.ok() ? info->name : ""},
+                            {"recipient_id", Value(v.id)},
+                            {"email", v.email},
+                            {"state", std::string(RecipientStateName(v.state))},
+                            {"attempts", v.attempts},
+                            {"queued", TimeString(v.queued_at)},
+                            {"last_reply", v.last_reply},
+                            {"category", v.category}};
+        if (v.state == RecipientState::kQueued || v.state == RecipientState::kDeferred)
+          j["next_attempt"] = TimeString(v.next_attempt);
+        nlohmann::json history = nlohmann::json::array();
+        absl::StatusOr<std::vector<HistoryEntry>> h = spool.History(v.campaign, v.id);
+        if (h.ok()) {
+          for (const HistoryEntry& e : *h) {
+            if (e.to == RecipientState::kInFlight) continue;  // the lease half of an attempt
+            // "550 5.1.1 text": the enhanced code is the second word when it has that shape.
+            std::string enhanced;
+            if (size_t sp = e.reply.find(' '); sp != std::string::npos) {
+              std::string_view w = std::string_view(e.reply).substr(sp + 1);
+              w = w.substr(0, w.find(' '));
+              if (w.size() >= 5 && (w[0] == '2' || w[0] == '4' || w[0] == '5') && w[1] == '.')
+                enhanced = std::string(w);
+            }
+            history.push_back({{"at", TimeString(e.at)},
+                               {"from", std::string(RecipientStateName(e.from))},
+                               {"to", std::string(RecipientStateName(e.to))},
+                               {"reply", e.reply},
+                               {"enhanced_code", enhanced},
+                               {"category", e.category},
+                               {"scope", e.scope},
+                               {"host", e.detail}});
+          }
+        }
+        j["history"] = history;
+        list.push_back(std::move(j));
+      }
+      nlohmann::json out = {{"ok", true}, {"email", email}, {"recipients", list}};
+      absl::StatusOr<SuppressionEntry> sup = spool.GetSuppression(email);
+      out["suppression"] = sup.ok() ? nlohmann::json{{"email", sup->email},
+                                                     {"reason", sup->reason},
+                                                     {"added", TimeString(sup->added)}}
+                                    : nlohmann::json(nullptr);
+      return out;
     }
     if (op == "suppression_list") {
       nlohmann::json entries = nlohmann::json::array();

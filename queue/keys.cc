@@ -105,6 +105,7 @@ std::string EncodeHistory(const HistoryRecord& h) {
   PutBytes(&out, h.category);
   PutBytes(&out, h.detail);
   PutVarint(&out, h.lease_us);
+  if (!h.scope.empty()) PutBytes(&out, h.scope);
   return out;
 }
 
@@ -117,8 +118,11 @@ bool DecodeHistory(std::string_view data, HistoryRecord* h) {
   }
   h->from = static_cast<RecipientState>(from);
   h->to = static_cast<RecipientState>(to);
-  return in.Bytes(&h->reply) && in.Bytes(&h->category) && in.Bytes(&h->detail) &&
-         in.Varint(&h->lease_us) && in.done();
+  if (!in.Bytes(&h->reply) || !in.Bytes(&h->category) || !in.Bytes(&h->detail) ||
+      !in.Varint(&h->lease_us))
+    return false;
+  h->scope.clear();
+  return in.done() || (in.Bytes(&h->scope) && in.done());
 }
 
 std::string EncodeCounts(const StateCounts& c) {

@@ -127,6 +127,10 @@ struct HistoryRecord {
   std::string category;
   std::string detail;
   uint64_t lease_us = 0;
+  // Failure scope of an attempt that failed ("recipient", "message",
+  // "connection", "site"); "" otherwise. Optional on disk (older records end
+  // before it).
+  std::string scope = {};
 };
 std::string EncodeHistory(const HistoryRecord& h);
 bool DecodeHistory(std::string_view data, HistoryRecord* h);

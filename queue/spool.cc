@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -69,6 +70,21 @@ class SpoolLogger final : public rocksdb::Logger {
       SALVO_LOG(kWarning, "rocksdb: {}", line);
   }
 };
+
+// smtp::ScopeName without linking the SMTP library.
+std::string_view ScopeText(smtp::Scope s) {
+  switch (s) {
+    case smtp::Scope::kRecipient:
+      return "recipient";
+    case smtp::Scope::kMessage:
+      return "message";
+    case smtp::Scope::kConnection:
+      return "connection";
+    case smtp::Scope::kSite:
+      return "site";
+  }
+  return "";
+}
 
 std::string CampaignPrefixEnd(CampaignId c) { return keys::Campaign(CampaignId{Value(c) + 1}); }
 
@@ -865,7 +881,11 @@ absl::Status Spool::CompleteBatchInner(absl::Span<const Completion> completions)
     const std::string category = o.bounce_class != smtp::Category::kNone
                                      ? std::string(smtp::CategoryName(o.bounce_class))
                                      : o.category;
-    keys::HistoryRecord h{now_us, r.state, to, reply, category, detail, lease_us};
+    keys::HistoryRecord h{
+        now_us,   r.state,
+        to,       reply,
+        category, detail,
+        lease_us, to == RecipientState::kDelivered ? "" : std::string(ScopeText(o.scope))};
     history.emplace_back(keys::History(c.campaign, c.id, r.transitions++), keys::EncodeHistory(h));
     e.counts[r.state]--;
     e.counts[to]++;
@@ -1248,9 +1268,84 @@ absl::StatusOr<std::vector<HistoryEntry>> Spool::History(CampaignId campaign,
           {keys::MicrosToTime(h.lease_us), h.from, RecipientState::kInFlight, "", "", "leased"});
       h.from = RecipientState::kInFlight;
     }
-    out.push_back({keys::MicrosToTime(h.at_us), h.from, h.to, h.reply, h.category, h.detail});
+    out.push_back(
+        {keys::MicrosToTime(h.at_us), h.from, h.to, h.reply, h.category, h.detail, h.scope});
   }
   if (auto s = FromRocks(it->status(), "reading history"); !s.ok()) return s;
+  return out;
+}
+
+absl::StatusOr<Spool::ExportPage> Spool::Export(CampaignId campaign, RecipientId after,
+                                                size_t limit,
+                                                std::optional<RecipientState> state) const {
+  ExportPage page;
+  limit = std::max<size_t>(1, limit);
+  const std::string begin = keys::Recipient(campaign, RecipientId{Value(after) + 1});
+  const std::string end = CampaignPrefixEnd(campaign);
+  rocksdb::ReadOptions ro;
+  rocksdb::Slice upper(end);
+  ro.iterate_upper_bound = &upper;
+  ro.fill_cache = false;
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db_->NewIterator(ro, impl_->recipients_cf_));
+  size_t read = 0;
+  page.next = after;
+  keys::RecipientRecord r;
+  for (it->Seek(begin); it->Valid(); it->Next()) {
+    const std::string_view key = it->key().ToStringView();
+    if (key.size() != 16) continue;
+    const RecipientId id{keys::GetU64(key, 8)};
+    page.next = id;
+    if (!keys::DecodeRecord(it->value().ToStringView(), &r)) continue;
+    if (!state || r.state == *state) {
+      RecipientView v;
+      v.campaign = campaign;
+      v.id = id;
+      v.email = std::move(r.email);
+      v.state = r.state;
+      v.attempts = r.attempts;
+      v.queued_at = keys::MicrosToTime(r.queued_us);
+      v.next_attempt = keys::MicrosToTime(r.next_us);
+      v.last_reply = std::move(r.last_reply);
+      v.category = std::move(r.category);
+      page.rows.push_back(std::move(v));
+    }
+    if (page.rows.size() >= limit || ++read >= 50 * limit) return page;
+  }
+  if (auto s = FromRocks(it->status(), "exporting recipients"); !s.ok()) return s;
+  page.done = true;
+  return page;
+}
+
+absl::StatusOr<std::vector<RecipientView>> Spool::FindRecipient(
+    std::string_view email, std::optional<CampaignId> campaign) const {
+  std::vector<CampaignId> campaigns;
+  if (campaign) {
+    campaigns.push_back(*campaign);
+  } else {
+    for (const CampaignInfo& c : ListCampaigns()) campaigns.push_back(c.id);
+  }
+  std::vector<RecipientView> out;
+  for (CampaignId c : campaigns) {
+    const std::string begin = keys::Campaign(c);
+    const std::string end = CampaignPrefixEnd(c);
+    rocksdb::ReadOptions ro;
+    rocksdb::Slice upper(end);
+    ro.iterate_upper_bound = &upper;
+    ro.fill_cache = false;
+    std::unique_ptr<rocksdb::Iterator> it(impl_->db_->NewIterator(ro, impl_->recipients_cf_));
+    keys::RecipientRecord r;
+    for (it->Seek(begin); it->Valid(); it->Next()) {
+      if (!keys::DecodeRecord(it->value().ToStringView(), &r) ||
+          !absl::EqualsIgnoreCase(r.email, absl::string_view(email.data(), email.size())))
+        continue;
+      const std::string_view key = it->key().ToStringView();
+      if (key.size() != 16) continue;
+      absl::StatusOr<RecipientView> v =
+          GetRecipient(CampaignId{keys::GetU64(key, 0)}, RecipientId{keys::GetU64(key, 8)});
+      if (v.ok()) out.push_back(std::move(*v));
+    }
+    if (auto s = FromRocks(it->status(), "scanning recipients"); !s.ok()) return s;
+  }
   return out;
 }
 
@@ -1290,6 +1385,23 @@ absl::Status Spool::RemoveSuppression(std::string_view email, bool case_sensitiv
 bool Spool::IsSuppressed(std::string_view email) const {
   absl::StatusOr<Address> a = ParseAddress(email);
   return a.ok() ? impl_->SuppressedMailbox(a->Mailbox()) : impl_->Suppressed(email);
+}
+
+absl::StatusOr<SuppressionEntry> Spool::GetSuppression(std::string_view email) const {
+  absl::StatusOr<Address> a = ParseAddress(email);
+  const std::string key = a.ok() ? a->Normalized() : std::string(email);
+  std::string value;
+  rocksdb::Status s = impl_->db_->Get(rocksdb::ReadOptions(), impl_->suppression_cf_, key, &value);
+  if (s.IsNotFound()) return absl::NotFoundError(Cat(key, " is not on the suppression list"));
+  if (!s.ok()) return FromRocks(s, "reading the suppression list");
+  SuppressionEntry e;
+  e.email = key;
+  nlohmann::json v = nlohmann::json::parse(value, nullptr, false);
+  if (v.is_object()) {
+    e.reason = v.value("reason", "");
+    e.added = keys::MicrosToTime(v.value("added_us", uint64_t{0}));
+  }
+  return e;
 }
 
 std::vector<SuppressionEntry> Spool::ListSuppression(size_t limit, std::string_view after) const {

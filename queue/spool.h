@@ -38,6 +38,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -104,9 +105,10 @@ struct HistoryEntry {
   absl::Time at;
   RecipientState from = RecipientState::kQueued;
   RecipientState to = RecipientState::kQueued;
-  std::string reply;     // "550 5.1.1 text" or empty
-  std::string category;  // bounce/deferral category or empty
-  std::string detail;    // host, or why (e.g. "cancelled by operator")
+  std::string reply;       // "550 5.1.1 text" or empty
+  std::string category;    // bounce/deferral category or empty
+  std::string detail;      // host, or why (e.g. "cancelled by operator")
+  std::string scope = {};  // a failed attempt's failure scope ("recipient" ... "site")
 };
 
 // What a recipient looks like now (for tests, `status`, debugging).
@@ -299,6 +301,21 @@ class Spool {
   // ---- Recipients (inspection) ----
   absl::StatusOr<RecipientView> GetRecipient(CampaignId campaign, RecipientId id) const;
   absl::StatusOr<std::vector<HistoryEntry>> History(CampaignId campaign, RecipientId id) const;
+  // One page of a campaign's recipients in ID order, after `after` (0 = from
+  // the start), at most `limit` rows, only those in `state` when set. Reads
+  // at most 50 x limit records per call: `next` is where the next call starts,
+  // `done` when the campaign has no more. Memory: the page.
+  struct ExportPage {
+    std::vector<RecipientView> rows;  // values left empty
+    RecipientId next{};
+    bool done = false;
+  };
+  absl::StatusOr<ExportPage> Export(CampaignId campaign, RecipientId after, size_t limit,
+                                    std::optional<RecipientState> state = std::nullopt) const;
+  // Every recipient with this address (compared case-insensitively), in
+  // every campaign or only `campaign`. Scans each campaign's recipients.
+  absl::StatusOr<std::vector<RecipientView>> FindRecipient(
+      std::string_view email, std::optional<CampaignId> campaign = std::nullopt) const;
 
   // ---- Suppression list (keyed by identity key, see queue/address.h) ----
   // Listed by its identity key (queue/address.h): the local part lower-cased,
@@ -312,6 +329,8 @@ class Spool {
   absl::Status RemoveSuppression(std::string_view email, bool case_sensitive_local = false);
   // Listed under its key or under its exact spelling.
   bool IsSuppressed(std::string_view email) const;
+  // The address's suppression entry; kNotFound when it is not on the list.
+  absl::StatusOr<SuppressionEntry> GetSuppression(std::string_view email) const;
   // Entries in address order, starting after `after` (paging).
   std::vector<SuppressionEntry> ListSuppression(size_t limit, std::string_view after = "") const;
   // Imports a file of addresses: one per line, or a CSV with an `email`

@@ -117,6 +117,8 @@ void RegisterRunCommands(CLI::App& app, CommandContext& ctx);
 void RegisterBenchCommand(CLI::App& app, CommandContext& ctx);
 void RegisterFleetCommands(CLI::App& app, CommandContext& ctx);
 void RegisterShapingCommands(CLI::App& app, CommandContext& ctx);
+// `salvo bounce parse`, under the `bounce` group RegisterShapingCommands makes.
+void RegisterBounceParseCommand(CLI::App& bounce, CommandContext& ctx);
 
 // Fleet helpers (fleet_commands.cc). The node share "i/N" or "auto/N" (the
 // host name's trailing number); "" = the whole list. Errors are printed.

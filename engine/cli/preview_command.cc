@@ -5,14 +5,20 @@
 // (CRLF line ends, before SMTP dot-stuffing): the campaign's template rendered
 // with that recipient's CSV values, Salvo's per-copy headers, and, when DKIM
 // keys are configured (--config FILE, [dkim] keys), the DKIM-Signature
-// field(s) prepended exactly as the engine signs. Needs the spool: it opens
-// the data directory, so it fails with a clear error while `salvo run` holds
-// it. Notes (what was or was not done) go to stderr, never into the message.
+// field(s) prepended exactly as the engine signs. The campaign and the
+// recipient come from the running engine over its admin socket (while
+// `salvo run` holds the spool), else from the spool directly; composing and
+// signing happen here, with this command's keys. Notes (what was or was not
+// done) go to stderr, never into the message.
 #include <cstdio>
 #include <memory>
 #include <optional>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/time/clock.h"
 #include "dkim/key_store.h"
@@ -21,6 +27,8 @@
 #include "engine/cli/wiring.h"
 #include "engine/config/config.h"
 #include "engine/delivery/composer.h"
+#include "queue/admin_server.h"
+#include "queue/keys.h"
 #include "queue/spool.h"
 
 namespace salvo::cli {
@@ -39,19 +47,13 @@ struct PreviewArgs {
 // Debian's abseil has its own string_view type: copy messages out.
 std::string Msg(const absl::Status& s) { return std::string(s.message()); }
 
-bool SameAddress(std::string_view a, std::string_view b) {
-  // Local parts compare exactly, domains case-insensitively.
-  size_t at_a = a.rfind('@'), at_b = b.rfind('@');
-  if (at_a == std::string_view::npos || at_b == std::string_view::npos) return a == b;
-  if (a.substr(0, at_a) != b.substr(0, at_b)) return false;
-  std::string_view da = a.substr(at_a + 1), db = b.substr(at_b + 1);
-  if (da.size() != db.size()) return false;
-  for (size_t i = 0; i < da.size(); ++i) {
-    char x = da[i], y = db[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
+// Hex to bytes; false on an odd length or a non-hex digit (this abseil's
+// HexStringToBytes does not check).
+bool FromHex(const std::string& hex, std::string* out) {
+  if (hex.size() % 2 != 0) return false;
+  for (char c : hex)
+    if (!absl::ascii_isxdigit(static_cast<unsigned char>(c))) return false;
+  *out = absl::HexStringToBytes(hex);
   return true;
 }
 
@@ -69,41 +71,86 @@ int RunPreview(const PreviewArgs& args) {
   }
   if (data_dir.empty()) data_dir = "./salvo-data";
 
-  queue::Spool::Options options;
-  options.create_if_missing = false;
-  auto spool = queue::Spool::Open(data_dir, options);
-  if (!spool.ok()) {
-    PrintError("cannot open the spool in " + data_dir + ": " + Msg(spool.status()));
-    return kExitFailure;
+  // The campaign, its template and the recipient: from the running engine
+  // over its admin socket, else from the spool directly.
+  std::string socket = queue::AdminSocketPath(data_dir);
+  if (!args.config_file.empty()) {
+    auto config = config::LoadConfig(args.config_file);
+    if (config.ok() && !config->queue.admin_socket.empty()) socket = config->queue.admin_socket;
   }
-  auto id = (*spool)->FindCampaign(args.campaign);
-  if (!id.ok()) {
-    PrintError(Msg(id.status()));
-    return kExitFailure;
-  }
-  auto info = (*spool)->GetCampaign(*id);
-  auto text = (*spool)->GetTemplate(*id);
-  auto counts = (*spool)->Counts(*id);
-  if (!info.ok() || !text.ok() || !counts.ok()) {
-    PrintError(Msg(!info.ok() ? info.status() : !text.ok() ? text.status() : counts.status()));
-    return kExitFailure;
-  }
-  // Find the recipient (the spool is keyed by recipient id; a preview can
-  // afford one pass over the campaign).
+  std::optional<queue::CampaignInfo> info;
+  std::string text;
   std::optional<queue::RecipientView> found;
-  for (uint64_t r = 1; r <= counts->Total(); ++r) {
-    auto view = (*spool)->GetRecipient(*id, queue::RecipientId{r});
-    if (view.ok() && SameAddress(view->email, args.recipient)) {
-      found = std::move(*view);
-      break;
+  absl::StatusOr<nlohmann::json> remote = queue::AdminCall(
+      socket, {{"op", "preview_data"}, {"campaign", args.campaign}, {"recipient", args.recipient}});
+  if (remote.ok()) {
+    if (!remote->value("ok", false)) {
+      PrintError(remote->value("error", std::string("preview failed")));
+      return kExitFailure;
     }
-  }
-  const std::string campaign_id = std::to_string(queue::Value(*id));
-  if (!found) {
-    PrintError("recipient " + args.recipient + " is not in campaign " + campaign_id + " (" +
-               info->name + ")");
+    std::string record, bytes;
+    if (!FromHex((*remote)["campaign_record"].get<std::string>(), &record) ||
+        !FromHex((*remote)["template"].get<std::string>(), &text)) {
+      PrintError("the engine's answer to preview_data is malformed");
+      return kExitFailure;
+    }
+    auto decoded = queue::keys::DecodeCampaign(record);
+    if (!decoded.ok()) {
+      PrintError(Msg(decoded.status()));
+      return kExitFailure;
+    }
+    info = std::move(*decoded);
+    const nlohmann::json& r = (*remote)["recipient"];
+    queue::RecipientView v;
+    v.id = queue::RecipientId{r["id"].get<uint64_t>()};
+    v.email = r["email"].get<std::string>();
+    for (const auto& x : r["values"]) {
+      v.values.emplace_back();
+      if (!FromHex(x.get<std::string>(), &v.values.back())) {
+        PrintError("the engine's answer to preview_data is malformed");
+        return kExitFailure;
+      }
+    }
+    found = std::move(v);
+  } else if (remote.status().code() != absl::StatusCode::kUnavailable) {
+    PrintError(Msg(remote.status()));
     return kExitFailure;
+  } else {
+    queue::Spool::Options options;
+    options.create_if_missing = false;
+    auto spool = queue::Spool::Open(data_dir, options);
+    if (!spool.ok()) {
+      PrintError("cannot open the spool in " + data_dir + ": " + Msg(spool.status()));
+      return kExitFailure;
+    }
+    auto id = (*spool)->FindCampaign(args.campaign);
+    if (!id.ok()) {
+      PrintError(Msg(id.status()));
+      return kExitFailure;
+    }
+    auto i = (*spool)->GetCampaign(*id);
+    auto t = (*spool)->GetTemplate(*id);
+    if (!i.ok() || !t.ok()) {
+      PrintError(Msg(!i.ok() ? i.status() : t.status()));
+      return kExitFailure;
+    }
+    info = std::move(*i);
+    text = std::move(*t);
+    // Compared as the queue compares addresses (case-insensitively).
+    auto matches = (*spool)->FindRecipient(args.recipient, *id);
+    if (!matches.ok()) {
+      PrintError(Msg(matches.status()));
+      return kExitFailure;
+    }
+    if (matches->empty()) {
+      PrintError("recipient " + args.recipient + " is not in campaign " +
+                 std::to_string(queue::Value(*id)) + " (" + info->name + ")");
+      return kExitFailure;
+    }
+    found = std::move(matches->front());
   }
+  const queue::CampaignId id = info->id;
+  const std::string campaign_id = std::to_string(queue::Value(id));
 
   // The engine's composer (engine/delivery/composer.h): the same bytes.
   std::shared_ptr<const dkim::KeyStore> store;
@@ -116,7 +163,7 @@ int RunPreview(const PreviewArgs& args) {
     store = std::move(*loaded);
   }
   std::shared_ptr<const delivery::CampaignComposer> composer =
-      delivery::CampaignComposer::Prepare(queue::Value(*id), *info, *text, store.get());
+      delivery::CampaignComposer::Prepare(queue::Value(id), *info, text, store.get());
   if (!composer->error().ok()) {
     PrintError("campaign " + campaign_id + ": " + Msg(composer->error()));
     return kExitFailure;

@@ -25,6 +25,8 @@
 #include <string>
 #include <thread>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "engine/cli/commands.h"
 #include "engine/cli/observability.h"
 #include "engine/cli/wiring.h"
@@ -55,7 +57,24 @@ struct RunArgs {
   std::string node;  // send --node i/N
   bool strict = false;
   bool json = false;
+  // Progress: a line every progress_interval seconds (0 = none); on a
+  // terminal an updating line instead. --quiet: neither.
+  double progress_interval = 10;
+  bool quiet = false;
 };
+
+struct Progress {
+  double interval_seconds = 10;  // 0 = no periodic line
+  bool quiet = false;
+};
+
+// Recipients waiting in the spool (queued, deferred, in flight), every campaign.
+uint64_t QueueWaiting(const queue::Spool& spool) {
+  uint64_t n = 0;
+  for (const queue::CampaignInfo& c : spool.ListCampaigns())
+    if (auto counts = spool.Counts(c.id); counts.ok()) n += counts->Pending();
+  return n;
+}
 
 // Waits for SIGTERM/SIGINT/SIGHUP on its own thread (the signals are blocked
 // in every other thread): shutdown requests, and SIGHUP reloads the shaping
@@ -158,7 +177,7 @@ int Prepare(const RunArgs& a, CLI::App* cmd, Loaded* out) {
 // Runs the engine over the spool with the admin socket up and metrics served
 // on `metrics_listen` ("" = none; see StartObservability for `required`).
 // Returns the exit code; *finished tells whether the source finished.
-int RunEngine(Loaded& l, SignalWatcher& signals, delivery::SpoolSourceOptions so, bool progress,
+int RunEngine(Loaded& l, SignalWatcher& signals, delivery::SpoolSourceOptions so, Progress progress,
               const std::string& metrics_listen, bool metrics_required,
               delivery::EngineStats* stats_out, bool* finished) {
   so.shards = l.config.EffectiveShards();
@@ -219,16 +238,51 @@ int RunEngine(Loaded& l, SignalWatcher& signals, delivery::SpoolSourceOptions so
     return kExitFailure;
   }
   delivery::EngineOptions eo;
-  const bool tty = progress && isatty(STDERR_FILENO) == 1;
-  eo.on_tick = [tty, registry](const delivery::EngineStats& s) {
+  const bool tty = !progress.quiet && isatty(STDERR_FILENO) == 1;
+  // Rates over the last interval (a second on a terminal, else
+  // progress.interval_seconds), from the engine's totals.
+  struct Last {
+    delivery::EngineStats stats;
+    std::chrono::steady_clock::time_point at = std::chrono::steady_clock::now();
+  };
+  auto last = std::make_shared<Last>();
+  queue::Spool* spool = l.spool.get();
+  eo.on_tick = [tty, registry, progress, last, spool](const delivery::EngineStats& s) {
     registry->SetJobsInFlight(s.jobs_in_flight);
-    if (!tty) return;
-    std::fprintf(stderr, "\rdelivered %llu  deferred %llu  bounced %llu  sessions %llu   ",
+    if (progress.quiet || (!tty && progress.interval_seconds <= 0)) return;
+    const auto now = std::chrono::steady_clock::now();
+    const double secs = std::chrono::duration<double>(now - last->at).count();
+    if (!tty && secs + 0.5 < progress.interval_seconds) return;
+    if (secs <= 0) return;
+    auto rate = [secs](uint64_t now_n, uint64_t then_n) {
+      return static_cast<double>(now_n - std::min(now_n, then_n)) / secs;
+    };
+    const double delivered = rate(s.delivered, last->stats.delivered);
+    const double deferred = rate(s.deferred, last->stats.deferred);
+    const double bounced = rate(s.bounced, last->stats.bounced);
+    const uint64_t waiting = QueueWaiting(*spool);
+    last->stats = s;
+    last->at = now;
+    if (tty) {
+      std::fprintf(stderr,
+                   "\r%.0f delivered/s  %.0f deferred/s  %.0f bounced/s  queue %llu  sessions %llu"
+                   "  (total delivered %llu)   ",
+                   delivered, deferred, bounced, static_cast<unsigned long long>(waiting),
+                   static_cast<unsigned long long>(s.open_sessions),
+                   static_cast<unsigned long long>(s.delivered));
+      std::fflush(stderr);
+      return;
+    }
+    std::fprintf(stderr,
+                 "%s progress: %.1f delivered/s, %.1f deferred/s, %.1f bounced/s over %.0f s; "
+                 "queue %llu waiting; sessions %llu; totals: delivered %llu, deferred %llu, "
+                 "bounced %llu\n",
+                 absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::Now(), absl::UTCTimeZone()).c_str(),
+                 delivered, deferred, bounced, secs, static_cast<unsigned long long>(waiting),
+                 static_cast<unsigned long long>(s.open_sessions),
                  static_cast<unsigned long long>(s.delivered),
                  static_cast<unsigned long long>(s.deferred),
-                 static_cast<unsigned long long>(s.bounced),
-                 static_cast<unsigned long long>(s.open_sessions));
-    std::fflush(stderr);
+                 static_cast<unsigned long long>(s.bounced));
   };
   auto engine = delivery::Engine::Create(l.config, source.get(), registry, std::move(eo));
   if (!engine.ok()) {
@@ -281,8 +335,8 @@ int DoRun(const RunArgs& a, CLI::App* cmd) {
   if (int rc = Prepare(a, cmd, &l); rc != kExitOk) return rc;
   delivery::EngineStats stats;
   bool finished = false;
-  int rc = RunEngine(l, signals, {}, false, l.config.metrics.listen, l.config.metrics.listen_set,
-                     &stats, &finished);
+  int rc = RunEngine(l, signals, {}, {a.progress_interval, a.quiet}, l.config.metrics.listen,
+                     l.config.metrics.listen_set, &stats, &finished);
   std::fprintf(stderr,
                "salvo run stopped: delivered %llu, deferred %llu, bounced %llu recipient "
                "attempt(s); %llu session(s)\n",
@@ -350,7 +404,8 @@ int DoSend(const RunArgs& a, CLI::App* cmd) {
   std::string listen = !a.metrics_listen.empty()     ? a.metrics_listen
                        : l.config.metrics.listen_set ? l.config.metrics.listen
                                                      : "";
-  int rc = RunEngine(l, signals, so, true, listen, true, &stats, &finished);
+  int rc = RunEngine(l, signals, so, {a.progress_interval, a.quiet || a.json}, listen, true, &stats,
+                     &finished);
   getrusage(RUSAGE_SELF, &ru1);
   auto cpu = [](const rusage& r) {
     return r.ru_utime.tv_sec + r.ru_stime.tv_sec + (r.ru_utime.tv_usec + r.ru_stime.tv_usec) / 1e6;
@@ -406,6 +461,12 @@ void RegisterRunCommands(CLI::App& app, CommandContext& ctx) {
   run->add_option("--data-dir", run_args->data_dir, "Spool directory (overrides the config)");
   run->add_option("--shards", run_args->shards, "Delivery threads (overrides the config)")
       ->check(CLI::Range(1, 256));
+  run->add_option("--progress-interval", run_args->progress_interval,
+                  "Seconds between progress lines (delivered, deferred, bounced per second, "
+                  "queue depth) when stderr is not a terminal; 0 = none")
+      ->check(CLI::Range(0.0, 86400.0));
+  run->add_flag("--quiet", run_args->quiet,
+                "No progress output (neither lines nor the terminal line)");
   run->callback([&ctx, run, run_args] { ctx.exit_code = DoRun(*run_args, run); });
 
   auto send_args = std::make_shared<RunArgs>();
@@ -428,6 +489,10 @@ void RegisterRunCommands(CLI::App& app, CommandContext& ctx) {
   send->add_option("--shards", send_args->shards, "Delivery threads (overrides the config)")
       ->check(CLI::Range(1, 256));
   send->add_flag("--json", send_args->json, "Print the summary as JSON");
+  send->add_option("--progress-interval", send_args->progress_interval,
+                   "Seconds between progress lines when stderr is not a terminal; 0 = none")
+      ->check(CLI::Range(0.0, 86400.0));
+  send->add_flag("--quiet", send_args->quiet, "No progress output");
   send->add_option("--node", send_args->node,
                    "Fleet: send only node i's share of N (i/N or auto/N; default: fleet.node)");
   send->add_option("--metrics-listen", send_args->metrics_listen,

@@ -1,4 +1,5 @@
-// salvo shaping check|show, salvo bounce classify (engine/shaping).
+// salvo shaping check|show, salvo bounce classify (engine/shaping); salvo bounce
+// parse is in bounce_commands.cc.
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -239,6 +240,7 @@ void RegisterShapingCommands(CLI::App& app, CommandContext& ctx) {
       ->check(ReadableFile());
   classify->add_flag("--json", cl->json, "Print JSON");
   classify->callback([cl, &ctx] { ctx.exit_code = RunClassify(*cl); });
+  RegisterBounceParseCommand(*bounce, ctx);
 }
 
 }  // namespace salvo::cli

@@ -464,10 +464,17 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
   if (const toml::table* t = root.Table("fleet")) {
     TableReader r(*t, "fleet", source_name, &status);
     r.String("node", &cfg.fleet.node);
+    r.String("redis", &cfg.fleet.redis);
+    r.String("node_id", &cfg.fleet.node_id);
+    r.Int("size", &cfg.fleet.size, 0, 4096);
     r.RejectUnknown();
     if (status.ok() && !cfg.fleet.node.empty()) {
       if (absl::Status s = CheckNode(cfg.fleet.node); !s.ok())
         r.Fail(t->get("node")->source(), Cat("[fleet] node: ", std::string(s.message())));
+    }
+    if (status.ok() && !cfg.fleet.redis.empty()) {
+      if (absl::Status s = CheckListen(cfg.fleet.redis); !s.ok())
+        r.Fail(t->get("redis")->source(), Cat("[fleet] redis: ", std::string(s.message())));
     }
   }
 
@@ -480,6 +487,15 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
   resolve(&cfg.queue.admin_socket);
   resolve(&cfg.queue.admin_token_file);
   return cfg;
+}
+
+int FleetConfig::FleetSize() const {
+  if (size > 0) return size;
+  const size_t slash = node.find('/');
+  int n = 1;
+  if (slash != std::string::npos && absl::SimpleAtoi(node.substr(slash + 1), &n) && n >= 1)
+    return n;
+  return 1;
 }
 
 absl::Status ApplyEnvironment(Config* cfg, const std::function<const char*(const char*)>& get_env) {
@@ -510,6 +526,10 @@ absl::Status ApplyEnvironment(Config* cfg, const std::function<const char*(const
       if (!v.empty())
         if (absl::Status s = CheckNode(v); !s.ok()) return bad(std::string(s.message()));
       cfg->fleet.node = v;
+    } else if (key == "fleet.redis") {
+      if (!v.empty())
+        if (absl::Status s = CheckListen(v); !s.ok()) return bad(std::string(s.message()));
+      cfg->fleet.redis = v;
     } else if (key == "delivery.helo_name") {
       cfg->delivery.helo_name = v;
     } else if (key == "metrics.listen") {

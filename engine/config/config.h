@@ -162,6 +162,17 @@ struct FleetConfig {
   // host name, as a StatefulSet pod "salvo-2"); "" = a single node. `salvo
   // campaign load` and `salvo send` then keep only this node's share.
   std::string node;
+  // Fleet-wide limits: the message-rate and connection limits of the shaping
+  // file's provider and domain tables are held by the whole fleet through
+  // this Redis "host:port" ("" = each node alone). Redis unreachable: each
+  // node keeps to limit / size until it answers again.
+  std::string redis;
+  // This node's name in Redis (unique in the fleet); "" = host name and pid.
+  std::string node_id;
+  // Nodes in the fleet, for that fallback share; 0 = N of `node`, else 1.
+  int size = 0;
+  // N of "i/N" (or "auto/N"), 1 when not a fleet node.
+  int FleetSize() const;
 };
 
 struct Config {
@@ -211,6 +222,7 @@ inline constexpr EnvOverride kEnvOverrides[] = {
     {"SALVO_SHARDS", "shards"},
     {"SALVO_LOG_LEVEL", "log_level"},
     {"SALVO_NODE", "fleet.node"},
+    {"SALVO_FLEET_REDIS", "fleet.redis"},
     {"SALVO_HELO_NAME", "delivery.helo_name"},
     {"SALVO_METRICS_LISTEN", "metrics.listen"},
     {"SALVO_ADMIN_LISTEN", "queue.admin_listen"},

@@ -40,6 +40,23 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const config::Config& con
   smtp::InstallClassifier(*std::move(rules));
   std::unique_ptr<Engine> e(new Engine(config, source, std::move(options)));
   e->shaper_ = std::make_unique<shaping::Shaper>(*std::move(shaping));
+  if (!config.fleet.redis.empty()) {
+    fleet::SharedLimitsOptions fo;
+    fo.redis = config.fleet.redis;
+    fo.node_id = config.fleet.node_id;
+    if (fo.node_id.empty()) {
+      char host[256] = {};
+      ::gethostname(host, sizeof(host) - 1);
+      fo.node_id = std::string(host) + "/" + std::to_string(::getpid());
+    }
+    fo.fleet_size = config.fleet.FleetSize();
+    SALVO_LOG(kInfo,
+              "fleet: the shaping file's provider and domain limits are held fleet-wide in Redis "
+              "at {} (node '{}'; without Redis each node keeps to 1/{} of a limit)",
+              config.fleet.redis, fo.node_id, fo.fleet_size);
+    e->fleet_limits_ = std::make_unique<fleet::SharedLimits>(std::move(fo));
+    e->shaper_->SetFleet(e->fleet_limits_.get());
+  }
   // DNS and routing overrides: one Resolver per shard, built from these.
   dns::ResolverOptions& ro = e->resolver_options_;
   ro.servers = config.dns.servers;

@@ -113,6 +113,8 @@ class Engine {
   absl::Status ReloadShaping();
   shaping::Shaper* shaper() const { return shaper_.get(); }
   metrics::Registry* registry() const { return registry_; }
+  // Null unless [fleet] redis is set.
+  fleet::SharedLimits* fleet_limits() const { return fleet_limits_.get(); }
 
   // Egress sources ([[egress.source]]) resolved once, and each pool's
   // sources (indices into egress_sources()). Read-only after Create.
@@ -170,6 +172,9 @@ class Engine {
   EngineOptions options_;
   const MonotonicClock* clock_;
   dns::ResolverOptions resolver_options_;
+  // Fleet-wide limits ([fleet] redis); before the shards and the shaper,
+  // whose shaping keys use it, so it is destroyed after them.
+  std::unique_ptr<fleet::SharedLimits> fleet_limits_;
   std::vector<std::unique_ptr<Shard>> shards_;
   std::vector<std::thread> threads_;
 

@@ -223,6 +223,11 @@ void SharedLimits::Tick(std::unique_lock<std::mutex>& lock) {
         SALVO_LOG(kInfo, "fleet limits: Redis {} is back: limits are shared again", options_.redis);
       }
       next_renew_ = absl::InfinitePast();
+      // Every node re-leases the connections it kept open meanwhile before
+      // any node takes new slots (they all reconnect within retry_interval):
+      // else a fast node could fill the limit while a slow one still holds
+      // connections from its fallback share, and the fleet would overshoot.
+      reclaim_until_ = absl::Now() + 2 * options_.retry_interval;
     } else if (absl::Now() >= next_redis_try_) {
       LoseRedis("cannot connect");
     }
@@ -271,15 +276,17 @@ void SharedLimits::Tick(std::unique_lock<std::mutex>& lock) {
     if (k.max_connections <= 0) continue;
     const std::string rkey = options_.key_prefix + "conn:" + name;
     const int held = static_cast<int>(k.leases.size());
-    // One more slot on demand, and re-lease what is in use after a fallback.
-    const int need = std::max(k.in_use - held, k.wants_connection ? 1 : 0);
+    // One more slot on demand (not while the fleet reclaims after a
+    // fallback), and re-lease what is in use after a fallback.
+    const bool reclaiming = now < reclaim_until_;
+    const int need = std::max(k.in_use - held, k.wants_connection && !reclaiming ? 1 : 0);
     if (need > 0 && held < k.max_connections) {
       Lease l{name, rkey, k.max_connections, {}};
       for (int i = 0; i < need && held + i < k.max_connections; ++i)
         l.members.push_back(fmt::format("{}:{}", options_.node_id, k.next_slot++));
       leases.push_back(std::move(l));
     }
-    k.wants_connection = false;
+    k.wants_connection = false;  // a real demand asks again (the pools retry)
     // Slots idle for a second go back to the fleet.
     if (held > k.in_use && now - k.idle_since > absl::Seconds(1)) {
       Lease l{name, rkey, 0, {}};

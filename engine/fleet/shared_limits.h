@@ -121,6 +121,7 @@ class SharedLimits {
   std::unique_ptr<RedisClient> redis_;  // worker thread only
   absl::Time next_redis_try_ = absl::InfinitePast();
   absl::Time next_renew_ = absl::InfinitePast();
+  absl::Time reclaim_until_ = absl::InfinitePast();  // after a recovery: no new slots yet
   std::atomic<bool> shared_{false};
   std::minstd_rand jitter_;  // grant pacing; the worker thread only
   std::atomic<bool> stop_{false};

@@ -12,9 +12,10 @@ namespace salvo::shaping {
 namespace {
 
 constexpr int64_t kSecond = 1'000'000'000;
-constexpr double kCutFactor = 0.9;     // a cut goes to 90% of the observed rate
-constexpr double kRaiseFactor = 0.05;  // +5% (at least 0.5/s) per second without trouble
-constexpr double kFloor = 0.1;         // never below 0.1 message/s (6/min)
+constexpr double kCutFactor = 0.9;           // a cut goes to 90% of the observed rate
+constexpr double kRaiseFactor = 0.05;        // +5% (at least 0.5/s) per second without trouble
+constexpr double kFloor = 0.1;               // never below 0.1 message/s (6/min)
+constexpr int64_t kFleetWaitNs = 5'000'000;  // no fleet grant in the pool yet: ask again
 
 double Burst(double rate) { return std::max(1.0, rate / 10.0); }
 
@@ -50,9 +51,15 @@ KeyState::KeyState(std::string name, int max_connections, Rate message_rate, Rat
   Configure(max_connections, message_rate, connection_rate);
 }
 
+void KeyState::AttachFleet(fleet::SharedLimits* fleet) {
+  fleet_ = fleet;
+  if (fleet_) fleet_->SetLimit(name_, configured_rate(), configured_connections());
+}
+
 void KeyState::Configure(int max_connections, Rate message_rate, Rate connection_rate) {
   const int conns = std::max(0, max_connections);
   const double rate = message_rate.unlimited() ? 0 : message_rate.per_second;
+  if (fleet_) fleet_->SetLimit(name_, rate, conns);
   max_connections_.store(conns, std::memory_order_relaxed);
   configured_rate_.store(rate, std::memory_order_relaxed);
   configured_conn_rate_.store(connection_rate.unlimited() ? 0 : connection_rate.per_second,
@@ -92,6 +99,12 @@ bool KeyState::AcquireConnection(int64_t now_ns) {
     open_.fetch_sub(1, std::memory_order_relaxed);
     return false;
   }
+  // The fleet's slot last: a local refusal costs the fleet nothing.
+  if (fleet_ && !fleet_->AcquireConnection(name_)) {
+    connections_.Refund(conn_rate);
+    open_.fetch_sub(1, std::memory_order_relaxed);
+    return false;
+  }
   return true;
 }
 
@@ -102,11 +115,21 @@ int KeyState::Share() const {
   return std::max(1, (limit + pools - 1) / pools);
 }
 
-void KeyState::ReleaseConnection() { open_.fetch_sub(1, std::memory_order_relaxed); }
+void KeyState::ReleaseConnection() {
+  open_.fetch_sub(1, std::memory_order_relaxed);
+  if (fleet_) fleet_->ReleaseConnection(name_);
+}
 
 int64_t KeyState::TakeMessage(int64_t now_ns) {
   if (int64_t s = suspended_until(); s > now_ns) return s - now_ns;
   const double rate = effective_rate();
+  if (fleet_) {
+    // Local first without taking, then the fleet's grant (never waits on
+    // Redis: the grant pool is refilled by its own thread), then the local
+    // token. A lost race after the grant wastes one grant, never exceeds.
+    if (int64_t w = messages_.WaitFor(now_ns, rate, Burst(rate)); w > 0) return w;
+    if (fleet_->TakeMessages(name_, 1) == 0) return kFleetWaitNs;
+  }
   return messages_.TryTake(now_ns, rate, Burst(rate));
 }
 
@@ -249,6 +272,7 @@ std::shared_ptr<KeyState> Shaper::Shared(const std::string& key, int max_connect
     return k;
   }
   auto k = std::make_shared<KeyState>(key, max_connections, message_rate, connection_rate);
+  k->AttachFleet(fleet_);
   slot = k;
   return k;
 }

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "engine/fleet/shared_limits.h"
 #include "engine/shaping/shaping.h"
 
 namespace salvo::shaping {
@@ -50,6 +51,10 @@ class KeyState {
   KeyState(std::string name, int max_connections, Rate message_rate, Rate connection_rate);
 
   const std::string& name() const { return name_; }
+  // Fleet-wide limits (engine/fleet): the key's configured message rate and
+  // connections are also held by the whole fleet; a message or a connection
+  // needs a grant from `fleet` besides the local limits. Set once, before use.
+  void AttachFleet(fleet::SharedLimits* fleet);
   // New configured limits (reload). The adaptive state is clamped to them.
   void Configure(int max_connections, Rate message_rate, Rate connection_rate);
 
@@ -102,6 +107,7 @@ class KeyState {
   void CountDelivery(int64_t now_ns);
 
   const std::string name_;
+  fleet::SharedLimits* fleet_ = nullptr;
   // Configured limits: atomics, as a reload may change them while any shard
   // reads them.
   std::atomic<int> max_connections_{0};          // 0 = unlimited
@@ -148,6 +154,9 @@ class Shaper {
   // Bumped by every Reload: pools re-resolve when it moves.
   uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
 
+  // Fleet-wide limits for every shared key from now on (null: none). Call
+  // before the engine starts; `fleet` outlives the Shaper.
+  void SetFleet(fleet::SharedLimits* fleet) { fleet_ = fleet; }
   // The shared state of `key` ("provider.NAME" or "domain.NAME"), created on
   // first use with these limits.
   std::shared_ptr<KeyState> Shared(const std::string& key, int max_connections, Rate message_rate,
@@ -173,6 +182,7 @@ class Shaper {
   std::shared_ptr<const ShapingConfig> config_;
   absl::flat_hash_map<std::string, std::weak_ptr<KeyState>> keys_;
   std::atomic<uint64_t> generation_{0};
+  fleet::SharedLimits* fleet_ = nullptr;
   // Under mu_; mutable: a lookup past the end of a suspension forgets it.
   mutable absl::flat_hash_map<uint64_t, int64_t> suspended_campaigns_;
   mutable std::atomic<int> campaigns_suspended_{0};  // entries in suspended_campaigns_

@@ -204,6 +204,29 @@ TEST(ConfigTest, ExampleFileParsesToDefaults) {
   // metrics.domains: tests/metrics checks the example's list is the built-in one.
 }
 
+// [fleet] redis / node_id / size: fleet-wide limits (engine/fleet).
+TEST(ConfigTest, FleetRedisKeys) {
+  auto c = Parse("[fleet]\nnode = \"1/3\"\nredis = \"redis:6379\"\nnode_id = \"salvo-1\"\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->fleet.redis, "redis:6379");
+  EXPECT_EQ(c->fleet.node_id, "salvo-1");
+  EXPECT_EQ(c->fleet.FleetSize(), 3);  // N of node
+  c = Parse("[fleet]\nredis = \"127.0.0.1:6379\"\nsize = 5\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->fleet.FleetSize(), 5);
+  EXPECT_EQ(Parse("").value().fleet.FleetSize(), 1);
+  auto bad = Parse("[fleet]\nredis = \"redis\"\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), testing::HasSubstr("s.toml:2:"));
+  EXPECT_THAT(std::string(bad.status().message()), testing::HasSubstr("[fleet] redis"));
+  EXPECT_FALSE(Parse("[fleet]\nsize = -1\n").ok());
+  Config env;
+  ASSERT_TRUE(ApplyEnvironment(&env, [](const char* name) -> const char* {
+                return std::string(name) == "SALVO_FLEET_REDIS" ? "10.0.0.9:6379" : nullptr;
+              }).ok());
+  EXPECT_EQ(env.fleet.redis, "10.0.0.9:6379");
+}
+
 TEST(SplitHostPortTest, Forms) {
   std::string h;
   int p;

@@ -17,6 +17,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <ctime>
 #include <set>
@@ -638,6 +639,64 @@ TEST(EngineE2E, AHardBounceSuppressesTheAddressForLaterCampaigns) {
   EXPECT_TRUE(
       WaitFor([&] { return sink.Count("recipients_delivered") == 14; }, std::chrono::seconds(5)));
   EXPECT_EQ(sink.Count("recipients_bounced"), 1u);
+}
+
+// While `salvo run` holds the spool, preview, list, status, export and
+// recipient show go through its admin socket; preview finds the recipient
+// whatever the case of the address given.
+TEST(EngineE2E, PreviewAndTheOtherViewsWorkWhileTheEngineHoldsTheSpool) {
+  TempDir dir;
+  Sink sink(dir, "held", "127.0.0.15", {"--delay-ms", "200"});
+  ASSERT_GT(sink.port(), 0) << sink.err();
+  std::string cfg = Config(dir, "[routes]\n\"*\" = \"" + sink.hostport() + "\"\n",
+                           "[delivery]\nconnections_per_site = 1\n[metrics]\nlisten = \"\"\n");
+  Campaign c = WriteCampaign(dir, 200, 1);
+  ASSERT_EQ(RunSalvo(dir, {"campaign", "load", c.file, "--config", cfg}).code, 0);
+  Process run({SALVO_BINARY, "run", "--config", cfg}, dir / "run.out", dir / "run.err");
+  ASSERT_TRUE(WaitFor([&] { return sink.Count("messages") >= 1; }, std::chrono::seconds(20)))
+      << run.err();
+  RunResult p = RunSalvo(dir, {"campaign", "preview", "e2e", "--recipient", "USER7@D0.EXAMPLE",
+                               "--config", cfg, "--no-sign"});
+  ASSERT_EQ(p.code, 0) << p.err;
+  EXPECT_THAT(p.out, HasSubstr("To: user7@d0.example")) << p.out;
+  EXPECT_THAT(p.out, HasSubstr("C1007"));  // user7's value (quoted-printable body)
+  RunResult missing = RunSalvo(dir, {"campaign", "preview", "e2e", "--recipient",
+                                     "nobody@d0.example", "--config", cfg, "--no-sign"});
+  EXPECT_EQ(missing.code, 1);
+  EXPECT_THAT(missing.err, HasSubstr("recipient nobody@d0.example is not in campaign 1 (e2e)"));
+  RunResult list = RunSalvo(dir, {"campaign", "list", "--config", cfg});
+  EXPECT_EQ(list.code, 0) << list.err;
+  EXPECT_THAT(list.out, HasSubstr("e2e"));
+  RunResult exported = RunSalvo(dir, {"campaign", "export", "e2e", "--config", cfg});
+  EXPECT_EQ(exported.code, 0) << exported.err;
+  EXPECT_EQ(std::count(exported.out.begin(), exported.out.end(), '\n'), 201) << "header + 200";
+  RunResult shown = RunSalvo(dir, {"recipient", "show", "user7@d0.example", "--config", cfg});
+  EXPECT_EQ(shown.code, 0) << shown.err;
+  EXPECT_THAT(shown.out, HasSubstr("campaign 1 'e2e'"));
+}
+
+// Progress while sending: with stderr not a terminal, one line per
+// --progress-interval with rates and the queue depth; --quiet prints none.
+TEST(EngineE2E, ProgressLinesWhileSendingAndNoneWithQuiet) {
+  TempDir dir;
+  Sink sink(dir, "progress", "127.0.0.14", {"--delay-ms", "40"});
+  ASSERT_GT(sink.port(), 0) << sink.err();
+  std::string cfg = Config(dir, "[routes]\n\"*\" = \"" + sink.hostport() + "\"\n",
+                           "[delivery]\nconnections_per_site = 2\n");
+  Campaign c = WriteCampaign(dir, 120, 1, "", "slow");
+  RunResult sent = RunSalvo(dir, {"send", c.file, "--config", cfg, "--progress-interval", "0.5"});
+  ASSERT_EQ(sent.code, 0) << sent.err << sent.out;
+  size_t lines = 0;
+  for (size_t pos = 0; (pos = sent.err.find(" progress: ", pos)) != std::string::npos; ++pos)
+    ++lines;
+  EXPECT_GE(lines, 2u) << sent.err;
+  EXPECT_THAT(sent.err, HasSubstr("delivered/s"));
+  EXPECT_THAT(sent.err, HasSubstr("waiting; sessions"));
+  Campaign q = WriteCampaign(dir, 120, 1, "", "quiet");
+  RunResult quiet =
+      RunSalvo(dir, {"send", q.file, "--config", cfg, "--progress-interval", "0.5", "--quiet"});
+  ASSERT_EQ(quiet.code, 0) << quiet.err << quiet.out;
+  EXPECT_EQ(quiet.err.find(" progress: "), std::string::npos) << quiet.err;
 }
 
 }  // namespace

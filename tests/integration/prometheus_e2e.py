@@ -343,6 +343,8 @@ def run(tmp, start):
 
     wired_checks(prom, sink, final, log_path, attempts)
     status_checks(sink, config)
+    recipient_checks(config, log_path)
+    export_checks(sink, config)
 
 
 def status_checks(sink, config):
@@ -376,6 +378,80 @@ def status_checks(sink, config):
     print(text)
     check("top bounce reasons" in text and "bad-mailbox" in text and "gmail.com" in text,
           "campaign status prints the reasons and the domains")
+
+
+def recipient_checks(config, log_path):
+    """`salvo recipient show` gives every attempt of an address as the
+    delivery log recorded it, and the suppression entry of a bad mailbox."""
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+    by_rcpt = {}
+    for t in lines:
+        by_rcpt.setdefault(t["recipient"], []).append(t)
+    bounced = next(r for r, ts in by_rcpt.items() if ts[-1]["type"] == "bounced")
+    retried = next((r for r, ts in by_rcpt.items()
+                    if [t["type"] for t in ts] == ["deferred", "delivered"]), None)
+
+    def show(email):
+        r = subprocess.run([SALVO, "recipient", "show", email.upper(), "--json", "--config",
+                            str(config)], capture_output=True, text=True, timeout=60)
+        check(r.returncode == 0, f"recipient show {email}: {r.stderr.strip()}")
+        return json.loads(r.stdout) if r.returncode == 0 else {}
+
+    out = show(bounced)
+    recs = out.get("recipients", [])
+    check(len(recs) == 1 and recs[0]["state"] == "bounced" and recs[0]["campaign"] == "e2e",
+          f"recipient show {bounced} (asked in upper case): one bounced recipient: {recs}")
+    if recs:
+        last = recs[0]["history"][-1]
+        check(last["reply"].startswith("550 5.1.1") and last["enhanced_code"] == "5.1.1" and
+              last["category"] == "bad-mailbox" and last["scope"] == "recipient" and
+              "127.0.0.1" in last["host"], f"the bounce attempt: {last}")
+    sup = out.get("suppression") or {}
+    check(sup.get("reason", "").startswith("bounce: 550 5.1.1"), f"its suppression entry: {sup}")
+    check(retried is not None, "a recipient deferred once, then delivered")
+    if retried:
+        recs = show(retried).get("recipients", [])
+        hist = recs[0]["history"] if recs else []
+        check(len(recs) == 1 and recs[0]["attempts"] == 2 and
+              [h["to"] for h in hist] == ["deferred", "delivered"] and
+              hist[0]["reply"].startswith("4") and hist[0]["scope"] != "",
+              f"recipient show {retried}: deferred then delivered: {recs}")
+    text = subprocess.run([SALVO, "recipient", "show", bounced, "--config", str(config)],
+                          capture_output=True, text=True, timeout=60).stdout
+    print(text)
+    check("suppressed since" in text and "550 5.1.1" in text, "recipient show prints the attempts")
+
+
+def export_checks(sink, config):
+    """`salvo campaign export` streams every recipient; its states equal the sink's counts."""
+    import csv
+    import io
+    r = subprocess.run([SALVO, "campaign", "export", "e2e", "--config", str(config)],
+                       capture_output=True, text=True, timeout=120)
+    check(r.returncode == 0, f"campaign export (csv): {r.stderr.strip()}")
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    states = {}
+    for row in rows:
+        states[row["state"]] = states.get(row["state"], 0) + 1
+    check(len(rows) == N and states.get("delivered") == sink["recipients_delivered"] and
+          states.get("bounced") == sink["recipients_bounced"],
+          f"export: {len(rows)} rows, states {states} = sink delivered "
+          f"{sink['recipients_delivered']}, bounced {sink['recipients_bounced']}")
+    bad = [row for row in rows if row["state"] == "bounced"]
+    check(all(row["category"] == "bad-mailbox" and row["last_reply"].startswith("550 5.1.1")
+              for row in bad), "exported bounces carry their category and reply")
+    j = subprocess.run([SALVO, "campaign", "export", "e2e", "--state", "bounced", "--format",
+                        "jsonl", "--config", str(config)], capture_output=True, text=True,
+                       timeout=120)
+    lines = [json.loads(x) for x in j.stdout.splitlines()]
+    check(j.returncode == 0 and len(lines) == sink["recipients_bounced"] and
+          all(x["state"] == "bounced" for x in lines),
+          f"export --state bounced --format jsonl: {len(lines)} lines {j.stderr.strip()}")
+    bad_state = subprocess.run([SALVO, "campaign", "export", "e2e", "--state", "bogus",
+                                "--config", str(config)], capture_output=True, text=True,
+                               timeout=60)
+    check(bad_state.returncode != 0 and "unknown state 'bogus'" in bad_state.stderr,
+          f"an unknown state is an error: {bad_state.stderr.strip()}")
 
 
 def wired_checks(prom, sink, final, log_path, attempts):
