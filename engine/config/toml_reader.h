@@ -61,14 +61,6 @@ inline std::string_view TypeName(toml::node_type t) {
   }
 }
 
-// "30", "30s", "250ms", "5m", "1h", "1.5s" into seconds (engine/common/duration.h).
-inline bool ParseDurationText(std::string_view text, double* out) {
-  absl::StatusOr<absl::Duration> d = ParseDuration(text);
-  if (!d.ok()) return false;
-  *out = absl::ToDoubleSeconds(*d);
-  return true;
-}
-
 // Walks one TOML table, reading known keys and rejecting the rest. The first
 // error wins; later reads become no-ops so callers need not check each one.
 class TableReader {
@@ -129,15 +121,23 @@ class TableReader {
     else if (n->is_floating_point())
       v = *n->value<double>();
     else if (n->is_string()) {
-      if (!ParseDurationText(*n->value<std::string>(), &v))
+      absl::StatusOr<absl::Duration> d = ParseDuration(*n->value<std::string>());
+      if (!d.ok())
         return Fail(n->source(), Cat("'", KeyName(key), "' = \"", *n->value<std::string>(),
                                      "\" is not a duration (e.g. 30, \"30s\", "
-                                     "\"250ms\", \"5m\", \"1h\")"));
+                                     "\"250ms\", \"5m\", \"1h\"): ",
+                                     std::string(d.status().message())));
+      v = absl::ToDoubleSeconds(*d);
     } else {
       return WrongType(key, *n, "a duration (seconds, or a string like \"30s\")");
     }
     if (!std::isfinite(v) || v < min_s)
       return Fail(n->source(), Cat("'", KeyName(key), "' must be a duration >= ", min_s, "s"));
+    // Bounded like every parsed duration, so that deadlines computed from it
+    // cannot overflow (issue 16 item 2).
+    if (v > absl::ToDoubleSeconds(kMaxParsedDuration))
+      return Fail(n->source(), Cat("'", KeyName(key), "' = ", v,
+                                   "s is longer than 100 years (the most Salvo takes)"));
     *out = Seconds(v);
   }
   void StringList(std::string_view key, std::vector<std::string>* out) {

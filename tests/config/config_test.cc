@@ -142,6 +142,29 @@ TEST(ConfigTest, WrongTypesNameFileLineAndKey) {
   EXPECT_THAT(ErrorOf("route = 1\n"), HasSubstr("'route' must be an array of tables"));
 }
 
+// Issue 16 item 2: every duration key is bounded (deadlines computed from it
+// must not overflow), refused with file:line naming the cause.
+TEST(ConfigTest, AbsurdDurationsAreRefusedWithFileAndLine) {
+  EXPECT_EQ(ErrorOf("[delivery]\nshutdown_deadline = \"9999999999999999d\"\n"),
+            "/etc/s.toml:2:21: 'delivery.shutdown_deadline' = \"9999999999999999d\" is not a "
+            "duration (e.g. 30, \"30s\", \"250ms\", \"5m\", \"1h\"): "
+            "'9999999999999999d' is longer than 100 years");
+  EXPECT_EQ(ErrorOf("[delivery]\nshutdown_deadline = 1e300\n"),
+            "/etc/s.toml:2:21: 'delivery.shutdown_deadline' = 1e+300s is longer than 100 years "
+            "(the most Salvo takes)");
+  for (const char* key :
+       {"[dns]\ntimeout", "[dns]\nmin_ttl", "[dns]\nmax_ttl", "[dns]\nnegative_ttl",
+        "[delivery]\nidle_timeout", "[delivery]\nsite_retry_delay", "[delivery.timeouts]\nconnect",
+        "[delivery.timeouts]\ndata_end", "[delivery_log]\nrotate_interval",
+        "[queue]\npoll_interval"}) {
+    EXPECT_THAT(ErrorOf(std::string(key) + " = \"9999999999999999d\"\n"), HasSubstr(":2:")) << key;
+    EXPECT_THAT(ErrorOf(std::string(key) + " = 99999999999\n"), HasSubstr("longer than 100 years"))
+        << key;
+  }
+  // 100 years is still taken.
+  EXPECT_TRUE(Parse("[delivery]\nshutdown_deadline = \"36500d\"\n").ok());
+}
+
 TEST(ConfigTest, BadValues) {
   EXPECT_THAT(ErrorOf("shards = -1\n"), HasSubstr(":1:10: 'shards' = -1 is out of range [0, 256]"));
   EXPECT_THAT(ErrorOf("[delivery]\nconnections_per_site = 0\n"), HasSubstr("out of range"));
