@@ -200,6 +200,32 @@ std::string Where(const std::string& path, const toml::node& node) {
   return Cat(path, ":", node.source().begin.line);
 }
 
+// options.unsubscribe_url: the List-Unsubscribe base of RFC 8058 one-click
+// unsubscribe, which mailbox providers only POST to over https. Anything else
+// would load and then fail at every composition (issue 16 item 2).
+absl::Status CheckUnsubscribeUrl(std::string_view url) {
+  auto bad = [&](std::string_view why) {
+    return absl::InvalidArgumentError(Cat("options.unsubscribe_url = \"", url, "\": ", why));
+  };
+  const size_t colon = url.find(':');
+  std::string scheme(url.substr(0, colon == std::string_view::npos ? 0 : colon));
+  for (char& c : scheme) c = AsciiLower(c);
+  if (scheme != "https")
+    return bad(scheme.empty() ? "not a URL: it must start with https://"
+                              : Cat("the scheme is ", scheme,
+                                    ", not https (RFC 8058 one-click unsubscribe needs https)"));
+  if (url.substr(colon, 3) != "://") return bad("not a URL: it must start with https://");
+  if (url.substr(0, colon) != "https") return bad("write the scheme in lower case: https://");
+  const std::string_view rest = url.substr(colon + 3);
+  const std::string_view host = rest.substr(0, rest.find_first_of("/?#"));
+  if (host.empty() || host.find('@') != std::string_view::npos)
+    return bad("no host after https:// (e.g. https://example.com/unsubscribe)");
+  for (unsigned char c : url)
+    if (c <= 32 || c >= 127 || c == '<' || c == '>' || c == '"')
+      return bad("spaces, control characters, <, > and \" are not allowed (percent-encode them)");
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<CampaignSpec> ParseCampaignFile(const std::string& path) {
@@ -333,6 +359,9 @@ absl::StatusOr<CampaignSpec> ParseCampaignFile(const std::string& path) {
             if (absl::Status ps = CheckPathOptions({{std::string(ok.str()), value}}); !ps.ok())
               return absl::InvalidArgumentError(Cat(Where(path, on), ": ", ps.message()));
           }
+          if (ok.str() == "unsubscribe_url")
+            if (absl::Status us = CheckUnsubscribeUrl(value); !us.ok())
+              return absl::InvalidArgumentError(Cat(Where(path, on), ": ", us.message()));
           spec.options[std::string(ok.str())] = std::move(value);
         } else if (auto i = on.value<int64_t>()) {
           spec.options[std::string(ok.str())] = Cat(*i);

@@ -323,6 +323,39 @@ TEST_F(CampaignFileCliTest, ABadSecretPathIsRefusedAtLoadWithFileAndLine) {
       << r.err;
 }
 
+// Issue 16 item 2: an unsubscribe_url that one-click unsubscribe cannot use
+// (not https, malformed) is refused at load with file:line, nothing kept.
+TEST_F(CampaignFileCliTest, ANonHttpsUnsubscribeUrlIsRefusedAtLoadWithFileAndLine) {
+  dir_.Write("camp/secret.txt", "s3cret\n");
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"http://u.example/unsub",
+       "the scheme is http, not https (RFC 8058 one-click unsubscribe needs https)"},
+      {"ftp://u.example/unsub", "the scheme is ftp, not https"},
+      {"u.example/unsub", "not a URL: it must start with https://"},
+      {"https:u.example", "not a URL: it must start with https://"},
+      {"https:///unsub", "no host after https://"},
+      {"HTTPS://u.example/unsub", "write the scheme in lower case: https://"},
+      {"https://u.example/a b", "spaces, control characters"},
+  };
+  for (const auto& [url, why] : cases) {
+    WriteCampaign("unsubscribe_secret_file = \"secret.txt\"\nunsubscribe_url = \"" + url + "\"\n");
+    RunResult r = SalvoIn(dir_.File("camp"), "campaign load spring.toml --data-dir " + data_);
+    EXPECT_EQ(r.exit_code, 1) << url;
+    EXPECT_EQ(r.out, "") << url;
+    EXPECT_EQ(
+        r.err.rfind(
+            "salvo: error: spring.toml:7: options.unsubscribe_url = \"" + url + "\": " + why, 0),
+        0u)
+        << r.err;
+  }
+  // A valid one loads as campaign 1: none of the refused ones was kept.
+  WriteCampaign(
+      "unsubscribe_secret_file = \"secret.txt\"\nunsubscribe_url = \"https://u.example/x\"\n");
+  RunResult r = SalvoIn(dir_.File("camp"), "campaign load spring.toml --data-dir " + data_);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "1\n");
+}
+
 TEST_F(CampaignFileCliTest, ACampaignThatCannotComposeItsFirstCopyIsRefusedAndNothingIsKept) {
   // Passes every syntax check, but no copy can be composed: no HMAC secret.
   const std::string file = WriteCampaign("unsubscribe_url = \"https://u.example/unsub\"\n");
