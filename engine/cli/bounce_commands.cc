@@ -124,10 +124,12 @@ int RunParse(const ParseArgs& a) {
     }
     // One line per recipient: FILE KIND RECIPIENT STATUS CATEGORY hard|soft DIAGNOSTIC.
     const std::string kind(bounce::ReportKindName(r->kind));
-    if (r->recipients.empty()) std::printf("%s\t%s\t-\t-\t-\t-\t-\n", file.c_str(), kind.c_str());
+    const std::string shown_file = Printable(file);
+    if (r->recipients.empty())
+      std::printf("%s\t%s\t-\t-\t-\t-\t-\n", shown_file.c_str(), kind.c_str());
     for (const bounce::FailedRecipient& fr : r->recipients) {
       const bool classified = fr.category != smtp::Category::kNone;
-      std::printf("%s\t%s\t%s\t%s\t%s\t%s\t%s\n", file.c_str(), kind.c_str(),
+      std::printf("%s\t%s\t%s\t%s\t%s\t%s\t%s\n", shown_file.c_str(), kind.c_str(),
                   Printable(fr.final_recipient).c_str(),
                   fr.status.empty() ? "-" : Printable(fr.status).c_str(),
                   classified ? std::string(smtp::CategoryName(fr.category)).c_str() : "-",

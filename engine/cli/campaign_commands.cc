@@ -259,8 +259,8 @@ int RunList(const CommonArgs& a) {
                                n.value("in_flight", uint64_t{0});
       std::printf("%-6llu %-24s %-10s %-20s %10llu %10llu %10llu %10llu\n",
                   static_cast<unsigned long long>(c["id"].get<uint64_t>()),
-                  c["name"].get<std::string>().c_str(), c["state"].get<std::string>().c_str(),
-                  c["created"].get<std::string>().c_str(),
+                  Printable(c["name"].get<std::string>()).c_str(),
+                  c["state"].get<std::string>().c_str(), c["created"].get<std::string>().c_str(),
                   static_cast<unsigned long long>(n.value("total", uint64_t{0})),
                   static_cast<unsigned long long>(pending),
                   static_cast<unsigned long long>(n.value("delivered", uint64_t{0})),
@@ -289,10 +289,11 @@ int RunStatus(const IdArgs& a) {
       std::printf("%s\n", s.dump(2).c_str());
       return;
     }
-    std::printf("campaign %llu '%s' (%s) from %s, created %s\n",
-                static_cast<unsigned long long>(s["id"].get<uint64_t>()),
-                s["name"].get<std::string>().c_str(), s["state"].get<std::string>().c_str(),
-                s["from"].get<std::string>().c_str(), s["created"].get<std::string>().c_str());
+    std::printf(
+        "campaign %llu '%s' (%s) from %s, created %s\n",
+        static_cast<unsigned long long>(s["id"].get<uint64_t>()),
+        Printable(s["name"].get<std::string>()).c_str(), s["state"].get<std::string>().c_str(),
+        Printable(s["from"].get<std::string>()).c_str(), s["created"].get<std::string>().c_str());
     if (s.contains("pause_reason"))
       std::printf("paused by the engine: %s\n  (fix it, then: salvo campaign resume %llu)\n",
                   Printable(s["pause_reason"].get<std::string>()).c_str(),
@@ -336,7 +337,8 @@ int RunStatus(const IdArgs& a) {
       else
         std::printf("shaping now:\n");
       for (const auto& k : s["shaping"])
-        std::printf("  %-30s %s\n", k.value("key", "").c_str(), k.value("now", "").c_str());
+        std::printf("  %-30s %s\n", Printable(k.value("key", "")).c_str(),
+                    Printable(k.value("now", "")).c_str());
     }
     auto reasons = [](const char* title, const nlohmann::json& list) {
       if (!list.is_array() || list.empty()) return;
@@ -344,7 +346,8 @@ int RunStatus(const IdArgs& a) {
       for (const auto& r : list)
         std::printf("  %-18s %8llu  e.g. %s\n", r.value("category", "").c_str(),
                     static_cast<unsigned long long>(r.value("count", uint64_t{0})),
-                    r.value("sample", "").empty() ? "(no reply)" : r.value("sample", "").c_str());
+                    r.value("sample", "").empty() ? "(no reply)"
+                                                  : Printable(r.value("sample", "")).c_str());
     };
     reasons("top bounce reasons (recipients, last reply):",
             s.value("bounce_reasons", nlohmann::json()));
@@ -366,7 +369,7 @@ int RunStatus(const IdArgs& a) {
       const uint64_t waiting = c.value("queued", uint64_t{0}) + c.value("deferred", uint64_t{0}) +
                                c.value("in_flight", uint64_t{0});
       std::printf("  %-30s %8llu %8llu %8llu %8llu %8llu %8llu %8llu %7s %7s\n",
-                  d["domain"].get<std::string>().c_str(),
+                  Printable(d["domain"].get<std::string>()).c_str(),
                   static_cast<unsigned long long>(c.value("total", uint64_t{0})),
                   static_cast<unsigned long long>(waiting), u("attempts"), u("deliveries"),
                   u("deferrals"), u("bounces"),
@@ -437,8 +440,9 @@ int RunSuppression(const SuppressionArgs& a, const std::string& op) {
       std::printf("removed %llu\n", static_cast<unsigned long long>(r["removed"].get<uint64_t>()));
     if (op == "list") {
       for (const auto& e : r["entries"])
-        std::printf("%s\t%s\t%s\n", e["email"].get<std::string>().c_str(),
-                    e["added"].get<std::string>().c_str(), e["reason"].get<std::string>().c_str());
+        std::printf("%s\t%s\t%s\n", Printable(e["email"].get<std::string>()).c_str(),
+                    e["added"].get<std::string>().c_str(),
+                    Printable(e["reason"].get<std::string>()).c_str());
     }
     if (op == "import") {
       const auto& rep = r["report"];
@@ -447,7 +451,7 @@ int RunSuppression(const SuppressionArgs& a, const std::string& op) {
                   static_cast<unsigned long long>(rep["already"].get<uint64_t>()),
                   static_cast<unsigned long long>(rep["invalid"].get<uint64_t>()));
       for (const auto& e : rep["first_errors"])
-        std::fprintf(stderr, "  %s\n", e.get<std::string>().c_str());
+        std::fprintf(stderr, "  %s\n", Printable(e.get<std::string>()).c_str());
     }
   });
 }
@@ -556,17 +560,17 @@ int RunRecipientShow(const RecipientArgs& a) {
     }
     const nlohmann::json& sup = r["suppression"];
     if (sup.is_object())
-      std::printf("%s: suppressed since %s (%s)\n", sup.value("email", "").c_str(),
-                  sup.value("added", "").c_str(), sup.value("reason", "").c_str());
+      std::printf("%s: suppressed since %s (%s)\n", Printable(sup.value("email", "")).c_str(),
+                  sup.value("added", "").c_str(), Printable(sup.value("reason", "")).c_str());
     else
-      std::printf("%s: not on the suppression list\n", a.email.c_str());
+      std::printf("%s: not on the suppression list\n", Printable(a.email).c_str());
     if (r["recipients"].empty())
       std::printf("no recipient with this address%s\n",
                   a.campaign.empty() ? " in any campaign" : " in that campaign");
     for (const auto& v : r["recipients"]) {
       std::printf("\ncampaign %llu '%s': %s, %llu attempt(s)%s%s\n",
                   static_cast<unsigned long long>(v.value("campaign_id", uint64_t{0})),
-                  v.value("campaign", "").c_str(), v.value("state", "").c_str(),
+                  Printable(v.value("campaign", "")).c_str(), v.value("state", "").c_str(),
                   static_cast<unsigned long long>(v.value("attempts", uint64_t{0})),
                   v.contains("next_attempt") ? ", next attempt " : "",
                   v.value("next_attempt", "").c_str());
@@ -576,8 +580,9 @@ int RunRecipientShow(const RecipientArgs& a) {
         for (const char* k : {"category", "scope"})
           if (!h.value(k, "").empty()) facts += std::string("  ") + k + " " + h.value(k, "");
         std::printf("  %s  %-22s %s%s\n", h.value("at", "").c_str(), what.c_str(),
-                    h.value("host", "").c_str(), facts.c_str());
-        if (!h.value("reply", "").empty()) std::printf("      %s\n", h.value("reply", "").c_str());
+                    Printable(h.value("host", "")).c_str(), Printable(facts).c_str());
+        if (!h.value("reply", "").empty())
+          std::printf("      %s\n", Printable(h.value("reply", "")).c_str());
       }
     }
   });

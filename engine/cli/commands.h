@@ -22,6 +22,7 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "engine/common/strings.h"
 
 namespace salvo::cli {
 
@@ -48,23 +49,10 @@ struct CampaignFlags {
 };
 
 // Data (addresses, names, replies) for a human on a terminal: control
-// characters (ESC, CR, ...) become \xNN so they cannot move the cursor or
-// rewrite earlier lines; UTF-8 passes unchanged (issue 16 item 5).
-inline std::string Printable(std::string_view in) {
-  std::string out;
-  out.reserve(in.size());
-  for (unsigned char c : in) {
-    if (c < 0x20 || c == 0x7f) {
-      static const char kHex[] = "0123456789abcdef";
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out;
-}
+// characters (C0, DEL, C1) and bytes that are not UTF-8 become \xNN so they
+// cannot move the cursor or rewrite earlier lines; valid UTF-8 passes
+// unchanged (issue 16 item 5; salvo::EscapeControls in engine/common).
+inline std::string Printable(std::string_view in) { return EscapeControls(in); }
 
 // An input file option: like CLI::ExistingFile, but the message is the real
 // cause (a symlink loop, permission denied), not always "does not exist".

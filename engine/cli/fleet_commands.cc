@@ -208,14 +208,14 @@ int RunFleetStatus(const FleetStatusArgs& a) {
                     n["campaigns"].get<size_t>());
       else
         std::printf("node %s: UNREACHABLE: %s\n", n["address"].get<std::string>().c_str(),
-                    n["error"].get<std::string>().c_str());
+                    Printable(n["error"].get<std::string>()).c_str());
     }
     for (const nlohmann::json& c : campaigns) {
       std::string line;
       for (const char* st : kStates)
         line += fmt::format("  {} {}", st, c["counts"].value(st, uint64_t{0}));
       std::printf("campaign '%s' on %zu node(s): total %llu%s  done: %s\n",
-                  c["name"].get<std::string>().c_str(), c["nodes"].size(),
+                  Printable(c["name"].get<std::string>()).c_str(), c["nodes"].size(),
                   static_cast<unsigned long long>(c["counts"].value("total", uint64_t{0})),
                   line.c_str(), c["done"].get<bool>() ? "yes" : "no");
     }

@@ -112,4 +112,65 @@ std::string Join(const Range& parts, std::string_view sep) {
   return out;
 }
 
+// Text from data (addresses, campaign names, peers' replies) for a human on a
+// terminal: C0 controls (ESC, CR, LF, TAB, ...), DEL and C1 controls (U+0080..
+// U+009F, which some terminals act on as CSI, NEL, ...) become \xNN for each
+// of their bytes, and so does every byte that is not part of valid UTF-8; valid
+// UTF-8 text passes unchanged. So data cannot move the cursor, clear the
+// screen or forge an earlier line (issue 16 item 5). Not for JSON output,
+// which escapes controls itself.
+inline std::string EscapeControls(std::string_view in) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(in.size());
+  auto escape = [&out](unsigned char c) {
+    out += "\\x";
+    out += kHex[c >> 4];
+    out += kHex[c & 15];
+  };
+  auto byte = [&in](size_t i) { return static_cast<unsigned char>(in[i]); };
+  size_t i = 0;
+  while (i < in.size()) {
+    const unsigned char c = byte(i);
+    if (c < 0x80) {
+      if (c < 0x20 || c == 0x7f)
+        escape(c);
+      else
+        out += static_cast<char>(c);
+      ++i;
+      continue;
+    }
+    // The length of a well-formed UTF-8 sequence starting here, and the range
+    // its second byte must fall in (no overlong forms, surrogates or > U+10FFFF).
+    size_t len = 0;
+    unsigned char lo = 0x80, hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) {
+      len = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      len = 3;
+      if (c == 0xe0) lo = 0xa0;
+      if (c == 0xed) hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      len = 4;
+      if (c == 0xf0) lo = 0x90;
+      if (c == 0xf4) hi = 0x8f;
+    }
+    bool valid = len != 0 && i + len <= in.size() && byte(i + 1) >= lo && byte(i + 1) <= hi;
+    for (size_t k = 2; valid && k < len; ++k) valid = byte(i + k) >= 0x80 && byte(i + k) <= 0xbf;
+    if (!valid) {
+      escape(c);
+      ++i;
+      continue;
+    }
+    if (c == 0xc2 && byte(i + 1) <= 0x9f) {  // U+0080..U+009F: a C1 control
+      escape(c);
+      escape(byte(i + 1));
+    } else {
+      out.append(in.substr(i, len));
+    }
+    i += len;
+  }
+  return out;
+}
+
 }  // namespace salvo

@@ -120,6 +120,52 @@ TEST(CliTest, ControlCharactersFromDataAreEscapedInTheLoadReport) {
   EXPECT_NE(r.err.find("'n\\x1b[2J'"), std::string::npos) << r.err;
 }
 
+// Issue 16 item 5: control characters from data (a campaign name, a sender,
+// a suppression reason) are escaped in every human view: campaign list,
+// campaign status, recipient show, suppression list.
+TEST(CliTest, ControlCharactersFromDataAreEscapedInEveryHumanView) {
+  std::string dir = "/tmp/salvo-cli-views-" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  auto write = [&](const std::string& name, const std::string& text) {
+    FILE* f = std::fopen((dir + "/" + name).c_str(), "w");
+    std::fputs(text.c_str(), f);
+    std::fclose(f);
+  };
+  write("r.csv", "email\nok@b.example\n");
+  write("t.eml", "From: a@b.example\nSubject: x\n\nhi\n");
+  // ESC, CR, a UTF-8 C1 control (U+009B, CSI) and text in a script that stays.
+  write("c.toml",
+        "name = \"n\\u001b[2J\\r\\u009b1mÜ\"\ntemplate = \"t.eml\"\nrecipients = \"r.csv\"\n"
+        "from = \"a@b.example\"\n");
+  const std::string data = dir + "/data";
+  CommandResult load = RunSalvo({"campaign", "load", dir + "/c.toml", "--data-dir", data});
+  ASSERT_EQ(load.exit_code, 0) << load.err;
+  CommandResult add = RunSalvo({"suppression", "add", "ok@b.example", "--reason",
+                                "spam\x1b]0;owned\x07\xc2\x85x", "--data-dir", data});
+  ASSERT_EQ(add.exit_code, 0) << add.err;
+  const std::string name = "n\\x1b[2J\\x0d\\xc2\\x9b1mÜ";
+  const std::string reason = "spam\\x1b]0;owned\\x07\\xc2\\x85x";
+  const std::vector<std::pair<std::vector<std::string>, std::string>> views = {
+      {{"campaign", "list"}, name},
+      {{"campaign", "status", "1"}, "campaign 1 '" + name + "'"},
+      {{"recipient", "show", "ok@b.example"}, "campaign 1 '" + name + "'"},
+      {{"recipient", "show", "ok@b.example"}, "(" + reason + ")"},
+      {{"suppression", "list"}, "\t" + reason + "\n"},
+  };
+  for (auto [args, expected] : views) {
+    args.insert(args.end(), {"--data-dir", data});
+    CommandResult r = RunSalvo(args);
+    EXPECT_EQ(r.exit_code, 0) << args[0] << " " << args[1] << ": " << r.err;
+    for (char c : {'\x1b', '\r', '\x07'})
+      EXPECT_EQ(r.out.find(c), std::string::npos) << args[0] << " " << args[1] << ": " << r.out;
+    EXPECT_EQ(r.out.find("\xc2\x9b"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("\xc2\x85"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find(expected), std::string::npos)
+        << args[0] << " " << args[1] << ": " << r.out;
+  }
+  std::filesystem::remove_all(dir);
+}
+
 TEST(CliTest, UnknownSubcommandIsOneLineUsageError) {
   CommandResult r = RunSalvo({"sendd"});
   EXPECT_EQ(r.exit_code, 2);

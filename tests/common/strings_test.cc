@@ -100,5 +100,28 @@ TEST(DurationTest, UnitsSumsAndBounds) {
               HasSubstr("longer than 100 years"));
 }
 
+// Issue 16 item 5: what human output does with control characters from data.
+TEST(EscapeControlsTest, ControlsAndInvalidBytesBecomeHexAndUtf8Stays) {
+  EXPECT_EQ(EscapeControls("plain a@b.example"), "plain a@b.example");
+  EXPECT_EQ(EscapeControls("a\x1b[31mred\r\nX\t\x7f"), "a\\x1b[31mred\\x0d\\x0aX\\x09\\x7f");
+  EXPECT_EQ(EscapeControls(std::string("nul\0x", 5)), "nul\\x00x");
+  // Valid UTF-8 passes unchanged: Latin, CJK, emoji, U+00A0 right after the C1 range.
+  EXPECT_EQ(EscapeControls("Ünïcödé 日本語 😀 \xc2\xa0"), "Ünïcödé 日本語 😀 \xc2\xa0");
+  // C1 controls encoded in UTF-8 (CSI U+009B, NEL U+0085) are escaped byte by byte.
+  EXPECT_EQ(EscapeControls("x\xc2\x9b"
+                           "2Jy\xc2\x85"),
+            "x\\xc2\\x9b2Jy\\xc2\\x85");
+  // Raw C1 bytes, stray continuation bytes, truncated and overlong sequences,
+  // surrogates and code points past U+10FFFF are not UTF-8: each byte escaped.
+  EXPECT_EQ(EscapeControls("\x9b"
+                           "2J"),
+            "\\x9b2J");
+  EXPECT_EQ(EscapeControls("\xe6\x97"), "\\xe6\\x97");
+  EXPECT_EQ(EscapeControls("\xc0\xaf"), "\\xc0\\xaf");
+  EXPECT_EQ(EscapeControls("\xed\xa0\x80"), "\\xed\\xa0\\x80");
+  EXPECT_EQ(EscapeControls("\xf4\x90\x80\x80"), "\\xf4\\x90\\x80\\x80");
+  EXPECT_EQ(EscapeControls(""), "");
+}
+
 }  // namespace
 }  // namespace salvo
