@@ -54,7 +54,8 @@ Fingerprint Fingerprint128(std::string_view s) {
 
 absl::StatusOr<std::string> ReadTemplate(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(Cat(path, ":1: cannot read template file"));
+  if (!in)  // the cause too: no such file, permission denied, a symlink loop
+    return absl::NotFoundError(Cat(path, ":1: cannot read template file: ", std::strerror(errno)));
   std::ostringstream ss;
   ss << in.rdbuf();
   if (in.bad()) return absl::DataLossError(Cat(path, ":1: error reading template file"));

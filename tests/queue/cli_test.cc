@@ -356,6 +356,27 @@ TEST_F(CampaignFileCliTest, ANonHttpsUnsubscribeUrlIsRefusedAtLoadWithFileAndLin
   EXPECT_EQ(r.out, "1\n");
 }
 
+// Issue 16 item 2: a symlink loop where a campaign file names a file (the
+// template, the list, a secret) is reported as a loop, not as missing.
+TEST_F(CampaignFileCliTest, ASymlinkLoopInsideACampaignFileIsReportedAsSuch) {
+  WriteCampaign("");
+  std::filesystem::create_symlink(dir_.File("camp/loop2"), dir_.File("camp/loop1"));
+  std::filesystem::create_symlink(dir_.File("camp/loop1"), dir_.File("camp/loop2"));
+  const std::string head = "name = \"spring\"\nfrom = \"news@example.com\"\n";
+  for (const std::string& text :
+       {head + "template = \"loop1\"\nrecipients = \"list.csv\"\n",
+        head + "template = \"message.eml\"\nrecipients = \"loop1\"\n",
+        head +
+            "template = \"message.eml\"\nrecipients = \"list.csv\"\n[options]\n"
+            "unsubscribe_url = \"https://u.example/x\"\nunsubscribe_secret_file = \"loop1\"\n"}) {
+    const std::string file = dir_.Write("camp/loop.toml", text);
+    RunResult r = Salvo("campaign load " + file + " --data-dir " + data_);
+    EXPECT_EQ(r.exit_code, 1) << text;
+    EXPECT_NE(r.err.find(dir_.File("camp/loop1")), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("Too many levels of symbolic links"), std::string::npos) << r.err;
+  }
+}
+
 TEST_F(CampaignFileCliTest, ACampaignThatCannotComposeItsFirstCopyIsRefusedAndNothingIsKept) {
   // Passes every syntax check, but no copy can be composed: no HMAC secret.
   const std::string file = WriteCampaign("unsubscribe_url = \"https://u.example/unsub\"\n");
