@@ -170,6 +170,7 @@ int RunLoad(const LoadArgs& a) {
     return kExitFailure;
   }
   if (int rc = CheckEgressPool(spec, target->config, a.campaign_file); rc != kExitOk) return rc;
+  if (int rc = CheckDkimDomain(spec, target->config, a.campaign_file); rc != kExitOk) return rc;
   // This node's share of the list: --node, else fleet.node (SALVO_NODE).
   queue::NodeShare node;
   if (int rc = ResolveNodeShare(a.node.empty() ? target->node : a.node, &node); rc != kExitOk)
@@ -189,8 +190,11 @@ int RunLoad(const LoadArgs& a) {
     lo.validate_template = TemplateValidator();
     // With the configuration's DKIM keys when this user can read them (the
     // engine, which signs, may run as another user: then unsigned here).
+    // Without a configuration file the keys are unknown, not absent (the
+    // engine's configuration may have them): CheckDkimDomain warned.
     absl::StatusOr<std::shared_ptr<const dkim::KeyStore>> keys = LoadKeys(target->config);
-    lo.check_first_copy = FirstCopyCheck(keys.ok() ? *keys : nullptr);
+    lo.check_first_copy =
+        FirstCopyCheck(keys.ok() && !target->config.source_file.empty() ? *keys : nullptr);
     lo.interrupted = &g_interrupted;
     lo.node = node;
     if (tty) lo.progress = PrintProgress;
@@ -734,6 +738,50 @@ int CheckEgressPool(const queue::CampaignSpec& spec, const config::Config& confi
              (config.source_file.empty() ? std::string("the configuration") : config.source_file) +
              (known.empty() ? std::string(" (it defines none)") : " (it defines: " + known + ")"));
   return kExitFailure;
+}
+
+int CheckDkimDomain(const queue::CampaignSpec& spec, const config::Config& config,
+                    std::string_view campaign_file) {
+  if (spec.dkim_domain.empty()) return kExitOk;
+  const std::string where = std::string(campaign_file.empty() ? "campaign" : campaign_file) +
+                            ": dkim_domain = \"" + spec.dkim_domain + "\"";
+  bool has_key = false;
+  std::string known;
+  for (const config::DkimKeyConfig& k : config.dkim_keys) {
+    if (EqualsIgnoreCase(k.domain, spec.dkim_domain)) has_key = true;
+    if (known.find(k.domain) == std::string::npos) known += (known.empty() ? "" : ", ") + k.domain;
+  }
+  if (!has_key && !config.source_file.empty()) {
+    PrintError(
+        where + " has no [[dkim.keys]] in " + config.source_file +
+        (known.empty() ? std::string(" (it has none)") : " (it has keys for: " + known + ")"));
+    return kExitFailure;
+  }
+  if (!has_key)
+    std::fprintf(stderr,
+                 "salvo: warning: %s: no --config given, so no key was checked: the engine "
+                 "refuses to send it unless its configuration has [[dkim.keys]] for %s\n",
+                 Printable(where).c_str(), Printable(spec.dkim_domain).c_str());
+  // DMARC (RFC 7489, relaxed alignment): d= must be the From domain, or one
+  // of them a subdomain of the other. Not aligned: signed, but DMARC fails.
+  std::string from = spec.from;
+  const size_t at = from.rfind('@');
+  from = at == std::string::npos ? std::string() : from.substr(at + 1);
+  while (!from.empty() && from.back() == '>') from.pop_back();
+  std::string d = spec.dkim_domain;
+  for (char& c : from) c = AsciiLower(c);
+  for (char& c : d) c = AsciiLower(c);
+  auto under = [](const std::string& sub, const std::string& parent) {
+    return sub == parent || (sub.size() > parent.size() &&
+                             sub.compare(sub.size() - parent.size(), parent.size(), parent) == 0 &&
+                             sub[sub.size() - parent.size() - 1] == '.');
+  };
+  if (!from.empty() && !under(from, d) && !under(d, from))
+    std::fprintf(stderr,
+                 "salvo: warning: %s is not aligned with the From domain %s: the signature "
+                 "will not count for DMARC (sign with the From domain or a parent of it)\n",
+                 Printable(where).c_str(), Printable(from).c_str());
+  return kExitOk;
 }
 
 int CampaignSpecFromFlags(const CampaignFlags& f, std::string_view who, queue::CampaignSpec* spec) {

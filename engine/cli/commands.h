@@ -96,6 +96,13 @@ int CampaignSpecFromFlags(const CampaignFlags& flags, std::string_view who,
 int CheckEgressPool(const queue::CampaignSpec& spec, const config::Config& config,
                     std::string_view campaign_file);
 
+// A campaign's dkim_domain must have [[dkim.keys]] in the configuration given
+// with --config (else the error names the campaign file and the domains it
+// has keys for, exit 1); without --config a warning says nothing was checked.
+// A d= not aligned with the From domain (DMARC relaxed) is a warning.
+int CheckDkimDomain(const queue::CampaignSpec& spec, const config::Config& config,
+                    std::string_view campaign_file);
+
 void RegisterSinkCommand(CLI::App& app, CommandContext& ctx);
 void RegisterDkimCommands(CLI::App& app, CommandContext& ctx);
 void RegisterCampaignCommands(CLI::App& app, CommandContext& ctx);

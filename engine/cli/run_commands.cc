@@ -367,6 +367,7 @@ int DoSend(const RunArgs& a, CLI::App* cmd) {
   Loaded l;
   if (int rc = Prepare(a, cmd, &l); rc != kExitOk) return rc;
   if (int rc = CheckEgressPool(spec, l.config, a.campaign_file); rc != kExitOk) return rc;
+  if (int rc = CheckDkimDomain(spec, l.config, a.campaign_file); rc != kExitOk) return rc;
   queue::LoadOptions lo;
   lo.strict = a.strict;
   lo.validate_template = TemplateValidator();

@@ -120,7 +120,8 @@ void RegisterSinkCommand(CLI::App& app, CommandContext& ctx) {
       ->check(NonNegativeCount());
   cmd->add_option("--max-rate", o.max_rate,
                   "Messages/s over the whole sink; MAIL above it gets 421 4.7.0 (0 = no limit)")
-      ->default_val(0);
+      ->default_val(0)
+      ->check(NonNegativeCount());
   cmd->add_option("--delay-ms", o.delay_ms, "Delay every batch of replies by N ms")
       ->default_val(0)
       ->check(CLI::Range(0, 600000));
@@ -150,7 +151,8 @@ void RegisterSinkCommand(CLI::App& app, CommandContext& ctx) {
   cmd->add_option("--tls-key", o.tls_key,
                   "PEM private key file for STARTTLS (implies --tls; needs --tls-cert)");
   cmd->add_option("--max-size", o.max_message_size, "Largest message accepted (SIZE), bytes")
-      ->default_val(50 * 1024 * 1024);
+      ->default_val(50 * 1024 * 1024)
+      ->check(NonNegativeCount());
   cmd->callback([flags, &ctx] { ctx.exit_code = RunSink(*flags); });
 }
 

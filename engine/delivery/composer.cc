@@ -35,7 +35,10 @@ std::shared_ptr<const CampaignComposer> CampaignComposer::Prepare(
       c->settings_ = std::move(*s);
     }
   }
-  if (c->error_.ok() && keys != nullptr && !keys->empty()) {
+  // keys == nullptr: not known here (a CLI that cannot read them). An empty
+  // store is known to have none: a campaign asking for a DKIM domain is then
+  // refused too, never sent unsigned without a word (issue 16 item 2).
+  if (c->error_.ok() && keys != nullptr && (!keys->empty() || !c->info_.dkim_domain.empty())) {
     if (!c->info_.dkim_domain.empty()) {
       c->keys_ = keys->KeysFor(c->info_.dkim_domain);
       if (c->keys_.empty())

@@ -45,6 +45,8 @@ TEST(CliTest, NegativeCountsAreRefused) {
       {"campaign", "status", "1", "--top=-3", "--data-dir", "/nonexistent/salvo"},
       {"suppression", "list", "--limit=-1", "--data-dir", "/nonexistent/salvo"},
       {"sink", "--max-per-connection=-1", "--listen", "127.0.0.1:0"},
+      {"sink", "--max-rate=-5", "--listen", "127.0.0.1:0"},
+      {"sink", "--max-size=-1", "--listen", "127.0.0.1:0"},
   };
   for (const auto& args : cases) {
     CommandResult r = RunSalvo(args);
@@ -163,6 +165,63 @@ TEST(CliTest, ControlCharactersFromDataAreEscapedInEveryHumanView) {
     EXPECT_NE(r.out.find(expected), std::string::npos)
         << args[0] << " " << args[1] << ": " << r.out;
   }
+  std::filesystem::remove_all(dir);
+}
+
+// Issue 16 item 2: a dkim_domain the configuration has no key for is refused
+// at load (it would be refused at every send); without --config a warning
+// says nothing was checked; a d= not aligned with From is a warning.
+TEST(CliTest, ADkimDomainWithoutAKeyIsRefusedAtLoadAndMisalignmentWarned) {
+  std::string dir = "/tmp/salvo-cli-dkim-" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  auto write = [&](const std::string& name, const std::string& text) {
+    FILE* f = std::fopen((dir + "/" + name).c_str(), "w");
+    std::fputs(text.c_str(), f);
+    std::fclose(f);
+  };
+  CommandResult kg = RunSalvo({"dkim", "keygen", "--domain", "b.example", "--selector", "s1",
+                               "--type", "ed25519", "--out", dir});
+  ASSERT_EQ(kg.exit_code, 0) << kg.err;
+  write("r.csv", "email\nok@c.example\n");
+  write("t.eml", "From: a@b.example\nSubject: x\n\nhi\n");
+  write("s.toml", "[[dkim.keys]]\ndomain = \"b.example\"\nselector = \"s1\"\nkey_file = \"" + dir +
+                      "/s1.b.example.pem\"\ntype = \"ed25519\"\n");
+  auto campaign = [&](const std::string& name, const std::string& d,
+                      const std::string& from = "a@b.example") {
+    write(name + ".toml", "name = \"" + name +
+                              "\"\ntemplate = \"t.eml\"\nrecipients = \"r.csv\"\n" + "from = \"" +
+                              from + "\"\ndkim_domain = \"" + d + "\"\n");
+    return dir + "/" + name + ".toml";
+  };
+  const std::string data = dir + "/data";
+  CommandResult no_key = RunSalvo({"campaign", "load", campaign("n1", "other.example"), "--config",
+                                   dir + "/s.toml", "--data-dir", data});
+  EXPECT_EQ(no_key.exit_code, 1) << no_key.err;
+  EXPECT_NE(no_key.err.find("n1.toml: dkim_domain = \"other.example\" has no [[dkim.keys]] in " +
+                            dir + "/s.toml (it has keys for: b.example)"),
+            std::string::npos)
+      << no_key.err;
+  // The key's own domain loads without a word; a subdomain of From is aligned.
+  CommandResult ok = RunSalvo({"campaign", "load", campaign("n2", "b.example"), "--config",
+                               dir + "/s.toml", "--data-dir", data});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_EQ(ok.err.find("warning"), std::string::npos) << ok.err;
+  // No --config: loaded, with a warning that nothing was checked, and one
+  // that other.example is not aligned with b.example.
+  CommandResult unchecked = RunSalvo({"campaign", "load", campaign("n3", "other.example"),
+                                      "--data-dir", data, "--allow-duplicate-name"});
+  EXPECT_EQ(unchecked.exit_code, 0) << unchecked.err;
+  EXPECT_NE(unchecked.err.find("salvo: warning: " + dir +
+                               "/n3.toml: dkim_domain = \"other.example\": no --config given"),
+            std::string::npos)
+      << unchecked.err;
+  EXPECT_NE(unchecked.err.find("is not aligned with the From domain b.example"), std::string::npos)
+      << unchecked.err;
+  CommandResult sub =
+      RunSalvo({"campaign", "load", campaign("n4", "b.example", "news@mail.b.example"),
+                "--data-dir", data, "--allow-duplicate-name"});
+  EXPECT_EQ(sub.exit_code, 0) << sub.err;
+  EXPECT_EQ(sub.err.find("not aligned"), std::string::npos) << sub.err;
   std::filesystem::remove_all(dir);
 }
 

@@ -95,5 +95,36 @@ TEST(SpoolSourceTest, ACompositionFailureOfEveryCopyPausesTheCampaignWithItsReas
   EXPECT_THAT(*(*jobs)[0].body, HasSubstr("List-Unsubscribe: <https://u.example/unsub"));
 }
 
+// Issue 16 item 2: a dkim_domain the engine has no key for (its configuration
+// has no [[dkim.keys]] at all) pauses the campaign with the reason; it was
+// sent unsigned without a word.
+TEST(SpoolSourceTest, ADkimDomainWithoutKeysPausesTheCampaignNotSentUnsigned) {
+  testsupport::TempDir dir("salvo-spool-source-dkim-test");
+  testsupport::WriteFile(dir / "message.eml", kTemplate);
+  testsupport::WriteFile(dir / "list.csv", "email,name\na@one.example,Ann\n");
+  auto spool = queue::Spool::Open(dir / "data", {});
+  ASSERT_TRUE(spool.ok()) << spool.status();
+  queue::CampaignSpec spec;
+  spec.name = "signed";
+  spec.template_path = dir / "message.eml";
+  spec.recipients_path = dir / "list.csv";
+  spec.from = "news@example.com";
+  spec.dkim_domain = "example.com";
+  auto report = (*spool)->LoadCampaign(spec, {});
+  ASSERT_TRUE(report.ok()) << report.status();
+  auto no_keys = dkim::KeyStore::Load({});
+  ASSERT_TRUE(no_keys.ok()) << no_keys.status();
+  SpoolSource source(spool->get(), *no_keys, {});
+  auto jobs = source.Fetch(100);
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  EXPECT_TRUE(jobs->empty());
+  auto info = (*spool)->GetCampaign(report->id);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->state, queue::CampaignState::kPaused);
+  EXPECT_THAT(info->pause_reason,
+              HasSubstr("asks for DKIM domain example.com but the configuration has no "
+                        "[[dkim.keys]] for it"));
+}
+
 }  // namespace
 }  // namespace salvo::delivery
