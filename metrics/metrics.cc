@@ -5,6 +5,7 @@
 #include <exception>
 #include <limits>
 #include <map>
+#include <optional>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -244,6 +245,11 @@ void Registry::SetThrottleSource(ThrottleSource source) {
   throttle_source_ = std::move(source);
 }
 
+void Registry::SetSpoolHealthSource(SpoolHealthSource source) {
+  absl::MutexLock lock(&mu_);
+  spool_source_ = std::move(source);
+}
+
 uint64_t Registry::SumCell(size_t index) const {
   uint64_t sum = 0;
   for (const auto& shard : shards_)
@@ -281,11 +287,15 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
   // Outside the lock: the sources may take their own locks (the spool's).
   QueueSource queue_source;
   ThrottleSource throttle_source;
+  SpoolHealthSource spool_source;
   {
     absl::MutexLock lock(&mu_);
     queue_source = queue_source_;
     throttle_source = throttle_source_;
+    spool_source = spool_source_;
   }
+  std::optional<SpoolSample> spool;
+  if (spool_source) spool = spool_source();
   std::vector<CampaignQueueSample> queue;
   if (queue_source) queue = queue_source();
   std::vector<ThrottleSample> throttles;
@@ -470,6 +480,27 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
                MetricType::Gauge);
     Add(&f, {}, static_cast<double>(jobs_in_flight_.load(std::memory_order_relaxed)));
     families.push_back(std::move(f));
+  }
+  if (spool) {
+    prometheus::MetricFamily w =
+        Family("salvo_spool_writable",
+               "1 while the spool records outcomes and leases new work; 0 while the disk is full "
+               "or failing, or free space is under queue.min_free_bytes",
+               MetricType::Gauge);
+    Add(&w, {}, spool->writable ? 1.0 : 0.0);
+    families.push_back(std::move(w));
+    prometheus::MetricFamily e = Family(
+        "salvo_spool_write_errors_total",
+        "Spool writes the storage refused (ENOSPC, EIO); their outcomes are held and retried",
+        MetricType::Counter);
+    Add(&e, {}, static_cast<double>(spool->write_errors));
+    families.push_back(std::move(e));
+    prometheus::MetricFamily h =
+        Family("salvo_spool_held_outcomes",
+               "Attempt outcomes held in memory because the spool could not write them",
+               MetricType::Gauge);
+    Add(&h, {}, static_cast<double>(spool->held_outcomes));
+    families.push_back(std::move(h));
   }
   if (queue_source) {
     prometheus::MetricFamily f = Family(

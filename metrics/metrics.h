@@ -235,6 +235,14 @@ struct ThrottleSample {
 };
 using ThrottleSource = std::function<std::vector<ThrottleSample>()>;
 
+// The spool's storage health (queue::SpoolHealth, without the queue dependency).
+struct SpoolSample {
+  bool writable = true;       // new work is leased (disk accepts writes, above the floor)
+  uint64_t write_errors = 0;  // writes RocksDB refused since start
+  uint64_t held_outcomes = 0;
+};
+using SpoolHealthSource = std::function<SpoolSample()>;
+
 // At most this many shaping keys are exported per scrape (suspended ones
 // first, then by key); salvo_throttle_suspended_keys counts every suspended one.
 inline constexpr size_t kMaxThrottleKeys = 100;
@@ -272,6 +280,7 @@ class Registry final : public prometheus::Collectable {
   // thread-safe and quick. Set before serving, or any time (thread-safe).
   void SetQueueSource(QueueSource source);
   void SetThrottleSource(ThrottleSource source);
+  void SetSpoolHealthSource(SpoolHealthSource source);
 
   // Sums over shards (tests, Engine::Stats).
   uint64_t Total(Counter c) const;
@@ -305,6 +314,7 @@ class Registry final : public prometheus::Collectable {
   mutable std::vector<uint64_t> set_aside_ ABSL_GUARDED_BY(mu_);
   QueueSource queue_source_ ABSL_GUARDED_BY(mu_);
   ThrottleSource throttle_source_ ABSL_GUARDED_BY(mu_);
+  SpoolHealthSource spool_source_ ABSL_GUARDED_BY(mu_);
 };
 
 // Serves `registry` at http://ADDR:PORT/metrics (prometheus-cpp's exposer on

@@ -325,9 +325,33 @@ nlohmann::json HandleAdminRequest(Spool& spool, const nlohmann::json& req,
       if (!id.ok()) return Error(id.status());
       if (op == "status") {
         absl::StatusOr<CampaignStatus> st = spool.Status(*id, CountArg(req, "top", 10));
-        if (!st.ok()) return Error(st.status());
+        std::string partial;
+        if (!st.ok()) {
+          // The per-domain breakdown reads the disk; a failing disk still
+          // gets the counts, which are kept in memory.
+          absl::StatusOr<CampaignInfo> info = spool.GetCampaign(*id);
+          absl::StatusOr<StateCounts> counts = spool.Counts(*id);
+          if (!info.ok() || !counts.ok()) return Error(st.status());
+          partial = std::string(st.status().message());
+          CampaignStatus from_memory;
+          from_memory.info = *info;
+          from_memory.counts = *counts;
+          st = std::move(from_memory);
+        }
         nlohmann::json j = StatusToJson(*st);
+        if (!partial.empty()) j["partial"] = "per-domain counts unavailable: " + partial;
         if (options.engine_status) j["shaping"] = options.engine_status();
+        // From memory: answers while the disk is full or failing.
+        const SpoolHealth h = spool.Health();
+        nlohmann::json sp = {{"writable", h.writable},
+                             {"held_outcomes", h.held_outcomes},
+                             {"write_errors", h.write_errors}};
+        if (!h.last_error.empty()) sp["last_error"] = h.last_error;
+        if (h.below_floor) {
+          sp["free_bytes"] = h.free_bytes;
+          sp["min_free_bytes"] = h.min_free_bytes;
+        }
+        j["spool"] = sp;
         return {{"ok", true}, {"status", j}};
       }
       absl::Status s = op == "pause"    ? spool.Pause(*id)

@@ -7,6 +7,9 @@
 #include <rocksdb/table.h>
 
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include <cstdarg>
 
 #include <algorithm>
 #include <filesystem>
@@ -38,6 +41,35 @@ std::string ReplyText(const smtp::Outcome& o) {
     absl::StrAppend(&s, " ", absl::StrReplaceAll(o.reply.text, {{"\n", " "}}));
   return s;
 }
+
+// RocksDB's info log, sent to salvo's log instead of a LOG file in the data
+// directory: on a full disk the file's writer fails, and RocksDB 7.8 asserts
+// (`sync_without_flush_called_`, an abort) on the next line written to a
+// writer that saw an error; its first line on a full disk is the one saying
+// the disk is full.
+class SpoolLogger final : public rocksdb::Logger {
+ public:
+  SpoolLogger() : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {}
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {
+    Logv(rocksdb::InfoLogLevel::INFO_LEVEL, format, ap);
+  }
+  void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
+    if (level < GetInfoLogLevel()) return;
+    char buf[1024];
+    va_list copy;
+    va_copy(copy, ap);
+    int n = std::vsnprintf(buf, sizeof buf, format, copy);
+    va_end(copy);
+    if (n < 0) return;
+    std::string_view line(buf, std::min<size_t>(static_cast<size_t>(n), sizeof buf - 1));
+    while (!line.empty() && line.back() == '\n') line.remove_suffix(1);
+    if (level >= rocksdb::InfoLogLevel::ERROR_LEVEL)
+      SALVO_LOG(kError, "rocksdb: {}", line);
+    else
+      SALVO_LOG(kWarning, "rocksdb: {}", line);
+  }
+};
 
 // smtp::ScopeName without linking the SMTP library.
 std::string_view ScopeText(smtp::Scope s) {
@@ -78,8 +110,119 @@ const std::string* LeasedRecipient::Variable(std::string_view name) const {
 
 Spool::Impl::~Impl() {
   if (db_ == nullptr) return;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!RetryHeld(/*force=*/true))
+      SALVO_LOG(kError,
+                "spool closing with {} outcome(s) it could not write ({}): those recipients "
+                "will be attempted again by the next run",
+                held_outcomes_, last_write_error_);
+  }
   for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
   delete db_;
+}
+
+void Spool::Impl::WriteHot(rocksdb::WriteBatch* batch, size_t outcomes) {
+  rocksdb::Status s;
+  if (held_.empty()) {
+    s = db_->Write(HotWrite(), batch);
+    if (s.ok()) return;
+  }
+  // Held, in order behind any batch already held: the notices wait with it.
+  held_.push_back(std::move(*batch));
+  held_outcomes_ += outcomes;
+  // The notices point at the caller's outcomes: held ones get their own copy.
+  for (OutcomeNotice& n : notices_) {
+    if (n.outcome != nullptr) {
+      held_outcomes_copies_.push_back(std::make_unique<smtp::Outcome>(*n.outcome));
+      n.outcome = held_outcomes_copies_.back().get();
+    }
+    held_notices_.push_back(std::move(n));
+  }
+  notices_.clear();
+  if (s.ok()) {  // behind earlier held batches: try them all now
+    RetryHeld(/*force=*/false);
+    return;
+  }
+  ++write_errors_;
+  last_write_error_ = s.ToString();
+  const auto now = std::chrono::steady_clock::now();
+  if (unwritable_since_ == absl::InfinitePast()) {
+    unwritable_since_ = clock_->Now();
+    next_fault_log_ = now + std::chrono::seconds(30);
+    next_retry_ = now + std::chrono::seconds(1);
+    SALVO_LOG(kError,
+              "spool cannot write ({}): new leases paused, {} outcome(s) held in memory and "
+              "retried every second; sending resumes by itself when the disk accepts writes",
+              last_write_error_, held_outcomes_);
+  }
+}
+
+bool Spool::Impl::RetryHeld(bool force) {
+  if (held_.empty()) return true;
+  const auto now = std::chrono::steady_clock::now();
+  if (!force && now < next_retry_) return false;
+  next_retry_ = now + std::chrono::seconds(1);
+  // RocksDB stops writing after a failed write (a background error) until
+  // it is resumed: by itself for a full disk once free space exceeds a
+  // write buffer (its SstFileManager polls every 5 s; Resume() answers Busy
+  // meanwhile), by Resume() for other errors. A write then tells.
+  rocksdb::Status s = db_->Resume();
+  if (s.ok() || s.IsBusy()) {
+    size_t written = 0;
+    for (; written < held_.size(); ++written) {
+      s = db_->Write(HotWrite(), &held_[written]);
+      if (!s.ok()) break;
+    }
+    held_.erase(held_.begin(), held_.begin() + static_cast<ptrdiff_t>(written));
+  }
+  if (held_.empty()) {
+    SALVO_LOG(
+        kWarning, "spool writable again after {}: {} held outcome(s) recorded; leasing resumes",
+        absl::FormatDuration(absl::Trunc(clock_->Now() - unwritable_since_, absl::Seconds(1))),
+        held_outcomes_);
+    held_outcomes_ = 0;
+    unwritable_since_ = absl::InfinitePast();
+    for (OutcomeNotice& n : held_notices_) notices_.push_back(std::move(n));
+    held_notices_.clear();
+    for (auto& o : held_outcomes_copies_) notice_outcomes_.push_back(std::move(o));
+    held_outcomes_copies_.clear();
+    return true;
+  }
+  if (!s.ok()) last_write_error_ = s.ToString();
+  if (now >= next_fault_log_) {
+    next_fault_log_ = now + std::chrono::seconds(30);
+    SALVO_LOG(
+        kError, "spool still cannot write after {}: {} outcome(s) held; {}",
+        absl::FormatDuration(absl::Trunc(clock_->Now() - unwritable_since_, absl::Seconds(1))),
+        held_outcomes_, last_write_error_);
+  }
+  return false;
+}
+
+void Spool::Impl::CheckFloor() {
+  if (options_.min_free_bytes == 0) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_floor_check_) return;
+  next_floor_check_ = now + std::chrono::seconds(1);
+  struct statvfs vfs {};
+  if (::statvfs(data_dir_.c_str(), &vfs) != 0) return;  // unknown: keep the last answer
+  free_bytes_ = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+  const bool below = free_bytes_ < options_.min_free_bytes;
+  if (below && !below_floor_)
+    SALVO_LOG(kError,
+              "spool: {} bytes free on {}, under queue.min_free_bytes ({}): new leases paused "
+              "until space returns",
+              free_bytes_, data_dir_, options_.min_free_bytes);
+  else if (!below && below_floor_)
+    SALVO_LOG(kWarning, "spool: {} bytes free on {} again: leasing resumes", free_bytes_,
+              data_dir_);
+  below_floor_ = below;
+}
+
+bool Spool::Impl::LeasingAllowed() {
+  CheckFloor();
+  return RetryHeld(/*force=*/false) && !below_floor_;
 }
 
 void Spool::Impl::AddSchedule(rocksdb::WriteBatch* b, const keys::RecipientRecord& r, CampaignId c,
@@ -168,10 +311,12 @@ void Spool::SetOutcomeListener(OutcomeListener listener) {
 
 void Spool::DeliverNotices() {
   std::vector<OutcomeNotice> notices;
+  std::vector<std::unique_ptr<smtp::Outcome>> outcomes;  // what held notices point at
   std::shared_ptr<const OutcomeListener> listener;
   {
     absl::MutexLock lock(&impl_->mu_);
     notices.swap(impl_->notices_);
+    outcomes.swap(impl_->notice_outcomes_);
     listener = impl_->listener_;
   }
   if (listener && !notices.empty()) (*listener)(notices);
@@ -361,6 +506,8 @@ absl::StatusOr<std::unique_ptr<Spool>> Spool::Open(const std::string& data_dir, 
   db_options.max_open_files = 256;
   db_options.keep_log_file_num = 3;
   db_options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  db_options.info_log = std::make_shared<SpoolLogger>();
+  if (options.env != nullptr) db_options.env = options.env;
   // Restart time: replay the WAL into memtables without writing L0 files first
   // (12 s -> see README figures with 1M queued on this box).
   db_options.avoid_flush_during_recovery = true;
@@ -414,6 +561,21 @@ StateCounts VisibleCounts(const CampaignEntry& e) {
   return c;
 }
 
+SpoolHealth Spool::Health() const {
+  absl::MutexLock lock(&impl_->mu_);
+  const Impl& m = *impl_;
+  SpoolHealth h;
+  h.writable = m.held_.empty() && !m.below_floor_;
+  h.held_outcomes = m.held_outcomes_;
+  h.write_errors = m.write_errors_;
+  h.last_error = m.last_write_error_;
+  h.unwritable_since = m.unwritable_since_;
+  h.below_floor = m.below_floor_;
+  h.free_bytes = m.free_bytes_;
+  h.min_free_bytes = m.options_.min_free_bytes;
+  return h;
+}
+
 size_t Spool::InFlight() const {
   absl::MutexLock lock(&impl_->mu_);
   return impl_->inflight_.size();
@@ -432,6 +594,9 @@ absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDueInner(absl::Time now,
   absl::MutexLock lock(&m.mu_);
   std::vector<DomainBatch> out;
   if (limits.max_total == 0 || limits.max_per_domain == 0) return out;
+  // A full or failing disk: no new work until held outcomes are written and
+  // the free-space floor is met (attempts in flight still complete).
+  if (!m.LeasingAllowed()) return out;
   const uint64_t now_us = keys::TimeToMicros(now);
   // Entries skipped per domain (in flight behind an entry of a campaign still
   // loading, or of such a campaign) before moving on: bounds the work of one call.
@@ -603,15 +768,9 @@ absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDueInner(absl::Time now,
   }
   for (const auto& [c, unused] : touched)
     m.PutCounts(&batch, CampaignId{c}, m.campaigns_[c].counts);
-  if (batch.Count() > 0) {
-    if (auto s = FromRocks(m.db_->Write(m.HotWrite(), &batch), "expiring recipients"); !s.ok()) {
-      m.notices_.clear();  // not recorded: found again next time
-      // The leases stand (they are memory only); the expiries will be found
-      // again: the cursors have moved past them, so rescan these domains.
-      SALVO_LOG(kError, "spool write failed: {}", Sv(s.message()));
-      for (DomainState* state : batch_domain) state->cursor.clear();
-    }
-  }
+  // Expiries and suppressions found here: held like completions when the
+  // disk refuses them (memory already counts them).
+  if (batch.Count() > 0) m.WriteHot(&batch, 0);
   out.erase(std::remove_if(out.begin(), out.end(),
                            [](const DomainBatch& b) { return b.recipients.empty(); }),
             out.end());
@@ -754,14 +913,12 @@ absl::Status Spool::CompleteBatchInner(absl::Span<const Completion> completions)
   put_sorted(m.suppression_cf_, suppress);
   for (const auto& [c, unused] : touched)
     m.PutCounts(&batch, CampaignId{c}, m.campaigns_[c].counts);
-  if (batch.Count() > 0) {
-    if (auto s = FromRocks(m.db_->Write(m.HotWrite(), &batch), "writing completions"); !s.ok()) {
-      // In-memory counts are ahead of disk now; a broken disk is not survivable here.
-      SALVO_LOG(kError, "spool write failed: {}", Sv(s.message()));
-      m.notices_.clear();
-      return s;
-    }
-  }
+  // Memory is ahead of disk until this is written: held and retried when
+  // the disk refuses it (see the storage-fault note in spool.h).
+  if (batch.Count() > 0)
+    m.WriteHot(&batch, records.size());
+  else
+    m.RetryHeld(/*force=*/false);
   return first_error;
 }
 

@@ -22,6 +22,13 @@
 //               (the recipient keeps its stored state and schedule entry until
 //               Complete), so after a crash it is simply due again
 //
+// Storage faults: a write RocksDB refuses (ENOSPC, EIO) never ends the process
+// and never drops an outcome. The batch is held in memory and retried (RocksDB
+// resumed from its background error first) at most once a second from LeaseDue
+// and CompleteBatch; meanwhile LeaseDue hands out nothing, attempts already in
+// flight complete (and are held too), and Health() says so. RocksDB's own info
+// log goes to salvo's log (stderr), not to a file on the failing disk.
+//
 // Sync policy: completion batches (and the rare expiries found at lease time) are written with WAL
 // and sync=Options::sync_writes (default false: survives a process crash or SIGKILL, since the WAL
 // is in the OS page cache; set it for power-loss safety at a throughput cost). A campaign load's
@@ -43,6 +50,10 @@
 #include "engine/common/clock.h"
 #include "engine/smtp/outcome.h"
 #include "queue/campaign.h"
+
+namespace rocksdb {
+class Env;
+}
 
 namespace salvo::queue {
 
@@ -186,15 +197,42 @@ struct OutcomeNotice {
   std::string reason;  // the reply ("550 5.1.1 ...") or why
 };
 // Called with the notices of one LeaseDue or CompleteBatch after its write
-// succeeded, on the calling thread, outside the spool's lock; must not block.
+// succeeded (for outcomes held through a storage fault: after the write that
+// finally recorded them), on the calling thread, outside the spool's lock;
+// must not block.
 using OutcomeListener = std::function<void(absl::Span<const OutcomeNotice>)>;
+
+// Whether the spool can record outcomes and hand out work (Spool::Health).
+// `campaign status`, the salvo_spool_* metrics and the log say the same.
+struct SpoolHealth {
+  // New leases are handed out: no outcome is held and free space is above
+  // the floor. False while the disk is full or failing.
+  bool writable = true;
+  // Outcomes of attempts (delivered, bounced, deferred) that RocksDB refused
+  // to write, held in memory and retried; lost only if the process dies first.
+  size_t held_outcomes = 0;
+  uint64_t write_errors = 0;  // spool writes RocksDB refused since Open
+  std::string last_error;     // the last refusal ("No space left on device" ...)
+  absl::Time unwritable_since = absl::InfinitePast();  // InfinitePast: writable
+  bool below_floor = false;                            // free space under Options::min_free_bytes
+  uint64_t free_bytes = 0;  // at the last check (0 when min_free_bytes is 0)
+  uint64_t min_free_bytes = 0;
+};
 
 class Spool {
  public:
   struct Options {
     bool sync_writes = false;  // see the sync policy above
-    Clock* clock = nullptr;    // nullptr: Clock::System()
-    uint64_t rng_seed = 0;     // retry jitter; 0 = seeded from the clock
+    // Free-space floor on the data directory's file system (statvfs): below
+    // it LeaseDue hands out nothing (open attempts still complete) until
+    // space returns, so a filling disk stops new work before RocksDB fails.
+    // 0 = no floor.
+    uint64_t min_free_bytes = 0;
+    // Tests: the RocksDB environment (a fault-injecting file system);
+    // nullptr = the default one.
+    rocksdb::Env* env = nullptr;
+    Clock* clock = nullptr;  // nullptr: Clock::System()
+    uint64_t rng_seed = 0;   // retry jitter; 0 = seeded from the clock
     bool create_if_missing = true;
   };
 
@@ -230,6 +268,8 @@ class Spool {
   // (nullptr: none). Set before the engine starts.
   void SetOutcomeListener(OutcomeListener listener);
   size_t InFlight() const;
+  // Storage health: see SpoolHealth. Cheap (memory only); any thread.
+  SpoolHealth Health() const;
 
   // ---- Campaigns ----
   absl::StatusOr<CampaignInfo> GetCampaign(CampaignId id) const;

@@ -4,6 +4,8 @@
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
 
+#include <chrono>
+
 #include <functional>
 #include <map>
 #include <memory>
@@ -91,6 +93,31 @@ class Spool::Impl {
   // SetOutcomeListener; the notices of the call in progress (see DeliverNotices).
   std::shared_ptr<const OutcomeListener> listener_ ABSL_GUARDED_BY(mu_);
   std::vector<OutcomeNotice> notices_ ABSL_GUARDED_BY(mu_);
+  // Copies of the outcomes that held notices point at (a held notice outlives
+  // the CompleteBatch call whose span it came from); handed over with notices_.
+  std::vector<std::unique_ptr<smtp::Outcome>> notice_outcomes_ ABSL_GUARDED_BY(mu_);
+
+  // ---- Storage faults (a full or failing disk) ----
+  // Batches of outcomes RocksDB refused to write (ENOSPC, EIO), in order, with
+  // their notices. Memory already reflects them (counts, leases released), so
+  // they are written as they are once the disk accepts writes again; until
+  // then LeaseDue hands out nothing: the recipients they complete still have
+  // their schedule entries on disk and must not be leased again. Bounded by
+  // what was in flight when writing failed (no new leases meanwhile).
+  std::vector<rocksdb::WriteBatch> held_ ABSL_GUARDED_BY(mu_);
+  std::vector<OutcomeNotice> held_notices_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::unique_ptr<smtp::Outcome>> held_outcomes_copies_ ABSL_GUARDED_BY(mu_);
+  size_t held_outcomes_ ABSL_GUARDED_BY(mu_) = 0;  // completions inside held_
+  uint64_t write_errors_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string last_write_error_ ABSL_GUARDED_BY(mu_);
+  absl::Time unwritable_since_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  std::chrono::steady_clock::time_point next_retry_ ABSL_GUARDED_BY(mu_){};
+  std::chrono::steady_clock::time_point next_fault_log_ ABSL_GUARDED_BY(mu_){};
+  // Free-space floor (Options::min_free_bytes), checked with statvfs at most
+  // once a second.
+  bool below_floor_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t free_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  std::chrono::steady_clock::time_point next_floor_check_ ABSL_GUARDED_BY(mu_){};
 
   rocksdb::WriteOptions SyncWrite() const {
     rocksdb::WriteOptions w;
@@ -102,6 +129,20 @@ class Spool::Impl {
     w.sync = options_.sync_writes;
     return w;
   }
+
+  // Writes a hot batch (completions, expiries found at lease time). When the
+  // disk refuses it, or earlier batches are still held, the batch is held
+  // (with the notices of this call) and retried; the caller's memory changes
+  // stand. `outcomes`: completions in the batch. Never fails: a held batch is
+  // the spool's to record.
+  void WriteHot(rocksdb::WriteBatch* batch, size_t outcomes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Retries the held batches (at most once a second unless `force`): resumes
+  // RocksDB from its background error, then writes them in order. True when
+  // nothing is held any more.
+  bool RetryHeld(bool force) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // New leases allowed: nothing held and free space above the floor.
+  bool LeasingAllowed() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CheckFloor() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Adds a schedule entry to the batch and IndexSchedule()s it.
   void AddSchedule(rocksdb::WriteBatch* b, const keys::RecipientRecord& r, CampaignId c,

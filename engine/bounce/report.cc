@@ -914,6 +914,8 @@ absl::StatusOr<Report> ParseReport(std::string_view message, const ParseLimits& 
   Visit(g_mime_message_get_mime_part(msg.get()), &w, 1);
   std::string text = w.first_text_is_html ? HtmlToText(w.first_text) : std::move(w.first_text);
   r.original_headers = std::move(w.original_headers);
+  if (r.original_headers.size() > limits.max_original_headers)
+    r.original_headers.resize(limits.max_original_headers);
 
   if (!w.feedback_report.empty() || (w.multipart_report && w.report_type == "feedback-report")) {
     ReadFeedbackReport(w.feedback_report, limits, &r);

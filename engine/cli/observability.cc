@@ -45,7 +45,13 @@ absl::StatusOr<Observability> StartObservability(const config::Config& config,
   if (config.metrics.domains) ro.domains = *config.metrics.domains;
   ro.max_campaigns = config.metrics.max_campaigns;
   o.registry = std::make_shared<metrics::Registry>(std::move(ro));
-  if (spool) o.registry->SetQueueSource(QueueMetricsSource(spool));
+  if (spool) {
+    o.registry->SetQueueSource(QueueMetricsSource(spool));
+    o.registry->SetSpoolHealthSource([spool] {
+      const queue::SpoolHealth h = spool->Health();
+      return metrics::SpoolSample{h.writable, h.write_errors, h.held_outcomes};
+    });
+  }
   if (!listen.empty()) {
     auto e = metrics::StartExposer(listen, o.registry);
     if (e.ok()) {

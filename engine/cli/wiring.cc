@@ -76,11 +76,14 @@ absl::StatusOr<EngineInputs> OpenEngineInputs(config::Config config) {
                                          ": cannot create data directory: " + ec.message());
   // A `salvo campaign ...` command may hold the spool for a moment (it opens
   // it directly when no engine runs): retry briefly before giving up.
-  auto spool = queue::Spool::Open(out.config.data_dir, {});
+  queue::Spool::Options spool_options;
+  spool_options.sync_writes = out.config.queue.sync_writes;
+  spool_options.min_free_bytes = out.config.queue.min_free_bytes;
+  auto spool = queue::Spool::Open(out.config.data_dir, spool_options);
   for (int i = 0; i < 50 && !spool.ok() && spool.status().code() == absl::StatusCode::kUnavailable;
        ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    spool = queue::Spool::Open(out.config.data_dir, {});
+    spool = queue::Spool::Open(out.config.data_dir, spool_options);
   }
   if (!spool.ok()) {
     if (spool.status().code() == absl::StatusCode::kUnavailable)

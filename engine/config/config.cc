@@ -449,6 +449,8 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
     r.Int("lease_batch", &cfg.queue.lease_batch, 1, 100000);
     r.Duration("poll_interval", &cfg.queue.poll_interval, 0.001);
     r.String("admin_socket", &cfg.queue.admin_socket);
+    r.Bool("sync_writes", &cfg.queue.sync_writes);
+    r.Bytes("min_free_bytes", &cfg.queue.min_free_bytes);
     r.String("admin_listen", &cfg.queue.admin_listen);
     r.String("admin_token_file", &cfg.queue.admin_token_file);
     r.RejectUnknown();

@@ -140,6 +140,14 @@ struct QueueConfig {
   int lease_batch = 200;       // recipients per lease from the spool
   Seconds poll_interval{0.2};  // how often to look for due work when idle
   std::string admin_socket;    // empty = "<data_dir>/admin.sock"
+  // fsync the spool's WAL with every completion batch: outcomes survive a
+  // power loss, at a throughput cost. Off: a process crash (kill -9) still
+  // loses nothing (the WAL is in the page cache); a power loss can lose the
+  // last moments of outcomes (those recipients are sent again).
+  bool sync_writes = false;
+  // Free-space floor on the data directory's file system: below it no new
+  // work is leased (attempts in flight complete) until space returns. 0 = off.
+  uint64_t min_free_bytes = 64ull << 20;
   // Fleet (deploy/): the admin protocol also on TCP "host:port" ("" = off),
   // for `salvo fleet status` and `salvo health` from elsewhere; a file whose
   // first line is the token every TCP request must carry (needed unless the

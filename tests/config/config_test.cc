@@ -285,3 +285,30 @@ TEST(ConfigTest, EgressSourcesAndPools) {
 
 }  // namespace
 }  // namespace salvo::config
+
+namespace salvo::config {
+namespace {
+
+TEST(ConfigTest, QueueStorageKeys) {
+  Config d = *ParseConfig("", "/etc/s.toml");
+  EXPECT_FALSE(d.queue.sync_writes);
+  EXPECT_EQ(d.queue.min_free_bytes, 64ull << 20);
+  auto c = ParseConfig("[queue]\nsync_writes = true\nmin_free_bytes = \"1G\"\n", "/etc/s.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->queue.sync_writes);
+  EXPECT_EQ(c->queue.min_free_bytes, 1ull << 30);
+  c = ParseConfig("[queue]\nmin_free_bytes = 0\n", "/etc/s.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->queue.min_free_bytes, 0u);
+  c = ParseConfig("[queue]\nsync_writes = \"yes\"\n", "/etc/s.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()),
+              ::testing::HasSubstr("/etc/s.toml:2:15: 'queue.sync_writes' must be true or false"));
+  c = ParseConfig("[queue]\nmin_free_bytes = -1\n", "/etc/s.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()),
+              ::testing::HasSubstr("/etc/s.toml:2:18: 'queue.min_free_bytes' must be >= 0"));
+}
+
+}  // namespace
+}  // namespace salvo::config

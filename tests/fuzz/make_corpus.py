@@ -154,3 +154,16 @@ for req in ({"op": "list"}, {"op": "status", "campaign": "1", "top": 5},
             {"op": "suppression_list", "limit": 10, "after": ""},
             {"op": "frobnicate"}, {"nope": True}, [1, 2, 3]):
     write("admin_request", json.dumps(req).encode())
+
+# ---- bounce_report: byte 0 = limits, the rest a received message (a few of
+# tests/data/bounces, and hostile shapes). ----
+BOUNCES = os.path.join(HERE, "..", "data", "bounces", "sisimai")
+for f in ("lhost-postfix-03.eml", "lhost-qmail-01.eml", "lhost-exim-01.eml", "lhost-gmail-01.eml",
+          "lhost-exchange2007-01.eml", "lhost-amazonses-09.eml", "arf-01.eml", "rfc3834-01.eml",
+          "rfc3464-09.eml", "lhost-sendmail-01.eml", "lhost-v5sendmail-04.eml", "rhost-franceptt-01.eml"):
+    write("bounce_report", bytes([40]) + open(os.path.join(BOUNCES, f), "rb").read())
+nested = b"Content-Type: multipart/mixed; boundary=b\n\n" + b"--b\nContent-Type: multipart/mixed; boundary=b\n\n" * 30
+write("bounce_report", bytes([3]) + nested)
+write("bounce_report", bytes([0]) + b"From: MAILER-DAEMON@x\nSubject: Undelivered\nX-Failed-Recipients: a@b.example, ,@,x@\n\n"
+      + b"<a@b.example>:\n550 5.1.1 " + b"x" * 3000 + b"\n")
+write("bounce_report", bytes([9]) + b"Subject: AWS Notification Message\n\n{\"notificationType\":\"Bounce\",\"bounce\":{\"bouncedRecipients\":[{\"emailAddress\":5},{}]}}")

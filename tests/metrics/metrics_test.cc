@@ -280,6 +280,19 @@ TEST(MetricsTest, QueueGaugesNameTheNewestCampaignsAndSumTheRestAsOther) {
   EXPECT_EQ(registry.ResolveCampaign(1, "jan").index, 0);
 }
 
+TEST(MetricsTest, SpoolHealthGauges) {
+  Registry registry;
+  EXPECT_FALSE(Has(registry.Scrape(), "salvo_spool_writable"));  // no spool: not exported
+  SpoolSample sample;
+  registry.SetSpoolHealthSource([&sample] { return sample; });
+  EXPECT_TRUE(Has(registry.Scrape(), "salvo_spool_writable 1"));
+  sample = {false, 2, 50};  // the disk refused two writes; 50 outcomes held
+  std::string text = registry.Scrape();
+  EXPECT_TRUE(Has(text, "salvo_spool_writable 0")) << text;
+  EXPECT_TRUE(Has(text, "salvo_spool_write_errors_total 2"));
+  EXPECT_TRUE(Has(text, "salvo_spool_held_outcomes 50"));
+}
+
 TEST(MetricsTest, ThrottleGaugesAreBoundedSuspendedFirst) {
   Registry registry;
   registry.SetThrottleSource([] {
@@ -322,6 +335,7 @@ TEST(MetricsTest, ScrapePassesPromtoolCheckMetrics) {
   registry.SetThrottleSource([] {
     return std::vector<ThrottleSample>{{"provider:google", 50, 20, true}};
   });
+  registry.SetSpoolHealthSource([] { return SpoolSample{false, 3, 50}; });
   std::string text = registry.Scrape();
   std::string output;
   int rc = PromtoolCheck(text, &output);

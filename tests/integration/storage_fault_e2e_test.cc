@@ -1,0 +1,241 @@
+// Storage faults under a real `salvo run` sending to `salvo sink` (slowed to
+// about 1,000 messages/s: 50 in flight, 50 ms per end of data) (issue 16,
+// item 1): the spool on a small tmpfs filled mid-send, and on an ext4 loop
+// device shut down mid-send (EXT4_IOC_SHUTDOWN: every I/O then fails with
+// EIO). No abort, no outcome lost, and after a full disk is freed the
+// campaign finishes without a restart. Needs root (mount); skips otherwise.
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+
+#include "tests/integration/harness.h"
+
+namespace salvo::itest {
+namespace {
+
+constexpr int kRecipients = 20000;
+constexpr int kInFlightLimit = 50;
+
+struct LoadedCampaign {
+  std::string config;
+  std::string campaign;  // ID
+};
+
+// A campaign of kRecipients over 50 domains, all routed to the sink, with the
+// data directory `data_dir`; loaded. min_free_bytes 0: the disk itself fails.
+LoadedCampaign Prepare(const TempDir& dir, const std::string& data_dir, const Sink& sink) {
+  // A wide column (not in the message) makes every completion a bigger
+  // write, so the spool outgrows the WAL space RocksDB preallocated (1.1 x a
+  // write buffer) and the free space while mail flows.
+  const std::string pad(3000, 'p');
+  std::string csv = "email,name,pad\n";
+  for (int i = 0; i < kRecipients; ++i)
+    csv += "u" + std::to_string(i) + "@d" + std::to_string(i % 50) + ".example,N," + pad + "\n";
+  WriteFile(dir / "list.csv", csv);
+  WriteFile(dir / "message.eml", "From: news@example.com\r\nSubject: Hi {{name}}\r\n\r\nHello\r\n");
+  LoadedCampaign s;
+  s.config = dir / "salvo.toml";
+  WriteFile(s.config, "data_dir = \"" + data_dir +
+                          "\"\nshards = 2\npin_threads = false\n[routes]\n\"*\" = \"" +
+                          sink.hostport() + "\"\n[tls]\nmode = \"off\"\n[delivery]\n" +
+                          "in_flight_limit = " + std::to_string(kInFlightLimit) +
+                          "\n[queue]\npoll_interval = \"50ms\"\nmin_free_bytes = 0\n" +
+                          "[metrics]\nlisten = \"\"\n");
+  RunResult load = RunSalvo(
+      dir, {"campaign", "load", "--name", "fault", "--template", dir / "message.eml",
+            "--recipients", dir / "list.csv", "--from", "news@example.com", "--config", s.config});
+  EXPECT_EQ(load.code, 0) << load.err;
+  s.campaign = load.out.substr(0, load.out.find('\n'));
+  return s;
+}
+
+nlohmann::json Status(const TempDir& dir, const LoadedCampaign& s) {
+  RunResult r = RunSalvo(dir, {"campaign", "status", s.campaign, "--json", "--config", s.config},
+                         std::chrono::seconds(10));
+  nlohmann::json j = nlohmann::json::parse(r.out, nullptr, false);
+  return j.is_discarded() ? nlohmann::json{{"error", r.err}} : j;
+}
+
+uint64_t Delivered(const nlohmann::json& status) {
+  return status.contains("counts") ? status["counts"].value("delivered", uint64_t{0}) : 0;
+}
+bool Writable(const nlohmann::json& status) {
+  return !status.contains("spool") || status["spool"].value("writable", true);
+}
+
+// Fills the file system holding `path` until it refuses (ENOSPC).
+void FillDisk(const std::string& path) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  ASSERT_GE(fd, 0);
+  std::string chunk(1 << 20, 'x');
+  while (::write(fd, chunk.data(), chunk.size()) > 0) {
+  }
+  std::string small(4096, 'x');
+  while (::write(fd, small.data(), small.size()) > 0) {
+  }
+  ::close(fd);
+}
+
+TEST(StorageFaultE2E, DiskFullMidSendHoldsOutcomesAndFinishesWhenSpaceReturns) {
+  TempDir dir;
+  const std::string disk = dir / "disk";
+  std::filesystem::create_directories(disk);
+  // RocksDB resumes by itself once free space exceeds a write buffer
+  // (32 MiB), as freeing the filler below gives it.
+  if (::mount("tmpfs", disk.c_str(), "tmpfs", 0, "size=256m") != 0)
+    GTEST_SKIP() << "cannot mount a tmpfs (needs root): " << std::strerror(errno);
+  struct Unmount {
+    std::string p;
+    ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
+  } unmount{disk};
+
+  Sink sink(dir, "sink", "127.0.0.1", {"--track-duplicates", "--final-delay-ms", "50"});
+  ASSERT_GT(sink.port(), 0) << sink.err();
+  LoadedCampaign s = Prepare(dir, disk + "/data", sink);
+  Process run({SALVO_BINARY, "run", "--config", s.config}, dir / "run.out", dir / "run.err");
+
+  // Fill the disk while mail flows.
+  ASSERT_TRUE(
+      WaitFor([&] { return sink.Count("recipients_delivered") >= 2000; }, std::chrono::seconds(60)))
+      << ReadFile(dir / "run.err");
+  FillDisk(disk + "/filler");
+  const auto filled = std::chrono::steady_clock::now();
+
+  nlohmann::json st;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        st = Status(dir, s);
+        return !Writable(st);
+      },
+      std::chrono::seconds(30)))
+      << "the spool never reported the full disk; sink " << sink.Count("recipients_delivered")
+      << ", status " << st.dump() << "\nlog: " << ReadFile(dir / "run.err");
+  // Settle: the transactions open at the fault finish, nothing new starts.
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  st = Status(dir, s);
+  const uint64_t at_sink = sink.Count("recipients_delivered");
+  const uint64_t in_spool = Delivered(st);
+  const uint64_t held = st["spool"].value("held_outcomes", uint64_t{0});
+  std::printf("disk full: sink %llu, spool delivered %llu (%llu held in memory), %s\n",
+              static_cast<unsigned long long>(at_sink), static_cast<unsigned long long>(in_spool),
+              static_cast<unsigned long long>(held), st["spool"].dump().c_str());
+  EXPECT_TRUE(run.running()) << "salvo run ended: " << ReadFile(dir / "run.err");
+  EXPECT_FALSE(Writable(st));
+  EXPECT_GT(held, 0u);
+  // Every delivery the sink accepted is recorded (in memory, held): the
+  // spool knows of each one, beyond what was open in the last instant.
+  EXPECT_LE(at_sink, in_spool + kInFlightLimit);
+  EXPECT_LT(at_sink, static_cast<uint64_t>(kRecipients));  // sending stopped
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  EXPECT_EQ(sink.Count("recipients_delivered"), at_sink) << "leasing did not stop";
+
+  // Space returns: everything is delivered, without a restart.
+  std::filesystem::remove(disk + "/filler");
+  const auto freed = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point resumed{};
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        st = Status(dir, s);
+        if (resumed == std::chrono::steady_clock::time_point{} && Writable(st))
+          resumed = std::chrono::steady_clock::now();
+        return st.value("done", false);
+      },
+      std::chrono::seconds(120)))
+      << st.dump() << "\nlog: " << ReadFile(dir / "run.err");
+  std::printf("disk full: resumed %.1f s after space returned (full for %.1f s)\n",
+              std::chrono::duration<double>(resumed - freed).count(),
+              std::chrono::duration<double>(freed - filled).count());
+  EXPECT_TRUE(run.running());
+  run.Signal(SIGTERM);
+  EXPECT_EQ(run.Wait(std::chrono::seconds(30)), 0) << ReadFile(dir / "run.err");
+  EXPECT_EQ(Delivered(st), static_cast<uint64_t>(kRecipients)) << st.dump();
+  // The sink rewrites its stats every second.
+  WaitFor([&] { return sink.Count("recipients_delivered") >= kRecipients; },
+          std::chrono::seconds(5));
+  EXPECT_EQ(sink.Count("recipients_delivered"), static_cast<uint64_t>(kRecipients));
+  EXPECT_EQ(sink.Count("duplicate_recipients"), 0u);
+  const std::string log = ReadFile(dir / "run.err");
+  EXPECT_NE(log.find("spool cannot write"), std::string::npos) << log;
+  EXPECT_NE(log.find("spool writable again"), std::string::npos) << log;
+}
+
+TEST(StorageFaultE2E, EioMidSendDoesNotAbortAndStopsSending) {
+  TempDir dir;
+  const std::string image = dir / "disk.img", disk = dir / "disk";
+  std::filesystem::create_directories(disk);
+  {
+    std::FILE* f = std::fopen(image.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fclose(f);
+    std::filesystem::resize_file(image, 512 << 20);  // sparse
+  }
+  RunResult mkfs = testsupport::Run({"mkfs.ext4", "-q", "-F", image}, dir / "mkfs.out",
+                                    dir / "mkfs.err", std::chrono::seconds(60));
+  if (mkfs.code != 0) GTEST_SKIP() << "mkfs.ext4 unavailable: " << ReadFile(dir / "mkfs.err");
+  RunResult mnt = testsupport::Run({"mount", "-o", "loop", image, disk}, dir / "mount.out",
+                                   dir / "mount.err", std::chrono::seconds(30));
+  if (mnt.code != 0)
+    GTEST_SKIP() << "cannot mount an ext4 loop device (needs root and /dev/loop*): "
+                 << ReadFile(dir / "mount.err");
+  struct Unmount {
+    std::string p;
+    ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
+  } unmount{disk};
+
+  Sink sink(dir, "sink", "127.0.0.1", {"--track-duplicates", "--final-delay-ms", "50"});
+  ASSERT_GT(sink.port(), 0) << sink.err();
+  LoadedCampaign s = Prepare(dir, disk + "/data", sink);
+  Process run({SALVO_BINARY, "run", "--config", s.config}, dir / "run.out", dir / "run.err");
+  ASSERT_TRUE(
+      WaitFor([&] { return sink.Count("recipients_delivered") >= 2000; }, std::chrono::seconds(60)))
+      << ReadFile(dir / "run.err");
+  // EXT4_IOC_SHUTDOWN with EXT4_GOING_FLAGS_NOLOGFLUSH: from now on every
+  // read and write on this file system fails with EIO, as a dying disk does.
+  {
+    int fd = ::open(disk.c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0);
+    uint32_t flags = 2;
+    ASSERT_EQ(::ioctl(fd, _IOR('X', 125, uint32_t), &flags), 0) << std::strerror(errno);
+    ::close(fd);
+  }
+  // The admin socket lives on the dead disk too, but answers (from memory).
+  nlohmann::json st;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        st = Status(dir, s);
+        return !Writable(st);
+      },
+      std::chrono::seconds(30)))
+      << "the spool never reported the failing disk; status " << st.dump()
+      << "\nlog: " << ReadFile(dir / "run.err");
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  st = Status(dir, s);
+  const uint64_t at_sink = sink.Count("recipients_delivered");
+  const uint64_t in_spool = Delivered(st);
+  std::printf("EIO: sink %llu, spool delivered %llu, %s\n",
+              static_cast<unsigned long long>(at_sink), static_cast<unsigned long long>(in_spool),
+              st["spool"].dump().c_str());
+  EXPECT_TRUE(run.running()) << "salvo run ended: " << ReadFile(dir / "run.err");
+  EXPECT_LE(at_sink, in_spool + kInFlightLimit);
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  EXPECT_EQ(sink.Count("recipients_delivered"), at_sink) << "leasing did not stop";
+  // A clean stop, not an abort; it says what it could not record.
+  run.Signal(SIGTERM);
+  const int code = run.Wait(std::chrono::seconds(30));
+  EXPECT_NE(code, 128 + SIGABRT) << ReadFile(dir / "run.err");
+  EXPECT_NE(code, -1);
+  EXPECT_NE(ReadFile(dir / "run.err").find("could not write"), std::string::npos)
+      << ReadFile(dir / "run.err");
+}
+
+}  // namespace
+}  // namespace salvo::itest
