@@ -73,6 +73,7 @@ struct BenchArgs {
   bool metrics = false;      // labelled counting as `salvo run` does it
   int scrape_every_ms = 0;   // a Prometheus text scrape this often (0 = none)
   std::string delivery_log;  // write the delivery log here ("" = none)
+  std::string fleet_redis;   // [fleet] redis for the engine ("" = none)
 };
 
 absl::StatusOr<size_t> ParseSize(const std::string& text) {
@@ -210,7 +211,11 @@ absl::Status GenerateCampaign(const BenchArgs& a, size_t size, const Paths& p,
       "\n", Routes(domains, sink_addrs),
       "[delivery]\nmessages_per_connection = ", a.messages_per_connection,
       "\nconnections_per_site = ", a.connections_per_site, "\nin_flight_limit = 20000\n\n",
-      "[tls]\nmode = \"", a.tls == "on" ? "required" : "off", "\"\nverify = false\n\n", keys_toml);
+      "[tls]\nmode = \"", a.tls == "on" ? "required" : "off", "\"\nverify = false\n\n",
+      a.fleet_redis.empty()
+          ? std::string()
+          : absl::StrCat("[fleet]\nredis = \"", a.fleet_redis, "\"\nnode_id = \"bench\"\n\n"),
+      keys_toml);
   if (auto s = WriteFile(p.config, config); !s.ok()) return s;
 
   std::string campaign = absl::StrCat(
@@ -628,6 +633,13 @@ int RunBench(const BenchArgs& a) {
       {"scrapes", scrapes},
       {"scrape_ms_mean", scrapes ? scrape_ms_total / scrapes : 0},
   };
+  if (fleet::SharedLimits* f = (*engine)->fleet_limits()) {
+    const fleet::SharedLimitsStats fs = f->Stats();
+    out["fleet_redis_round_trips"] = fs.redis_round_trips;
+    out["fleet_round_trips_per_1000_messages"] =
+        delivered ? 1000.0 * static_cast<double>(fs.redis_round_trips) / delivered : 0;
+    out["fleet_shared"] = fs.shared;
+  }
   if (log_writer) {
     out["delivery_log_lines"] = log_stats.lines;
     out["delivery_log_dropped"] = log_stats.dropped;
@@ -677,6 +689,12 @@ int RunBench(const BenchArgs& a) {
       row("labelled metrics, scrapes (mean ms)",
           absl::StrCat("on, ", scrapes, " (",
                        absl::StrFormat("%.2f", scrapes ? scrape_ms_total / scrapes : 0), ")"));
+    if (out.contains("fleet_redis_round_trips"))
+      row("fleet: Redis round trips (per 1,000 messages)",
+          absl::StrCat(
+              out["fleet_redis_round_trips"].get<uint64_t>(), " (",
+              absl::StrFormat("%.1f", out["fleet_round_trips_per_1000_messages"].get<double>()),
+              ")", out["fleet_shared"].get<bool>() ? "" : "  NOT shared: Redis unreachable"));
     if (log_writer)
       row("delivery log lines (dropped)",
           absl::StrCat(log_stats.lines, " (", log_stats.dropped, ")"));
@@ -744,6 +762,10 @@ void RegisterBenchCommand(CLI::App& app, CommandContext& ctx) {
   cmd->add_option("--delivery-log", args->delivery_log,
                   "Write the delivery log to this file during the run (reports lines written "
                   "and dropped)");
+  cmd->add_option("--fleet-redis", args->fleet_redis,
+                  "Hold the shaping file's provider and domain limits in this Redis "
+                  "(host:port), as a fleet node does (bench/shaping-providers-nonbinding.toml "
+                  "names the bench's providers); reports Redis round trips");
   cmd->add_flag("--json", args->json, "Print the results as JSON");
   cmd->add_flag("--keep", args->keep, "Keep the generated campaign and spool in /tmp");
   cmd->callback([args, &ctx] { ctx.exit_code = RunBench(*args); });

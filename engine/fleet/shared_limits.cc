@@ -150,6 +150,7 @@ bool SharedLimits::AcquireConnection(std::string_view key) {
     return true;
   }
   k.wants_connection = true;
+  ++k.wanted;
   wake_.notify_all();
   return false;
 }
@@ -279,7 +280,10 @@ void SharedLimits::Tick(std::unique_lock<std::mutex>& lock) {
     // One more slot on demand (not while the fleet reclaims after a
     // fallback), and re-lease what is in use after a fallback.
     const bool reclaiming = now < reclaim_until_;
-    const int need = std::max(k.in_use - held, k.wants_connection && !reclaiming ? 1 : 0);
+    // As many new slots as connections were refused since the last tick (a
+    // pool opening 16 connections gets them in one round trip, not 16 ticks).
+    const int need =
+        std::max(k.in_use - held, k.wants_connection && !reclaiming ? std::max(1, k.wanted) : 0);
     if (need > 0 && held < k.max_connections) {
       Lease l{name, rkey, k.max_connections, {}};
       for (int i = 0; i < need && held + i < k.max_connections; ++i)
@@ -287,6 +291,7 @@ void SharedLimits::Tick(std::unique_lock<std::mutex>& lock) {
       leases.push_back(std::move(l));
     }
     k.wants_connection = false;  // a real demand asks again (the pools retry)
+    k.wanted = 0;
     // Slots idle for a second go back to the fleet.
     if (held > k.in_use && now - k.idle_since > absl::Seconds(1)) {
       Lease l{name, rkey, 0, {}};

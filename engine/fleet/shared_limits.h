@@ -105,6 +105,7 @@ class SharedLimits {
     std::vector<std::string> leases;  // slots this node holds in Redis
     int in_use = 0;
     bool wants_connection = false;
+    int wanted = 0;  // AcquireConnection refusals since the last tick (slots to ask for)
     uint64_t next_slot = 0;
     absl::Time idle_since = absl::InfiniteFuture();
   };

@@ -483,8 +483,8 @@ TEST(EngineE2E, ShapingFileReloadsOnSighupAndABadOneKeepsTheOld) {
     return (sink.Count("messages") - m0) /
            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
-  std::this_thread::sleep_for(std::chrono::seconds(2));  // past the start
-  const double before = rate_over(std::chrono::seconds(3));
+  std::this_thread::sleep_for(std::chrono::seconds(3));  // past the start (and the first hand-back)
+  const double before = rate_over(std::chrono::seconds(5));
   // The running engine answers `campaign status` with its shaping view (the
   // throttled and suspended destinations; none here: 5/s is the configuration).
   nlohmann::json st = Status(dir, cfg);
