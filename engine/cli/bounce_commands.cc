@@ -80,21 +80,7 @@ nlohmann::json ToJson(const std::string& file, const bounce::Report& r) {
 }
 
 int RunParse(const ParseArgs& a) {
-  std::vector<smtp::Rule> user;
-  if (!a.rules.empty()) {
-    std::string text, error;
-    if (!ReadFileText(a.rules, 16u << 20, &text, &error)) {
-      PrintError(fmt::format("{}: cannot read: {}", a.rules, error));
-      return kExitFailure;
-    }
-    absl::StatusOr<std::vector<smtp::Rule>> r = shaping::ParseRules(text, a.rules);
-    if (!r.ok()) {
-      PrintError(Sv(r.status().message()));
-      return kExitFailure;
-    }
-    user = *std::move(r);
-  }
-  absl::StatusOr<std::unique_ptr<const smtp::Classifier>> rules = shaping::BuildClassifier(user);
+  absl::StatusOr<std::unique_ptr<const smtp::Classifier>> rules = ClassifierWithRulesFile(a.rules);
   if (!rules.ok()) {
     PrintError(Sv(rules.status().message()));
     return kExitFailure;

@@ -18,11 +18,13 @@
 #include <CLI/CLI.hpp>
 
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <string_view>
 
 #include "absl/status/statusor.h"
 #include "engine/common/strings.h"
+#include "engine/smtp/classifier.h"
 
 namespace salvo::cli {
 
@@ -102,6 +104,11 @@ int CheckEgressPool(const queue::CampaignSpec& spec, const config::Config& confi
 // A d= not aligned with the From domain (DMARC relaxed) is a warning.
 int CheckDkimDomain(const queue::CampaignSpec& spec, const config::Config& config,
                     std::string_view campaign_file);
+
+// The shipped bounce rules plus those of `rules_file` ("" = none): what
+// `bounce classify --rules` and `bounce parse --rules` use. Errors name the file.
+absl::StatusOr<std::unique_ptr<const smtp::Classifier>> ClassifierWithRulesFile(
+    const std::string& rules_file);
 
 void RegisterSinkCommand(CLI::App& app, CommandContext& ctx);
 void RegisterDkimCommands(CLI::App& app, CommandContext& ctx);

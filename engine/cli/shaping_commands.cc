@@ -1,7 +1,9 @@
 // salvo shaping check|show, salvo bounce classify (engine/shaping); salvo bounce
 // parse is in bounce_commands.cc.
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -135,27 +137,33 @@ bool ParseReplyLine(std::string_view line, smtp::Reply* out) {
   return true;
 }
 
-int RunClassify(const ClassifyArgs& a) {
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<const smtp::Classifier>> ClassifierWithRulesFile(
+    const std::string& rules_file) {
   std::vector<smtp::Rule> user;
-  if (!a.rules.empty()) {
+  if (!rules_file.empty()) {
     std::string text;
-    if (FILE* f = std::fopen(a.rules.c_str(), "rb")) {
-      char buf[65536];
-      size_t n;
-      while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
-      std::fclose(f);
-    } else {
-      PrintError(fmt::format("{}: cannot read", a.rules));
-      return kExitFailure;
-    }
-    absl::StatusOr<std::vector<smtp::Rule>> r = shaping::ParseRules(text, a.rules);
-    if (!r.ok()) {
-      PrintError(Sv(r.status().message()));
-      return kExitFailure;
-    }
+    FILE* f = std::fopen(rules_file.c_str(), "rb");
+    if (f == nullptr)
+      return absl::InvalidArgumentError(
+          fmt::format("{}: cannot read: {}", rules_file, std::strerror(errno)));
+    char buf[65536];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0 && text.size() < (16u << 20))
+      text.append(buf, n);
+    std::fclose(f);
+    absl::StatusOr<std::vector<smtp::Rule>> r = shaping::ParseRules(text, rules_file);
+    if (!r.ok()) return r.status();
     user = *std::move(r);
   }
-  absl::StatusOr<std::unique_ptr<const smtp::Classifier>> cl = shaping::BuildClassifier(user);
+  return shaping::BuildClassifier(user);
+}
+
+namespace {
+
+int RunClassify(const ClassifyArgs& a) {
+  absl::StatusOr<std::unique_ptr<const smtp::Classifier>> cl = ClassifierWithRulesFile(a.rules);
   if (!cl.ok()) {
     PrintError(Sv(cl.status().message()));
     return kExitFailure;
