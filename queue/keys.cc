@@ -54,6 +54,8 @@ class Reader {
 };
 
 constexpr uint8_t kRecordVersion = 1;
+// Marks the optional DeliveredAttempt at the end of a record.
+constexpr uint8_t kDeliveredAttemptTag = 1;
 
 }  // namespace
 
@@ -74,6 +76,14 @@ std::string EncodeRecord(const RecipientRecord& r) {
   for (const auto& v : r.values) PutBytes(&out, v);
   PutBytes(&out, r.last_reply);
   PutBytes(&out, r.category);
+  if (r.has_delivered_attempt) {
+    const DeliveredAttempt& a = r.delivered_attempt;
+    out.push_back(static_cast<char>(kDeliveredAttemptTag));
+    PutVarint(&out, a.at_us);
+    PutVarint(&out, a.lease_us);
+    out.push_back(static_cast<char>(a.from));
+    PutBytes(&out, a.detail);
+  }
   return out;
 }
 
@@ -93,7 +103,18 @@ bool DecodeRecord(std::string_view data, RecipientRecord* r) {
   r->values.resize(n);
   for (auto& v : r->values)
     if (!in.Bytes(&v)) return false;
-  return in.Bytes(&r->last_reply) && in.Bytes(&r->category) && in.done();
+  if (!in.Bytes(&r->last_reply) || !in.Bytes(&r->category)) return false;
+  r->has_delivered_attempt = false;
+  if (in.done()) return true;
+  uint8_t tag, from;
+  DeliveredAttempt& a = r->delivered_attempt;
+  if (!in.Byte(&tag) || tag != kDeliveredAttemptTag || !in.Varint(&a.at_us) ||
+      !in.Varint(&a.lease_us) || !in.Byte(&from) || from >= kNumRecipientStates ||
+      !in.Bytes(&a.detail) || !in.done())
+    return false;
+  a.from = static_cast<RecipientState>(from);
+  r->has_delivered_attempt = true;
+  return true;
 }
 
 std::string EncodeHistory(const HistoryRecord& h) {

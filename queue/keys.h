@@ -101,6 +101,20 @@ inline bool ParseSchedule(std::string_view k, ScheduleKey* out) {
   return true;
 }
 
+struct HistoryRecord;
+
+// A first-attempt delivery kept in the recipient's record instead of a
+// history row (Spool::Options::history_for_first_deliveries off): when it
+// happened, when it was leased, the state it left and the host. Its reply and
+// category are the record's last_reply and category. Spool::History shows it
+// as the row it stands for; a later history row writes it out first.
+struct DeliveredAttempt {
+  uint64_t at_us = 0;
+  uint64_t lease_us = 0;
+  RecipientState from = RecipientState::kQueued;
+  std::string detail;  // the host ("mx.example[192.0.2.1]:25")
+};
+
 // The persistent form of one recipient.
 struct RecipientRecord {
   RecipientState state = RecipientState::kQueued;
@@ -113,6 +127,10 @@ struct RecipientRecord {
   std::vector<std::string> values;
   std::string last_reply;
   std::string category;
+  // Optional on disk (records written with history rows for every attempt,
+  // and older ones, end before it).
+  bool has_delivered_attempt = false;
+  DeliveredAttempt delivered_attempt;
 };
 std::string EncodeRecord(const RecipientRecord& r);
 bool DecodeRecord(std::string_view data, RecipientRecord* r);

@@ -8,7 +8,9 @@
 // serializes state changes; RocksDB reads for status/list run outside it.
 //
 // Recipient state machine (every transition is written in one WriteBatch with
-// a history entry carrying the SMTP reply that caused it):
+// a history entry carrying the SMTP reply that caused it; a first-attempt
+// delivery's entry lives in the recipient's record unless
+// Options::history_for_first_deliveries):
 //
 //   queued ──lease──> in_flight ──Complete──> delivered
 //   deferred <──────┘   │    ├──(4xx, not expired)──> deferred (attempts++, next attempt)
@@ -223,6 +225,12 @@ class Spool {
  public:
   struct Options {
     bool sync_writes = false;  // see the sync policy above
+    // A delivery on the first attempt also writes its own history row. Off
+    // (the default), the attempt (time, lease time, host; the reply and
+    // category are the record's) is kept in the recipient's record, written
+    // anyway, and History() shows it as that row: one RocksDB put less per
+    // message. Every other transition always writes its row.
+    bool history_for_first_deliveries = false;
     // Free-space floor on the data directory's file system (statvfs): below
     // it LeaseDue hands out nothing (open attempts still complete) until
     // space returns, so a filling disk stops new work before RocksDB fails.

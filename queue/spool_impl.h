@@ -188,5 +188,7 @@ class Spool::Impl {
 };
 
 absl::Status FromRocks(const rocksdb::Status& s, std::string_view what);
+// The history row a record's DeliveredAttempt stands for.
+keys::HistoryRecord DeliveredAttemptRow(const keys::RecipientRecord& r);
 
 }  // namespace salvo::queue

@@ -78,6 +78,7 @@ absl::StatusOr<EngineInputs> OpenEngineInputs(config::Config config) {
   // it directly when no engine runs): retry briefly before giving up.
   queue::Spool::Options spool_options;
   spool_options.sync_writes = out.config.queue.sync_writes;
+  spool_options.history_for_first_deliveries = out.config.queue.history_for_first_deliveries;
   spool_options.min_free_bytes = out.config.queue.min_free_bytes;
   auto spool = queue::Spool::Open(out.config.data_dir, spool_options);
   for (int i = 0; i < 50 && !spool.ok() && spool.status().code() == absl::StatusCode::kUnavailable;

@@ -145,6 +145,10 @@ struct QueueConfig {
   // loses nothing (the WAL is in the page cache); a power loss can lose the
   // last moments of outcomes (those recipients are sent again).
   bool sync_writes = false;
+  // A delivery on the first attempt also writes its own history row. Off:
+  // the attempt is kept in the recipient's record (shown the same way by
+  // `salvo recipient show`), one spool write less per message.
+  bool history_for_first_deliveries = false;
   // Free-space floor on the data directory's file system: below it no new
   // work is leased (attempts in flight complete) until space returns. 0 = off.
   uint64_t min_free_bytes = 64ull << 20;

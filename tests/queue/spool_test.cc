@@ -58,6 +58,111 @@ TEST_F(SpoolTest, QueuedToInFlightToDelivered) {
   EXPECT_EQ(h.back().detail, "mx.example.com [127.0.0.2]");
 }
 
+// A first-attempt delivery keeps its attempt in the recipient's record (no
+// history row: one write less per message); History() shows the same rows as
+// when Options::history_for_first_deliveries writes one, and a retried
+// delivery still writes its rows.
+TEST_F(SpoolTest, AFirstAttemptDeliveryIsKeptInTheRecordAndShownAsItsHistory) {
+  CampaignId c = Load("email\na@one.example\nb@two.example\n");
+  const absl::Time leased_at = clock_.Now();
+  auto leased = LeaseAll(leased_at);
+  ASSERT_EQ(leased.size(), 2u);
+  clock_.Advance(absl::Seconds(3));
+  const absl::Time delivered_at = clock_.Now();
+  ASSERT_TRUE(spool_->Complete(c, RecipientId{1}, Delivered()).ok());
+  ASSERT_TRUE(spool_->Complete(c, RecipientId{2}, Deferred()).ok());
+  clock_.Advance(absl::Hours(5));
+  leased = LeaseAll(clock_.Now());
+  ASSERT_EQ(leased.size(), 1u);
+  ASSERT_TRUE(spool_->Complete(c, RecipientId{2}, Delivered()).ok());
+
+  auto check_first = [&](const std::vector<HistoryEntry>& h) {
+    ASSERT_EQ(h.size(), 2u);
+    EXPECT_EQ(Path(h),
+              (std::vector<RecipientState>{RecipientState::kQueued, RecipientState::kInFlight,
+                                           RecipientState::kDelivered}));
+    EXPECT_EQ(h[0].at, leased_at);
+    EXPECT_EQ(h[0].detail, "leased");
+    EXPECT_EQ(h[1].at, delivered_at);
+    EXPECT_EQ(h[1].reply, "250 2.0.0 ok queued as X");
+    EXPECT_EQ(h[1].detail, "mx.example.com [127.0.0.2]");
+    EXPECT_EQ(h[1].scope, "");
+  };
+  check_first(*spool_->History(c, RecipientId{1}));
+  EXPECT_EQ(Path(*spool_->History(c, RecipientId{2})),
+            (std::vector<RecipientState>{RecipientState::kQueued, RecipientState::kInFlight,
+                                         RecipientState::kDeferred, RecipientState::kInFlight,
+                                         RecipientState::kDelivered}));
+  RecipientView v = *spool_->GetRecipient(c, RecipientId{1});
+  EXPECT_EQ(v.state, RecipientState::kDelivered);
+  EXPECT_EQ(v.last_reply, "250 2.0.0 ok queued as X");
+  Reopen();  // read back from disk
+  check_first(*spool_->History(c, RecipientId{1}));
+  spool_.reset();
+  testing::Dump dump = testing::DumpSpool(dir_.File("data"));
+  size_t rows_of_1 = 0, rows_of_2 = 0;
+  for (const auto& [k, unused] : dump["history"]) {
+    if (k.compare(0, 16, keys::Recipient(c, RecipientId{1})) == 0) ++rows_of_1;
+    if (k.compare(0, 16, keys::Recipient(c, RecipientId{2})) == 0) ++rows_of_2;
+  }
+  EXPECT_EQ(rows_of_1, 0u);  // kept in the record
+  EXPECT_EQ(rows_of_2, 2u);  // the deferral and the retried delivery
+  Reopen();
+}
+
+TEST_F(SpoolTest, HistoryForFirstDeliveriesWritesTheRowAndShowsTheSame) {
+  spool_.reset();
+  Spool::Options o;
+  o.clock = &clock_;
+  o.rng_seed = 42;
+  o.history_for_first_deliveries = true;
+  auto s = Spool::Open(dir_.File("data"), o);
+  ASSERT_TRUE(s.ok()) << s.status();
+  spool_ = std::move(*s);
+  CampaignId c = Load("email\na@one.example\n");
+  const absl::Time leased_at = clock_.Now();
+  ASSERT_EQ(LeaseAll(leased_at).size(), 1u);
+  clock_.Advance(absl::Seconds(3));
+  ASSERT_TRUE(spool_->Complete(c, RecipientId{1}, Delivered()).ok());
+  auto h = *spool_->History(c, RecipientId{1});
+  ASSERT_EQ(h.size(), 2u);
+  EXPECT_EQ(h[0].at, leased_at);
+  EXPECT_EQ(h[1].at, leased_at + absl::Seconds(3));
+  EXPECT_EQ(h[1].to, RecipientState::kDelivered);
+  EXPECT_EQ(h[1].detail, "mx.example.com [127.0.0.2]");
+  spool_.reset();
+  testing::Dump dump = testing::DumpSpool(dir_.File("data"));
+  EXPECT_EQ(dump["history"].size(), 1u);
+  Reopen();
+}
+
+TEST_F(SpoolTest, RecordsKeepTheirDeliveredAttemptAndOldRecordsStillDecode) {
+  keys::RecipientRecord r;
+  r.state = RecipientState::kDelivered;
+  r.attempts = 1;
+  r.email = "a@one.example";
+  r.domain = "one.example";
+  r.values = {"a@one.example", "Ann"};
+  r.last_reply = "250 ok";
+  std::string old_form = keys::EncodeRecord(r);  // no attempt: as older spools wrote it
+  keys::RecipientRecord back;
+  ASSERT_TRUE(keys::DecodeRecord(old_form, &back));
+  EXPECT_FALSE(back.has_delivered_attempt);
+  r.has_delivered_attempt = true;
+  r.delivered_attempt = {1700000000000000, 1699999999000000, RecipientState::kDeferred,
+                         "mx[192.0.2.1]:25"};
+  ASSERT_TRUE(keys::DecodeRecord(keys::EncodeRecord(r), &back));
+  ASSERT_TRUE(back.has_delivered_attempt);
+  EXPECT_EQ(back.delivered_attempt.at_us, 1700000000000000u);
+  EXPECT_EQ(back.delivered_attempt.lease_us, 1699999999000000u);
+  EXPECT_EQ(back.delivered_attempt.from, RecipientState::kDeferred);
+  EXPECT_EQ(back.delivered_attempt.detail, "mx[192.0.2.1]:25");
+  EXPECT_EQ(back.values, r.values);
+  std::string bad = keys::EncodeRecord(r);
+  EXPECT_FALSE(keys::DecodeRecord(bad.substr(0, bad.size() - 1), &back));  // truncated
+  EXPECT_FALSE(keys::DecodeRecord(old_form + "\x07", &back));              // unknown tail
+}
+
 TEST_F(SpoolTest, DeferredWaitsForItsRetryTimeWithBackoff) {
   CampaignId c = Load("email\nx@slow.example\n");
   absl::Time last_window_min = absl::InfinitePast();
