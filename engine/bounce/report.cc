@@ -92,14 +92,20 @@ Fields ParseFields(std::string_view text, size_t max_fields, bool stop_at_non_fi
     } else {
       const size_t colon = line.find(':');
       bool field = colon != std::string_view::npos && colon > 0;
-      for (size_t i = 0; field && i < colon; ++i) {
+      // RFC 5322 4.5.3 (obsolete syntax, still sent: Mimecast's
+      // "Final-Recipient : rfc822;..."): blanks between the name and the colon.
+      size_t name_end = colon;
+      while (field && name_end > 0 && (line[name_end - 1] == ' ' || line[name_end - 1] == '\t'))
+        --name_end;
+      field = field && name_end > 0;
+      for (size_t i = 0; field && i < name_end; ++i) {
         const unsigned char c = static_cast<unsigned char>(line[i]);
         if (c <= ' ' || c >= 127) field = false;
       }
       if (!field) {
         if (stop_at_non_field) break;
       } else if (out.size() < max_fields) {
-        out.push_back({AsciiLower(line.substr(0, colon)),
+        out.push_back({AsciiLower(line.substr(0, name_end)),
                        std::string(StripWhitespace(line.substr(colon + 1)))});
       }
     }
@@ -746,6 +752,24 @@ bool ReadTextBounce(std::string_view text, std::string_view subject,
           before.append(t);
         }
         if (!before.empty()) joined = Clip(before, 300) + " " + joined;
+      }
+      // A status further down the block belongs with the reason (Mimecast:
+      // "Additional information follows :" then "-- 5.4.1 Recipient address
+      // rejected: Access denied").
+      if (FindStatus(joined).empty()) {
+        re2::StringPiece st;
+        if (RE2::PartialMatch(P(block), StatusRe(), &st)) {
+          const size_t at = static_cast<size_t>(st.data() - block.data());
+          size_t line_begin = block.rfind('\n', at);
+          line_begin = line_begin == std::string_view::npos ? 0 : line_begin + 1;
+          size_t line_end = block.find('\n', at);
+          if (line_end == std::string_view::npos) line_end = block.size();
+          std::string_view line = StripWhitespace(block.substr(line_begin, line_end - line_begin));
+          if (joined.find(line) == std::string::npos) {
+            if (!joined.empty()) joined.push_back(' ');
+            joined.append(line);
+          }
+        }
       }
       fr.diagnostic_code = Clip(joined, kMaxDiagnostic);
     }
