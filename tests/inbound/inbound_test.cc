@@ -118,8 +118,8 @@ TEST_F(InboundServerTest, AStoredMessageSurvivesAStopAndIsProcessedByTheNextStar
       return absl::UnavailableError("not now");
     });
     ASSERT_NE(server, nullptr);
-    std::vector<int> codes = SendOne(server->Bound()[0].port, "b+tok@bounce.example",
-                                     "Subject: report\r\n\r\nbody\r\n");
+    std::vector<int> codes =
+        SendOne(server->Bound()[0].port, "b+tok@bounce.example", "Subject: report\r\n\r\nbody\r\n");
     EXPECT_EQ(codes, (std::vector<int>{250, 250, 354, 250}));
     // The 250 came after the sync write: the message is on disk now.
     auto pending = spool_->PendingInbound(10);
