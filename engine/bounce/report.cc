@@ -648,9 +648,12 @@ bool ReadTextBounce(std::string_view text, std::string_view subject,
     // (smtp)... Deferred: Connection timed out"), Verizon's MMS gateway
     // neither: the failed address is the returned original's To, when it
     // names exactly one.
+    // Not when the returned message is itself a bounce (a forwarded
+    // report: its To is the original sender).
     Fields head = ParseFields(r->original_headers, limits.max_fields, false);
     std::string_view to_field = Get(head, "to");
-    if (to_field.find(',') == std::string_view::npos) {
+    if (to_field.find(',') == std::string_view::npos &&
+        !IsRoleAddress(AddressOf(Get(head, "from")))) {
       std::string a = AddressOf(to_field);
       static const RE2 one(std::string("^") + std::string(kAddr) + "$");
       if (RE2::FullMatch(P(a), one) && !IsRoleAddress(a))
