@@ -103,9 +103,9 @@ TEST(BounceCorpusTest, AtLeast95PercentOfTheCorpusIsRight) {
       "category %d\n",
       right, total, 100.0 * right / total, kind_right, rcpt_right, status_right, category_right);
   ASSERT_GE(total, 150);
-  // Issue 17 asks for 95%; this is the floor reached so far (see
-  // tests/bounce/README.md for the misses), so that nothing slips back.
-  EXPECT_GE(right * 100, total * 86) << right << "/" << total;
+  // Issue 17 asks for 95% (reached: 264 of 276; tests/bounce/README.md
+  // lists the misses), so that nothing slips back.
+  EXPECT_GE(right * 100, total * 95) << right << "/" << total;
 }
 
 TEST(BounceCorpusTest, PostfixDsn) {
