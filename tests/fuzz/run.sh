@@ -12,7 +12,7 @@ SECONDS_PER_TARGET="${1:-60}"
 RUNS="${SALVO_FUZZ_RUNS:--1}"
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 BUILD="${SALVO_FUZZ_BUILD_DIR:-$ROOT/build-fuzz}"
-TARGETS=(reply_parser session dns_message csv template config sink_session admin_request bounce_report)
+TARGETS=(reply_parser session dns_message csv template config sink_session inbound_session admin_request bounce_report)
 if [ -n "${SALVO_FUZZ_TARGETS:-}" ]; then
   read -r -a TARGETS <<<"$SALVO_FUZZ_TARGETS"
 fi
