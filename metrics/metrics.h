@@ -16,6 +16,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -243,6 +244,26 @@ struct SpoolSample {
 };
 using SpoolHealthSource = std::function<SpoolSample()>;
 
+// The inbound listener and the unsubscribe endpoint (engine/inbound), by
+// label value; exported only while a source is set (`salvo run` with
+// [inbound] listen or [unsubscribe] listen).
+struct InboundSample {
+  bool listener = false;  // [inbound] listen is on: the three inbound families are exported
+  // salvo_inbound_messages_total{result}: accepted, too_big, store_failed
+  std::map<std::string, uint64_t> messages;
+  // salvo_inbound_rejected_total{reason}: relay, bare_line_ending, too_many_connections
+  std::map<std::string, uint64_t> rejected;
+  // salvo_inbound_processed_total{result}: bounce, delayed, complaint,
+  // auto_reply, not_a_report, forged, unsubscribe, unsubscribe_forged, failed, retry ...
+  std::map<std::string, uint64_t> processed;
+  uint64_t pending = 0;      // salvo_inbound_pending: stored, not processed yet
+  bool unsubscribe = false;  // [unsubscribe] listen is on
+  // salvo_unsubscribe_requests_total{result}: unsubscribed, forged,
+  // unknown_campaign, bad_request, confirmation_page, method_not_allowed, failed
+  std::map<std::string, uint64_t> unsubscribe_requests;
+};
+using InboundSource = std::function<InboundSample()>;
+
 // At most this many shaping keys are exported per scrape (suspended ones
 // first, then by key); salvo_throttle_suspended_keys counts every suspended one.
 inline constexpr size_t kMaxThrottleKeys = 100;
@@ -281,6 +302,7 @@ class Registry final : public prometheus::Collectable {
   void SetQueueSource(QueueSource source);
   void SetThrottleSource(ThrottleSource source);
   void SetSpoolHealthSource(SpoolHealthSource source);
+  void SetInboundSource(InboundSource source);
 
   // Sums over shards (tests, Engine::Stats).
   uint64_t Total(Counter c) const;
@@ -315,6 +337,7 @@ class Registry final : public prometheus::Collectable {
   QueueSource queue_source_ ABSL_GUARDED_BY(mu_);
   ThrottleSource throttle_source_ ABSL_GUARDED_BY(mu_);
   SpoolHealthSource spool_source_ ABSL_GUARDED_BY(mu_);
+  InboundSource inbound_source_ ABSL_GUARDED_BY(mu_);
 };
 
 // Serves `registry` at http://ADDR:PORT/metrics (prometheus-cpp's exposer on

@@ -240,6 +240,17 @@ struct OutcomeNotice {
 // must not block.
 using OutcomeListener = std::function<void(absl::Span<const OutcomeNotice>)>;
 
+// One message the inbound listener (engine/inbound) received for a bounce,
+// feedback or unsubscribe address, as stored before its 250 was given.
+struct InboundMessage {
+  uint64_t id = 0;                      // set by StoreInbound; arrival order
+  std::string mail_from;                // the envelope sender ("" = null sender)
+  std::vector<std::string> recipients;  // accepted RCPT addresses
+  std::string client;                   // "<peer address> <EHLO name>"
+  absl::Time received;
+  std::string raw;  // the message as received (after dot-unstuffing)
+};
+
 // Whether the spool can record outcomes and hand out work (Spool::Health).
 // `campaign status`, the salvo_spool_* metrics and the log say the same.
 struct SpoolHealth {
@@ -420,6 +431,18 @@ class Spool {
   absl::StatusOr<bool> RecordStrayReport(std::string_view report_id, StrayReport kind);
   StrayReportCounts StrayReports() const;
   absl::StatusOr<ReportCounts> Reports(CampaignId id) const;
+
+  // ---- Inbound messages (queue/spool_inbound.cc) ----
+  // Reports and unsubscribe mail received by the inbound listener, kept until
+  // processed, so a crash after the listener's 250 loses nothing. Stored in
+  // the default column family under "inbound/" + u64 id.
+  // Writes every message in one WriteBatch with sync=true and sets each id;
+  // the listener answers 250 only after this returns OK.
+  absl::Status StoreInbound(absl::Span<InboundMessage* const> messages);
+  // The oldest unprocessed messages, at most `limit`, in arrival order.
+  absl::StatusOr<std::vector<InboundMessage>> PendingInbound(size_t limit) const;
+  // The message was processed: it is removed (sync=true). kNotFound when it is not there.
+  absl::Status MarkInboundDone(uint64_t id);
 
   class Impl;
 

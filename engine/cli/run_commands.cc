@@ -28,6 +28,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "engine/cli/commands.h"
+#include "engine/cli/inbound_wiring.h"
 #include "engine/cli/observability.h"
 #include "engine/cli/wiring.h"
 #include "engine/common/log.h"
@@ -179,7 +180,7 @@ int Prepare(const RunArgs& a, CLI::App* cmd, Loaded* out) {
 // Returns the exit code; *finished tells whether the source finished.
 int RunEngine(Loaded& l, SignalWatcher& signals, delivery::SpoolSourceOptions so, Progress progress,
               const std::string& metrics_listen, bool metrics_required,
-              delivery::EngineStats* stats_out, bool* finished) {
+              delivery::EngineStats* stats_out, bool* finished, bool serve_inbound = false) {
   so.shards = l.config.EffectiveShards();
   so.max_per_domain = static_cast<size_t>(l.config.queue.lease_batch);
   so.max_recipients_per_message = static_cast<size_t>(l.config.delivery.max_recipients_per_message);
@@ -236,6 +237,18 @@ int RunEngine(Loaded& l, SignalWatcher& signals, delivery::SpoolSourceOptions so
   if (!admin.ok()) {
     PrintError("admin socket: " + S(admin.status().message()));
     return kExitFailure;
+  }
+  // salvo run: the inbound listener and the unsubscribe endpoint, up before
+  // the engine so reports a crash left pending are processed from the start.
+  std::unique_ptr<InboundServices> inbound;
+  if (serve_inbound) {
+    auto started = StartInboundServices(l.config, l.spool.get(), registry);
+    if (!started.ok()) {
+      PrintError(S(started.status().message()));
+      (*admin)->Stop();
+      return kExitFailure;
+    }
+    inbound = std::move(*started);
   }
   delivery::EngineOptions eo;
   const bool tty = !progress.quiet && isatty(STDERR_FILENO) == 1;
@@ -307,6 +320,7 @@ int RunEngine(Loaded& l, SignalWatcher& signals, delivery::SpoolSourceOptions so
             (*admin)->tcp_address().empty() ? "" : ", admin listener ", (*admin)->tcp_address());
   absl::Status st = (*engine)->Run();
   signals.Stop();
+  inbound.reset();
   registry->SetThrottleSource(nullptr);
   {
     std::lock_guard<std::mutex> lock(engine_ref->mu);
@@ -336,7 +350,7 @@ int DoRun(const RunArgs& a, CLI::App* cmd) {
   delivery::EngineStats stats;
   bool finished = false;
   int rc = RunEngine(l, signals, {}, {a.progress_interval, a.quiet}, l.config.metrics.listen,
-                     l.config.metrics.listen_set, &stats, &finished);
+                     l.config.metrics.listen_set, &stats, &finished, /*serve_inbound=*/true);
   std::fprintf(stderr,
                "salvo run stopped: delivered %llu, deferred %llu, bounced %llu recipient "
                "attempt(s); %llu session(s)\n",

@@ -175,6 +175,26 @@ struct FleetConfig {
   int FleetSize() const;
 };
 
+// The inbound SMTP listener of `salvo run` (engine/inbound): bounces,
+// complaints and unsubscribe mail for `domains`.
+struct InboundConfig {
+  std::string listen;                // "addr:port"; "" = no listener
+  std::vector<std::string> domains;  // RCPT accepted only here (lower-cased)
+  std::string hostname;              // greeting/EHLO name; "" = delivery.helo_name or host name
+  uint64_t max_message_size = 10ull << 20;
+  int max_line = 2048;
+  int max_recipients = 100;
+  int max_connections = 1000;
+  bool tls = false;      // offer STARTTLS
+  std::string tls_cert;  // PEM certificate (chain); with tls_key; none: self-signed
+  std::string tls_key;
+};
+
+// The one-click unsubscribe HTTP endpoint of `salvo run` (RFC 8058).
+struct UnsubscribeConfig {
+  std::string listen;  // "addr:port"; "" = none (default)
+};
+
 struct Config {
   std::string source_file;  // the file this came from ("" = defaults)
   std::string data_dir = "./salvo-data";
@@ -199,6 +219,8 @@ struct Config {
   DeliveryLogConfig delivery_log;
   QueueConfig queue;
   FleetConfig fleet;
+  InboundConfig inbound;
+  UnsubscribeConfig unsubscribe;
 
   // shards resolved against the CPU count (never 0).
   int EffectiveShards() const;
