@@ -528,8 +528,9 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
                "result", inbound->messages, {"accepted", "too_big", "store_failed"});
       labelled("salvo_inbound_rejected_total",
                "What the inbound listener refused: relay (RCPT outside [inbound] domains, 550 "
-               "5.7.1), bare_line_ending (521), too_many_connections (421)",
-               "reason", inbound->rejected, {"relay", "bare_line_ending", "too_many_connections"});
+               "5.7.1), bare_line_ending (521), too_many_connections (421), idle_timeout (421)",
+               "reason", inbound->rejected,
+               {"relay", "bare_line_ending", "too_many_connections", "idle_timeout"});
       labelled("salvo_inbound_processed_total",
                "Stored inbound messages processed, by what they were (bounce, delayed, complaint, "
                "auto_reply, not_a_report, forged, unsubscribe, unsubscribe_forged, failed, retry)",

@@ -263,7 +263,8 @@ struct InboundSample {
   bool listener = false;  // [inbound] listen is on: the three inbound families are exported
   // salvo_inbound_messages_total{result}: accepted, too_big, store_failed
   std::map<std::string, uint64_t> messages;
-  // salvo_inbound_rejected_total{reason}: relay, bare_line_ending, too_many_connections
+  // salvo_inbound_rejected_total{reason}: relay, bare_line_ending, too_many_connections,
+  // idle_timeout
   std::map<std::string, uint64_t> rejected;
   // salvo_inbound_processed_total{result}: bounce, delayed, complaint,
   // auto_reply, not_a_report, forged, unsubscribe, unsubscribe_forged, failed, retry ...

@@ -45,6 +45,8 @@ absl::StatusOr<std::unique_ptr<InboundServices>> StartInboundServices(const conf
     o.max_line = static_cast<size_t>(config.inbound.max_line);
     o.max_recipients = static_cast<size_t>(config.inbound.max_recipients);
     o.max_connections = static_cast<size_t>(config.inbound.max_connections);
+    o.idle_timeout =
+        std::chrono::seconds(static_cast<int64_t>(config.inbound.idle_timeout.count()));
     o.tls = config.inbound.tls;
     o.tls_cert = config.inbound.tls_cert;
     o.tls_key = config.inbound.tls_key;

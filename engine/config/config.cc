@@ -501,6 +501,7 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
     r.Int("max_line", &cfg.inbound.max_line, 512, 1 << 20);
     r.Int("max_recipients", &cfg.inbound.max_recipients, 1, 100000);
     r.Int("max_connections", &cfg.inbound.max_connections, 1, 1000000);
+    r.Duration("idle_timeout", &cfg.inbound.idle_timeout, 1.0);
     r.Bool("tls", &cfg.inbound.tls);
     r.String("tls_cert", &cfg.inbound.tls_cert);
     r.String("tls_key", &cfg.inbound.tls_key);

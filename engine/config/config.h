@@ -193,8 +193,9 @@ struct InboundConfig {
   int max_line = 2048;
   int max_recipients = 100;
   int max_connections = 1000;
-  bool tls = false;      // offer STARTTLS
-  std::string tls_cert;  // PEM certificate (chain); with tls_key; none: self-signed
+  Seconds idle_timeout{300.0};  // a silent connection gets 421 and is closed
+  bool tls = false;             // offer STARTTLS
+  std::string tls_cert;         // PEM certificate (chain); with tls_key; none: self-signed
   std::string tls_key;
 };
 

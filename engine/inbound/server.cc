@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <deque>
@@ -51,9 +52,10 @@ struct Conn final : public sink::SessionPolicy {
   int fd;
   sink::ServerSession session;
   std::string peer;
-  size_t rcpts = 0;      // accepted RCPTs in the open transaction
-  std::string inflight;  // bytes handed to Send, alive until its callback
-  std::string pending;   // replies produced meanwhile
+  reactor::SteadyClock::time_point last_active;  // the last bytes received
+  size_t rcpts = 0;                              // accepted RCPTs in the open transaction
+  std::string inflight;                          // bytes handed to Send, alive until its callback
+  std::string pending;                           // replies produced meanwhile
   bool sending = false;
   bool closing = false;
   bool close_after_send = false;
@@ -125,6 +127,12 @@ class InboundServer::Impl {
   void Flush(Conn* c);
   void CloseConn(Conn* c);
   void BeginStop();
+  // Every few seconds: closes connections idle longer than idle_timeout.
+  void SweepIdle();
+  reactor::Duration SweepInterval() const {
+    return std::clamp<reactor::Duration>(options_.idle_timeout / 4, std::chrono::milliseconds(100),
+                                         std::chrono::seconds(5));
+  }
   void MaybeFinishStop() {
     if (stopping_ && conns_.empty() && listeners_open_ == 0) reactor_->Stop();
   }
@@ -214,6 +222,7 @@ absl::Status InboundServer::Impl::Start() {
   // The reactor is created here but runs on its own thread: Accept only
   // queues work, which Run() submits.
   for (int fd : listen_fds_) reactor_->Accept(fd, [this](int res) { OnAccept(res); });
+  reactor_->RunAfter(SweepInterval(), [this] { SweepIdle(); });
   reactor_thread_ = std::thread([this] { reactor_->Run(); });
   store_thread_ = std::thread([this] { StoreLoop(); });
   process_thread_ = std::thread([this] { ProcessLoop(); });
@@ -259,6 +268,7 @@ void InboundServer::Impl::OnAccept(int fd) {
   }
   auto* c = new Conn(this, next_conn_++, fd, server_options_);
   c->peer = sink::PeerAddress(fd);
+  c->last_active = reactor_->Now();
   conns_[c->id] = c;
   if (conns_.size() > options_.max_connections) {
     Count(&InboundStats::rejected, "too_many_connections");
@@ -276,6 +286,7 @@ void InboundServer::Impl::OnAccept(int fd) {
 void InboundServer::Impl::OnRecv(Conn* c, int res, std::string_view bytes) {
   if (c->closing) return;
   if (res <= 0) return CloseConn(c);
+  c->last_active = reactor_->Now();
   if (c->tls_on) {
     c->plain.clear();
     absl::Status s = c->tls->Receive(bytes, &c->plain);
@@ -349,6 +360,30 @@ void InboundServer::Impl::CloseConn(Conn* c) {
     delete c;
     MaybeFinishStop();
   });
+}
+
+void InboundServer::Impl::SweepIdle() {
+  if (stopping_) return;
+  const auto now = reactor_->Now();
+  std::vector<Conn*> idle;
+  for (auto& [id, c] : conns_)
+    if (!c->closing && !c->session.awaiting_reply() && now - c->last_active > options_.idle_timeout)
+      idle.push_back(c);
+  for (Conn* c : idle) {
+    Count(&InboundStats::rejected, "idle_timeout");
+    if (c->tls_on && !c->tls->handshake_done()) {
+      CloseConn(c);
+      continue;
+    }
+    if (c->sending) {  // a peer that does not read its replies is not waited for
+      CloseConn(c);
+      continue;
+    }
+    c->pending.append("421 4.4.2 Error: timeout exceeded, closing connection\r\n");
+    c->close_after_send = true;
+    Flush(c);
+  }
+  reactor_->RunAfter(SweepInterval(), [this] { SweepIdle(); });
 }
 
 void InboundServer::Impl::BeginStop() {
@@ -448,6 +483,11 @@ void InboundServer::Impl::ProcessLoop() {
           more = false;
           break;
         }
+        if (absl::Status s = spool_->MarkInboundDone(m.id); !s.ok()) {
+          SALVO_LOG(kError, "inbound: cannot remove processed message {}: {}", m.id, s.ToString());
+          more = false;
+          break;
+        }
         if (result.ok()) {
           Count(&InboundStats::processed, *result);
           SALVO_LOG(kInfo, "inbound: message {} processed: {}", m.id, *result);
@@ -455,11 +495,6 @@ void InboundServer::Impl::ProcessLoop() {
           Count(&InboundStats::processed, "failed");
           SALVO_LOG(kWarning, "inbound: message {} from <{}> could not be processed: {}", m.id,
                     m.mail_from, result.status().ToString());
-        }
-        if (absl::Status s = spool_->MarkInboundDone(m.id); !s.ok()) {
-          SALVO_LOG(kError, "inbound: cannot remove processed message {}: {}", m.id, s.ToString());
-          more = false;
-          break;
         }
       }
       if (!more && !retry) {

@@ -15,6 +15,7 @@
 // a processing thread reads pending messages from the spool (at Start, so
 // those a crash left are processed, and after each store) and calls the
 // processing function. Start/Stop/Stats/Bound from any thread.
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -37,6 +38,10 @@ struct InboundOptions {
   size_t max_line = 2048;                 // command line limit (500 5.5.2 beyond)
   size_t max_recipients = 100;            // RCPTs per message (452 4.5.3 beyond)
   size_t max_connections = 1000;          // open at once; more are answered 421 and closed
+  // A connection that sends nothing this long (not counting the wait for
+  // its message to be stored) gets 421 4.4.2 and is closed (RFC 5321
+  // 4.5.3.2.7: a server waits at least 5 minutes).
+  std::chrono::seconds idle_timeout{300};
   // STARTTLS: tls_cert/tls_key PEM files, or a generated self-signed
   // certificate when both are empty and `tls` is set.
   bool tls = false;
@@ -57,7 +62,7 @@ struct InboundStats {
   // (552), store_failed (451: the spool refused the write).
   std::map<std::string, uint64_t> messages;
   // salvo_inbound_rejected_total{reason}: relay (RCPT 550 5.7.1),
-  // bare_line_ending (521), too_many_connections (421).
+  // bare_line_ending (521), too_many_connections (421), idle_timeout (421).
   std::map<std::string, uint64_t> rejected;
   // salvo_inbound_processed_total{result}: what ProcessFunction returned,
   // "failed", "retry" (kUnavailable, kept).

@@ -76,8 +76,7 @@ class InboundServerTest : public ::testing::Test {
     ASSERT_TRUE(s.ok()) << s.status();
     spool_ = std::move(*s);
   }
-  std::unique_ptr<InboundServer> StartServer(ProcessFunction f) {
-    InboundOptions o;
+  std::unique_ptr<InboundServer> StartServer(ProcessFunction f, InboundOptions o = {}) {
     o.listen.push_back({"127.0.0.1", 0});
     o.domains = {"bounce.example"};
     o.hostname = "inbound.test";
@@ -128,8 +127,11 @@ TEST_F(InboundServerTest, AStoredMessageSurvivesAStopAndIsProcessedByTheNextStar
     EXPECT_EQ((*pending)[0].recipients, std::vector<std::string>{"b+tok@bounce.example"});
     EXPECT_EQ((*pending)[0].raw, "Subject: report\r\n\r\nbody\r\n");
     EXPECT_EQ(server->Stats().messages["accepted"], 1u);
+    // The worker tried it and could not: it stays stored.
+    for (int i = 0; i < 500 && calls.load() == 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    EXPECT_GE(calls.load(), 1);
   }
-  EXPECT_GE(calls.load(), 1);
   std::atomic<int> processed{0};
   auto server = StartServer([&](const queue::InboundMessage& m) -> absl::StatusOr<std::string> {
     EXPECT_EQ(m.raw, "Subject: report\r\n\r\nbody\r\n");
@@ -137,7 +139,7 @@ TEST_F(InboundServerTest, AStoredMessageSurvivesAStopAndIsProcessedByTheNextStar
     return std::string("bounce");
   });
   ASSERT_NE(server, nullptr);
-  for (int i = 0; i < 500 && server->Stats().processed["bounce"] == 0; ++i)
+  for (int i = 0; i < 1000 && server->Stats().processed["bounce"] == 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_EQ(processed.load(), 1);
   EXPECT_EQ(server->Stats().processed["bounce"], 1u);
@@ -194,6 +196,30 @@ TEST_F(InboundServerTest, ManyConcurrentSendersAreAllStored) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_EQ(server->Stats().messages["accepted"], 20u);
   EXPECT_EQ(server->Stats().processed["bounce"], 20u);
+}
+
+TEST_F(InboundServerTest, IdlePeersAreClosedAndConnectionsBeyondTheLimitGet421) {
+  InboundOptions o;
+  o.idle_timeout = std::chrono::seconds(1);
+  o.max_connections = 2;
+  auto server = StartServer(
+      [](const queue::InboundMessage&) -> absl::StatusOr<std::string> { return std::string("x"); },
+      o);
+  ASSERT_NE(server, nullptr);
+  const uint16_t port = server->Bound()[0].port;
+  RawClient a, b, c;
+  ASSERT_TRUE(a.Connect("127.0.0.1", port));
+  ASSERT_TRUE(b.Connect("127.0.0.1", port));
+  EXPECT_EQ(a.ReadReplies(1), std::vector<int>{220});
+  EXPECT_EQ(b.ReadReplies(1), std::vector<int>{220});
+  ASSERT_TRUE(c.Connect("127.0.0.1", port));
+  EXPECT_EQ(c.ReadReplies(1), std::vector<int>{421});
+  // Silent for longer than idle_timeout: 421 4.4.2 and closed.
+  EXPECT_EQ(a.ReadReplies(1, std::chrono::seconds(10)), std::vector<int>{421});
+  a.ReadReplies(1, std::chrono::seconds(2));
+  EXPECT_TRUE(a.peer_closed());
+  EXPECT_EQ(server->Stats().rejected["too_many_connections"], 1u);
+  EXPECT_GE(server->Stats().rejected["idle_timeout"], 1u);
 }
 
 }  // namespace
