@@ -13,8 +13,11 @@
 #include "engine/config/config.h"
 #include "engine/delivery/engine.h"
 #include "engine/delivery/spool_source.h"
+#include "engine/deliverylog/writer.h"
 #include "engine/message/verp.h"
 #include "gtest/gtest.h"
+#include "metrics/metrics.h"
+#include "nlohmann/json.hpp"
 #include "queue/spool.h"
 #include "tests/delivery/sink_peer.h"
 #include "tests/support/files.h"
@@ -147,6 +150,93 @@ TEST(VerpEngineTest, EachCopyCarriesOneRecipientAndAReturnPathThatVerifies) {
     recipients += p.recipients.size();
   }
   EXPECT_EQ(recipients, static_cast<size_t>(kRecipients));
+}
+
+// Reports reach the metrics and the delivery log through the spool's outcome
+// listener (SpoolSource::Record): an async bounce with phase="async", a
+// complaint, a forged report; an auto-reply counted on its own.
+TEST(VerpEngineTest, ReportsAreCountedAndLogged) {
+  testsupport::TempDir dir("salvo-verp-report-metrics-test");
+  auto spool = queue::Spool::Open(dir / "data", {});
+  ASSERT_TRUE(spool.ok()) << spool.status();
+  const message::VerpSettings verp{"bounce.example.com", "bounces", "k"};
+  Sent sent = SendCampaign(dir, spool->get(), "spring", {}, verp);
+  ASSERT_EQ(sent.messages.size(), static_cast<size_t>(kRecipients));
+
+  metrics::Registry registry;
+  deliverylog::WriterOptions wo;
+  wo.path = dir / "delivery.jsonl";
+  auto writer = deliverylog::Writer::Open(wo);
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  SpoolSourceOptions so;
+  so.registry = &registry;
+  so.delivery_log = (*writer)->AddProducer();
+  so.verp = verp;
+  {
+    SpoolSource source(spool->get(), nullptr, so);  // the listener of `salvo run`
+    const std::string rcpt0 = sent.messages[0].recipients[0];
+    const std::string rcpt1 = sent.messages[1].recipients[0];
+    const std::string dsn =
+        "From: MAILER-DAEMON@dest.example\r\nSubject: Undelivered Mail\r\nMIME-Version: "
+        "1.0\r\nContent-Type: multipart/report; report-type=delivery-status; "
+        "boundary=\"b\"\r\n\r\n--b\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx.dest.example\r\n\r\nFinal-Recipient: rfc822; " +
+        rcpt0 +
+        "\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 User "
+        "unknown\r\n\r\n--b--\r\n";
+    const std::string arf =
+        "From: fbl@isp.example\r\nSubject: complaint\r\nMIME-Version: 1.0\r\nContent-Type: "
+        "multipart/report; report-type=feedback-report; boundary=x\r\n\r\n--x\r\n"
+        "Content-Type: text/plain\r\n\r\nabuse report\r\n--x\r\nContent-Type: "
+        "message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nUser-Agent: x/1\r\nVersion: "
+        "1\r\nOriginal-Mail-From: <" +
+        sent.messages[1].mail_from + ">\r\nOriginal-Rcpt-To: <" + rcpt1 + ">\r\n--x--\r\n";
+    const std::string auto_reply =
+        "From: " + rcpt1 +
+        "\r\nSubject: Out of Office\r\nAuto-Submitted: auto-replied\r\n\r\nAway.\r\n";
+    bounce::IntakeOptions io;  // no classifier: categories are "other"
+    io.verp = verp;
+    std::string forged_rcpt = sent.messages[2].mail_from;
+    forged_rcpt[forged_rcpt.find('@') - 1] =
+        forged_rcpt[forged_rcpt.find('@') - 1] == 'a' ? 'b' : 'a';
+    for (const auto& [raw, to, want] :
+         std::vector<std::tuple<std::string, std::string, bounce::IntakeOutcome>>{
+             {dsn, sent.messages[0].mail_from, bounce::IntakeOutcome::kApplied},
+             {arf, "fbl@bounce.example.com", bounce::IntakeOutcome::kApplied},
+             {auto_reply, sent.messages[1].mail_from, bounce::IntakeOutcome::kApplied},
+             {dsn + "\r\n", forged_rcpt, bounce::IntakeOutcome::kForged}}) {
+      auto r = bounce::ProcessReport(**spool, io, raw, to);
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_EQ(r->outcome, want) << r->why;
+    }
+    // All recipients are at one domain that is not labelled: "other".
+    EXPECT_EQ(registry.RecipientCount(metrics::RecipientEvent::kBounced, "spring", "other",
+                                      smtp::Category::kOther, metrics::BouncePhase::kAsync),
+              1u);
+    EXPECT_EQ(registry.RecipientCount(metrics::RecipientEvent::kBounced, "spring", "other",
+                                      smtp::Category::kOther, metrics::BouncePhase::kSync),
+              0u);
+    EXPECT_EQ(registry.RecipientCount(metrics::RecipientEvent::kComplaint, "spring", "other"), 1u);
+    const std::string text = registry.Scrape();
+    EXPECT_NE(text.find("salvo_reports_forged_total 1"), std::string::npos) << text;
+    EXPECT_NE(text.find("salvo_reports_auto_replies_total 1"), std::string::npos) << text;
+    EXPECT_NE(text.find("phase=\"async\""), std::string::npos) << text;
+  }
+  (*writer)->Stop();
+  std::vector<nlohmann::json> lines;
+  std::string log = testsupport::ReadFile(dir / "delivery.jsonl");
+  for (size_t p = 0, e; (e = log.find('\n', p)) != std::string::npos; p = e + 1)
+    lines.push_back(nlohmann::json::parse(log.substr(p, e - p)));
+  ASSERT_EQ(lines.size(), 2u) << log;  // the bounce and the complaint
+  EXPECT_EQ(lines[0]["type"], "bounced");
+  EXPECT_EQ(lines[0]["phase"], "async");
+  EXPECT_EQ(lines[0]["code"], 550);
+  EXPECT_EQ(lines[0]["enhanced_code"], "5.1.1");
+  EXPECT_EQ(lines[0]["category"], "other");  // no classifier given: every bounce is other
+  EXPECT_EQ(lines[0]["recipient"], sent.messages[0].recipients[0]);
+  EXPECT_EQ(lines[1]["type"], "complaint");
+  EXPECT_EQ(lines[1]["recipient"], sent.messages[1].recipients[0]);
+  EXPECT_EQ(lines[1]["campaign"], "spring");
 }
 
 }  // namespace
