@@ -119,6 +119,10 @@ class Spool::Impl {
   uint64_t free_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   std::chrono::steady_clock::time_point next_floor_check_ ABSL_GUARDED_BY(mu_){};
 
+  // StoreInbound: the next inbound message id (0 = not read from disk yet).
+  absl::Mutex inbound_mu_;
+  uint64_t next_inbound_id_ ABSL_GUARDED_BY(inbound_mu_) = 0;
+
   rocksdb::WriteOptions SyncWrite() const {
     rocksdb::WriteOptions w;
     w.sync = true;

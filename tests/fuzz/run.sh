@@ -8,7 +8,7 @@ set -euo pipefail
 SECONDS_PER_TARGET="${1:-60}"
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 BUILD="${SALVO_FUZZ_BUILD_DIR:-$ROOT/build-fuzz}"
-TARGETS=(reply_parser session dns_message csv template config sink_session admin_request bounce_report)
+TARGETS=(reply_parser session dns_message csv template config sink_session inbound_session admin_request bounce_report)
 
 if ! command -v clang++-14 >/dev/null; then
   echo "run.sh: clang++-14 not found (apt-get install clang-14)" >&2
