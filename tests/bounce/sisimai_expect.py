@@ -8,12 +8,13 @@ expected.tsv was made: KIND from the reason (and the Action: fields), STATUS
 sisimai's when it appears in the message (else only its class), CATEGORY the
 reason mapped to our categories, RECIPIENTS only their number ("?N").
 
-  sisimai_expect.py P5_SISIMAI_DIR MAILDIR [--exclude expected.tsv]
+  sisimai_expect.py P5_SISIMAI_DIR MAILDIR [--exclude expected.tsv] [--prefix DIR/]
 
 prints one expected.tsv line per message that sisimai has expectations for
 and whose file is in MAILDIR (minus the files --exclude lists): this is how
-the held-out set (tests/data/bounces/heldout.tsv) was made, and how a
-tuned-set line can be re-derived to check a judgement.
+the held-out set (tests/data/bounces/heldout.tsv, --prefix
+sisimai-heldout/) was made, and how a tuned-set line can be re-derived to
+check a judgement. RECIPIENTS is always "?N" (sisimai's count), NOTE empty.
 """
 import argparse
 import glob
@@ -84,7 +85,7 @@ def message_file(maildir, engine, rhost, idx):
     return None
 
 
-def expected_line(maildir, name, rows):
+def expected_line(maildir, name, rows, prefix):
     raw = open(os.path.join(maildir, name), "rb").read().decode("utf-8", "replace")
     status, _, reason, _ = rows[0]
     actions = re.findall(r"(?im)^Action:\s*(\S+)", raw)
@@ -99,7 +100,7 @@ def expected_line(maildir, name, rows):
     else:
         kind = "bounce"
     if kind in ("auto-reply", "not-a-report"):
-        return "\t".join(["sisimai/" + name, kind, "-", "-", "-", ""])
+        return "\t".join([prefix + name, kind, "-", "-", "-", ""])
     if kind == "complaint":
         want_status = "-"
     elif status and re.search(r"(?<![\d.])" + re.escape(status) + r"(?![\d])", raw):
@@ -109,7 +110,7 @@ def expected_line(maildir, name, rows):
     else:
         want_status = "*"
     category = CATEGORY.get(reason, "*") if kind != "complaint" else "-"
-    return "\t".join(["sisimai/" + name, kind, "?%d" % len(rows), want_status, category, ""])
+    return "\t".join([prefix + name, kind, "?%d" % len(rows), want_status, category, ""])
 
 
 def main():
@@ -117,6 +118,7 @@ def main():
     ap.add_argument("p5_sisimai")
     ap.add_argument("maildir")
     ap.add_argument("--exclude", action="append", default=[])
+    ap.add_argument("--prefix", default="sisimai/", help="directory before each file name")
     args = ap.parse_args()
     excluded = set()
     for path in args.exclude:
@@ -131,7 +133,7 @@ def main():
             name = message_file(args.maildir, engine, rhost, idx)
             if name is None or name in excluded:
                 continue
-            out.append(expected_line(args.maildir, name, rows))
+            out.append(expected_line(args.maildir, name, rows, args.prefix))
     for line in sorted(set(out)):
         print(line)
 
