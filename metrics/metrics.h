@@ -53,7 +53,19 @@ namespace salvo::metrics {
     "Destination domains resolved (MX and address records), cache hits included")           \
   X(kDnsCacheHits, "salvo_dns_cache_hits_total", "DNS look-ups answered from the cache")    \
   X(kDnsFailures, "salvo_dns_failures_total",                                               \
-    "DNS look-ups that failed (NXDOMAIN, SERVFAIL, timeout, refused, bad answer)")
+    "DNS look-ups that failed (NXDOMAIN, SERVFAIL, timeout, refused, bad answer)")          \
+  X(kReportsForged, "salvo_reports_forged_total",                                           \
+    "Received reports whose VERP token did not verify or named an unknown campaign or "     \
+    "recipient: counted, nothing changed")                                                  \
+  X(kReportsUnmatched, "salvo_reports_unmatched_total",                                     \
+    "Received bounces, complaints and auto-replies that identify no copy (no VERP token, "  \
+    "no Message-ID of ours)")                                                               \
+  X(kReportsSoftBounces, "salvo_reports_soft_bounces_total",                                \
+    "Bounce messages with a temporary (4.x.x) status about delivered copies: history only") \
+  X(kReportsDelayed, "salvo_reports_delayed_total",                                         \
+    "Delay warnings (DSN action=delayed) received for our copies: nothing changed")         \
+  X(kReportsAutoReplies, "salvo_reports_auto_replies_total",                                \
+    "Auto-replies (vacation, out-of-office) received for our copies: nothing changed")
 
 enum class Counter : int {
 #define SALVO_COUNTER_ENUM(id, name, help) id,

@@ -188,6 +188,13 @@ nlohmann::json StatusToJson(const CampaignStatus& st) {
   j["counts"] = CountsToJson(st.counts);
   j["bounce_rate"] = st.bounce_rate;
   j["deferral_rate"] = st.deferral_rate;
+  // Reports received later (bounce messages, complaints, ...).
+  j["reports"] = {{"async_bounces", st.reports.async_bounces},
+                  {"async_soft_bounces", st.reports.async_soft_bounces},
+                  {"complaints", st.reports.complaints},
+                  {"delayed", st.reports.delayed},
+                  {"auto_replies", st.reports.auto_replies}};
+  j["complaint_rate"] = st.complaint_rate;
   j["done"] = st.counts.Pending() == 0;
   if (st.info.window.set) {
     j["window"] = st.info.window.ToString();

@@ -1156,6 +1156,13 @@ absl::StatusOr<CampaignStatus> Spool::Status(CampaignId id, size_t top_domains) 
   const uint64_t finished = failed + st.counts[RecipientState::kDelivered];
   st.bounce_rate = finished == 0 ? 0 : static_cast<double>(failed) / finished;
   st.deferral_rate = attempted == 0 ? 0 : static_cast<double>(ever_deferred) / attempted;
+  absl::StatusOr<ReportCounts> reports = Reports(id);
+  if (!reports.ok()) return reports.status();
+  st.reports = *reports;
+  // Complaints are about delivered copies: those delivered now and those a
+  // bounce message turned into bounced later.
+  const uint64_t reached = st.counts[RecipientState::kDelivered] + st.reports.async_bounces;
+  st.complaint_rate = reached == 0 ? 0 : static_cast<double>(st.reports.complaints) / reached;
   return st;
 }
 

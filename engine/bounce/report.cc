@@ -696,6 +696,22 @@ bool ReadTextBounce(std::string_view text, std::string_view subject,
     if (!placed && lead_at.data() != nullptr)
       begin = static_cast<size_t>(lead_at.data() - explanation.data());
     while (begin > 0 && explanation[begin - 1] != '\n') --begin;
+    if (!placed && lead_at.data() == nullptr) {
+      // A salutation to the bounce's own addressee ("Hello a@b,": Google
+      // Groups) says nothing about the failure: the reason follows it.
+      size_t text_at = explanation.find_first_not_of(" \t\n", begin);
+      size_t eol = text_at == std::string_view::npos ? text_at : explanation.find('\n', text_at);
+      if (eol != std::string_view::npos && eol - text_at < 80 &&
+          (eol + 1 >= explanation.size() || explanation[eol + 1] == '\n')) {
+        std::string_view greeting = explanation.substr(text_at, eol - text_at);
+        for (const std::string& e : exclude) {
+          if (!e.empty() && ContainsCi(greeting, e)) {
+            begin = eol + 1;
+            break;
+          }
+        }
+      }
+    }
     std::string_view block = explanation.substr(begin, end - begin);
     FailedRecipient fr;
     fr.final_recipient = anchors[i].address;

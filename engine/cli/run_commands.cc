@@ -145,6 +145,7 @@ struct Loaded {
   config::Config config;
   std::unique_ptr<queue::Spool> spool;
   std::shared_ptr<const dkim::KeyStore> keys;
+  message::VerpSettings verp;  // [verp], secret read
 };
 
 // Config, io_uring check, data dir, spool, DKIM keys. Prints the error and
@@ -172,6 +173,7 @@ int Prepare(const RunArgs& a, CLI::App* cmd, Loaded* out) {
   out->config = std::move(inputs->config);
   out->spool = std::move(inputs->spool);
   out->keys = std::move(inputs->keys);
+  out->verp = std::move(inputs->verp);
   return kExitOk;
 }
 
@@ -186,6 +188,7 @@ int RunEngine(Loaded& l, SignalWatcher& signals, delivery::SpoolSourceOptions so
   so.max_recipients_per_message = static_cast<size_t>(l.config.delivery.max_recipients_per_message);
   so.egress_pools.clear();
   for (const config::EgressPoolConfig& p : l.config.egress_pools) so.egress_pools.push_back(p.name);
+  so.verp = l.verp;
   auto obs = StartObservability(l.config, metrics_listen, metrics_required, l.spool.get());
   if (!obs.ok()) {
     PrintError(S(obs.status().message()));
@@ -222,7 +225,7 @@ int RunEngine(Loaded& l, SignalWatcher& signals, delivery::SpoolSourceOptions so
     return keys;
   };
   admin_options.validate_template = TemplateValidator();
-  admin_options.check_first_copy = FirstCopyCheck(l.keys);
+  admin_options.check_first_copy = FirstCopyCheck(l.keys, l.verp);
   admin_options.socket_path = l.config.AdminSocketPath();
   admin_options.tcp_listen = l.config.queue.admin_listen;
   if (!l.config.queue.admin_token_file.empty()) {
@@ -385,7 +388,7 @@ int DoSend(const RunArgs& a, CLI::App* cmd) {
   queue::LoadOptions lo;
   lo.strict = a.strict;
   lo.validate_template = TemplateValidator();
-  lo.check_first_copy = FirstCopyCheck(l.keys);
+  lo.check_first_copy = FirstCopyCheck(l.keys, l.verp);
   if (int rc = ResolveNodeShare(a.node.empty() ? l.config.fleet.node : a.node, &lo.node);
       rc != kExitOk)
     return rc;

@@ -444,6 +444,37 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
     resolve(&cfg.delivery_log.path);
   }
 
+  if (const toml::table* t = root.Table("verp")) {
+    TableReader r(*t, "verp", source_name, &status);
+    r.String("domain", &cfg.verp.domain);
+    r.String("prefix", &cfg.verp.prefix);
+    r.String("secret_file", &cfg.verp.secret_file);
+    r.RejectUnknown();
+    resolve(&cfg.verp.secret_file);
+    if (status.ok()) {
+      // Syntax here; the secret file's content is read (and checked) by
+      // `salvo run` at start, like the DKIM keys.
+      const std::string& d = cfg.verp.domain;
+      bool ok = d.size() <= 253 && d.find('.') != std::string::npos && d.front() != '.' &&
+                d.back() != '.' && d.find("..") == std::string::npos;
+      for (char c : d)
+        ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-');
+      if (!d.empty() && !ok)
+        r.Fail(t->get("domain")->source(),
+               Cat("[verp] domain: \"", d, "\" is not a domain name (ASCII, IDNs as xn--)"));
+      const std::string& p = cfg.verp.prefix;
+      bool prefix_ok = !p.empty() && p.size() <= 32 && p.find('+') == std::string::npos &&
+                       p.front() != '.' && p.back() != '.';
+      for (char c : p)
+        prefix_ok = prefix_ok && (std::isalnum(static_cast<unsigned char>(c)) ||
+                                  std::strchr(".!#$%&'*/=?^_`{|}~-", c) != nullptr);
+      if (status.ok() && !prefix_ok)
+        r.Fail(t->contains("prefix") ? t->get("prefix")->source() : t->source(),
+               Cat("[verp] prefix: \"", p,
+                   "\" is not a VERP prefix (1-32 characters of a dot-atom, no '+')"));
+    }
+  }
+
   if (const toml::table* t = root.Table("queue")) {
     TableReader r(*t, "queue", source_name, &status);
     r.Int("lease_batch", &cfg.queue.lease_batch, 1, 100000);

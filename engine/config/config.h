@@ -136,6 +136,14 @@ struct DeliveryLogConfig {
   Seconds rotate_interval{3600.0};     // rotate a file this old; 0 = never
 };
 
+// VERP return paths for every campaign (engine/message/verp.h); a campaign's
+// [options] verp_domain / verp_prefix / verp_secret_file / verp override them.
+struct VerpConfig {
+  std::string domain;              // the bounce domain; "" = VERP off unless a campaign sets it
+  std::string prefix = "bounces";  // local part before '+'
+  std::string secret_file;         // HMAC key; "" = SALVO_VERP_SECRET (never logged)
+};
+
 struct QueueConfig {
   int lease_batch = 200;       // recipients per lease from the spool
   Seconds poll_interval{0.2};  // how often to look for due work when idle
@@ -218,6 +226,7 @@ struct Config {
   TlsConfig tls;
   MetricsConfig metrics;
   DeliveryLogConfig delivery_log;
+  VerpConfig verp;
   QueueConfig queue;
   FleetConfig fleet;
   InboundConfig inbound;

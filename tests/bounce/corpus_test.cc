@@ -129,8 +129,8 @@ TEST(BounceCorpusTest, AtLeast95PercentOfTheCorpusIsRight) {
 TEST(BounceCorpusTest, HeldOutSet) {
   const Score sc = ScoreTable("heldout.tsv", /*print_misses=*/false);
   ASSERT_GE(sc.total, 300);
-  // Measured when it was checked in: 236 of 309 (76.4%).
-  EXPECT_GE(sc.right * 100, sc.total * 76) << sc.right << "/" << sc.total;
+  // Measured: 236 of 309 (76.4%) when it was checked in, 238 (77.0%) since.
+  EXPECT_GE(sc.right * 100, sc.total * 77) << sc.right << "/" << sc.total;
 }
 
 TEST(BounceCorpusTest, PostfixDsn) {
