@@ -441,7 +441,8 @@ class Spool {
   absl::Status StoreInbound(absl::Span<InboundMessage* const> messages);
   // The oldest unprocessed messages, at most `limit`, in arrival order.
   absl::StatusOr<std::vector<InboundMessage>> PendingInbound(size_t limit) const;
-  // The message was processed: it is removed (sync=true). kNotFound when it is not there.
+  // The message was processed: it is removed (sync = queue.sync_writes: after a
+  // power loss it may be processed again). kNotFound when it is not there.
   absl::Status MarkInboundDone(uint64_t id);
 
   class Impl;

@@ -121,7 +121,11 @@ absl::Status Spool::MarkInboundDone(uint64_t id) {
   if (g.IsNotFound())
     return absl::NotFoundError(absl::StrCat("inbound message ", id, " is not in the spool"));
   if (auto s = FromRocks(g, "reading an inbound message"); !s.ok()) return s;
-  return FromRocks(impl_->db_->Delete(impl_->SyncWrite(), impl_->default_cf_, InboundKey(id)),
+  // Not synced (the WAL still survives a process crash): after a power loss a
+  // processed message may be processed again, and processing is idempotent
+  // (the report intake applies a report once). A sync per message held the
+  // worker to ~230 messages/s here; this way it keeps up with the listener.
+  return FromRocks(impl_->db_->Delete(impl_->HotWrite(), impl_->default_cf_, InboundKey(id)),
                    "removing a processed inbound message");
 }
 
