@@ -10,9 +10,9 @@
 #include "absl/time/clock.h"
 #include "engine/common/log.h"
 #include "engine/delivery/composer.h"
-#include "engine/shaping/shaping.h"
 #include "engine/message/template.h"
 #include "engine/reactor/reactor.h"
+#include "engine/shaping/shaping.h"
 
 namespace salvo::cli {
 
@@ -67,8 +67,7 @@ absl::StatusOr<message::VerpSettings> VerpFromConfig(const config::Config& confi
   return v;
 }
 
-absl::StatusOr<std::unique_ptr<ReportIntake>> ReportIntakeFromConfig(
-    const config::Config& config) {
+absl::StatusOr<std::unique_ptr<ReportIntake>> ReportIntakeFromConfig(const config::Config& config) {
   auto out = std::make_unique<ReportIntake>();
   absl::StatusOr<shaping::ShapingConfig> shaping = shaping::LoadShaping(config);
   if (!shaping.ok()) return shaping.status();

@@ -45,8 +45,7 @@ struct ReportIntake {
   std::unique_ptr<const smtp::Classifier> classifier;
   bounce::IntakeOptions options;
 };
-absl::StatusOr<std::unique_ptr<ReportIntake>> ReportIntakeFromConfig(
-    const config::Config& config);
+absl::StatusOr<std::unique_ptr<ReportIntake>> ReportIntakeFromConfig(const config::Config& config);
 
 // [[dkim.keys]] of the configuration as key specs, in file order.
 std::vector<dkim::KeySpec> KeySpecsFromConfig(const config::Config& config);
