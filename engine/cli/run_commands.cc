@@ -298,7 +298,7 @@ int RunEngine(Loaded& l, SignalWatcher& signals, delivery::SpoolSourceOptions so
   // engine has installed its bounce rules (the intake classifies with them);
   // reports a crash left stored are processed from the start.
   if (serve_inbound) {
-    auto started = StartInboundServices(l.config, l.spool.get(), registry);
+    auto started = StartInboundServices(l.config, l.spool.get(), registry, l.verp);
     if (!started.ok()) {
       PrintError(S(started.status().message()));
       (*admin)->Stop();

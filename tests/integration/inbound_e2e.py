@@ -185,8 +185,7 @@ def run(tmp, start, procs):
         'name = "e2e"\ntemplate = "msg.eml"\nrecipients = "list.csv"\nfrom = "news@sender.example"\n'
         '[options]\nunsubscribe_url = "https://u.example/unsub"\n'
         'unsubscribe_mailto = "unsubscribe@bounce.example"\n'
-        'unsubscribe_secret_file = "unsub.key"\n'
-        'verp_domain = "bounce.example"\nverp_secret_file = "verp.key"\n')
+        'unsubscribe_secret_file = "unsub.key"\n')
     inbound_port, unsub_port, metrics_port = free_port(), free_port(), free_port()
     config = tmp / "salvo.toml"
     config.write_text(
@@ -195,7 +194,8 @@ def run(tmp, start, procs):
         f'[delivery_log]\npath = "{tmp / "delivery.jsonl"}"\n[queue]\npoll_interval = "100ms"\n'
         f'[inbound]\nlisten = "127.0.0.1:{inbound_port}"\ndomains = ["bounce.example"]\n'
         f'hostname = "mx-in.e2e.example"\n'
-        f'[unsubscribe]\nlisten = "127.0.0.1:{unsub_port}"\n')
+        f'[unsubscribe]\nlisten = "127.0.0.1:{unsub_port}"\n'
+        f'[verp]\ndomain = "bounce.example"\nsecret_file = "verp.key"\n')
     load = subprocess.run([SALVO, "campaign", "load", str(tmp / "campaign.toml"), "--config",
                            str(config)], capture_output=True, text=True, timeout=120)
     assert load.returncode == 0, f"campaign load failed: {load.stderr}"
@@ -424,6 +424,9 @@ def intake_checks(tmp, salvo, copies, inbound_port, metrics_port, suppressed):
 
     check(wait_for(lambda: state(bounced) == "bounced", 30) is not None,
           f"the DSN turned {bounced} from delivered into bounced")
+    log = (tmp / "salvo.err").read_text(errors="replace")
+    check(re.search(r"bounce for campaign \d+ recipient \d+ \(matched by verp\)", log) is not None,
+          "the DSN was matched through the VERP token of the address it came back to")
     sup = suppressed()
     check(sup.get(bounced, "").startswith("bounce"), f"{bounced} is suppressed ({sup.get(bounced)})")
     check(wait_for(lambda: complained in suppressed(), 30) is not None,
@@ -458,6 +461,20 @@ def intake_checks(tmp, salvo, copies, inbound_port, metrics_port, suppressed):
           m.get('salvo_inbound_processed_total{result="complaint"}') == 1 and
           m.get('salvo_inbound_processed_total{result="auto_reply"}') == 1,
           "salvo_inbound_processed_total counts the bounce, the complaint and the auto-reply")
+
+    # A forged bounce: a VERP address whose token does not verify.
+    victim = "user6@rcpt.example"
+    forged_rcpt = re.sub(r"-[a-z0-9]+@", "-" + "a" * 16 + "@", copies[victim]["mail_from"])
+    (tmp / "forged.eml").write_text(dsn.replace(bounced, victim).replace(
+        copies[bounced]["mail_from"], forged_rcpt).replace(
+        original_headers(copies[bounced]["raw"]), original_headers(copies[victim]["raw"])))
+    r = swaks("--server", f"127.0.0.1:{inbound_port}", "--from", "", "--to", forged_rcpt,
+              "--data", f"@{tmp / 'forged.eml'}")
+    check(r.returncode == 0 and wait_for(lambda: metrics(metrics_port).get(
+        'salvo_inbound_processed_total{result="forged"}') == 1, 20) is not None,
+        f"a bounce to a forged VERP address ({forged_rcpt}) is counted forged")
+    check(state(victim) == "delivered" and victim not in suppressed(),
+          "the forged bounce changed nothing")
 
     lines = []
     for path in sorted(glob.glob(str(tmp / "delivery*.jsonl*"))):
