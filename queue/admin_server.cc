@@ -354,6 +354,7 @@ nlohmann::json HandleAdminRequest(Spool& spool, const nlohmann::json& req,
                              {"held_outcomes", h.held_outcomes},
                              {"write_errors", h.write_errors}};
         if (!h.last_error.empty()) sp["last_error"] = h.last_error;
+        if (h.needs_restart) sp["needs_restart"] = true;
         if (h.below_floor) {
           sp["free_bytes"] = h.free_bytes;
           sp["min_free_bytes"] = h.min_free_bytes;

@@ -266,6 +266,11 @@ struct SpoolHealth {
   bool below_floor = false;                            // free space under Options::min_free_bytes
   uint64_t free_bytes = 0;  // at the last check (0 when min_free_bytes is 0)
   uint64_t min_free_bytes = 0;
+  // RocksDB refused to resume after a write error other than a full disk (EIO:
+  // a failing disk; it makes that a fatal error): nothing more is written
+  // until the spool is reopened, i.e. salvo is restarted. Held outcomes are
+  // written when the spool closes if the disk then accepts writes.
+  bool needs_restart = false;
 };
 
 class Spool {

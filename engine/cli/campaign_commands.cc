@@ -308,16 +308,22 @@ int RunStatus(const IdArgs& a) {
                   static_cast<unsigned long long>(s["id"].get<uint64_t>()));
     if (s.contains("spool") && !s["spool"].value("writable", true)) {
       const nlohmann::json& sp = s["spool"];
-      if (sp.value("held_outcomes", uint64_t{0}) > 0 || !sp.contains("free_bytes"))
+      if (sp.value("held_outcomes", uint64_t{0}) > 0 || !sp.contains("free_bytes")) {
         std::printf(
             "spool cannot write (%s): sending paused, %llu outcome(s) held in memory and "
             "retried\n",
             Printable(sp.value("last_error", std::string("unknown error"))).c_str(),
             static_cast<unsigned long long>(sp.value("held_outcomes", uint64_t{0})));
-      else
+        if (sp.value("needs_restart", false))
+          std::printf(
+              "  it cannot write again without a restart (a failing disk): stop salvo, check "
+              "the disk, start it again; held outcomes are written at the stop if the disk "
+              "allows\n");
+      } else {
         std::printf("spool: %llu bytes free, under queue.min_free_bytes (%llu): sending paused\n",
                     static_cast<unsigned long long>(sp.value("free_bytes", uint64_t{0})),
                     static_cast<unsigned long long>(sp.value("min_free_bytes", uint64_t{0})));
+      }
     }
     std::printf("recipients: %llu  done: %s\n",
                 static_cast<unsigned long long>(s["counts"].value("total", uint64_t{0})),
