@@ -12,7 +12,6 @@
 #include "engine/delivery/composer.h"
 #include "engine/message/template.h"
 #include "engine/reactor/reactor.h"
-#include "engine/shaping/shaping.h"
 
 namespace salvo::cli {
 
@@ -65,21 +64,6 @@ absl::StatusOr<message::VerpSettings> VerpFromConfig(const config::Config& confi
         "\" needs an HMAC secret: set [verp] secret_file or the SALVO_VERP_SECRET environment "
         "variable");
   return v;
-}
-
-absl::StatusOr<std::unique_ptr<ReportIntake>> ReportIntakeFromConfig(const config::Config& config) {
-  auto out = std::make_unique<ReportIntake>();
-  absl::StatusOr<shaping::ShapingConfig> shaping = shaping::LoadShaping(config);
-  if (!shaping.ok()) return shaping.status();
-  absl::StatusOr<std::unique_ptr<const smtp::Classifier>> rules =
-      shaping::BuildClassifier(shaping->rules);
-  if (!rules.ok()) return rules.status();
-  out->classifier = std::move(*rules);
-  out->options.classifier = out->classifier.get();
-  absl::StatusOr<message::VerpSettings> verp = VerpFromConfig(config);
-  if (!verp.ok()) return verp.status();
-  out->options.verp = std::move(*verp);
-  return out;
 }
 
 std::vector<dkim::KeySpec> KeySpecsFromConfig(const config::Config& config) {

@@ -9,7 +9,6 @@
 
 #include "absl/status/statusor.h"
 #include "dkim/key_store.h"
-#include "engine/bounce/intake.h"
 #include "engine/config/config.h"
 #include "engine/message/verp.h"
 #include "queue/campaign.h"
@@ -35,17 +34,6 @@ queue::FirstCopyCheck FirstCopyCheck(std::shared_ptr<const dkim::KeyStore> keys,
 // non-empty secret is an error naming the key (never the secret). What the
 // engine composes return paths with and report intake verifies tokens with.
 absl::StatusOr<message::VerpSettings> VerpFromConfig(const config::Config& config);
-
-// What report intake (bounce::ProcessReport) needs in `salvo run`: the bounce
-// rules of the configuration's shaping file over the shipped ones (the same
-// rules as synchronous replies) and the [verp] settings. `options.classifier`
-// points into `classifier`: keep the object alive while options are used.
-// IntakeOptions::report_id is per message: set it on a copy of `options`.
-struct ReportIntake {
-  std::unique_ptr<const smtp::Classifier> classifier;
-  bounce::IntakeOptions options;
-};
-absl::StatusOr<std::unique_ptr<ReportIntake>> ReportIntakeFromConfig(const config::Config& config);
 
 // [[dkim.keys]] of the configuration as key specs, in file order.
 std::vector<dkim::KeySpec> KeySpecsFromConfig(const config::Config& config);
