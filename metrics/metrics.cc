@@ -533,7 +533,8 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
                {"relay", "bare_line_ending", "too_many_connections", "idle_timeout"});
       labelled("salvo_inbound_processed_total",
                "Stored inbound messages processed, by what they were (bounce, delayed, complaint, "
-               "auto_reply, not_a_report, forged, unsubscribe, unsubscribe_forged, failed, retry)",
+               "auto_reply, duplicate, forged, unmatched, not_a_report, unsubscribe, "
+               "unsubscribe_forged, failed, retry)",
                "result", inbound->processed, {});
       prometheus::MetricFamily p =
           Family("salvo_inbound_pending", "Inbound messages stored and not processed yet",

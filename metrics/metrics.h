@@ -267,7 +267,8 @@ struct InboundSample {
   // idle_timeout
   std::map<std::string, uint64_t> rejected;
   // salvo_inbound_processed_total{result}: bounce, delayed, complaint,
-  // auto_reply, not_a_report, forged, unsubscribe, unsubscribe_forged, failed, retry ...
+  // auto_reply, duplicate, forged, unmatched, not_a_report, unsubscribe, unsubscribe_forged,
+  // failed, retry
   std::map<std::string, uint64_t> processed;
   uint64_t pending = 0;      // salvo_inbound_pending: stored, not processed yet
   bool unsubscribe = false;  // [unsubscribe] listen is on

@@ -90,6 +90,11 @@ absl::StatusOr<Spool::ReportApplied> Spool::RecordReport(const Report& report) {
   {
     Impl& m = *impl_;
     absl::MutexLock lock(&m.mu_);
+    // Outcomes held through a storage fault go first: one of them may be this
+    // recipient's, and written after the report it would undo it.
+    if (!m.held_.empty() && !m.RetryHeld(/*force=*/true))
+      return absl::UnavailableError(
+          Cat("the spool cannot write now (", m.last_write_error_, "): report kept for later"));
     bool found = false;
     auto seen = GetOrEmpty(m.db_, m.default_cf_, ReportIdKey(report.report_id), &found);
     if (!seen.ok()) return seen.status();

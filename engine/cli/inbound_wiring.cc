@@ -3,8 +3,10 @@
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"
+#include "engine/bounce/intake.h"
 #include "engine/common/log.h"
 #include "engine/sink/sink.h"
+#include "engine/smtp/classifier.h"
 
 namespace salvo::cli {
 
@@ -15,17 +17,37 @@ InboundServices::~InboundServices() {
 }
 
 absl::StatusOr<std::string> ProcessInboundMessage(queue::Spool& spool,
+                                                  const message::VerpSettings& verp,
                                                   const queue::InboundMessage& message) {
   absl::StatusOr<std::string> unsubscribe = inbound::ProcessUnsubscribeMail(spool, message);
   if (unsubscribe.ok() || !absl::IsNotFound(unsubscribe.status())) return unsubscribe;
-  // Report intake (DSN, ARF, auto-reply) is not in this build yet: keep the
-  // message pending, so a build with it processes it.
-  return absl::UnavailableError("report intake is not available in this build");
+  bounce::IntakeOptions options;
+  // The engine's rules (the shaping file's, reloaded on SIGHUP, then the
+  // shipped ones): the same categories as synchronous replies.
+  options.classifier = smtp::InstalledClassifier();
+  options.verp = verp;
+  // report_id stays "": the SHA-256 of the message, so the same report
+  // delivered twice (a sender retrying after a lost 250) is applied once.
+  absl::StatusOr<bounce::IntakeResult> r = bounce::ProcessReport(
+      spool, options, message.raw, message.recipients.empty() ? "" : message.recipients[0]);
+  if (!r.ok()) {
+    // The spool could not record it: keep the message and try again.
+    return absl::UnavailableError(std::string(r.status().message()));
+  }
+  std::string label(r->outcome == bounce::IntakeOutcome::kApplied
+                        ? bounce::ReportKindName(r->kind)
+                        : bounce::IntakeOutcomeName(r->outcome));
+  for (char& c : label)
+    if (c == '-') c = '_';
+  SALVO_LOG(kInfo, "inbound: report from <{}> to <{}>: {}", message.mail_from,
+            message.recipients.empty() ? "" : message.recipients[0], r->why);
+  return label;
 }
 
 absl::StatusOr<std::unique_ptr<InboundServices>> StartInboundServices(const config::Config& config,
                                                                       queue::Spool* spool,
-                                                                      metrics::Registry* registry) {
+                                                                      metrics::Registry* registry,
+                                                                      message::VerpSettings verp) {
   auto services = std::make_unique<InboundServices>();
   if (!config.inbound.listen.empty()) {
     inbound::InboundOptions o;
@@ -50,9 +72,10 @@ absl::StatusOr<std::unique_ptr<InboundServices>> StartInboundServices(const conf
     o.tls = config.inbound.tls;
     o.tls_cert = config.inbound.tls_cert;
     o.tls_key = config.inbound.tls_key;
-    auto listener = inbound::InboundServer::Start(
-        spool, std::move(o),
-        [spool](const queue::InboundMessage& m) { return ProcessInboundMessage(*spool, m); });
+    auto listener = inbound::InboundServer::Start(spool, std::move(o),
+                                                  [spool, verp](const queue::InboundMessage& m) {
+                                                    return ProcessInboundMessage(*spool, verp, m);
+                                                  });
     if (!listener.ok()) return listener.status();
     services->listener = std::move(*listener);
     SALVO_LOG(kInfo, "inbound listener on {} for {} domain(s)",

@@ -8,6 +8,7 @@
 #include "engine/config/config.h"
 #include "engine/inbound/server.h"
 #include "engine/inbound/unsubscribe.h"
+#include "engine/message/verp.h"
 #include "metrics/metrics.h"
 #include "queue/spool.h"
 
@@ -22,13 +23,19 @@ struct InboundServices {
 
 // What the listener's processing thread does with one stored message: an
 // unsubscribe request (Subject "unsubscribe CAMPAIGN TOKEN") is handled here;
-// anything else goes to the report intake (bounce::ProcessReport).
+// anything else goes to the report intake (bounce::ProcessReport, with the
+// engine's installed classifier and the global VERP settings `verp`). The
+// label: unsubscribe, unsubscribe_forged, the applied report's kind (bounce,
+// delayed, complaint, auto_reply), or why nothing changed (duplicate,
+// forged, unmatched, not_a_report). kUnavailable when the spool could not
+// record it (the message stays stored).
 absl::StatusOr<std::string> ProcessInboundMessage(queue::Spool& spool,
+                                                  const message::VerpSettings& verp,
                                                   const queue::InboundMessage& message);
 
 // Starts what the configuration asks for; errors name the key.
-absl::StatusOr<std::unique_ptr<InboundServices>> StartInboundServices(const config::Config& config,
-                                                                      queue::Spool* spool,
-                                                                      metrics::Registry* registry);
+absl::StatusOr<std::unique_ptr<InboundServices>> StartInboundServices(
+    const config::Config& config, queue::Spool* spool, metrics::Registry* registry,
+    message::VerpSettings verp = {});
 
 }  // namespace salvo::cli

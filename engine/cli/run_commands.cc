@@ -241,18 +241,7 @@ int RunEngine(Loaded& l, SignalWatcher& signals, delivery::SpoolSourceOptions so
     PrintError("admin socket: " + S(admin.status().message()));
     return kExitFailure;
   }
-  // salvo run: the inbound listener and the unsubscribe endpoint, up before
-  // the engine so reports a crash left pending are processed from the start.
   std::unique_ptr<InboundServices> inbound;
-  if (serve_inbound) {
-    auto started = StartInboundServices(l.config, l.spool.get(), registry);
-    if (!started.ok()) {
-      PrintError(S(started.status().message()));
-      (*admin)->Stop();
-      return kExitFailure;
-    }
-    inbound = std::move(*started);
-  }
   delivery::EngineOptions eo;
   const bool tty = !progress.quiet && isatty(STDERR_FILENO) == 1;
   // Rates over the last interval (a second on a terminal, else
@@ -304,6 +293,18 @@ int RunEngine(Loaded& l, SignalWatcher& signals, delivery::SpoolSourceOptions so
   if (!engine.ok()) {
     PrintError(S(engine.status().message()));
     return kExitFailure;
+  }
+  // salvo run: the inbound listener and the unsubscribe endpoint, once the
+  // engine has installed its bounce rules (the intake classifies with them);
+  // reports a crash left stored are processed from the start.
+  if (serve_inbound) {
+    auto started = StartInboundServices(l.config, l.spool.get(), registry, l.verp);
+    if (!started.ok()) {
+      PrintError(S(started.status().message()));
+      (*admin)->Stop();
+      return kExitFailure;
+    }
+    inbound = std::move(*started);
   }
   signals.Start(engine->get());
   {

@@ -17,9 +17,14 @@ listener ([inbound]) and one-click endpoint ([unsubscribe]):
   forged token changes nothing;
 - kill -9 of `salvo run` the moment the listener answers 250 to a message:
   after a restart the message is processed (the address suppressed);
-- the metrics count all of it (salvo_inbound_*, salvo_unsubscribe_requests_total).
-With the report intake (bounce::ProcessReport) in the build, DSN, ARF and
-auto-reply checks run too (see intake_checks).
+- the metrics count all of it (salvo_inbound_*, salvo_unsubscribe_requests_total);
+- intake_checks: swaks delivers a DSN for one copy (to its VERP envelope
+  sender, the original headers returned), an ARF complaint about another
+  (Original-Mail-From and the original headers) and an auto-reply to a
+  third: the first becomes bounced and suppressed, the second suppressed
+  (still delivered), the third unchanged; `salvo campaign status`, the
+  metrics (async bounces, complaints, salvo_inbound_processed_total) and the
+  delivery log say so.
 
 Usage: inbound_e2e.py PATH/TO/salvo
 """
@@ -173,7 +178,9 @@ def run(tmp, start, procs):
     (tmp / "list.csv").write_text(
         "email,name\n" + "".join(f"user{i}@rcpt.example,User {i}\n" for i in range(N)))
     (tmp / "unsub.key").write_text("e2e-unsubscribe-secret-0123456789\n")
+    (tmp / "verp.key").write_text("e2e-verp-secret-9876543210\n")
     os.chmod(tmp / "unsub.key", 0o600)
+    os.chmod(tmp / "verp.key", 0o600)
     (tmp / "campaign.toml").write_text(
         'name = "e2e"\ntemplate = "msg.eml"\nrecipients = "list.csv"\nfrom = "news@sender.example"\n'
         '[options]\nunsubscribe_url = "https://u.example/unsub"\n'
@@ -187,7 +194,8 @@ def run(tmp, start, procs):
         f'[delivery_log]\npath = "{tmp / "delivery.jsonl"}"\n[queue]\npoll_interval = "100ms"\n'
         f'[inbound]\nlisten = "127.0.0.1:{inbound_port}"\ndomains = ["bounce.example"]\n'
         f'hostname = "mx-in.e2e.example"\n'
-        f'[unsubscribe]\nlisten = "127.0.0.1:{unsub_port}"\n')
+        f'[unsubscribe]\nlisten = "127.0.0.1:{unsub_port}"\n'
+        f'[verp]\ndomain = "bounce.example"\nsecret_file = "verp.key"\n')
     load = subprocess.run([SALVO, "campaign", "load", str(tmp / "campaign.toml"), "--config",
                            str(config)], capture_output=True, text=True, timeout=120)
     assert load.returncode == 0, f"campaign load failed: {load.stderr}"
@@ -339,8 +347,147 @@ def run(tmp, start, procs):
     intake_checks(tmp, salvo, copies, inbound_port, metrics_port, suppressed)
 
 
+def original_headers(raw):
+    return raw.split(b"\r\n\r\n", 1)[0].decode(errors="replace")
+
+
 def intake_checks(tmp, salvo, copies, inbound_port, metrics_port, suppressed):
-    """DSN, ARF and auto-reply through bounce::ProcessReport: added with the intake."""
+    """A DSN for one copy, an ARF complaint about another and an auto-reply to
+    a third, built from the copies the sink saved (their VERP envelope sender
+    and Message-ID), delivered with swaks to the inbound listener."""
+    bounced, complained, replied = "user3@rcpt.example", "user4@rcpt.example", \
+        "user5@rcpt.example"
+    check(all(copies[a]["mail_from"].endswith("@bounce.example") for a in copies),
+          "every copy's envelope sender is a VERP address at the bounce domain")
+
+    def return_path(addr):
+        # Where a bounce goes: the copy's envelope sender (VERP); a test of a
+        # build without VERP composition falls back to the Message-ID match.
+        mf = copies[addr]["mail_from"]
+        return mf if mf.endswith("@bounce.example") else "bounces@bounce.example"
+
+    def status(addr):
+        r = salvo("recipient", "show", addr, "--json")
+        try:
+            return json.loads(r.stdout)
+        except ValueError:
+            return {}
+
+    def state(addr):
+        s = status(addr)
+        recs = s.get("recipients", s if isinstance(s, list) else [])
+        return recs[0].get("state") if recs else None
+
+    before = {a: state(a) for a in (bounced, complained, replied)}
+    check(all(v == "delivered" for v in before.values()),
+          f"the three recipients are delivered before any report ({before})")
+
+    dsn = (
+        "From: Mail Delivery System <MAILER-DAEMON@mx.rcpt.example>\r\n"
+        f"To: {return_path(bounced)}\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\n"
+        "MIME-Version: 1.0\r\n"
+        "Content-Type: multipart/report; report-type=delivery-status; boundary=\"B1\"\r\n\r\n"
+        "--B1\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
+        "--B1\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx.rcpt.example\r\n\r\n"
+        f"Final-Recipient: rfc822; {bounced}\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        "Remote-MTA: dns; mx.rcpt.example\r\n"
+        "Diagnostic-Code: smtp; 550 5.1.1 <user3@rcpt.example>: Recipient address rejected: "
+        "User unknown in virtual mailbox table\r\n\r\n"
+        "--B1\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        + original_headers(copies[bounced]["raw"]) + "\r\n--B1--\r\n")
+    arf = (
+        "From: Feedback Loop <fbl@isp.example>\r\nTo: fbl@bounce.example\r\n"
+        "Subject: Abuse report\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: multipart/report; report-type=feedback-report; boundary=\"B2\"\r\n\r\n"
+        "--B2\r\nContent-Type: text/plain\r\n\r\nThis is an abuse report.\r\n"
+        "--B2\r\nContent-Type: message/feedback-report\r\n\r\n"
+        "Feedback-Type: abuse\r\nUser-Agent: e2e-fbl/1.0\r\nVersion: 1\r\n"
+        f"Original-Mail-From: <{copies[complained]['mail_from']}>\r\n"
+        f"Original-Rcpt-To: <{complained}>\r\nSource-IP: 127.0.0.1\r\n\r\n"
+        "--B2\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        + original_headers(copies[complained]["raw"]) + "\r\n--B2--\r\n")
+    auto = (
+        f"From: User Five <{replied}>\r\nTo: {return_path(replied)}\r\n"
+        "Subject: Out of office: Hello User 5\r\nAuto-Submitted: auto-replied\r\n"
+        f"In-Reply-To: {copies[replied]['message_id']}\r\n\r\n"
+        "I am away until Monday.\r\n")
+    for name, rcpt, text in (("dsn", return_path(bounced), dsn),
+                             ("arf", "fbl@bounce.example", arf),
+                             ("auto-reply", return_path(replied), auto)):
+        (tmp / f"{name}.eml").write_text(text)
+        r = swaks("--server", f"127.0.0.1:{inbound_port}", "--from", "", "--to", rcpt,
+                  "--data", f"@{tmp / (name + '.eml')}")
+        check(r.returncode == 0 and "250 2.0.0" in r.stdout,
+              f"swaks delivers the {name} to <{rcpt}>: 250")
+
+    check(wait_for(lambda: state(bounced) == "bounced", 30) is not None,
+          f"the DSN turned {bounced} from delivered into bounced")
+    log = (tmp / "salvo.err").read_text(errors="replace")
+    check(re.search(r"bounce for campaign \d+ recipient \d+ \(matched by verp\)", log) is not None,
+          "the DSN was matched through the VERP token of the address it came back to")
+    sup = suppressed()
+    check(sup.get(bounced, "").startswith("bounce"), f"{bounced} is suppressed ({sup.get(bounced)})")
+    check(wait_for(lambda: complained in suppressed(), 30) is not None,
+          f"the ARF report suppressed {complained} ({suppressed().get(complained)})")
+    check(state(complained) == "delivered", "the complaint left the delivered state as it was")
+    time.sleep(1)
+    check(state(replied) == "delivered" and replied not in suppressed(),
+          "the auto-reply changed nothing (still delivered, not suppressed)")
+
+    r = salvo("campaign", "status", "e2e", "--json")
+    try:
+        st = json.loads(r.stdout)
+    except ValueError:
+        st = {}
+    reports = st.get("reports", {})
+    check(reports.get("async_bounces") == 1 and reports.get("complaints") == 1 and
+          reports.get("auto_replies") == 1,
+          f"campaign status counts 1 async bounce, 1 complaint, 1 auto-reply ({reports})")
+    counts = st.get("counts", {})
+    check(counts.get("bounced") == 1, f"campaign status: 1 recipient bounced ({counts})")
+
+    m = wait_for(lambda: (lambda m: m if m.get(
+        'salvo_inbound_processed_total{result="auto_reply"}') else None)(metrics(metrics_port)),
+        10) or {}
+    bounced_async = sum(v for k, v in m.items()
+                        if k.startswith("salvo_recipients_bounced_total{") and 'phase="async"' in k)
+    complaints = sum(v for k, v in m.items() if k.startswith("salvo_complaints_total{"))
+    check(bounced_async == 1, f"salvo_recipients_bounced_total{{phase=\"async\"}} = 1 "
+          f"({bounced_async})")
+    check(complaints == 1, f"salvo_complaints_total = 1 ({complaints})")
+    check(m.get('salvo_inbound_processed_total{result="bounce"}') == 1 and
+          m.get('salvo_inbound_processed_total{result="complaint"}') == 1 and
+          m.get('salvo_inbound_processed_total{result="auto_reply"}') == 1,
+          "salvo_inbound_processed_total counts the bounce, the complaint and the auto-reply")
+
+    # A forged bounce: a VERP address whose token does not verify.
+    victim = "user6@rcpt.example"
+    forged_rcpt = re.sub(r"-[a-z0-9]+@", "-" + "a" * 16 + "@", copies[victim]["mail_from"])
+    (tmp / "forged.eml").write_text(dsn.replace(bounced, victim).replace(
+        copies[bounced]["mail_from"], forged_rcpt).replace(
+        original_headers(copies[bounced]["raw"]), original_headers(copies[victim]["raw"])))
+    r = swaks("--server", f"127.0.0.1:{inbound_port}", "--from", "", "--to", forged_rcpt,
+              "--data", f"@{tmp / 'forged.eml'}")
+    check(r.returncode == 0 and wait_for(lambda: metrics(metrics_port).get(
+        'salvo_inbound_processed_total{result="forged"}') == 1, 20) is not None,
+        f"a bounce to a forged VERP address ({forged_rcpt}) is counted forged")
+    check(state(victim) == "delivered" and victim not in suppressed(),
+          "the forged bounce changed nothing")
+
+    lines = []
+    for path in sorted(glob.glob(str(tmp / "delivery*.jsonl*"))):
+        for line in pathlib.Path(path).read_text().splitlines():
+            try:
+                lines.append(json.loads(line))
+            except ValueError:
+                pass
+    about = lambda addr: [l for l in lines if addr in json.dumps(l)]  # noqa: E731
+    check(any("bounce" in json.dumps(l) for l in about(bounced)[1:]),
+          f"the delivery log has a later bounce line for {bounced}")
+    check(any("complaint" in json.dumps(l) for l in about(complained)),
+          f"the delivery log has a complaint line for {complained}")
 
 
 if __name__ == "__main__":
