@@ -5,7 +5,7 @@ set -euo pipefail
 
 BUILD_PKGS=(
   build-essential cmake ninja-build pkg-config git ca-certificates
-  liburing-dev libssl-dev libc-ares-dev librocksdb-dev prometheus-cpp-dev
+  liburing-dev libssl-dev libc-ares-dev librocksdb-dev prometheus-cpp-dev libcivetweb-dev
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libtomlplusplus-dev libfmt-dev nlohmann-json3-dev
   libpsl-dev publicsuffix libidn2-dev libhiredis-dev libre2-dev libgmime-3.0-dev

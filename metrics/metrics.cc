@@ -250,6 +250,11 @@ void Registry::SetSpoolHealthSource(SpoolHealthSource source) {
   spool_source_ = std::move(source);
 }
 
+void Registry::SetInboundSource(InboundSource source) {
+  absl::MutexLock lock(&mu_);
+  inbound_source_ = std::move(source);
+}
+
 uint64_t Registry::SumCell(size_t index) const {
   uint64_t sum = 0;
   for (const auto& shard : shards_)
@@ -288,12 +293,16 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
   QueueSource queue_source;
   ThrottleSource throttle_source;
   SpoolHealthSource spool_source;
+  InboundSource inbound_source;
   {
     absl::MutexLock lock(&mu_);
     queue_source = queue_source_;
     throttle_source = throttle_source_;
     spool_source = spool_source_;
+    inbound_source = inbound_source_;
   }
+  std::optional<InboundSample> inbound;
+  if (inbound_source) inbound = inbound_source();
   std::optional<SpoolSample> spool;
   if (spool_source) spool = spool_source();
   std::vector<CampaignQueueSample> queue;
@@ -501,6 +510,44 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
                MetricType::Gauge);
     Add(&h, {}, static_cast<double>(spool->held_outcomes));
     families.push_back(std::move(h));
+  }
+  if (inbound) {
+    auto labelled = [&](const char* name, const char* help, const char* label,
+                        const std::map<std::string, uint64_t>& counts,
+                        std::initializer_list<const char*> always) {
+      prometheus::MetricFamily f = Family(name, help, MetricType::Counter);
+      std::map<std::string, uint64_t> all = counts;
+      for (const char* v : always) all.emplace(v, 0);  // zero series exist from the start
+      for (const auto& [value, n] : all) Add(&f, {L(label, value)}, static_cast<double>(n));
+      families.push_back(std::move(f));
+    };
+    if (inbound->listener) {
+      labelled("salvo_inbound_messages_total",
+               "Messages the inbound listener received: accepted (stored before the 250), "
+               "too_big (552), store_failed (451, the spool refused the write)",
+               "result", inbound->messages, {"accepted", "too_big", "store_failed"});
+      labelled("salvo_inbound_rejected_total",
+               "What the inbound listener refused: relay (RCPT outside [inbound] domains, 550 "
+               "5.7.1), bare_line_ending (521), too_many_connections (421), idle_timeout (421)",
+               "reason", inbound->rejected,
+               {"relay", "bare_line_ending", "too_many_connections", "idle_timeout"});
+      labelled("salvo_inbound_processed_total",
+               "Stored inbound messages processed, by what they were (bounce, delayed, complaint, "
+               "auto_reply, duplicate, forged, unmatched, not_a_report, unsubscribe, "
+               "unsubscribe_forged, failed, retry)",
+               "result", inbound->processed, {});
+      prometheus::MetricFamily p =
+          Family("salvo_inbound_pending", "Inbound messages stored and not processed yet",
+                 MetricType::Gauge);
+      Add(&p, {}, static_cast<double>(inbound->pending));
+      families.push_back(std::move(p));
+    }
+    if (inbound->unsubscribe)
+      labelled("salvo_unsubscribe_requests_total",
+               "One-click unsubscribe HTTP requests: unsubscribed, forged (token does not "
+               "verify, 403), unknown_campaign (404), bad_request (400), confirmation_page (GET), "
+               "method_not_allowed (405), failed (503)",
+               "result", inbound->unsubscribe_requests, {"unsubscribed", "forged"});
   }
   if (queue_source) {
     prometheus::MetricFamily f = Family(

@@ -16,6 +16,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -52,7 +53,19 @@ namespace salvo::metrics {
     "Destination domains resolved (MX and address records), cache hits included")           \
   X(kDnsCacheHits, "salvo_dns_cache_hits_total", "DNS look-ups answered from the cache")    \
   X(kDnsFailures, "salvo_dns_failures_total",                                               \
-    "DNS look-ups that failed (NXDOMAIN, SERVFAIL, timeout, refused, bad answer)")
+    "DNS look-ups that failed (NXDOMAIN, SERVFAIL, timeout, refused, bad answer)")          \
+  X(kReportsForged, "salvo_reports_forged_total",                                           \
+    "Received reports whose VERP token did not verify or named an unknown campaign or "     \
+    "recipient: counted, nothing changed")                                                  \
+  X(kReportsUnmatched, "salvo_reports_unmatched_total",                                     \
+    "Received bounces, complaints and auto-replies that identify no copy (no VERP token, "  \
+    "no Message-ID of ours)")                                                               \
+  X(kReportsSoftBounces, "salvo_reports_soft_bounces_total",                                \
+    "Bounce messages with a temporary (4.x.x) status about delivered copies: history only") \
+  X(kReportsDelayed, "salvo_reports_delayed_total",                                         \
+    "Delay warnings (DSN action=delayed) received for our copies: nothing changed")         \
+  X(kReportsAutoReplies, "salvo_reports_auto_replies_total",                                \
+    "Auto-replies (vacation, out-of-office) received for our copies: nothing changed")
 
 enum class Counter : int {
 #define SALVO_COUNTER_ENUM(id, name, help) id,
@@ -243,6 +256,28 @@ struct SpoolSample {
 };
 using SpoolHealthSource = std::function<SpoolSample()>;
 
+// The inbound listener and the unsubscribe endpoint (engine/inbound), by
+// label value; exported only while a source is set (`salvo run` with
+// [inbound] listen or [unsubscribe] listen).
+struct InboundSample {
+  bool listener = false;  // [inbound] listen is on: the three inbound families are exported
+  // salvo_inbound_messages_total{result}: accepted, too_big, store_failed
+  std::map<std::string, uint64_t> messages;
+  // salvo_inbound_rejected_total{reason}: relay, bare_line_ending, too_many_connections,
+  // idle_timeout
+  std::map<std::string, uint64_t> rejected;
+  // salvo_inbound_processed_total{result}: bounce, delayed, complaint,
+  // auto_reply, duplicate, forged, unmatched, not_a_report, unsubscribe, unsubscribe_forged,
+  // failed, retry
+  std::map<std::string, uint64_t> processed;
+  uint64_t pending = 0;      // salvo_inbound_pending: stored, not processed yet
+  bool unsubscribe = false;  // [unsubscribe] listen is on
+  // salvo_unsubscribe_requests_total{result}: unsubscribed, forged,
+  // unknown_campaign, bad_request, confirmation_page, method_not_allowed, failed
+  std::map<std::string, uint64_t> unsubscribe_requests;
+};
+using InboundSource = std::function<InboundSample()>;
+
 // At most this many shaping keys are exported per scrape (suspended ones
 // first, then by key); salvo_throttle_suspended_keys counts every suspended one.
 inline constexpr size_t kMaxThrottleKeys = 100;
@@ -281,6 +316,7 @@ class Registry final : public prometheus::Collectable {
   void SetQueueSource(QueueSource source);
   void SetThrottleSource(ThrottleSource source);
   void SetSpoolHealthSource(SpoolHealthSource source);
+  void SetInboundSource(InboundSource source);
 
   // Sums over shards (tests, Engine::Stats).
   uint64_t Total(Counter c) const;
@@ -315,6 +351,7 @@ class Registry final : public prometheus::Collectable {
   QueueSource queue_source_ ABSL_GUARDED_BY(mu_);
   ThrottleSource throttle_source_ ABSL_GUARDED_BY(mu_);
   SpoolHealthSource spool_source_ ABSL_GUARDED_BY(mu_);
+  InboundSource inbound_source_ ABSL_GUARDED_BY(mu_);
 };
 
 // Serves `registry` at http://ADDR:PORT/metrics (prometheus-cpp's exposer on

@@ -188,6 +188,13 @@ nlohmann::json StatusToJson(const CampaignStatus& st) {
   j["counts"] = CountsToJson(st.counts);
   j["bounce_rate"] = st.bounce_rate;
   j["deferral_rate"] = st.deferral_rate;
+  // Reports received later (bounce messages, complaints, ...).
+  j["reports"] = {{"async_bounces", st.reports.async_bounces},
+                  {"async_soft_bounces", st.reports.async_soft_bounces},
+                  {"complaints", st.reports.complaints},
+                  {"delayed", st.reports.delayed},
+                  {"auto_replies", st.reports.auto_replies}};
+  j["complaint_rate"] = st.complaint_rate;
   j["done"] = st.counts.Pending() == 0;
   if (st.info.window.set) {
     j["window"] = st.info.window.ToString();
@@ -347,6 +354,7 @@ nlohmann::json HandleAdminRequest(Spool& spool, const nlohmann::json& req,
                              {"held_outcomes", h.held_outcomes},
                              {"write_errors", h.write_errors}};
         if (!h.last_error.empty()) sp["last_error"] = h.last_error;
+        if (h.needs_restart) sp["needs_restart"] = true;
         if (h.below_floor) {
           sp["free_bytes"] = h.free_bytes;
           sp["min_free_bytes"] = h.min_free_bytes;

@@ -5,6 +5,8 @@
 //
 //   CF            key                                            value
 //   default       "next_campaign" | "counts/" u64 campaign          u64 | 8 x u64
+//                 "reports/" u64 campaign | "reports/stray"    5 x u64 ReportCounts | 2 x u64
+//                 "report/" ID (an applied report)             JSON (queue/spool_reports.cc)
 //   campaigns     u64 campaign                                   JSON CampaignInfo
 //   templates     u64 campaign                                   template text
 //   recipients    u64 campaign, u64 recipient                    RecipientRecord (binary)

@@ -112,14 +112,67 @@ Spool::Impl::~Impl() {
   if (db_ == nullptr) return;
   {
     absl::MutexLock lock(&mu_);
-    if (!RetryHeld(/*force=*/true))
+    bool written = RetryHeld(/*force=*/true);
+    if (!written && needs_restart_) written = ReopenAndWriteHeld();
+    if (!written)
       SALVO_LOG(kError,
                 "spool closing with {} outcome(s) it could not write ({}): those recipients "
                 "will be attempted again by the next run",
                 held_outcomes_, last_write_error_);
   }
+  CloseDb();
+}
+
+void Spool::Impl::AssignHandles() {
+  default_cf_ = handles_[0];
+  campaigns_cf_ = handles_[1];
+  templates_cf_ = handles_[2];
+  recipients_cf_ = handles_[3];
+  schedule_cf_ = handles_[4];
+  inflight_cf_ = handles_[5];
+  history_cf_ = handles_[6];
+  suppression_cf_ = handles_[7];
+}
+
+void Spool::Impl::CloseDb() {
+  if (db_ == nullptr) return;
   for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
+  handles_.clear();
   delete db_;
+  db_ = nullptr;
+}
+
+bool Spool::Impl::ReopenAndWriteHeld() {
+  // RocksDB writes nothing more after a fatal error, but a fresh open of the
+  // same files does if the disk accepts writes again (a transient EIO). The
+  // failed WAL record, if part of it reached the file, is dropped by
+  // point-in-time recovery (or replayed whole); the held batches are Puts and
+  // Deletes written again in order, so one applied twice changes nothing.
+  // Only at close: the database is not shared with anyone any more.
+  CloseDb();
+  rocksdb::DB* db = nullptr;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::Status s = rocksdb::DB::Open(db_options_, data_dir_, cf_descriptors_, &handles, &db);
+  if (!s.ok()) {
+    last_write_error_ = s.ToString();
+    return false;
+  }
+  db_ = db;
+  handles_ = std::move(handles);
+  AssignHandles();
+  size_t written = 0;
+  for (; written < held_.size(); ++written) {
+    s = db_->Write(HotWrite(), &held_[written]);
+    if (!s.ok()) break;
+  }
+  held_.erase(held_.begin(), held_.begin() + static_cast<ptrdiff_t>(written));
+  if (!held_.empty()) {
+    last_write_error_ = s.ToString();
+    return false;
+  }
+  SALVO_LOG(kWarning, "spool reopened at close: {} held outcome(s) recorded", held_outcomes_);
+  held_outcomes_ = 0;
+  return true;
 }
 
 void Spool::Impl::WriteHot(rocksdb::WriteBatch* batch, size_t outcomes) {
@@ -151,10 +204,12 @@ void Spool::Impl::WriteHot(rocksdb::WriteBatch* batch, size_t outcomes) {
     unwritable_since_ = clock_->Now();
     next_fault_log_ = now + std::chrono::seconds(30);
     next_retry_ = now + std::chrono::seconds(1);
-    SALVO_LOG(kError,
-              "spool cannot write ({}): new leases paused, {} outcome(s) held in memory and "
-              "retried every second; sending resumes by itself when the disk accepts writes",
-              last_write_error_, held_outcomes_);
+    SALVO_LOG(
+        kError,
+        "spool cannot write ({}): new leases paused, {} outcome(s) held in memory and "
+        "retried every second; sending resumes by itself when the disk accepts writes (a full "
+        "disk; a failing one may need a restart, said at the first retry)",
+        last_write_error_, held_outcomes_);
   }
 }
 
@@ -168,6 +223,18 @@ bool Spool::Impl::RetryHeld(bool force) {
   // write buffer (its SstFileManager polls every 5 s; Resume() answers Busy
   // meanwhile), by Resume() for other errors. A write then tells.
   rocksdb::Status s = db_->Resume();
+  if (!s.ok() && !s.IsBusy() && !s.IsNoSpace() && !needs_restart_) {
+    // Not a full disk (RocksDB resumes from that by itself): a failed write
+    // it made fatal (EIO). It refuses every write until reopened.
+    needs_restart_ = true;
+    last_write_error_ = s.ToString();
+    SALVO_LOG(kError,
+              "spool cannot resume writing without a restart ({}): {} outcome(s) held in "
+              "memory, no new leases; they are written when salvo stops if the disk accepts "
+              "writes by then, else those recipients are sent again after the restart. Stop "
+              "salvo (SIGTERM), check the disk, start it again",
+              last_write_error_, held_outcomes_);
+  }
   if (s.ok() || s.IsBusy()) {
     size_t written = 0;
     for (; written < held_.size(); ++written) {
@@ -535,14 +602,9 @@ absl::StatusOr<std::unique_ptr<Spool>> Spool::Open(const std::string& data_dir, 
   rocksdb::Status s = rocksdb::DB::Open(db_options, data_dir, cfs, &impl->handles_, &db);
   if (!s.ok()) return FromRocks(s, Cat("opening spool in ", data_dir));
   impl->db_ = db;
-  impl->default_cf_ = impl->handles_[0];
-  impl->campaigns_cf_ = impl->handles_[1];
-  impl->templates_cf_ = impl->handles_[2];
-  impl->recipients_cf_ = impl->handles_[3];
-  impl->schedule_cf_ = impl->handles_[4];
-  impl->inflight_cf_ = impl->handles_[5];
-  impl->history_cf_ = impl->handles_[6];
-  impl->suppression_cf_ = impl->handles_[7];
+  impl->db_options_ = db_options;
+  impl->cf_descriptors_ = cfs;
+  impl->AssignHandles();
   {
     absl::MutexLock lock(&impl->mu_);
     if (absl::Status st = impl->Recover(); !st.ok()) return st;
@@ -584,6 +646,7 @@ SpoolHealth Spool::Health() const {
   h.below_floor = m.below_floor_;
   h.free_bytes = m.free_bytes_;
   h.min_free_bytes = m.options_.min_free_bytes;
+  h.needs_restart = m.needs_restart_;
   return h;
 }
 
@@ -1118,6 +1181,13 @@ absl::StatusOr<CampaignStatus> Spool::Status(CampaignId id, size_t top_domains) 
   const uint64_t finished = failed + st.counts[RecipientState::kDelivered];
   st.bounce_rate = finished == 0 ? 0 : static_cast<double>(failed) / finished;
   st.deferral_rate = attempted == 0 ? 0 : static_cast<double>(ever_deferred) / attempted;
+  absl::StatusOr<ReportCounts> reports = Reports(id);
+  if (!reports.ok()) return reports.status();
+  st.reports = *reports;
+  // Complaints are about delivered copies: those delivered now and those a
+  // bounce message turned into bounced later.
+  const uint64_t reached = st.counts[RecipientState::kDelivered] + st.reports.async_bounces;
+  st.complaint_rate = reached == 0 ? 0 : static_cast<double>(st.reports.complaints) / reached;
   return st;
 }
 

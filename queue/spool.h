@@ -150,6 +150,22 @@ struct FailureReason {
   std::string sample;  // the last reply of one such recipient
 };
 
+// Reports received later (a bounce message, a complaint, ...) that were
+// matched to one of a campaign's copies and applied (Spool::RecordReport).
+struct ReportCounts {
+  uint64_t async_bounces = 0;       // hard bounce messages: the recipient became bounced
+  uint64_t async_soft_bounces = 0;  // soft (4.x.x) bounce messages: history only
+  uint64_t complaints = 0;          // ARF feedback reports: the address suppressed
+  uint64_t delayed = 0;             // delay warnings: nothing changed
+  uint64_t auto_replies = 0;        // vacation / out-of-office: nothing changed
+};
+
+// Reports that named no copy of ours (Spool::RecordStrayReport), spool-wide.
+struct StrayReportCounts {
+  uint64_t forged = 0;     // a VERP token that does not verify, an unknown campaign/recipient
+  uint64_t unmatched = 0;  // a report that identifies no copy (no token, no usable Message-ID)
+};
+
 struct CampaignStatus {
   CampaignInfo info;
   StateCounts counts;
@@ -169,6 +185,10 @@ struct CampaignStatus {
   // recipients deferred at least once over all attempted. 0 when nothing ran.
   double bounce_rate = 0;
   double deferral_rate = 0;
+  // Reports received later about this campaign's copies (Spool::RecordReport).
+  ReportCounts reports;
+  // complaints over delivered (delivered now + bounced later); 0 when none.
+  double complaint_rate = 0;
 };
 
 struct SuppressionEntry {
@@ -197,12 +217,41 @@ struct OutcomeNotice {
   // expiry or suppression found while leasing.
   const smtp::Outcome* outcome = nullptr;
   std::string reason;  // the reply ("550 5.1.1 ...") or why
+  // What the notice is about: an attempt, or an expiry/suppression at lease
+  // time (kAttempt), or a report received later (Spool::RecordReport,
+  // RecordStrayReport). For reports `outcome` is null, `to` is the state
+  // after the report (a complaint leaves it as it was), `category` names the
+  // bounce category or the complaint's feedback type; a stray report has no
+  // campaign (0) and no recipient.
+  enum class Source : uint8_t {
+    kAttempt,
+    kAsyncBounce,      // hard bounce message: the recipient became bounced
+    kAsyncSoftBounce,  // soft bounce message: no state change
+    kComplaint,
+    kDelayed,
+    kAutoReply,
+    kForged,
+    kUnmatched,
+  };
+  Source source = Source::kAttempt;
+  std::string category;
 };
 // Called with the notices of one LeaseDue or CompleteBatch after its write
 // succeeded (for outcomes held through a storage fault: after the write that
 // finally recorded them), on the calling thread, outside the spool's lock;
 // must not block.
 using OutcomeListener = std::function<void(absl::Span<const OutcomeNotice>)>;
+
+// One message the inbound listener (engine/inbound) received for a bounce,
+// feedback or unsubscribe address, as stored before its 250 was given.
+struct InboundMessage {
+  uint64_t id = 0;                      // set by StoreInbound; arrival order
+  std::string mail_from;                // the envelope sender ("" = null sender)
+  std::vector<std::string> recipients;  // accepted RCPT addresses
+  std::string client;                   // "<peer address> <EHLO name>"
+  absl::Time received;
+  std::string raw;  // the message as received (after dot-unstuffing)
+};
 
 // Whether the spool can record outcomes and hand out work (Spool::Health).
 // `campaign status`, the salvo_spool_* metrics and the log say the same.
@@ -219,6 +268,11 @@ struct SpoolHealth {
   bool below_floor = false;                            // free space under Options::min_free_bytes
   uint64_t free_bytes = 0;  // at the last check (0 when min_free_bytes is 0)
   uint64_t min_free_bytes = 0;
+  // RocksDB refused to resume after a write error other than a full disk (EIO:
+  // a failing disk; it makes that a fatal error): nothing more is written
+  // until the spool is reopened, i.e. salvo is restarted. Held outcomes are
+  // written when the spool closes if the disk then accepts writes.
+  bool needs_restart = false;
 };
 
 class Spool {
@@ -346,6 +400,63 @@ class Spool {
   absl::StatusOr<SuppressionImportReport> ImportSuppression(const std::string& path,
                                                             std::string_view reason,
                                                             bool case_sensitive_local = false);
+
+  // ---- Reports received later (queue/spool_reports.cc) ----
+  // Applies one report already matched to a copy (engine/bounce/intake.h
+  // decides what it is and which copy): see ReportEffect. Idempotent by
+  // `report_id`: a second call with the same id changes nothing and returns
+  // duplicate = true. One synced WriteBatch: the recipient, its history line,
+  // the suppression entry, the campaign's counts and the report id. Notifies
+  // the outcome listener (Source kAsyncBounce ...). kNotFound for an unknown
+  // campaign or recipient; kUnavailable while the recipient is in flight (a
+  // new attempt is running: retry later).
+  enum class ReportEffect : uint8_t {
+    // The recipient becomes bounced (from delivered, queued or deferred; a
+    // recipient already bounced, expired, suppressed or cancelled keeps its
+    // state and gets a history line), the address is suppressed ("bounce: ...").
+    kHardBounce,
+    kSoftBounce,  // a history line, no state change
+    kComplaint,   // the address is suppressed ("complaint: TYPE"), a history line
+    kDelayed,     // counted only
+    kAutoReply,   // counted only
+  };
+  struct Report {
+    std::string report_id;  // the idempotence key (non-empty)
+    CampaignId campaign{};
+    RecipientId id{};
+    ReportEffect effect = ReportEffect::kDelayed;
+    std::string reply;     // "550 5.1.1 ..." (bounces), the feedback type (complaints)
+    std::string category;  // "bad-mailbox" ..., "complaint"
+    std::string detail;    // where it came from, for the history ("bounce message (rfc3464) ...")
+  };
+  struct ReportApplied {
+    bool duplicate = false;
+    std::string email;  // the recipient's address as stored
+    RecipientState before = RecipientState::kQueued;
+    RecipientState after = RecipientState::kQueued;
+    bool suppressed = false;  // added to the suppression list by this report
+  };
+  absl::StatusOr<ReportApplied> RecordReport(const Report& report);
+  // Counts a report that names no copy (forged or unmatched), spool-wide,
+  // idempotent by `report_id` (false: seen before). Notifies the listener
+  // (Source kForged / kUnmatched, campaign 0).
+  enum class StrayReport : uint8_t { kForged, kUnmatched };
+  absl::StatusOr<bool> RecordStrayReport(std::string_view report_id, StrayReport kind);
+  StrayReportCounts StrayReports() const;
+  absl::StatusOr<ReportCounts> Reports(CampaignId id) const;
+
+  // ---- Inbound messages (queue/spool_inbound.cc) ----
+  // Reports and unsubscribe mail received by the inbound listener, kept until
+  // processed, so a crash after the listener's 250 loses nothing. Stored in
+  // the default column family under "inbound/" + u64 id.
+  // Writes every message in one WriteBatch with sync=true and sets each id;
+  // the listener answers 250 only after this returns OK.
+  absl::Status StoreInbound(absl::Span<InboundMessage* const> messages);
+  // The oldest unprocessed messages, at most `limit`, in arrival order.
+  absl::StatusOr<std::vector<InboundMessage>> PendingInbound(size_t limit) const;
+  // The message was processed: it is removed (sync = queue.sync_writes: after a
+  // power loss it may be processed again). kNotFound when it is not there.
+  absl::Status MarkInboundDone(uint64_t id);
 
   class Impl;
 

@@ -109,6 +109,11 @@ class Spool::Impl {
   std::vector<std::unique_ptr<smtp::Outcome>> held_outcomes_copies_ ABSL_GUARDED_BY(mu_);
   size_t held_outcomes_ ABSL_GUARDED_BY(mu_) = 0;  // completions inside held_
   uint64_t write_errors_ ABSL_GUARDED_BY(mu_) = 0;
+  bool needs_restart_ ABSL_GUARDED_BY(mu_) = false;  // Resume() refused: see SpoolHealth
+  // What Open used, to reopen the database at close and write what is held
+  // (see ~Impl).
+  rocksdb::Options db_options_;
+  std::vector<rocksdb::ColumnFamilyDescriptor> cf_descriptors_;
   std::string last_write_error_ ABSL_GUARDED_BY(mu_);
   absl::Time unwritable_since_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   std::chrono::steady_clock::time_point next_retry_ ABSL_GUARDED_BY(mu_){};
@@ -119,11 +124,21 @@ class Spool::Impl {
   uint64_t free_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   std::chrono::steady_clock::time_point next_floor_check_ ABSL_GUARDED_BY(mu_){};
 
+  // StoreInbound: the next inbound message id (0 = not read from disk yet).
+  absl::Mutex inbound_mu_;
+  uint64_t next_inbound_id_ ABSL_GUARDED_BY(inbound_mu_) = 0;
+
   rocksdb::WriteOptions SyncWrite() const {
     rocksdb::WriteOptions w;
     w.sync = true;
     return w;
   }
+  // At close, after a fatal write error: closes and reopens the database and
+  // writes the held batches. False (last_write_error_ says why) if it cannot.
+  bool ReopenAndWriteHeld() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CloseDb();
+  void AssignHandles();  // the *_cf_ pointers from handles_ (kCfNames order)
+
   rocksdb::WriteOptions HotWrite() const {
     rocksdb::WriteOptions w;
     w.sync = options_.sync_writes;

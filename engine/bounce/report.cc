@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstring>
 #include <memory>
 #include <utility>
 
@@ -91,14 +92,20 @@ Fields ParseFields(std::string_view text, size_t max_fields, bool stop_at_non_fi
     } else {
       const size_t colon = line.find(':');
       bool field = colon != std::string_view::npos && colon > 0;
-      for (size_t i = 0; field && i < colon; ++i) {
+      // RFC 5322 4.5.3 (obsolete syntax, still sent: Mimecast's
+      // "Final-Recipient : rfc822;..."): blanks between the name and the colon.
+      size_t name_end = colon;
+      while (field && name_end > 0 && (line[name_end - 1] == ' ' || line[name_end - 1] == '\t'))
+        --name_end;
+      field = field && name_end > 0;
+      for (size_t i = 0; field && i < name_end; ++i) {
         const unsigned char c = static_cast<unsigned char>(line[i]);
         if (c <= ' ' || c >= 127) field = false;
       }
       if (!field) {
         if (stop_at_non_field) break;
       } else if (out.size() < max_fields) {
-        out.push_back({AsciiLower(line.substr(0, colon)),
+        out.push_back({AsciiLower(line.substr(0, name_end)),
                        std::string(StripWhitespace(line.substr(colon + 1)))});
       }
     }
@@ -179,14 +186,37 @@ struct Walk {
 };
 
 std::string PartContent(GMimePart* part) {
+  if (GMIME_IS_TEXT_PART(part)) {
+    // Text in its declared charset (ISO-2022-JP from Domino and Notes,
+    // ISO-8859-1, ...) is read as UTF-8, so that rules can match it.
+    const char* charset = g_mime_text_part_get_charset(GMIME_TEXT_PART(part));
+    if (charset && !EqualsIgnoreCase(charset, "utf-8") && !EqualsIgnoreCase(charset, "us-ascii")) {
+      if (char* utf8 = g_mime_text_part_get_text(GMIME_TEXT_PART(part))) {
+        std::string out = WithoutCr(std::string_view(utf8, strnlen(utf8, kMaxPartText)));
+        g_free(utf8);
+        return out;
+      }
+    }
+  }
   GMimeDataWrapper* w = g_mime_part_get_content(part);
   if (!w) return {};
   GPtr<GMimeStream> mem(g_mime_stream_mem_new());
   g_mime_data_wrapper_write_to_stream(w, mem.get());
   GByteArray* a = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(mem.get()));
   if (!a || !a->data) return {};
-  return WithoutCr(std::string_view(reinterpret_cast<const char*>(a->data),
-                                    std::min<size_t>(a->len, kMaxPartText)));
+  std::string out = WithoutCr(std::string_view(reinterpret_cast<const char*>(a->data),
+                                               std::min<size_t>(a->len, kMaxPartText)));
+  // 7-bit ISO-2022-JP names itself by its escapes ("ESC $ B"): Domino puts
+  // it in a message/delivery-status Diagnostic-Code with no charset at all.
+  if (out.find("\x1b$B") != std::string::npos || out.find("\x1b$@") != std::string::npos) {
+    gsize written = 0;
+    if (gchar* utf8 = g_convert(out.data(), static_cast<gssize>(out.size()), "UTF-8", "ISO-2022-JP",
+                                nullptr, &written, nullptr)) {
+      out.assign(utf8, written);
+      g_free(utf8);
+    }
+  }
+  return out;
 }
 
 std::string HeadersOf(GMimeObject* obj) {
@@ -320,15 +350,59 @@ const RE2& StatusRe() {
   return re;
 }
 const RE2& ReplyCodeRe() {
-  // A reply code that starts a reply: "550 5.1.1", "550-", "said: 550", "<...>: 550".
-  static const RE2 re(R"((?:^|[\s:;(\[\"'])([45][0-5]\d)(?:[ -]|$))");
+  // A reply code that starts a reply: "550 5.1.1", "550-", "said: 550", "<...>: 550",
+  // Zoho's "ERROR_CODE :421, ...".
+  static const RE2 re(R"((?:^|[\s:;(\[\"'])([45][0-5]\d)(?:[ ,-]|$))");
   return re;
 }
 
+// X.0.0 says only "failed" and X.4.7 only "gave up in time": another code in
+// the same text says why.
+bool IsGenericStatus(std::string_view status) {
+  return status.size() == 5 && (status.substr(1) == ".0.0" || status.substr(1) == ".4.7");
+}
+
+// Whether the status at `at` directly follows an SMTP reply code of its class
+// ("550 5.7.1", "550-'5.7.1", "<421 4.4.2"): the remote server's own reply.
+bool AfterReplyCode(std::string_view text, size_t at) {
+  size_t i = at;
+  for (int skipped = 0; i > 0 && skipped < 3; ++skipped) {
+    const char c = text[i - 1];
+    if (c != ' ' && c != '-' && c != '\'' && c != '"' && c != '#') break;
+    --i;
+  }
+  if (i == at || i < 3) return false;
+  std::string_view code = text.substr(i - 3, 3);
+  for (char c : code) {
+    if (!std::isdigit(static_cast<unsigned char>(c))) return false;
+  }
+  if (i > 3 && std::isdigit(static_cast<unsigned char>(text[i - 4]))) return false;
+  return code[0] == text[at];
+}
+
+// The RFC 3463 status a text gives, the way sisimai reads one: the first that
+// is not generic (X.0.0, X.4.7), one that follows a reply code before one that
+// does not (Amazon SES: "5.1.0 - Unknown address error 550-'5.7.1 ..."); a
+// generic one only when there is nothing else.
 std::string FindStatus(std::string_view text) {
+  re2::StringPiece in = P(text.substr(0, std::min<size_t>(text.size(), 64u << 10)));
   re2::StringPiece m;
-  if (RE2::PartialMatch(P(text), StatusRe(), &m)) return std::string(V(m));
-  return {};
+  std::string first, specific;
+  for (int n = 0; n < 64 && RE2::FindAndConsume(&in, StatusRe(), &m); ++n) {
+    const std::string_view code = V(m);
+    if (first.empty()) first = std::string(code);
+    if (!IsGenericStatus(code)) {
+      if (AfterReplyCode(text, static_cast<size_t>(m.data() - text.data())))
+        return std::string(code);
+      if (specific.empty()) specific = std::string(code);
+    }
+    // The pattern consumed the character after the code: step back onto it
+    // so that "5.1.0 5.7.1" finds both.
+    const char* after = m.data() + m.size();
+    const char* end = in.data() + in.size();
+    if (in.data() > after) in = re2::StringPiece(after, static_cast<size_t>(end - after));
+  }
+  return specific.empty() ? first : specific;
 }
 
 // The line (from the reply code on) that holds the first SMTP reply, or "".
@@ -464,8 +538,11 @@ struct Anchor {
 // The failed addresses a text bounce names, in order, most telling form
 // first: a DSN-like field, an address alone on its line, RCPT TO, an address
 // that starts a line, an address after "to"/"recipient", then any address.
+// `roles_alone`: a role address (postmaster@...) counts in the first three
+// forms (after "the following addresses", Biglobe's failed address can be
+// a postmaster).
 std::vector<Anchor> FindAnchors(std::string_view text, const std::vector<std::string>& exclude,
-                                size_t max) {
+                                size_t max, bool roles_alone = false) {
   static const std::string addr(kAddr);
   static const RE2 kForms[] = {
       RE2(R"((?im)^\s*(?:final|original)-recipient:\s*(?:rfc822;)?\s*<?()" + addr + ")"),
@@ -479,8 +556,9 @@ std::vector<Anchor> FindAnchors(std::string_view text, const std::vector<std::st
           addr + ")"),
       RE2("(" + addr + ")"),
   };
+  int form = 0;
   auto excluded = [&](std::string_view a) {
-    if (IsRoleAddress(a)) return true;
+    if (IsRoleAddress(a) && !(roles_alone && form <= 2)) return true;
     for (const std::string& e : exclude) {
       if (!e.empty() && EqualsIgnoreCase(a, e)) return true;
     }
@@ -509,6 +587,7 @@ std::vector<Anchor> FindAnchors(std::string_view text, const std::vector<std::st
                 [](const Anchor& x, const Anchor& y) { return x.at < y.at; });
       return found;
     }
+    ++form;
   }
   return {};
 }
@@ -557,12 +636,30 @@ bool ReadTextBounce(std::string_view text, std::string_view subject,
   re2::StringPiece lead_at;
   if (RE2::PartialMatch(P(explanation), lead, &lead_at)) {
     const size_t from = static_cast<size_t>(lead_at.data() - explanation.data());
-    anchors = FindAnchors(explanation.substr(from), exclude, limits.max_recipients);
+    anchors = FindAnchors(explanation.substr(from), exclude, limits.max_recipients,
+                          /*roles_alone=*/true);
     for (Anchor& a : anchors) a.at += from;
   }
   if (anchors.empty()) anchors = FindAnchors(explanation, exclude, limits.max_recipients);
   // Sent to oneself: the failed address is the bounce's own To.
   if (anchors.empty()) anchors = FindAnchors(explanation, {}, limits.max_recipients);
+  if (anchors.empty() && x_failed.empty() && !r->original_headers.empty()) {
+    // Old Sendmail reports the host, not the address ("421 example.com
+    // (smtp)... Deferred: Connection timed out"), Verizon's MMS gateway
+    // neither: the failed address is the returned original's To, when it
+    // names exactly one.
+    // Not when the returned message is itself a bounce (a forwarded
+    // report: its To is the original sender).
+    Fields head = ParseFields(r->original_headers, limits.max_fields, false);
+    std::string_view to_field = Get(head, "to");
+    if (to_field.find(',') == std::string_view::npos &&
+        !IsRoleAddress(AddressOf(Get(head, "from")))) {
+      std::string a = AddressOf(to_field);
+      static const RE2 one(std::string("^") + std::string(kAddr) + "$");
+      if (RE2::FullMatch(P(a), one) && !IsRoleAddress(a))
+        anchors.push_back({std::move(a), std::string_view::npos});
+    }
+  }
   if (!x_failed.empty()) {
     // X-Failed-Recipients (Exim, Gmail) names the set; the text places them.
     std::vector<Anchor> placed;
@@ -599,6 +696,22 @@ bool ReadTextBounce(std::string_view text, std::string_view subject,
     if (!placed && lead_at.data() != nullptr)
       begin = static_cast<size_t>(lead_at.data() - explanation.data());
     while (begin > 0 && explanation[begin - 1] != '\n') --begin;
+    if (!placed && lead_at.data() == nullptr) {
+      // A salutation to the bounce's own addressee ("Hello a@b,": Google
+      // Groups) says nothing about the failure: the reason follows it.
+      size_t text_at = explanation.find_first_not_of(" \t\n", begin);
+      size_t eol = text_at == std::string_view::npos ? text_at : explanation.find('\n', text_at);
+      if (eol != std::string_view::npos && eol - text_at < 80 &&
+          (eol + 1 >= explanation.size() || explanation[eol + 1] == '\n')) {
+        std::string_view greeting = explanation.substr(text_at, eol - text_at);
+        for (const std::string& e : exclude) {
+          if (!e.empty() && ContainsCi(greeting, e)) {
+            begin = eol + 1;
+            break;
+          }
+        }
+      }
+    }
     std::string_view block = explanation.substr(begin, end - begin);
     FailedRecipient fr;
     fr.final_recipient = anchors[i].address;
@@ -617,16 +730,17 @@ bool ReadTextBounce(std::string_view text, std::string_view subject,
           t.remove_prefix(1);
         t = StripWhitespace(t);
         if (t.empty()) {
-          if (reason) break;
+          // A paragraph that ends in ':' ("The following address(es)
+          // failed:") leads in to the next one.
+          if (reason && joined.back() != ':') break;
           continue;
         }
         if (!joined.empty()) joined.push_back(' ');
         joined.append(t);
-        std::string_view rest = t;
-        if (size_t at = rest.find(fr.final_recipient); at != std::string_view::npos)
-          rest = StripWhitespace(rest.substr(0, at)).empty()
-                     ? rest.substr(at + fr.final_recipient.size())
-                     : rest;
+        // The line without the address and what brackets it ("<a@b>", "'a@b':").
+        std::string rest(t);
+        if (size_t at = rest.find(fr.final_recipient); at != std::string::npos)
+          rest.erase(at, fr.final_recipient.size());
         static const RE2 letters("[A-Za-z]{3}");
         // "because:", "Reason:", "For the following reason:" lead in to the reason.
         if (RE2::PartialMatch(P(rest), letters) && rest.back() != ':') reason = true;
@@ -639,6 +753,15 @@ bool ReadTextBounce(std::string_view text, std::string_view subject,
         while (para_end > 0 && explanation[para_end - 1] == '\n') --para_end;
         size_t para_begin = explanation.substr(0, para_end).rfind("\n\n");
         para_begin = para_begin == std::string_view::npos ? 0 : para_begin + 2;
+        // "Remote host is not responding.\n\nThe following recipients did not
+        // receive this message:\n\n<a@b>": a lead-in paragraph, and the
+        // reason above it.
+        if (para_begin > 0 && explanation[para_end - 1] == ':') {
+          size_t above_end = para_begin;
+          while (above_end > 0 && explanation[above_end - 1] == '\n') --above_end;
+          size_t above = explanation.substr(0, above_end).rfind("\n\n");
+          para_begin = above == std::string_view::npos ? 0 : above + 2;
+        }
         std::string before;
         for (std::string_view line :
              Split(explanation.substr(para_begin, para_end - para_begin), '\n')) {
@@ -649,10 +772,34 @@ bool ReadTextBounce(std::string_view text, std::string_view subject,
         }
         if (!before.empty()) joined = Clip(before, 300) + " " + joined;
       }
+      // A status further down the block belongs with the reason (Mimecast:
+      // "Additional information follows :" then "-- 5.4.1 Recipient address
+      // rejected: Access denied").
+      if (FindStatus(joined).empty()) {
+        re2::StringPiece st;
+        if (RE2::PartialMatch(P(block), StatusRe(), &st)) {
+          const size_t at = static_cast<size_t>(st.data() - block.data());
+          size_t line_begin = block.rfind('\n', at);
+          line_begin = line_begin == std::string_view::npos ? 0 : line_begin + 1;
+          size_t line_end = block.find('\n', at);
+          if (line_end == std::string_view::npos) line_end = block.size();
+          std::string_view line = StripWhitespace(block.substr(line_begin, line_end - line_begin));
+          if (joined.find(line) == std::string::npos) {
+            if (!joined.empty()) joined.push_back(' ');
+            joined.append(line);
+          }
+        }
+      }
       fr.diagnostic_code = Clip(joined, kMaxDiagnostic);
     }
     fr.status = FindStatus(fr.diagnostic_code);
-    if (fr.status.empty()) fr.status = FindStatus(block);
+    if (fr.status.empty() || IsGenericStatus(fr.status)) {
+      // "550 4.4.7 QUEUE.Expired" first, the error that made it expire after.
+      std::string in_block = FindStatus(block);
+      if (fr.status.empty() ||
+          (!in_block.empty() && !IsGenericStatus(in_block) && in_block[0] == fr.status[0]))
+        fr.status = std::move(in_block);
+    }
     if (fr.status.empty() && anchors.size() == 1) fr.status = any_status;
     re2::StringPiece host;
     if (RE2::PartialMatch(P(block), host_re, &host)) fr.remote_mta = AsciiLower(V(host));
@@ -672,7 +819,10 @@ void FillStatus(FailedRecipient* fr) {
   // The same for a different code of the same class: the remote server's own
   // reply is more precise than the reporting MTA's summary (Amazon SES
   // reports 5.1.0 for every failure, with the real code in the diagnostic).
-  if (!from_diag.empty() && (fr->status.empty() || from_diag[0] == fr->status[0])) {
+  // But a generic code in the diagnostic ("550 5.0.0", "554 4.4.7 Message
+  // expired") does not replace a specific status.
+  if (!from_diag.empty() && (fr->status.empty() || from_diag[0] == fr->status[0]) &&
+      !(IsGenericStatus(from_diag) && !fr->status.empty() && !IsGenericStatus(fr->status))) {
     fr->status = from_diag;
   }
   if (!fr->status.empty()) return;
@@ -685,7 +835,22 @@ void FillStatus(FailedRecipient* fr) {
 }
 
 bool ReadDeliveryStatus(std::string_view ds, const ParseLimits& limits, Report* r) {
-  std::vector<Fields> groups = ParseGroups(ds, limits.max_fields, limits.max_recipients + 1);
+  std::vector<Fields> groups;
+  // A recipient's fields start again at a repeated Final-Recipient or
+  // Original-Recipient: some MTAs (AOL) leave out the blank line between
+  // recipients.
+  for (Fields& g : ParseGroups(ds, limits.max_fields, limits.max_recipients + 1)) {
+    Fields piece;
+    for (Field& f : g) {
+      if ((f.name == "final-recipient" || f.name == "original-recipient") &&
+          !Get(piece, f.name).empty() && groups.size() <= limits.max_recipients) {
+        groups.push_back(std::move(piece));
+        piece.clear();
+      }
+      piece.push_back(std::move(f));
+    }
+    if (!piece.empty()) groups.push_back(std::move(piece));
+  }
   if (groups.empty()) return false;
   const Fields& per_message = groups[0];
   r->reporting_mta = AfterType(Get(per_message, "reporting-mta"));
@@ -951,7 +1116,20 @@ absl::StatusOr<Report> ParseReport(std::string_view message, const ParseLimits& 
       }
     }
     if (r.original_headers.empty()) r.original_headers = from_text.original_headers;
-    for (FailedRecipient& fr : r.recipients) FillStatus(&fr);
+    for (FailedRecipient& fr : r.recipients) {
+      FillStatus(&fr);
+      if (!IsGenericStatus(fr.status) || !have_text) continue;
+      // A generic status (Exchange: 4.4.7 "QUEUE.Expired") whose recipient the
+      // human-readable part explains with a specific code of the same class
+      // (the "441 4.4.1" that made it expire).
+      for (const FailedRecipient& t : from_text.recipients) {
+        if (EqualsIgnoreCase(t.final_recipient, fr.final_recipient) && !t.status.empty() &&
+            !IsGenericStatus(t.status) && t.status[0] == fr.status[0]) {
+          fr.status = t.status;
+          break;
+        }
+      }
+    }
     IdentifyOriginal(&r, limits);
     return r;
   }
@@ -1009,10 +1187,24 @@ void Classify(Report* report, const smtp::Classifier* rules) {
     if (RE2::PartialMatch(P(diag), ReplyCodeRe(), &code)) {
       reply.code = (code[0] - '0') * 100 + (code[1] - '0') * 10 + (code[2] - '0');
       const size_t at = static_cast<size_t>(code.data() - diag.data()) + 3;
-      std::string_view prefix = StripWhitespace(diag.substr(0, at - 3));
+      std::string prefix(StripWhitespace(diag.substr(0, at - 3)));
       rest = at < diag.size() ? diag.substr(at + 1) : std::string_view();
       reply.enhanced = std::string(smtp::SplitEnhancedCode(&rest));
       // Keep what came before the code ("host mx said:"): rules may match it.
+      // Not a status there that the chosen one replaced (Amazon SES's
+      // "5.1.0 - Unknown address error" before the remote "550 5.7.1").
+      // Such a prefix is the reporting MTA's own summary of the code it gave,
+      // which the remote server's reply says better: it is left out whole.
+      if (!fr.status.empty()) {
+        static const RE2 other_status(R"((\b[245]\.\d{1,3}\.\d{1,3}\b))");
+        re2::StringPiece in = P(prefix), m;
+        while (RE2::FindAndConsume(&in, other_status, &m) && !m.empty()) {
+          if (V(m) != fr.status) {
+            prefix.clear();
+            break;
+          }
+        }
+      }
       reply.text =
           prefix.empty() ? std::string(rest) : absl::StrCat(Av(rest), " (", Av(prefix), ")");
     } else {

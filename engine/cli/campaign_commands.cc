@@ -193,8 +193,12 @@ int RunLoad(const LoadArgs& a) {
     // Without a configuration file the keys are unknown, not absent (the
     // engine's configuration may have them): CheckDkimDomain warned.
     absl::StatusOr<std::shared_ptr<const dkim::KeyStore>> keys = LoadKeys(target->config);
+    // The [verp] of the configuration: a global bounce domain needs its
+    // secret here too (an unreadable one is reported by the check).
+    absl::StatusOr<message::VerpSettings> verp = VerpFromConfig(target->config);
     lo.check_first_copy =
-        FirstCopyCheck(keys.ok() && !target->config.source_file.empty() ? *keys : nullptr);
+        FirstCopyCheck(keys.ok() && !target->config.source_file.empty() ? *keys : nullptr,
+                       verp.ok() ? *verp : message::VerpSettings{});
     lo.interrupted = &g_interrupted;
     lo.node = node;
     if (tty) lo.progress = PrintProgress;
@@ -304,16 +308,22 @@ int RunStatus(const IdArgs& a) {
                   static_cast<unsigned long long>(s["id"].get<uint64_t>()));
     if (s.contains("spool") && !s["spool"].value("writable", true)) {
       const nlohmann::json& sp = s["spool"];
-      if (sp.value("held_outcomes", uint64_t{0}) > 0 || !sp.contains("free_bytes"))
+      if (sp.value("held_outcomes", uint64_t{0}) > 0 || !sp.contains("free_bytes")) {
         std::printf(
             "spool cannot write (%s): sending paused, %llu outcome(s) held in memory and "
             "retried\n",
             Printable(sp.value("last_error", std::string("unknown error"))).c_str(),
             static_cast<unsigned long long>(sp.value("held_outcomes", uint64_t{0})));
-      else
+        if (sp.value("needs_restart", false))
+          std::printf(
+              "  it cannot write again without a restart (a failing disk): stop salvo, check "
+              "the disk, start it again; held outcomes are written at the stop if the disk "
+              "allows\n");
+      } else {
         std::printf("spool: %llu bytes free, under queue.min_free_bytes (%llu): sending paused\n",
                     static_cast<unsigned long long>(sp.value("free_bytes", uint64_t{0})),
                     static_cast<unsigned long long>(sp.value("min_free_bytes", uint64_t{0})));
+      }
     }
     std::printf("recipients: %llu  done: %s\n",
                 static_cast<unsigned long long>(s["counts"].value("total", uint64_t{0})),
@@ -322,6 +332,18 @@ int RunStatus(const IdArgs& a) {
     std::printf("bounce rate %s (bounced+expired of finished)  deferral rate %s (of attempted)\n",
                 Percent(s.value("bounce_rate", 0.0)).c_str(),
                 Percent(s.value("deferral_rate", 0.0)).c_str());
+    if (s.contains("reports")) {
+      const nlohmann::json& r = s["reports"];
+      auto n = [&r](const char* k) {
+        return static_cast<unsigned long long>(r.value(k, uint64_t{0}));
+      };
+      std::printf(
+          "reports received later: %llu bounce(s) (recipient now bounced), %llu complaint(s) "
+          "(complaint rate %s of delivered), %llu soft bounce(s), %llu delay warning(s), %llu "
+          "auto-reply(ies)\n",
+          n("async_bounces"), n("complaints"), Percent(s.value("complaint_rate", 0.0)).c_str(),
+          n("async_soft_bounces"), n("delayed"), n("auto_replies"));
+    }
     if (s.contains("categories") && !s["categories"].empty()) {
       std::string line;
       for (const auto& [c, n] : s["categories"].items())

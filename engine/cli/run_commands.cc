@@ -28,6 +28,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "engine/cli/commands.h"
+#include "engine/cli/inbound_wiring.h"
 #include "engine/cli/observability.h"
 #include "engine/cli/wiring.h"
 #include "engine/common/log.h"
@@ -144,6 +145,7 @@ struct Loaded {
   config::Config config;
   std::unique_ptr<queue::Spool> spool;
   std::shared_ptr<const dkim::KeyStore> keys;
+  message::VerpSettings verp;  // [verp], secret read
 };
 
 // Config, io_uring check, data dir, spool, DKIM keys. Prints the error and
@@ -171,6 +173,7 @@ int Prepare(const RunArgs& a, CLI::App* cmd, Loaded* out) {
   out->config = std::move(inputs->config);
   out->spool = std::move(inputs->spool);
   out->keys = std::move(inputs->keys);
+  out->verp = std::move(inputs->verp);
   return kExitOk;
 }
 
@@ -179,12 +182,13 @@ int Prepare(const RunArgs& a, CLI::App* cmd, Loaded* out) {
 // Returns the exit code; *finished tells whether the source finished.
 int RunEngine(Loaded& l, SignalWatcher& signals, delivery::SpoolSourceOptions so, Progress progress,
               const std::string& metrics_listen, bool metrics_required,
-              delivery::EngineStats* stats_out, bool* finished) {
+              delivery::EngineStats* stats_out, bool* finished, bool serve_inbound = false) {
   so.shards = l.config.EffectiveShards();
   so.max_per_domain = static_cast<size_t>(l.config.queue.lease_batch);
   so.max_recipients_per_message = static_cast<size_t>(l.config.delivery.max_recipients_per_message);
   so.egress_pools.clear();
   for (const config::EgressPoolConfig& p : l.config.egress_pools) so.egress_pools.push_back(p.name);
+  so.verp = l.verp;
   auto obs = StartObservability(l.config, metrics_listen, metrics_required, l.spool.get());
   if (!obs.ok()) {
     PrintError(S(obs.status().message()));
@@ -221,7 +225,7 @@ int RunEngine(Loaded& l, SignalWatcher& signals, delivery::SpoolSourceOptions so
     return keys;
   };
   admin_options.validate_template = TemplateValidator();
-  admin_options.check_first_copy = FirstCopyCheck(l.keys);
+  admin_options.check_first_copy = FirstCopyCheck(l.keys, l.verp);
   admin_options.socket_path = l.config.AdminSocketPath();
   admin_options.tcp_listen = l.config.queue.admin_listen;
   if (!l.config.queue.admin_token_file.empty()) {
@@ -237,6 +241,7 @@ int RunEngine(Loaded& l, SignalWatcher& signals, delivery::SpoolSourceOptions so
     PrintError("admin socket: " + S(admin.status().message()));
     return kExitFailure;
   }
+  std::unique_ptr<InboundServices> inbound;
   delivery::EngineOptions eo;
   const bool tty = !progress.quiet && isatty(STDERR_FILENO) == 1;
   // Rates over the last interval (a second on a terminal, else
@@ -289,6 +294,18 @@ int RunEngine(Loaded& l, SignalWatcher& signals, delivery::SpoolSourceOptions so
     PrintError(S(engine.status().message()));
     return kExitFailure;
   }
+  // salvo run: the inbound listener and the unsubscribe endpoint, once the
+  // engine has installed its bounce rules (the intake classifies with them);
+  // reports a crash left stored are processed from the start.
+  if (serve_inbound) {
+    auto started = StartInboundServices(l.config, l.spool.get(), registry, l.verp);
+    if (!started.ok()) {
+      PrintError(S(started.status().message()));
+      (*admin)->Stop();
+      return kExitFailure;
+    }
+    inbound = std::move(*started);
+  }
   signals.Start(engine->get());
   {
     std::lock_guard<std::mutex> lock(engine_ref->mu);
@@ -307,6 +324,7 @@ int RunEngine(Loaded& l, SignalWatcher& signals, delivery::SpoolSourceOptions so
             (*admin)->tcp_address().empty() ? "" : ", admin listener ", (*admin)->tcp_address());
   absl::Status st = (*engine)->Run();
   signals.Stop();
+  inbound.reset();
   registry->SetThrottleSource(nullptr);
   {
     std::lock_guard<std::mutex> lock(engine_ref->mu);
@@ -336,7 +354,7 @@ int DoRun(const RunArgs& a, CLI::App* cmd) {
   delivery::EngineStats stats;
   bool finished = false;
   int rc = RunEngine(l, signals, {}, {a.progress_interval, a.quiet}, l.config.metrics.listen,
-                     l.config.metrics.listen_set, &stats, &finished);
+                     l.config.metrics.listen_set, &stats, &finished, /*serve_inbound=*/true);
   std::fprintf(stderr,
                "salvo run stopped: delivered %llu, deferred %llu, bounced %llu recipient "
                "attempt(s); %llu session(s)\n",
@@ -371,7 +389,7 @@ int DoSend(const RunArgs& a, CLI::App* cmd) {
   queue::LoadOptions lo;
   lo.strict = a.strict;
   lo.validate_template = TemplateValidator();
-  lo.check_first_copy = FirstCopyCheck(l.keys);
+  lo.check_first_copy = FirstCopyCheck(l.keys, l.verp);
   if (int rc = ResolveNodeShare(a.node.empty() ? l.config.fleet.node : a.node, &lo.node);
       rc != kExitOk)
     return rc;

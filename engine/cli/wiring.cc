@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <thread>
 
@@ -23,12 +24,13 @@ queue::TemplateValidator TemplateValidator() {
   };
 }
 
-queue::FirstCopyCheck FirstCopyCheck(std::shared_ptr<const dkim::KeyStore> keys) {
-  return [keys](const queue::CampaignInfo& info, std::string_view text,
-                const std::vector<std::string>& row) -> absl::Status {
+queue::FirstCopyCheck FirstCopyCheck(std::shared_ptr<const dkim::KeyStore> keys,
+                                     message::VerpSettings verp) {
+  return [keys, verp](const queue::CampaignInfo& info, std::string_view text,
+                      const std::vector<std::string>& row) -> absl::Status {
     std::shared_ptr<const delivery::CampaignComposer> composer =
         delivery::CampaignComposer::Prepare(queue::Value(info.id), info, std::string(text),
-                                            keys.get());
+                                            keys.get(), verp);
     if (!composer->error().ok()) return composer->error();
     delivery::CopyRequest copy;
     for (size_t i = 0; i < info.columns.size() && i < row.size(); ++i)
@@ -43,6 +45,25 @@ queue::FirstCopyCheck FirstCopyCheck(std::shared_ptr<const dkim::KeyStore> keys)
         composer->Compose(copy, &signer, composer->signs(), &permanent);
     return composed.status();
   };
+}
+
+absl::StatusOr<message::VerpSettings> VerpFromConfig(const config::Config& config) {
+  message::VerpSettings v;
+  v.domain = config.verp.domain;
+  v.prefix = config.verp.prefix;
+  if (!config.verp.secret_file.empty()) {
+    auto secret = message::ReadVerpSecretFile(config.verp.secret_file, "[verp] secret_file");
+    if (!secret.ok()) return secret.status();
+    v.secret = std::move(*secret);
+  } else if (const char* env = std::getenv("SALVO_VERP_SECRET"); env && *env) {
+    v.secret = env;
+  }
+  if (v.enabled() && v.secret.empty())
+    return absl::InvalidArgumentError(
+        "[verp] domain = \"" + v.domain +
+        "\" needs an HMAC secret: set [verp] secret_file or the SALVO_VERP_SECRET environment "
+        "variable");
+  return v;
 }
 
 std::vector<dkim::KeySpec> KeySpecsFromConfig(const config::Config& config) {
@@ -97,6 +118,9 @@ absl::StatusOr<EngineInputs> OpenEngineInputs(config::Config config) {
   auto keys = LoadKeys(out.config);
   if (!keys.ok()) return keys.status();
   out.keys = std::move(*keys);
+  auto verp = VerpFromConfig(out.config);
+  if (!verp.ok()) return verp.status();
+  out.verp = std::move(*verp);
   auto recovered = out.spool->RecoverInFlight();
   if (!recovered.ok())
     return absl::InternalError("recovering in-flight recipients: " +

@@ -444,6 +444,37 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
     resolve(&cfg.delivery_log.path);
   }
 
+  if (const toml::table* t = root.Table("verp")) {
+    TableReader r(*t, "verp", source_name, &status);
+    r.String("domain", &cfg.verp.domain);
+    r.String("prefix", &cfg.verp.prefix);
+    r.String("secret_file", &cfg.verp.secret_file);
+    r.RejectUnknown();
+    resolve(&cfg.verp.secret_file);
+    if (status.ok()) {
+      // Syntax here; the secret file's content is read (and checked) by
+      // `salvo run` at start, like the DKIM keys.
+      const std::string& d = cfg.verp.domain;
+      bool ok = d.size() <= 253 && d.find('.') != std::string::npos && d.front() != '.' &&
+                d.back() != '.' && d.find("..") == std::string::npos;
+      for (char c : d)
+        ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-');
+      if (!d.empty() && !ok)
+        r.Fail(t->get("domain")->source(),
+               Cat("[verp] domain: \"", d, "\" is not a domain name (ASCII, IDNs as xn--)"));
+      const std::string& p = cfg.verp.prefix;
+      bool prefix_ok = !p.empty() && p.size() <= 32 && p.find('+') == std::string::npos &&
+                       p.front() != '.' && p.back() != '.';
+      for (char c : p)
+        prefix_ok = prefix_ok && (std::isalnum(static_cast<unsigned char>(c)) ||
+                                  std::strchr(".!#$%&'*/=?^_`{|}~-", c) != nullptr);
+      if (status.ok() && !prefix_ok)
+        r.Fail(t->contains("prefix") ? t->get("prefix")->source() : t->source(),
+               Cat("[verp] prefix: \"", p,
+                   "\" is not a VERP prefix (1-32 characters of a dot-atom, no '+')"));
+    }
+  }
+
   if (const toml::table* t = root.Table("queue")) {
     TableReader r(*t, "queue", source_name, &status);
     r.Int("lease_batch", &cfg.queue.lease_batch, 1, 100000);
@@ -459,6 +490,54 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
       if (absl::Status s = CheckListen(cfg.queue.admin_listen); !s.ok())
         r.Fail(t->get("admin_listen")->source(),
                Cat("[queue] admin_listen: ", std::string(s.message())));
+    }
+  }
+
+  if (const toml::table* t = root.Table("inbound")) {
+    TableReader r(*t, "inbound", source_name, &status);
+    r.String("listen", &cfg.inbound.listen);
+    r.StringList("domains", &cfg.inbound.domains);
+    r.String("hostname", &cfg.inbound.hostname);
+    r.Bytes("max_message_size", &cfg.inbound.max_message_size);
+    r.Int("max_line", &cfg.inbound.max_line, 512, 1 << 20);
+    r.Int("max_recipients", &cfg.inbound.max_recipients, 1, 100000);
+    r.Int("max_connections", &cfg.inbound.max_connections, 1, 1000000);
+    r.Duration("idle_timeout", &cfg.inbound.idle_timeout, 1.0);
+    r.Bool("tls", &cfg.inbound.tls);
+    r.String("tls_cert", &cfg.inbound.tls_cert);
+    r.String("tls_key", &cfg.inbound.tls_key);
+    r.RejectUnknown();
+    resolve(&cfg.inbound.tls_cert);
+    resolve(&cfg.inbound.tls_key);
+    if (status.ok() && !cfg.inbound.listen.empty()) {
+      if (absl::Status s = CheckListen(cfg.inbound.listen); !s.ok())
+        r.Fail(t->get("listen")->source(), Cat("[inbound] listen: ", std::string(s.message())));
+    }
+    if (status.ok() && !cfg.inbound.listen.empty() && cfg.inbound.domains.empty())
+      r.Fail(t->source(),
+             "[inbound] domains: needed with listen (the bounce, feedback and unsubscribe "
+             "domains to receive for; anything else is refused as relaying)");
+    for (std::string& d : cfg.inbound.domains) {
+      for (char& c : d) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      bool ok = !d.empty() && d.size() <= 253;
+      for (char c : d)
+        ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-');
+      if (status.ok() && !ok)
+        r.Fail(t->get("domains")->source(),
+               Cat("[inbound] domains: \"", d, "\" is not a domain name (ASCII, IDNs as xn--)"));
+    }
+    if (status.ok() && cfg.inbound.tls_cert.empty() != cfg.inbound.tls_key.empty())
+      r.Fail(t->source(), "[inbound] tls_cert and tls_key go together: give both or neither");
+    if (!cfg.inbound.tls_cert.empty()) cfg.inbound.tls = true;
+  }
+
+  if (const toml::table* t = root.Table("unsubscribe")) {
+    TableReader r(*t, "unsubscribe", source_name, &status);
+    r.String("listen", &cfg.unsubscribe.listen);
+    r.RejectUnknown();
+    if (status.ok() && !cfg.unsubscribe.listen.empty()) {
+      if (absl::Status s = CheckListen(cfg.unsubscribe.listen); !s.ok())
+        r.Fail(t->get("listen")->source(), Cat("[unsubscribe] listen: ", std::string(s.message())));
     }
   }
 

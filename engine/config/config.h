@@ -136,6 +136,14 @@ struct DeliveryLogConfig {
   Seconds rotate_interval{3600.0};     // rotate a file this old; 0 = never
 };
 
+// VERP return paths for every campaign (engine/message/verp.h); a campaign's
+// [options] verp_domain / verp_prefix / verp_secret_file / verp override them.
+struct VerpConfig {
+  std::string domain;              // the bounce domain; "" = VERP off unless a campaign sets it
+  std::string prefix = "bounces";  // local part before '+'
+  std::string secret_file;         // HMAC key; "" = SALVO_VERP_SECRET (never logged)
+};
+
 struct QueueConfig {
   int lease_batch = 200;       // recipients per lease from the spool
   Seconds poll_interval{0.2};  // how often to look for due work when idle
@@ -179,6 +187,27 @@ struct FleetConfig {
   int FleetSize() const;
 };
 
+// The inbound SMTP listener of `salvo run` (engine/inbound): bounces,
+// complaints and unsubscribe mail for `domains`.
+struct InboundConfig {
+  std::string listen;                // "addr:port"; "" = no listener
+  std::vector<std::string> domains;  // RCPT accepted only here (lower-cased)
+  std::string hostname;              // greeting/EHLO name; "" = delivery.helo_name or host name
+  uint64_t max_message_size = 10ull << 20;
+  int max_line = 2048;
+  int max_recipients = 100;
+  int max_connections = 1000;
+  Seconds idle_timeout{300.0};  // a silent connection gets 421 and is closed
+  bool tls = false;             // offer STARTTLS
+  std::string tls_cert;         // PEM certificate (chain); with tls_key; none: self-signed
+  std::string tls_key;
+};
+
+// The one-click unsubscribe HTTP endpoint of `salvo run` (RFC 8058).
+struct UnsubscribeConfig {
+  std::string listen;  // "addr:port"; "" = none (default)
+};
+
 struct Config {
   std::string source_file;  // the file this came from ("" = defaults)
   std::string data_dir = "./salvo-data";
@@ -201,8 +230,11 @@ struct Config {
   TlsConfig tls;
   MetricsConfig metrics;
   DeliveryLogConfig delivery_log;
+  VerpConfig verp;
   QueueConfig queue;
   FleetConfig fleet;
+  InboundConfig inbound;
+  UnsubscribeConfig unsubscribe;
 
   // shards resolved against the CPU count (never 0).
   int EffectiveShards() const;

@@ -9,10 +9,11 @@ namespace salvo::delivery {
 
 std::shared_ptr<const CampaignComposer> CampaignComposer::Prepare(
     uint64_t campaign_id, queue::CampaignInfo info, absl::StatusOr<std::string> template_text,
-    const dkim::KeyStore* keys) {
+    const dkim::KeyStore* keys, const message::VerpSettings& global_verp) {
   std::shared_ptr<CampaignComposer> c(new CampaignComposer());
   c->info_ = std::move(info);
   c->id_text_ = std::to_string(campaign_id);
+  c->campaign_id_ = campaign_id;
   // The Message-ID's domain is the campaign's envelope sender domain, for
   // every copy, whatever From the template carries.
   c->sender_domain_ = message::DomainOf(c->info_.from);
@@ -30,9 +31,12 @@ std::shared_ptr<const CampaignComposer> CampaignComposer::Prepare(
       c->error_permanent_ = true;
     } else if (!s.ok()) {
       c->error_ = s.status();
+    } else if (auto v = message::VerpFromOptions(c->info_.options, global_verp); !v.ok()) {
+      c->error_ = v.status();
     } else {
       c->binding_ = std::move(*b);
       c->settings_ = std::move(*s);
+      c->verp_ = std::move(*v);
     }
   }
   // keys == nullptr: not known here (a CLI that cannot read them). An empty
@@ -55,10 +59,17 @@ std::shared_ptr<const CampaignComposer> CampaignComposer::Prepare(
         c->unsigned_reason_ = std::string(k.status().message());
     }
   }
+  // A VERP copy carries one recipient: its envelope sender names it.
   c->identical_copies_ = c->error_.ok() && c->tmpl_->variables().empty() &&
                          c->settings_.unsubscribe_url.empty() &&
-                         c->settings_.unsubscribe_mailto.empty();
+                         c->settings_.unsubscribe_mailto.empty() && !c->verp_.enabled();
   return c;
+}
+
+std::string CampaignComposer::ReturnPath(uint64_t recipient_id, std::string_view address) const {
+  if (!verp_.enabled()) return info_.from;
+  std::string verp = message::MakeVerpAddress(verp_, campaign_id_, recipient_id, address);
+  return verp.empty() ? info_.from : verp;
 }
 
 absl::StatusOr<ComposedCopy> CampaignComposer::Compose(const CopyRequest& copy,

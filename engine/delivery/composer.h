@@ -23,6 +23,7 @@
 #include "dkim/signer.h"
 #include "engine/message/campaign_settings.h"
 #include "engine/message/template.h"
+#include "engine/message/verp.h"
 #include "queue/campaign.h"
 
 namespace salvo::delivery {
@@ -51,12 +52,12 @@ struct CopyRequest {
 class CampaignComposer {
  public:
   // `template_text` as stored with the campaign; `keys` may be null (unsigned).
+  // `global_verp`: the config's [verp] (the campaign's options override it).
   // Never fails: a campaign that cannot be composed keeps the reason in
   // error() (permanent for a template that does not parse or bind).
-  static std::shared_ptr<const CampaignComposer> Prepare(uint64_t campaign_id,
-                                                         queue::CampaignInfo info,
-                                                         absl::StatusOr<std::string> template_text,
-                                                         const dkim::KeyStore* keys);
+  static std::shared_ptr<const CampaignComposer> Prepare(
+      uint64_t campaign_id, queue::CampaignInfo info, absl::StatusOr<std::string> template_text,
+      const dkim::KeyStore* keys, const message::VerpSettings& global_verp = {});
 
   const absl::Status& error() const { return error_; }
   bool error_permanent() const { return error_permanent_; }
@@ -65,6 +66,11 @@ class CampaignComposer {
   // Every copy is the same apart from To and Message-ID: no placeholders, no
   // per-recipient unsubscribe link. Such recipients may share a copy.
   bool identical_copies() const { return identical_copies_; }
+  // The campaign's VERP settings (off: domain empty).
+  const message::VerpSettings& verp() const { return verp_; }
+  // The envelope sender of one recipient's copy: its VERP address when VERP
+  // is on, else the campaign's sender.
+  std::string ReturnPath(uint64_t recipient_id, std::string_view address) const;
   // Keys exist but none may sign this campaign's From: why (else empty).
   const std::string& unsigned_reason() const { return unsigned_reason_; }
   bool signs() const { return !keys_.empty(); }
@@ -79,12 +85,14 @@ class CampaignComposer {
 
   queue::CampaignInfo info_;
   std::string id_text_;
+  uint64_t campaign_id_ = 0;
   std::string sender_domain_;
   absl::Status error_;
   bool error_permanent_ = false;
   std::optional<message::Template> tmpl_;
   message::ColumnBinding binding_;
   message::CampaignMessageSettings settings_;
+  message::VerpSettings verp_;
   std::vector<const dkim::DkimKey*> keys_;  // empty: unsigned
   std::string unsigned_reason_;
   bool identical_copies_ = false;

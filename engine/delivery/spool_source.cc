@@ -1,6 +1,7 @@
 #include "engine/delivery/spool_source.h"
 
 #include <algorithm>
+#include <cctype>
 #include <string_view>
 
 #include "absl/time/clock.h"
@@ -54,9 +55,88 @@ metrics::CampaignSlot SpoolSource::CampaignLabel(queue::CampaignId id, std::stri
   return it->second;
 }
 
+// A report received later (engine/bounce/intake): counted and logged here.
+// `rec` is the log line with the common fields filled.
+void SpoolSource::RecordReport(const queue::OutcomeNotice& n, deliverylog::Record* rec) {
+  using Source = queue::OutcomeNotice::Source;
+  metrics::Counter plain = metrics::Counter::kCount;
+  switch (n.source) {
+    case Source::kForged:
+      plain = metrics::Counter::kReportsForged;
+      break;
+    case Source::kUnmatched:
+      plain = metrics::Counter::kReportsUnmatched;
+      break;
+    case Source::kAsyncSoftBounce:
+      plain = metrics::Counter::kReportsSoftBounces;
+      break;
+    case Source::kDelayed:
+      plain = metrics::Counter::kReportsDelayed;
+      break;
+    case Source::kAutoReply:
+      plain = metrics::Counter::kReportsAutoReplies;
+      break;
+    default:
+      break;
+  }
+  if (plain != metrics::Counter::kCount) {
+    if (counters_) counters_->Add(plain);
+    return;
+  }
+  const bool complaint = n.source == Source::kComplaint;
+  smtp::Category category = smtp::Category::kOther;
+  if (!complaint)
+    if (auto c = smtp::ParseCategory(n.category); c && *c != smtp::Category::kNone) category = *c;
+  if (counters_) {
+    metrics::OutcomeLabels labels{CampaignLabel(n.campaign, n.campaign_name),
+                                  options_.registry->domains().Resolve(n.domain)};
+    if (complaint)
+      counters_->CountRecipient(labels, metrics::RecipientEvent::kComplaint);
+    else
+      counters_->CountRecipient(labels, metrics::RecipientEvent::kBounced, category,
+                                metrics::BouncePhase::kAsync);
+  }
+  if (deliverylog::Producer* log = options_.delivery_log) {
+    rec->type = complaint ? deliverylog::RecordType::kComplaint : deliverylog::RecordType::kBounced;
+    rec->async = !complaint;
+    if (!complaint) {
+      rec->category = category;
+      // "550 5.1.1 text": the code and enhanced code, when the reply has them.
+      std::string_view reply = n.reason;
+      if (reply.size() >= 3 && reply[0] >= '2' && reply[0] <= '5' && std::isdigit(reply[1]) &&
+          std::isdigit(reply[2]) && (reply.size() == 3 || reply[3] == ' ')) {
+        rec->code = (reply[0] - '0') * 100 + (reply[1] - '0') * 10 + (reply[2] - '0');
+        std::string_view rest = reply.size() > 4 ? reply.substr(4) : std::string_view();
+        size_t sp = rest.find(' ');
+        std::string_view enhanced = rest.substr(0, sp);
+        if (enhanced.size() >= 5 && enhanced[1] == '.' &&
+            (enhanced[0] == '2' || enhanced[0] == '4' || enhanced[0] == '5'))
+          rec->enhanced_code = enhanced;
+      }
+    }
+    log->Write(*rec);
+  }
+}
+
 void SpoolSource::Record(absl::Span<const queue::OutcomeNotice> notices) {
   using queue::RecipientState;
+  // The feeder thread and the inbound listener (reports) both call this.
+  absl::MutexLock lock(&record_mu_);
   for (const queue::OutcomeNotice& n : notices) {
+    if (n.source != queue::OutcomeNotice::Source::kAttempt) {
+      deliverylog::Record rec;
+      rec.time = n.at;
+      rec.campaign = n.campaign_name;
+      rec.campaign_id = queue::Value(n.campaign);
+      rec.recipient = n.email;
+      rec.domain = n.domain;
+      rec.attempt = n.attempts;
+      rec.reply = n.reason;
+      if (n.first_attempt != absl::InfinitePast())
+        rec.latency_ms = absl::ToInt64Milliseconds(n.at - n.first_attempt);
+      RecordReport(n, &rec);
+      continue;
+    }
     deliverylog::RecordType type;
     metrics::RecipientEvent event = metrics::RecipientEvent::kDelivered;
     bool final_outcome = true;
@@ -145,8 +225,9 @@ std::shared_ptr<const CampaignComposer> SpoolSource::ContextFor(queue::CampaignI
   auto info = spool_->GetCampaign(id);
   absl::StatusOr<std::string> text =
       info.ok() ? spool_->GetTemplate(id) : absl::StatusOr<std::string>(info.status());
-  std::shared_ptr<const CampaignComposer> c = CampaignComposer::Prepare(
-      queue::Value(id), info.ok() ? *info : queue::CampaignInfo{}, std::move(text), keys_.get());
+  std::shared_ptr<const CampaignComposer> c =
+      CampaignComposer::Prepare(queue::Value(id), info.ok() ? *info : queue::CampaignInfo{},
+                                std::move(text), keys_.get(), options_.verp);
   if (!c->error().ok())
     SALVO_LOG(kError, "campaign {}: cannot compose messages: {}", c->id_text(),
               std::string(c->error().message()));
@@ -158,7 +239,10 @@ std::shared_ptr<const CampaignComposer> SpoolSource::ContextFor(queue::CampaignI
 
 absl::StatusOr<std::vector<Job>> SpoolSource::Fetch(size_t max_jobs) {
   ++fetch_count_;
-  if (options_.delivery_log) options_.delivery_log->Flush();  // an idle engine's last lines
+  if (options_.delivery_log) {  // an idle engine's last lines
+    absl::MutexLock lock(&record_mu_);
+    options_.delivery_log->Flush();
+  }
   if (campaigns_.size() > kMaxCampaignContexts) {
     for (auto it = campaigns_.begin(); it != campaigns_.end();) {
       auto next = std::next(it);
@@ -222,10 +306,12 @@ absl::StatusOr<std::vector<Job>> SpoolSource::Fetch(size_t max_jobs) {
       }
       Job job;
       job.domain = batch.domain;
-      if (options_.registry)
+      if (options_.registry) {
+        absl::MutexLock lock(&record_mu_);
         job.labels = {CampaignLabel(r.campaign, campaign->info().name),
                       options_.registry->domains().Resolve(batch.domain)};
-      job.mail_from = campaign->info().from;
+      }
+      job.mail_from = campaign->ReturnPath(queue::Value(r.id), r.email);
       job.campaign = queue::Value(r.campaign);
       if (const std::string& pool = campaign->info().egress_pool; !pool.empty()) {
         auto it = std::find(options_.egress_pools.begin(), options_.egress_pools.end(), pool);

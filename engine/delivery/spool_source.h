@@ -21,11 +21,13 @@
 #include "absl/container/flat_hash_set.h"
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
 #include "dkim/key_store.h"
 #include "dkim/signer.h"
 #include "engine/delivery/composer.h"
 #include "engine/delivery/source.h"
 #include "engine/deliverylog/writer.h"
+#include "engine/message/verp.h"
 #include "metrics/metrics.h"
 #include "queue/spool.h"
 
@@ -52,6 +54,9 @@ struct SpoolSourceOptions {
   deliverylog::Producer* delivery_log = nullptr;
   // The [[egress.source]] addresses, in order, for the log's source_ip.
   std::vector<std::string> egress_addresses;
+  // The config's [verp] (secret read): campaigns without VERP options of
+  // their own use it. A VERP campaign's copies carry one recipient each.
+  message::VerpSettings verp;
 };
 
 class SpoolSource final : public MessageSource {
@@ -70,8 +75,16 @@ class SpoolSource final : public MessageSource {
   std::shared_ptr<const CampaignComposer> ContextFor(queue::CampaignId id);
   // The spool's outcome listener (feeder thread): expiries, suppressions and
   // latency counted, one delivery log line per notice.
-  void Record(absl::Span<const queue::OutcomeNotice> notices);
-  metrics::CampaignSlot CampaignLabel(queue::CampaignId id, std::string_view name);
+  // Also called from the thread that processes received reports
+  // (engine/bounce/intake): record_mu_ serializes it with the feeder thread.
+  void Record(absl::Span<const queue::OutcomeNotice> notices) ABSL_LOCKS_EXCLUDED(record_mu_);
+  void RecordReport(const queue::OutcomeNotice& n, deliverylog::Record* rec)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(record_mu_);
+  metrics::CampaignSlot CampaignLabel(queue::CampaignId id, std::string_view name)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(record_mu_);
+  // Guards what Record touches from two threads: counters_ (one writer at a
+  // time), the delivery log producer and campaign_labels_.
+  absl::Mutex record_mu_;
 
   queue::Spool* spool_;
   std::shared_ptr<const dkim::KeyStore> keys_;

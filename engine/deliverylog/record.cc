@@ -120,6 +120,8 @@ std::string_view RecordTypeName(RecordType t) {
       return "expired";
     case RecordType::kSuppressed:
       return "suppressed";
+    case RecordType::kComplaint:
+      return "complaint";
   }
   return "delivered";
 }

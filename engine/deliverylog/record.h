@@ -12,7 +12,15 @@
 
 namespace salvo::deliverylog {
 
-enum class RecordType : uint8_t { kDelivered, kDeferred, kBounced, kExpired, kSuppressed };
+// kComplaint: a feedback-loop (ARF) complaint about a delivered copy came back.
+enum class RecordType : uint8_t {
+  kDelivered,
+  kDeferred,
+  kBounced,
+  kExpired,
+  kSuppressed,
+  kComplaint
+};
 
 std::string_view RecordTypeName(RecordType t);
 

@@ -439,18 +439,7 @@ class Shard {
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     auto* c = new Connection(this, fd, sink_->server_options());
-    {
-      sockaddr_storage ss{};
-      socklen_t len = sizeof(ss);
-      char buf[INET6_ADDRSTRLEN] = "?";
-      if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
-        if (ss.ss_family == AF_INET)
-          inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr, buf, sizeof buf);
-        else if (ss.ss_family == AF_INET6)
-          inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr, buf, sizeof buf);
-      }
-      c->peer = buf;
-    }
+    c->peer = PeerAddress(fd);
     conns_.insert(c);
     {
       absl::MutexLock lock(&mu_);
@@ -669,8 +658,6 @@ void Connection::OnMessage(const Envelope& envelope, std::string_view data, uint
 bool Connection::OnStartTls() { return shard->OnStartTls(this); }
 void Connection::OnBareLineEnding() { shard->OnBareLineEnding(); }
 
-namespace {
-
 absl::StatusOr<int> OpenListener(const ListenAddress& addr, uint16_t port) {
   sockaddr_storage ss{};
   socklen_t len;
@@ -705,6 +692,8 @@ absl::StatusOr<int> OpenListener(const ListenAddress& addr, uint16_t port) {
   return fd;
 }
 
+namespace {
+
 // The highest N of the files named N.eml or N.env in `dir` (0 if none).
 uint64_t HighestSavedNumber(const std::string& dir) {
   uint64_t highest = 0;
@@ -724,6 +713,8 @@ uint64_t HighestSavedNumber(const std::string& dir) {
   return highest;
 }
 
+}  // namespace
+
 uint16_t BoundPort(int fd) {
   sockaddr_storage ss{};
   socklen_t len = sizeof(ss);
@@ -732,7 +723,18 @@ uint16_t BoundPort(int fd) {
   return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
 }
 
-}  // namespace
+std::string PeerAddress(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  char buf[INET6_ADDRSTRLEN] = "?";
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+    if (ss.ss_family == AF_INET)
+      inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr, buf, sizeof buf);
+    else if (ss.ss_family == AF_INET6)
+      inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr, buf, sizeof buf);
+  }
+  return buf;
+}
 
 absl::Status Sink::Impl::Start() {
   if (started_) return absl::FailedPreconditionError("sink already started");

@@ -30,6 +30,13 @@ struct ListenAddress {
 // 0 = any free port). The error names the text and what is wrong.
 absl::StatusOr<ListenAddress> ParseListenAddress(std::string_view text);
 
+// Socket helpers shared with the engine's inbound listener (engine/inbound).
+// A non-blocking listening socket on addr.host:port with SO_REUSEPORT (port 0:
+// any free port); the error names the address.
+absl::StatusOr<int> OpenListener(const ListenAddress& addr, uint16_t port);
+uint16_t BoundPort(int fd);       // the port a listening socket is bound to
+std::string PeerAddress(int fd);  // the numeric address of a connection's peer ("?" if unknown)
+
 struct SinkOptions {
   std::vector<ListenAddress> listen;  // empty: 127.0.0.1:2525
   int shards = 1;

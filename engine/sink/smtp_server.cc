@@ -79,7 +79,7 @@ std::string DomainOf(std::string_view address) {
 }
 
 void ServerSession::Greeting(std::string* out) const {
-  absl::StrAppend(out, "220 ", options_.hostname, " ESMTP Salvo sink\r\n");
+  absl::StrAppend(out, "220 ", options_.hostname, " ESMTP ", options_.product, "\r\n");
 }
 
 ServerSession::Result ServerSession::Feed(std::string_view in, std::string* out) {
@@ -140,11 +140,33 @@ ServerSession::Result ServerSession::Feed(std::string_view in, std::string* out)
         }
         break;
       }
+      case Mode::kHeld:
+        // Pipelined after the end of data: acted upon once the reply is given.
+        if (held_input_.size() + in.size() > 16 * options_.max_line) {
+          result_ = Result::kDropNow;
+          mode_ = Mode::kDone;
+          return result_;
+        }
+        held_input_.append(in);
+        in = {};
+        break;
       case Mode::kDone:
         break;
     }
   }
   return result_;
+}
+
+ServerSession::Result ServerSession::Resume(std::string_view reply, std::string* out) {
+  if (mode_ != Mode::kHeld) return result_;
+  mode_ = Mode::kCommand;
+  out->append(reply);
+  out->append("\r\n");
+  if (!reply.empty() && reply[0] == '2') ++messages_done_;
+  ResetTransaction();
+  std::string held = std::move(held_input_);
+  held_input_.clear();
+  return Feed(held, out);
 }
 
 void ServerSession::Apply(Verdict v, std::string* out) {
@@ -220,7 +242,8 @@ void ServerSession::HandleLine(std::string_view raw, std::string* out) {
   } else if (is("VRFY")) {
     out->append("252 2.5.0 Cannot VRFY user\r\n");
   } else if (is("HELP")) {
-    out->append("214 2.0.0 Salvo sink: EHLO HELO STARTTLS MAIL RCPT DATA BDAT RSET NOOP QUIT\r\n");
+    absl::StrAppend(out, "214 2.0.0 ", options_.product,
+                    ": EHLO HELO STARTTLS MAIL RCPT DATA BDAT RSET NOOP QUIT\r\n");
   } else {
     out->append("500 5.5.2 Error: command not recognized\r\n");
   }
@@ -319,6 +342,12 @@ void ServerSession::HandleRcpt(std::string_view args, std::string* out) {
       return;
     case Verdict::kDefer451:
       out->append("451 4.3.0 Temporary local problem, try again later (salvo sink)\r\n");
+      return;
+    case Verdict::kRelayDenied:
+      out->append("550 5.7.1 Relay access denied: not a domain this server receives mail for\r\n");
+      return;
+    case Verdict::kTooManyRecipients:
+      out->append("452 4.5.3 Error: too many recipients\r\n");
       return;
     case Verdict::kShutdown:
     case Verdict::kDrop:
@@ -477,6 +506,10 @@ void ServerSession::FinishMessage(std::string* out) {
   pending_cr_ = false;
   if (content_size_ > options_.max_message_size) {
     out->append("552 5.3.4 Error: message file too big\r\n");
+  } else if (options_.hold_final_reply) {
+    policy_->OnMessage(envelope_, content_, content_size_);
+    mode_ = Mode::kHeld;  // the transaction is kept until Resume
+    return;
   } else {
     policy_->OnMessage(envelope_, content_, content_size_);
     ++messages_done_;

@@ -4,6 +4,10 @@
 // tests drive it with strings. Used by salvo sink (one per connection, on
 // the connection's shard thread).
 //
+// Also the engine's inbound listener (engine/inbound): there the policy
+// turns away relaying and the final reply is held until the message is on
+// disk (ServerOptions::hold_final_reply, ServerSession::Resume).
+//
 // Pipelining (RFC 2920): Feed() consumes every complete command in its input
 // and appends the replies in order; a partial line is kept until the rest
 // arrives. DATA content is dot-unstuffed (RFC 5321 4.5.2) and streamed, so a
@@ -25,12 +29,14 @@ namespace salvo::sink {
 
 // What the policy decides for a command.
 enum class Verdict {
-  kAccept,    // normal positive reply
-  kBounce,    // RCPT: 550 5.1.1
-  kDefer450,  // RCPT: 450 4.2.0
-  kDefer451,  // RCPT: 451 4.3.0
-  kShutdown,  // 421 4.7.0, then close the connection
-  kDrop,      // close the connection without a reply
+  kAccept,             // normal positive reply
+  kBounce,             // RCPT: 550 5.1.1
+  kDefer450,           // RCPT: 450 4.2.0
+  kDefer451,           // RCPT: 451 4.3.0
+  kShutdown,           // 421 4.7.0, then close the connection
+  kDrop,               // close the connection without a reply
+  kRelayDenied,        // RCPT: 550 5.7.1 (not a domain this server receives for)
+  kTooManyRecipients,  // RCPT: 452 4.5.3
 };
 
 struct Envelope {
@@ -48,7 +54,8 @@ class SessionPolicy {
   virtual Verdict OnRcpt(std::string_view rcpt) = 0;
   // DATA (or the first BDAT) with at least one accepted recipient. kAccept or kDrop.
   virtual Verdict OnData() = 0;
-  // The message is complete and within limits; the 250 reply follows.
+  // The message is complete and within limits; the 250 reply follows
+  // (with hold_final_reply: the reply waits for ServerSession::Resume).
   // `data` is the exact content after dot-unstuffing (empty unless
   // keep_content was set in ServerOptions).
   virtual void OnMessage(const Envelope& envelope, std::string_view data, uint64_t size) = 0;
@@ -66,6 +73,13 @@ struct ServerOptions {
   bool keep_content = false;                     // pass message bytes to OnMessage
   size_t max_line = 4096;                        // command line limit
   bool starttls = false;                         // advertise and accept STARTTLS (RFC 3207)
+  std::string product = "Salvo sink";            // in the 220 greeting and HELP
+  // The reply to a complete message is not given by the session: after
+  // OnMessage it waits (input that follows is kept, not acted upon) until the
+  // owner calls Resume() with the reply, e.g. once the message is durably
+  // stored. Bounded: more than 16 x max_line bytes pipelined meanwhile ends
+  // the session (kDropNow).
+  bool hold_final_reply = false;
 };
 
 class ServerSession {
@@ -91,6 +105,13 @@ class ServerSession {
   // decrypted stream; the result is kContinue again from the next Feed().
   Result Feed(std::string_view in, std::string* out);
 
+  // hold_final_reply: after OnMessage, awaiting_reply() is true until the
+  // owner calls Resume with the reply line ("250 2.0.0 Ok: queued as X",
+  // "451 4.3.0 ...", no CRLF). A 2xx reply counts the message as done. The
+  // input received meanwhile is then fed; the result is Feed()'s.
+  Result Resume(std::string_view reply, std::string* out);
+  bool awaiting_reply() const { return mode_ == Mode::kHeld; }
+
   uint64_t messages_done() const { return messages_done_; }
   bool in_transaction() const { return has_mail_; }
   // The name the client gave in EHLO/HELO ("" before it did).
@@ -98,7 +119,7 @@ class ServerSession {
   bool tls_active() const { return tls_active_; }
 
  private:
-  enum class Mode { kCommand, kData, kBdat, kDone };
+  enum class Mode { kCommand, kData, kBdat, kHeld, kDone };
   // Dot-unstuffing state at the current position in DATA content.
   enum class DotState { kLineStart, kInLine, kDot, kDotCr };
 
@@ -140,6 +161,7 @@ class ServerSession {
   // consumed without a second reply.
   bool bdat_answered_ = false;
   uint64_t messages_done_ = 0;
+  std::string held_input_;  // hold_final_reply: input received while kHeld
 };
 
 // Lower-cased domain of an address ("" when there is none).

@@ -1,6 +1,7 @@
 // The bounce corpus (tests/data/bounces/, expected.tsv): every message is
 // parsed and classified with the shipped rules; every miss is printed and at
-// least 95% must be right (kind, recipients, status and category together).
+// least 95% must be right (kind, recipients, status and category together);
+// the held-out set (heldout.tsv) is scored separately, its misses unprinted.
 // A handful of messages are also checked field by field.
 #include <fstream>
 #include <sstream>
@@ -62,31 +63,39 @@ bool RecipientsMatch(std::string_view want, const Report& r) {
   return true;
 }
 
-TEST(BounceCorpusTest, AtLeast95PercentOfTheCorpusIsRight) {
-  std::ifstream in(kDir + "expected.tsv");
-  ASSERT_TRUE(in) << kDir << "expected.tsv";
-  std::string line;
+struct Score {
   int total = 0, right = 0;
-  int kind_right = 0, rcpt_right = 0, status_right = 0, category_right = 0;
+  int kind = 0, rcpt = 0, status = 0, category = 0;
+};
+
+// Scores every message of `tsv` (expected.tsv's columns); prints each miss
+// when `print_misses`.
+Score ScoreTable(const std::string& tsv, bool print_misses) {
+  Score sc;
+  std::ifstream in(kDir + tsv);
+  EXPECT_TRUE(in) << kDir << tsv;
+  std::string line;
   while (std::getline(in, line)) {
     if (line.empty() || line[0] == '#') continue;
     std::vector<std::string_view> f = Split(line, '\t');
-    ASSERT_GE(f.size(), 5u) << line;
-    ++total;
+    EXPECT_GE(f.size(), 5u) << line;
+    if (f.size() < 5) continue;
+    ++sc.total;
     const Report r = ParseFile(std::string(f[0]));
     const std::string got_status = r.recipients.empty() ? "" : r.recipients[0].status;
     const bool kind = ReportKindName(r.kind) == f[1];
     const bool rcpt = RecipientsMatch(f[2], r);
     const bool status = StatusMatches(f[3], got_status);
     const bool category = CategoryMatches(f[4], r);
-    kind_right += kind;
-    rcpt_right += rcpt;
-    status_right += status;
-    category_right += category;
+    sc.kind += kind;
+    sc.rcpt += rcpt;
+    sc.status += status;
+    sc.category += category;
     if (kind && rcpt && status && category) {
-      ++right;
+      ++sc.right;
       continue;
     }
+    if (!print_misses) continue;
     std::string got_rcpts;
     for (const FailedRecipient& fr : r.recipients) got_rcpts += fr.final_recipient + " ";
     std::printf("MISS %s: want %s [%s] %s %s; got %s [%s] %s %s (%s)\n", std::string(f[0]).c_str(),
@@ -99,13 +108,29 @@ TEST(BounceCorpusTest, AtLeast95PercentOfTheCorpusIsRight) {
                 r.recipients.empty() ? "" : r.recipients[0].reply.substr(0, 160).c_str());
   }
   std::printf(
-      "bounce corpus: %d/%d right (%.1f%%); kind %d, recipients %d, status %d, "
+      "%s: %d/%d right (%.1f%%); kind %d, recipients %d, status %d, "
       "category %d\n",
-      right, total, 100.0 * right / total, kind_right, rcpt_right, status_right, category_right);
-  ASSERT_GE(total, 150);
-  // Issue 17 asks for 95%; this is the floor reached so far (see
-  // tests/bounce/README.md for the misses), so that nothing slips back.
-  EXPECT_GE(right * 100, total * 86) << right << "/" << total;
+      tsv.c_str(), sc.right, sc.total, sc.total ? 100.0 * sc.right / sc.total : 0.0, sc.kind,
+      sc.rcpt, sc.status, sc.category);
+  return sc;
+}
+
+TEST(BounceCorpusTest, AtLeast95PercentOfTheCorpusIsRight) {
+  const Score sc = ScoreTable("expected.tsv", /*print_misses=*/true);
+  ASSERT_GE(sc.total, 150);
+  // Issue 17 asks for 95% (reached: 264 of 276; tests/bounce/README.md
+  // lists the misses), so that nothing slips back.
+  EXPECT_GE(sc.right * 100, sc.total * 95) << sc.right << "/" << sc.total;
+}
+
+// The held-out set (heldout.tsv: sisimai's expectations mapped, no judged
+// rows, recipients by number only) measures how the parser does on messages
+// it was not tuned on. Only the score is printed, so that it stays held out.
+TEST(BounceCorpusTest, HeldOutSet) {
+  const Score sc = ScoreTable("heldout.tsv", /*print_misses=*/false);
+  ASSERT_GE(sc.total, 300);
+  // Measured: 236 of 309 (76.4%) when it was checked in, 238 (77.0%) since.
+  EXPECT_GE(sc.right * 100, sc.total * 77) << sc.right << "/" << sc.total;
 }
 
 TEST(BounceCorpusTest, PostfixDsn) {

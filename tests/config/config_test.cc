@@ -335,3 +335,35 @@ TEST(ConfigTest, QueueStorageKeys) {
 
 }  // namespace
 }  // namespace salvo::config
+
+namespace salvo::config {
+namespace {
+
+TEST(ConfigVerpTest, VerpKeysAreReadAndChecked) {
+  auto c = ParseConfig(
+      "[verp]\ndomain = \"bounce.example.com\"\nprefix = \"rt\"\nsecret_file = \"verp.key\"\n",
+      "/etc/salvo/s.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->verp.domain, "bounce.example.com");
+  EXPECT_EQ(c->verp.prefix, "rt");
+  EXPECT_EQ(c->verp.secret_file, "/etc/salvo/verp.key");  // relative to the file
+  auto d = ParseConfig("", "s.toml");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->verp.domain, "");
+  EXPECT_EQ(d->verp.prefix, "bounces");
+  auto error = [](const std::string& text) {
+    auto r = ParseConfig(text, "/etc/s.toml");
+    return r.ok() ? std::string() : std::string(r.status().message());
+  };
+  EXPECT_THAT(error("[verp]\ndomain = \"bad_domain.example\"\n"),
+              ::testing::HasSubstr("/etc/s.toml:2:10: [verp] domain: \"bad_domain.example\" is "
+                                   "not a domain name"));
+  EXPECT_THAT(error("[verp]\ndomain = \"localhost\"\n"), ::testing::HasSubstr("[verp] domain"));
+  EXPECT_THAT(
+      error("[verp]\ndomain = \"b.example.com\"\nprefix = \"a+b\"\n"),
+      ::testing::HasSubstr("/etc/s.toml:3:10: [verp] prefix: \"a+b\" is not a VERP prefix"));
+  EXPECT_THAT(error("[verp]\nsecret = \"x\"\n"), ::testing::HasSubstr("unknown key 'secret'"));
+}
+
+}  // namespace
+}  // namespace salvo::config

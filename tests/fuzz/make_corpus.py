@@ -144,6 +144,25 @@ for flags, data in [
     for split in (0, 3, 40):
         write("sink_session", bytes([split, flags]) + data)
 
+# ---- inbound_session: byte 0 = line limit and read split, byte 1 = store verdicts
+# (bit set: 451). A DSN to a VERP address, a relay attempt, relay tricks, pipelining
+# after the final dot, smuggling. ----
+BOUNCE = (b"EHLO mx.example\r\nMAIL FROM:<>\r\nRCPT TO:<b+t0k3n@bounce.example>\r\nDATA\r\n"
+          b"Subject: Undelivered Mail\r\nContent-Type: multipart/report; report-type=delivery-status\r\n"
+          b"\r\n..dot\r\nbody\r\n.\r\n")
+for verdicts, data in [
+        (0x00, BOUNCE + b"QUIT\r\n"),
+        (0x05, BOUNCE * 3 + b"RSET\r\nNOOP\r\nQUIT\r\n"),
+        (0x00, b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<victim@gmail.com>\r\nRCPT TO:<x%gmail.com@bounce.example>\r\n"
+               b"RCPT TO:<@bounce.example:v@gmail.com>\r\nRCPT TO:<a@gmail.com@bounce.example>\r\n"
+               b"RCPT TO:<abuse@FBL.example>\r\nDATA\r\nx\r\n.\r\nQUIT\r\n"),
+        (0x00, b"EHLO c\r\nMAIL FROM:<>\r\n" + b"RCPT TO:<a@bounce.example>\r\n" * 5 + b"DATA\r\nx\r\n.\r\n"),
+        (0x00, b"EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<a@bounce.example>\r\nBDAT 5\r\nhelloBDAT 0 LAST\r\nQUIT\r\n"),
+        (0x00, b"EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<a@bounce.example>\r\nDATA\r\nx\n.\nMAIL FROM:<e@f>\r\n"),
+        (0x01, BOUNCE + b"MAIL FROM:<>\r\n" * 200)]:
+    for split in (0, 3, 40):
+        write("inbound_session", bytes([split, verdicts]) + data)
+
 # ---- admin_request: JSON request lines. ----
 for req in ({"op": "list"}, {"op": "status", "campaign": "1", "top": 5},
             {"op": "status", "campaign": "nope", "top": -1},

@@ -219,6 +219,44 @@ TEST_F(StorageFaultTest, EioHeldAtCloseLeavesRecipientsDueAgain) {
   EXPECT_EQ(LeaseAll(clock_.Now()).size(), 2u);
 }
 
+// A transient EIO (the device errs, then works again; the file system stays
+// mounted): RocksDB 7.8 makes a failed WAL write other than ENOSPC a fatal
+// background error that DB::Resume() refuses, so the spool cannot write
+// again without a reopen. It keeps holding the outcomes, leases nothing,
+// says that a restart is needed (Health, log), and never aborts. At close it
+// reopens the database and writes what it held: nothing is sent twice.
+TEST_F(StorageFaultTest, TransientEioIsHeldReportedAsNeedingARestartAndWrittenAtClose) {
+  OpenFailing();
+  fs_->eio = true;
+  CampaignId c = Load("email\na@x.example\nb@y.example\n");
+  std::vector<LeasedRecipient> leased = LeaseAll(clock_.Now());
+  ASSERT_EQ(leased.size(), 2u);
+  fs_->failing = true;
+  EXPECT_TRUE(spool_->CompleteBatch({{leased[0].campaign, leased[0].id, Delivered()}}).ok());
+  EXPECT_FALSE(spool_->Health().needs_restart);  // not known before a retry
+  fs_->failing = false;                          // the device works again
+  for (int i = 0; i < 3; ++i) {
+    WaitRetry();
+    EXPECT_TRUE(LeaseAll(clock_.Now()).empty());
+  }
+  SpoolHealth h = spool_->Health();
+  EXPECT_FALSE(h.writable);
+  EXPECT_TRUE(h.needs_restart) << h.last_error;
+  EXPECT_EQ(h.held_outcomes, 1u);
+  EXPECT_NE(h.last_error.find("injected EIO"), std::string::npos) << h.last_error;
+  // The attempt still open completes and is held too.
+  EXPECT_TRUE(spool_->CompleteBatch({{leased[1].campaign, leased[1].id, Delivered()}}).ok());
+  EXPECT_EQ(spool_->Health().held_outcomes, 2u);
+  spool_.reset();  // the restart: close writes what was held
+  OpenFailing();
+  absl::StatusOr<StateCounts> counts = spool_->Counts(c);
+  ASSERT_TRUE(counts.ok());
+  EXPECT_EQ((*counts)[RecipientState::kDelivered], 2u);
+  EXPECT_EQ(counts->Pending(), 0u);
+  EXPECT_TRUE(LeaseAll(clock_.Now()).empty());
+  EXPECT_TRUE(spool_->Health().writable);
+}
+
 TEST_F(StorageFaultTest, FreeSpaceFloorStopsLeasing) {
   Spool::Options o;
   o.clock = &clock_;
