@@ -6,10 +6,13 @@
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <cstdarg>
+#include <cstring>
 
 #include <algorithm>
 #include <filesystem>
@@ -114,11 +117,14 @@ Spool::Impl::~Impl() {
     absl::MutexLock lock(&mu_);
     bool written = RetryHeld(/*force=*/true);
     if (!written && needs_restart_) written = ReopenAndWriteHeld();
-    if (!written)
+    if (!written) {
       SALVO_LOG(kError,
-                "spool closing with {} outcome(s) it could not write ({}): those recipients "
-                "will be attempted again by the next run",
-                held_outcomes_, last_write_error_);
+                "spool closing with {} outcome(s) it could not write ({}); {} of them final "
+                "(delivered or bounced) are rescued so they are not sent again (`salvo queue "
+                "recover --from FILE`), the others are attempted again by the next run",
+                held_outcomes_, last_write_error_, held_rescue_.size());
+      WriteRescue();
+    }
   }
   CloseDb();
 }
@@ -172,10 +178,12 @@ bool Spool::Impl::ReopenAndWriteHeld() {
   }
   SALVO_LOG(kWarning, "spool reopened at close: {} held outcome(s) recorded", held_outcomes_);
   held_outcomes_ = 0;
+  held_rescue_.clear();
   return true;
 }
 
-void Spool::Impl::WriteHot(rocksdb::WriteBatch* batch, size_t outcomes) {
+void Spool::Impl::WriteHot(rocksdb::WriteBatch* batch, size_t outcomes,
+                           const std::vector<std::pair<std::string, std::string>>* records) {
   rocksdb::Status s;
   if (held_.empty()) {
     s = db_->Write(HotWrite(), batch);
@@ -184,6 +192,23 @@ void Spool::Impl::WriteHot(rocksdb::WriteBatch* batch, size_t outcomes) {
   // Held, in order behind any batch already held: the notices wait with it.
   held_.push_back(std::move(*batch));
   held_outcomes_ += outcomes;
+  const absl::Time held_at = clock_->Now();
+  if (records != nullptr) {
+    for (const auto& [key, value] : *records) {
+      keys::RecipientRecord r;
+      if (key.size() != 16 || !keys::DecodeRecord(value, &r)) continue;
+      if (r.state != RecipientState::kDelivered && r.state != RecipientState::kBounced) continue;
+      RescuedOutcome o;
+      o.campaign = CampaignId{keys::GetU64(key, 0)};
+      o.id = RecipientId{keys::GetU64(key, 8)};
+      o.email = r.email;
+      o.state = r.state;
+      o.reply = r.last_reply;
+      o.category = r.category;
+      o.at = held_at;
+      held_rescue_.push_back(std::move(o));
+    }
+  }
   // The notices point at the caller's outcomes: held ones get their own copy.
   for (OutcomeNotice& n : notices_) {
     if (n.outcome != nullptr) {
@@ -249,6 +274,7 @@ bool Spool::Impl::RetryHeld(bool force) {
         absl::FormatDuration(absl::Trunc(clock_->Now() - unwritable_since_, absl::Seconds(1))),
         held_outcomes_);
     held_outcomes_ = 0;
+    held_rescue_.clear();
     unwritable_since_ = absl::InfinitePast();
     for (OutcomeNotice& n : held_notices_) notices_.push_back(std::move(n));
     held_notices_.clear();
@@ -634,6 +660,140 @@ StateCounts VisibleCounts(const CampaignEntry& e) {
   return c;
 }
 
+std::string RescuedOutcome::ToJson() const {
+  nlohmann::json j = {{"campaign", Value(campaign)},
+                      {"recipient", Value(id)},
+                      {"email", email},
+                      {"state", std::string(RecipientStateName(state))},
+                      {"reply", reply},
+                      {"at", absl::FormatTime(absl::RFC3339_sec, at, absl::UTCTimeZone())}};
+  if (!category.empty()) j["category"] = category;
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+absl::StatusOr<RescuedOutcome> RescuedOutcome::FromJson(std::string_view line) {
+  constexpr std::string_view kMarker = "spool rescue: ";
+  if (size_t at = line.find(kMarker); at != std::string_view::npos)
+    line = line.substr(at + kMarker.size());
+  nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return absl::InvalidArgumentError("not a JSON object");
+  RescuedOutcome o;
+  auto u64 = [&](const char* key, uint64_t* out) {
+    auto it = j.find(key);
+    if (it == j.end() || !it->is_number_unsigned()) return false;
+    *out = it->get<uint64_t>();
+    return true;
+  };
+  uint64_t c = 0, r = 0;
+  if (!u64("campaign", &c) || c == 0)
+    return absl::InvalidArgumentError("\"campaign\": missing or not a campaign ID");
+  if (!u64("recipient", &r))
+    return absl::InvalidArgumentError("\"recipient\": missing or not a number");
+  o.campaign = CampaignId{c};
+  o.id = RecipientId{r};
+  const std::string state = j.value("state", std::string());
+  if (state == RecipientStateName(RecipientState::kDelivered))
+    o.state = RecipientState::kDelivered;
+  else if (state == RecipientStateName(RecipientState::kBounced))
+    o.state = RecipientState::kBounced;
+  else
+    return absl::InvalidArgumentError(
+        Cat("\"state\": \"", state, "\" is not \"delivered\" or \"bounced\""));
+  o.email = j.value("email", std::string());
+  o.reply = j.value("reply", std::string());
+  o.category = j.value("category", std::string());
+  std::string err;
+  if (!absl::ParseTime(absl::RFC3339_full, j.value("at", std::string()), &o.at, &err))
+    o.at = absl::InfinitePast();
+  return o;
+}
+
+void Spool::Impl::WriteRescue() {
+  if (held_rescue_.empty()) return;
+  std::string text;
+  for (const RescuedOutcome& o : held_rescue_) absl::StrAppend(&text, o.ToJson(), "\n");
+  if (!options_.rescue_dir.empty()) {
+    const std::string path =
+        Cat(options_.rescue_dir, "/salvo-rescue-",
+            absl::FormatTime("%Y%m%dT%H%M%SZ", absl::Now(), absl::UTCTimeZone()), "-", ::getpid(),
+            ".jsonl");
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    bool ok = fd >= 0;
+    for (size_t off = 0; ok && off < text.size();) {
+      ssize_t n = ::write(fd, text.data() + off, text.size() - off);
+      if (n < 0 && errno == EINTR) continue;
+      ok = n > 0;
+      if (ok) off += static_cast<size_t>(n);
+    }
+    if (ok) ok = ::fsync(fd) == 0;
+    const int err = errno;
+    if (fd >= 0) ::close(fd);
+    if (ok) {
+      SALVO_LOG(kError,
+                "spool: {} final outcome(s) it could not write are in {}: run `salvo queue "
+                "recover --from {}` before sending again, or they are sent twice",
+                held_rescue_.size(), path, path);
+      return;
+    }
+    SALVO_LOG(kError, "spool: cannot write the rescue file {}: {}; the outcomes follow in the log",
+              path, std::strerror(err));
+  }
+  SALVO_LOG(kError,
+            "spool: {} final outcome(s) it could not write follow, one per line: save them and "
+            "run `salvo queue recover --from FILE` before sending again, or they are sent twice",
+            held_rescue_.size());
+  for (const RescuedOutcome& o : held_rescue_) SALVO_LOG(kError, "spool rescue: {}", o.ToJson());
+}
+
+absl::StatusOr<size_t> Spool::RecoverOutcomes(absl::Span<const RescuedOutcome> outcomes) {
+  std::vector<Completion> done;
+  {
+    Impl& m = *impl_;
+    absl::MutexLock lock(&m.mu_);
+    for (const RescuedOutcome& o : outcomes) {
+      auto ce = m.campaigns_.find(Value(o.campaign));
+      if (ce == m.campaigns_.end()) continue;  // deleted since
+      if (m.inflight_.contains({Value(o.campaign), Value(o.id)})) continue;
+      std::string value;
+      const std::string rkey = keys::Recipient(o.campaign, o.id);
+      rocksdb::Status s = m.db_->Get(rocksdb::ReadOptions(), m.recipients_cf_, rkey, &value);
+      if (s.IsNotFound()) continue;
+      if (!s.ok()) return FromRocks(s, "reading a recipient");
+      keys::RecipientRecord r;
+      if (!keys::DecodeRecord(value, &r)) continue;
+      if (r.state != RecipientState::kQueued && r.state != RecipientState::kDeferred) continue;
+      // Leased here, as LeaseDue would, so CompleteBatch records it with
+      // every index and count kept right.
+      std::string schedule_key = keys::Schedule(r.domain, r.next_us, o.campaign, o.id);
+      m.domains_[r.domain].in_flight++;
+      ce->second.leased_from[r.state]++;
+      const uint64_t now_us = keys::TimeToMicros(m.clock_->Now());
+      m.inflight_.emplace(std::make_pair(Value(o.campaign), Value(o.id)),
+                          InFlightEntry{std::move(r), now_us, std::move(schedule_key)});
+      Completion c;
+      c.campaign = o.campaign;
+      c.id = o.id;
+      c.outcome.disposition = o.state == RecipientState::kDelivered ? smtp::Disposition::kDelivered
+                                                                    : smtp::Disposition::kBounced;
+      c.outcome.category = o.category;
+      c.outcome.detail = Cat(o.reply.empty() ? "" : o.reply + "; ",
+                             "recorded from a rescue file (the spool's disk had refused it)");
+      done.push_back(std::move(c));
+    }
+  }
+  if (done.empty()) return size_t{0};
+  if (absl::Status st = CompleteBatch(done); !st.ok()) return st;
+  if (!AllOutcomesWritten())
+    return absl::UnavailableError(
+        Cat("the spool cannot write (", Health().last_error, "): nothing was recovered"));
+  return done.size();
+}
+
+bool Spool::AllOutcomesWritten() const {
+  absl::MutexLock lock(&impl_->mu_);
+  return impl_->held_.empty();
+}
+
 SpoolHealth Spool::Health() const {
   absl::MutexLock lock(&impl_->mu_);
   const Impl& m = *impl_;
@@ -1004,7 +1164,7 @@ absl::Status Spool::CompleteBatchInner(absl::Span<const Completion> completions)
   // Memory is ahead of disk until this is written: held and retried when
   // the disk refuses it (see the storage-fault note in spool.h).
   if (batch.Count() > 0)
-    m.WriteHot(&batch, records.size());
+    m.WriteHot(&batch, records.size(), &records);
   else
     m.RetryHeld(/*force=*/false);
   return first_error;

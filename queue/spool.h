@@ -253,6 +253,24 @@ struct InboundMessage {
   std::string raw;  // the message as received (after dot-unstuffing)
 };
 
+// A final outcome the spool held (its disk refused the write) and could not
+// write when it closed: one JSON line of a rescue file, or of the log after
+// "spool rescue: ". Spool::RecoverOutcomes applies it.
+struct RescuedOutcome {
+  CampaignId campaign{};
+  RecipientId id{};
+  std::string email;
+  RecipientState state = RecipientState::kDelivered;  // delivered or bounced
+  std::string reply;                                  // "250 2.0.0 ok"
+  std::string category;                               // bounces: the category
+  absl::Time at = absl::InfinitePast();
+
+  std::string ToJson() const;
+  // One line (a leading "... spool rescue: " is skipped); the error names
+  // what is wrong.
+  static absl::StatusOr<RescuedOutcome> FromJson(std::string_view line);
+};
+
 // Whether the spool can record outcomes and hand out work (Spool::Health).
 // `campaign status`, the salvo_spool_* metrics and the log say the same.
 struct SpoolHealth {
@@ -296,6 +314,12 @@ class Spool {
     Clock* clock = nullptr;  // nullptr: Clock::System()
     uint64_t rng_seed = 0;   // retry jitter; 0 = seeded from the clock
     bool create_if_missing = true;
+    // A failing disk that refuses even the reopen at close: the final
+    // outcomes (delivered, bounced) still held are written here, one JSON
+    // line each, to a file `salvo-rescue-<time>-<pid>.jsonl` for
+    // RecoverOutcomes (`salvo queue recover --from FILE`). "" = one log line
+    // each ("spool rescue: {...}"), the JSON the same.
+    std::string rescue_dir;
   };
 
   // Opens (creating) the spool in `data_dir`. Cleans up any half-loaded
@@ -316,6 +340,12 @@ class Spool {
   // campaign cancelled meanwhile; this returns that count. Kept so the engine
   // has one explicit start-up call.
   absl::StatusOr<size_t> RecoverInFlight();
+  // Records final outcomes the spool held and could not write before it
+  // closed (the rescue lines, RescuedOutcome): each recipient still queued or
+  // deferred (not in flight) becomes delivered or bounced, with a history row
+  // saying so, and is not sent again. One already final is left as it is.
+  // Returns how many were applied.
+  absl::StatusOr<size_t> RecoverOutcomes(absl::Span<const RescuedOutcome> outcomes);
   // Hands out due recipients (next attempt <= now) of active campaigns,
   // grouped by destination domain, round-robin over domains across calls, so
   // one slow domain never blocks the others. Memory is bounded by the limits.
@@ -332,6 +362,9 @@ class Spool {
   size_t InFlight() const;
   // Storage health: see SpoolHealth. Cheap (memory only); any thread.
   SpoolHealth Health() const;
+  // True when no outcome is held in memory: everything CompleteBatch took
+  // reached RocksDB's WAL (a process crash cannot lose it). Cheap; any thread.
+  bool AllOutcomesWritten() const;
 
   // ---- Campaigns ----
   absl::StatusOr<CampaignInfo> GetCampaign(CampaignId id) const;

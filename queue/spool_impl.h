@@ -108,6 +108,8 @@ class Spool::Impl {
   std::vector<OutcomeNotice> held_notices_ ABSL_GUARDED_BY(mu_);
   std::vector<std::unique_ptr<smtp::Outcome>> held_outcomes_copies_ ABSL_GUARDED_BY(mu_);
   size_t held_outcomes_ ABSL_GUARDED_BY(mu_) = 0;  // completions inside held_
+  // The final outcomes inside held_ (delivered, bounced), for WriteRescue.
+  std::vector<RescuedOutcome> held_rescue_ ABSL_GUARDED_BY(mu_);
   uint64_t write_errors_ ABSL_GUARDED_BY(mu_) = 0;
   bool needs_restart_ ABSL_GUARDED_BY(mu_) = false;  // Resume() refused: see SpoolHealth
   // What Open used, to reopen the database at close and write what is held
@@ -150,7 +152,14 @@ class Spool::Impl {
   // (with the notices of this call) and retried; the caller's memory changes
   // stand. `outcomes`: completions in the batch. Never fails: a held batch is
   // the spool's to record.
-  void WriteHot(rocksdb::WriteBatch* batch, size_t outcomes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `records`: the recipient records in the batch (key, encoded record): the
+  // final ones are remembered for the rescue at close if the batch is held.
+  void WriteHot(rocksdb::WriteBatch* batch, size_t outcomes,
+                const std::vector<std::pair<std::string, std::string>>* records = nullptr)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // At close, the held final outcomes nothing could write: to
+  // Options::rescue_dir (or the log).
+  void WriteRescue() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Retries the held batches (at most once a second unless `force`): resumes
   // RocksDB from its background error, then writes them in order. True when
   // nothing is held any more.

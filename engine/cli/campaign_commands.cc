@@ -701,6 +701,41 @@ void RegisterCampaignCommands(CLI::App& app, CommandContext& ctx) {
     AddCommon(cmd, &args->common);
     cmd->callback([&ctx, args] { ctx.exit_code = RunRecipientShow(*args); });
   }
+  CLI::App* queue_cmd = app.add_subcommand("queue", "Spool maintenance");
+  queue_cmd->require_subcommand(1);
+  {
+    auto common = std::make_shared<CommonArgs>();
+    auto from = std::make_shared<std::string>();
+    CLI::App* cmd = queue_cmd->add_subcommand(
+        "recover",
+        "Record the outcomes a failing disk kept the spool from writing (a rescue file of "
+        "queue.rescue_dir, or the log's \"spool rescue:\" lines) so they are not sent again");
+    cmd->add_option("--from", *from, "The rescue file, or a copy of the log")
+        ->required()
+        ->check(ReadableFile());
+    AddCommon(cmd, common.get());
+    cmd->callback([&ctx, common, from] {
+      absl::StatusOr<Target> target = ResolveTarget(*common);
+      if (!target.ok()) {
+        PrintError(S(target.status().message()));
+        ctx.exit_code = kExitFailure;
+        return;
+      }
+      std::error_code ec;
+      nlohmann::json req = {{"op", "recover"},
+                            {"path", std::filesystem::absolute(*from, ec).string()}};
+      ctx.exit_code = Finish(Execute(*target, req, false), [&](const nlohmann::json& r) {
+        if (common->json) {
+          std::printf("%s\n", r.dump(2).c_str());
+          return;
+        }
+        std::printf("recovered %llu of %llu outcome(s) (%llu already recorded)\n",
+                    static_cast<unsigned long long>(r.value("recovered", uint64_t{0})),
+                    static_cast<unsigned long long>(r.value("read", uint64_t{0})),
+                    static_cast<unsigned long long>(r.value("already_recorded", uint64_t{0})));
+      });
+    });
+  }
   CLI::App* suppression = app.add_subcommand("suppression", "Manage the suppression list");
   suppression->require_subcommand(1);
   {

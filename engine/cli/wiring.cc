@@ -1,6 +1,7 @@
 #include "engine/cli/wiring.h"
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -101,6 +102,11 @@ absl::StatusOr<EngineInputs> OpenEngineInputs(config::Config config) {
   spool_options.sync_writes = out.config.queue.sync_writes;
   spool_options.history_for_first_deliveries = out.config.queue.history_for_first_deliveries;
   spool_options.min_free_bytes = out.config.queue.min_free_bytes;
+  spool_options.rescue_dir = out.config.queue.rescue_dir;
+  if (const std::string& rd = out.config.queue.rescue_dir;
+      !rd.empty() && (!std::filesystem::is_directory(rd, ec) || ::access(rd.c_str(), W_OK) != 0))
+    return absl::FailedPreconditionError("queue.rescue_dir: '" + rd +
+                                         "' is not a directory this process can write to");
   auto spool = queue::Spool::Open(out.config.data_dir, spool_options);
   for (int i = 0; i < 50 && !spool.ok() && spool.status().code() == absl::StatusCode::kUnavailable;
        ++i) {

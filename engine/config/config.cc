@@ -482,6 +482,8 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
     r.String("admin_socket", &cfg.queue.admin_socket);
     r.Bool("sync_writes", &cfg.queue.sync_writes);
     r.Bool("history_for_first_deliveries", &cfg.queue.history_for_first_deliveries);
+    r.Bool("durable_before_next", &cfg.queue.durable_before_next);
+    r.String("rescue_dir", &cfg.queue.rescue_dir);
     r.Bytes("min_free_bytes", &cfg.queue.min_free_bytes);
     r.String("admin_listen", &cfg.queue.admin_listen);
     r.String("admin_token_file", &cfg.queue.admin_token_file);

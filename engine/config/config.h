@@ -157,6 +157,16 @@ struct QueueConfig {
   // the attempt is kept in the recipient's record (shown the same way by
   // `salvo recipient show`), one spool write less per message.
   bool history_for_first_deliveries = false;
+  // A connection starts its next transaction only once the outcome of its
+  // last one (delivered or bounced) is recorded in the spool: a crash then
+  // sends again at most one message per open connection. Off: connections
+  // go on at once; a crash can send again every outcome on its way to the
+  // spool (up to delivery.in_flight_limit).
+  bool durable_before_next = true;
+  // A failing disk that refuses even the reopen at close: the final outcomes
+  // the spool still holds go to a file here (salvo-rescue-*.jsonl) for
+  // `salvo queue recover --from FILE`; "" = one log line each.
+  std::string rescue_dir;
   // Free-space floor on the data directory's file system: below it no new
   // work is leased (attempts in flight complete) until space returns. 0 = off.
   uint64_t min_free_bytes = 64ull << 20;

@@ -172,6 +172,13 @@ void Connection::OnReady() {
       session_->Quit();
       return;
     }
+    // The server accepted (or refused for good) the last message: the next
+    // transaction waits until that outcome is recorded, so a crash repeats
+    // at most one message per connection.
+    if (!shard_->IsDurable(awaits_durable_)) {
+      shard_->WaitDurable(this);
+      return;
+    }
     std::optional<Job> job = pool_->TakeJob(pool_->idle.size());
     if (!job) {
       MakeIdle();
@@ -179,6 +186,12 @@ void Connection::OnReady() {
     }
     if (StartJob(std::move(*job))) return;
   }
+}
+
+void Connection::DurableNow() {
+  if (state_ != State::kBusy || job_ || !session_) return;
+  OnReady();
+  Drive();
 }
 
 bool Connection::StartJob(Job job) {
@@ -236,6 +249,11 @@ void Connection::ReportJob(std::vector<smtp::Outcome> outcomes) {
     if (!trouble && !o.delivered() && (o.rule || o.bounce_class == smtp::Category::kRateLimited))
       trouble = &o;
   }
+  for (const smtp::Outcome& o : r.outcomes)
+    if (o.delivered() || o.disposition == smtp::Disposition::kBounced) {
+      awaits_durable_ = shard_->PendingResultBatch();
+      break;
+    }
   if (delivered) {
     shard_->counters()->Add(metrics::Counter::kMessagesSent);
     pool_->Delivered();
@@ -377,6 +395,7 @@ void Connection::HostFailed(const smtp::Outcome& outcome, bool mark_down) {
 void Connection::Close(int retry_host) {
   if (state_ == State::kClosing) return;
   Unidle();
+  shard_->StopWaiting(this);
   const bool had_session = session_ != nullptr;
   state_ = State::kClosing;
   reactor::Reactor* r = shard_->reactor();

@@ -59,6 +59,12 @@ class Connection {
   // Now: the open transaction (if any) is reported deferred; closes.
   void Abandon(const smtp::Outcome& open_outcome);
 
+  // [queue] durable_before_next: the shard's result batch this connection
+  // waits for before its next transaction, and the shard's word that it is
+  // recorded.
+  uint64_t AwaitsDurable() const { return awaits_durable_; }
+  void DurableNow();
+
   State state() const { return state_; }
   SitePool* pool() const { return pool_; }
   int fd() const { return fd_; }
@@ -100,6 +106,7 @@ class Connection {
   std::optional<Job> job_;
   uint64_t envelope_id_ = 0;
   uint64_t messages_ = 0;
+  uint64_t awaits_durable_ = 0;       // the result batch of its last final outcome
   metrics::DomainSlot domain_label_;  // the site's `domain` label for connection counts
   absl::Time transaction_started_;    // for salvo_smtp_transaction_seconds
   smtp::Outcome close_outcome_;

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -236,8 +237,11 @@ void Engine::ForceShutdown() {
   wake_ = true;
 }
 
-void Engine::PostResults(std::vector<JobResult> results) {
+void Engine::PostResults(int shard, uint64_t seq, std::vector<JobResult> results) {
   absl::MutexLock lock(&mu_);
+  if (static_cast<size_t>(shard) < posted_seq_.size())
+    posted_seq_[static_cast<size_t>(shard)] =
+        std::max(posted_seq_[static_cast<size_t>(shard)], seq);
   if (results_.empty()) {
     results_ = std::move(results);
   } else {
@@ -282,6 +286,15 @@ void Engine::Dispatch(std::vector<Job> jobs) {
   }
 }
 
+void Engine::AckDurable(const std::vector<uint64_t>& posted) {
+  for (size_t i = 0; i < posted.size() && i < acked_seq_.size(); ++i) {
+    if (posted[i] <= acked_seq_[i]) continue;
+    acked_seq_[i] = posted[i];
+    Shard* s = shards_[i].get();
+    s->Post([s, seq = posted[i]] { s->DurableUpTo(seq); });
+  }
+}
+
 void Engine::StopShards(bool force) {
   for (auto& s : shards_) {
     Shard* shard = s.get();
@@ -296,6 +309,11 @@ absl::Status Engine::Run() {
   // Shard threads inherit this thread's signal mask; the CLI blocks SIGTERM
   // and SIGINT before calling Run so only its signal thread sees them.
   const int n = shard_count();
+  {
+    absl::MutexLock lock(&mu_);
+    posted_seq_.assign(static_cast<size_t>(n), 0);
+  }
+  acked_seq_.assign(static_cast<size_t>(n), 0);
   for (int i = 0; i < n; ++i) {
     std::promise<absl::Status> started;
     std::future<absl::Status> ready = started.get_future();
@@ -323,6 +341,10 @@ absl::Status Engine::Run() {
   Steady::time_point force_started{}, drain_deadline{}, next_fetch = clock_->Now(),
                                                         next_tick = clock_->Now();
   std::vector<JobResult> results;
+  // Per shard, the newest result batch handed to Complete; `unacked`: some
+  // of it is not yet durable (the spool holds outcomes its disk refused).
+  std::vector<uint64_t> posted(static_cast<size_t>(n), 0);
+  bool unacked = false;
 
   while (true) {
     auto now = clock_->Now();
@@ -382,6 +404,7 @@ absl::Status Engine::Run() {
       mu_.AwaitWithTimeout(absl::Condition(&wake_), wait);
       wake_ = false;
       results.swap(results_);
+      if (!results.empty()) posted = posted_seq_;
     }
     if (!results.empty()) {
       in_flight_ -= std::min(in_flight_, results.size());
@@ -390,8 +413,16 @@ absl::Status Engine::Run() {
         SALVO_LOG(kError, "recording delivery results failed: {}", std::string(st.message()));
         if (error.ok()) error = st;
         shutdown_.store(true);
+      } else {
+        unacked = true;
       }
       results.clear();
+    }
+    // Connections waiting for their last outcome to be recorded go on
+    // (at most 50 ms late while the spool holds outcomes and retries).
+    if (unacked && source_->Durable()) {
+      unacked = false;
+      AckDurable(posted);
     }
     in_flight_shadow_.store(in_flight_, std::memory_order_relaxed);
 

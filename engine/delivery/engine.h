@@ -154,7 +154,9 @@ class Engine {
   int shard_count() const { return static_cast<int>(shards_.size()); }
 
   // --- Called by shards (any shard thread). ---
-  void PostResults(std::vector<JobResult> results);
+  // `seq`: the shard's number for this batch (1, 2, ...): once the source
+  // says it is durable, the shard hears DurableUpTo(seq) (durable_before_next).
+  void PostResults(int shard, uint64_t seq, std::vector<JobResult> results);
   Shard* shard(int i) const { return shards_[i].get(); }
   const config::Config& config() const { return config_; }
   const MonotonicClock* clock() const { return clock_; }
@@ -166,6 +168,9 @@ class Engine {
   Engine(const config::Config& config, MessageSource* source, EngineOptions options);
   void Dispatch(std::vector<Job> jobs);
   void StopShards(bool force);
+  // Feeder: tells each shard which of its result batches the source has
+  // recorded durably (`posted`: the newest batch per shard handed to Complete).
+  void AckDurable(const std::vector<uint64_t>& posted);
 
   config::Config config_;
   MessageSource* source_;
@@ -183,6 +188,10 @@ class Engine {
 
   absl::Mutex mu_;
   std::vector<JobResult> results_ ABSL_GUARDED_BY(mu_);
+  // Per shard: the newest result batch posted (PostResults' seq).
+  std::vector<uint64_t> posted_seq_ ABSL_GUARDED_BY(mu_);
+  // Feeder thread: per shard, the newest batch acknowledged as durable.
+  std::vector<uint64_t> acked_seq_;
   int shards_stopped_ ABSL_GUARDED_BY(mu_) = 0;
   bool wake_ ABSL_GUARDED_BY(mu_) = false;
   size_t in_flight_ = 0;  // feeder thread only

@@ -18,7 +18,7 @@
 
 namespace salvo::delivery {
 
-class InMemorySource final : public MessageSource {
+class InMemorySource : public MessageSource {
  public:
   struct Options {
     bool retry_deferred = false;

@@ -56,6 +56,7 @@ Shard::Shard(Engine* engine, int index, metrics::ShardCounters* counters)
       session_clock_(engine_clock_) {
   defaults_ = SitePolicy::FromConfig(engine->config());
   helo_name_ = engine->config().delivery.helo_name;
+  durable_gate_ = engine->config().queue.durable_before_next;
   if (helo_name_.empty()) {
     char buf[256] = {};
     if (gethostname(buf, sizeof buf - 1) == 0 && buf[0])
@@ -329,7 +330,19 @@ void Shard::FlushResults() {
   if (results_.empty()) return;
   std::vector<JobResult> out;
   out.swap(results_);
-  engine_->PostResults(std::move(out));
+  engine_->PostResults(index_, ++flush_seq_, std::move(out));
+}
+
+void Shard::DurableUpTo(uint64_t seq) {
+  durable_seq_ = std::max(durable_seq_, seq);
+  if (gated_.empty()) return;
+  std::vector<Connection*> go;
+  for (Connection* c : gated_)
+    if (c->AwaitsDurable() <= durable_seq_) go.push_back(c);
+  for (Connection* c : go) gated_.erase(c);
+  // Each may close or start a transaction; none is freed before its turn
+  // (freeing happens in a later reactor callback).
+  for (Connection* c : go) c->DurableNow();
 }
 
 // ---------------------------------------------------------------------------
@@ -340,7 +353,8 @@ void Shard::BeginDrain() {
   if (router_) router_->Drain();
   if (sweep_timer_) reactor_->CancelTimer(sweep_timer_);
   sweep_timer_ = 0;
-  std::vector<Connection*> idle;
+  std::vector<Connection*> idle(gated_.begin(), gated_.end());
+  gated_.clear();  // waiting for a record of their last outcome: no next one
   for (auto& [key, pool] : pools_) {
     pool->DeferAll(ShutdownOutcome());
     idle.insert(idle.end(), pool->idle.begin(), pool->idle.end());

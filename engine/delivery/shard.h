@@ -70,6 +70,9 @@ class Shard {
   void ComposeFor(int owner, std::vector<ComposeWork> work);
   // Owner shard: jobs back from a compose shard.
   void AcceptComposed(std::vector<ComposeWork> work);
+  // The feeder recorded this shard's result batches up to `seq` durably:
+  // connections waiting for that go on.
+  void DurableUpTo(uint64_t seq);
 
   // Any thread (relaxed reads of single-writer counters).
   uint64_t open_sessions() const { return open_sessions_.load(std::memory_order_relaxed); }
@@ -96,6 +99,13 @@ class Shard {
   // batch per loop turn.
   void Report(Job job, const smtp::Outcome& outcome);
   void AddResult(JobResult result);
+  // [queue] durable_before_next: the number of the result batch a result
+  // added now goes out in; a connection that reported a delivery waits for
+  // it (WaitDurable) before its next transaction. 0 when the gate is off.
+  uint64_t PendingResultBatch() const { return durable_gate_ ? flush_seq_ + 1 : 0; }
+  bool IsDurable(uint64_t batch) const { return batch <= durable_seq_; }
+  void WaitDurable(Connection* c) { gated_.insert(c); }
+  void StopWaiting(Connection* c) { gated_.erase(c); }
   void CountOutcome(const metrics::OutcomeLabels& labels, const smtp::Outcome& o);
   // Connection registry: every connection object alive, for ForceClose and
   // the drain check. The shard owns them (freed in Forget).
@@ -131,6 +141,10 @@ class Shard {
   absl::flat_hash_set<Connection*> all_;  // every connection object alive
   std::vector<JobResult> results_;
   bool flush_scheduled_ = false;
+  bool durable_gate_ = true;                // [queue] durable_before_next
+  uint64_t flush_seq_ = 0;                  // result batches handed to the feeder
+  uint64_t durable_seq_ = 0;                // of those, recorded durably (DurableUpTo)
+  absl::flat_hash_set<Connection*> gated_;  // waiting for DurableUpTo
   bool draining_ = false;
   bool reported_drained_ = false;
   reactor::TimerId sweep_timer_ = 0;

@@ -77,6 +77,13 @@ class MessageSource {
   // Results of finished jobs (batched). Feeder thread.
   virtual absl::Status Complete(absl::Span<JobResult> results) = 0;
 
+  // True when every result Complete took so far is recorded where a crash
+  // of this process cannot lose it (the spool's write went through, none is
+  // held in memory for a disk that refused it). The engine lets a connection
+  // start its next transaction only then ([queue] durable_before_next).
+  // Feeder thread.
+  virtual bool Durable() { return true; }
+
   // True when the source will never have more work (`salvo send`: the
   // campaign is finished). `in_flight` = jobs handed out and not completed.
   // Feeder thread. Sources that run forever return false.

@@ -394,6 +394,8 @@ absl::Status SpoolSource::Complete(absl::Span<JobResult> results) {
   return st;
 }
 
+bool SpoolSource::Durable() { return spool_->AllOutcomesWritten(); }
+
 bool SpoolSource::Done(size_t in_flight) {
   if (!options_.until_done || in_flight != 0) return false;
   if (done_) return true;

@@ -69,6 +69,7 @@ class SpoolSource final : public MessageSource {
   absl::StatusOr<std::vector<Job>> Fetch(size_t max_jobs) override;
   absl::Status Complete(absl::Span<JobResult> results) override;
   bool Done(size_t in_flight) override;
+  bool Durable() override;
   absl::Status Compose(Job* job, int shard, bool* permanent) override;
 
  private:

@@ -93,6 +93,50 @@ TEST(EngineTest, DeliversAndReusesConnections) {
   EXPECT_EQ(st.jobs_in_flight, 0u);
 }
 
+// A source whose results are not durable until the test says so (a spool
+// holding outcomes its disk refused): with queue.durable_before_next (the
+// default) each connection stops after one accepted message, so a crash
+// then could repeat at most one message per connection.
+class UndurableSource : public InMemorySource {
+ public:
+  std::atomic<bool> durable{false};
+  bool Durable() override { return durable.load(); }
+};
+
+TEST(EngineTest, AConnectionStartsItsNextTransactionOnlyOnceItsLastOutcomeIsDurable) {
+  SinkPeer server;
+  auto cfg = MakeConfig("[delivery]\nconnections_per_site = 2\nmessages_per_connection = 1000\n",
+                        {server.hostport()});
+  UndurableSource source;
+  source.AddSimple("s@sender.test", Recipients(20), kBody);
+  auto engine = Engine::Create(cfg, &source);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  absl::Status run_status;
+  std::thread runner([&] { run_status = (*engine)->Run(); });
+  for (int i = 0; i < 200 && server.message_count() == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_GE(server.message_count(), 1u);
+  EXPECT_LE(server.message_count(), 2u);  // one per connection, none further
+  source.durable = true;
+  runner.join();
+  EXPECT_TRUE(run_status.ok()) << run_status;
+  EXPECT_EQ(source.Count(Disposition::kDelivered), 20u);
+  EXPECT_EQ(server.message_count(), 20u);
+}
+
+TEST(EngineTest, WithoutDurableBeforeNextConnectionsDoNotWaitForTheRecord) {
+  SinkPeer server;
+  auto cfg = MakeConfig("[delivery]\nconnections_per_site = 2\nmessages_per_connection = 1000\n",
+                        {server.hostport()});
+  cfg.queue.durable_before_next = false;  // [queue] durable_before_next = false
+  UndurableSource source;                 // never durable: the run ends all the same
+  source.AddSimple("s@sender.test", Recipients(20), kBody);
+  ASSERT_TRUE(RunEngine(cfg, &source).ok());
+  EXPECT_EQ(source.Count(Disposition::kDelivered), 20u);
+  EXPECT_EQ(server.message_count(), 20u);
+}
+
 TEST(EngineTest, MessagesPerConnectionLimitOpensFreshConnections) {
   SinkPeer server;
   auto cfg = MakeConfig("[delivery]\nconnections_per_site = 1\nmessages_per_connection = 3\n",

@@ -8,6 +8,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "gtest/gtest.h"
@@ -87,10 +89,11 @@ class FailingFileSystem : public rocksdb::FileSystemWrapper {
 class StorageFaultTest : public testing::SpoolTest {
  protected:
   void SetUp() override {}
-  void OpenFailing() {
+  void OpenFailing(const std::string& rescue_dir = "") {
     fs_ = std::make_shared<FailingFileSystem>(rocksdb::FileSystem::Default());
     env_ = rocksdb::NewCompositeEnv(fs_);
     Spool::Options o;
+    o.rescue_dir = rescue_dir;
     o.clock = &clock_;
     o.rng_seed = 42;
     o.env = env_.get();
@@ -217,6 +220,108 @@ TEST_F(StorageFaultTest, EioHeldAtCloseLeavesRecipientsDueAgain) {
   ASSERT_TRUE(counts.ok());
   EXPECT_EQ((*counts)[RecipientState::kQueued], 2u);
   EXPECT_EQ(LeaseAll(clock_.Now()).size(), 2u);
+}
+
+// A disk that stays dead through the close (the reopen fails too): the
+// final outcomes held (delivered, bounced) go to a rescue file in another
+// directory, and RecoverOutcomes (`salvo queue recover --from FILE`) records
+// them after the restart, so they are not sent again. A deferral held is
+// not rescued: that recipient is due again, as it would be anyway.
+TEST_F(StorageFaultTest, DeadDiskAtCloseRescuesFinalOutcomesAndRecoverRecordsThem) {
+  std::filesystem::create_directories(dir_.File("rescue"));
+  OpenFailing(dir_.File("rescue"));
+  fs_->eio = true;
+  CampaignId c = Load("email\na@x.example\nb@y.example\nc@z.example\n");
+  std::vector<LeasedRecipient> leased = LeaseAll(clock_.Now());
+  ASSERT_EQ(leased.size(), 3u);
+  fs_->failing = true;  // and it stays failing through the close
+  smtp::Outcome bounce = Deferred();
+  bounce.disposition = smtp::Disposition::kBounced;
+  bounce.reply = {550, "5.1.1", "no such user"};
+  EXPECT_TRUE(spool_
+                  ->CompleteBatch({{leased[0].campaign, leased[0].id, Delivered()},
+                                   {leased[1].campaign, leased[1].id, bounce},
+                                   {leased[2].campaign, leased[2].id, Deferred()}})
+                  .ok());
+  EXPECT_EQ(spool_->Health().held_outcomes, 3u);
+  EXPECT_FALSE(spool_->AllOutcomesWritten());
+  spool_.reset();  // the reopen at close fails: rescued
+  std::vector<std::string> files;
+  for (const auto& e : std::filesystem::directory_iterator(dir_.File("rescue")))
+    files.push_back(e.path().string());
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_NE(files[0].find("salvo-rescue-"), std::string::npos) << files[0];
+  std::vector<RescuedOutcome> rescued;
+  {
+    std::ifstream in(files[0]);
+    std::string line;
+    while (std::getline(in, line)) {
+      absl::StatusOr<RescuedOutcome> o = RescuedOutcome::FromJson(line);
+      ASSERT_TRUE(o.ok()) << o.status() << ": " << line;
+      rescued.push_back(*o);
+    }
+  }
+  ASSERT_EQ(rescued.size(), 2u);  // the deferral is not rescued
+  EXPECT_EQ(rescued[0].id, leased[0].id);
+  EXPECT_EQ(rescued[0].state, RecipientState::kDelivered);
+  EXPECT_EQ(rescued[0].email, leased[0].email);
+  EXPECT_EQ(rescued[1].state, RecipientState::kBounced);
+  EXPECT_FALSE(rescued[1].category.empty());  // the stored category
+
+  fs_->failing = false;  // a new disk (or the old one back): restart
+  OpenFailing();
+  absl::StatusOr<size_t> n = spool_->RecoverOutcomes(rescued);
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 2u);
+  absl::StatusOr<StateCounts> counts = spool_->Counts(c);
+  ASSERT_TRUE(counts.ok());
+  EXPECT_EQ((*counts)[RecipientState::kDelivered], 1u);
+  EXPECT_EQ((*counts)[RecipientState::kBounced], 1u);
+  EXPECT_EQ((*counts)[RecipientState::kQueued], 1u);
+  // Only the deferred one is sent again.
+  std::vector<LeasedRecipient> again = LeaseAll(clock_.Now());
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].id, leased[2].id);
+  // Applying the file twice changes nothing; the history says where it came from.
+  n = spool_->RecoverOutcomes(rescued);
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 0u);
+  auto history = spool_->History(c, leased[0].id);
+  ASSERT_TRUE(history.ok());
+  ASSERT_FALSE(history->empty());
+  EXPECT_NE(history->back().detail.find("rescue file"), std::string::npos)
+      << history->back().detail;
+  // After the restart, the counts are on disk.
+  spool_.reset();
+  OpenFailing();
+  counts = spool_->Counts(c);
+  ASSERT_TRUE(counts.ok());
+  EXPECT_EQ((*counts)[RecipientState::kDelivered], 1u);
+  EXPECT_EQ((*counts)[RecipientState::kBounced], 1u);
+}
+
+// Without rescue_dir the rescued outcomes are log lines; the same parser
+// reads them back from a copy of the log.
+TEST(RescuedOutcomeTest, ReadsItsOwnJsonAndTheLogLineAndNamesWhatIsWrong) {
+  RescuedOutcome o;
+  o.campaign = CampaignId{7};
+  o.id = RecipientId{42};
+  o.email = "a@x.example";
+  o.reply = "250 2.0.0 ok";
+  o.at = absl::FromUnixSeconds(1700000000);
+  absl::StatusOr<RescuedOutcome> back =
+      RescuedOutcome::FromJson("2026-12-04T15:00:00Z E spool rescue: " + o.ToJson());
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->campaign, o.campaign);
+  EXPECT_EQ(back->id, o.id);
+  EXPECT_EQ(back->state, RecipientState::kDelivered);
+  EXPECT_EQ(back->reply, o.reply);
+  EXPECT_EQ(back->at, o.at);
+  absl::StatusOr<RescuedOutcome> bad =
+      RescuedOutcome::FromJson(R"({"campaign":7,"recipient":42,"state":"deferred"})");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("state"), std::string::npos) << bad.status();
+  EXPECT_FALSE(RescuedOutcome::FromJson("{\"recipient\":1,\"state\":\"delivered\"}").ok());
 }
 
 // A transient EIO (the device errs, then works again; the file system stays
