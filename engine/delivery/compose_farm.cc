@@ -50,8 +50,10 @@ void ComposeFarm::TopUp(SitePool* pool) {
   // Ship in batches of a quarter of the target, not one job per finished
   // transaction: fewer mailbox posts and ring wake-ups per copy.
   if (pool->composed.size() + pool->composing + std::max<size_t>(1, target / 4) > target) return;
+  Engine* engine = shard_->engine();
   bool queued = false;
-  while (!pool->ready.empty() && pool->composed.size() + pool->composing < target) {
+  while (!pool->ready.empty() && pool->composed.size() + pool->composing < target &&
+         engine->ComposedRoom()) {
     Job job = std::move(pool->ready.front());
     pool->ready.pop_front();
     if (job.body) {  // the source gave the body: nothing to compose
@@ -93,7 +95,20 @@ void ComposeFarm::Flush() {
 void ComposeFarm::ComposeFor(int owner, std::vector<ComposeWork> work) {
   // Composed even when this shard is draining: only the owner knows whether
   // the copy is still wanted, and the work is bounded by the owner's pools.
-  for (ComposeWork& w : work) w.status = ComposeHere(&w.job, &w.permanent);
+  // Over delivery.max_composed_bytes: not composed (or, when the cap was
+  // reached while composing, not kept) here; the owner queues it again.
+  Engine* engine = shard_->engine();
+  for (ComposeWork& w : work) {
+    if (!engine->ComposedRoom()) {
+      w.over_cap = true;
+      continue;
+    }
+    w.status = ComposeHere(&w.job, &w.permanent);
+    if (w.status.ok() && w.job.body && !engine->AdmitComposed(&w.job.body)) {
+      w.job.body.reset();
+      w.over_cap = true;
+    }
+  }
   if (owner == shard_->index()) {
     shard_->AcceptComposed(std::move(work));
     return;
@@ -110,6 +125,8 @@ void ComposeFarm::AcceptComposed(std::vector<ComposeWork> work) {
     composing_--;
     if (shard_->draining()) {
       shard_->Report(std::move(w.job), ShutdownOutcome());
+    } else if (w.over_cap) {
+      pool->ready.push_front(std::move(w.job));
     } else if (!w.status.ok() || !w.job.body) {
       ReportFailure(std::move(w.job), w.status, w.permanent);
     } else {
