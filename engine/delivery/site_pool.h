@@ -103,7 +103,11 @@ class SitePool {
   size_t live = 0;                // connections that reached kReady at least once
 
  private:
-  void OpenConnection();
+  // Opens a connection if every shaping key grants a slot. Returns the key
+  // whose fleet slot (engine/fleet) was the only thing missing, else null:
+  // the caller asks that key for the rest of its demand and pumps again
+  // shortly.
+  shaping::KeyState* OpenConnection();
   void SetActive(bool active);
   void ArmWakeup(Steady::time_point at);
   static int64_t Ns(Steady::time_point t) { return t.time_since_epoch().count(); }

@@ -134,6 +134,7 @@ int64_t SharedLimits::TakeMessages(std::string_view key, int64_t want) {
   const int64_t n = std::min<int64_t>(want, static_cast<int64_t>(std::floor(k.tokens)));
   k.tokens -= static_cast<double>(n);
   k.wants_messages = true;
+  if (n == 0) ++stats_.message_refusals;
   stats_.messages_taken += static_cast<uint64_t>(n);
   return n;
 }
@@ -151,6 +152,7 @@ bool SharedLimits::AcquireConnection(std::string_view key) {
   }
   k.wants_connection = true;
   ++k.wanted;
+  ++stats_.connection_refusals;
   wake_.notify_all();
   return false;
 }
@@ -163,6 +165,17 @@ void SharedLimits::ReleaseConnection(std::string_view key) {
   if (k.in_use > 0) --k.in_use;
   if (static_cast<int>(k.leases.size()) > k.in_use && k.idle_since == absl::InfiniteFuture())
     k.idle_since = absl::Now();
+}
+
+void SharedLimits::WantConnections(std::string_view key, int n) {
+  if (n <= 0) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = keys_.find(key);
+  if (it == keys_.end() || it->second.max_connections <= 0) return;
+  Key& k = it->second;
+  k.wants_connection = true;
+  k.wanted = std::max(k.wanted, std::min(n, k.max_connections));
+  wake_.notify_all();
 }
 
 SharedLimitsStats SharedLimits::Stats() const {
@@ -224,11 +237,20 @@ void SharedLimits::Tick(std::unique_lock<std::mutex>& lock) {
         SALVO_LOG(kInfo, "fleet limits: Redis {} is back: limits are shared again", options_.redis);
       }
       next_renew_ = absl::InfinitePast();
-      // Every node re-leases the connections it kept open meanwhile before
-      // any node takes new slots (they all reconnect within retry_interval):
-      // else a fast node could fill the limit while a slow one still holds
-      // connections from its fallback share, and the fleet would overshoot.
-      reclaim_until_ = absl::Now() + 2 * options_.retry_interval;
+      // After a fallback, every node re-leases the connections it kept open
+      // meanwhile before any node takes new slots (they all reconnect within
+      // retry_interval): else a fast node could fill the limit while a slow
+      // one still holds connections from its fallback share, and the fleet
+      // would overshoot. Not at the first connection of a node that never
+      // fell back: it holds nothing to reclaim, and waiting there left a
+      // starting node without connections for 2 s.
+      if (stats_.fallbacks > 0) reclaim_until_ = absl::Now() + 2 * options_.retry_interval;
+      // Demand from the fallback is stale (the pools ask again): only what is
+      // asked from now on is leased when the reclaim window ends.
+      for (auto& [name, k] : keys_) {
+        k.wants_connection = false;
+        k.wanted = 0;
+      }
     } else if (absl::Now() >= next_redis_try_) {
       LoseRedis("cannot connect");
     }
@@ -290,8 +312,10 @@ void SharedLimits::Tick(std::unique_lock<std::mutex>& lock) {
         l.members.push_back(fmt::format("{}:{}", options_.node_id, k.next_slot++));
       leases.push_back(std::move(l));
     }
-    k.wants_connection = false;  // a real demand asks again (the pools retry)
-    k.wanted = 0;
+    if (!reclaiming) {
+      k.wants_connection = false;  // a real demand asks again (the pools retry)
+      k.wanted = 0;
+    }  // else kept: the demand is served in one round trip when the window ends
     // Slots idle for a second go back to the fleet.
     if (held > k.in_use && now - k.idle_since > absl::Seconds(1)) {
       Lease l{name, rkey, 0, {}};

@@ -60,10 +60,12 @@ struct SharedLimitsOptions {
 struct SharedLimitsStats {
   bool shared = false;  // false: falling back to the local share
   uint64_t redis_round_trips = 0;
-  uint64_t messages_granted = 0;  // by Redis, in batches
-  uint64_t messages_taken = 0;    // by TakeMessages (shared or fallback)
-  uint64_t fallbacks = 0;         // times Redis was lost
-  uint64_t recoveries = 0;        // times it came back
+  uint64_t messages_granted = 0;     // by Redis, in batches
+  uint64_t messages_taken = 0;       // by TakeMessages (shared or fallback)
+  uint64_t message_refusals = 0;     // TakeMessages calls that got nothing (pool empty)
+  uint64_t connection_refusals = 0;  // AcquireConnection calls refused (no slot held yet)
+  uint64_t fallbacks = 0;            // times Redis was lost
+  uint64_t recoveries = 0;           // times it came back
 };
 
 class SharedLimits {
@@ -85,6 +87,10 @@ class SharedLimits {
   // true must be paired with ReleaseConnection.
   bool AcquireConnection(std::string_view key);
   void ReleaseConnection(std::string_view key);
+  // A pool refused a slot still wants `n` more connections of `key`: the
+  // next round trip asks Redis for that many at once (not one per refusal
+  // per tick, which would open a busy pool's connections one tick apart).
+  void WantConnections(std::string_view key, int n);
 
   SharedLimitsStats Stats() const;
   bool shared() const { return shared_.load(); }

@@ -87,7 +87,8 @@ bool KeyState::MayOpen(int64_t now_ns) const {
   return connections_.WaitFor(now_ns, conn_rate, Burst(conn_rate)) == 0;
 }
 
-bool KeyState::AcquireConnection(int64_t now_ns) {
+bool KeyState::AcquireConnection(int64_t now_ns, bool* fleet_wait) {
+  if (fleet_wait) *fleet_wait = false;
   if (suspended(now_ns)) return false;
   const int limit = connections_now();
   int n = open_.load(std::memory_order_relaxed);
@@ -103,9 +104,14 @@ bool KeyState::AcquireConnection(int64_t now_ns) {
   if (fleet_ && !fleet_->AcquireConnection(name_)) {
     connections_.Refund(conn_rate);
     open_.fetch_sub(1, std::memory_order_relaxed);
+    if (fleet_wait) *fleet_wait = true;
     return false;
   }
   return true;
+}
+
+void KeyState::WantFleetConnections(int n) {
+  if (fleet_) fleet_->WantConnections(name_, n);
 }
 
 int KeyState::Share() const {

@@ -61,8 +61,12 @@ class KeyState {
   // --- Connections. ---
   // Non-consuming check: may a connection open now? (limit, suspension, rate)
   bool MayOpen(int64_t now_ns) const;
-  // Takes a connection slot (and a connection-rate token). False: not now.
-  bool AcquireConnection(int64_t now_ns);
+  // Takes a connection slot (and a connection-rate token). False: not now;
+  // then *fleet_wait (if given) says whether only the fleet's slot was
+  // missing (it arrives within a worker tick: ask again shortly).
+  bool AcquireConnection(int64_t now_ns, bool* fleet_wait = nullptr);
+  // After a fleet refusal: the pool wants `n` more connections of this key.
+  void WantFleetConnections(int n);
   void ReleaseConnection();
   int open() const { return open_.load(std::memory_order_relaxed); }
   // Site pools of the key with work queued: the connection limit is shared

@@ -182,6 +182,40 @@ TEST_F(SharedLimitsTest, ConnectionLeasesHoldFleetWideAndExpireWithADeadNode) {
       << "c holds " << held_c << " after a released its connections";
 }
 
+// A pool that wants 12 connections says so once (WantConnections): the next
+// round trip leases all 12, not one slot per refusal per tick (which opened a
+// busy pool's connections 10 ms apart and cost throughput).
+TEST_F(SharedLimitsTest, DeclaredDemandIsLeasedInOneRoundTrip) {
+  SharedLimits a(Options(redis_, "a"));
+  a.SetLimit("gmail", 0, 16);
+  ASSERT_TRUE(WaitFor([&] { return a.shared(); }, 5));
+  // Let the renewals of the start pass, then count the round trips of the lease.
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const uint64_t trips0 = a.Stats().redis_round_trips;
+  EXPECT_FALSE(a.AcquireConnection("gmail")) << "no slot is held before a refusal";
+  a.WantConnections("gmail", 12);
+  int held = 0;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        while (held < 12 && a.AcquireConnection("gmail")) ++held;
+        return held == 12;
+      },
+      2))
+      << "holds " << held << " of the 12 wanted";
+  EXPECT_LE(a.Stats().redis_round_trips - trips0, 2u)
+      << "12 slots should come in one lease round trip (a renewal may add one)";
+  // Demand beyond the limit is capped by it: 16 in all, never more.
+  a.WantConnections("gmail", 100);
+  WaitFor(
+      [&] {
+        while (a.AcquireConnection("gmail")) ++held;
+        return false;
+      },
+      0.5);
+  EXPECT_EQ(held, 16);
+  for (int i = 0; i < held; ++i) a.ReleaseConnection("gmail");
+}
+
 TEST_F(SharedLimitsTest, RedisDownFallsBackToTheShareAndRecovers) {
   constexpr double kRate = 200;
   SharedLimits a(Options(redis_, "a")), b(Options(redis_, "b"));
