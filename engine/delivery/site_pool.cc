@@ -107,6 +107,10 @@ bool SitePool::MayOpenConnection(Steady::time_point now) const {
     const int share = k->Share();
     if (share > 0 && connections >= static_cast<size_t>(share)) return false;
   }
+  // A site's own key (one pool): its part of a fleet-wide limit.
+  if (const int part = info_->lane < 0 ? policy_.own->FleetPart() : 0;
+      part > 0 && connections >= static_cast<size_t>(part))
+    return false;
   return policy_.own->MayOpen(ns) && (!policy_.provider || policy_.provider->MayOpen(ns));
 }
 
@@ -117,7 +121,8 @@ bool SitePool::OverShare() const {
     const int share = k->Share();
     if (share > 0 && connections > static_cast<size_t>(share)) return true;
   }
-  return false;
+  const int part = info_->lane < 0 ? policy_.own->FleetPart() : 0;
+  return part > 0 && connections > static_cast<size_t>(part);
 }
 
 int64_t SitePool::SendWait(Steady::time_point now) const {

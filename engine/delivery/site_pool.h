@@ -65,7 +65,8 @@ class SitePool {
   int64_t SendWait(Steady::time_point now) const;
   bool MaySendNow(Steady::time_point now) const { return SendWait(now) == 0; }
   // More connections than this site's share of its provider's limit (other
-  // sites of the provider wait): a connection that finishes a transaction
+  // sites of the provider wait), or than this node's part of a fleet-wide
+  // limit (another node waits): a connection that finishes a transaction
   // QUITs instead of taking the next job.
   bool OverShare() const;
 

@@ -53,7 +53,10 @@ KeyState::KeyState(std::string name, int max_connections, Rate message_rate, Rat
 
 void KeyState::AttachFleet(fleet::SharedLimits* fleet) {
   fleet_ = fleet;
-  if (fleet_) fleet_->SetLimit(name_, configured_rate(), configured_connections());
+  if (fleet_) {
+    fleet_->SetLimit(name_, configured_rate(), configured_connections());
+    fleet_cap_ = fleet_->NodeCap(name_);
+  }
 }
 
 void KeyState::Configure(int max_connections, Rate message_rate, Rate connection_rate) {
@@ -115,8 +118,11 @@ void KeyState::WantFleetConnections(int n) {
 }
 
 int KeyState::Share() const {
-  const int limit = connections_now();
+  int limit = connections_now();
   if (limit <= 0) return 0;
+  // This node's part of the fleet's limit while another node waits for a
+  // slot: connections above it close at their next transaction end.
+  if (const int part = FleetPart(); part > 0) limit = std::min(limit, part);
   const int pools = std::max(1, active_pools_.load(std::memory_order_relaxed));
   return std::max(1, (limit + pools - 1) / pools);
 }
