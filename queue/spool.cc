@@ -790,11 +790,6 @@ absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDueInner(absl::Time now,
   }
   rocksdb::WriteBatch batch;
   absl::flat_hash_map<uint64_t, bool> touched;
-  // Room for four times what is in flight: the map then rarely rehashes to
-  // clear the tombstones CompleteBatch's erases leave (it did every few
-  // hundred completions when kept just full enough).
-  const size_t want = m.inflight_.size() + candidates.size();
-  if (m.inflight_.capacity() < 2 * want) m.inflight_.reserve(4 * want);
   for (size_t i = 0; i < candidates.size(); ++i) {
     const Candidate& c = candidates[i];
     keys::ScheduleKey sk;
