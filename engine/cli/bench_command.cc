@@ -639,6 +639,8 @@ int RunBench(const BenchArgs& a) {
     out["fleet_round_trips_per_1000_messages"] =
         delivered ? 1000.0 * static_cast<double>(fs.redis_round_trips) / delivered : 0;
     out["fleet_shared"] = fs.shared;
+    out["fleet_message_refusals"] = fs.message_refusals;
+    out["fleet_connection_refusals"] = fs.connection_refusals;
   }
   if (log_writer) {
     out["delivery_log_lines"] = log_stats.lines;

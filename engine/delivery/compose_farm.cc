@@ -15,8 +15,11 @@ namespace {
 using Steady = std::chrono::steady_clock;
 
 // Compose ahead (and spread over the shards) only when composing a copy
-// costs more than this on average; see TopUp.
-constexpr std::chrono::microseconds kComposeAheadAbove{50};
+// costs more than this on average; see TopUp. Well between rendering alone
+// (~3-5 us for 20 KB) and the cheapest signed copy (Ed25519, ~45-55 us):
+// at 50 us an Ed25519 campaign sat on the threshold and the farm switched
+// on and off, leaving one core to compose its owner's sites alone.
+constexpr std::chrono::microseconds kComposeAheadAbove{25};
 
 smtp::Outcome ShutdownOutcome() {
   return smtp::OutcomeForLocal("shutdown", "the engine is shutting down; will retry", false,
@@ -39,7 +42,7 @@ ComposeFarm::ComposeFarm(Shard* shard, int shard_count)
 // Only when composing is dear: a hand-off to another shard and back costs a
 // few microseconds of CPU (two mailbox posts, ring wake-ups, a 20 KB body
 // read on another core), about what rendering alone costs (~5 us for 20 KB),
-// while RSA-2048 signing costs ~350 us and Ed25519 ~80 us. Below the
+// while an RSA-2048 signed copy costs ~290 us and an Ed25519 one ~50 us. Below the
 // threshold every job is composed by the connection that sends it. The cost
 // is this shard's moving average over its own Compose calls (its round-robin
 // share included, so it follows the campaign mix).

@@ -7,7 +7,7 @@
 // Per site the owner keeps `composed + composing` at about one job per open
 // connection (at least 1, at most 2 x max_connections), so memory is bounded
 // by the pools, not by the queue. Only when composing is dear (moving
-// average above 50 us: RSA or Ed25519 signing); otherwise every copy is
+// average above 25 us: RSA or Ed25519 signing); otherwise every copy is
 // composed by the connection that sends it.
 #include <chrono>
 #include <cstddef>
