@@ -29,7 +29,7 @@ if command -v ccache >/dev/null; then
 fi
 cmake -S "$ROOT" -B "$BUILD" -G Ninja "${LAUNCHER[@]}" -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSALVO_FUZZ=ON -DSALVO_BUILD_TESTS=OFF \
-  -DSALVO_BUILD_BENCH=OFF >"$BUILD/cmake.log" 2>&1 || { cat "$BUILD/cmake.log" >&2; exit 1; }
+  -DSALVO_BUILD_BENCH=OFF -DSALVO_DEBUG_LINES_ONLY=ON >"$BUILD/cmake.log" 2>&1 || { cat "$BUILD/cmake.log" >&2; exit 1; }
 ninja -C "$BUILD" -j2 "${TARGETS[@]/%/_fuzz}"
 
 mkdir -p "$BUILD/artifacts"
