@@ -70,6 +70,7 @@ void SitePool::Enqueue(Job job) {
     part.body = job.body;
     part.needs_8bitmime = job.needs_8bitmime;
     part.needs_smtputf8 = job.needs_smtputf8;
+    part.body_crlf = job.body_crlf;
     part.context = job.context;
     part.campaign = job.campaign;
     part.egress_pool = job.egress_pool;
