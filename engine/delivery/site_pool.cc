@@ -70,6 +70,7 @@ void SitePool::Enqueue(Job job) {
     part.body = job.body;
     part.needs_8bitmime = job.needs_8bitmime;
     part.needs_smtputf8 = job.needs_smtputf8;
+    part.body_crlf = job.body_crlf;
     part.context = job.context;
     part.campaign = job.campaign;
     part.egress_pool = job.egress_pool;
@@ -214,9 +215,13 @@ void SitePool::Pump() {
   // Backing off: the wakeup pumps again when new connections may open.
   if (backoff_until_ > now && ready.size() + composed.size() > 0) ArmWakeup(backoff_until_);
   // Work but no connection, and a shaping key said "not now" (its slots are
-  // taken, by other sites too, or its connection rate): ask again soon.
-  else if (connections == 0 && ready.size() + composed.size() > 0)
+  // taken, by other sites too, or its connection rate) or every slot of
+  // delivery.max_connections is taken: ask again soon. At that cap an idle
+  // connection of another site of this shard is closed to free a slot.
+  else if (connections == 0 && ready.size() + composed.size() > 0) {
+    if (shard_->engine()->AtConnectionCap()) shard_->CloseAnIdleConnection(this);
     ArmWakeup(now + std::chrono::milliseconds(50));
+  }
   shard_->farm()->TopUp(this);
 }
 
@@ -290,13 +295,20 @@ shaping::KeyState* SitePool::OpenConnection() {
     }
   }
   if (host == info_->hosts.size()) host = 0;  // all marked down: try in order again
-  // A slot of each shaping key (connection limits and rates), or no connection.
+  // A slot of delivery.max_connections (every shard's connections) and of
+  // each shaping key (connection limits and rates), or no connection: the
+  // pool waits (Pump's wakeup), nothing is deferred.
+  Engine* engine = shard_->engine();
+  if (!engine->TakeConnectionSlot()) return nullptr;
   const int64_t ns = Ns(now);
   bool fleet_wait = false;
-  if (!policy_.own->AcquireConnection(ns, &fleet_wait))
+  if (!policy_.own->AcquireConnection(ns, &fleet_wait)) {
+    engine->ReleaseConnectionSlot();
     return fleet_wait ? policy_.own.get() : nullptr;
+  }
   if (policy_.provider && !policy_.provider->AcquireConnection(ns, &fleet_wait)) {
     policy_.own->ReleaseConnection();
+    engine->ReleaseConnectionSlot();
     return fleet_wait ? policy_.provider.get() : nullptr;
   }
   Connection* c = shard_->NewConnection(this);
