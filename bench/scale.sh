@@ -4,10 +4,12 @@
 # sent plain by `salvo run` to `salvo sink` on loopback, then:
 #
 #   load time and load rate, spool size on disk after the load and at the end,
-#   start-up time with N queued (process start to the sink's first message:
-#   opening the spool and rebuilding its in-memory index, as after a restart),
-#   send rate, engine CPU per message in the first and the last tenth of the
-#   messages (flat = the queue does not slow down as it empties), peak RSS.
+#   start-up time with N queued (process start to the sink's first connection
+#   and first message: opening the spool and rebuilding its in-memory index),
+#   the time SIGTERM takes once messages flow, restart time with (almost) N
+#   still queued (the measured run is that restart), send rate, engine CPU per
+#   message in the first and the last tenth of the messages (flat = the queue
+#   does not slow down as it empties), peak RSS.
 #
 #   bench/scale.sh [--salvo BIN] [--recipients N] [--domains D] [--size BYTES]
 #                  [--timeout SECONDS] [--out FILE]
@@ -37,7 +39,7 @@ while [ $# -gt 0 ]; do
     --size) SIZE="$2"; shift 2 ;;
     --timeout) TIMEOUT="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "scale.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -137,14 +139,51 @@ sink_messages() {  # the sink's stats file has one '"messages": N,' line
   echo "${m:-0}"
 }
 
-echo "scale: sending" >&2
+# First start: from process start to the first message at the sink (the
+# spool opened and its index rebuilt with everything queued). Then a restart
+# with (almost) everything still queued: SIGTERM once messages flow, and the
+# measured run starts again on the same spool. Start-up is timed to the
+# first connection at the sink (ss, every 20 ms) and to the first message in
+# the sink's stats file (rewritten every second).
+first_connection() {  # prints the time of the first established connection to the sink
+  local pid=$1 limit=$2
+  while kill -0 "$pid" 2>/dev/null; do
+    if [ -n "$(ss -Htn state established "( dport = :$PORT )" 2>/dev/null | head -1)" ]; then
+      now; return 0
+    fi
+    awk -v t="$(now)" -v d="$limit" 'BEGIN { exit !(t > d) }' && break
+    sleep 0.02
+  done
+  echo 0
+}
+echo "scale: first start" >&2
+t_first=$(now)
+"$SALVO" --log-level warning run --config "$W/salvo.toml" > "$W/run-first.log" 2>&1 &
+RUN_PID=$!
+first_conn=$(first_connection "$RUN_PID" "$($PY -c "print($t_first + 600)")")
+first_start_msg=""
+while kill -0 "$RUN_PID" 2>/dev/null; do
+  if [ "$(sink_messages)" -gt 0 ]; then first_start_msg=$(now); break; fi
+  sleep 0.1
+done
+t_term=$(now)
+kill -TERM "$RUN_PID" 2>/dev/null || true
+wait "$RUN_PID" 2>/dev/null || true
+t_stopped=$(now)
+RUN_PID=""
+sleep 1.2  # the sink's stats file catches up
+QUEUED_AT_RESTART=$((N - $(sink_messages)))
+
+echo "scale: restart with $QUEUED_AT_RESTART queued, sending" >&2
 t_start=$(now)
 "$SALVO" --log-level warning run --config "$W/salvo.toml" > "$W/run.log" 2>&1 &
 RUN_PID=$!
+restart_conn=$(first_connection "$RUN_PID" "$($PY -c "print($t_start + 600)")")
 CLK=$(getconf CLK_TCK)
 # Samples: wall time, messages at the sink, CPU ticks of salvo run, RSS kB.
 : > "$W/samples"
 first_msg=""
+m0=$((N - QUEUED_AT_RESTART))
 deadline=$($PY -c "print($t_start + $TIMEOUT)")
 while kill -0 "$RUN_PID" 2>/dev/null; do
   m=$(sink_messages)
@@ -152,7 +191,7 @@ while kill -0 "$RUN_PID" 2>/dev/null; do
   rss=$(awk '/VmHWM/{print $2}' "/proc/$RUN_PID/status" 2>/dev/null || echo 0)
   t=$(now)
   echo "$t $m $((ut + st)) $rss" >> "$W/samples"
-  if [ -z "$first_msg" ] && [ "$m" -gt 0 ]; then first_msg=$t; fi
+  if [ -z "$first_msg" ] && [ "$m" -gt "$m0" ]; then first_msg=$t; fi
   [ "$m" -ge "$N" ] && break
   if awk -v t="$t" -v d="$deadline" 'BEGIN { exit !(t > d) }'; then
     echo "scale: timeout after $TIMEOUT s at $m messages" >&2
@@ -166,11 +205,17 @@ RUN_PID=""
 sleep 1.2  # the sink rewrites its stats file every second
 SPOOL_END=$(du -sb "$W/data" | cut -f1)
 
-$PY - "$W" "$N" "$D" "$SIZE" "$LOAD_S" "$SPOOL_LOADED" "$SPOOL_END" "$t_start" "${first_msg:-0}" "$CLK" "$OUT" <<'EOF'
+$PY - "$W" "$N" "$D" "$SIZE" "$LOAD_S" "$SPOOL_LOADED" "$SPOOL_END" "$t_start" "${first_msg:-0}" "$CLK" "$OUT" \
+  "$t_first" "$first_conn" "${first_start_msg:-0}" "$t_term" "$t_stopped" "$QUEUED_AT_RESTART" \
+  "$restart_conn" <<'EOF'
 import json, sys
 w, n, d, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 load_s, spool_loaded, spool_end = float(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
 t_start, first_msg, clk, out = float(sys.argv[8]), float(sys.argv[9]), int(sys.argv[10]), sys.argv[11]
+t_first, first_conn, first_start_msg, t_term, t_stopped = (float(x) for x in sys.argv[12:17])
+queued_at_restart, restart_conn = int(sys.argv[17]), float(sys.argv[18])
+def since(t0, t):
+    return round(t - t0, 2) if t > 0 else None
 samples = [tuple(float(x) for x in l.split()) for l in open(f"{w}/samples") if l.strip()]
 load_txt = open(f"{w}/load.txt").read().strip().replace("\n", "; ")
 sent = int(json.load(open(f"{w}/sink-stats.json")).get("messages", 0))
@@ -186,16 +231,25 @@ def cpu_per_msg(lo, hi):
 tenth = n / 10
 first = cpu_per_msg(0 if samples[0][1] == 0 else samples[0][1], tenth)
 last = cpu_per_msg(9 * tenth, n)
-s0, s1 = at(1), at(n)
+s0, s1 = at(samples[0][1] + 1), at(n)
 rate = (s1[1] - s0[1]) / (s1[0] - s0[0]) if s1[0] > s0[0] else float("nan")
 peak_rss_mib = max(s[3] for s in samples) / 1024
 startup = first_msg - t_start if first_msg else float("nan")
+first_conn_s, first_msg_s = since(t_first, first_conn), since(t_first, first_start_msg)
+restart_conn_s = since(t_start, restart_conn)
+def fmt(x):
+    return f"{x:.2f} s" if x is not None else "none"
 r = {
     "recipients": n, "domains": d, "message_bytes": size,
     "load_seconds": load_s, "load_per_second": round(n / load_s) if load_s else None,
     "load_report": load_txt,
     "spool_bytes_after_load": spool_loaded, "spool_bytes_at_end": spool_end,
-    "startup_seconds_with_all_queued": round(startup, 2) if startup == startup else None,
+    "startup_seconds_to_first_connection": first_conn_s,
+    "startup_seconds_to_first_message": first_msg_s,
+    "shutdown_seconds": round(t_stopped - t_term, 2),
+    "queued_at_restart": queued_at_restart,
+    "restart_seconds_to_first_connection": restart_conn_s,
+    "restart_seconds_to_first_message": round(startup, 2) if startup == startup else None,
     "messages_at_sink": sent,
     "send_rate_per_second": round(rate) if rate == rate else None,
     "engine_cpu_us_per_message_first_tenth": round(first, 1) if first == first else None,
@@ -210,7 +264,11 @@ print("| measure | value |")
 print("|---|---|")
 print(f"| load | {load_s:.1f} s ({n / load_s:,.0f} recipients/s) |")
 print(f"| spool on disk after load / at end | {spool_loaded / 2**20:,.0f} MiB / {spool_end / 2**20:,.0f} MiB |")
-print(f"| start-up with {n:,} queued (start to first message at the sink) | {startup:.2f} s |")
+print(f"| first start with {n:,} queued: to first connection / first message at the sink | "
+      f"{fmt(first_conn_s)} / {fmt(first_msg_s)} |")
+print(f"| SIGTERM to exit, once messages flow | {t_stopped - t_term:.2f} s |")
+print(f"| restart with {queued_at_restart:,} queued: to first connection / first message at the sink | "
+      f"{fmt(restart_conn_s)} / {fmt(startup if startup == startup else None)} |")
 print(f"| messages at the sink | {sent:,} of {n:,} |")
 print(f"| send rate | {rate:,.0f} msg/s |")
 print(f"| engine CPU per message, first tenth / last tenth | {first:.1f} us / {last:.1f} us ({last / first:.2f}x) |")

@@ -9,6 +9,7 @@ BUILD_PKGS=(
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libtomlplusplus-dev libfmt-dev nlohmann-json3-dev
   libpsl-dev publicsuffix libidn2-dev libhiredis-dev libre2-dev libgmime-3.0-dev
+  libjemalloc2
 )
 # Real peers the test suite talks to: Postfix (smtpd, smtp-source, smtp-sink;
 # Cyrus SASL for a smtpd that requires AUTH: saslpasswd2 and the PLAIN/LOGIN

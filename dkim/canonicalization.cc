@@ -54,7 +54,56 @@ inline std::size_t RelaxedRunEnd(const char* p, std::size_t i, std::size_t n) {
   return i;
 }
 
+// True when no byte of body[0, n) changes under relaxed canonicalization, its
+// last byte included (n > 0): no HTAB, no SP before SP or CR, every CR
+// followed by LF, and the last byte neither WSP nor CR. Bare LFs and single
+// SPs are content. Scans 16 bytes at a time; what must change is rare in
+// composed mail, so this usually runs to the end at memchr speed.
+bool RelaxedUnchanged(const char* p, std::size_t n) {
+  const char last = p[n - 1];
+  if (last == ' ' || last == '\t' || last == '\r') return false;
+  std::size_t i = 0;
+#if defined(__SSE2__)
+  const __m128i cr = _mm_set1_epi8('\r');
+  const __m128i lf = _mm_set1_epi8('\n');
+  const __m128i tab = _mm_set1_epi8('\t');
+  const __m128i sp = _mm_set1_epi8(' ');
+  for (; i + 17 <= n; i += 16) {
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+    const __m128i next = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i + 1));
+    const __m128i sp_then_wsp = _mm_and_si128(
+        _mm_cmpeq_epi8(b, sp), _mm_or_si128(_mm_cmpeq_epi8(next, sp), _mm_cmpeq_epi8(next, cr)));
+    const __m128i bare_cr = _mm_andnot_si128(_mm_cmpeq_epi8(next, lf), _mm_cmpeq_epi8(b, cr));
+    const __m128i bad = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(b, tab), sp_then_wsp), bare_cr);
+    if (_mm_movemask_epi8(bad) != 0) return false;
+  }
+#endif
+  // The tail (and the whole body without SSE2); the last byte was checked.
+  for (; i + 1 < n; ++i) {
+    const char c = p[i];
+    const char d = p[i + 1];
+    if (c == '\t' || (c == ' ' && (d == ' ' || d == '\r')) || (c == '\r' && d != '\n'))
+      return false;
+  }
+  return true;
+}
+
 }  // namespace
+
+std::optional<CanonicalBodyPrefix> CanonicalBodyAsPrefix(Canonicalization c,
+                                                         std::string_view body) {
+  // Both canonicalizations drop the trailing empty lines and end a non-empty
+  // body with exactly one CRLF.
+  std::size_t end = body.size();
+  while (end >= 2 && body[end - 2] == '\r' && body[end - 1] == '\n') end -= 2;
+  if (c == Canonicalization::kSimple) {
+    // simple changes nothing else; an empty body is a single CRLF.
+    return CanonicalBodyPrefix{body.substr(0, end), true};
+  }
+  if (end == 0) return CanonicalBodyPrefix{body.substr(0, 0), false};  // nothing at all
+  if (!RelaxedUnchanged(body.data(), end)) return std::nullopt;
+  return CanonicalBodyPrefix{body.substr(0, end), true};
+}
 
 std::string_view CanonicalizationName(Canonicalization c) {
   return c == Canonicalization::kSimple ? "simple" : "relaxed";

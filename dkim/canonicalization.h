@@ -8,6 +8,7 @@
 // trailing-empty-line state across chunk boundaries so the body is never
 // copied. Pure functions and small value types: usable from any thread.
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -74,6 +75,18 @@ class BodyCanonicalizer {
   bool pending_wsp_ = false;      // relaxed: WSP run seen, not yet written
   bool wrote_any_ = false;        // relaxed: some body byte was written
 };
+
+// The canonical body in one piece when the body is already canonical up to
+// its trailing empty lines (the common case for composed mail: no WSP run to
+// fold, no WSP at a line end, no bare CR): `text`, a prefix of `body`, then
+// CRLF when `crlf`. A digest can then take the message's bytes in a single
+// update instead of a line at a time. nullopt: the body needs the streaming
+// BodyCanonicalizer. Same result as BodyCanonicalizer on every input.
+struct CanonicalBodyPrefix {
+  std::string_view text;
+  bool crlf = false;
+};
+std::optional<CanonicalBodyPrefix> CanonicalBodyAsPrefix(Canonicalization c, std::string_view body);
 
 // Convenience for tests and tools: canonical body as a string.
 std::string CanonicalizeBody(Canonicalization c, std::string_view body);

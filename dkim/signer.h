@@ -79,6 +79,8 @@ class Signer {
  private:
   absl::StatusOr<std::string> SignHeaderHash(const DkimKey& key, const unsigned char* digest,
                                              std::size_t digest_len);
+  // SHA-256 of the canonical body into `digest` (32 bytes).
+  absl::Status HashBody(std::string_view body, Canonicalization body_canon, unsigned char* digest);
   absl::Status HashHeaders(const ParsedMessage& message, Canonicalization header_canon,
                            absl::Span<const std::string> names, std::string_view signature_field,
                            unsigned char* digest);

@@ -40,6 +40,7 @@
 #include "absl/strings/str_format.h"
 #include "dkim/key_store.h"
 #include "engine/cli/commands.h"
+#include "engine/cli/observability.h"
 #include "engine/cli/wiring.h"
 #include "engine/config/config.h"
 #include "engine/delivery/engine.h"
@@ -74,7 +75,28 @@ struct BenchArgs {
   int scrape_every_ms = 0;   // a Prometheus text scrape this often (0 = none)
   std::string delivery_log;  // write the delivery log here ("" = none)
   std::string fleet_redis;   // [fleet] redis for the engine ("" = none)
+  // Every per-message feature of a production run at once (issue 19, point
+  // 4): provider limits that never bind, the Prometheus endpoint scraped over
+  // HTTP every second, the delivery log, VERP return paths, and (unless
+  // --dkim is given) dual DKIM signing.
+  bool everything_on = false;
 };
+
+// What --everything-on shapes with, when --shaping names no file: the limits
+// of bench/shaping-providers-nonbinding.toml (configured, never binding), with
+// the connection limits at --connections.
+std::string NonBindingProviders(int connections) {
+  std::string text = absl::StrCat(
+      "# salvo bench --everything-on\n[default]\nmax_connections = ", connections, "\n");
+  static const char* const kProviders[][2] = {
+      {"google", "gmail.com"}, {"yahoo", "yahoo.com"}, {"microsoft", "outlook.com"}};
+  for (const auto& provider : kProviders) {
+    text += absl::StrCat("\n[provider.", provider[0], "]\ndomains = [\"", provider[1],
+                         "\"]\nmax_message_rate = \"1000000/s\"\n");
+    text += absl::StrCat("max_connections = ", connections, "\n");
+  }
+  return text;
+}
 
 absl::StatusOr<size_t> ParseSize(const std::string& text) {
   if (text.empty()) return absl::InvalidArgumentError("--size: empty");
@@ -153,6 +175,10 @@ std::string MakeTemplate(size_t size) {
 
 struct Paths {
   fs::path dir, data, config, campaign, template_file, recipients, sink_stats;
+  // --everything-on: the shaping file, VERP secret, delivery log and the
+  // metrics endpoint's port.
+  fs::path shaping, verp_secret, delivery_log;
+  int metrics_port = 0;
 };
 
 // Each sink address is its own destination site, and a site belongs to one
@@ -202,12 +228,29 @@ absl::Status GenerateCampaign(const BenchArgs& a, size_t size, const Paths& p,
   if (a.dkim == "ed25519" || a.dkim == "both")
     if (auto s = add_key(dkim::KeyType::kEd25519, "ed"); !s.ok()) return s;
 
+  std::string everything;  // --everything-on: what `salvo run` is configured with
+  if (a.everything_on) {
+    if (a.shaping.empty())
+      if (auto s = WriteFile(p.shaping, NonBindingProviders(a.connections_per_site)); !s.ok())
+        return s;
+    // A fresh VERP secret for each run, as an operator's key file would be.
+    std::random_device rd;
+    std::string secret;
+    for (int i = 0; i < 32; ++i) absl::StrAppend(&secret, absl::Hex(rd() & 0xff, absl::kZeroPad2));
+    if (auto s = WriteFile(p.verp_secret, secret + "\n", 0600); !s.ok()) return s;
+    everything = absl::StrCat("[metrics]\nlisten = \"127.0.0.1:", p.metrics_port, "\"\n\n",
+                              "[delivery_log]\npath = \"", p.delivery_log.string(), "\"\n\n",
+                              "[verp]\ndomain = \"bounces.bench.example\"\n", "secret_file = \"",
+                              p.verp_secret.string(), "\"\n\n");
+  }
+  const std::string shaping_file = !a.shaping.empty()
+                                       ? fs::absolute(a.shaping).string()
+                                       : (a.everything_on ? p.shaping.string() : std::string());
   std::string config = absl::StrCat(
       "data_dir = \"", p.data.string(), "\"\n", "shards = ", a.shards, "\n",
       "log_level = \"warning\"\n",
-      a.shaping.empty()
-          ? std::string()
-          : absl::StrCat("shaping_file = \"", fs::absolute(a.shaping).string(), "\"\n"),
+      shaping_file.empty() ? std::string()
+                           : absl::StrCat("shaping_file = \"", shaping_file, "\"\n"),
       "\n", Routes(domains, sink_addrs),
       "[delivery]\nmessages_per_connection = ", a.messages_per_connection,
       "\nconnections_per_site = ", a.connections_per_site, "\nin_flight_limit = 20000\n\n",
@@ -215,7 +258,7 @@ absl::Status GenerateCampaign(const BenchArgs& a, size_t size, const Paths& p,
       a.fleet_redis.empty()
           ? std::string()
           : absl::StrCat("[fleet]\nredis = \"", a.fleet_redis, "\"\nnode_id = \"bench\"\n\n"),
-      keys_toml);
+      everything, keys_toml);
   if (auto s = WriteFile(p.config, config); !s.ok()) return s;
 
   std::string campaign = absl::StrCat(
@@ -402,6 +445,43 @@ int64_t ProcessCpuNs(pid_t pid) {
   return ec ? -1 : total;
 }
 
+// One GET /metrics over loopback, as Prometheus makes it. True on a 200
+// reply that carries the engine's counters; *bytes gets the reply's size.
+bool ScrapeEndpoint(int port, size_t* bytes) {
+  *bytes = 0;
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  timeval tv{5, 0};  // a stuck endpoint does not hold the run
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(fd);
+    return false;
+  }
+  static constexpr char kRequest[] =
+      "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/plain\r\n"
+      "Connection: close\r\n\r\n";
+  if (::send(fd, kRequest, sizeof(kRequest) - 1, MSG_NOSIGNAL) !=
+      static_cast<ssize_t>(sizeof(kRequest) - 1)) {
+    ::close(fd);
+    return false;
+  }
+  std::string reply;
+  char buf[65536];
+  while (reply.size() < (size_t{256} << 20)) {  // bounded: 256 MiB
+    ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) break;
+    reply.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  *bytes = reply.size();
+  return reply.rfind("HTTP/1.1 200", 0) == 0 && reply.find("salvo_") != std::string::npos;
+}
+
 double CpuSeconds(const rusage& r) {
   return r.ru_utime.tv_sec + r.ru_utime.tv_usec / 1e6 + r.ru_stime.tv_sec +
          r.ru_stime.tv_usec / 1e6;
@@ -430,6 +510,10 @@ int RunBench(const BenchArgs& a) {
   p.template_file = p.dir / "message.eml";
   p.recipients = p.dir / "recipients.csv";
   p.sink_stats = p.dir / "sink-stats.json";
+  p.shaping = p.dir / "shaping.toml";
+  p.verp_secret = p.dir / "verp.key";
+  p.delivery_log = a.delivery_log.empty() ? p.dir / "delivery.log" : fs::absolute(a.delivery_log);
+
   pid_t sink_pid = -1;
   auto cleanup = [&] {
     if (sink_pid > 0) {
@@ -448,6 +532,10 @@ int RunBench(const BenchArgs& a) {
     return kExitFailure;
   };
 
+  if (a.everything_on) {
+    p.metrics_port = FreeLoopbackPort();
+    if (p.metrics_port < 0) return fail("no free loopback port for the metrics endpoint");
+  }
   std::vector<std::string> sink_addrs;
   if (!a.sink.empty()) {
     sink_addrs.push_back(a.sink);
@@ -486,16 +574,28 @@ int RunBench(const BenchArgs& a) {
   // What `salvo run` adds: labelled counts (the registry the engine counts
   // into, with the campaign and domain labels resolved per job), scrapes,
   // the delivery log.
-  std::unique_ptr<metrics::Registry> registry;
-  if (a.metrics || a.scrape_every_ms > 0) {
+  std::shared_ptr<metrics::Registry> registry;
+  std::unique_ptr<prometheus::Exposer> exposer;
+  std::unique_ptr<deliverylog::Writer> log_writer;
+  if (a.everything_on) {
+    // As `salvo run` starts them: the registry with the queue gauges, the
+    // endpoint and the delivery log from the generated config, and VERP.
+    auto obs = StartObservability(*cfg, cfg->metrics.listen, /*required=*/true, spool->get());
+    if (!obs.ok()) return fail(obs.status().message());
+    registry = std::move(obs->registry);
+    exposer = std::move(obs->exposer);
+    log_writer = std::move(obs->delivery_log);
+    source_options.registry = registry.get();
+    source_options.delivery_log = log_writer ? log_writer->AddProducer() : nullptr;
+    source_options.verp = inputs->verp;
+  } else if (a.metrics || a.scrape_every_ms > 0) {
     metrics::RegistryOptions ro;
     if (cfg->metrics.domains) ro.domains = *cfg->metrics.domains;
     ro.max_campaigns = cfg->metrics.max_campaigns;
-    registry = std::make_unique<metrics::Registry>(ro);
+    registry = std::make_shared<metrics::Registry>(ro);
     source_options.registry = registry.get();
   }
-  std::unique_ptr<deliverylog::Writer> log_writer;
-  if (!a.delivery_log.empty()) {
+  if (!a.everything_on && !a.delivery_log.empty()) {
     deliverylog::WriterOptions wo;
     wo.path = a.delivery_log;
     wo.rotate_bytes = 0;
@@ -561,6 +661,26 @@ int RunBench(const BenchArgs& a) {
       ++scrapes;
     }
   });
+  // --everything-on: Prometheus's view, GET /metrics every second over HTTP
+  // from the start of the run (the endpoint's threads and the scrape are in
+  // this process's CPU, as they are in `salvo run`'s).
+  uint64_t http_scrapes = 0, http_scrape_failures = 0;
+  size_t http_scrape_bytes = 0;
+  std::thread http_scraper([&] {
+    if (!exposer) return;
+    do {
+      auto next = SteadyClock::now() + std::chrono::seconds(1);
+      size_t bytes = 0;
+      if (ScrapeEndpoint(p.metrics_port, &bytes)) {
+        ++http_scrapes;
+        http_scrape_bytes = bytes;
+      } else {
+        ++http_scrape_failures;
+      }
+      while (!finished.load() && SteadyClock::now() < next)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    } while (!finished.load());
+  });
   rusage before{}, after{};
   ::getrusage(RUSAGE_SELF, &before);
   const int64_t sink_before = sink_pid > 0 ? ProcessCpuNs(sink_pid) : -1;
@@ -573,6 +693,8 @@ int RunBench(const BenchArgs& a) {
   watchdog.join();
   prober.join();
   scraper.join();
+  http_scraper.join();
+  exposer.reset();
   // The log: the source's last lines, then everything written and synced.
   spool_source.reset();
   deliverylog::WriterStats log_stats;
@@ -632,13 +754,23 @@ int RunBench(const BenchArgs& a) {
       {"metrics", registry != nullptr},
       {"scrapes", scrapes},
       {"scrape_ms_mean", scrapes ? scrape_ms_total / scrapes : 0},
+      {"everything_on", a.everything_on},
   };
+  if (a.everything_on) {
+    out["shaping_file"] = a.shaping.empty() ? "built-in non-binding provider limits" : a.shaping;
+    out["http_scrapes"] = http_scrapes;
+    out["http_scrape_failures"] = http_scrape_failures;
+    out["http_scrape_bytes_last"] = http_scrape_bytes;
+    out["verp_domain"] = cfg->verp.domain;
+  }
   if (fleet::SharedLimits* f = (*engine)->fleet_limits()) {
     const fleet::SharedLimitsStats fs = f->Stats();
     out["fleet_redis_round_trips"] = fs.redis_round_trips;
     out["fleet_round_trips_per_1000_messages"] =
         delivered ? 1000.0 * static_cast<double>(fs.redis_round_trips) / delivered : 0;
     out["fleet_shared"] = fs.shared;
+    out["fleet_message_refusals"] = fs.message_refusals;
+    out["fleet_connection_refusals"] = fs.connection_refusals;
   }
   if (log_writer) {
     out["delivery_log_lines"] = log_stats.lines;
@@ -695,6 +827,10 @@ int RunBench(const BenchArgs& a) {
               out["fleet_redis_round_trips"].get<uint64_t>(), " (",
               absl::StrFormat("%.1f", out["fleet_round_trips_per_1000_messages"].get<double>()),
               ")", out["fleet_shared"].get<bool>() ? "" : "  NOT shared: Redis unreachable"));
+    if (a.everything_on)
+      row("everything on: /metrics scrapes (failed)",
+          absl::StrCat(http_scrapes, " (", http_scrape_failures, "), shaping, VERP bounces.",
+                       "bench.example, dkim=", a.dkim));
     if (log_writer)
       row("delivery log lines (dropped)",
           absl::StrCat(log_stats.lines, " (", log_stats.dropped, ")"));
@@ -724,9 +860,8 @@ void RegisterBenchCommand(CLI::App& app, CommandContext& ctx) {
       ->check(CLI::Range(1, 1'000'000));
   cmd->add_option("--size", args->size, "Message size in bytes, k/M suffixes allowed")
       ->capture_default_str();
-  cmd->add_option("--dkim", args->dkim, "DKIM signing")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"none", "rsa2048", "ed25519", "both"}));
+  CLI::Option* dkim = cmd->add_option("--dkim", args->dkim, "DKIM signing");
+  dkim->capture_default_str()->check(CLI::IsMember({"none", "rsa2048", "ed25519", "both"}));
   cmd->add_option("--tls", args->tls, "STARTTLS on every connection")
       ->capture_default_str()
       ->check(CLI::IsMember({"on", "off"}));
@@ -766,9 +901,19 @@ void RegisterBenchCommand(CLI::App& app, CommandContext& ctx) {
                   "Hold the shaping file's provider and domain limits in this Redis "
                   "(host:port), as a fleet node does (bench/shaping-providers-nonbinding.toml "
                   "names the bench's providers); reports Redis round trips");
+  cmd->add_flag(
+      "--everything-on", args->everything_on,
+      "Every per-message feature of a production run: provider limits that never "
+      "bind (--shaping, else those of bench/shaping-providers-nonbinding.toml), the "
+      "metrics endpoint scraped over HTTP every second, the delivery log (--delivery-log, "
+      "else a temporary file), VERP return paths with a fresh secret, and --dkim both "
+      "unless --dkim is given");
   cmd->add_flag("--json", args->json, "Print the results as JSON");
   cmd->add_flag("--keep", args->keep, "Keep the generated campaign and spool in /tmp");
-  cmd->callback([args, &ctx] { ctx.exit_code = RunBench(*args); });
+  cmd->callback([args, dkim, &ctx] {
+    if (args->everything_on && dkim->count() == 0) args->dkim = "both";
+    ctx.exit_code = RunBench(*args);
+  });
 }
 
 }  // namespace salvo::cli

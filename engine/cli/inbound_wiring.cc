@@ -67,6 +67,7 @@ absl::StatusOr<std::unique_ptr<InboundServices>> StartInboundServices(const conf
     o.max_line = static_cast<size_t>(config.inbound.max_line);
     o.max_recipients = static_cast<size_t>(config.inbound.max_recipients);
     o.max_connections = static_cast<size_t>(config.inbound.max_connections);
+    o.max_buffered_bytes = config.inbound.max_buffered_bytes;
     o.idle_timeout =
         std::chrono::seconds(static_cast<int64_t>(config.inbound.idle_timeout.count()));
     o.tls = config.inbound.tls;

@@ -350,6 +350,11 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
     r.Int("max_recipients_per_message", &d.max_recipients_per_message, 1, 10000);
     r.Duration("idle_timeout", &d.idle_timeout);
     r.Int("in_flight_limit", &d.in_flight_limit, 1, 10000000);
+    r.Int("max_connections", &d.max_connections, 1, 10000000);
+    r.Bytes("max_composed_bytes", &d.max_composed_bytes);
+    if (status.ok() && d.max_composed_bytes == 0)
+      r.Fail(t->get("max_composed_bytes")->source(),
+             "[delivery] max_composed_bytes must be > 0 (bytes of copies composed ahead)");
     r.Duration("shutdown_deadline", &d.shutdown_deadline);
     r.String("helo_name", &d.helo_name);
     r.Duration("site_retry_delay", &d.site_retry_delay);
@@ -504,6 +509,12 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
     r.Int("max_line", &cfg.inbound.max_line, 512, 1 << 20);
     r.Int("max_recipients", &cfg.inbound.max_recipients, 1, 100000);
     r.Int("max_connections", &cfg.inbound.max_connections, 1, 1000000);
+    r.Bytes("max_buffered_bytes", &cfg.inbound.max_buffered_bytes);
+    if (status.ok() && cfg.inbound.max_buffered_bytes < cfg.inbound.max_message_size)
+      r.Fail(t->get("max_buffered_bytes") ? t->get("max_buffered_bytes")->source() : t->source(),
+             Cat("[inbound] max_buffered_bytes (", cfg.inbound.max_buffered_bytes,
+                 ") must be at least max_message_size (", cfg.inbound.max_message_size,
+                 "): each DATA reserves max_message_size"));
     r.Duration("idle_timeout", &cfg.inbound.idle_timeout, 1.0);
     r.Bool("tls", &cfg.inbound.tls);
     r.String("tls_cert", &cfg.inbound.tls_cert);

@@ -105,9 +105,15 @@ struct DeliveryConfig {
   int max_recipients_per_message = 100;  // RCPTs per transaction
   Seconds idle_timeout{5.0};             // close a connection idle this long
   int in_flight_limit = 10000;           // messages leased and not completed, per process
-  Seconds shutdown_deadline{30.0};       // SIGTERM: finish transactions within this
-  std::string helo_name;                 // empty = the machine's host name
-  Seconds site_retry_delay{60.0};        // all MX hosts down: site paused this long
+  // Outbound connections open (or opening) at once over every shard and
+  // site; at the cap pools wait for a slot (nothing is deferred).
+  int max_connections = 10000;
+  // Bytes of copies composed ahead and not yet sent; over it no copy is
+  // composed ahead (connections compose their own, one at a time).
+  uint64_t max_composed_bytes = 256ull << 20;
+  Seconds shutdown_deadline{30.0};  // SIGTERM: finish transactions within this
+  std::string helo_name;            // empty = the machine's host name
+  Seconds site_retry_delay{60.0};   // all MX hosts down: site paused this long
 };
 
 enum class TlsMode { kOff, kOpportunistic, kRequired };
@@ -207,6 +213,9 @@ struct InboundConfig {
   int max_line = 2048;
   int max_recipients = 100;
   int max_connections = 1000;
+  // Message bytes the listener may hold at once: each DATA reserves
+  // max_message_size until the message is stored; beyond, DATA gets 452.
+  uint64_t max_buffered_bytes = 256ull << 20;
   Seconds idle_timeout{300.0};  // a silent connection gets 421 and is closed
   bool tls = false;             // offer STARTTLS
   std::string tls_cert;         // PEM certificate (chain); with tls_key; none: self-signed

@@ -15,8 +15,11 @@ namespace {
 using Steady = std::chrono::steady_clock;
 
 // Compose ahead (and spread over the shards) only when composing a copy
-// costs more than this on average; see TopUp.
-constexpr std::chrono::microseconds kComposeAheadAbove{50};
+// costs more than this on average; see TopUp. Well between rendering alone
+// (~3-5 us for 20 KB) and the cheapest signed copy (Ed25519, ~45-55 us):
+// at 50 us an Ed25519 campaign sat on the threshold and the farm switched
+// on and off, leaving one core to compose its owner's sites alone.
+constexpr std::chrono::microseconds kComposeAheadAbove{25};
 
 smtp::Outcome ShutdownOutcome() {
   return smtp::OutcomeForLocal("shutdown", "the engine is shutting down; will retry", false,
@@ -39,7 +42,7 @@ ComposeFarm::ComposeFarm(Shard* shard, int shard_count)
 // Only when composing is dear: a hand-off to another shard and back costs a
 // few microseconds of CPU (two mailbox posts, ring wake-ups, a 20 KB body
 // read on another core), about what rendering alone costs (~5 us for 20 KB),
-// while RSA-2048 signing costs ~350 us and Ed25519 ~80 us. Below the
+// while an RSA-2048 signed copy costs ~290 us and an Ed25519 one ~50 us. Below the
 // threshold every job is composed by the connection that sends it. The cost
 // is this shard's moving average over its own Compose calls (its round-robin
 // share included, so it follows the campaign mix).
@@ -50,8 +53,10 @@ void ComposeFarm::TopUp(SitePool* pool) {
   // Ship in batches of a quarter of the target, not one job per finished
   // transaction: fewer mailbox posts and ring wake-ups per copy.
   if (pool->composed.size() + pool->composing + std::max<size_t>(1, target / 4) > target) return;
+  Engine* engine = shard_->engine();
   bool queued = false;
-  while (!pool->ready.empty() && pool->composed.size() + pool->composing < target) {
+  while (!pool->ready.empty() && pool->composed.size() + pool->composing < target &&
+         engine->ComposedRoom()) {
     Job job = std::move(pool->ready.front());
     pool->ready.pop_front();
     if (job.body) {  // the source gave the body: nothing to compose
@@ -93,7 +98,20 @@ void ComposeFarm::Flush() {
 void ComposeFarm::ComposeFor(int owner, std::vector<ComposeWork> work) {
   // Composed even when this shard is draining: only the owner knows whether
   // the copy is still wanted, and the work is bounded by the owner's pools.
-  for (ComposeWork& w : work) w.status = ComposeHere(&w.job, &w.permanent);
+  // Over delivery.max_composed_bytes: not composed (or, when the cap was
+  // reached while composing, not kept) here; the owner queues it again.
+  Engine* engine = shard_->engine();
+  for (ComposeWork& w : work) {
+    if (!engine->ComposedRoom()) {
+      w.over_cap = true;
+      continue;
+    }
+    w.status = ComposeHere(&w.job, &w.permanent);
+    if (w.status.ok() && w.job.body && !engine->AdmitComposed(&w.job.body)) {
+      w.job.body.reset();
+      w.over_cap = true;
+    }
+  }
   if (owner == shard_->index()) {
     shard_->AcceptComposed(std::move(work));
     return;
@@ -110,6 +128,8 @@ void ComposeFarm::AcceptComposed(std::vector<ComposeWork> work) {
     composing_--;
     if (shard_->draining()) {
       shard_->Report(std::move(w.job), ShutdownOutcome());
+    } else if (w.over_cap) {
+      pool->ready.push_front(std::move(w.job));
     } else if (!w.status.ok() || !w.job.body) {
       ReportFailure(std::move(w.job), w.status, w.permanent);
     } else {

@@ -7,8 +7,13 @@
 // Per site the owner keeps `composed + composing` at about one job per open
 // connection (at least 1, at most 2 x max_connections), so memory is bounded
 // by the pools, not by the queue. Only when composing is dear (moving
-// average above 50 us: RSA or Ed25519 signing); otherwise every copy is
+// average above 25 us: RSA or Ed25519 signing); otherwise every copy is
 // composed by the connection that sends it.
+//
+// delivery.max_composed_bytes caps the bytes of copies composed ahead and
+// not yet sent (Engine::AdmitComposed): over it nothing is shipped, a copy
+// composed meanwhile goes back uncounted to the ready queue, and connections
+// compose their own copies one at a time until sending frees room.
 #include <chrono>
 #include <cstddef>
 #include <vector>
@@ -29,6 +34,9 @@ struct ComposeWork {
   Job job;
   absl::Status status;     // Compose()'s answer
   bool permanent = false;  // with a failed status: bounce, else defer
+  // Not composed ahead: delivery.max_composed_bytes was reached. The job goes
+  // back to the front of its site's ready queue (its connection composes it).
+  bool over_cap = false;
 };
 
 class ComposeFarm {

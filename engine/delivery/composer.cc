@@ -1,5 +1,7 @@
 #include "engine/delivery/composer.h"
 
+#include <algorithm>
+
 #include "absl/time/clock.h"
 
 #include "dkim/alignment.h"
@@ -101,7 +103,9 @@ absl::StatusOr<ComposedCopy> CampaignComposer::Compose(const CopyRequest& copy,
   rc.allow_8bit = false;
   ComposedCopy out;
   std::string body;
-  body.reserve(4096);
+  // Room for the rendered copy and its DKIM-Signature fields (about 600
+  // bytes per RSA-2048 key): see size_hint_.
+  body.reserve(std::max<size_t>(4096, size_hint_.load(std::memory_order_relaxed)));
   auto rendered = tmpl_->Render(rc, &body);
   if (!rendered.ok()) {
     *permanent = true;
@@ -119,14 +123,16 @@ absl::StatusOr<ComposedCopy> CampaignComposer::Compose(const CopyRequest& copy,
       *permanent = false;
       return sig.status();
     }
-    out.bytes = std::move(*sig);
-    out.bytes.append(body);
+    // In front of the message, in place (the buffer was reserved for it).
+    body.insert(0, *sig);
     out.is_signed = true;
     for (const dkim::DkimKey* k : keys_)
       ++(k->type == dkim::KeyType::kEd25519 ? out.ed25519_signatures : out.rsa_signatures);
-  } else {
-    out.bytes = std::move(body);
   }
+  const size_t room = body.size() + 1024 * keys_.size();
+  if (room > size_hint_.load(std::memory_order_relaxed))
+    size_hint_.store(room, std::memory_order_relaxed);
+  out.bytes = std::move(body);
   return out;
 }
 

@@ -9,6 +9,7 @@
 //
 // Immutable once prepared: Compose is const and runs on any shard; the caller
 // passes the dkim::Signer it owns (one per thread).
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -96,6 +97,11 @@ class CampaignComposer {
   std::vector<const dkim::DkimKey*> keys_;  // empty: unsigned
   std::string unsigned_reason_;
   bool identical_copies_ = false;
+  // The largest copy composed so far (relaxed; any shard): the next copy's
+  // buffer is reserved at that size up front, so rendering a 20 KB message
+  // does not grow it four times and the DKIM-Signature fields go in front
+  // without another allocation. Only a hint.
+  mutable std::atomic<size_t> size_hint_{0};
 };
 
 }  // namespace salvo::delivery

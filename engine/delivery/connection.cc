@@ -214,6 +214,7 @@ bool Connection::StartJob(Job job) {
   env.body_owner = job.body;
   env.needs_8bit = job.needs_8bitmime;
   env.needs_smtputf8 = job.needs_smtputf8;
+  env.body_crlf = job.body_crlf;
   job_ = std::move(job);
   transaction_started_ = absl::Now();
   if (!session_->StartTransaction(std::move(env))) {

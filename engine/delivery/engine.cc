@@ -146,6 +146,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const config::Config& con
     registry = e->own_registry_.get();
   }
   e->registry_ = registry;
+  e->max_connections_ = std::max(1, config.delivery.max_connections);
+  e->max_composed_bytes_ = std::max<uint64_t>(1, config.delivery.max_composed_bytes);
   for (int i = 0; i < n; ++i)
     e->shards_.push_back(std::make_unique<Shard>(e.get(), i, registry->AddShard()));
   return e;
@@ -271,7 +273,63 @@ EngineStats Engine::Stats() const {
     st.peak_sessions += s->peak_sessions();
   }
   st.jobs_in_flight = in_flight_shadow_.load(std::memory_order_relaxed);
+  st.connections = static_cast<uint64_t>(connections_.load(std::memory_order_relaxed));
+  st.connections_peak = static_cast<uint64_t>(connections_peak_.load(std::memory_order_relaxed));
+  st.connection_waits = connection_waits_.load(std::memory_order_relaxed);
+  st.composed_bytes = composed_bytes_.load(std::memory_order_relaxed);
+  st.composed_bytes_peak = composed_bytes_peak_.load(std::memory_order_relaxed);
+  st.compose_waits = compose_waits_.load(std::memory_order_relaxed);
   return st;
+}
+
+namespace {
+
+void RaisePeak(std::atomic<int64_t>* peak, int64_t v) {
+  int64_t p = peak->load(std::memory_order_relaxed);
+  while (v > p && !peak->compare_exchange_weak(p, v, std::memory_order_relaxed)) {
+  }
+}
+
+void RaisePeak(std::atomic<uint64_t>* peak, uint64_t v) {
+  uint64_t p = peak->load(std::memory_order_relaxed);
+  while (v > p && !peak->compare_exchange_weak(p, v, std::memory_order_relaxed)) {
+  }
+}
+
+}  // namespace
+
+bool Engine::TakeConnectionSlot() {
+  int64_t n = connections_.load(std::memory_order_relaxed);
+  do {
+    if (n >= max_connections_) {
+      connection_waits_.fetch_add(1, std::memory_order_relaxed);
+      return false;
+    }
+  } while (!connections_.compare_exchange_weak(n, n + 1, std::memory_order_relaxed));
+  RaisePeak(&connections_peak_, n + 1);
+  return true;
+}
+
+void Engine::ReleaseConnectionSlot() { connections_.fetch_sub(1, std::memory_order_relaxed); }
+
+bool Engine::AdmitComposed(std::shared_ptr<const std::string>* body) {
+  const uint64_t size = (*body)->size();
+  uint64_t n = composed_bytes_.load(std::memory_order_relaxed);
+  do {
+    if (n > 0 && n >= max_composed_bytes_) {
+      compose_waits_.fetch_add(1, std::memory_order_relaxed);
+      return false;
+    }
+  } while (!composed_bytes_.compare_exchange_weak(n, n + size, std::memory_order_relaxed));
+  RaisePeak(&composed_bytes_peak_, n + size);
+  // The same bytes under a new owner whose last reference gives them back.
+  const std::string* raw = body->get();
+  *body = std::shared_ptr<const std::string>(
+      raw, [this, size, keep = std::move(*body)](const std::string*) mutable {
+        keep.reset();
+        composed_bytes_.fetch_sub(size, std::memory_order_relaxed);
+      });
+  return true;
 }
 
 void Engine::Dispatch(std::vector<Job> jobs) {

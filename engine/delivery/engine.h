@@ -67,6 +67,16 @@ struct EngineStats {
   uint64_t open_sessions = 0;  // now
   uint64_t peak_sessions = 0;  // max over shards summed (approximate peak)
   uint64_t jobs_in_flight = 0;
+  // delivery.max_connections: connections open or opening now (every shard)
+  // and the most at once; times a pool had to wait for a slot.
+  uint64_t connections = 0;
+  uint64_t connections_peak = 0;
+  uint64_t connection_waits = 0;
+  // delivery.max_composed_bytes: bytes of copies composed ahead and not yet
+  // sent, the most at once, and copies not composed ahead for the cap.
+  uint64_t composed_bytes = 0;
+  uint64_t composed_bytes_peak = 0;
+  uint64_t compose_waits = 0;
 };
 
 struct EngineOptions {
@@ -164,6 +174,24 @@ class Engine {
   MessageSource* source() const { return source_; }
   void ShardStopped();
 
+  // delivery.max_connections, shared by every shard without a lock (one
+  // atomic per connection opened or closed, never per message). Take one
+  // before opening a connection; false: at the cap, the pool waits.
+  bool TakeConnectionSlot();
+  void ReleaseConnectionSlot();
+  bool AtConnectionCap() const {
+    return connections_.load(std::memory_order_relaxed) >= max_connections_;
+  }
+  // delivery.max_composed_bytes. Room to compose another copy ahead?
+  bool ComposedRoom() const {
+    return composed_bytes_.load(std::memory_order_relaxed) < max_composed_bytes_;
+  }
+  // A copy composed ahead: counted while its body lives (until it is sent
+  // and dropped, or deferred). False (nothing counted, the body untouched)
+  // when the cap is reached; a copy is admitted whenever nothing else is
+  // held, however large, so the total stays under the cap plus one copy.
+  bool AdmitComposed(std::shared_ptr<const std::string>* body);
+
  private:
   Engine(const config::Config& config, MessageSource* source, EngineOptions options);
   void Dispatch(std::vector<Job> jobs);
@@ -177,6 +205,16 @@ class Engine {
   EngineOptions options_;
   const MonotonicClock* clock_;
   dns::ResolverOptions resolver_options_;
+  // Resource caps (delivery.max_connections, delivery.max_composed_bytes);
+  // before the shards: bodies their pools hold give their bytes back here.
+  int64_t max_connections_ = 1;
+  std::atomic<int64_t> connections_{0};
+  std::atomic<int64_t> connections_peak_{0};
+  std::atomic<uint64_t> connection_waits_{0};
+  uint64_t max_composed_bytes_ = 1;
+  std::atomic<uint64_t> composed_bytes_{0};
+  std::atomic<uint64_t> composed_bytes_peak_{0};
+  std::atomic<uint64_t> compose_waits_{0};
   // Fleet-wide limits ([fleet] redis); before the shards and the shaper,
   // whose shaping keys use it, so it is destroyed after them.
   std::unique_ptr<fleet::SharedLimits> fleet_limits_;

@@ -115,6 +115,7 @@ void Shard::ThreadMain(std::promise<absl::Status>* started) {
   for (Connection* c : all_) {
     if (c->fd() >= 0) close(c->fd());
     delete c;
+    engine_->ReleaseConnectionSlot();
   }
   all_.clear();
   pools_.clear();
@@ -227,6 +228,8 @@ void Shard::SweepPools() {
 // ---------------------------------------------------------------------------
 // Connections.
 
+// Each connection holds one slot of delivery.max_connections (taken by the
+// pool before it asks for the connection) until it is forgotten.
 Connection* Shard::NewConnection(SitePool* pool) {
   auto* c = new Connection(this, pool);
   all_.insert(c);
@@ -236,6 +239,17 @@ Connection* Shard::NewConnection(SitePool* pool) {
 void Shard::Forget(Connection* c) {
   all_.erase(c);
   delete c;
+  engine_->ReleaseConnectionSlot();
+}
+
+void Shard::CloseAnIdleConnection(const SitePool* wanting) {
+  for (auto& [key, pool] : pools_) {
+    if (pool.get() == wanting || pool->idle.empty() || !pool->ready.empty() ||
+        !pool->composed.empty() || pool->composing != 0)
+      continue;
+    pool->idle.back()->Quit();
+    return;
+  }
 }
 
 void Shard::SessionOpened(metrics::DomainSlot domain) {

@@ -111,6 +111,10 @@ class Shard {
   // the drain check. The shard owns them (freed in Forget).
   Connection* NewConnection(SitePool* pool);
   void Forget(Connection* c);
+  // delivery.max_connections is reached and `wanting` has work but no
+  // connection: QUITs one idle connection of a site of this shard with
+  // nothing queued, if there is one, so its slot goes to where work waits.
+  void CloseAnIdleConnection(const SitePool* wanting);
   void SessionOpened(metrics::DomainSlot domain);
   void SessionClosed(metrics::DomainSlot domain);
   // Stops when draining and nothing is left (connections, compositions).

@@ -43,6 +43,9 @@ namespace {
 // to the queue (held: no attempt, no deferral) so it never fills the
 // engine's in-flight limit with jobs it will not send for minutes.
 constexpr int64_t kHoldHorizonNs = 5'000'000'000;
+// After a fleet slot refusal: its worker (engine/fleet, 10 ms tick, woken by
+// the refusal) has leased the slots by then.
+constexpr std::chrono::milliseconds kFleetRetry{15};
 
 std::string_view ReplyOrDetail(const smtp::Outcome& o, std::string* buf) {
   if (o.reply.empty()) return o.detail;
@@ -67,6 +70,7 @@ void SitePool::Enqueue(Job job) {
     part.body = job.body;
     part.needs_8bitmime = job.needs_8bitmime;
     part.needs_smtputf8 = job.needs_smtputf8;
+    part.body_crlf = job.body_crlf;
     part.context = job.context;
     part.campaign = job.campaign;
     part.egress_pool = job.egress_pool;
@@ -104,6 +108,10 @@ bool SitePool::MayOpenConnection(Steady::time_point now) const {
     const int share = k->Share();
     if (share > 0 && connections >= static_cast<size_t>(share)) return false;
   }
+  // A site's own key (one pool): its part of a fleet-wide limit.
+  if (const int part = info_->lane < 0 ? policy_.own->FleetPart() : 0;
+      part > 0 && connections >= static_cast<size_t>(part))
+    return false;
   return policy_.own->MayOpen(ns) && (!policy_.provider || policy_.provider->MayOpen(ns));
 }
 
@@ -114,7 +122,8 @@ bool SitePool::OverShare() const {
     const int share = k->Share();
     if (share > 0 && connections > static_cast<size_t>(share)) return true;
   }
-  return false;
+  const int part = info_->lane < 0 ? policy_.own->FleetPart() : 0;
+  return part > 0 && connections > static_cast<size_t>(part);
 }
 
 int64_t SitePool::SendWait(Steady::time_point now) const {
@@ -185,18 +194,34 @@ void SitePool::Pump() {
   }
   // A connection still idle here found no job it may send (a rate said "not
   // yet"): another connection would only wait beside it.
+  shaping::KeyState* fleet_wait = nullptr;
   while (idle.empty() && ready.size() + composed.size() + composing > starting &&
          MayOpenConnection(now)) {
     const size_t before = connections;
-    OpenConnection();
+    fleet_wait = OpenConnection();
     if (connections <= before) break;  // no socket (out of descriptors): not now
+  }
+  if (fleet_wait) {
+    // The fleet's slots are leased by its worker within a tick: ask for all
+    // the connections this pool would open now in one round trip, and pump
+    // again when they should have arrived (not only at the next completion).
+    const size_t work = ready.size() + composed.size() + composing;
+    const size_t want =
+        std::min(work > starting ? work - starting : 1,
+                 policy_.max_connections > connections ? policy_.max_connections - connections : 1);
+    fleet_wait->WantFleetConnections(static_cast<int>(want));
+    ArmWakeup(now + kFleetRetry);
   }
   // Backing off: the wakeup pumps again when new connections may open.
   if (backoff_until_ > now && ready.size() + composed.size() > 0) ArmWakeup(backoff_until_);
   // Work but no connection, and a shaping key said "not now" (its slots are
-  // taken, by other sites too, or its connection rate): ask again soon.
-  else if (connections == 0 && ready.size() + composed.size() > 0)
+  // taken, by other sites too, or its connection rate) or every slot of
+  // delivery.max_connections is taken: ask again soon. At that cap an idle
+  // connection of another site of this shard is closed to free a slot.
+  else if (connections == 0 && ready.size() + composed.size() > 0) {
+    if (shard_->engine()->AtConnectionCap()) shard_->CloseAnIdleConnection(this);
     ArmWakeup(now + std::chrono::milliseconds(50));
+  }
   shard_->farm()->TopUp(this);
 }
 
@@ -260,7 +285,7 @@ void SitePool::DeferAll(const smtp::Outcome& outcome) {
   for (Job& job : jobs) shard_->Report(std::move(job), outcome);
 }
 
-void SitePool::OpenConnection() {
+shaping::KeyState* SitePool::OpenConnection() {
   const auto now = shard_->Now();
   size_t host = info_->hosts.size();
   for (size_t i = 0; i < info_->hosts.size(); ++i) {
@@ -270,18 +295,28 @@ void SitePool::OpenConnection() {
     }
   }
   if (host == info_->hosts.size()) host = 0;  // all marked down: try in order again
-  // A slot of each shaping key (connection limits and rates), or no connection.
+  // A slot of delivery.max_connections (every shard's connections) and of
+  // each shaping key (connection limits and rates), or no connection: the
+  // pool waits (Pump's wakeup), nothing is deferred.
+  Engine* engine = shard_->engine();
+  if (!engine->TakeConnectionSlot()) return nullptr;
   const int64_t ns = Ns(now);
-  if (!policy_.own->AcquireConnection(ns)) return;
-  if (policy_.provider && !policy_.provider->AcquireConnection(ns)) {
+  bool fleet_wait = false;
+  if (!policy_.own->AcquireConnection(ns, &fleet_wait)) {
+    engine->ReleaseConnectionSlot();
+    return fleet_wait ? policy_.own.get() : nullptr;
+  }
+  if (policy_.provider && !policy_.provider->AcquireConnection(ns, &fleet_wait)) {
     policy_.own->ReleaseConnection();
-    return;
+    engine->ReleaseConnectionSlot();
+    return fleet_wait ? policy_.provider.get() : nullptr;
   }
   Connection* c = shard_->NewConnection(this);
   c->TakeSlots(policy_.own, policy_.provider);
   connections++;
   starting++;
   c->ConnectTo(host);
+  return nullptr;
 }
 
 void SitePool::HostWorks(size_t host) {

@@ -65,7 +65,8 @@ class SitePool {
   int64_t SendWait(Steady::time_point now) const;
   bool MaySendNow(Steady::time_point now) const { return SendWait(now) == 0; }
   // More connections than this site's share of its provider's limit (other
-  // sites of the provider wait): a connection that finishes a transaction
+  // sites of the provider wait), or than this node's part of a fleet-wide
+  // limit (another node waits): a connection that finishes a transaction
   // QUITs instead of taking the next job.
   bool OverShare() const;
 
@@ -103,7 +104,11 @@ class SitePool {
   size_t live = 0;                // connections that reached kReady at least once
 
  private:
-  void OpenConnection();
+  // Opens a connection if every shaping key grants a slot. Returns the key
+  // whose fleet slot (engine/fleet) was the only thing missing, else null:
+  // the caller asks that key for the rest of its demand and pumps again
+  // shortly.
+  shaping::KeyState* OpenConnection();
   void SetActive(bool active);
   void ArmWakeup(Steady::time_point at);
   static int64_t Ns(Steady::time_point t) { return t.time_since_epoch().count(); }

@@ -45,6 +45,9 @@ struct Job {
   int16_t egress_pool = -1;
   bool needs_8bitmime = false;
   bool needs_smtputf8 = false;
+  // The body has CRLF line ends only (a composed copy: Template::Render's
+  // promise), so the session sends it without scanning it for bare LFs.
+  bool body_crlf = false;
   // The `campaign` and `domain` labels of its recipients' counts, resolved by
   // the source once per campaign and domain (default: "other", "other").
   metrics::OutcomeLabels labels;

@@ -369,6 +369,7 @@ absl::Status SpoolSource::Compose(Job* job, int shard, bool* permanent) {
   for (const JobRecipient& r : job->recipients)
     job->needs_smtputf8 |= message::AddressNeedsSmtpUtf8(r.address);
   job->body = std::make_shared<std::string>(std::move(composed->bytes));
+  job->body_crlf = true;  // rendered (and signed) with CRLF line ends only
   return absl::OkStatus();
 }
 

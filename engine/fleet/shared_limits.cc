@@ -37,24 +37,80 @@ if wait < 0 then wait = 0 end
 return {n, math.floor(wait)}
 )lua";
 
-// Connection leases. KEYS[1]: sorted set member -> expiry (ms of Redis's
-// clock). ARGV: limit, ttl ms, then the members wanted. Expired leases are
-// dropped first; returns how many of the members were leased (in order).
-constexpr char kLeaseScript[] = R"lua(
-local limit = tonumber(ARGV[1])
-local ttl = tonumber(ARGV[2])
+// Who contends for a connection limit. KEYS[1]: the leases (member
+// "<node>:<slot>" -> expiry ms of Redis's clock); KEYS[2]: the nodes waiting
+// for a slot (node -> expiry ms). Drops expired entries; returns how many
+// leases there are, how many `me` holds, how many other nodes wait, and how
+// many nodes hold or wait (`me` counted).
+constexpr char kCensus[] = R"lua(
+local function census(conn, wait, me, now)
+  redis.call('ZREMRANGEBYSCORE', conn, '-inf', now)
+  redis.call('ZREMRANGEBYSCORE', wait, '-inf', now)
+  local seen, nodes, mine, others = {}, 0, 0, 0
+  local leases = redis.call('ZRANGE', conn, 0, -1)
+  for _, m in ipairs(leases) do
+    local node = string.match(m, '^(.*):[^:]*$') or m
+    if node == me then mine = mine + 1 end
+    if not seen[node] then seen[node] = true; nodes = nodes + 1 end
+  end
+  for _, node in ipairs(redis.call('ZRANGE', wait, 0, -1)) do
+    if node ~= me then
+      others = others + 1
+      if not seen[node] then seen[node] = true; nodes = nodes + 1 end
+    end
+  end
+  if not seen[me] then nodes = nodes + 1 end
+  return #leases, mine, others, nodes
+end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local free = limit - redis.call('ZCARD', KEYS[1])
+)lua";
+
+// Connection leases. KEYS: leases, waiting (see kCensus). ARGV: limit, ttl
+// ms, me, wait ttl ms, then the members wanted. While another node waits, a
+// node gets no more than ceil(limit / nodes holding or waiting); a node that
+// gets less than it asked for is marked waiting. Returns how many of the
+// members were leased (in order) and the node's cap (0 = none).
+const std::string kLeaseScript = std::string(kCensus) + R"lua(
+local limit = tonumber(ARGV[1])
+local ttl = tonumber(ARGV[2])
+local me = ARGV[3]
+local wait_ttl = tonumber(ARGV[4])
+local held, mine, others, nodes = census(KEYS[1], KEYS[2], me, now)
+local cap = 0
+local allowed = limit - held
+if others > 0 then
+  cap = math.ceil(limit / nodes)
+  allowed = math.min(allowed, cap - mine)
+end
 local granted = 0
-for i = 3, #ARGV do
-  if granted >= free then break end
+for i = 5, #ARGV do
+  if granted >= allowed then break end
   redis.call('ZADD', KEYS[1], now + ttl, ARGV[i])
   granted = granted + 1
 end
 redis.call('PEXPIRE', KEYS[1], ttl * 2)
-return granted
+if granted < #ARGV - 4 then
+  redis.call('ZADD', KEYS[2], now + wait_ttl, me)
+  redis.call('PEXPIRE', KEYS[2], wait_ttl * 2)
+else
+  redis.call('ZREM', KEYS[2], me)
+end
+return {granted, cap}
+)lua";
+
+// A node's cap on every key it holds much of: KEYS are pairs (leases,
+// waiting); ARGV: me, then each key's limit. Returns a cap per key,
+// ceil(limit / nodes) while another node waits, else 0.
+const std::string kFairScript = std::string(kCensus) + R"lua(
+local me = ARGV[1]
+local caps = {}
+for i = 1, #KEYS / 2 do
+  local limit = tonumber(ARGV[i + 1])
+  local held, mine, others, nodes = census(KEYS[2 * i - 1], KEYS[2 * i], me, now)
+  if others > 0 then caps[i] = math.ceil(limit / nodes) else caps[i] = 0 end
+end
+return caps
 )lua";
 
 // Renews this node's leases (ZADD XX: an expired, dropped lease is not
@@ -108,6 +164,10 @@ int64_t SharedLimits::BatchSize(const Key& k) const {
       1, static_cast<int64_t>(std::ceil(k.rate * absl::ToDoubleSeconds(options_.batch))));
 }
 
+std::string SharedLimits::WaitKey(std::string_view name) const {
+  return fmt::format("{}wait:{}", options_.key_prefix, name);
+}
+
 int SharedLimits::FallbackConnections(const Key& k) const {
   const int n = std::max(1, options_.fleet_size);
   return std::max(1, (k.max_connections + n - 1) / n);
@@ -117,7 +177,7 @@ void SharedLimits::SetLimit(std::string_view key, double messages_per_second, in
   std::lock_guard<std::mutex> lock(mu_);
   auto it = keys_.find(key);
   if (it == keys_.end()) {
-    it = keys_.emplace(std::string(key), Key{}).first;
+    it = keys_.try_emplace(std::string(key)).first;
     it->second.name = std::string(key);
     it->second.fallback_last = absl::Now();
   }
@@ -134,6 +194,7 @@ int64_t SharedLimits::TakeMessages(std::string_view key, int64_t want) {
   const int64_t n = std::min<int64_t>(want, static_cast<int64_t>(std::floor(k.tokens)));
   k.tokens -= static_cast<double>(n);
   k.wants_messages = true;
+  if (n == 0) ++stats_.message_refusals;
   stats_.messages_taken += static_cast<uint64_t>(n);
   return n;
 }
@@ -143,7 +204,9 @@ bool SharedLimits::AcquireConnection(std::string_view key) {
   auto it = keys_.find(key);
   if (it == keys_.end() || it->second.max_connections <= 0) return true;
   Key& k = it->second;
-  const int cap = shared_.load() ? static_cast<int>(k.leases.size()) : FallbackConnections(k);
+  int cap = shared_.load() ? static_cast<int>(k.leases.size()) : FallbackConnections(k);
+  if (const int fair = k.node_cap.load(std::memory_order_relaxed); fair > 0)
+    cap = std::min(cap, fair);
   if (k.in_use < cap) {
     ++k.in_use;
     k.idle_since = absl::InfiniteFuture();
@@ -151,6 +214,7 @@ bool SharedLimits::AcquireConnection(std::string_view key) {
   }
   k.wants_connection = true;
   ++k.wanted;
+  ++stats_.connection_refusals;
   wake_.notify_all();
   return false;
 }
@@ -161,8 +225,35 @@ void SharedLimits::ReleaseConnection(std::string_view key) {
   if (it == keys_.end() || it->second.max_connections <= 0) return;
   Key& k = it->second;
   if (k.in_use > 0) --k.in_use;
+  // Over this node's part while another node waits: the slot goes back to
+  // the fleet now (not after a second idle, when this node's own pools
+  // would have taken it again).
+  const int fair = k.node_cap.load(std::memory_order_relaxed);
+  if (fair > 0 && static_cast<int>(k.leases.size()) > std::max(fair, k.in_use)) {
+    k.releasing.push_back(std::move(k.leases.back()));
+    k.leases.pop_back();
+    ++stats_.connections_yielded;
+    wake_.notify_all();
+  }
   if (static_cast<int>(k.leases.size()) > k.in_use && k.idle_since == absl::InfiniteFuture())
     k.idle_since = absl::Now();
+}
+
+const std::atomic<int>* SharedLimits::NodeCap(std::string_view key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = keys_.find(key);
+  return it == keys_.end() ? nullptr : &it->second.node_cap;
+}
+
+void SharedLimits::WantConnections(std::string_view key, int n) {
+  if (n <= 0) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = keys_.find(key);
+  if (it == keys_.end() || it->second.max_connections <= 0) return;
+  Key& k = it->second;
+  k.wants_connection = true;
+  k.wanted = std::max(k.wanted, std::min(n, k.max_connections));
+  wake_.notify_all();
 }
 
 SharedLimitsStats SharedLimits::Stats() const {
@@ -182,7 +273,11 @@ void SharedLimits::LoseRedis(const std::string& why) {
               options_.redis, why, options_.fleet_size);
   }
   // Leases held in Redis expire by themselves; locally the fallback cap applies.
-  for (auto& [name, k] : keys_) k.leases.clear();
+  for (auto& [name, k] : keys_) {
+    k.leases.clear();
+    k.releasing.clear();
+    k.node_cap.store(0, std::memory_order_relaxed);
+  }
 }
 
 void SharedLimits::Run() {
@@ -195,7 +290,11 @@ void SharedLimits::Run() {
   if (release_on_stop_ && redis_) {
     std::vector<std::pair<std::string, std::vector<std::string>>> held;
     for (auto& [name, k] : keys_)
-      if (!k.leases.empty()) held.emplace_back(options_.key_prefix + "conn:" + name, k.leases);
+      if (!k.leases.empty() || !k.releasing.empty()) {
+        std::vector<std::string> members = k.leases;
+        members.insert(members.end(), k.releasing.begin(), k.releasing.end());
+        held.emplace_back(options_.key_prefix + "conn:" + name, std::move(members));
+      }
     lock.unlock();
     for (auto& [rkey, members] : held) (void)redis_->Eval(kReleaseScript, {rkey}, members);
   }
@@ -224,11 +323,20 @@ void SharedLimits::Tick(std::unique_lock<std::mutex>& lock) {
         SALVO_LOG(kInfo, "fleet limits: Redis {} is back: limits are shared again", options_.redis);
       }
       next_renew_ = absl::InfinitePast();
-      // Every node re-leases the connections it kept open meanwhile before
-      // any node takes new slots (they all reconnect within retry_interval):
-      // else a fast node could fill the limit while a slow one still holds
-      // connections from its fallback share, and the fleet would overshoot.
-      reclaim_until_ = absl::Now() + 2 * options_.retry_interval;
+      // After a fallback, every node re-leases the connections it kept open
+      // meanwhile before any node takes new slots (they all reconnect within
+      // retry_interval): else a fast node could fill the limit while a slow
+      // one still holds connections from its fallback share, and the fleet
+      // would overshoot. Not at the first connection of a node that never
+      // fell back: it holds nothing to reclaim, and waiting there left a
+      // starting node without connections for 2 s.
+      if (stats_.fallbacks > 0) reclaim_until_ = absl::Now() + 2 * options_.retry_interval;
+      // Demand from the fallback is stale (the pools ask again): only what is
+      // asked from now on is leased when the reclaim window ends.
+      for (auto& [name, k] : keys_) {
+        k.wants_connection = false;
+        k.wanted = 0;
+      }
     } else if (absl::Now() >= next_redis_try_) {
       LoseRedis("cannot connect");
     }
@@ -262,7 +370,7 @@ void SharedLimits::Tick(std::unique_lock<std::mutex>& lock) {
     std::vector<std::string> members;
   };
   std::vector<Grant> grants;
-  std::vector<Lease> leases, renews, releases;
+  std::vector<Lease> leases, renews, releases, fair_keys;
   const bool renew = now >= next_renew_;
   for (auto& [name, k] : keys_) {
     k.fallback_last = now;
@@ -282,37 +390,56 @@ void SharedLimits::Tick(std::unique_lock<std::mutex>& lock) {
     const bool reclaiming = now < reclaim_until_;
     // As many new slots as connections were refused since the last tick (a
     // pool opening 16 connections gets them in one round trip, not 16 ticks).
-    const int need =
-        std::max(k.in_use - held, k.wants_connection && !reclaiming ? std::max(1, k.wanted) : 0);
+    // At its part while another node waits: nothing more to ask for (the
+    // fairness check below says when the other node is served).
+    const int fair = k.node_cap.load(std::memory_order_relaxed);
+    const bool at_part = fair > 0 && held >= fair;
+    const int need = std::max(
+        k.in_use - held, k.wants_connection && !reclaiming && !at_part ? std::max(1, k.wanted) : 0);
     if (need > 0 && held < k.max_connections) {
       Lease l{name, rkey, k.max_connections, {}};
       for (int i = 0; i < need && held + i < k.max_connections; ++i)
         l.members.push_back(fmt::format("{}:{}", options_.node_id, k.next_slot++));
       leases.push_back(std::move(l));
     }
-    k.wants_connection = false;  // a real demand asks again (the pools retry)
-    k.wanted = 0;
-    // Slots idle for a second go back to the fleet.
+    if (!reclaiming) {
+      k.wants_connection = false;  // a real demand asks again (the pools retry)
+      k.wanted = 0;
+    }  // else kept: the demand is served in one round trip when the window ends
+    // Slots given back for another node, and slots idle for a second, go
+    // back to the fleet.
+    Lease back{name, rkey, 0, std::move(k.releasing)};
+    k.releasing.clear();
     if (held > k.in_use && now - k.idle_since > absl::Seconds(1)) {
-      Lease l{name, rkey, 0, {}};
       while (static_cast<int>(k.leases.size()) > k.in_use) {
-        l.members.push_back(k.leases.back());
+        back.members.push_back(std::move(k.leases.back()));
         k.leases.pop_back();
       }
       k.idle_since = absl::InfiniteFuture();
-      releases.push_back(std::move(l));
     }
+    if (!back.members.empty()) releases.push_back(std::move(back));
     if (renew && !k.leases.empty()) renews.push_back({name, rkey, 0, k.leases});
+    // Holding more than an even part of the limit (or capped): does another
+    // node wait? One round trip for every such key, every fair_interval.
+    const int nodes = std::max(2, options_.fleet_size);
+    const int even = (k.max_connections + nodes - 1) / nodes;
+    const int now_held = static_cast<int>(k.leases.size());
+    if (now >= k.next_fair_check && (fair > 0 || (now_held > 1 && now_held > even))) {
+      k.next_fair_check = now + options_.fair_interval;
+      fair_keys.push_back({name, rkey, k.max_connections, {}});
+    }
   }
   for (auto& [name, k] : keys_) k.wants_messages = false;
   if (renew) next_renew_ = now + options_.lease_ttl / 3;
-  if (grants.empty() && leases.empty() && renews.empty() && releases.empty()) return;
+  if (grants.empty() && leases.empty() && renews.empty() && releases.empty() && fair_keys.empty())
+    return;
 
   const uint64_t trips_before = redis_->round_trips();
   lock.unlock();
   std::string error;
   std::vector<std::pair<std::string, int64_t>> granted;
   std::vector<std::pair<std::string, std::vector<std::string>>> leased;
+  std::vector<std::pair<std::string, int64_t>> caps;  // key -> NodeCap
   for (const Grant& g : grants) {
     if (!error.empty()) break;
     auto r = redis_->Eval(
@@ -325,16 +452,32 @@ void SharedLimits::Tick(std::unique_lock<std::mutex>& lock) {
   }
   for (const Lease& l : leases) {
     if (!error.empty()) break;
-    std::vector<std::string> args = {std::to_string(l.limit),
-                                     std::to_string(absl::ToInt64Milliseconds(options_.lease_ttl))};
+    std::vector<std::string> args = {
+        std::to_string(l.limit), std::to_string(absl::ToInt64Milliseconds(options_.lease_ttl)),
+        options_.node_id, std::to_string(absl::ToInt64Milliseconds(options_.wait_ttl))};
     args.insert(args.end(), l.members.begin(), l.members.end());
-    auto r = redis_->Eval(kLeaseScript, {l.rkey}, args);
-    if (!r.ok() || r->empty()) {
-      error = r.ok() ? "empty reply" : std::string(r.status().message());
+    auto r = redis_->Eval(kLeaseScript, {l.rkey, WaitKey(l.name)}, args);
+    if (!r.ok() || r->size() < 2) {
+      error = r.ok() ? "short reply" : std::string(r.status().message());
     } else {
-      const int64_t n = std::min<int64_t>((*r)[0], static_cast<int64_t>(l.members.size()));
+      const int64_t n = std::clamp<int64_t>((*r)[0], 0, static_cast<int64_t>(l.members.size()));
       leased.emplace_back(l.name,
                           std::vector<std::string>(l.members.begin(), l.members.begin() + n));
+      caps.emplace_back(l.name, (*r)[1]);
+    }
+  }
+  if (!fair_keys.empty() && error.empty()) {
+    std::vector<std::string> keys, args = {options_.node_id};
+    for (const Lease& l : fair_keys) {
+      keys.push_back(l.rkey);
+      keys.push_back(WaitKey(l.name));
+      args.push_back(std::to_string(l.limit));
+    }
+    auto r = redis_->Eval(kFairScript, keys, args);
+    if (!r.ok() || r->size() != fair_keys.size()) {
+      error = r.ok() ? "short reply" : std::string(r.status().message());
+    } else {
+      for (size_t i = 0; i < fair_keys.size(); ++i) caps.emplace_back(fair_keys[i].name, (*r)[i]);
     }
   }
   for (const Lease& l : renews) {
@@ -375,6 +518,24 @@ void SharedLimits::Tick(std::unique_lock<std::mutex>& lock) {
     auto it = keys_.find(name);
     if (it == keys_.end()) continue;
     for (std::string& m : members) it->second.leases.push_back(std::move(m));
+  }
+  for (const auto& [name, cap] : caps) {
+    auto it = keys_.find(name);
+    if (it == keys_.end()) continue;
+    Key& k = it->second;
+    const int fair = static_cast<int>(std::clamp<int64_t>(cap, 0, k.max_connections));
+    if (fair != k.node_cap.load(std::memory_order_relaxed))
+      SALVO_LOG(kDebug, "fleet limits: {} connections of {} for this node{}", name,
+                fair > 0 ? std::to_string(fair) : "any",
+                fair > 0 ? " while another node waits" : "");
+    k.node_cap.store(fair, std::memory_order_relaxed);
+    // Idle slots above the part go back at once; busy ones as their
+    // connections end a transaction (the engine's pools close them).
+    while (fair > 0 && static_cast<int>(k.leases.size()) > std::max(fair, k.in_use)) {
+      k.releasing.push_back(std::move(k.leases.back()));
+      k.leases.pop_back();
+      ++stats_.connections_yielded;
+    }
   }
   if (!error.empty()) LoseRedis(error);
 }

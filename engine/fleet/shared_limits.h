@@ -11,6 +11,13 @@
 // - Connections: leases with expiry in a sorted set per key (member = node
 //   and slot, score = expiry); a node renews its leases every lease_ttl / 3,
 //   so a dead node's connections are freed after lease_ttl.
+// - Fairness between nodes: a node refused a slot is marked waiting (a second
+//   sorted set per key, node -> expiry). While another node waits, no node is
+//   granted more than ceil(limit / nodes holding or waiting), and a node that
+//   holds more learns it within fair_interval (NodeCap) and gives slots back
+//   as its connections end their transaction (the engine's pools close a
+//   connection over their share). Without this the node that started first
+//   keeps every slot of a busy key for as long as it stays busy.
 //
 // Batches keep Redis off the per-message path: a worker thread takes grants
 // of `batch` worth of the rate (200 ms by default) into a local pool before
@@ -54,16 +61,23 @@ struct SharedLimitsOptions {
   absl::Duration redis_timeout = absl::Milliseconds(250);
   absl::Duration retry_interval = absl::Seconds(1);  // while falling back
   absl::Duration tick = absl::Milliseconds(10);      // worker period
+  // How often a node holding more than its share of a connection limit asks
+  // whether another node waits, and how long a refused node counts as waiting.
+  absl::Duration fair_interval = absl::Milliseconds(250);
+  absl::Duration wait_ttl = absl::Seconds(1);
   std::string key_prefix = "salvo:fleet:";
 };
 
 struct SharedLimitsStats {
   bool shared = false;  // false: falling back to the local share
   uint64_t redis_round_trips = 0;
-  uint64_t messages_granted = 0;  // by Redis, in batches
-  uint64_t messages_taken = 0;    // by TakeMessages (shared or fallback)
-  uint64_t fallbacks = 0;         // times Redis was lost
-  uint64_t recoveries = 0;        // times it came back
+  uint64_t messages_granted = 0;     // by Redis, in batches
+  uint64_t messages_taken = 0;       // by TakeMessages (shared or fallback)
+  uint64_t message_refusals = 0;     // TakeMessages calls that got nothing (pool empty)
+  uint64_t connection_refusals = 0;  // AcquireConnection calls refused (no slot held yet)
+  uint64_t connections_yielded = 0;  // slots given back because another node waited
+  uint64_t fallbacks = 0;            // times Redis was lost
+  uint64_t recoveries = 0;           // times it came back
 };
 
 class SharedLimits {
@@ -85,6 +99,17 @@ class SharedLimits {
   // true must be paired with ReleaseConnection.
   bool AcquireConnection(std::string_view key);
   void ReleaseConnection(std::string_view key);
+  // A pool refused a slot still wants `n` more connections of `key`: the
+  // next round trip asks Redis for that many at once (not one per refusal
+  // per tick, which would open a busy pool's connections one tick apart).
+  void WantConnections(std::string_view key, int n);
+  // The connections of `key` this node may hold now so that every node that
+  // holds or waits for one gets its part: 0 = no cap besides the limit (no
+  // other node waits). Set by the worker; the pointer stays valid for the
+  // life of this object (null for a key never declared by SetLimit). The
+  // engine closes connections above it at their next transaction end, and
+  // ReleaseConnection then gives the slot back to the fleet at once.
+  const std::atomic<int>* NodeCap(std::string_view key);
 
   SharedLimitsStats Stats() const;
   bool shared() const { return shared_.load(); }
@@ -108,9 +133,13 @@ class SharedLimits {
     int wanted = 0;  // AcquireConnection refusals since the last tick (slots to ask for)
     uint64_t next_slot = 0;
     absl::Time idle_since = absl::InfiniteFuture();
+    std::atomic<int> node_cap{0};        // see NodeCap
+    std::vector<std::string> releasing;  // given back, to remove from Redis
+    absl::Time next_fair_check = absl::InfinitePast();
   };
   int64_t BatchSize(const Key& k) const;
   int FallbackConnections(const Key& k) const;
+  std::string WaitKey(std::string_view name) const;  // nodes waiting for a slot of `name`
   void Run();
   void Tick(std::unique_lock<std::mutex>& lock);
   void LoseRedis(const std::string& why);

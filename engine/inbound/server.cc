@@ -42,7 +42,7 @@ struct Conn final : public sink::SessionPolicy {
       : server(s), id(serial), fd(f), session(o, this) {}
   sink::Verdict OnMail(std::string_view, uint64_t) override { return sink::Verdict::kAccept; }
   sink::Verdict OnRcpt(std::string_view rcpt) override;
-  sink::Verdict OnData() override { return sink::Verdict::kAccept; }
+  sink::Verdict OnData() override;
   void OnMessage(const sink::Envelope& envelope, std::string_view data, uint64_t size) override;
   bool OnStartTls() override;
   void OnBareLineEnding() override;
@@ -54,8 +54,9 @@ struct Conn final : public sink::SessionPolicy {
   std::string peer;
   reactor::SteadyClock::time_point last_active;  // the last bytes received
   size_t rcpts = 0;                              // accepted RCPTs in the open transaction
-  std::string inflight;                          // bytes handed to Send, alive until its callback
-  std::string pending;                           // replies produced meanwhile
+  uint64_t reserved = 0;  // of max_buffered_bytes, for the message being received
+  std::string inflight;   // bytes handed to Send, alive until its callback
+  std::string pending;    // replies produced meanwhile
   bool sending = false;
   bool closing = false;
   bool close_after_send = false;
@@ -92,6 +93,30 @@ class InboundServer::Impl {
     }
     return v;
   }
+  // DATA: reserves max_message_size of max_buffered_bytes for the message,
+  // or 452 4.3.1 when that would pass the cap (the sender tries later).
+  sink::Verdict Data(Conn* c) {
+    const uint64_t need = options_.max_message_size;
+    if (c->reserved == 0 && buffered_ + need > options_.max_buffered_bytes) {
+      c->rcpts = 0;  // the session ends the transaction
+      Count(&InboundStats::rejected, "no_storage");
+      return sink::Verdict::kNoStorage;
+    }
+    Reserve(need - c->reserved);
+    c->reserved = need;
+    return sink::Verdict::kAccept;
+  }
+  void Reserve(uint64_t n) {
+    buffered_ += n;
+    absl::MutexLock lock(&stats_mu_);
+    stats_.buffered_bytes = buffered_;
+    stats_.buffered_bytes_peak = std::max(stats_.buffered_bytes_peak, buffered_);
+  }
+  void Unreserve(uint64_t n) {
+    buffered_ -= std::min(buffered_, n);
+    absl::MutexLock lock(&stats_mu_);
+    stats_.buffered_bytes = buffered_;
+  }
   void Message(Conn* c, const sink::Envelope& env, std::string_view data) {
     c->rcpts = 0;
     auto m = std::make_unique<queue::InboundMessage>();
@@ -102,7 +127,9 @@ class InboundServer::Impl {
     m->raw.assign(data);
     {
       absl::MutexLock lock(&store_mu_);
-      store_queue_.push_back({c->id, std::move(m)});
+      // The reservation goes with the message until it is stored.
+      store_queue_.push_back({c->id, std::move(m), c->reserved});
+      c->reserved = 0;
     }
   }
   bool StartTls(Conn* c) {
@@ -119,6 +146,7 @@ class InboundServer::Impl {
   struct StoreJob {
     uint64_t conn = 0;
     std::unique_ptr<queue::InboundMessage> message;
+    uint64_t reserved = 0;  // of max_buffered_bytes, given back at the answer
   };
 
   void OnAccept(int fd);
@@ -136,7 +164,7 @@ class InboundServer::Impl {
   void MaybeFinishStop() {
     if (stopping_ && conns_.empty() && listeners_open_ == 0) reactor_->Stop();
   }
-  void Answer(uint64_t conn_id, const absl::Status& stored, uint64_t message_id);
+  void Answer(uint64_t conn_id, const absl::Status& stored, uint64_t message_id, uint64_t reserved);
   void StoreLoop();
   void ProcessLoop();
 
@@ -156,6 +184,7 @@ class InboundServer::Impl {
   absl::flat_hash_map<uint64_t, Conn*> conns_;
   uint64_t next_conn_ = 1;
   bool stopping_ = false;
+  uint64_t buffered_ = 0;  // reserved of max_buffered_bytes (Data, Answer)
   size_t listeners_open_ = 0;
 
   // Store thread: jobs queued by connections (reactor thread).
@@ -175,6 +204,7 @@ class InboundServer::Impl {
 };
 
 sink::Verdict Conn::OnRcpt(std::string_view rcpt) { return server->Rcpt(this, rcpt); }
+sink::Verdict Conn::OnData() { return server->Data(this); }
 void Conn::OnMessage(const sink::Envelope& envelope, std::string_view data, uint64_t) {
   server->Message(this, envelope, data);
 }
@@ -316,8 +346,9 @@ void InboundServer::Impl::AfterFeed(Conn* c, sink::ServerSession::Result fed) {
   Flush(c);
 }
 
-void InboundServer::Impl::Answer(uint64_t conn_id, const absl::Status& stored,
-                                 uint64_t message_id) {
+void InboundServer::Impl::Answer(uint64_t conn_id, const absl::Status& stored, uint64_t message_id,
+                                 uint64_t reserved) {
+  Unreserve(reserved);
   auto it = conns_.find(conn_id);
   if (it == conns_.end() || it->second->closing) return;  // the sender went away: it retries
   Conn* c = it->second;
@@ -356,6 +387,7 @@ void InboundServer::Impl::CloseConn(Conn* c) {
   if (c->closing) return;
   c->closing = true;
   reactor_->Close(c->fd, [this, c] {
+    Unreserve(c->reserved);  // a message cut off mid-DATA
     conns_.erase(c->id);
     delete c;
     MaybeFinishStop();
@@ -434,7 +466,9 @@ void InboundServer::Impl::StoreLoop() {
                   j.message->raw.size(), j.message->client);
       const uint64_t conn = j.conn;
       const uint64_t id = j.message->id;
-      reactor_->Post([this, conn, s, id] { Answer(conn, s, id); });
+      const uint64_t reserved = j.reserved;
+      j.message.reset();  // the bytes are on disk: freed before the answer gives them back
+      reactor_->Post([this, conn, s, id, reserved] { Answer(conn, s, id, reserved); });
     }
     if (s.ok()) {
       absl::MutexLock lock(&process_mu_);

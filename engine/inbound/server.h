@@ -38,6 +38,10 @@ struct InboundOptions {
   size_t max_line = 2048;                 // command line limit (500 5.5.2 beyond)
   size_t max_recipients = 100;            // RCPTs per message (452 4.5.3 beyond)
   size_t max_connections = 1000;          // open at once; more are answered 421 and closed
+  // Message bytes held at once: each DATA (or first BDAT) reserves
+  // max_message_size until the message is stored (or the connection goes);
+  // a DATA that would pass this gets 452 4.3.1. At least max_message_size.
+  uint64_t max_buffered_bytes = 256ull << 20;
   // A connection that sends nothing this long (not counting the wait for
   // its message to be stored) gets 421 4.4.2 and is closed (RFC 5321
   // 4.5.3.2.7: a server waits at least 5 minutes).
@@ -62,12 +66,15 @@ struct InboundStats {
   // (552), store_failed (451: the spool refused the write).
   std::map<std::string, uint64_t> messages;
   // salvo_inbound_rejected_total{reason}: relay (RCPT 550 5.7.1),
-  // bare_line_ending (521), too_many_connections (421), idle_timeout (421).
+  // bare_line_ending (521), too_many_connections (421), idle_timeout (421),
+  // no_storage (452 4.3.1 to DATA: max_buffered_bytes reached).
   std::map<std::string, uint64_t> rejected;
   // salvo_inbound_processed_total{result}: what ProcessFunction returned,
   // "failed", "retry" (kUnavailable, kept).
   std::map<std::string, uint64_t> processed;
-  uint64_t pending = 0;  // stored and not yet processed, at the last look
+  uint64_t pending = 0;              // stored and not yet processed, at the last look
+  uint64_t buffered_bytes = 0;       // reserved for messages being received or stored, now
+  uint64_t buffered_bytes_peak = 0;  // the most at once
 };
 
 class InboundServer {

@@ -224,12 +224,32 @@ void AppendRfc5322Date(int64_t unix_seconds, std::string* out) {
   int64_t m = mp < 10 ? mp + 3 : mp - 9;
   if (m <= 2) ++y;
   int64_t wd = ((days % 7) + 7) % 7;
-  char buf[40];
   int hh = static_cast<int>(secs / 3600), mm = static_cast<int>(secs / 60 % 60),
       ss = static_cast<int>(secs % 60);
-  int len = std::snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d +0000", kDays[wd],
-                          static_cast<int>(d), kMonths[m - 1], static_cast<int>(y), hh, mm, ss);
-  out->append(buf, static_cast<size_t>(len));
+  // Written digit by digit: once per copy, snprintf was 0.6% of a shard.
+  auto two = [out](int v) {
+    out->push_back(static_cast<char>('0' + v / 10));
+    out->push_back(static_cast<char>('0' + v % 10));
+  };
+  out->append(kDays[wd]);
+  out->append(", ");
+  two(static_cast<int>(d));
+  out->push_back(' ');
+  out->append(kMonths[m - 1]);
+  out->push_back(' ');
+  if (y >= 0 && y <= 9999) {
+    two(static_cast<int>(y / 100));
+    two(static_cast<int>(y % 100));
+  } else {
+    out->append(std::to_string(y));
+  }
+  out->push_back(' ');
+  two(hh);
+  out->push_back(':');
+  two(mm);
+  out->push_back(':');
+  two(ss);
+  out->append(" +0000");
 }
 
 void AppendPercentEncoded(std::string_view in, std::string* out) {

@@ -53,7 +53,10 @@ KeyState::KeyState(std::string name, int max_connections, Rate message_rate, Rat
 
 void KeyState::AttachFleet(fleet::SharedLimits* fleet) {
   fleet_ = fleet;
-  if (fleet_) fleet_->SetLimit(name_, configured_rate(), configured_connections());
+  if (fleet_) {
+    fleet_->SetLimit(name_, configured_rate(), configured_connections());
+    fleet_cap_ = fleet_->NodeCap(name_);
+  }
 }
 
 void KeyState::Configure(int max_connections, Rate message_rate, Rate connection_rate) {
@@ -87,7 +90,8 @@ bool KeyState::MayOpen(int64_t now_ns) const {
   return connections_.WaitFor(now_ns, conn_rate, Burst(conn_rate)) == 0;
 }
 
-bool KeyState::AcquireConnection(int64_t now_ns) {
+bool KeyState::AcquireConnection(int64_t now_ns, bool* fleet_wait) {
+  if (fleet_wait) *fleet_wait = false;
   if (suspended(now_ns)) return false;
   const int limit = connections_now();
   int n = open_.load(std::memory_order_relaxed);
@@ -103,14 +107,22 @@ bool KeyState::AcquireConnection(int64_t now_ns) {
   if (fleet_ && !fleet_->AcquireConnection(name_)) {
     connections_.Refund(conn_rate);
     open_.fetch_sub(1, std::memory_order_relaxed);
+    if (fleet_wait) *fleet_wait = true;
     return false;
   }
   return true;
 }
 
+void KeyState::WantFleetConnections(int n) {
+  if (fleet_) fleet_->WantConnections(name_, n);
+}
+
 int KeyState::Share() const {
-  const int limit = connections_now();
+  int limit = connections_now();
   if (limit <= 0) return 0;
+  // This node's part of the fleet's limit while another node waits for a
+  // slot: connections above it close at their next transaction end.
+  if (const int part = FleetPart(); part > 0) limit = std::min(limit, part);
   const int pools = std::max(1, active_pools_.load(std::memory_order_relaxed));
   return std::max(1, (limit + pools - 1) / pools);
 }

@@ -61,8 +61,12 @@ class KeyState {
   // --- Connections. ---
   // Non-consuming check: may a connection open now? (limit, suspension, rate)
   bool MayOpen(int64_t now_ns) const;
-  // Takes a connection slot (and a connection-rate token). False: not now.
-  bool AcquireConnection(int64_t now_ns);
+  // Takes a connection slot (and a connection-rate token). False: not now;
+  // then *fleet_wait (if given) says whether only the fleet's slot was
+  // missing (it arrives within a worker tick: ask again shortly).
+  bool AcquireConnection(int64_t now_ns, bool* fleet_wait = nullptr);
+  // After a fleet refusal: the pool wants `n` more connections of this key.
+  void WantFleetConnections(int n);
   void ReleaseConnection();
   int open() const { return open_.load(std::memory_order_relaxed); }
   // Site pools of the key with work queued: the connection limit is shared
@@ -71,9 +75,13 @@ class KeyState {
   void PoolActive(bool active) {
     active_pools_.fetch_add(active ? 1 : -1, std::memory_order_relaxed);
   }
-  // Connections one active pool may hold: the limit over the active pools,
+  // Connections one active pool may hold: the limit (or this node's part of
+  // a fleet-wide limit while another node waits) over the active pools,
   // rounded up, at least 1; 0 = unlimited.
   int Share() const;
+  // This node's part of the key's fleet-wide connection limit while another
+  // node waits for a slot (engine/fleet NodeCap); 0 = no such part now.
+  int FleetPart() const { return fleet_cap_ ? fleet_cap_->load(std::memory_order_relaxed) : 0; }
 
   // --- Messages. ---
   // Takes a message token; 0 or the nanoseconds to wait.
@@ -108,6 +116,7 @@ class KeyState {
 
   const std::string name_;
   fleet::SharedLimits* fleet_ = nullptr;
+  const std::atomic<int>* fleet_cap_ = nullptr;  // fleet_->NodeCap(name_)
   // Configured limits: atomics, as a reload may change them while any shard
   // reads them.
   std::atomic<int> max_connections_{0};          // 0 = unlimited
@@ -183,6 +192,7 @@ class Shaper {
   absl::flat_hash_map<std::string, std::weak_ptr<KeyState>> keys_;
   std::atomic<uint64_t> generation_{0};
   fleet::SharedLimits* fleet_ = nullptr;
+  const std::atomic<int>* fleet_cap_ = nullptr;  // fleet_->NodeCap(name_)
   // Under mu_; mutable: a lookup past the end of a suspension forgets it.
   mutable absl::flat_hash_map<uint64_t, int64_t> suspended_campaigns_;
   mutable std::atomic<int> campaigns_suspended_{0};  // entries in suspended_campaigns_

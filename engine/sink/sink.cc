@@ -283,7 +283,7 @@ struct Connection final : public SessionPolicy {
 // A shard: one thread, one reactor, its connections and counters.
 class Shard {
  public:
-  Shard(Sink::Impl* sink, int index) : sink_(sink), index_(index) {
+  Shard(Sink::Impl* sink, int index) : sink_(sink) {
     uint64_t seed = sink->options().seed;
     if (seed == 0) seed = std::random_device{}();
     rng_.seed(seed + static_cast<uint64_t>(index));
@@ -634,7 +634,6 @@ class Shard {
   }
 
   Sink::Impl* sink_;
-  int index_;
   std::thread thread_;
   std::unique_ptr<Reactor> reactor_;
   absl::flat_hash_set<Connection*> conns_;

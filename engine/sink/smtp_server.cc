@@ -10,6 +10,12 @@
 namespace salvo::sink {
 namespace {
 
+// DATA or BDAT refused for want of memory (the inbound listener's
+// max_buffered_bytes): RFC 5321 4.2.3 "452 Requested action not taken:
+// insufficient system storage"; the client tries again later.
+constexpr char kNoStorageReply[] =
+    "452 4.3.1 Error: insufficient system storage, try again later\r\n";
+
 // Debian's abseil has its own absl::string_view (not std::string_view), so
 // the few string helpers needed here are local.
 char Lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
@@ -349,6 +355,9 @@ void ServerSession::HandleRcpt(std::string_view args, std::string* out) {
     case Verdict::kTooManyRecipients:
       out->append("452 4.5.3 Error: too many recipients\r\n");
       return;
+    case Verdict::kNoStorage:
+      out->append(kNoStorageReply);
+      return;
     case Verdict::kShutdown:
     case Verdict::kDrop:
       return Apply(v, out);
@@ -365,6 +374,11 @@ void ServerSession::HandleData(std::string* out) {
     return;
   }
   Verdict v = policy_->OnData();
+  if (v == Verdict::kNoStorage) {
+    out->append(kNoStorageReply);
+    ResetTransaction();
+    return;
+  }
   if (v != Verdict::kAccept) return Apply(v, out);
   out->append("354 End data with <CR><LF>.<CR><LF>\r\n");
   mode_ = Mode::kData;
@@ -394,10 +408,18 @@ void ServerSession::HandleBdat(std::string_view args, std::string* out) {
     bdat_answered_ = true;
   } else if (has_mail_ && !bdat_started_) {
     Verdict v = policy_->OnData();
-    if (v != Verdict::kAccept) return Apply(v, out);
-    bdat_started_ = true;
-    content_.clear();
-    content_size_ = 0;
+    if (v == Verdict::kNoStorage) {
+      // Consume the chunk, answer it once, end the transaction.
+      out->append(kNoStorageReply);
+      ResetTransaction();
+      bdat_answered_ = true;
+    } else if (v != Verdict::kAccept) {
+      return Apply(v, out);
+    } else {
+      bdat_started_ = true;
+      content_.clear();
+      content_size_ = 0;
+    }
   }
   bdat_remaining_ = size;
   mode_ = Mode::kBdat;
@@ -508,6 +530,9 @@ void ServerSession::FinishMessage(std::string* out) {
     out->append("552 5.3.4 Error: message file too big\r\n");
   } else if (options_.hold_final_reply) {
     policy_->OnMessage(envelope_, content_, content_size_);
+    // The owner has its copy: hold no second one while the reply waits.
+    content_.clear();
+    content_.shrink_to_fit();
     mode_ = Mode::kHeld;  // the transaction is kept until Resume
     return;
   } else {

@@ -37,6 +37,7 @@ enum class Verdict {
   kDrop,               // close the connection without a reply
   kRelayDenied,        // RCPT: 550 5.7.1 (not a domain this server receives for)
   kTooManyRecipients,  // RCPT: 452 4.5.3
+  kNoStorage,          // DATA/BDAT: 452 4.3.1, the transaction stays open (RSET or retry)
 };
 
 struct Envelope {
@@ -52,7 +53,8 @@ class SessionPolicy {
   virtual Verdict OnMail(std::string_view from, uint64_t messages_done) = 0;
   // RCPT TO was well formed. kAccept, kBounce, kDefer450/451, kShutdown, kDrop.
   virtual Verdict OnRcpt(std::string_view rcpt) = 0;
-  // DATA (or the first BDAT) with at least one accepted recipient. kAccept or kDrop.
+  // DATA (or the first BDAT) with at least one accepted recipient. kAccept,
+  // kDrop or kNoStorage.
   virtual Verdict OnData() = 0;
   // The message is complete and within limits; the 250 reply follows
   // (with hold_final_reply: the reply waits for ServerSession::Resume).

@@ -223,8 +223,18 @@ void Session::Write(std::string_view bytes) {
 }
 
 void Session::WriteBody(std::string_view body, bool dot_stuff) {
-  AppendNormalizedBody(body, dot_stuff,
-                       tls_ != nullptr && tls_->handshake_done() ? &scratch_ : &out_);
+  std::string* out = tls_ != nullptr && tls_->handshake_done() ? &scratch_ : &out_;
+  if (!dot_stuff && BodyIsCanonical()) {
+    out->append(body);
+    return;
+  }
+  AppendNormalizedBody(body, dot_stuff, out);
+}
+
+bool Session::BodyIsCanonical() const {
+  if (!txn_ || !txn_->env.body_crlf) return false;
+  std::string_view b = txn_->env.body;
+  return b.size() >= 2 && b[b.size() - 2] == '\r' && b[b.size() - 1] == '\n';
 }
 
 void Session::FlushTls() {
@@ -745,7 +755,8 @@ void Session::PumpTransaction() {
       std::string* b = Buf();
       Append(b, "MAIL FROM:<", t.env.mail_from, ">");
       if (ext_.size) {
-        if (chunk) t.chunk_size = NormalizedBodySize(t.env.body);
+        if (chunk)
+          t.chunk_size = BodyIsCanonical() ? t.env.body.size() : NormalizedBodySize(t.env.body);
         Append(b, " SIZE=", chunk ? t.chunk_size : t.env.body.size());
       }
       if (t.env.needs_8bit && ext_.eight_bit_mime) b->append(" BODY=8BITMIME");
@@ -772,7 +783,8 @@ void Session::PumpTransaction() {
     if (chunk) {
       // One chunk with the whole message. Pipelined, it goes out with MAIL and
       // RCPT (RFC 3030): one round trip per message.
-      if (!ext_.size) t.chunk_size = NormalizedBodySize(t.env.body);
+      if (!ext_.size)
+        t.chunk_size = BodyIsCanonical() ? t.env.body.size() : NormalizedBodySize(t.env.body);
       Append(Buf(), "BDAT ", t.chunk_size, " LAST\r\n");
       WriteBody(t.env.body, /*dot_stuff=*/false);
       t.body_sent = true;

@@ -99,8 +99,11 @@ struct Envelope {
   // "." are dot-stuffed for DATA. It is copied once, into the output buffer.
   std::string_view body;
   std::shared_ptr<const void> body_owner;  // optional keep-alive for `body`
-  bool needs_8bit = false;                 // send BODY=8BITMIME when offered
-  bool needs_smtputf8 = false;             // bounced if the server lacks SMTPUTF8
+  // The caller promises CRLF line ends only (a composed copy): with BDAT a
+  // body that also ends in CRLF goes out as it is, without a scan for bare LFs.
+  bool body_crlf = false;
+  bool needs_8bit = false;      // send BODY=8BITMIME when offered
+  bool needs_smtputf8 = false;  // bounced if the server lacks SMTPUTF8
 };
 
 struct Event {
@@ -234,6 +237,8 @@ class Session {
   void Write(std::string_view bytes);
   void FlushTls();
   void WriteBody(std::string_view body, bool dot_stuff);
+  // The current envelope's body needs no normalising for BDAT (see Envelope::body_crlf).
+  bool BodyIsCanonical() const;
   void ArmDeadline();
   absl::Duration TimeoutFor(Cmd cmd) const;
   Phase PhaseFor(Cmd cmd) const;

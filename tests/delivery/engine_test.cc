@@ -478,12 +478,14 @@ TEST(EngineTest, ComposesBodiesAndBouncesCompositionErrors) {
 // Bodies rendered on demand, like SpoolSource: records which shards composed
 // and how often (Compose runs on shard threads, concurrently), and can take
 // its time, like RSA signing does (the engine composes ahead and spreads the
-// work only when a copy costs more than ~50 us to compose).
+// work only when a copy costs more than ~25 us to compose). `spin`: the
+// time is spent busy, as signing spends it, not asleep (a sleep overshoots
+// by its timer slack, tens of us).
 class RecordingComposeSource : public MessageSource {
  public:
   RecordingComposeSource(const std::vector<std::string>& recipients,
-                         std::chrono::microseconds compose_time = {})
-      : compose_time_(compose_time) {
+                         std::chrono::microseconds compose_time = {}, bool spin = false)
+      : compose_time_(compose_time), spin_(spin) {
     inner_.AddSimple("s@sender.test", recipients, "x");
   }
   absl::StatusOr<std::vector<Job>> Fetch(size_t max) override {
@@ -496,7 +498,13 @@ class RecordingComposeSource : public MessageSource {
   bool Done(size_t in_flight) override { return inner_.Done(in_flight); }
   absl::Status Compose(Job* job, int shard, bool* permanent) override {
     (void)permanent;
-    if (compose_time_.count() > 0) std::this_thread::sleep_for(compose_time_);
+    if (spin_) {
+      const auto until = std::chrono::steady_clock::now() + compose_time_;
+      while (std::chrono::steady_clock::now() < until) {
+      }
+    } else if (compose_time_.count() > 0) {
+      std::this_thread::sleep_for(compose_time_);
+    }
     by_shard_[shard]++;
     composed_++;
     job->body = std::make_shared<const std::string>("Subject: composed for " +
@@ -514,6 +522,7 @@ class RecordingComposeSource : public MessageSource {
   }
   InMemorySource inner_;
   std::chrono::microseconds compose_time_;
+  bool spin_ = false;
   std::atomic<int> by_shard_[8] = {};
   std::atomic<int> composed_{0};
 };
@@ -544,6 +553,22 @@ TEST(EngineTest, OneSiteIsComposedOnEveryShardAndDeliveredOnce) {
   EngineStats st = engine->Stats();
   EXPECT_EQ(st.delivered, 300u);
   EXPECT_EQ(st.jobs_in_flight, 0u);
+}
+
+TEST(EngineTest, AnEd25519PricedCopyIsComposedOnEveryShard) {
+  // 40 us of CPU per copy, what an Ed25519-signed 20 KB copy costs: dear
+  // enough to spread over the shards (the threshold once sat at 50 us, and
+  // such a campaign was composed by its owner shard alone).
+  SinkPeer server;
+  auto cfg = MakeConfig("[delivery]\nconnections_per_site = 4\n", {server.hostport()});
+  RecordingComposeSource source(Recipients(400), std::chrono::microseconds(40), /*spin=*/true);
+  std::unique_ptr<Engine> engine;
+  ASSERT_TRUE(RunEngine(cfg, &source, &engine).ok());
+  EXPECT_GT(source.by_shard_[0].load(), 0);
+  EXPECT_GT(source.by_shard_[1].load(), 0);
+  EXPECT_EQ(source.composed_.load(), 400);
+  EXPECT_EQ(source.inner_.Count(Disposition::kDelivered), 400u);
+  source.ExpectEachReportedOnce(400);
 }
 
 TEST(EngineTest, GracefulShutdownDefersComposedAheadCopiesOnce) {

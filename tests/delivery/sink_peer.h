@@ -45,6 +45,8 @@ class SinkPeer {
   std::vector<Message> messages() const { return sink_->Messages(); }
   size_t message_count() const { return sink_->Messages().size(); }
   int connections() const { return static_cast<int>(sink_->Stats().connections); }
+  // The most connections open at the sink at once.
+  int peak_connections() const { return static_cast<int>(sink_->Stats().connections_peak); }
   // Messages whose final dot arrived (answered or not yet).
   int dots_seen() const { return static_cast<int>(sink_->Stats().messages); }
   void set_final_delay(std::chrono::milliseconds d) {

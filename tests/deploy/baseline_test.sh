@@ -9,7 +9,8 @@ W="$(mktemp -d /tmp/salvo-baseline-test-XXXXXX)"
 trap 'rm -rf "$W"' EXIT
 "$HERE/../../bench/baseline.sh" --salvo "$SALVO" --quick --out "$W/raw.json" >"$W/table.txt"
 cat "$W/table.txt"
-for row in '`salvo bench --dkim rsa2048` msg/s' 'plain: engine CPU us/msg' 'recipients plain msg/s' 'peak RSS MiB'; do
+for row in '`salvo bench --dkim rsa2048` msg/s' 'plain: engine CPU us/msg' 'recipients plain msg/s' 'peak RSS MiB' \
+           'signed, everything on' 'plain, everything on'; do
   grep -qF "$row" "$W/table.txt" || { echo "FAIL: row '$row' missing" >&2; exit 1; }
 done
 if [ -x /usr/sbin/smtp-source ]; then
@@ -27,6 +28,9 @@ for r in raw["runs"]:
     want = c / (c / r["openssl_signs_per_second"] + s["sink_cpu_us_per_message"] * 1e-6)
     assert abs(r["ceiling"] - want) < 1e-6 * want, (r["ceiling"], want)
     assert r["ceiling"] < r["openssl_signs_per_second"] * 1.0001, "ceiling above the bare signing rate"
+    for k in ("signed_everything_on", "plain_everything_on"):
+        assert r[k]["everything_on"] and r[k]["delivered"] > 0 and r[k]["http_scrapes"] >= 1, (k, r[k])
+    assert r["signed_everything_on"]["dkim"] == "both" and r["plain_everything_on"]["dkim"] == "none"
 assert raw["scale"]["delivered"] > 0
 print("baseline_test: ok")
 PY

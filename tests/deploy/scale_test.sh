@@ -11,7 +11,8 @@ trap 'rm -rf "$W"' EXIT
 "$HERE/../../bench/scale.sh" --salvo "$SALVO" --recipients 30000 --domains 3000 --size 2048 \
   --timeout 120 --out "$W/raw.json" >"$W/table.txt"
 cat "$W/table.txt"
-for row in '| load |' '| spool on disk after load / at end |' '| start-up with 30,000 queued' \
+for row in '| load |' '| spool on disk after load / at end |' '| first start with 30,000 queued' \
+           '| SIGTERM to exit, once messages flow |' '| restart with ' \
            '| messages at the sink | 30,000 of 30,000 |' '| send rate |' \
            '| engine CPU per message, first tenth / last tenth |' '| peak RSS of `salvo run` |'; do
   grep -qF "$row" "$W/table.txt" || { echo "FAIL: row '$row' missing" >&2; exit 1; }
@@ -24,5 +25,7 @@ assert r["messages_at_sink"] == 30000, r["messages_at_sink"]
 assert "30000 accepted" in r["load_report"], r["load_report"]
 assert r["load_seconds"] > 0 and r["spool_bytes_after_load"] > 0 and r["spool_bytes_at_end"] > 0
 assert r["peak_rss_mib"] > 0
+assert 0 < r["queued_at_restart"] <= 30000, r["queued_at_restart"]
+assert r["startup_seconds_to_first_connection"] is not None and r["restart_seconds_to_first_connection"] is not None, r
 PY
 echo "scale_test: ok"

@@ -180,6 +180,72 @@ TEST(DkimCanonicalization, RandomBodiesMatchNaiveReferenceInAnyChunking) {
   }
 }
 
+// The one-piece form, spelled out: the prefix, then CRLF when asked.
+std::string Assembled(const CanonicalBodyPrefix& p) {
+  return std::string(p.text) + (p.crlf ? "\r\n" : "");
+}
+
+TEST(DkimCanonicalization, BodyAsPrefixEdgeCases) {
+  const auto R = Canonicalization::kRelaxed;
+  const auto S = Canonicalization::kSimple;
+  // Typical composed text: one piece, trailing empty lines dropped.
+  auto p = CanonicalBodyAsPrefix(R, "Hi Ann,\r\n\r\nsee you.\r\n\r\n\r\n");
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(Assembled(*p), "Hi Ann,\r\n\r\nsee you.\r\n");
+  p = CanonicalBodyAsPrefix(R, "no final line end");
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(Assembled(*p), "no final line end\r\n");
+  // Empty, or only line ends: relaxed is nothing at all, simple one CRLF.
+  for (std::string_view empty : {"", "\r\n", "\r\n\r\n"}) {
+    ASSERT_TRUE(CanonicalBodyAsPrefix(R, empty).has_value());
+    EXPECT_EQ(Assembled(*CanonicalBodyAsPrefix(R, empty)), "");
+    EXPECT_EQ(Assembled(*CanonicalBodyAsPrefix(S, empty)), "\r\n");
+  }
+  // What relaxed must change goes to the stream, wherever it sits (the
+  // 16-byte scan and the byte tail alike).
+  const std::string filler(40, 'x');
+  std::vector<std::string> bodies;
+  for (std::string bad : {"a\tb", "a  b", "a \r\nb", "a\rb"}) {
+    for (const std::string& body :
+         {bad, filler + bad, bad + filler + "\r\n", filler + bad + filler})
+      bodies.push_back(body);
+  }
+  for (std::string bad_end : {"a ", "a\t", "a\r", "a \r\n\r\n"}) {
+    bodies.push_back(bad_end);
+    bodies.push_back(filler + bad_end);
+  }
+  for (const std::string& body : bodies) {
+    EXPECT_FALSE(CanonicalBodyAsPrefix(R, body).has_value()) << "'" << body << "'";
+    // simple never changes content: always one piece.
+    ASSERT_TRUE(CanonicalBodyAsPrefix(S, body).has_value());
+    EXPECT_EQ(Assembled(*CanonicalBodyAsPrefix(S, body)), CanonicalizeBody(S, body));
+  }
+}
+
+TEST(DkimCanonicalization, BodyAsPrefixMatchesTheStreamOnRandomBodies) {
+  // Text-like bodies (mostly canonical already) and WSP-heavy ones, short and
+  // longer than the 16-byte scan: wherever the one-piece form is offered it
+  // equals the streaming canonicalizer's output.
+  std::mt19937 rng(20261204);
+  const std::vector<std::string> text = {"a", "b", "z", " ", "\r\n", "\r\n", "\xe9", "word"};
+  const std::vector<std::string> rough = {"a", " ", "  ", "\t", "\r", "\n", "\r\n", "x"};
+  int offered = 0;
+  for (int round = 0; round < 6000; ++round) {
+    const std::vector<std::string>& alphabet = round % 2 == 0 ? text : rough;
+    std::string body;
+    const int len = static_cast<int>(rng() % (round % 3 == 0 ? 80 : 12));
+    for (int i = 0; i < len; ++i) body += alphabet[rng() % alphabet.size()];
+    for (Canonicalization c : {Canonicalization::kRelaxed, Canonicalization::kSimple}) {
+      auto p = CanonicalBodyAsPrefix(c, body);
+      if (!p.has_value()) continue;
+      ++offered;
+      EXPECT_EQ(Assembled(*p), CanonicalizeBody(c, body)) << "round " << round;
+      EXPECT_EQ(p->text.data(), body.data());  // a view of the body, not a copy
+    }
+  }
+  EXPECT_GT(offered, 6000);  // the fast form is taken for most text-like bodies
+}
+
 TEST(DkimParseMessage, SplitsFieldsAndBody) {
   auto m = ParseMessage("From: a@b.c\r\nSubject: x\r\n  folded\r\nTo :z@y.x\r\n\r\nbody\r\n");
   ASSERT_TRUE(m.ok()) << m.status();

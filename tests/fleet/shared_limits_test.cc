@@ -182,6 +182,127 @@ TEST_F(SharedLimitsTest, ConnectionLeasesHoldFleetWideAndExpireWithADeadNode) {
       << "c holds " << held_c << " after a released its connections";
 }
 
+// A pool that wants 12 connections says so once (WantConnections): the next
+// round trip leases all 12, not one slot per refusal per tick (which opened a
+// busy pool's connections 10 ms apart and cost throughput).
+TEST_F(SharedLimitsTest, DeclaredDemandIsLeasedInOneRoundTrip) {
+  SharedLimits a(Options(redis_, "a"));
+  a.SetLimit("gmail", 0, 16);
+  ASSERT_TRUE(WaitFor([&] { return a.shared(); }, 5));
+  // Let the renewals of the start pass, then count the round trips of the lease.
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const uint64_t trips0 = a.Stats().redis_round_trips;
+  EXPECT_FALSE(a.AcquireConnection("gmail")) << "no slot is held before a refusal";
+  a.WantConnections("gmail", 12);
+  int held = 0;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        while (held < 12 && a.AcquireConnection("gmail")) ++held;
+        return held == 12;
+      },
+      2))
+      << "holds " << held << " of the 12 wanted";
+  EXPECT_LE(a.Stats().redis_round_trips - trips0, 2u)
+      << "12 slots should come in one lease round trip (a renewal may add one)";
+  // Demand beyond the limit is capped by it: 16 in all, never more.
+  a.WantConnections("gmail", 100);
+  WaitFor(
+      [&] {
+        while (a.AcquireConnection("gmail")) ++held;
+        return false;
+      },
+      0.5);
+  EXPECT_EQ(held, 16);
+  for (int i = 0; i < held; ++i) a.ReleaseConnection("gmail");
+}
+
+// The node that starts first leases every slot and, busy, never idles: when
+// a second node waits, the first learns its part (NodeCap = ceil(4 / 2)) and
+// gives slots back as its connections end (the engine closes connections
+// above the part); the waiting node gets them, never more than its part,
+// and the fleet never holds more than the limit. When the second node is
+// done, the first may hold every slot again.
+TEST_F(SharedLimitsTest, ANodeHoldingEverySlotGivesItsPartToANodeThatWaits) {
+  SharedLimits a(Options(redis_, "a")), b(Options(redis_, "b"));
+  a.SetLimit("yahoo", 0, 4);
+  b.SetLimit("yahoo", 0, 4);
+  ASSERT_TRUE(WaitFor([&] { return a.shared() && b.shared(); }, 5));
+  const std::atomic<int>* a_part = a.NodeCap("yahoo");
+  const std::atomic<int>* b_part = b.NodeCap("yahoo");
+  ASSERT_NE(a_part, nullptr);
+  ASSERT_NE(b_part, nullptr);
+  auto redis = RedisClient::Connect(redis_.address(), absl::Seconds(1));
+  ASSERT_TRUE(redis.ok());
+  auto leases_in_redis = [&] {
+    auto r = (*redis)->Eval("return redis.call('ZCARD', KEYS[1])", {"salvo:fleet:conn:yahoo"}, {});
+    return r.ok() && !r->empty() ? (*r)[0] : -1;
+  };
+  int held_a = 0, held_b = 0;
+  EXPECT_FALSE(a.AcquireConnection("yahoo"));
+  a.WantConnections("yahoo", 4);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        while (a.AcquireConnection("yahoo")) ++held_a;
+        return held_a == 4;
+      },
+      3));
+  EXPECT_EQ(a_part->load(), 0) << "alone, a has no part to keep to";
+  // b waits; a learns its part within fair_interval (250 ms) and, like the
+  // engine, closes what is above it as its transactions end.
+  int64_t most = 0;
+  EXPECT_FALSE(b.AcquireConnection("yahoo"));
+  b.WantConnections("yahoo", 4);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        if (!b.AcquireConnection("yahoo")) b.WantConnections("yahoo", 4);
+        most = std::max(most, leases_in_redis());
+        return a_part->load() == 2;
+      },
+      3))
+      << "a's part " << a_part->load();
+  while (held_a > a_part->load()) {
+    a.ReleaseConnection("yahoo");
+    --held_a;
+  }
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        while (b.AcquireConnection("yahoo")) ++held_b;
+        if (held_b < 2) b.WantConnections("yahoo", 4);
+        most = std::max(most, leases_in_redis());
+        return held_b == 2;
+      },
+      3))
+      << "b holds " << held_b << " of its part 2";
+  // Neither gets more than its part while both want more.
+  WaitFor(
+      [&] {
+        while (a.AcquireConnection("yahoo")) ++held_a;
+        while (b.AcquireConnection("yahoo")) ++held_b;
+        a.WantConnections("yahoo", 4);
+        b.WantConnections("yahoo", 4);
+        most = std::max(most, leases_in_redis());
+        return false;
+      },
+      1.0);
+  EXPECT_EQ(held_a, 2);
+  EXPECT_EQ(held_b, 2);
+  EXPECT_NE(b_part->load(), 1) << "a part is ceil(4 / 2) or none";
+  EXPECT_LE(most, 4) << "the fleet never holds more than the limit";
+  EXPECT_GE(a.Stats().connections_yielded, 2u);
+  // b is done: its slots go back after a second idle and it stops waiting;
+  // a may take every slot again.
+  for (; held_b > 0; --held_b) b.ReleaseConnection("yahoo");
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        while (a.AcquireConnection("yahoo")) ++held_a;
+        a.WantConnections("yahoo", 4);
+        return held_a == 4;
+      },
+      6))
+      << "a holds " << held_a << " after b was done (a's part " << a_part->load() << ")";
+  for (; held_a > 0; --held_a) a.ReleaseConnection("yahoo");
+}
+
 TEST_F(SharedLimitsTest, RedisDownFallsBackToTheShareAndRecovers) {
   constexpr double kRate = 200;
   SharedLimits a(Options(redis_, "a")), b(Options(redis_, "b"));

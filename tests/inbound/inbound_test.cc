@@ -222,5 +222,55 @@ TEST_F(InboundServerTest, IdlePeersAreClosedAndConnectionsBeyondTheLimitGet421) 
   EXPECT_GE(server->Stats().rejected["idle_timeout"], 1u);
 }
 
+TEST_F(InboundServerTest, DataBeyondMaxBufferedBytesGets452AndTheListenerAcceptsAgainAfter) {
+  // Two messages of up to 64 KiB fit in 128 KiB: while two senders are in
+  // DATA, a flood of others gets 452 4.3.1 (temporary), nothing is stored
+  // for them, the process stays up; once the two finish, mail is taken again.
+  InboundOptions o;
+  o.max_message_size = 64 * 1024;
+  o.max_buffered_bytes = 128 * 1024;
+  auto server = StartServer(
+      [](const queue::InboundMessage&) -> absl::StatusOr<std::string> { return std::string("x"); },
+      o);
+  ASSERT_NE(server, nullptr);
+  const uint16_t port = server->Bound()[0].port;
+  RawClient a, b;
+  for (RawClient* c : {&a, &b}) {
+    ASSERT_TRUE(c->Connect("127.0.0.1", port));
+    c->ReadReplies(1);
+    c->Send("EHLO mta.example\r\nMAIL FROM:<>\r\nRCPT TO:<b@bounce.example>\r\nDATA\r\n");
+    EXPECT_EQ(c->ReadReplies(4), (std::vector<int>{250, 250, 250, 354}));
+    c->Send("Subject: held\r\n\r\n" + std::string(1000, 'x') + "\r\n");  // mid-DATA
+  }
+  std::vector<std::thread> flood;
+  std::atomic<int> refused{0};
+  for (int i = 0; i < 10; ++i)
+    flood.emplace_back([&] {
+      RawClient c;
+      if (!c.Connect("127.0.0.1", port)) return;
+      c.ReadReplies(1);
+      c.Send("EHLO mta.example\r\nMAIL FROM:<>\r\nRCPT TO:<f@bounce.example>\r\nDATA\r\n");
+      if (c.ReadReplies(4) == std::vector<int>{250, 250, 250, 452}) ++refused;
+      c.Send("QUIT\r\n");
+      c.ReadReplies(1);
+    });
+  for (std::thread& t : flood) t.join();
+  EXPECT_EQ(refused.load(), 10);
+  EXPECT_EQ(server->Stats().rejected["no_storage"], 10u);
+  for (RawClient* c : {&a, &b}) {
+    c->Send(".\r\n");
+    EXPECT_EQ(c->ReadReplies(1), std::vector<int>{250});
+  }
+  // The reservations come back with the answers: a new sender is taken.
+  EXPECT_EQ(SendOne(port, "c@bounce.example", "Subject: after\r\n\r\nx\r\n"),
+            (std::vector<int>{250, 250, 354, 250}));
+  InboundStats st = server->Stats();
+  EXPECT_EQ(st.messages["accepted"], 3u);
+  EXPECT_EQ(st.buffered_bytes_peak, 128u * 1024);
+  for (int i = 0; i < 200 && server->Stats().buffered_bytes != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(server->Stats().buffered_bytes, 0u);
+}
+
 }  // namespace
 }  // namespace salvo::inbound

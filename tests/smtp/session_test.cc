@@ -220,6 +220,42 @@ TEST(SessionTest, BdatCarriesTheExactNormalisedBodyPipelinedWithMailAndRcpt) {
   EXPECT_EQ(h.Out(), "RSET\r\n");
 }
 
+TEST(SessionTest, BdatSendsACrlfBodyAsItIsAndNormalisesOneWithoutAFinalCrlf) {
+  Harness h;
+  h.Greet({"mx", "PIPELINING", "CHUNKING", "SIZE 1000"});
+  h.Out();
+  // A composed copy (body_crlf): sent byte for byte, its size is its length.
+  Envelope e = Harness::Env({"a@x"}, ".x\r\nyy\r\n");
+  e.body_crlf = true;
+  ASSERT_TRUE(h.Start(std::move(e)));
+  EXPECT_EQ(h.Out(),
+            "MAIL FROM:<sender@client.test> SIZE=8\r\nRCPT TO:<a@x>\r\nBDAT 8 LAST\r\n"
+            ".x\r\nyy\r\n");
+  h.Feed("250 ok\r\n250 ok\r\n250 2.0.0 Ok\r\n");
+  EXPECT_EQ(Rcpt(h, 0).disposition, Disposition::kDelivered);
+  // Flagged but not ending in CRLF: completed as any other body.
+  Envelope open_end = Harness::Env({"a@x"}, "z\r\nend");
+  open_end.body_crlf = true;
+  ASSERT_TRUE(h.Start(std::move(open_end)));
+  EXPECT_EQ(h.Out(),
+            "MAIL FROM:<sender@client.test> SIZE=8\r\nRCPT TO:<a@x>\r\nBDAT 8 LAST\r\n"
+            "z\r\nend\r\n");
+  h.Feed("250 ok\r\n250 ok\r\n250 2.0.0 Ok\r\n");
+  EXPECT_EQ(Rcpt(h, 0).disposition, Disposition::kDelivered);
+}
+
+TEST(SessionTest, DataStillDotStuffsACrlfBody) {
+  Harness h;
+  h.Greet({"mx", "PIPELINING"});
+  h.Out();
+  Envelope e = Harness::Env({"a@x"}, ".x\r\n");
+  e.body_crlf = true;
+  ASSERT_TRUE(h.Start(std::move(e)));
+  EXPECT_EQ(h.Out(), "MAIL FROM:<sender@client.test>\r\nRCPT TO:<a@x>\r\nDATA\r\n");
+  h.Feed("250 ok\r\n250 ok\r\n354 go\r\n");
+  EXPECT_EQ(h.Out(), "..x\r\n.\r\n");
+}
+
 TEST(SessionTest, MailParametersWhenOfferedAndNeeded) {
   Harness h;
   h.Greet({"mx", "PIPELINING", "SIZE", "8BITMIME", "SMTPUTF8"});
