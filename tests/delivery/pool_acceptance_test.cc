@@ -79,6 +79,11 @@ TEST(DeliveryAcceptance, A421StormOpensFewConnectionsAndEverythingIsDelivered) {
   so.max_rate = 50;  // msgs/s over the whole sink; above it: 421 4.7.0 and close
   auto sink = StartSink(so);
   auto cfg = MakeConfig(HostPort(*sink), "site_retry_delay = \"10s\"\n");
+  // What is asserted here is the pool's answer to 421s, not durability: with
+  // queue.durable_before_next on (the default) this run took 201 s instead
+  // of 95 s (2026-12-04, quiet machine), close to the 240 s bound below; the
+  // gate's cost is issue 19's to cut (README, "queue.durable_before_next").
+  cfg.queue.durable_before_next = false;
   InMemorySource::Options o;
   o.retry_deferred = true;  // the 421'd transactions come back (the queue's part)
   o.retry_delay = std::chrono::milliseconds(500);
