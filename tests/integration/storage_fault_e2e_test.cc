@@ -75,6 +75,30 @@ bool Writable(const nlohmann::json& status) {
 }
 
 // Fills the file system holding `path` until it refuses (ENOSPC).
+// A 512 MiB sparse ext4 image mounted on `disk` (a loop device): "" when
+// mounted, else why not (no mkfs.ext4, not root, no /dev/loop*): the test
+// skips saying so.
+std::string MountExt4(const TempDir& dir, const std::string& image, const std::string& disk) {
+  std::FILE* f = std::fopen(image.c_str(), "w");
+  if (f == nullptr) return "cannot create " + image;
+  std::fclose(f);
+  std::filesystem::resize_file(image, 512 << 20);  // sparse
+  RunResult mkfs = testsupport::Run({"mkfs.ext4", "-q", "-F", image}, dir / "mkfs.out",
+                                    dir / "mkfs.err", std::chrono::seconds(60));
+  if (mkfs.code != 0) return "mkfs.ext4 unavailable: " + ReadFile(dir / "mkfs.err");
+  RunResult mnt = testsupport::Run({"mount", "-o", "loop", image, disk}, dir / "mount.out",
+                                   dir / "mount.err", std::chrono::seconds(30));
+  if (mnt.code != 0)
+    return "cannot mount an ext4 loop device (needs root and /dev/loop*): " +
+           ReadFile(dir / "mount.err");
+  return "";
+}
+
+struct Unmount {
+  std::string p;
+  ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
+};
+
 void FillDisk(const std::string& path) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   ASSERT_GE(fd, 0);
@@ -237,24 +261,8 @@ TEST(StorageFaultE2E, EioMidSendDoesNotAbortAndStopsSending) {
   TempDir dir;
   const std::string image = dir / "disk.img", disk = dir / "disk";
   std::filesystem::create_directories(disk);
-  {
-    std::FILE* f = std::fopen(image.c_str(), "w");
-    ASSERT_NE(f, nullptr);
-    std::fclose(f);
-    std::filesystem::resize_file(image, 512 << 20);  // sparse
-  }
-  RunResult mkfs = testsupport::Run({"mkfs.ext4", "-q", "-F", image}, dir / "mkfs.out",
-                                    dir / "mkfs.err", std::chrono::seconds(60));
-  if (mkfs.code != 0) GTEST_SKIP() << "mkfs.ext4 unavailable: " << ReadFile(dir / "mkfs.err");
-  RunResult mnt = testsupport::Run({"mount", "-o", "loop", image, disk}, dir / "mount.out",
-                                   dir / "mount.err", std::chrono::seconds(30));
-  if (mnt.code != 0)
-    GTEST_SKIP() << "cannot mount an ext4 loop device (needs root and /dev/loop*): "
-                 << ReadFile(dir / "mount.err");
-  struct Unmount {
-    std::string p;
-    ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
-  } unmount{disk};
+  if (std::string why = MountExt4(dir, image, disk); !why.empty()) GTEST_SKIP() << why;
+  Unmount unmount{disk};
 
   Sink sink(dir, "sink", "127.0.0.1", {"--track-duplicates", "--final-delay-ms", "50"});
   ASSERT_GT(sink.port(), 0) << sink.err();
@@ -320,24 +328,8 @@ TEST(StorageFaultE2E, DeadDiskAtStopRescuesHeldOutcomesAndRecoverSendsNothingTwi
   const std::string image = dir / "disk.img", disk = dir / "disk", rescue = dir / "rescue";
   std::filesystem::create_directories(disk);
   std::filesystem::create_directories(rescue);
-  {
-    std::FILE* f = std::fopen(image.c_str(), "w");
-    ASSERT_NE(f, nullptr);
-    std::fclose(f);
-    std::filesystem::resize_file(image, 512 << 20);  // sparse
-  }
-  RunResult mkfs = testsupport::Run({"mkfs.ext4", "-q", "-F", image}, dir / "mkfs.out",
-                                    dir / "mkfs.err", std::chrono::seconds(60));
-  if (mkfs.code != 0) GTEST_SKIP() << "mkfs.ext4 unavailable: " << ReadFile(dir / "mkfs.err");
-  RunResult mnt = testsupport::Run({"mount", "-o", "loop", image, disk}, dir / "mount.out",
-                                   dir / "mount.err", std::chrono::seconds(30));
-  if (mnt.code != 0)
-    GTEST_SKIP() << "cannot mount an ext4 loop device (needs root and /dev/loop*): "
-                 << ReadFile(dir / "mount.err");
-  struct Unmount {
-    std::string p;
-    ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
-  } unmount{disk};
+  if (std::string why = MountExt4(dir, image, disk); !why.empty()) GTEST_SKIP() << why;
+  Unmount unmount{disk};
 
   Sink sink(dir, "sink", "127.0.0.1", {"--track-duplicates", "--final-delay-ms", "50"});
   ASSERT_GT(sink.port(), 0) << sink.err();
@@ -378,8 +370,8 @@ TEST(StorageFaultE2E, DeadDiskAtStopRescuesHeldOutcomesAndRecoverSendsNothingTwi
 
   // The disk back: with nothing open on it, unmount and mount it again.
   ASSERT_EQ(::umount2(disk.c_str(), 0), 0) << std::strerror(errno);
-  mnt = testsupport::Run({"mount", "-o", "loop", image, disk}, dir / "mount2.out",
-                         dir / "mount2.err", std::chrono::seconds(30));
+  RunResult mnt = testsupport::Run({"mount", "-o", "loop", image, disk}, dir / "mount2.out",
+                                   dir / "mount2.err", std::chrono::seconds(30));
   ASSERT_EQ(mnt.code, 0) << ReadFile(dir / "mount2.err");
   RunResult rec = RunSalvo(dir, {"queue", "recover", "--from", rescue_file, "--config", s.config},
                            std::chrono::seconds(60));
