@@ -373,6 +373,18 @@ absl::StatusOr<LoadReport> Spool::Impl::Load(const CampaignSpec& spec, const Loa
     e.info = std::move(info);
     campaigns_[Value(id)] = std::move(e);
   }
+  // The campaign is durable (synced above). A big load also goes to tables
+  // now, so the next start does not replay its log: best effort, the
+  // log still holds it all if this fails.
+  if (report.accepted >= options_.flush_after_load_rows) {
+    rocksdb::FlushOptions fo;
+    fo.wait = true;
+    if (rocksdb::Status s = db_->Flush(fo, handles_); !s.ok())
+      SALVO_LOG(kWarning,
+                "spool: flushing after the load of '{}' failed ({}); the next start "
+                "replays its log",
+                spec.name, s.ToString());
+  }
   report.seconds = absl::ToDoubleSeconds(absl::Now() - started);
   return report;
 }

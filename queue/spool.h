@@ -320,6 +320,18 @@ class Spool {
     // RecoverOutcomes (`salvo queue recover --from FILE`). "" = one log line
     // each ("spool rescue: {...}"), the JSON the same.
     std::string rescue_dir;
+    // Start-up time: RocksDB keeps a write-ahead log until every column
+    // family with data in it is flushed, and replays what it keeps at the
+    // next open. Past this many bytes of log the families holding the oldest
+    // one are flushed, so a start replays at most about this much.
+    // (RocksDB counts a log once it is no longer the one written to, that
+    // is after a memtable of write_buffer_bytes fills.)
+    uint64_t max_wal_bytes = 256ull << 20;
+    size_t write_buffer_bytes = 32 << 20;  // per column family memtable
+    // A load of at least this many recipients ends with every column family
+    // flushed to tables: the next start replays none of it (without this a
+    // 10,000,000-recipient load left ~1.5 GB of log to replay).
+    size_t flush_after_load_rows = 100000;
   };
 
   // Opens (creating) the spool in `data_dir`. Cleans up any half-loaded

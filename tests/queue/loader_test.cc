@@ -3,8 +3,11 @@
 // with strict); campaign files (TOML).
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <filesystem>
+#include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "queue/campaign.h"
 #include "tests/queue/spool_fixture.h"
@@ -177,6 +180,76 @@ TEST_F(LoaderTest, InvalidAddressesAreSkippedAndReportedWithFileLine) {
             std::string::npos);
   EXPECT_NE(r->first_errors[2].find(":7: invalid address 'user@localhost'"), std::string::npos)
       << r->first_errors[2];
+}
+
+// Start-up time: what RocksDB keeps in its write-ahead log is replayed at the
+// next open. A 10,000,000-recipient load used to leave ~1.5 GB of log (the
+// log is kept until every column family with data in it is flushed).
+uint64_t LogBytes(const std::string& data_dir) {
+  uint64_t total = 0;
+  for (const auto& f : std::filesystem::directory_iterator(data_dir))
+    if (f.path().extension() == ".log") total += f.file_size();
+  return total;
+}
+
+// Loads `rows` recipients into a fresh spool opened with `o`; the bytes of
+// write-ahead log left behind.
+// Loads `rows` recipients into a fresh spool opened with `o`; the bytes of
+// write-ahead log left behind once they stop falling (background flushes
+// done; polled for at most 10 s).
+uint64_t LogBytesAfterLoad(Spool::Options o, int rows) {
+  testing::TempDir dir;
+  std::string csv = "email,name\n";
+  for (int i = 0; i < rows; ++i) absl::StrAppend(&csv, "user", i, "@d", i % 50, ".example,N\n");
+  CampaignSpec spec;
+  spec.name = "big";
+  spec.from = "news@example.com";
+  spec.template_path = dir.Write("template.eml", testing::kTemplate);
+  spec.recipients_path = dir.Write("list.csv", csv);
+  o.rng_seed = 1;
+  absl::StatusOr<std::unique_ptr<Spool>> spool = Spool::Open(dir.File("data"), o);
+  EXPECT_TRUE(spool.ok()) << spool.status();
+  if (!spool.ok()) return 0;
+  absl::StatusOr<LoadReport> r = (*spool)->LoadCampaign(spec, {});
+  EXPECT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r.ok() ? r->accepted : 0, static_cast<uint64_t>(rows));
+  uint64_t bytes = LogBytes(dir.File("data"));
+  for (int i = 0; i < 100; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    const uint64_t now = LogBytes(dir.File("data"));
+    if (now == bytes && i >= 5) break;
+    bytes = now;
+  }
+  return bytes;
+}
+
+TEST(SpoolLogTest, ABigLoadEndsFlushedSoTheNextStartReplaysNothing) {
+  Spool::Options keep;
+  keep.flush_after_load_rows = 1000000;  // not flushed: the control
+  const uint64_t kept = LogBytesAfterLoad(keep, 20000);
+  EXPECT_GT(kept, 1u << 20) << "the control load should leave its log";
+  Spool::Options flush;
+  flush.flush_after_load_rows = 10000;
+  EXPECT_LT(LogBytesAfterLoad(flush, 20000), 64u << 10);
+}
+
+TEST(SpoolLogTest, TheLogIsBoundedByMaxWalBytesDuringALoad) {
+  // Three chunks of the loader (50,000 rows each, ~7 MB of log); memtables
+  // small enough that every chunk fills them.
+  Spool::Options o;
+  o.flush_after_load_rows = 1000000;
+  o.write_buffer_bytes = 512 << 10;
+  o.max_wal_bytes = 256 << 10;
+  // Once the logs no longer written to pass the bound, the families holding
+  // the oldest one (the template's, written once) are flushed: the last
+  // chunk's log stays.
+  const uint64_t bounded = LogBytesAfterLoad(o, 150000);
+  // Without the bound the template's family keeps the first log, and with
+  // it every later one, alive.
+  o.max_wal_bytes = 256ull << 20;
+  const uint64_t kept = LogBytesAfterLoad(o, 150000);
+  EXPECT_GT(kept, 15u << 20) << "the control load should leave its whole log";
+  EXPECT_LT(bounded, 8u << 20) << "kept without the bound: " << kept;
 }
 
 TEST(CampaignFileTest, ParsesAndResolvesRelativePaths) {
