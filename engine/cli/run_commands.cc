@@ -254,6 +254,8 @@ int RunEngine(Loaded& l, SignalWatcher& signals, delivery::SpoolSourceOptions so
   queue::Spool* spool = l.spool.get();
   eo.on_tick = [tty, registry, progress, last, spool](const delivery::EngineStats& s) {
     registry->SetJobsInFlight(s.jobs_in_flight);
+    registry->SetEngineResources(
+        {s.connections, s.connection_waits, s.composed_bytes, s.compose_waits});
     if (progress.quiet || (!tty && progress.interval_seconds <= 0)) return;
     const auto now = std::chrono::steady_clock::now();
     const double secs = std::chrono::duration<double>(now - last->at).count();

@@ -343,6 +343,8 @@ def run(tmp, start, procs):
           f"after the restart the stored message is processed: {target} suppressed")
     check(wait_for(lambda: metrics(metrics_port).get("salvo_inbound_pending") == 0, 20)
           is not None, "nothing is left pending after the restart")
+    check(metrics(metrics_port).get("salvo_inbound_buffered_bytes") == 0,
+          "salvo_inbound_buffered_bytes is exported, 0 with nothing being received")
 
     intake_checks(tmp, salvo, copies, inbound_port, metrics_port, suppressed)
 

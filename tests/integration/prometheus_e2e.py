@@ -509,6 +509,14 @@ def wired_checks(prom, sink, final, log_path, attempts):
           "one delivery latency per final outcome")
     check(prom.value('sum(salvo_smtp_sessions_opened_total{domain!=""})') == sink["connections"],
           "connections opened by domain = the sink's connections")
+    # The resource caps' gauges (delivery.max_connections, max_composed_bytes).
+    for name, kind in (("salvo_delivery_connections", "gauge"),
+                       ("salvo_delivery_connection_waits_total", "counter"),
+                       ("salvo_delivery_composed_bytes", "gauge"),
+                       ("salvo_delivery_compose_waits_total", "counter")):
+        check(f"# TYPE {name} {kind}" in final, f"{name} is in Salvo's scrape")
+    check((prom.value("max_over_time(salvo_delivery_connections[1h])") or 0) >= 1,
+          "salvo_delivery_connections counted an open connection during the run")
 
 
 if __name__ == "__main__":
