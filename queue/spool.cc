@@ -15,7 +15,9 @@
 #include <cstring>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/match.h"
@@ -788,6 +790,65 @@ absl::StatusOr<size_t> Spool::RecoverOutcomes(absl::Span<const RescuedOutcome> o
     return absl::UnavailableError(
         Cat("the spool cannot write (", Health().last_error, "): nothing was recovered"));
   return done.size();
+}
+
+absl::StatusOr<std::vector<RescuedOutcome>> ReadRescueFile(const std::string& path,
+                                                           size_t* skipped) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(Cat(path, ": cannot open: ", std::strerror(errno)));
+  std::vector<RescuedOutcome> outcomes;
+  std::string line;
+  size_t line_no = 0;
+  *skipped = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    const bool tagged = line.find("spool rescue: ") != std::string::npos;
+    if (!tagged && (line.empty() || line[0] != '{')) {
+      ++*skipped;
+      continue;
+    }
+    absl::StatusOr<RescuedOutcome> o = RescuedOutcome::FromJson(line);
+    if (!o.ok())
+      return absl::InvalidArgumentError(
+          Cat(path, ":", line_no, ": not a rescued outcome: ", o.status().message()));
+    outcomes.push_back(*std::move(o));
+  }
+  if (in.bad()) return absl::DataLossError(Cat(path, ": read error: ", std::strerror(errno)));
+  return outcomes;
+}
+
+absl::StatusOr<RescueDirReport> Spool::RecoverRescueDir(const std::string& dir) {
+  RescueDirReport report;
+  std::error_code ec;
+  std::vector<std::string> files;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (absl::StartsWith(name, "salvo-rescue-") && absl::EndsWith(name, ".jsonl") &&
+        e.is_regular_file())
+      files.push_back(e.path().string());
+  }
+  if (ec) return absl::FailedPreconditionError(Cat(dir, ": cannot list: ", ec.message()));
+  std::sort(files.begin(), files.end());  // the names start with their UTC time
+  for (const std::string& path : files) {
+    size_t skipped = 0;
+    absl::StatusOr<std::vector<RescuedOutcome>> outcomes = ReadRescueFile(path, &skipped);
+    if (!outcomes.ok()) return outcomes.status();
+    absl::StatusOr<size_t> n = RecoverOutcomes(*outcomes);
+    if (!n.ok()) return absl::Status(n.status().code(), Cat(path, ": ", n.status().message()));
+    report.files++;
+    report.read += outcomes->size();
+    report.recorded += *n;
+    SALVO_LOG(kWarning,
+              "spool: recorded {} of {} outcome(s) from the rescue file {} ({} already recorded)",
+              *n, outcomes->size(), path, outcomes->size() - *n);
+    // Applying a file again changes nothing (each recipient is final now),
+    // so a rename that fails costs only this line at the next start.
+    if (std::rename(path.c_str(), (path + ".recovered").c_str()) != 0)
+      SALVO_LOG(kWarning, "spool: cannot rename {} to {}.recovered: {}", path, path,
+                std::strerror(errno));
+  }
+  return report;
 }
 
 bool Spool::AllOutcomesWritten() const {

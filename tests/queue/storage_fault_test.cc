@@ -270,9 +270,18 @@ TEST_F(StorageFaultTest, DeadDiskAtCloseRescuesFinalOutcomesAndRecoverRecordsThe
 
   fs_->failing = false;  // a new disk (or the old one back): restart
   OpenFailing();
-  absl::StatusOr<size_t> n = spool_->RecoverOutcomes(rescued);
-  ASSERT_TRUE(n.ok()) << n.status();
-  EXPECT_EQ(*n, 2u);
+  // What `salvo run` does at start with queue.rescue_dir: the file applied
+  // and renamed, so the next start does not read it again.
+  absl::StatusOr<RescueDirReport> applied = spool_->RecoverRescueDir(dir_.File("rescue"));
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  EXPECT_EQ(applied->files, 1u);
+  EXPECT_EQ(applied->read, 2u);
+  EXPECT_EQ(applied->recorded, 2u);
+  EXPECT_FALSE(std::filesystem::exists(files[0]));
+  EXPECT_TRUE(std::filesystem::exists(files[0] + ".recovered"));
+  applied = spool_->RecoverRescueDir(dir_.File("rescue"));
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  EXPECT_EQ(applied->files, 0u);
   absl::StatusOr<StateCounts> counts = spool_->Counts(c);
   ASSERT_TRUE(counts.ok());
   EXPECT_EQ((*counts)[RecipientState::kDelivered], 1u);
@@ -283,7 +292,7 @@ TEST_F(StorageFaultTest, DeadDiskAtCloseRescuesFinalOutcomesAndRecoverRecordsThe
   ASSERT_EQ(again.size(), 1u);
   EXPECT_EQ(again[0].id, leased[2].id);
   // Applying the file twice changes nothing; the history says where it came from.
-  n = spool_->RecoverOutcomes(rescued);
+  absl::StatusOr<size_t> n = spool_->RecoverOutcomes(rescued);
   ASSERT_TRUE(n.ok()) << n.status();
   EXPECT_EQ(*n, 0u);
   auto history = spool_->History(c, leased[0].id);
@@ -302,6 +311,30 @@ TEST_F(StorageFaultTest, DeadDiskAtCloseRescuesFinalOutcomesAndRecoverRecordsThe
 
 // Without rescue_dir the rescued outcomes are log lines; the same parser
 // reads them back from a copy of the log.
+// A rescue file that cannot be read stops the start (its recipients would be
+// sent again): the error names file:line, and the file stays where it is.
+TEST_F(StorageFaultTest, ABrokenRescueFileIsAnErrorNamingFileAndLineAndStaysInPlace) {
+  const std::string rescue = dir_.File("rescue");
+  std::filesystem::create_directories(rescue);
+  const std::string path = rescue + "/salvo-rescue-20261204T150000Z-1.jsonl";
+  testsupport::WriteFile(path,
+                         "# saved by hand\n{\"campaign\":1,\"recipient\":2,\"state\":\"sent\"}\n");
+  OpenFailing();
+  absl::StatusOr<RescueDirReport> r = spool_->RecoverRescueDir(rescue);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find(path + ":2: not a rescued outcome"), std::string::npos)
+      << r.status();
+  EXPECT_TRUE(std::filesystem::exists(path));
+  // Other files of the folder are not rescue files and are left alone.
+  testsupport::WriteFile(path, "");
+  testsupport::WriteFile(rescue + "/notes.txt", "{not json\n");
+  r = spool_->RecoverRescueDir(rescue);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->files, 1u);
+  EXPECT_EQ(r->read, 0u);
+  EXPECT_TRUE(std::filesystem::exists(rescue + "/notes.txt"));
+}
+
 TEST(RescuedOutcomeTest, ReadsItsOwnJsonAndTheLogLineAndNamesWhatIsWrong) {
   RescuedOutcome o;
   o.campaign = CampaignId{7};
