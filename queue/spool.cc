@@ -185,7 +185,8 @@ bool Spool::Impl::ReopenAndWriteHeld() {
 }
 
 void Spool::Impl::WriteHot(rocksdb::WriteBatch* batch, size_t outcomes,
-                           const std::vector<std::pair<std::string, std::string>>* records) {
+                           const std::vector<std::pair<std::string, std::string>>* records,
+                           const std::vector<std::pair<std::string, std::string>>* suppressions) {
   rocksdb::Status s;
   if (held_.empty()) {
     s = db_->Write(HotWrite(), batch);
@@ -208,6 +209,11 @@ void Spool::Impl::WriteHot(rocksdb::WriteBatch* batch, size_t outcomes,
       o.reply = r.last_reply;
       o.category = r.category;
       o.at = held_at;
+      if (o.state == RecipientState::kBounced && suppressions != nullptr) {
+        const std::string k = MailboxKey(r.email.substr(0, r.email.rfind('@') + 1) + r.domain);
+        o.suppress = std::any_of(suppressions->begin(), suppressions->end(),
+                                 [&k](const auto& kv) { return kv.first == k; });
+      }
       held_rescue_.push_back(std::move(o));
     }
   }
@@ -671,6 +677,7 @@ std::string RescuedOutcome::ToJson() const {
                       {"reply", reply},
                       {"at", absl::FormatTime(absl::RFC3339_sec, at, absl::UTCTimeZone())}};
   if (!category.empty()) j["category"] = category;
+  if (suppress) j["suppress"] = true;
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
@@ -705,6 +712,7 @@ absl::StatusOr<RescuedOutcome> RescuedOutcome::FromJson(std::string_view line) {
   o.email = j.value("email", std::string());
   o.reply = j.value("reply", std::string());
   o.category = j.value("category", std::string());
+  o.suppress = j.value("suppress", false);
   std::string err;
   if (!absl::ParseTime(absl::RFC3339_full, j.value("at", std::string()), &o.at, &err))
     o.at = absl::InfinitePast();
@@ -779,6 +787,7 @@ absl::StatusOr<size_t> Spool::RecoverOutcomes(absl::Span<const RescuedOutcome> o
       c.outcome.disposition = o.state == RecipientState::kDelivered ? smtp::Disposition::kDelivered
                                                                     : smtp::Disposition::kBounced;
       c.outcome.category = o.category;
+      c.outcome.suppress = o.suppress;
       c.outcome.detail = Cat(o.reply.empty() ? "" : o.reply + "; ",
                              "recorded from a rescue file (the spool's disk had refused it)");
       done.push_back(std::move(c));
@@ -1231,7 +1240,8 @@ absl::Status Spool::CompleteBatchInner(absl::Span<const Completion> completions)
   // Memory is ahead of disk until this is written: held and retried when
   // the disk refuses it (see the storage-fault note in spool.h).
   if (batch.Count() > 0)
-    m.WriteHot(&batch, records.size(), &records);  // a held batch is moved out; Clear() renews it
+    m.WriteHot(&batch, records.size(), &records,
+               &suppress);  // a held batch is moved out; Clear() renews it
   else
     m.RetryHeld(/*force=*/false);
   return first_error;

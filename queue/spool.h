@@ -264,6 +264,9 @@ struct RescuedOutcome {
   std::string reply;                                  // "250 2.0.0 ok"
   std::string category;                               // bounces: the category
   absl::Time at = absl::InfinitePast();
+  // A bounce that put the address on the suppression list (failure_scope
+  // said so): recovering it does so again.
+  bool suppress = false;
 
   std::string ToJson() const;
   // One line (a leading "... spool rescue: " is skipped); the error names

@@ -238,6 +238,7 @@ TEST_F(StorageFaultTest, DeadDiskAtCloseRescuesFinalOutcomesAndRecoverRecordsThe
   smtp::Outcome bounce = Deferred();
   bounce.disposition = smtp::Disposition::kBounced;
   bounce.reply = {550, "5.1.1", "no such user"};
+  bounce.suppress = true;  // a bad mailbox: failure_scope suppresses it
   EXPECT_TRUE(spool_
                   ->CompleteBatch({{leased[0].campaign, leased[0].id, Delivered()},
                                    {leased[1].campaign, leased[1].id, bounce},
@@ -267,6 +268,8 @@ TEST_F(StorageFaultTest, DeadDiskAtCloseRescuesFinalOutcomesAndRecoverRecordsThe
   EXPECT_EQ(rescued[0].email, leased[0].email);
   EXPECT_EQ(rescued[1].state, RecipientState::kBounced);
   EXPECT_FALSE(rescued[1].category.empty());  // the stored category
+  EXPECT_TRUE(rescued[1].suppress);
+  EXPECT_FALSE(rescued[0].suppress);
 
   fs_->failing = false;  // a new disk (or the old one back): restart
   OpenFailing();
@@ -279,6 +282,9 @@ TEST_F(StorageFaultTest, DeadDiskAtCloseRescuesFinalOutcomesAndRecoverRecordsThe
   EXPECT_EQ(applied->recorded, 2u);
   EXPECT_FALSE(std::filesystem::exists(files[0]));
   EXPECT_TRUE(std::filesystem::exists(files[0] + ".recovered"));
+  // The suppression the dead disk lost is back with the recovered bounce.
+  EXPECT_TRUE(spool_->IsSuppressed(leased[1].email));
+  EXPECT_FALSE(spool_->IsSuppressed(leased[0].email));
   applied = spool_->RecoverRescueDir(dir_.File("rescue"));
   ASSERT_TRUE(applied.ok()) << applied.status();
   EXPECT_EQ(applied->files, 0u);
