@@ -172,13 +172,6 @@ void Connection::OnReady() {
       session_->Quit();
       return;
     }
-    // The server accepted (or refused for good) the last message: the next
-    // transaction waits until that outcome is recorded, so a crash repeats
-    // at most one message per connection.
-    if (!shard_->IsDurable(awaits_durable_)) {
-      shard_->WaitDurable(this);
-      return;
-    }
     std::optional<Job> job = pool_->TakeJob(pool_->idle.size());
     if (!job) {
       MakeIdle();
@@ -189,8 +182,8 @@ void Connection::OnReady() {
 }
 
 void Connection::DurableNow() {
-  if (state_ != State::kBusy || job_ || !session_) return;
-  OnReady();
+  if (state_ == State::kClosing || !session_ || !session_->end_held()) return;
+  session_->ReleaseEnd();
   Drive();
 }
 
@@ -215,6 +208,10 @@ bool Connection::StartJob(Job job) {
   env.needs_8bit = job.needs_8bitmime;
   env.needs_smtputf8 = job.needs_smtputf8;
   env.body_crlf = job.body_crlf;
+  // The server accepted (or refused for good) the last message: this one
+  // goes out at once, but its end of data waits until that outcome is
+  // recorded, so a crash repeats at most one message per connection.
+  const bool hold = env.hold_end = !shard_->IsDurable(awaits_durable_);
   job_ = std::move(job);
   transaction_started_ = absl::Now();
   if (!session_->StartTransaction(std::move(env))) {
@@ -224,10 +221,12 @@ bool Connection::StartJob(Job job) {
                                                        false, smtp::Scope::kConnection, label()));
     return false;
   }
+  if (hold) shard_->WaitDurable(this);
   return true;
 }
 
 void Connection::ReportJob(std::vector<smtp::Outcome> outcomes) {
+  shard_->StopWaiting(this);  // a held transaction may end without its end (refused)
   Job job = std::move(*job_);
   job_.reset();
   messages_++;

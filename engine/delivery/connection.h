@@ -59,9 +59,9 @@ class Connection {
   // Now: the open transaction (if any) is reported deferred; closes.
   void Abandon(const smtp::Outcome& open_outcome);
 
-  // [queue] durable_before_next: the shard's result batch this connection
-  // waits for before its next transaction, and the shard's word that it is
-  // recorded.
+  // [queue] durable_before_next: the shard's result batch whose record the
+  // end of data of this connection's next transaction waits for, and the
+  // shard's word that it is recorded (the held end goes out).
   uint64_t AwaitsDurable() const { return awaits_durable_; }
   void DurableNow();
 

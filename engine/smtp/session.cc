@@ -288,7 +288,7 @@ void Session::ReleaseBuffers() {
 void Session::OutputConsumed(size_t n) {
   if (n > 0 && pending_head_ < pending_.size()) {
     Cmd front = pending_[pending_head_].cmd;
-    if (front == Cmd::kDot || front == Cmd::kBdat) {
+    if (front == Cmd::kDot || front == Cmd::kBdat || front == Cmd::kBdatChunk) {
       now_ = clock_->Now();
       ArmDeadline();
     }
@@ -332,6 +332,7 @@ absl::Duration Session::TimeoutFor(Cmd cmd) const {
       return t.data_init;
     case Cmd::kDot:
     case Cmd::kBdat:
+    case Cmd::kBdatChunk:
       return t.data_final;
     case Cmd::kRset:
       return t.rset;
@@ -356,7 +357,8 @@ void Session::ArmDeadline() {
   }
   Cmd front = pending_[pending_head_].cmd;
   absl::Duration d = TimeoutFor(front);
-  if ((front == Cmd::kDot || front == Cmd::kBdat) && out_pos_ < out_.size()) {
+  if ((front == Cmd::kDot || front == Cmd::kBdat || front == Cmd::kBdatChunk) &&
+      out_pos_ < out_.size()) {
     d = opts_.timeouts.data_block;  // still writing the body
   }
   deadline_ = now_ + d;
@@ -381,6 +383,7 @@ Phase Session::PhaseFor(Cmd cmd) const {
       return Phase::kData;
     case Cmd::kDot:
     case Cmd::kBdat:
+    case Cmd::kBdatChunk:
       return Phase::kDataEnd;
     case Cmd::kRset:
       return Phase::kRset;
@@ -440,6 +443,10 @@ void Session::Enter(State next) {
       if (t.mail_ok && t.accepted_count > 0) {
         WriteBody(t.env.body, /*dot_stuff=*/true);
         t.body_sent = true;
+        if (t.end_held) {
+          t.end_owed = true;  // ReleaseEnd() sends the "."
+          break;
+        }
       }
       // With no accepted recipient a lone "." ends the data phase (RFC 2920 3.1).
       Write(".\r\n");
@@ -586,6 +593,7 @@ void Session::HandleReply(const Reply& reply) {
     case Cmd::kData:
     case Cmd::kDot:
     case Cmd::kBdat:
+    case Cmd::kBdatChunk:
       HandleTransactionReply(p.cmd, p.index, reply);
       break;
     case Cmd::kRset:
@@ -700,6 +708,7 @@ bool Session::StartTransaction(Envelope envelope) {
   txn_.emplace();
   internal::Transaction& t = *txn_;
   t.env = std::move(envelope);
+  t.end_held = t.env.hold_end;
   const size_t n = t.env.rcpts.size();
   t.outcomes.resize(n);
   t.decided.assign(n, 0);
@@ -785,10 +794,17 @@ void Session::PumpTransaction() {
       // RCPT (RFC 3030): one round trip per message.
       if (!ext_.size)
         t.chunk_size = BodyIsCanonical() ? t.env.body.size() : NormalizedBodySize(t.env.body);
-      Append(Buf(), "BDAT ", t.chunk_size, " LAST\r\n");
+      // Held: the body goes as a chunk of its own and "BDAT 0 LAST" ends the
+      // message on ReleaseEnd() (RFC 3030 2: a zero-length last chunk).
+      Append(Buf(), "BDAT ", t.chunk_size, t.end_held ? "\r\n" : " LAST\r\n");
       WriteBody(t.env.body, /*dot_stuff=*/false);
       t.body_sent = true;
-      Expect(Cmd::kBdat, 0);
+      if (t.end_held) {
+        t.end_owed = true;
+        Expect(Cmd::kBdatChunk, 0);
+      } else {
+        Expect(Cmd::kBdat, 0);
+      }
     } else {
       Send(Cmd::kData, 0, "DATA");
     }
@@ -847,6 +863,26 @@ void Session::HandleTransactionReply(Cmd cmd, uint32_t index, const Reply& reply
       t.need_rset = true;
       FinishTransaction();
       return;
+    case Cmd::kBdatChunk:
+      if (cls == 2) break;
+      // The body was refused: the message fails with this reply. If the last
+      // chunk is out too, its reply (a refusal) still ends the transaction.
+      t.chunk_failed = true;
+      if (t.mail_ok && t.accepted_count > 0) {
+        Outcome o = OutcomeForReply(reply, Phase::kDataEnd, opts_.host_label);
+        for (size_t i = 0; i < n; ++i) {
+          if (t.accepted[i] && !t.decided[i]) {
+            t.outcomes[i] = o;
+            t.decided[i] = 1;
+          }
+        }
+      }
+      if (!t.end_owed) return;  // "BDAT 0 LAST" is out: wait for its reply
+      t.end_owed = false;
+      t.end_held = false;
+      t.need_rset = true;
+      FinishTransaction();
+      return;
     case Cmd::kDot:
     case Cmd::kBdat:
       if (t.mail_ok && t.accepted_count > 0) {
@@ -860,13 +896,34 @@ void Session::HandleTransactionReply(Cmd cmd, uint32_t index, const Reply& reply
       }
       // After the dot the server has reset the transaction; after a refused
       // BDAT it may not have.
-      t.need_rset = cmd == Cmd::kBdat && cls != 2;
+      t.need_rset = cmd == Cmd::kBdat && (cls != 2 || t.chunk_failed);
       FinishTransaction();
       return;
     default:
       break;
   }
   PumpTransaction();
+}
+
+void Session::ReleaseEnd() {
+  if (!txn_.has_value() || !txn_->end_held) return;
+  now_ = clock_->Now();
+  txn_->end_held = false;
+  if (!txn_->end_owed) return;  // the end goes out unheld when it is due
+  txn_->end_owed = false;
+  SendEnd();
+  FlushTls();
+}
+
+void Session::SendEnd() {
+  if (state_ == State::kDataBody) {
+    Write(".\r\n");
+    Expect(Cmd::kDot, 0);
+  } else {
+    Write("BDAT 0 LAST\r\n");
+    Expect(Cmd::kBdat, 0);
+  }
+  ArmDeadline();
 }
 
 void Session::FinishTransaction() {

@@ -95,15 +95,16 @@ TEST(EngineTest, DeliversAndReusesConnections) {
 
 // A source whose results are not durable until the test says so (a spool
 // holding outcomes its disk refused): with queue.durable_before_next (the
-// default) each connection stops after one accepted message, so a crash
-// then could repeat at most one message per connection.
+// default) each connection has at most one message accepted: the next one
+// goes out but its end of data is held, so a crash then could repeat at most
+// one message per connection.
 class UndurableSource : public InMemorySource {
  public:
   std::atomic<bool> durable{false};
   bool Durable() override { return durable.load(); }
 };
 
-TEST(EngineTest, AConnectionStartsItsNextTransactionOnlyOnceItsLastOutcomeIsDurable) {
+TEST(EngineTest, AConnectionEndsItsNextTransactionOnlyOnceItsLastOutcomeIsDurable) {
   SinkPeer server;
   auto cfg = MakeConfig("[delivery]\nconnections_per_site = 2\nmessages_per_connection = 1000\n",
                         {server.hostport()});
@@ -115,9 +116,15 @@ TEST(EngineTest, AConnectionStartsItsNextTransactionOnlyOnceItsLastOutcomeIsDura
   std::thread runner([&] { run_status = (*engine)->Run(); });
   for (int i = 0; i < 200 && server.message_count() == 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  // The next transaction of a connection goes ahead (its recipient is
+  // accepted) while its end of data waits for the record.
+  for (int i = 0; i < 200 && server.recipients_accepted() <= server.dots_seen(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_GT(server.recipients_accepted(), server.dots_seen());
   EXPECT_GE(server.message_count(), 1u);
   EXPECT_LE(server.message_count(), 2u);  // one per connection, none further
+  EXPECT_LE(server.dots_seen(), 2);       // no end of data of a second message
   source.durable = true;
   runner.join();
   EXPECT_TRUE(run_status.ok()) << run_status;

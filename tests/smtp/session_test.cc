@@ -244,6 +244,87 @@ TEST(SessionTest, BdatSendsACrlfBodyAsItIsAndNormalisesOneWithoutAFinalCrlf) {
   EXPECT_EQ(Rcpt(h, 0).disposition, Disposition::kDelivered);
 }
 
+Envelope Held(std::vector<std::string> rcpts, std::string_view body) {
+  Envelope e = Harness::Env(std::move(rcpts), body);
+  e.hold_end = true;
+  return e;
+}
+
+TEST(SessionTest, AHeldDataTransactionSendsItsBodyButNotTheDotUntilReleased) {
+  Harness h;
+  h.Greet();
+  h.Out();
+  ASSERT_TRUE(h.Start(Held({"a@x"}, "B\r\n")));
+  EXPECT_EQ(h.Out(), "MAIL FROM:<sender@client.test>\r\nRCPT TO:<a@x>\r\nDATA\r\n");
+  h.Feed("250 ok\r\n250 ok\r\n354 go\r\n");
+  EXPECT_EQ(h.Out(), "B\r\n");  // the body, without the end of data
+  EXPECT_TRUE(h.session->end_held());
+  EXPECT_EQ(h.Count(Event::Type::kTransactionDone), 0);
+  h.session->ReleaseEnd();
+  EXPECT_FALSE(h.session->end_held());
+  EXPECT_EQ(h.Out(), ".\r\n");
+  h.Feed("250 2.0.0 queued\r\n");
+  EXPECT_EQ(Rcpt(h, 0).disposition, Disposition::kDelivered);
+  EXPECT_EQ(h.session->state(), State::kReady);
+  // Released before the body is due: the dot follows the body as usual.
+  ASSERT_TRUE(h.Start(Held({"a@x"}, "C\r\n")));
+  h.Out();
+  h.session->ReleaseEnd();
+  EXPECT_EQ(h.Out(), "");
+  h.Feed("250 ok\r\n250 ok\r\n354 go\r\n");
+  EXPECT_EQ(h.Out(), "C\r\n.\r\n");
+  h.Feed("250 ok\r\n");
+  EXPECT_EQ(h.Count(Event::Type::kTransactionDone), 2);
+  h.session->ReleaseEnd();  // nothing held: no-op
+  EXPECT_EQ(h.Out(), "");
+}
+
+TEST(SessionTest, AHeldBdatTransactionSendsTheBodyAsAChunkAndTheLastChunkOnRelease) {
+  Harness h;
+  h.Greet({"mx", "PIPELINING", "CHUNKING", "SIZE 1000"});
+  h.Out();
+  ASSERT_TRUE(h.Start(Held({"a@x"}, "x\nyy\n")));
+  EXPECT_EQ(h.Out(),
+            "MAIL FROM:<sender@client.test> SIZE=7\r\nRCPT TO:<a@x>\r\nBDAT 7\r\n"
+            "x\r\nyy\r\n");
+  h.Feed("250 ok\r\n250 ok\r\n250 2.0.0 7 bytes received\r\n");
+  EXPECT_EQ(h.Count(Event::Type::kTransactionDone), 0);  // the server has not accepted it
+  EXPECT_EQ(h.Out(), "");
+  h.session->ReleaseEnd();
+  EXPECT_EQ(h.Out(), "BDAT 0 LAST\r\n");
+  h.Feed("250 2.0.0 queued\r\n");
+  EXPECT_EQ(Rcpt(h, 0).disposition, Disposition::kDelivered);
+  EXPECT_EQ(h.Out(), "");
+  EXPECT_EQ(h.session->state(), State::kReady);
+
+  // The body chunk refused while the end is held: the message fails with
+  // that reply at once, RSET follows, and a late release does nothing.
+  ASSERT_TRUE(h.Start(Held({"a@x"}, "z\r\n")));
+  h.Out();
+  h.Feed("250 ok\r\n250 ok\r\n554 5.7.1 rejected content\r\n");
+  EXPECT_EQ(h.Count(Event::Type::kTransactionDone), 2);
+  EXPECT_EQ(Rcpt(h, 0).disposition, Disposition::kBounced);
+  EXPECT_EQ(h.Out(), "RSET\r\n");
+  h.session->ReleaseEnd();
+  EXPECT_EQ(h.Out(), "");
+  h.Feed("250 ok\r\n");
+  EXPECT_EQ(h.session->state(), State::kReady);
+
+  // Refused after the release: the last chunk's reply ends it, with the
+  // body's refusal as the outcome, and RSET follows.
+  ASSERT_TRUE(h.Start(Held({"a@x"}, "z\r\n")));
+  h.Out();
+  h.session->ReleaseEnd();
+  EXPECT_EQ(h.Out(), "BDAT 0 LAST\r\n");
+  h.Feed("250 ok\r\n250 ok\r\n452 4.3.1 no room\r\n");
+  EXPECT_EQ(h.Count(Event::Type::kTransactionDone), 2);
+  h.Feed("503 5.5.1 no transaction\r\n");
+  EXPECT_EQ(h.Count(Event::Type::kTransactionDone), 3);
+  EXPECT_EQ(Rcpt(h, 0).disposition, Disposition::kDeferred);
+  EXPECT_EQ(Rcpt(h, 0).reply.code, 452);
+  EXPECT_EQ(h.Out(), "RSET\r\n");
+}
+
 TEST(SessionTest, DataStillDotStuffsACrlfBody) {
   Harness h;
   h.Greet({"mx", "PIPELINING"});
