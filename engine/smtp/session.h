@@ -154,10 +154,10 @@ struct Transaction {
   size_t next_rcpt = 0;  // send cursor over rcpts
   bool mail_sent = false;
   bool mail_ok = false;
-  bool data_sent = false;  // DATA or BDAT sent
-  bool body_sent = false;  // body + "." after 354
-  bool end_held = false;   // Envelope::hold_end until ReleaseEnd()
-  bool end_owed = false;   // the end of data is due but held
+  bool data_sent = false;     // DATA or BDAT sent
+  bool body_sent = false;     // body + "." after 354
+  bool end_held = false;      // Envelope::hold_end until ReleaseEnd()
+  bool end_owed = false;      // the end of data is due but held
   bool chunk_failed = false;  // the held body's "BDAT n" was refused
   bool need_rset = true;
   size_t chunk_size = 0;  // BDAT size (normalised body), computed once

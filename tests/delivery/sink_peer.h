@@ -50,9 +50,7 @@ class SinkPeer {
   // Messages whose final dot arrived (answered or not yet).
   int dots_seen() const { return static_cast<int>(sink_->Stats().messages); }
   // RCPTs accepted (a transaction under way, whether its message ends or not).
-  int recipients_accepted() const {
-    return static_cast<int>(sink_->Stats().recipients_accepted);
-  }
+  int recipients_accepted() const { return static_cast<int>(sink_->Stats().recipients_accepted); }
   void set_final_delay(std::chrono::milliseconds d) {
     sink_->SetFinalDelay(static_cast<int>(d.count()));
   }
