@@ -288,7 +288,7 @@ void Session::ReleaseBuffers() {
 void Session::OutputConsumed(size_t n) {
   if (n > 0 && pending_head_ < pending_.size()) {
     Cmd front = pending_[pending_head_].cmd;
-    if (front == Cmd::kDot || front == Cmd::kBdat || front == Cmd::kBdatChunk) {
+    if (front == Cmd::kDot || front == Cmd::kBdat) {
       now_ = clock_->Now();
       ArmDeadline();
     }
@@ -332,7 +332,6 @@ absl::Duration Session::TimeoutFor(Cmd cmd) const {
       return t.data_init;
     case Cmd::kDot:
     case Cmd::kBdat:
-    case Cmd::kBdatChunk:
       return t.data_final;
     case Cmd::kRset:
       return t.rset;
@@ -357,8 +356,7 @@ void Session::ArmDeadline() {
   }
   Cmd front = pending_[pending_head_].cmd;
   absl::Duration d = TimeoutFor(front);
-  if ((front == Cmd::kDot || front == Cmd::kBdat || front == Cmd::kBdatChunk) &&
-      out_pos_ < out_.size()) {
+  if ((front == Cmd::kDot || front == Cmd::kBdat) && out_pos_ < out_.size()) {
     d = opts_.timeouts.data_block;  // still writing the body
   }
   deadline_ = now_ + d;
@@ -383,7 +381,6 @@ Phase Session::PhaseFor(Cmd cmd) const {
       return Phase::kData;
     case Cmd::kDot:
     case Cmd::kBdat:
-    case Cmd::kBdatChunk:
       return Phase::kDataEnd;
     case Cmd::kRset:
       return Phase::kRset;
@@ -593,7 +590,6 @@ void Session::HandleReply(const Reply& reply) {
     case Cmd::kData:
     case Cmd::kDot:
     case Cmd::kBdat:
-    case Cmd::kBdatChunk:
       HandleTransactionReply(p.cmd, p.index, reply);
       break;
     case Cmd::kRset:
@@ -791,20 +787,13 @@ void Session::PumpTransaction() {
     t.data_sent = true;
     if (chunk) {
       // One chunk with the whole message. Pipelined, it goes out with MAIL and
-      // RCPT (RFC 3030): one round trip per message.
-      if (!ext_.size)
-        t.chunk_size = BodyIsCanonical() ? t.env.body.size() : NormalizedBodySize(t.env.body);
-      // Held: the body goes as a chunk of its own and "BDAT 0 LAST" ends the
-      // message on ReleaseEnd() (RFC 3030 2: a zero-length last chunk).
-      Append(Buf(), "BDAT ", t.chunk_size, t.end_held ? "\r\n" : " LAST\r\n");
-      WriteBody(t.env.body, /*dot_stuff=*/false);
-      t.body_sent = true;
+      // RCPT (RFC 3030): one round trip per message. Held: MAIL and RCPT go
+      // out now, the chunk on ReleaseEnd() (SendEnd).
       if (t.end_held) {
         t.end_owed = true;
-        Expect(Cmd::kBdatChunk, 0);
-      } else {
-        Expect(Cmd::kBdat, 0);
+        return;
       }
+      SendLastChunk();
     } else {
       Send(Cmd::kData, 0, "DATA");
     }
@@ -863,26 +852,6 @@ void Session::HandleTransactionReply(Cmd cmd, uint32_t index, const Reply& reply
       t.need_rset = true;
       FinishTransaction();
       return;
-    case Cmd::kBdatChunk:
-      if (cls == 2) break;
-      // The body was refused: the message fails with this reply. If the last
-      // chunk is out too, its reply (a refusal) still ends the transaction.
-      t.chunk_failed = true;
-      if (t.mail_ok && t.accepted_count > 0) {
-        Outcome o = OutcomeForReply(reply, Phase::kDataEnd, opts_.host_label);
-        for (size_t i = 0; i < n; ++i) {
-          if (t.accepted[i] && !t.decided[i]) {
-            t.outcomes[i] = o;
-            t.decided[i] = 1;
-          }
-        }
-      }
-      if (!t.end_owed) return;  // "BDAT 0 LAST" is out: wait for its reply
-      t.end_owed = false;
-      t.end_held = false;
-      t.need_rset = true;
-      FinishTransaction();
-      return;
     case Cmd::kDot:
     case Cmd::kBdat:
       if (t.mail_ok && t.accepted_count > 0) {
@@ -896,7 +865,7 @@ void Session::HandleTransactionReply(Cmd cmd, uint32_t index, const Reply& reply
       }
       // After the dot the server has reset the transaction; after a refused
       // BDAT it may not have.
-      t.need_rset = cmd == Cmd::kBdat && (cls != 2 || t.chunk_failed);
+      t.need_rset = cmd == Cmd::kBdat && cls != 2;
       FinishTransaction();
       return;
     default:
@@ -920,10 +889,19 @@ void Session::SendEnd() {
     Write(".\r\n");
     Expect(Cmd::kDot, 0);
   } else {
-    Write("BDAT 0 LAST\r\n");
-    Expect(Cmd::kBdat, 0);
+    SendLastChunk();
   }
   ArmDeadline();
+}
+
+void Session::SendLastChunk() {
+  internal::Transaction& t = *txn_;
+  if (!ext_.size)
+    t.chunk_size = BodyIsCanonical() ? t.env.body.size() : NormalizedBodySize(t.env.body);
+  Append(Buf(), "BDAT ", t.chunk_size, " LAST\r\n");
+  WriteBody(t.env.body, /*dot_stuff=*/false);
+  t.body_sent = true;
+  Expect(Cmd::kBdat, 0);
 }
 
 void Session::FinishTransaction() {

@@ -107,8 +107,8 @@ struct Envelope {
   bool needs_8bit = false;      // send BODY=8BITMIME when offered
   bool needs_smtputf8 = false;  // bounced if the server lacks SMTPUTF8
   // Hold the end of data until Session::ReleaseEnd(): MAIL, RCPT and the
-  // body go out as usual, but the final "." (DATA) or the last chunk
-  // ("BDAT 0 LAST" after the body sent as "BDAT n") waits, so the server
+  // body go out as usual, but the final "." (DATA) or the one chunk
+  // ("BDAT n LAST" with the message) waits, so the server
   // cannot accept this message before the caller says so (the engine's
   // [queue] durable_before_next: the previous outcome is recorded first).
   bool hold_end = false;
@@ -154,11 +154,10 @@ struct Transaction {
   size_t next_rcpt = 0;  // send cursor over rcpts
   bool mail_sent = false;
   bool mail_ok = false;
-  bool data_sent = false;     // DATA or BDAT sent
-  bool body_sent = false;     // body + "." after 354
-  bool end_held = false;      // Envelope::hold_end until ReleaseEnd()
-  bool end_owed = false;      // the end of data is due but held
-  bool chunk_failed = false;  // the held body's "BDAT n" was refused
+  bool data_sent = false;  // DATA or BDAT sent
+  bool body_sent = false;  // body + "." after 354
+  bool end_held = false;   // Envelope::hold_end until ReleaseEnd()
+  bool end_owed = false;   // the end of data is due but held
   bool need_rset = true;
   size_t chunk_size = 0;  // BDAT size (normalised body), computed once
 };
@@ -215,6 +214,9 @@ class Session {
   const TlsInfo& tls_info() const { return tls_info_; }
   bool authenticated() const { return authenticated_; }
   uint64_t transactions_started() const { return transactions_; }
+  // Messages go out as one BDAT LAST chunk (the server offers CHUNKING and
+  // the options allow it): known after the first kReady.
+  bool uses_chunking() const { return ext_.chunking && opts_.use_chunking; }
 
  private:
   enum class Cmd : uint8_t {
@@ -227,8 +229,7 @@ class Session {
     kRcpt,
     kData,
     kDot,
-    kBdat,       // the last (or only) chunk
-    kBdatChunk,  // a chunk before the last (the body, its end held)
+    kBdat,
     kRset,
     kQuit,
   };
@@ -244,7 +245,8 @@ class Session {
   void AfterEhlo();
   void PumpTransaction();
   void FinishTransaction();
-  void SendEnd();  // the end of data: "." or "BDAT 0 LAST"
+  void SendEnd();        // the held end of data: "." or the BDAT LAST chunk
+  void SendLastChunk();  // "BDAT n LAST" with the whole message
   // Ends the session: open recipients get `open_outcome`; kClosed carries
   // `session_outcome`.
   void Abort(const Outcome& open_outcome, const Outcome& session_outcome, bool send_quit);

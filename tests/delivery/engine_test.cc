@@ -104,8 +104,13 @@ class UndurableSource : public InMemorySource {
   bool Durable() override { return durable.load(); }
 };
 
-TEST(EngineTest, AConnectionEndsItsNextTransactionOnlyOnceItsLastOutcomeIsDurable) {
-  SinkPeer server;
+// With DATA (`chunking` false) the next transaction goes ahead up to its
+// body and only its final "." waits; with BDAT the whole next transaction
+// waits. Either way the server accepts one message per connection.
+void CheckDurableBeforeNext(bool chunking) {
+  SinkPeer::Options so;
+  so.chunking = chunking;
+  SinkPeer server(so);
   auto cfg = MakeConfig("[delivery]\nconnections_per_site = 2\nmessages_per_connection = 1000\n",
                         {server.hostport()});
   UndurableSource source;
@@ -116,12 +121,15 @@ TEST(EngineTest, AConnectionEndsItsNextTransactionOnlyOnceItsLastOutcomeIsDurabl
   std::thread runner([&] { run_status = (*engine)->Run(); });
   for (int i = 0; i < 200 && server.message_count() == 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  // The next transaction of a connection goes ahead (its recipient is
+  // With DATA a connection's next transaction goes ahead (its recipient is
   // accepted) while its end of data waits for the record.
-  for (int i = 0; i < 200 && server.recipients_accepted() <= server.dots_seen(); ++i)
+  for (int i = 0; i < 200 && !chunking && server.recipients_accepted() <= server.dots_seen(); ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  EXPECT_GT(server.recipients_accepted(), server.dots_seen());
+  if (chunking)
+    EXPECT_EQ(server.recipients_accepted(), server.dots_seen());
+  else
+    EXPECT_GT(server.recipients_accepted(), server.dots_seen());
   EXPECT_GE(server.message_count(), 1u);
   EXPECT_LE(server.message_count(), 2u);  // one per connection, none further
   EXPECT_LE(server.dots_seen(), 2);       // no end of data of a second message
@@ -130,6 +138,14 @@ TEST(EngineTest, AConnectionEndsItsNextTransactionOnlyOnceItsLastOutcomeIsDurabl
   EXPECT_TRUE(run_status.ok()) << run_status;
   EXPECT_EQ(source.Count(Disposition::kDelivered), 20u);
   EXPECT_EQ(server.message_count(), 20u);
+}
+
+TEST(EngineTest, AConnectionEndsItsNextDataTransactionOnlyOnceItsLastOutcomeIsDurable) {
+  CheckDurableBeforeNext(/*chunking=*/false);
+}
+
+TEST(EngineTest, AConnectionStartsItsNextBdatTransactionOnlyOnceItsLastOutcomeIsDurable) {
+  CheckDurableBeforeNext(/*chunking=*/true);
 }
 
 TEST(EngineTest, WithoutDurableBeforeNextConnectionsDoNotWaitForTheRecord) {

@@ -279,50 +279,47 @@ TEST(SessionTest, AHeldDataTransactionSendsItsBodyButNotTheDotUntilReleased) {
   EXPECT_EQ(h.Out(), "");
 }
 
-TEST(SessionTest, AHeldBdatTransactionSendsTheBodyAsAChunkAndTheLastChunkOnRelease) {
+TEST(SessionTest, AHeldBdatTransactionSendsMailAndRcptAndTheChunkOnRelease) {
   Harness h;
   h.Greet({"mx", "PIPELINING", "CHUNKING", "SIZE 1000"});
   h.Out();
+  EXPECT_TRUE(h.session->uses_chunking());
   ASSERT_TRUE(h.Start(Held({"a@x"}, "x\nyy\n")));
-  EXPECT_EQ(h.Out(),
-            "MAIL FROM:<sender@client.test> SIZE=7\r\nRCPT TO:<a@x>\r\nBDAT 7\r\n"
-            "x\r\nyy\r\n");
-  h.Feed("250 ok\r\n250 ok\r\n250 2.0.0 7 bytes received\r\n");
-  EXPECT_EQ(h.Count(Event::Type::kTransactionDone), 0);  // the server has not accepted it
-  EXPECT_EQ(h.Out(), "");
+  EXPECT_EQ(h.Out(), "MAIL FROM:<sender@client.test> SIZE=7\r\nRCPT TO:<a@x>\r\n");
+  h.Feed("250 ok\r\n250 ok\r\n");
+  EXPECT_EQ(h.Out(), "");  // the one chunk ends the message: held
+  EXPECT_EQ(h.Count(Event::Type::kTransactionDone), 0);
   h.session->ReleaseEnd();
-  EXPECT_EQ(h.Out(), "BDAT 0 LAST\r\n");
+  EXPECT_EQ(h.Out(), "BDAT 7 LAST\r\nx\r\nyy\r\n");
   h.Feed("250 2.0.0 queued\r\n");
   EXPECT_EQ(Rcpt(h, 0).disposition, Disposition::kDelivered);
-  EXPECT_EQ(h.Out(), "");
   EXPECT_EQ(h.session->state(), State::kReady);
 
-  // The body chunk refused while the end is held: the message fails with
-  // that reply at once, RSET follows, and a late release does nothing.
+  // Released before the chunk is due: it goes out with MAIL and RCPT.
   ASSERT_TRUE(h.Start(Held({"a@x"}, "z\r\n")));
-  h.Out();
-  h.Feed("250 ok\r\n250 ok\r\n554 5.7.1 rejected content\r\n");
-  EXPECT_EQ(h.Count(Event::Type::kTransactionDone), 2);
+  EXPECT_EQ(h.Out(), "MAIL FROM:<sender@client.test> SIZE=3\r\nRCPT TO:<a@x>\r\n");
+  h.session->ReleaseEnd();
+  EXPECT_EQ(h.Out(), "BDAT 3 LAST\r\nz\r\n");
+  // The recipient refused while the chunk was held: the server refuses the
+  // chunk too, and RSET follows.
+  h.Feed("250 ok\r\n550 5.1.1 no\r\n554 5.5.1 no valid recipients\r\n");
   EXPECT_EQ(Rcpt(h, 0).disposition, Disposition::kBounced);
+  EXPECT_EQ(Rcpt(h, 0).reply.code, 550);
   EXPECT_EQ(h.Out(), "RSET\r\n");
-  h.session->ReleaseEnd();
-  EXPECT_EQ(h.Out(), "");
-  h.Feed("250 ok\r\n");
-  EXPECT_EQ(h.session->state(), State::kReady);
+}
 
-  // Refused after the release: the last chunk's reply ends it, with the
-  // body's refusal as the outcome, and RSET follows.
-  ASSERT_TRUE(h.Start(Held({"a@x"}, "z\r\n")));
+TEST(SessionTest, QuitWithAHeldEndDefersTheMessage) {
+  Harness h;
+  h.Greet();
   h.Out();
-  h.session->ReleaseEnd();
-  EXPECT_EQ(h.Out(), "BDAT 0 LAST\r\n");
-  h.Feed("250 ok\r\n250 ok\r\n452 4.3.1 no room\r\n");
-  EXPECT_EQ(h.Count(Event::Type::kTransactionDone), 2);
-  h.Feed("503 5.5.1 no transaction\r\n");
-  EXPECT_EQ(h.Count(Event::Type::kTransactionDone), 3);
+  ASSERT_TRUE(h.Start(Held({"a@x"}, "B\r\n")));
+  h.Out();
+  h.Feed("250 ok\r\n250 ok\r\n354 go\r\n");
+  EXPECT_EQ(h.Out(), "B\r\n");
+  h.session->Quit();
+  h.Collect();
   EXPECT_EQ(Rcpt(h, 0).disposition, Disposition::kDeferred);
-  EXPECT_EQ(Rcpt(h, 0).reply.code, 452);
-  EXPECT_EQ(h.Out(), "RSET\r\n");
+  EXPECT_TRUE(h.session->closed());
 }
 
 TEST(SessionTest, DataStillDotStuffsACrlfBody) {
