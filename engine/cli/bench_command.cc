@@ -255,7 +255,7 @@ absl::Status GenerateCampaign(const BenchArgs& a, size_t size, const Paths& p,
       "\n", Routes(domains, sink_addrs),
       "[delivery]\nmessages_per_connection = ", a.messages_per_connection,
       "\nconnections_per_site = ", a.connections_per_site, "\nin_flight_limit = 20000\n\n",
-      "[queue]\ndurable_before_next = ", a.durable_before_next == "on" ? "true" : "false", "\n\n",
+      a.durable_before_next == "on" ? "" : "[queue]\ndurable_before_next = false\n\n",
       "[tls]\nmode = \"", a.tls == "on" ? "required" : "off", "\"\nverify = false\n\n",
       a.fleet_redis.empty()
           ? std::string()
