@@ -72,6 +72,27 @@ void BM_FormatLine(benchmark::State& state) {
 }
 BENCHMARK(BM_FormatLine);
 
+// A line whose strings need escaping (quotes, control bytes, UTF-8, a byte
+// that is not UTF-8) and whose reply is cut: the formatter's slow paths.
+void BM_FormatLineEscaped(benchmark::State& state) {
+  Record r = Typical(0);
+  const std::string reply =
+      "550 5.7.1 \"Bl\xC3\xB6"
+      "cked\"\tsee\r\nhttps://x.example/\xFF " +
+      std::string(3000, 'a');
+  r.reply = reply;
+  r.campaign = "Fr\xC3\xBChling \"2026\"";
+  std::string out;
+  out.reserve(1 << 20);
+  for (auto _ : state) {
+    out.clear();
+    salvo::deliverylog::AppendJsonLine(r, &out);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_FormatLineEscaped);
+
 // Producer::Write as a shard calls it, with the writer thread running and
 // writing to a file: format + hand-over (one lock per 64 KB batch).
 void BM_ProducerWrite(benchmark::State& state) {

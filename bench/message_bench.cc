@@ -8,6 +8,7 @@
 
 #include "engine/message/template.h"
 #include "engine/message/unsubscribe.h"
+#include "engine/message/verp.h"
 
 namespace salvo::message {
 namespace {
@@ -136,6 +137,16 @@ void BM_UnsubscribeToken(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations());
 }
+// One recipient's VERP return path (--everything-on composes one per copy).
+void BM_VerpAddress(benchmark::State& state) {
+  VerpSettings settings{"bounces.bench.example", "bounces",
+                        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"};
+  uint64_t recipient = 1;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(MakeVerpAddress(settings, 7, recipient++, "bob.smith@example.com"));
+  }
+  state.SetItemsProcessed(state.iterations());
+}
 void BM_Parse(benchmark::State& state) {
   std::string text = MultipartTemplate();
   for (auto _ : state) benchmark::DoNotOptimize(Template::Parse(text, "bench.eml").ok());
@@ -146,6 +157,7 @@ BENCHMARK(BM_RenderMultipartNoUnsubscribe);
 BENCHMARK(BM_RenderSingle8bit);
 BENCHMARK(BM_RenderSingle8bitAsQp);
 BENCHMARK(BM_UnsubscribeToken);
+BENCHMARK(BM_VerpAddress);
 BENCHMARK(BM_Parse);
 
 }  // namespace

@@ -9,7 +9,9 @@
 #   the time SIGTERM takes once messages flow, restart time with (almost) N
 #   still queued (the measured run is that restart), send rate, engine CPU per
 #   message in the first and the last tenth of the messages (flat = the queue
-#   does not slow down as it empties), peak RSS.
+#   does not slow down as it empties; the first tenth counts from the first
+#   message at the sink, the start-up before it is the restart row's), peak
+#   RSS.
 #
 #   bench/scale.sh [--salvo BIN] [--recipients N] [--domains D] [--size BYTES]
 #                  [--timeout SECONDS] [--out FILE]
@@ -229,7 +231,9 @@ def cpu_per_msg(lo, hi):
     dm = b[1] - a[1]
     return (b[2] - a[2]) / clk * 1e6 / dm if dm > 0 else float("nan")
 tenth = n / 10
-first = cpu_per_msg(0 if samples[0][1] == 0 else samples[0][1], tenth)
+# From the first sample with a message at the sink: the start-up before it
+# (opening the spool, rebuilding its index) is the restart-time row's.
+first = cpu_per_msg(at(1)[1], tenth)
 last = cpu_per_msg(9 * tenth, n)
 s0, s1 = at(samples[0][1] + 1), at(n)
 rate = (s1[1] - s0[1]) / (s1[0] - s0[0]) if s1[0] > s0[0] else float("nan")

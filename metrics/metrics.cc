@@ -287,6 +287,14 @@ uint64_t Registry::RecipientCount(RecipientEvent event, std::string_view campaig
   return sum;
 }
 
+void Registry::SetEngineResources(const EngineResources& r) {
+  connections_.store(r.connections, std::memory_order_relaxed);
+  connection_waits_.store(r.connection_waits, std::memory_order_relaxed);
+  composed_bytes_.store(r.composed_bytes, std::memory_order_relaxed);
+  compose_waits_.store(r.compose_waits, std::memory_order_relaxed);
+  resources_set_.store(true, std::memory_order_relaxed);
+}
+
 std::vector<prometheus::MetricFamily> Registry::Collect() const {
   using prometheus::MetricType;
   // Outside the lock: the sources may take their own locks (the spool's).
@@ -490,6 +498,26 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
     Add(&f, {}, static_cast<double>(jobs_in_flight_.load(std::memory_order_relaxed)));
     families.push_back(std::move(f));
   }
+  if (resources_set_.load(std::memory_order_relaxed)) {
+    auto one = [&](const char* name, const char* help, MetricType type,
+                   const std::atomic<uint64_t>& v) {
+      prometheus::MetricFamily f = Family(name, help, type);
+      Add(&f, {}, static_cast<double>(v.load(std::memory_order_relaxed)));
+      families.push_back(std::move(f));
+    };
+    one("salvo_delivery_connections",
+        "SMTP connections open or opening now on every shard (delivery.max_connections)",
+        MetricType::Gauge, connections_);
+    one("salvo_delivery_connection_waits_total",
+        "Times a site's pool waited for a connection slot at delivery.max_connections",
+        MetricType::Counter, connection_waits_);
+    one("salvo_delivery_composed_bytes",
+        "Bytes of copies composed ahead and not yet sent (delivery.max_composed_bytes)",
+        MetricType::Gauge, composed_bytes_);
+    one("salvo_delivery_compose_waits_total",
+        "Copies not composed ahead because delivery.max_composed_bytes was reached",
+        MetricType::Counter, compose_waits_);
+  }
   if (spool) {
     prometheus::MetricFamily w =
         Family("salvo_spool_writable",
@@ -541,6 +569,13 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
                  MetricType::Gauge);
       Add(&p, {}, static_cast<double>(inbound->pending));
       families.push_back(std::move(p));
+      prometheus::MetricFamily b =
+          Family("salvo_inbound_buffered_bytes",
+                 "Bytes reserved for inbound messages being received or stored now "
+                 "(inbound.max_buffered_bytes)",
+                 MetricType::Gauge);
+      Add(&b, {}, static_cast<double>(inbound->buffered_bytes));
+      families.push_back(std::move(b));
     }
     if (inbound->unsubscribe)
       labelled("salvo_unsubscribe_requests_total",

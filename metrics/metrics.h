@@ -270,7 +270,10 @@ struct InboundSample {
   // auto_reply, duplicate, forged, unmatched, not_a_report, unsubscribe, unsubscribe_forged,
   // failed, retry
   std::map<std::string, uint64_t> processed;
-  uint64_t pending = 0;      // salvo_inbound_pending: stored, not processed yet
+  uint64_t pending = 0;  // salvo_inbound_pending: stored, not processed yet
+  // salvo_inbound_buffered_bytes: reserved for messages being received or
+  // stored now (inbound.max_buffered_bytes)
+  uint64_t buffered_bytes = 0;
   bool unsubscribe = false;  // [unsubscribe] listen is on
   // salvo_unsubscribe_requests_total{result}: unsubscribed, forged,
   // unknown_campaign, bad_request, confirmation_page, method_not_allowed, failed
@@ -311,6 +314,15 @@ class Registry final : public prometheus::Collectable {
 
   // Gauges set from outside the shards.
   void SetJobsInFlight(uint64_t n) { jobs_in_flight_.store(n, std::memory_order_relaxed); }
+  // The engine's resource caps (delivery.max_connections,
+  // delivery.max_composed_bytes), set about once a second; exported once set.
+  struct EngineResources {
+    uint64_t connections = 0;       // salvo_delivery_connections
+    uint64_t connection_waits = 0;  // salvo_delivery_connection_waits_total
+    uint64_t composed_bytes = 0;    // salvo_delivery_composed_bytes
+    uint64_t compose_waits = 0;     // salvo_delivery_compose_waits_total
+  };
+  void SetEngineResources(const EngineResources& r);
   // Called on the scrape thread, outside the registry's lock; must be
   // thread-safe and quick. Set before serving, or any time (thread-safe).
   void SetQueueSource(QueueSource source);
@@ -339,6 +351,9 @@ class Registry final : public prometheus::Collectable {
   const DomainLabels domains_;
   const Layout layout_;
   std::atomic<uint64_t> jobs_in_flight_{0};
+  std::atomic<bool> resources_set_{false};
+  std::atomic<uint64_t> connections_{0}, connection_waits_{0}, composed_bytes_{0},
+      compose_waits_{0};
 
   mutable absl::Mutex mu_;
   // Mutable: a scrape gives labels to campaigns with queued recipients, so the

@@ -553,26 +553,10 @@ nlohmann::json HandleAdminRequest(Spool& spool, const nlohmann::json& req,
       // A rescue file (Spool::Options::rescue_dir) or a copy of the log: the
       // JSON lines, or the lines with "spool rescue: "; others are skipped.
       const std::string path = req.at("path").get<std::string>();
-      std::ifstream in(path);
-      if (!in)
-        return Error(absl::NotFoundError(Cat(path, ": cannot open: ", std::strerror(errno))));
-      std::vector<RescuedOutcome> outcomes;
-      std::string line;
-      size_t line_no = 0, skipped = 0;
-      while (std::getline(in, line)) {
-        ++line_no;
-        if (!line.empty() && line.back() == '\r') line.pop_back();
-        const bool tagged = line.find("spool rescue: ") != std::string::npos;
-        if (!tagged && (line.empty() || line[0] != '{')) {
-          ++skipped;
-          continue;
-        }
-        absl::StatusOr<RescuedOutcome> o = RescuedOutcome::FromJson(line);
-        if (!o.ok())
-          return Error(absl::InvalidArgumentError(
-              Cat(path, ":", line_no, ": not a rescued outcome: ", o.status().message())));
-        outcomes.push_back(*std::move(o));
-      }
+      size_t skipped = 0;
+      absl::StatusOr<std::vector<RescuedOutcome>> read = ReadRescueFile(path, &skipped);
+      if (!read.ok()) return Error(read.status());
+      const std::vector<RescuedOutcome>& outcomes = *read;
       absl::StatusOr<size_t> n = spool.RecoverOutcomes(outcomes);
       if (!n.ok()) return Error(n.status());
       return {{"ok", true},

@@ -15,7 +15,9 @@
 #include <cstring>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/match.h"
@@ -183,7 +185,8 @@ bool Spool::Impl::ReopenAndWriteHeld() {
 }
 
 void Spool::Impl::WriteHot(rocksdb::WriteBatch* batch, size_t outcomes,
-                           const std::vector<std::pair<std::string, std::string>>* records) {
+                           const std::vector<std::pair<std::string, std::string>>* records,
+                           const std::vector<std::pair<std::string, std::string>>* suppressions) {
   rocksdb::Status s;
   if (held_.empty()) {
     s = db_->Write(HotWrite(), batch);
@@ -206,6 +209,11 @@ void Spool::Impl::WriteHot(rocksdb::WriteBatch* batch, size_t outcomes,
       o.reply = r.last_reply;
       o.category = r.category;
       o.at = held_at;
+      if (o.state == RecipientState::kBounced && suppressions != nullptr) {
+        const std::string k = MailboxKey(r.email.substr(0, r.email.rfind('@') + 1) + r.domain);
+        o.suppress = std::any_of(suppressions->begin(), suppressions->end(),
+                                 [&k](const auto& kv) { return kv.first == k; });
+      }
       held_rescue_.push_back(std::move(o));
     }
   }
@@ -669,6 +677,7 @@ std::string RescuedOutcome::ToJson() const {
                       {"reply", reply},
                       {"at", absl::FormatTime(absl::RFC3339_sec, at, absl::UTCTimeZone())}};
   if (!category.empty()) j["category"] = category;
+  if (suppress) j["suppress"] = true;
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
@@ -703,6 +712,7 @@ absl::StatusOr<RescuedOutcome> RescuedOutcome::FromJson(std::string_view line) {
   o.email = j.value("email", std::string());
   o.reply = j.value("reply", std::string());
   o.category = j.value("category", std::string());
+  o.suppress = j.value("suppress", false);
   std::string err;
   if (!absl::ParseTime(absl::RFC3339_full, j.value("at", std::string()), &o.at, &err))
     o.at = absl::InfinitePast();
@@ -777,6 +787,7 @@ absl::StatusOr<size_t> Spool::RecoverOutcomes(absl::Span<const RescuedOutcome> o
       c.outcome.disposition = o.state == RecipientState::kDelivered ? smtp::Disposition::kDelivered
                                                                     : smtp::Disposition::kBounced;
       c.outcome.category = o.category;
+      c.outcome.suppress = o.suppress;
       c.outcome.detail = Cat(o.reply.empty() ? "" : o.reply + "; ",
                              "recorded from a rescue file (the spool's disk had refused it)");
       done.push_back(std::move(c));
@@ -788,6 +799,65 @@ absl::StatusOr<size_t> Spool::RecoverOutcomes(absl::Span<const RescuedOutcome> o
     return absl::UnavailableError(
         Cat("the spool cannot write (", Health().last_error, "): nothing was recovered"));
   return done.size();
+}
+
+absl::StatusOr<std::vector<RescuedOutcome>> ReadRescueFile(const std::string& path,
+                                                           size_t* skipped) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(Cat(path, ": cannot open: ", std::strerror(errno)));
+  std::vector<RescuedOutcome> outcomes;
+  std::string line;
+  size_t line_no = 0;
+  *skipped = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    const bool tagged = line.find("spool rescue: ") != std::string::npos;
+    if (!tagged && (line.empty() || line[0] != '{')) {
+      ++*skipped;
+      continue;
+    }
+    absl::StatusOr<RescuedOutcome> o = RescuedOutcome::FromJson(line);
+    if (!o.ok())
+      return absl::InvalidArgumentError(
+          Cat(path, ":", line_no, ": not a rescued outcome: ", o.status().message()));
+    outcomes.push_back(*std::move(o));
+  }
+  if (in.bad()) return absl::DataLossError(Cat(path, ": read error: ", std::strerror(errno)));
+  return outcomes;
+}
+
+absl::StatusOr<RescueDirReport> Spool::RecoverRescueDir(const std::string& dir) {
+  RescueDirReport report;
+  std::error_code ec;
+  std::vector<std::string> files;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (absl::StartsWith(name, "salvo-rescue-") && absl::EndsWith(name, ".jsonl") &&
+        e.is_regular_file())
+      files.push_back(e.path().string());
+  }
+  if (ec) return absl::FailedPreconditionError(Cat(dir, ": cannot list: ", ec.message()));
+  std::sort(files.begin(), files.end());  // the names start with their UTC time
+  for (const std::string& path : files) {
+    size_t skipped = 0;
+    absl::StatusOr<std::vector<RescuedOutcome>> outcomes = ReadRescueFile(path, &skipped);
+    if (!outcomes.ok()) return outcomes.status();
+    absl::StatusOr<size_t> n = RecoverOutcomes(*outcomes);
+    if (!n.ok()) return absl::Status(n.status().code(), Cat(path, ": ", n.status().message()));
+    report.files++;
+    report.read += outcomes->size();
+    report.recorded += *n;
+    SALVO_LOG(kWarning,
+              "spool: recorded {} of {} outcome(s) from the rescue file {} ({} already recorded)",
+              *n, outcomes->size(), path, outcomes->size() - *n);
+    // Applying a file again changes nothing (each recipient is final now),
+    // so a rename that fails costs only this line at the next start.
+    if (std::rename(path.c_str(), (path + ".recovered").c_str()) != 0)
+      SALVO_LOG(kWarning, "spool: cannot rename {} to {}.recovered: {}", path, path,
+                std::strerror(errno));
+  }
+  return report;
 }
 
 bool Spool::AllOutcomesWritten() const {
@@ -1170,7 +1240,8 @@ absl::Status Spool::CompleteBatchInner(absl::Span<const Completion> completions)
   // Memory is ahead of disk until this is written: held and retried when
   // the disk refuses it (see the storage-fault note in spool.h).
   if (batch.Count() > 0)
-    m.WriteHot(&batch, records.size(), &records);  // a held batch is moved out; Clear() renews it
+    m.WriteHot(&batch, records.size(), &records,
+               &suppress);  // a held batch is moved out; Clear() renews it
   else
     m.RetryHeld(/*force=*/false);
   return first_error;

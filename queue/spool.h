@@ -264,11 +264,28 @@ struct RescuedOutcome {
   std::string reply;                                  // "250 2.0.0 ok"
   std::string category;                               // bounces: the category
   absl::Time at = absl::InfinitePast();
+  // A bounce that put the address on the suppression list (failure_scope
+  // said so): recovering it does so again.
+  bool suppress = false;
 
   std::string ToJson() const;
   // One line (a leading "... spool rescue: " is skipped); the error names
   // what is wrong.
   static absl::StatusOr<RescuedOutcome> FromJson(std::string_view line);
+};
+
+// The outcomes in a rescue file (Options::rescue_dir) or a copy of the log:
+// its JSON lines, or its lines with "spool rescue: "; other lines are skipped
+// and counted in `*skipped`. A line that looks like one and is not one is an
+// error naming path:line.
+absl::StatusOr<std::vector<RescuedOutcome>> ReadRescueFile(const std::string& path,
+                                                           size_t* skipped);
+
+// What RecoverRescueDir did.
+struct RescueDirReport {
+  size_t files = 0;     // rescue files applied (each renamed to <name>.recovered)
+  size_t read = 0;      // outcomes in them
+  size_t recorded = 0;  // of those, recorded now (the rest were recorded already)
 };
 
 // Whether the spool can record outcomes and hand out work (Spool::Health).
@@ -358,6 +375,13 @@ class Spool {
   // saying so, and is not sent again. One already final is left as it is.
   // Returns how many were applied.
   absl::StatusOr<size_t> RecoverOutcomes(absl::Span<const RescuedOutcome> outcomes);
+  // At start: applies every rescue file (`salvo-rescue-*.jsonl`) in `dir`
+  // with RecoverOutcomes, oldest first, and renames each to
+  // `<name>.recovered` once its outcomes are written, so a start after a dead
+  // disk sends none of them again without the operator's `salvo queue
+  // recover`. A file it cannot read, or outcomes it cannot write, is an error
+  // naming the file (the caller does not start sending).
+  absl::StatusOr<RescueDirReport> RecoverRescueDir(const std::string& dir);
   // Hands out due recipients (next attempt <= now) of active campaigns,
   // grouped by destination domain, round-robin over domains across calls, so
   // one slow domain never blocks the others. Memory is bounded by the limits.

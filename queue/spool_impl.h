@@ -173,8 +173,11 @@ class Spool::Impl {
   // the spool's to record.
   // `records`: the recipient records in the batch (key, encoded record): the
   // final ones are remembered for the rescue at close if the batch is held.
+  // `suppressions`: the suppression keys the batch adds (a rescued bounce
+  // that added one says so, and adds it again when recovered).
   void WriteHot(rocksdb::WriteBatch* batch, size_t outcomes,
-                const std::vector<std::pair<std::string, std::string>>* records = nullptr)
+                const std::vector<std::pair<std::string, std::string>>* records = nullptr,
+                const std::vector<std::pair<std::string, std::string>>* suppressions = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // At close, the held final outcomes nothing could write: to
   // Options::rescue_dir (or the log).

@@ -80,6 +80,7 @@ struct BenchArgs {
   // HTTP every second, the delivery log, VERP return paths, and (unless
   // --dkim is given) dual DKIM signing.
   bool everything_on = false;
+  std::string durable_before_next = "on";  // [queue] durable_before_next
 };
 
 // What --everything-on shapes with, when --shaping names no file: the limits
@@ -254,6 +255,7 @@ absl::Status GenerateCampaign(const BenchArgs& a, size_t size, const Paths& p,
       "\n", Routes(domains, sink_addrs),
       "[delivery]\nmessages_per_connection = ", a.messages_per_connection,
       "\nconnections_per_site = ", a.connections_per_site, "\nin_flight_limit = 20000\n\n",
+      a.durable_before_next == "on" ? "" : "[queue]\ndurable_before_next = false\n\n",
       "[tls]\nmode = \"", a.tls == "on" ? "required" : "off", "\"\nverify = false\n\n",
       a.fleet_redis.empty()
           ? std::string()
@@ -908,6 +910,11 @@ void RegisterBenchCommand(CLI::App& app, CommandContext& ctx) {
       "metrics endpoint scraped over HTTP every second, the delivery log (--delivery-log, "
       "else a temporary file), VERP return paths with a fresh secret, and --dkim both "
       "unless --dkim is given");
+  cmd->add_option("--durable-before-next", args->durable_before_next,
+                  "[queue] durable_before_next: a connection's next message ends only once the "
+                  "outcome of its last one is recorded")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
   cmd->add_flag("--json", args->json, "Print the results as JSON");
   cmd->add_flag("--keep", args->keep, "Keep the generated campaign and spool in /tmp");
   cmd->callback([args, dkim, &ctx] {

@@ -101,6 +101,7 @@ absl::StatusOr<std::unique_ptr<InboundServices>> StartInboundServices(const conf
         s.rejected = std::move(st.rejected);
         s.processed = std::move(st.processed);
         s.pending = st.pending;
+        s.buffered_bytes = st.buffered_bytes;
       }
       if (unsubscribe != nullptr) {
         s.unsubscribe = true;

@@ -1,6 +1,6 @@
 // salvo run  --config FILE            the sending engine, until SIGTERM/SIGINT
 // salvo send [CAMPAIGN.toml | --name --template --recipients --from ...]
-//            [--config FILE] [--data-dir DIR] [--strict]
+//            [--config FILE] [--data-dir DIR] [--strict] [--allow-duplicate-name]
 //                                     load one campaign, send it until every
 //                                     recipient is final, print a summary, exit
 //
@@ -57,6 +57,7 @@ struct RunArgs {
   std::string metrics_listen;
   std::string node;  // send --node i/N
   bool strict = false;
+  bool allow_duplicate_name = false;  // send: load a campaign sent before again
   bool json = false;
   // Progress: a line every progress_interval seconds (0 = none); on a
   // terminal an updating line instead. --quiet: neither.
@@ -254,6 +255,8 @@ int RunEngine(Loaded& l, SignalWatcher& signals, delivery::SpoolSourceOptions so
   queue::Spool* spool = l.spool.get();
   eo.on_tick = [tty, registry, progress, last, spool](const delivery::EngineStats& s) {
     registry->SetJobsInFlight(s.jobs_in_flight);
+    registry->SetEngineResources(
+        {s.connections, s.connection_waits, s.composed_bytes, s.compose_waits});
     if (progress.quiet || (!tty && progress.interval_seconds <= 0)) return;
     const auto now = std::chrono::steady_clock::now();
     const double secs = std::chrono::duration<double>(now - last->at).count();
@@ -388,6 +391,8 @@ int DoSend(const RunArgs& a, CLI::App* cmd) {
   if (int rc = CheckDkimDomain(spec, l.config, a.campaign_file); rc != kExitOk) return rc;
   queue::LoadOptions lo;
   lo.strict = a.strict;
+  // Running the same `salvo send` twice would mail the whole list twice.
+  lo.refuse_duplicates = !a.allow_duplicate_name;
   lo.validate_template = TemplateValidator();
   lo.check_first_copy = FirstCopyCheck(l.keys, l.verp);
   if (int rc = ResolveNodeShare(a.node.empty() ? l.config.fleet.node : a.node, &lo.node);
@@ -502,6 +507,9 @@ void RegisterRunCommands(CLI::App& app, CommandContext& ctx) {
   send->add_option("--from", send_args->from, "Envelope sender / From address");
   send->add_option("--dkim-domain", send_args->dkim_domain, "DKIM signing domain");
   send->add_flag("--strict", send_args->strict, "An invalid address is fatal");
+  send->add_flag("--allow-duplicate-name", send_args->allow_duplicate_name,
+                 "Send even if a campaign that is not cancelled has the same name or the same "
+                 "template, list and sender (its recipients get a second copy)");
   send->add_option("--config", send_args->config_file, "Configuration file (TOML)")
       ->check(ReadableFile());
   send->add_option("--data-dir", send_args->data_dir, "Spool directory (overrides the config)");

@@ -133,6 +133,17 @@ absl::StatusOr<EngineInputs> OpenEngineInputs(config::Config config) {
                                std::string(recovered.status().message()));
   if (*recovered > 0)
     SALVO_LOG(kInfo, "recovered {} recipient(s) left in flight by the previous run", *recovered);
+  // Outcomes a dead disk kept from being written are recorded before anything
+  // is sent: otherwise those recipients would get the message again.
+  if (!out.config.queue.rescue_dir.empty()) {
+    auto rescued = out.spool->RecoverRescueDir(out.config.queue.rescue_dir);
+    if (!rescued.ok())
+      return absl::Status(
+          rescued.status().code(),
+          "queue.rescue_dir: " + std::string(rescued.status().message()) +
+              " (nothing was sent; fix or move the file aside, and its recipients are sent "
+              "again)");
+  }
   RaiseFdLimit();
   return out;
 }

@@ -172,10 +172,15 @@ void Connection::OnReady() {
       session_->Quit();
       return;
     }
-    // The server accepted (or refused for good) the last message: the next
-    // transaction waits until that outcome is recorded, so a crash repeats
-    // at most one message per connection.
-    if (!shard_->IsDurable(awaits_durable_)) {
+    // [queue] durable_before_next: the server must not accept this
+    // connection's next message before the outcome of its last accepted one
+    // is recorded (a crash repeats at most one message per connection). With
+    // DATA the next transaction goes ahead up to its body and holds the final
+    // "." (StartJob: Envelope::hold_end), which takes the MAIL..354 round
+    // trip off the wait. With BDAT the whole message is one write after MAIL
+    // and RCPT: holding part of it would cost a write and a reply each way
+    // per message and save no round trip, so the transaction waits to start.
+    if (session_->uses_chunking() && !shard_->IsDurable(awaits_durable_)) {
       shard_->WaitDurable(this);
       return;
     }
@@ -189,8 +194,14 @@ void Connection::OnReady() {
 }
 
 void Connection::DurableNow() {
-  if (state_ != State::kBusy || job_ || !session_) return;
-  OnReady();
+  if (state_ == State::kClosing || !session_) return;
+  if (session_->end_held()) {
+    session_->ReleaseEnd();
+  } else if (state_ == State::kBusy && !job_) {
+    OnReady();  // waiting to start its next transaction
+  } else {
+    return;
+  }
   Drive();
 }
 
@@ -215,6 +226,10 @@ bool Connection::StartJob(Job job) {
   env.needs_8bit = job.needs_8bitmime;
   env.needs_smtputf8 = job.needs_smtputf8;
   env.body_crlf = job.body_crlf;
+  // The server accepted (or refused for good) the last message: this one
+  // goes out at once, but its end of data waits until that outcome is
+  // recorded (see OnReady).
+  const bool hold = env.hold_end = !shard_->IsDurable(awaits_durable_);
   job_ = std::move(job);
   transaction_started_ = absl::Now();
   if (!session_->StartTransaction(std::move(env))) {
@@ -224,10 +239,12 @@ bool Connection::StartJob(Job job) {
                                                        false, smtp::Scope::kConnection, label()));
     return false;
   }
+  if (hold) shard_->WaitDurable(this);
   return true;
 }
 
 void Connection::ReportJob(std::vector<smtp::Outcome> outcomes) {
+  shard_->StopWaiting(this);  // a held transaction may end without its end (refused)
   Job job = std::move(*job_);
   job_.reset();
   messages_++;

@@ -59,10 +59,12 @@ class Connection {
   // Now: the open transaction (if any) is reported deferred; closes.
   void Abandon(const smtp::Outcome& open_outcome);
 
-  // [queue] durable_before_next: the shard's result batch this connection
-  // waits for before its next transaction, and the shard's word that it is
-  // recorded.
+  // [queue] durable_before_next: the shard's result batch whose record this
+  // connection's next transaction (its end of data with DATA, its start with
+  // BDAT) waits for, and the shard's word that it is recorded.
   uint64_t AwaitsDurable() const { return awaits_durable_; }
+  // Its transaction's end of data is held (else it waits to start one).
+  bool HoldsEnd() const { return session_ && session_->end_held(); }
   void DurableNow();
 
   State state() const { return state_; }

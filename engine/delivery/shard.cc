@@ -354,8 +354,9 @@ void Shard::DurableUpTo(uint64_t seq) {
   for (Connection* c : gated_)
     if (c->AwaitsDurable() <= durable_seq_) go.push_back(c);
   for (Connection* c : go) gated_.erase(c);
-  // Each may close or start a transaction; none is freed before its turn
-  // (freeing happens in a later reactor callback).
+  // Each sends its held end of data or starts its next transaction (or
+  // closes); none is freed before its turn (freeing happens in a later
+  // reactor callback).
   for (Connection* c : go) c->DurableNow();
 }
 
@@ -367,8 +368,13 @@ void Shard::BeginDrain() {
   if (router_) router_->Drain();
   if (sweep_timer_) reactor_->CancelTimer(sweep_timer_);
   sweep_timer_ = 0;
-  std::vector<Connection*> idle(gated_.begin(), gated_.end());
-  gated_.clear();  // waiting for a record of their last outcome: no next one
+  // Connections holding an end of data finish their transaction (the feeder
+  // acknowledges records until every shard has stopped); those waiting to
+  // start one start none.
+  std::vector<Connection*> idle;
+  for (Connection* c : gated_)
+    if (!c->HoldsEnd()) idle.push_back(c);
+  for (Connection* c : idle) gated_.erase(c);
   for (auto& [key, pool] : pools_) {
     pool->DeferAll(ShutdownOutcome());
     idle.insert(idle.end(), pool->idle.begin(), pool->idle.end());

@@ -100,8 +100,10 @@ class Shard {
   void Report(Job job, const smtp::Outcome& outcome);
   void AddResult(JobResult result);
   // [queue] durable_before_next: the number of the result batch a result
-  // added now goes out in; a connection that reported a delivery waits for
-  // it (WaitDurable) before its next transaction. 0 when the gate is off.
+  // added now goes out in; a connection that reported a delivery holds its
+  // next transaction (the end of data with DATA, the start with BDAT) until
+  // that batch is recorded (WaitDurable, then Connection::DurableNow). 0 when
+  // the gate is off.
   uint64_t PendingResultBatch() const { return durable_gate_ ? flush_seq_ + 1 : 0; }
   bool IsDurable(uint64_t batch) const { return batch <= durable_seq_; }
   void WaitDurable(Connection* c) { gated_.insert(c); }

@@ -2,29 +2,38 @@
 
 #include <climits>
 #include <cstdio>
+#include <cstring>
 
 #include "absl/time/civil_time.h"
 
 namespace salvo::deliverylog {
 namespace {
 
-void AppendUnsigned(uint64_t v, std::string* out) {
+// Lines are formatted through a raw cursor into memory sized for the worst
+// case (LineBound) and appended in one piece: a capacity check per field and
+// per byte cost more than the rest of the line.
+char* PutUnsigned(uint64_t v, char* p) {
   char buf[20];
   int n = 0;
   do {
     buf[n++] = static_cast<char>('0' + v % 10);
     v /= 10;
   } while (v > 0);
-  while (n > 0) out->push_back(buf[--n]);
+  while (n > 0) *p++ = buf[--n];
+  return p;
 }
 
-void AppendSigned(int64_t v, std::string* out) {
+char* PutSigned(int64_t v, char* p) {
   if (v < 0) {
-    out->push_back('-');
-    AppendUnsigned(static_cast<uint64_t>(-(v + 1)) + 1, out);
-  } else {
-    AppendUnsigned(static_cast<uint64_t>(v), out);
+    *p++ = '-';
+    return PutUnsigned(static_cast<uint64_t>(-(v + 1)) + 1, p);
   }
+  return PutUnsigned(static_cast<uint64_t>(v), p);
+}
+
+char* Put(std::string_view s, char* p) {
+  std::memcpy(p, s.data(), s.size());
+  return p + s.size();
 }
 
 void AppendDigits(int64_t v, int width, std::string* out) {
@@ -39,7 +48,8 @@ void AppendDigits(int64_t v, int width, std::string* out) {
 // RFC 3339, UTC, milliseconds: "2026-12-03T08:11:36.123Z". The civil
 // conversion costs more than the rest of a line, so each thread keeps the
 // last second it formatted.
-void AppendTime(absl::Time t, std::string* out) {
+constexpr size_t kTimeBytes = 26;  // with the quotes
+char* PutTime(absl::Time t, char* p) {
   struct Cache {
     int64_t second = INT64_MIN;
     std::string text;  // "2026-12-03T08:11:36."
@@ -65,10 +75,16 @@ void AppendTime(absl::Time t, std::string* out) {
     cache.text.push_back('.');
     cache.second = second;
   }
-  out->push_back('"');
-  out->append(cache.text);
-  AppendDigits(ms_total - second * 1000, 3, out);
-  out->append("Z\"");
+  *p++ = '"';
+  p = Put(cache.text, p);
+  int64_t ms = ms_total - second * 1000;
+  p[2] = static_cast<char>('0' + ms % 10);
+  p[1] = static_cast<char>('0' + ms / 10 % 10);
+  p[0] = static_cast<char>('0' + ms / 100);
+  p += 3;
+  *p++ = 'Z';
+  *p++ = '"';
+  return p;
 }
 
 // Length of the valid UTF-8 sequence at s[i], or 0 if there is none.
@@ -99,11 +115,78 @@ size_t Utf8Length(std::string_view s, size_t i) {
   return n;
 }
 
-void Key(std::string_view key, std::string* out) {
-  out->push_back(',');
-  out->push_back('"');
-  out->append(key);
-  out->append("\":");
+// ,"key": (the key is plain ASCII)
+template <size_t N>
+char* PutKey(const char (&key)[N], char* p) {
+  *p++ = ',';
+  *p++ = '"';
+  std::memcpy(p, key, N - 1);
+  p += N - 1;
+  *p++ = '"';
+  *p++ = ':';
+  return p;
+}
+
+// Worst case of a JSON string: every byte a \u00XX escape, and the quotes.
+constexpr size_t JsonStringBound(size_t bytes) { return 6 * bytes + 2; }
+
+// `text` as a JSON string literal, then `suffix` (plain ASCII) inside the
+// quotes.
+char* PutJsonString(std::string_view text, char* p, std::string_view suffix = {}) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  *p++ = '"';
+  size_t i = 0;
+  while (i < text.size()) {
+    // Copy runs of plain ASCII at once.
+    size_t j = i;
+    while (j < text.size()) {
+      unsigned char c = static_cast<unsigned char>(text[j]);
+      if (c < 0x20 || c == '"' || c == '\\' || c >= 0x80) break;
+      ++j;
+    }
+    std::memcpy(p, text.data() + i, j - i);
+    p += j - i;
+    i = j;
+    if (i == text.size()) break;
+    unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x80) {
+      size_t n = Utf8Length(text, i);
+      if (n == 0) {
+        p = Put("\xEF\xBF\xBD", p);  // U+FFFD
+        ++i;
+      } else {
+        p = Put(text.substr(i, n), p);
+        i += n;
+      }
+      continue;
+    }
+    *p++ = '\\';
+    switch (c) {
+      case '"':
+        *p++ = '"';
+        break;
+      case '\\':
+        *p++ = '\\';
+        break;
+      case '\n':
+        *p++ = 'n';
+        break;
+      case '\r':
+        *p++ = 'r';
+        break;
+      case '\t':
+        *p++ = 't';
+        break;
+      default:
+        p = Put("u00", p);
+        *p++ = kHex[c >> 4];
+        *p++ = kHex[c & 15];
+    }
+    ++i;
+  }
+  p = Put(suffix, p);
+  *p++ = '"';
+  return p;
 }
 
 }  // namespace
@@ -127,109 +210,96 @@ std::string_view RecordTypeName(RecordType t) {
 }
 
 void AppendJsonString(std::string_view text, std::string* out) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out->push_back('"');
-  size_t i = 0;
-  while (i < text.size()) {
-    // Copy runs of plain ASCII at once.
-    size_t j = i;
-    while (j < text.size()) {
-      unsigned char c = static_cast<unsigned char>(text[j]);
-      if (c < 0x20 || c == '"' || c == '\\' || c >= 0x80) break;
-      ++j;
-    }
-    out->append(text.data() + i, j - i);
-    i = j;
-    if (i == text.size()) break;
-    unsigned char c = static_cast<unsigned char>(text[i]);
-    if (c >= 0x80) {
-      size_t n = Utf8Length(text, i);
-      if (n == 0) {
-        out->append("\xEF\xBF\xBD");  // U+FFFD
-        ++i;
-      } else {
-        out->append(text.data() + i, n);
-        i += n;
-      }
-      continue;
-    }
-    switch (c) {
-      case '"':
-        out->append("\\\"");
-        break;
-      case '\\':
-        out->append("\\\\");
-        break;
-      case '\n':
-        out->append("\\n");
-        break;
-      case '\r':
-        out->append("\\r");
-        break;
-      case '\t':
-        out->append("\\t");
-        break;
-      default:
-        out->append("\\u00");
-        out->push_back(kHex[c >> 4]);
-        out->push_back(kHex[c & 0xF]);
-    }
-    ++i;
-  }
-  out->push_back('"');
+  const size_t at = out->size();
+  out->resize(at + JsonStringBound(text.size()));
+  char* end = PutJsonString(text, out->data() + at);
+  out->resize(static_cast<size_t>(end - out->data()));
 }
 
+namespace {
+
+constexpr std::string_view kEllipsis = "...";
+
+// The reply as written: at most kMaxReplyBytes, cut at a character boundary
+// (never inside a UTF-8 sequence) and then ending in "...".
+std::string_view ReplyText(std::string_view reply, bool* cut) {
+  *cut = reply.size() > kMaxReplyBytes;
+  if (!*cut) return reply;
+  size_t n = kMaxReplyBytes;
+  while (n > 0 && (static_cast<unsigned char>(reply[n]) & 0xC0) == 0x80) --n;
+  return reply.substr(0, n);
+}
+
+// Every byte of a line but its strings (keys, numbers, names, time), with
+// room to spare.
+constexpr size_t kFixedBound = 512;
+
+char* PutLine(const Record& r, std::string_view reply, bool reply_cut, char* p) {
+  p = Put("{\"time\":", p);
+  p = PutTime(r.time, p);
+  p = PutKey("type", p);
+  *p++ = '"';
+  p = Put(RecordTypeName(r.type), p);
+  *p++ = '"';
+  p = PutKey("campaign", p);
+  p = PutJsonString(r.campaign, p);
+  p = PutKey("campaign_id", p);
+  p = PutUnsigned(r.campaign_id, p);
+  p = PutKey("recipient", p);
+  p = PutJsonString(r.recipient, p);
+  p = PutKey("domain", p);
+  p = PutJsonString(r.domain, p);
+  p = PutKey("mx_host", p);
+  p = PutJsonString(r.mx_host, p);
+  p = PutKey("mx_ip", p);
+  p = PutJsonString(r.mx_ip, p);
+  p = PutKey("code", p);
+  p = PutSigned(r.code, p);
+  p = PutKey("enhanced_code", p);
+  p = PutJsonString(r.enhanced_code, p);
+  p = PutKey("reply", p);
+  p = PutJsonString(reply, p, reply_cut ? kEllipsis : std::string_view());
+  p = PutKey("category", p);
+  *p++ = '"';
+  p = Put(smtp::CategoryName(r.category), p);
+  *p++ = '"';
+  p = PutKey("phase", p);
+  p = Put(r.type != RecordType::kBounced ? "\"\"" : r.async ? "\"async\"" : "\"sync\"", p);
+  p = PutKey("attempt", p);
+  p = PutUnsigned(r.attempt, p);
+  p = PutKey("tls", p);
+  p = PutJsonString(r.tls_version, p);
+  p = PutKey("size", p);
+  p = PutUnsigned(r.size, p);
+  p = PutKey("latency_ms", p);
+  p = PutSigned(r.latency_ms, p);
+  p = PutKey("source_ip", p);
+  p = PutJsonString(r.source_ip, p);
+  return Put("}\n", p);
+}
+
+}  // namespace
+
 void AppendJsonLine(const Record& r, std::string* out) {
-  out->append("{\"time\":");
-  AppendTime(r.time, out);
-  Key("type", out);
-  out->push_back('"');
-  out->append(RecordTypeName(r.type));
-  out->push_back('"');
-  Key("campaign", out);
-  AppendJsonString(r.campaign, out);
-  Key("campaign_id", out);
-  AppendUnsigned(r.campaign_id, out);
-  Key("recipient", out);
-  AppendJsonString(r.recipient, out);
-  Key("domain", out);
-  AppendJsonString(r.domain, out);
-  Key("mx_host", out);
-  AppendJsonString(r.mx_host, out);
-  Key("mx_ip", out);
-  AppendJsonString(r.mx_ip, out);
-  Key("code", out);
-  AppendSigned(r.code, out);
-  Key("enhanced_code", out);
-  AppendJsonString(r.enhanced_code, out);
-  Key("reply", out);
-  if (r.reply.size() > kMaxReplyBytes) {
-    // Cut at a character boundary, never inside a UTF-8 sequence.
-    size_t cut = kMaxReplyBytes;
-    while (cut > 0 && (static_cast<unsigned char>(r.reply[cut]) & 0xC0) == 0x80) --cut;
-    std::string shortened(r.reply.substr(0, cut));
-    shortened.append("...");
-    AppendJsonString(shortened, out);
-  } else {
-    AppendJsonString(r.reply, out);
+  bool reply_cut = false;
+  const std::string_view reply = ReplyText(r.reply, &reply_cut);
+  const size_t bound = kFixedBound + kTimeBytes + smtp::CategoryName(r.category).size() +
+                       JsonStringBound(r.campaign.size()) + JsonStringBound(r.recipient.size()) +
+                       JsonStringBound(r.domain.size()) + JsonStringBound(r.mx_host.size()) +
+                       JsonStringBound(r.mx_ip.size()) + JsonStringBound(r.enhanced_code.size()) +
+                       JsonStringBound(reply.size()) + kEllipsis.size() +
+                       JsonStringBound(r.tls_version.size()) + JsonStringBound(r.source_ip.size());
+  // A typical line's worst case fits on the stack; the line is then appended
+  // in one copy. Longer ones go through a heap buffer.
+  char stack[4096];
+  if (bound <= sizeof stack) {
+    char* end = PutLine(r, reply, reply_cut, stack);
+    out->append(stack, static_cast<size_t>(end - stack));
+    return;
   }
-  Key("category", out);
-  out->push_back('"');
-  out->append(smtp::CategoryName(r.category));
-  out->push_back('"');
-  Key("phase", out);
-  out->append(r.type != RecordType::kBounced ? "\"\"" : r.async ? "\"async\"" : "\"sync\"");
-  Key("attempt", out);
-  AppendUnsigned(r.attempt, out);
-  Key("tls", out);
-  AppendJsonString(r.tls_version, out);
-  Key("size", out);
-  AppendUnsigned(r.size, out);
-  Key("latency_ms", out);
-  AppendSigned(r.latency_ms, out);
-  Key("source_ip", out);
-  AppendJsonString(r.source_ip, out);
-  out->append("}\n");
+  std::string heap(bound, '\0');
+  char* end = PutLine(r, reply, reply_cut, heap.data());
+  out->append(heap.data(), static_cast<size_t>(end - heap.data()));
 }
 
 }  // namespace salvo::deliverylog

@@ -2,7 +2,6 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -12,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "engine/common/strings.h"
+#include "engine/message/hmac_sha256.h"
 
 namespace salvo::message {
 namespace {
@@ -25,20 +25,20 @@ char Lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + '
 
 std::string Mac(std::string_view secret, uint64_t campaign, uint64_t recipient,
                 std::string_view address) {
-  std::string data(kContext);
+  // Per thread: the key schedule is hashed once per secret (not an algorithm
+  // fetch and key setup per recipient) and the input buffer is reused.
+  thread_local internal::HmacSha256 hmac;
+  thread_local std::string data;
+  data.assign(kContext);
   data.push_back('\0');
   Append(&data, campaign);
   data.push_back('\0');
   Append(&data, recipient);
   data.push_back('\0');
   for (char c : address) data.push_back(Lower(c));
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-           reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac,
-           &len) == nullptr ||
-      len < kMacBytes)
-    return std::string();
+  unsigned char mac[32];
+  if (!hmac.Mac(secret, data, mac)) return std::string();
+  static_assert(kMacBytes <= sizeof mac);
   // Base32 of the first 80 bits: 16 groups of 5 bits.
   std::string out;
   out.reserve(kMacChars);

@@ -743,6 +743,7 @@ absl::Status Sink::Impl::Start() {
   start_time_ = std::chrono::steady_clock::now();
   server_options_.hostname = options_.hostname;
   server_options_.max_message_size = options_.max_message_size;
+  server_options_.chunking = options_.chunking;
   server_options_.keep_content = !options_.save_dir.empty() || options_.keep_messages;
   if (!options_.save_dir.empty()) StartNumberingAfter(HighestSavedNumber(options_.save_dir));
   server_options_.starttls = options_.tls;

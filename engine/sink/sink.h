@@ -56,6 +56,7 @@ struct SinkOptions {
   bool track_duplicates = false;    // count recipients delivered more than once
   std::string hostname = "sink.salvo.invalid";
   uint64_t max_message_size = 50 * 1024 * 1024;
+  bool chunking = true;  // offer CHUNKING (BDAT); false: clients send DATA
   // STARTTLS (RFC 3207). Without tls_cert/tls_key a self-signed P-256
   // certificate for CN=hostname is generated at Start().
   bool tls = false;

@@ -216,7 +216,7 @@ void ServerSession::HandleLine(std::string_view raw, std::string* out) {
                     options_.max_message_size,
                     "\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n",
                     options_.starttls && !tls_active_ ? "250-STARTTLS\r\n" : "",
-                    "250 CHUNKING\r\n");
+                    options_.chunking ? "250 CHUNKING\r\n" : "250 HELP\r\n");
   } else if (is("HELO")) {
     if (TrimSpaces(args).empty()) {
       out->append("501 5.5.4 Syntax: HELO hostname\r\n");

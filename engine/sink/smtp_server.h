@@ -72,6 +72,7 @@ class SessionPolicy {
 struct ServerOptions {
   std::string hostname = "sink.salvo.invalid";
   uint64_t max_message_size = 50 * 1024 * 1024;  // advertised as SIZE
+  bool chunking = true;                          // advertise CHUNKING
   bool keep_content = false;                     // pass message bytes to OnMessage
   size_t max_line = 4096;                        // command line limit
   bool starttls = false;                         // advertise and accept STARTTLS (RFC 3207)

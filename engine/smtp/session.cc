@@ -440,6 +440,10 @@ void Session::Enter(State next) {
       if (t.mail_ok && t.accepted_count > 0) {
         WriteBody(t.env.body, /*dot_stuff=*/true);
         t.body_sent = true;
+        if (t.end_held) {
+          t.end_owed = true;  // ReleaseEnd() sends the "."
+          break;
+        }
       }
       // With no accepted recipient a lone "." ends the data phase (RFC 2920 3.1).
       Write(".\r\n");
@@ -700,6 +704,7 @@ bool Session::StartTransaction(Envelope envelope) {
   txn_.emplace();
   internal::Transaction& t = *txn_;
   t.env = std::move(envelope);
+  t.end_held = t.env.hold_end;
   const size_t n = t.env.rcpts.size();
   t.outcomes.resize(n);
   t.decided.assign(n, 0);
@@ -782,13 +787,13 @@ void Session::PumpTransaction() {
     t.data_sent = true;
     if (chunk) {
       // One chunk with the whole message. Pipelined, it goes out with MAIL and
-      // RCPT (RFC 3030): one round trip per message.
-      if (!ext_.size)
-        t.chunk_size = BodyIsCanonical() ? t.env.body.size() : NormalizedBodySize(t.env.body);
-      Append(Buf(), "BDAT ", t.chunk_size, " LAST\r\n");
-      WriteBody(t.env.body, /*dot_stuff=*/false);
-      t.body_sent = true;
-      Expect(Cmd::kBdat, 0);
+      // RCPT (RFC 3030): one round trip per message. Held: MAIL and RCPT go
+      // out now, the chunk on ReleaseEnd() (SendEnd).
+      if (t.end_held) {
+        t.end_owed = true;
+        return;
+      }
+      SendLastChunk();
     } else {
       Send(Cmd::kData, 0, "DATA");
     }
@@ -867,6 +872,36 @@ void Session::HandleTransactionReply(Cmd cmd, uint32_t index, const Reply& reply
       break;
   }
   PumpTransaction();
+}
+
+void Session::ReleaseEnd() {
+  if (!txn_.has_value() || !txn_->end_held) return;
+  now_ = clock_->Now();
+  txn_->end_held = false;
+  if (!txn_->end_owed) return;  // the end goes out unheld when it is due
+  txn_->end_owed = false;
+  SendEnd();
+  FlushTls();
+}
+
+void Session::SendEnd() {
+  if (state_ == State::kDataBody) {
+    Write(".\r\n");
+    Expect(Cmd::kDot, 0);
+  } else {
+    SendLastChunk();
+  }
+  ArmDeadline();
+}
+
+void Session::SendLastChunk() {
+  internal::Transaction& t = *txn_;
+  if (!ext_.size)
+    t.chunk_size = BodyIsCanonical() ? t.env.body.size() : NormalizedBodySize(t.env.body);
+  Append(Buf(), "BDAT ", t.chunk_size, " LAST\r\n");
+  WriteBody(t.env.body, /*dot_stuff=*/false);
+  t.body_sent = true;
+  Expect(Cmd::kBdat, 0);
 }
 
 void Session::FinishTransaction() {

@@ -15,6 +15,8 @@
 //                         | s.OnTimeout(now) when NextDeadline() passes
 //     for (Event& e : s.TakeEvents()):
 //       kReady           -> s.StartTransaction(envelope) or s.Quit()
+//                           (envelope.hold_end: its end of data waits for
+//                           s.ReleaseEnd(); everything before it goes out)
 //       kTransactionDone -> e.outcomes[i] is the result for envelope.rcpts[i]
 //       kClosed          -> flush PendingOutput() (best effort) and close;
 //                           e.outcome says why (kind kNone = clean QUIT); a
@@ -104,6 +106,12 @@ struct Envelope {
   bool body_crlf = false;
   bool needs_8bit = false;      // send BODY=8BITMIME when offered
   bool needs_smtputf8 = false;  // bounced if the server lacks SMTPUTF8
+  // Hold the end of data until Session::ReleaseEnd(): MAIL, RCPT and the
+  // body go out as usual, but the final "." (DATA) or the one chunk
+  // ("BDAT n LAST" with the message) waits, so the server
+  // cannot accept this message before the caller says so (the engine's
+  // [queue] durable_before_next: the previous outcome is recorded first).
+  bool hold_end = false;
 };
 
 struct Event {
@@ -127,7 +135,7 @@ enum class State : uint8_t {
   kAuth,          // AUTH exchange
   kReady,         // idle, between transactions
   kTransaction,   // MAIL/RCPT/DATA (or BDAT) sent, replies outstanding
-  kDataBody,      // body + "." sent, waiting for the final reply
+  kDataBody,      // body + "." sent (the "." maybe held), waiting for the final reply
   kRset,          // RSET sent
   kQuit,          // QUIT sent
   kClosed,        // over; no more input is processed
@@ -148,6 +156,8 @@ struct Transaction {
   bool mail_ok = false;
   bool data_sent = false;  // DATA or BDAT sent
   bool body_sent = false;  // body + "." after 354
+  bool end_held = false;   // Envelope::hold_end until ReleaseEnd()
+  bool end_owed = false;   // the end of data is due but held
   bool need_rset = true;
   size_t chunk_size = 0;  // BDAT size (normalised body), computed once
 };
@@ -176,6 +186,11 @@ class Session {
   // Starts a transaction; only in State::kReady (after a kReady event).
   // Returns false (and does nothing) otherwise or if rcpts is empty.
   bool StartTransaction(Envelope envelope);
+  // Lets the current transaction's held end of data (Envelope::hold_end) go
+  // out: now if it is due, else as soon as it is. No-op without a held one.
+  void ReleaseEnd();
+  // The current transaction holds its end of data (not yet released).
+  bool end_held() const { return txn_.has_value() && txn_->end_held; }
   // Ends the session: QUIT when idle; mid-transaction, open recipients are
   // deferred (kLocal, "shutdown") and the session closes.
   void Quit();
@@ -199,6 +214,9 @@ class Session {
   const TlsInfo& tls_info() const { return tls_info_; }
   bool authenticated() const { return authenticated_; }
   uint64_t transactions_started() const { return transactions_; }
+  // Messages go out as one BDAT LAST chunk (the server offers CHUNKING and
+  // the options allow it): known after the first kReady.
+  bool uses_chunking() const { return ext_.chunking && opts_.use_chunking; }
 
  private:
   enum class Cmd : uint8_t {
@@ -227,6 +245,8 @@ class Session {
   void AfterEhlo();
   void PumpTransaction();
   void FinishTransaction();
+  void SendEnd();        // the held end of data: "." or the BDAT LAST chunk
+  void SendLastChunk();  // "BDAT n LAST" with the whole message
   // Ends the session: open recipients get `open_outcome`; kClosed carries
   // `session_outcome`.
   void Abort(const Outcome& open_outcome, const Outcome& session_outcome, bool send_quit);

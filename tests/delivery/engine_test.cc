@@ -95,16 +95,22 @@ TEST(EngineTest, DeliversAndReusesConnections) {
 
 // A source whose results are not durable until the test says so (a spool
 // holding outcomes its disk refused): with queue.durable_before_next (the
-// default) each connection stops after one accepted message, so a crash
-// then could repeat at most one message per connection.
+// default) each connection has at most one message accepted: the next one
+// goes out but its end of data is held, so a crash then could repeat at most
+// one message per connection.
 class UndurableSource : public InMemorySource {
  public:
   std::atomic<bool> durable{false};
   bool Durable() override { return durable.load(); }
 };
 
-TEST(EngineTest, AConnectionStartsItsNextTransactionOnlyOnceItsLastOutcomeIsDurable) {
-  SinkPeer server;
+// With DATA (`chunking` false) the next transaction goes ahead up to its
+// body and only its final "." waits; with BDAT the whole next transaction
+// waits. Either way the server accepts one message per connection.
+void CheckDurableBeforeNext(bool chunking) {
+  SinkPeer::Options so;
+  so.chunking = chunking;
+  SinkPeer server(so);
   auto cfg = MakeConfig("[delivery]\nconnections_per_site = 2\nmessages_per_connection = 1000\n",
                         {server.hostport()});
   UndurableSource source;
@@ -115,14 +121,31 @@ TEST(EngineTest, AConnectionStartsItsNextTransactionOnlyOnceItsLastOutcomeIsDura
   std::thread runner([&] { run_status = (*engine)->Run(); });
   for (int i = 0; i < 200 && server.message_count() == 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  // With DATA a connection's next transaction goes ahead (its recipient is
+  // accepted) while its end of data waits for the record.
+  for (int i = 0; i < 200 && !chunking && server.recipients_accepted() <= server.dots_seen(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  if (chunking)
+    EXPECT_EQ(server.recipients_accepted(), server.dots_seen());
+  else
+    EXPECT_GT(server.recipients_accepted(), server.dots_seen());
   EXPECT_GE(server.message_count(), 1u);
   EXPECT_LE(server.message_count(), 2u);  // one per connection, none further
+  EXPECT_LE(server.dots_seen(), 2);       // no end of data of a second message
   source.durable = true;
   runner.join();
   EXPECT_TRUE(run_status.ok()) << run_status;
   EXPECT_EQ(source.Count(Disposition::kDelivered), 20u);
   EXPECT_EQ(server.message_count(), 20u);
+}
+
+TEST(EngineTest, AConnectionEndsItsNextDataTransactionOnlyOnceItsLastOutcomeIsDurable) {
+  CheckDurableBeforeNext(/*chunking=*/false);
+}
+
+TEST(EngineTest, AConnectionStartsItsNextBdatTransactionOnlyOnceItsLastOutcomeIsDurable) {
+  CheckDurableBeforeNext(/*chunking=*/true);
 }
 
 TEST(EngineTest, WithoutDurableBeforeNextConnectionsDoNotWaitForTheRecord) {

@@ -18,6 +18,7 @@ struct SinkPeerOptions {
   std::string greeting;                      // "" = the sink's 220
   std::string reject_substring = "reject";   // RCPTs containing it get 550 5.1.1
   std::chrono::milliseconds final_delay{0};  // before the reply to the final dot
+  bool chunking = true;                      // offer CHUNKING (else clients send DATA)
 };
 
 class SinkPeer {
@@ -32,6 +33,7 @@ class SinkPeer {
     o.reject_pattern = options.reject_substring;
     o.final_delay_ms = static_cast<int>(options.final_delay.count());
     o.keep_messages = true;
+    o.chunking = options.chunking;
     sink_ = std::make_unique<sink::Sink>(std::move(o));
     absl::Status s = sink_->Start();
     EXPECT_TRUE(s.ok()) << s;
@@ -49,6 +51,8 @@ class SinkPeer {
   int peak_connections() const { return static_cast<int>(sink_->Stats().connections_peak); }
   // Messages whose final dot arrived (answered or not yet).
   int dots_seen() const { return static_cast<int>(sink_->Stats().messages); }
+  // RCPTs accepted (a transaction under way, whether its message ends or not).
+  int recipients_accepted() const { return static_cast<int>(sink_->Stats().recipients_accepted); }
   void set_final_delay(std::chrono::milliseconds d) {
     sink_->SetFinalDelay(static_cast<int>(d.count()));
   }

@@ -630,7 +630,9 @@ TEST(EngineE2E, AHardBounceSuppressesTheAddressForLaterCampaigns) {
   RunResult list = RunSalvo(dir, {"suppression", "list", "--config", cfg});
   EXPECT_THAT(list.out, HasSubstr("user3@d0.example")) << list.out << list.err;
   Campaign second = WriteCampaign(dir, 8, 1, "", "second");
-  RunResult again = RunSalvo(dir, {"send", second.file, "--config", cfg, "--json"});
+  // The same list and template again (a later mailing): allowed explicitly.
+  RunResult again =
+      RunSalvo(dir, {"send", second.file, "--config", cfg, "--json", "--allow-duplicate-name"});
   ASSERT_EQ(again.code, 0) << again.err << again.out;
   nlohmann::json st2 = Status(dir, cfg, "second");
   EXPECT_EQ(CountOf(st2, "suppressed"), 1u) << st2.dump();
@@ -639,6 +641,29 @@ TEST(EngineE2E, AHardBounceSuppressesTheAddressForLaterCampaigns) {
   EXPECT_TRUE(
       WaitFor([&] { return sink.Count("recipients_delivered") == 14; }, std::chrono::seconds(5)));
   EXPECT_EQ(sink.Count("recipients_bounced"), 1u);
+}
+
+// Running the same `salvo send` twice (a shell history slip) would mail the
+// whole list twice: refused, as `campaign load` refuses it, unless asked for.
+TEST(EngineE2E, SendingTheSameCampaignAgainIsRefusedUnlessAllowed) {
+  TempDir dir;
+  Sink sink(dir, "again", "127.0.0.14");
+  ASSERT_GT(sink.port(), 0) << sink.err();
+  std::string cfg = Config(dir, "[routes]\n\"*\" = \"" + sink.hostport() + "\"\n");
+  Campaign c = WriteCampaign(dir, 5, 1, "", "weekly");
+  RunResult r = RunSalvo(dir, {"send", c.file, "--config", cfg, "--quiet"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = RunSalvo(dir, {"send", c.file, "--config", cfg, "--quiet"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("a campaign named 'weekly' already exists")) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("--allow-duplicate-name")) << r.err;
+  r = RunSalvo(dir, {"send", c.file, "--config", cfg, "--quiet", "--allow-duplicate-name"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  // 5 + 5: the refused send sent nothing.
+  EXPECT_TRUE(
+      WaitFor([&] { return sink.Count("recipients_delivered") == 10; }, std::chrono::seconds(5)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+  EXPECT_EQ(sink.Count("recipients_delivered"), 10u);
 }
 
 // While `salvo run` holds the spool, preview, list, status, export and
@@ -694,7 +719,8 @@ TEST(EngineE2E, ProgressLinesWhileSendingAndNoneWithQuiet) {
   EXPECT_THAT(sent.err, HasSubstr("waiting; sessions"));
   Campaign q = WriteCampaign(dir, 120, 1, "", "quiet");
   RunResult quiet =
-      RunSalvo(dir, {"send", q.file, "--config", cfg, "--progress-interval", "0.5", "--quiet"});
+      RunSalvo(dir, {"send", q.file, "--config", cfg, "--progress-interval", "0.5", "--quiet",
+                     "--allow-duplicate-name"});  // the same list and template as 'slow'
   ASSERT_EQ(quiet.code, 0) << quiet.err << quiet.out;
   EXPECT_EQ(quiet.err.find(" progress: "), std::string::npos) << quiet.err;
 }

@@ -35,51 +35,15 @@ import os
 import pathlib
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
+from e2e_common import Procs, check, clean_up, free_port, report
+from e2e_common import start_sink as start_sink_on
+
 SALVO = sys.argv[1]
-failures = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-class Procs:
-    def __init__(self, tmp):
-        self.tmp, self.all = tmp, []
-
-    def start(self, args, name, env=None):
-        p = subprocess.Popen(args, stdout=open(self.tmp / f"{name}.out", "ab"),
-                             stderr=open(self.tmp / f"{name}.err", "ab"), stdin=subprocess.DEVNULL,
-                             env=env)
-        p.name = name
-        self.all.append(p)
-        return p
-
-    def stop_all(self):
-        for p in reversed(self.all):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(20)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(5)
 
 
 def salvo(*args, timeout=120, env=None):
@@ -87,18 +51,7 @@ def salvo(*args, timeout=120, env=None):
 
 
 def start_sink(procs, tmp, name, *extra):
-    stats = tmp / f"{name}.json"
-    save = tmp / f"{name}-saved"
-    save.mkdir()
-    procs.start([SALVO, "sink", "--listen", "127.0.0.1:0", "--stats-file", str(stats),
-                 "--save-dir", str(save), *extra], name)
-    for _ in range(500):
-        try:
-            port = int(json.loads(stats.read_text())["listen"][0].rsplit(":", 1)[1])
-            return port, stats, save
-        except (FileNotFoundError, ValueError, KeyError, IndexError):
-            time.sleep(0.01)
-    raise AssertionError("the sink did not start")
+    return start_sink_on(procs, SALVO, tmp, name, *extra)
 
 
 def saved_recipients(save_dir):
@@ -431,19 +384,8 @@ def main():
             globals()[name](tmp, procs)
             procs.stop_all()
     finally:
-        procs.stop_all()
-        if failures:
-            for f in sorted(tmp.glob("*.err")):
-                print(f"--- {f.name} (tail)\n" + f.read_text(errors="replace")[-2000:])
-        if os.environ.get("SALVO_KEEP_TEST_DIRS"):
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    if failures:
-        print(f"{len(failures)} check(s) failed")
-        sys.exit(1)
-    print("fleet e2e: all checks passed")
-
+        clean_up(tmp, procs, tail_bytes=2000)
+    report("fleet e2e")
 
 if __name__ == "__main__":
     main()

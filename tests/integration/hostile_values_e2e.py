@@ -26,6 +26,8 @@ import tempfile
 import time
 from email.parser import BytesParser
 
+from e2e_common import free_port
+
 N = 300
 SALVO = sys.argv[1]
 
@@ -64,14 +66,6 @@ Content-Transfer-Encoding: base64
 
 --salvo-boundary-1--
 """
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def main():

@@ -34,7 +34,6 @@ import json
 import os
 import pathlib
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -44,33 +43,10 @@ import time
 import urllib.parse
 import urllib.request
 
-SALVO = sys.argv[1]
+from e2e_common import Procs, check, clean_up, free_port, report, start_sink, wait_for
+
+SALVO = os.path.abspath(sys.argv[1])
 N = 8
-failures = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_for(pred, seconds=30, step=0.1):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return None
 
 
 def port_open(port):
@@ -127,51 +103,17 @@ def smtp_dialogue(port, lines, until_code=None):
 
 def main():
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="salvo-inbound-e2e-"))
-    procs = {}
-
-    def start(args, name):
-        p = subprocess.Popen(args, stdout=open(tmp / f"{name}.out", "ab"),
-                             stderr=open(tmp / f"{name}.err", "ab"), stdin=subprocess.DEVNULL,
-                             cwd=tmp)
-        procs[name] = p
-        return p
-
+    procs = Procs(tmp, cwd=tmp)
     try:
-        run(tmp, start, procs)
+        run(tmp, procs)
     finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(5)
-        if failures:
-            for f in ("salvo.err", "sink.err"):
-                if (tmp / f).exists():
-                    print(f"--- {f} (tail)\n" + (tmp / f).read_text(errors="replace")[-4000:])
-        shutil.rmtree(tmp, ignore_errors=True)
-    if failures:
-        print(f"{len(failures)} check(s) failed")
-        sys.exit(1)
-    print("inbound e2e: all checks passed")
+        clean_up(tmp, procs, tails=("salvo.err", "sink.err"))
+    report("inbound e2e")
 
 
-def run(tmp, start, procs):
-    saved = tmp / "saved"
-    saved.mkdir()
-    sink_stats = tmp / "sink.json"
-    start([SALVO, "sink", "--listen", "127.0.0.1:0", "--stats-file", str(sink_stats),
-           "--save-dir", str(saved)], "sink")
-    sink_port = None
-    for _ in range(500):
-        try:
-            sink_port = int(json.loads(sink_stats.read_text())["listen"][0].rsplit(":", 1)[1])
-            break
-        except (FileNotFoundError, ValueError, KeyError, IndexError):
-            time.sleep(0.01)
-    assert sink_port, "the sink did not start"
+def run(tmp, procs):
+    start = procs.start
+    sink_port, _, saved = start_sink(procs, SALVO, tmp, "sink")
 
     (tmp / "msg.eml").write_text("From: News <news@sender.example>\nSubject: Hello {{name}}\n\n"
                                  "Hello {{name}}, this is the inbound e2e campaign.\n")
@@ -313,7 +255,7 @@ def run(tmp, start, procs):
 
     # ---- kill -9 right after the 250: processed after the restart ----
     target = "user2@rcpt.example"
-    pid = procs["salvo"].pid
+    pid = procs.by_name["salvo"].pid
     s = socket.create_connection(("127.0.0.1", inbound_port), timeout=10)
     f = s.makefile("rb")
 
@@ -333,7 +275,7 @@ def run(tmp, start, procs):
     final = reply()
     os.kill(pid, signal.SIGKILL)
     s.close()
-    procs["salvo"].wait(10)
+    procs.by_name["salvo"].wait(10)
     check(final.startswith(b"250 "), f"the listener answered 250 ({final.strip()!r}), then "
           "salvo run was killed with SIGKILL")
     before = suppressed().get(target)
@@ -343,6 +285,8 @@ def run(tmp, start, procs):
           f"after the restart the stored message is processed: {target} suppressed")
     check(wait_for(lambda: metrics(metrics_port).get("salvo_inbound_pending") == 0, 20)
           is not None, "nothing is left pending after the restart")
+    check(metrics(metrics_port).get("salvo_inbound_buffered_bytes") == 0,
+          "salvo_inbound_buffered_bytes is exported, 0 with nothing being received")
 
     intake_checks(tmp, salvo, copies, inbound_port, metrics_port, suppressed)
 

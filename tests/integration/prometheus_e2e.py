@@ -24,11 +24,7 @@ Usage: prometheus_e2e.py PATH/TO/salvo
 """
 import json
 import math
-import os
 import pathlib
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,6 +36,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "deploy"))
 import promql_exprs as px  # noqa: E402
+from e2e_common import Procs, check, clean_up, free_port, report, start_sink  # noqa: E402
 
 
 SALVO = sys.argv[1]
@@ -49,23 +46,6 @@ LISTED = ["gmail.com", "yahoo.com", "outlook.com"]  # in metrics.domains (the de
 TAIL = [f"t{i}.example" for i in range(20)]          # "other"
 # Grafana's $__rate_interval for a 1 s scrape interval: max(4 x scrape, interval + scrape).
 RATE_INTERVAL = "4s"
-
-failures = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures.append(what)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
 
 def http_get(url, timeout=10):
     with urllib.request.urlopen(url, timeout=timeout) as r:
@@ -113,51 +93,22 @@ def scrape_values(text, name):
 
 def main():
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="salvo-prom-e2e-"))
-    procs = []
-
-    def start(args, name):
-        p = subprocess.Popen(args, stdout=open(tmp / f"{name}.out", "wb"),
-                             stderr=open(tmp / f"{name}.err", "wb"), stdin=subprocess.DEVNULL)
-        procs.append(p)
-        return p
-
+    procs = Procs(tmp)
     try:
-        run(tmp, start)
+        run(tmp, procs)
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(5)
-        if failures:
-            for f in ("salvo.err", "sink.err", "prometheus.err"):
-                if (tmp / f).exists():
-                    print(f"--- {f} (tail)\n" + (tmp / f).read_text(errors="replace")[-3000:])
-        shutil.rmtree(tmp, ignore_errors=True)
-    if failures:
-        print(f"{len(failures)} check(s) failed")
-        sys.exit(1)
-    print("prometheus e2e: all checks passed")
+        clean_up(tmp, procs, tails=("salvo.err", "sink.err", "prometheus.err"), tail_bytes=3000)
+    report("prometheus e2e")
 
 
-def run(tmp, start):
+def run(tmp, procs):
+    start = procs.start
     # ---- the sink ----
-    sink_stats = tmp / "sink.json"
-    start([SALVO, "sink", "--listen", "127.0.0.1:0", "--stats-file", str(sink_stats),
-           "--bounce-rate", str(BOUNCE), "--defer-rate", str(DEFER), "--seed", "7",
-           # ~10 s of sending, so rate windows see the campaign as it goes
-           "--delay-ms", "50"], "sink")
-    sink_port = None
-    for _ in range(500):
-        try:
-            sink_port = int(json.loads(sink_stats.read_text())["listen"][0].rsplit(":", 1)[1])
-            break
-        except (FileNotFoundError, ValueError, KeyError, IndexError):
-            time.sleep(0.01)
-    assert sink_port, "the sink did not start"
+    sink_port, _, _ = start_sink(
+        procs, SALVO, tmp, "sink", "--bounce-rate", str(BOUNCE), "--defer-rate", str(DEFER),
+        "--seed", "7",
+        # ~10 s of sending, so rate windows see the campaign as it goes
+        "--delay-ms", "50")
 
     # ---- the campaign ----
     (tmp / "msg.eml").write_text("From: News <news@sender.example>\nSubject: Hello {{name}}\n\n"
@@ -509,6 +460,14 @@ def wired_checks(prom, sink, final, log_path, attempts):
           "one delivery latency per final outcome")
     check(prom.value('sum(salvo_smtp_sessions_opened_total{domain!=""})') == sink["connections"],
           "connections opened by domain = the sink's connections")
+    # The resource caps' gauges (delivery.max_connections, max_composed_bytes).
+    for name, kind in (("salvo_delivery_connections", "gauge"),
+                       ("salvo_delivery_connection_waits_total", "counter"),
+                       ("salvo_delivery_composed_bytes", "gauge"),
+                       ("salvo_delivery_compose_waits_total", "counter")):
+        check(f"# TYPE {name} {kind}" in final, f"{name} is in Salvo's scrape")
+    check((prom.value("max_over_time(salvo_delivery_connections[1h])") or 0) >= 1,
+          "salvo_delivery_connections counted an open connection during the run")
 
 
 if __name__ == "__main__":

@@ -319,7 +319,7 @@ TEST(StorageFaultE2E, EioMidSendDoesNotAbortAndStopsSending) {
 // The disk stays dead through the stop (the reopen at close fails too): the
 // delivered outcomes the spool held go to a rescue file in queue.rescue_dir
 // (another directory); after a restart on the disk brought back (unmounted,
-// mounted again), `salvo queue recover --from FILE` records them and the
+// mounted again), the restart records them (queue.rescue_dir) and the
 // campaign finishes with no recipient sent twice. sync_writes: what the
 // spool wrote before the fault is on the disk (the shutdown drops the page
 // cache), so every duplicate would be a held outcome not rescued.
@@ -373,13 +373,8 @@ TEST(StorageFaultE2E, DeadDiskAtStopRescuesHeldOutcomesAndRecoverSendsNothingTwi
   RunResult mnt = testsupport::Run({"mount", "-o", "loop", image, disk}, dir / "mount2.out",
                                    dir / "mount2.err", std::chrono::seconds(30));
   ASSERT_EQ(mnt.code, 0) << ReadFile(dir / "mount2.err");
-  RunResult rec = RunSalvo(dir, {"queue", "recover", "--from", rescue_file, "--config", s.config},
-                           std::chrono::seconds(60));
-  ASSERT_EQ(rec.code, 0) << rec.err;
-  // Every rescued line is applied, or found already recorded (a write the
-  // dying disk still took before the spool saw it fail).
-  EXPECT_NE(rec.out.find(" of " + std::to_string(lines) + " outcome(s)"), std::string::npos)
-      << rec.out;
+  // The restart applies the rescue file before sending (queue.rescue_dir)
+  // and renames it; `salvo queue recover` is for files kept elsewhere.
   Process again({SALVO_BINARY, "run", "--config", s.config}, dir / "run2.out", dir / "run2.err");
   ASSERT_TRUE(WaitFor(
       [&] {
@@ -391,6 +386,11 @@ TEST(StorageFaultE2E, DeadDiskAtStopRescuesHeldOutcomesAndRecoverSendsNothingTwi
   again.Signal(SIGTERM);
   again.Wait(std::chrono::seconds(30));
   EXPECT_EQ(Delivered(st), static_cast<uint64_t>(kRecipients)) << st.dump();
+  EXPECT_FALSE(std::filesystem::exists(rescue_file));
+  EXPECT_TRUE(std::filesystem::exists(rescue_file + ".recovered"));
+  const std::string log2 = ReadFile(dir / "run2.err");
+  EXPECT_NE(log2.find(" outcome(s) from the rescue file " + rescue_file), std::string::npos)
+      << log2;
   // The sink writes its stats file every second: let the last second land.
   WaitFor([&] { return sink.Count("recipients_delivered") >= kRecipients; },
           std::chrono::seconds(10));

@@ -275,6 +275,14 @@ TEST(MetricsTest, QueueGaugesNameTheNewestCampaignsAndSumTheRestAsOther) {
   EXPECT_TRUE(Has(text, R"(salvo_queue_recipients{campaign="other",state="queued"} 5)"));
   EXPECT_TRUE(Has(text, R"(salvo_queue_recipients{campaign="other",state="delivered"} 103)"));
   EXPECT_TRUE(Has(text, "salvo_jobs_in_flight 42"));
+  // The engine's resource caps are exported once the engine has set them.
+  EXPECT_FALSE(Has(text, "salvo_delivery_connections")) << text;
+  registry.SetEngineResources({17, 3, 123456, 5});
+  text = registry.Scrape();
+  EXPECT_TRUE(Has(text, "salvo_delivery_connections 17")) << text;
+  EXPECT_TRUE(Has(text, "salvo_delivery_connection_waits_total 3"));
+  EXPECT_TRUE(Has(text, "salvo_delivery_composed_bytes 123456"));
+  EXPECT_TRUE(Has(text, "salvo_delivery_compose_waits_total 5"));
   // The labels the scrape gave are the ones the counters use.
   EXPECT_NE(registry.ResolveCampaign(2, "feb").index, 0);
   EXPECT_EQ(registry.ResolveCampaign(1, "jan").index, 0);

@@ -151,6 +151,33 @@ TEST_F(CliTest, CommandsGoThroughTheRunningEnginesAdminSocket) {
       << r.err;
 }
 
+// `salvo queue recover --from FILE`: the outcomes a dead disk kept from being
+// written, from a copy of the log; applied once, named file:line when broken.
+TEST_F(CliTest, QueueRecoverRecordsRescuedOutcomesFromACopyOfTheLog) {
+  RunResult r = Salvo("campaign load --name c --template " + tpl_ + " --recipients " + csv_ +
+                      " --from news@example.com --data-dir " + data_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string log =
+      dir_.Write("salvo.log",
+                 "2026-12-04T15:00:00Z E spool: 1 final outcome(s) it could not write follow\n"
+                 "2026-12-04T15:00:00Z E spool rescue: {\"campaign\":1,\"recipient\":1,\"email\":"
+                 "\"a@one.example\",\"state\":\"delivered\",\"reply\":\"250 2.0.0 ok\","
+                 "\"at\":\"2026-12-04T15:00:00Z\"}\n");
+  r = Salvo("queue recover --from " + log + " --data-dir " + data_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "recovered 1 of 1 outcome(s) (0 already recorded)\n");
+  r = Salvo("campaign export c --format jsonl --state delivered --data-dir " + data_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"email\":\"a@one.example\""), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("b@two.example"), std::string::npos) << r.out;
+  r = Salvo("queue recover --from " + log + " --data-dir " + data_);
+  EXPECT_EQ(r.out, "recovered 0 of 1 outcome(s) (1 already recorded)\n") << r.err;
+  const std::string bad = dir_.Write("bad.jsonl", "{\"campaign\":1,\"state\":\"delivered\"}\n");
+  r = Salvo("queue recover --from " + bad + " --data-dir " + data_);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find(bad + ":1: not a rescued outcome"), std::string::npos) << r.err;
+}
+
 // Issue 15 item 5: names are unique handles; loading a campaign again is
 // refused (by name, or by the same template, list and sender) unless asked for.
 TEST_F(CliTest, ASecondLoadIsRefusedUnlessDuplicatesAreAllowed) {

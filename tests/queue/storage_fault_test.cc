@@ -238,6 +238,7 @@ TEST_F(StorageFaultTest, DeadDiskAtCloseRescuesFinalOutcomesAndRecoverRecordsThe
   smtp::Outcome bounce = Deferred();
   bounce.disposition = smtp::Disposition::kBounced;
   bounce.reply = {550, "5.1.1", "no such user"};
+  bounce.suppress = true;  // a bad mailbox: failure_scope suppresses it
   EXPECT_TRUE(spool_
                   ->CompleteBatch({{leased[0].campaign, leased[0].id, Delivered()},
                                    {leased[1].campaign, leased[1].id, bounce},
@@ -267,12 +268,26 @@ TEST_F(StorageFaultTest, DeadDiskAtCloseRescuesFinalOutcomesAndRecoverRecordsThe
   EXPECT_EQ(rescued[0].email, leased[0].email);
   EXPECT_EQ(rescued[1].state, RecipientState::kBounced);
   EXPECT_FALSE(rescued[1].category.empty());  // the stored category
+  EXPECT_TRUE(rescued[1].suppress);
+  EXPECT_FALSE(rescued[0].suppress);
 
   fs_->failing = false;  // a new disk (or the old one back): restart
   OpenFailing();
-  absl::StatusOr<size_t> n = spool_->RecoverOutcomes(rescued);
-  ASSERT_TRUE(n.ok()) << n.status();
-  EXPECT_EQ(*n, 2u);
+  // What `salvo run` does at start with queue.rescue_dir: the file applied
+  // and renamed, so the next start does not read it again.
+  absl::StatusOr<RescueDirReport> applied = spool_->RecoverRescueDir(dir_.File("rescue"));
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  EXPECT_EQ(applied->files, 1u);
+  EXPECT_EQ(applied->read, 2u);
+  EXPECT_EQ(applied->recorded, 2u);
+  EXPECT_FALSE(std::filesystem::exists(files[0]));
+  EXPECT_TRUE(std::filesystem::exists(files[0] + ".recovered"));
+  // The suppression the dead disk lost is back with the recovered bounce.
+  EXPECT_TRUE(spool_->IsSuppressed(leased[1].email));
+  EXPECT_FALSE(spool_->IsSuppressed(leased[0].email));
+  applied = spool_->RecoverRescueDir(dir_.File("rescue"));
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  EXPECT_EQ(applied->files, 0u);
   absl::StatusOr<StateCounts> counts = spool_->Counts(c);
   ASSERT_TRUE(counts.ok());
   EXPECT_EQ((*counts)[RecipientState::kDelivered], 1u);
@@ -283,7 +298,7 @@ TEST_F(StorageFaultTest, DeadDiskAtCloseRescuesFinalOutcomesAndRecoverRecordsThe
   ASSERT_EQ(again.size(), 1u);
   EXPECT_EQ(again[0].id, leased[2].id);
   // Applying the file twice changes nothing; the history says where it came from.
-  n = spool_->RecoverOutcomes(rescued);
+  absl::StatusOr<size_t> n = spool_->RecoverOutcomes(rescued);
   ASSERT_TRUE(n.ok()) << n.status();
   EXPECT_EQ(*n, 0u);
   auto history = spool_->History(c, leased[0].id);
@@ -302,6 +317,30 @@ TEST_F(StorageFaultTest, DeadDiskAtCloseRescuesFinalOutcomesAndRecoverRecordsThe
 
 // Without rescue_dir the rescued outcomes are log lines; the same parser
 // reads them back from a copy of the log.
+// A rescue file that cannot be read stops the start (its recipients would be
+// sent again): the error names file:line, and the file stays where it is.
+TEST_F(StorageFaultTest, ABrokenRescueFileIsAnErrorNamingFileAndLineAndStaysInPlace) {
+  const std::string rescue = dir_.File("rescue");
+  std::filesystem::create_directories(rescue);
+  const std::string path = rescue + "/salvo-rescue-20261204T150000Z-1.jsonl";
+  testsupport::WriteFile(path,
+                         "# saved by hand\n{\"campaign\":1,\"recipient\":2,\"state\":\"sent\"}\n");
+  OpenFailing();
+  absl::StatusOr<RescueDirReport> r = spool_->RecoverRescueDir(rescue);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find(path + ":2: not a rescued outcome"), std::string::npos)
+      << r.status();
+  EXPECT_TRUE(std::filesystem::exists(path));
+  // Other files of the folder are not rescue files and are left alone.
+  testsupport::WriteFile(path, "");
+  testsupport::WriteFile(rescue + "/notes.txt", "{not json\n");
+  r = spool_->RecoverRescueDir(rescue);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->files, 1u);
+  EXPECT_EQ(r->read, 0u);
+  EXPECT_TRUE(std::filesystem::exists(rescue + "/notes.txt"));
+}
+
 TEST(RescuedOutcomeTest, ReadsItsOwnJsonAndTheLogLineAndNamesWhatIsWrong) {
   RescuedOutcome o;
   o.campaign = CampaignId{7};

@@ -244,6 +244,84 @@ TEST(SessionTest, BdatSendsACrlfBodyAsItIsAndNormalisesOneWithoutAFinalCrlf) {
   EXPECT_EQ(Rcpt(h, 0).disposition, Disposition::kDelivered);
 }
 
+Envelope Held(std::vector<std::string> rcpts, std::string_view body) {
+  Envelope e = Harness::Env(std::move(rcpts), body);
+  e.hold_end = true;
+  return e;
+}
+
+TEST(SessionTest, AHeldDataTransactionSendsItsBodyButNotTheDotUntilReleased) {
+  Harness h;
+  h.Greet();
+  h.Out();
+  ASSERT_TRUE(h.Start(Held({"a@x"}, "B\r\n")));
+  EXPECT_EQ(h.Out(), "MAIL FROM:<sender@client.test>\r\nRCPT TO:<a@x>\r\nDATA\r\n");
+  h.Feed("250 ok\r\n250 ok\r\n354 go\r\n");
+  EXPECT_EQ(h.Out(), "B\r\n");  // the body, without the end of data
+  EXPECT_TRUE(h.session->end_held());
+  EXPECT_EQ(h.Count(Event::Type::kTransactionDone), 0);
+  h.session->ReleaseEnd();
+  EXPECT_FALSE(h.session->end_held());
+  EXPECT_EQ(h.Out(), ".\r\n");
+  h.Feed("250 2.0.0 queued\r\n");
+  EXPECT_EQ(Rcpt(h, 0).disposition, Disposition::kDelivered);
+  EXPECT_EQ(h.session->state(), State::kReady);
+  // Released before the body is due: the dot follows the body as usual.
+  ASSERT_TRUE(h.Start(Held({"a@x"}, "C\r\n")));
+  h.Out();
+  h.session->ReleaseEnd();
+  EXPECT_EQ(h.Out(), "");
+  h.Feed("250 ok\r\n250 ok\r\n354 go\r\n");
+  EXPECT_EQ(h.Out(), "C\r\n.\r\n");
+  h.Feed("250 ok\r\n");
+  EXPECT_EQ(h.Count(Event::Type::kTransactionDone), 2);
+  h.session->ReleaseEnd();  // nothing held: no-op
+  EXPECT_EQ(h.Out(), "");
+}
+
+TEST(SessionTest, AHeldBdatTransactionSendsMailAndRcptAndTheChunkOnRelease) {
+  Harness h;
+  h.Greet({"mx", "PIPELINING", "CHUNKING", "SIZE 1000"});
+  h.Out();
+  EXPECT_TRUE(h.session->uses_chunking());
+  ASSERT_TRUE(h.Start(Held({"a@x"}, "x\nyy\n")));
+  EXPECT_EQ(h.Out(), "MAIL FROM:<sender@client.test> SIZE=7\r\nRCPT TO:<a@x>\r\n");
+  h.Feed("250 ok\r\n250 ok\r\n");
+  EXPECT_EQ(h.Out(), "");  // the one chunk ends the message: held
+  EXPECT_EQ(h.Count(Event::Type::kTransactionDone), 0);
+  h.session->ReleaseEnd();
+  EXPECT_EQ(h.Out(), "BDAT 7 LAST\r\nx\r\nyy\r\n");
+  h.Feed("250 2.0.0 queued\r\n");
+  EXPECT_EQ(Rcpt(h, 0).disposition, Disposition::kDelivered);
+  EXPECT_EQ(h.session->state(), State::kReady);
+
+  // Released before the chunk is due: it goes out with MAIL and RCPT.
+  ASSERT_TRUE(h.Start(Held({"a@x"}, "z\r\n")));
+  EXPECT_EQ(h.Out(), "MAIL FROM:<sender@client.test> SIZE=3\r\nRCPT TO:<a@x>\r\n");
+  h.session->ReleaseEnd();
+  EXPECT_EQ(h.Out(), "BDAT 3 LAST\r\nz\r\n");
+  // The recipient refused while the chunk was held: the server refuses the
+  // chunk too, and RSET follows.
+  h.Feed("250 ok\r\n550 5.1.1 no\r\n554 5.5.1 no valid recipients\r\n");
+  EXPECT_EQ(Rcpt(h, 0).disposition, Disposition::kBounced);
+  EXPECT_EQ(Rcpt(h, 0).reply.code, 550);
+  EXPECT_EQ(h.Out(), "RSET\r\n");
+}
+
+TEST(SessionTest, QuitWithAHeldEndDefersTheMessage) {
+  Harness h;
+  h.Greet();
+  h.Out();
+  ASSERT_TRUE(h.Start(Held({"a@x"}, "B\r\n")));
+  h.Out();
+  h.Feed("250 ok\r\n250 ok\r\n354 go\r\n");
+  EXPECT_EQ(h.Out(), "B\r\n");
+  h.session->Quit();
+  h.Collect();
+  EXPECT_EQ(Rcpt(h, 0).disposition, Disposition::kDeferred);
+  EXPECT_TRUE(h.session->closed());
+}
+
 TEST(SessionTest, DataStillDotStuffsACrlfBody) {
   Harness h;
   h.Greet({"mx", "PIPELINING"});
