@@ -226,63 +226,6 @@ TEST_F(DkimSignerTest, ShardsShareKeysEachWithItsOwnSigner) {
   EXPECT_EQ(mismatches.load(), 0);
 }
 
-TEST_F(DkimSignerTest, RememberedBodyGivesTheSameSignaturesAsHashingIt) {
-  // A campaign whose body has no placeholders: the shard's Signer keeps the
-  // body and its hash (SignOptions::remember_body) and compares, not hashes,
-  // the next identical body. RSA PKCS#1 v1.5 and Ed25519 are deterministic,
-  // so every field must equal a fresh Signer's byte for byte; a body of the
-  // same length that differs in one byte, or the same body under the other
-  // canonicalization, must be hashed, not taken from memory.
-  const DkimKey* keys[] = {&rsa_, &ed_};
-  const std::string body = "Hi there.\r\nSame words  for everyone. \r\n\r\n";
-  std::string other_body = body;
-  other_body[3] = 'T';
-  auto message = [](int n, const std::string& b) {
-    return "From: Shop <news@example.com>\r\nTo: r" + std::to_string(n) +
-           "@example.net\r\nSubject: Hello\r\nMessage-ID: <" + std::to_string(n) +
-           "@example.com>\r\n\r\n" + b;
-  };
-  SignOptions remember = options_;
-  remember.remember_body = true;
-  Signer remembering;
-  struct Case {
-    int n;
-    const std::string* body;
-    Canonicalization canon;
-    bool reused;
-  };
-  const Case cases[] = {
-      {1, &body, Canonicalization::kRelaxed, false},        // first: hashed, kept
-      {2, &body, Canonicalization::kRelaxed, true},         // same body, other headers
-      {3, &other_body, Canonicalization::kRelaxed, false},  // same length, one byte differs
-      {4, &body, Canonicalization::kSimple, false},         // other canonicalization
-      {5, &body, Canonicalization::kSimple, true},
-      {6, &body, Canonicalization::kRelaxed, true},
-  };
-  uint64_t reused = 0;
-  for (const Case& c : cases) {
-    SCOPED_TRACE(c.n);
-    const std::string msg = message(c.n, *c.body);
-    remember.body_canon = c.canon;
-    SignOptions fresh_options = options_;
-    fresh_options.body_canon = c.canon;
-    Signer fresh;
-    auto expected = fresh.Sign(msg, keys, fresh_options);
-    auto got = remembering.Sign(msg, keys, remember);
-    ASSERT_TRUE(expected.ok() && got.ok());
-    EXPECT_EQ(*got, *expected);
-    reused += c.reused ? 1 : 0;
-    EXPECT_EQ(remembering.body_hashes_reused(), reused);
-    auto bh = fresh.BodyHash(msg, c.canon);
-    ASSERT_TRUE(bh.ok());
-    EXPECT_EQ(Tag(SplitFields(*got)[0], "bh"), *bh);
-  }
-  // Without remember_body nothing is kept: a new Signer never reuses.
-  Signer plain;
-  for (int n = 0; n < 3; ++n) ASSERT_TRUE(plain.Sign(message(n, body), keys, options_).ok());
-  EXPECT_EQ(plain.body_hashes_reused(), 0u);
-}
-
 TEST_F(DkimSignerTest, ArbitraryBytesNeverCrash) {
   // Messages come from templates and recipient data: any bytes must give a
   // signature or a clear error, never a crash (this also runs under ASan).
