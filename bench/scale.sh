@@ -23,7 +23,7 @@
 # Every destination is routed to the sink (`[[route]] domain = "*"`), so the
 # engine sees D domains that share one site of 64 connections. The run is
 # bounded: the sender is stopped at --timeout whatever it has sent.
-# Needs about 0.5 KB of disk per recipient for the spool (5 GB at 10M) plus
+# Needs about 0.2 KB of disk per recipient for the spool (2 GB at 10M) plus
 # the CSV (50 bytes per recipient), in a temporary folder under $TMPDIR.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
