@@ -32,7 +32,8 @@ char* PutSigned(int64_t v, char* p) {
 }
 
 char* Put(std::string_view s, char* p) {
-  std::memcpy(p, s.data(), s.size());
+  // An empty view may have a null data(): memcpy must not see it.
+  if (!s.empty()) std::memcpy(p, s.data(), s.size());
   return p + s.size();
 }
 
