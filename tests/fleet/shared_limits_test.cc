@@ -202,8 +202,11 @@ TEST_F(SharedLimitsTest, DeclaredDemandIsLeasedInOneRoundTrip) {
       },
       2))
       << "holds " << held << " of the 12 wanted";
-  EXPECT_LE(a.Stats().redis_round_trips - trips0, 2u)
-      << "12 slots should come in one lease round trip (a renewal may add one)";
+  // One lease round trip; a renewal and the 250 ms check of a node holding
+  // more than an even part may each add one on a slow machine (CI saw 3).
+  // One slot per refusal per tick would be 12.
+  EXPECT_LE(a.Stats().redis_round_trips - trips0, 4u)
+      << "12 slots should come in one lease round trip";
   // Demand beyond the limit is capped by it: 16 in all, never more.
   a.WantConnections("gmail", 100);
   WaitFor(
