@@ -68,6 +68,8 @@ struct BenchArgs {
   int sink_shards = 1;
   int messages_per_connection = 100;
   int connections_per_site = 16;
+  // delivery.max_connections of the generated config (0 = the engine's default).
+  int max_connections = 0;
   bool json = false;
   bool keep = false;
   double timeout_seconds = 600;
@@ -254,7 +256,10 @@ absl::Status GenerateCampaign(const BenchArgs& a, size_t size, const Paths& p,
                            : absl::StrCat("shaping_file = \"", shaping_file, "\"\n"),
       "\n", Routes(domains, sink_addrs),
       "[delivery]\nmessages_per_connection = ", a.messages_per_connection,
-      "\nconnections_per_site = ", a.connections_per_site, "\nin_flight_limit = 20000\n\n",
+      "\nconnections_per_site = ", a.connections_per_site,
+      a.max_connections > 0 ? absl::StrCat("\nmax_connections = ", a.max_connections)
+                            : std::string(),
+      "\nin_flight_limit = 20000\n\n",
       a.durable_before_next == "on" ? "" : "[queue]\ndurable_before_next = false\n\n",
       "[tls]\nmode = \"", a.tls == "on" ? "required" : "off", "\"\nverify = false\n\n",
       a.fleet_redis.empty()
@@ -747,6 +752,7 @@ int RunBench(const BenchArgs& a) {
       {"sink_cpu_us_per_message", sink_per_msg_us},
       {"peak_rss_bytes", static_cast<uint64_t>(after.ru_maxrss) * 1024},
       {"peak_sessions", stats.peak_sessions},
+      {"max_connections", a.max_connections},
       {"latency_ms_p50", source.Percentile(0.50)},
       {"latency_ms_p99", source.Percentile(0.99)},
       {"delivered", delivered},
@@ -886,6 +892,10 @@ void RegisterBenchCommand(CLI::App& app, CommandContext& ctx) {
   cmd->add_option("--connections", args->connections_per_site, "Connections per destination")
       ->capture_default_str()
       ->check(CLI::Range(1, 100'000));
+  cmd->add_option("--max-connections", args->max_connections,
+                  "delivery.max_connections of the generated config: outbound connections "
+                  "open at once over every site (default: the engine's)")
+      ->check(CLI::Range(1, 10'000'000));
   cmd->add_option("--timeout", args->timeout_seconds, "Stop the run after this many seconds")
       ->capture_default_str()
       ->check(CLI::Range(1.0, 86400.0));
