@@ -644,6 +644,17 @@ int RunBench(const BenchArgs& a) {
   // 1.5% of one core), excluded from the engine's CPU below.
   std::vector<double> floor_samples;
   double probe_cpu_us = 0;
+  // Progress marks on the same 25 ms beat, for the steady part of the run
+  // (from 10% to 90% of the recipients done): the ceiling it is compared
+  // with is a steady rate, the whole run also holds the start (shard
+  // threads, first leases, first connections) and the last copies.
+  struct ProgressMark {
+    SteadyClock::time_point at;
+    uint64_t done = 0;
+    double cpu_s = 0;     // the process's CPU
+    double probe_us = 0;  // the probes' share of it
+  };
+  std::vector<ProgressMark> marks;
   std::thread prober([&] {
     while (!finished.load()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(25));
@@ -651,6 +662,11 @@ int RunBench(const BenchArgs& a) {
       double us = floor_probe.MeasureUs(1);
       floor_samples.push_back(us);
       probe_cpu_us += us;
+      const delivery::EngineStats st = (*engine)->Stats();
+      rusage ru{};
+      ::getrusage(RUSAGE_SELF, &ru);
+      marks.push_back(
+          {SteadyClock::now(), st.delivered + st.bounced, CpuSeconds(ru), probe_cpu_us});
     }
   });
   // Scrapes as Prometheus would make them, on their own thread (their CPU is
@@ -734,6 +750,25 @@ int RunBench(const BenchArgs& a) {
   double sink_per_msg_us = sink_before >= 0 && sink_after >= sink_before && delivered
                                ? (sink_after - sink_before) / 1e3 / delivered
                                : 0;
+  // The steady part: the first marks at or past 10% and 90% done.
+  double steady_rate = 0, steady_cpu_us = 0, first_done_ms = -1, tail_ms = -1;
+  {
+    const ProgressMark* m10 = nullptr;
+    const ProgressMark* m90 = nullptr;
+    for (const ProgressMark& m : marks) {
+      if (first_done_ms < 0 && m.done > 0)
+        first_done_ms = std::chrono::duration<double, std::milli>(m.at - start).count();
+      if (!m10 && m.done * 10 >= total) m10 = &m;
+      if (!m90 && m.done * 10 >= total * 9) m90 = &m;
+    }
+    if (m10 && m90 && m90->done > m10->done && m90->at > m10->at) {
+      const double s = std::chrono::duration<double>(m90->at - m10->at).count();
+      steady_rate = (m90->done - m10->done) / s;
+      steady_cpu_us = ((m90->cpu_s - m10->cpu_s) * 1e6 - (m90->probe_us - m10->probe_us)) /
+                      static_cast<double>(m90->done - m10->done);
+      tail_ms = seconds * 1e3 - std::chrono::duration<double, std::milli>(m90->at - start).count();
+    }
+  }
   nlohmann::json out = {
       {"recipients", total},
       {"domains", a.domains},
@@ -745,6 +780,10 @@ int RunBench(const BenchArgs& a) {
       {"messages_per_second", delivered / seconds},
       {"messages_per_hour", delivered / seconds * 3600},
       {"engine_cpu_us_per_message", per_msg_us},
+      {"steady_messages_per_second", steady_rate},
+      {"steady_engine_cpu_us_per_message", steady_cpu_us},
+      {"first_done_ms", first_done_ms},
+      {"last_tenth_ms", tail_ms},
       {"crypto_floor_us_per_message", floor_us},
       {"crypto_floor_idle_us_per_message", floor_idle_us},
       {"crypto_floor_samples", floor_samples.size()},
@@ -804,6 +843,12 @@ int RunBench(const BenchArgs& a) {
     row("messages/s", absl::StrCat(static_cast<int64_t>(delivered / seconds)));
     row("messages/hour", absl::StrCat(static_cast<int64_t>(delivered / seconds * 3600)));
     row("engine CPU per message (us)", absl::StrCat(static_cast<int64_t>(per_msg_us)));
+    if (steady_rate > 0)
+      row("steady, 10% to 90% done",
+          absl::StrFormat("%.0f messages/s, %.1f us engine CPU per message", steady_rate,
+                          steady_cpu_us));
+    if (first_done_ms >= 0 && tail_ms >= 0)
+      row("first done / last tenth (ms)", absl::StrFormat("%.0f / %.0f", first_done_ms, tail_ms));
     row("crypto floor per message (us)",
         absl::StrCat(static_cast<int64_t>(floor_us),
                      "  (RSA-2048 sign + SHA-256 of the message, during the run; idle: ",
