@@ -61,8 +61,13 @@ constexpr uint8_t kDeliveredAttemptTag = 1;
 
 std::string EncodeRecord(const RecipientRecord& r) {
   std::string out;
-  size_t est = 24 + r.email.size() + r.domain.size() + r.last_reply.size() + r.category.size();
-  for (const auto& v : r.values) est += v.size() + 2;
+  // Sized for the worst case, so the record is built in one allocation: the
+  // fixed part is at most 2 bytes and 5 varints of 10, each string has a
+  // varint length of at most 10 (a grow here was a copy per completion).
+  size_t est = 2 + 5 * 10 + 4 * 10 + r.email.size() + r.domain.size() + r.last_reply.size() +
+               r.category.size();
+  for (const auto& v : r.values) est += v.size() + 10;
+  if (r.has_delivered_attempt) est += 1 + 2 * 10 + 1 + 10 + r.delivered_attempt.detail.size();
   out.reserve(est);
   out.push_back(static_cast<char>(kRecordVersion));
   out.push_back(static_cast<char>(r.state));

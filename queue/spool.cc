@@ -1066,11 +1066,13 @@ absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDueInner(absl::Time now,
     m.db_->MultiGet(rocksdb::ReadOptions(), m.recipients_cf_, rkeys.size(), rkeys.data(),
                     pinned.data(), sorted_statuses.data(), /*sorted_input=*/true);
   }
-  std::vector<std::string> values(candidates.size());
+  // The records are decoded where MultiGet left them (`pinned` lives until
+  // the end of this call), not copied first.
+  std::vector<std::string_view> values(candidates.size());
   std::vector<rocksdb::Status> statuses(candidates.size());
   for (size_t j = 0; j < order.size(); ++j) {
     statuses[order[j]] = sorted_statuses[j];
-    if (sorted_statuses[j].ok()) values[order[j]].assign(pinned[j].data(), pinned[j].size());
+    if (sorted_statuses[j].ok()) values[order[j]] = pinned[j].ToStringView();
   }
   rocksdb::WriteBatch batch;
   absl::flat_hash_map<uint64_t, bool> touched;
