@@ -144,6 +144,9 @@ absl::StatusOr<LoadReport> Spool::Impl::Load(const CampaignSpec& spec, const Loa
                               "campaign '",
                               other.name, "'"),
               " (ID ", cid, ", ", CampaignStateName(other.state),
+              e.counts[RecipientState::kQueued] + e.counts[RecipientState::kDeferred] == 0
+                  ? ", every recipient has its final outcome"
+                  : "",
               "): loading it again would send its recipients a second copy; cancel campaign ", cid,
               " first, or pass --allow-duplicate-name"));
     }

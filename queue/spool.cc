@@ -339,7 +339,13 @@ void Spool::Impl::IndexSchedule(std::string_view domain, std::string_view key) {
     domains_.emplace(std::string(domain), DomainState{});
     return;
   }
-  if (!it->second.cursor.empty() && key <= it->second.cursor) it->second.cursor.clear();
+  DomainState& state = it->second;
+  if (!state.cursor.empty() && key <= state.cursor) state.cursor.clear();
+  if (state.not_before_us != 0) {
+    keys::ScheduleKey sk;
+    state.not_before_us =
+        keys::ParseSchedule(key, &sk) ? std::min(state.not_before_us, sk.due_us) : 0;
+  }
 }
 
 absl::Status Spool::Impl::BuildDomainIndex() {
@@ -916,9 +922,15 @@ absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDueInner(absl::Time now,
   // Round-robin over the domain index, starting after the domain visited last.
   auto d = m.rr_position_.empty() ? m.domains_.begin() : m.domains_.upper_bound(m.rr_position_);
   const size_t n_domains = m.domains_.size();
-  size_t visited = 0;
+  std::string domain_end;
+  rocksdb::Slice upper;
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it;
+  size_t visited = 0;  // every domain stepped over, skipped or not
+  size_t scanned = 0;  // domains whose schedule was read (limits.max_domains_visited)
   while (visited < n_domains && candidates.size() < limits.max_total &&
-         visited < limits.max_domains_visited) {
+         scanned < limits.max_domains_visited) {
     if (d == m.domains_.end()) d = m.domains_.begin();  // wrap
     ++visited;
     const std::string& domain = d->first;
@@ -931,14 +943,23 @@ absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDueInner(absl::Time now,
       d = next;
       continue;
     }
-    // One iterator per domain, bounded to the domain's range: a scan that
-    // runs off the end of this domain stops at the bound instead of walking
-    // the tombstones at the front of the next domain.
-    const std::string domain_end = keys::ScheduleDomainEnd(domain);
-    rocksdb::Slice upper(domain_end);
-    rocksdb::ReadOptions ro;
-    ro.iterate_upper_bound = &upper;
-    std::unique_ptr<rocksdb::Iterator> it(m.db_->NewIterator(ro, m.schedule_cf_));
+    if (state.not_before_us > now_us) {
+      // Nothing to lease here before then (see DomainState::not_before_us):
+      // no seek. Found with nothing in flight either: forget the domain.
+      if (state.not_before_us == DomainState::kNothingAfterCursor && state.in_flight == 0)
+        m.domains_.erase(d);
+      d = next;
+      continue;
+    }
+    ++scanned;
+    // Bounded to the domain's range: a scan that runs off the end of this
+    // domain stops at the bound instead of walking the tombstones at the
+    // front of the next domain. One iterator serves the whole call, re-seeked
+    // with each domain's bound (RocksDB re-reads the bound at every Seek); a
+    // new one after a wrap keeps the bounds of one iterator ascending.
+    domain_end = keys::ScheduleDomainEnd(domain);
+    upper = rocksdb::Slice(domain_end);
+    if (!it || d == m.domains_.begin()) it.reset(m.db_->NewIterator(ro, m.schedule_cf_));
     if (state.cursor.empty()) {
       it->Seek(domain);
     } else {
@@ -950,6 +971,8 @@ absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDueInner(absl::Time now,
     // The cursor moves over what this scan leases and over entries in flight,
     // until the first entry it must find again (a campaign not active yet).
     bool cursor_moves = true;
+    // The due time of the entry the scan stopped at because it is not due yet.
+    uint64_t stopped_at_due = 0;
     std::string new_cursor;
     const size_t batch_index = out.size();
     for (;; it->Next()) {
@@ -960,7 +983,14 @@ absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDueInner(absl::Time now,
       if (taken >= quota || skipped >= kMaxSkipPerDomain) break;
       keys::ScheduleKey sk;
       if (!keys::ParseSchedule(it->key().ToStringView(), &sk)) continue;  // not ours
-      if (sk.due_us > now_us) break;
+      if (sk.domain != domain) {  // past the bound (RocksDB checks it; so do we)
+        reached_end = true;
+        break;
+      }
+      if (sk.due_us > now_us) {
+        stopped_at_due = sk.due_us;
+        break;
+      }
       auto ce = m.campaigns_.find(Value(sk.campaign));
       if (ce == m.campaigns_.end() || ce->second.info.state != CampaignState::kActive) {
         ++skipped;
@@ -982,6 +1012,15 @@ absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDueInner(absl::Time now,
     }
     if (auto s = FromRocks(it->status(), "scanning the schedule"); !s.ok()) return s;
     if (!new_cursor.empty()) state.cursor = std::move(new_cursor);
+    // Everything after the cursor leased, in flight or not due yet (no entry
+    // of a campaign still loading, no bound hit): skip the domain until its
+    // next entry comes due or a Put adds one.
+    if (cursor_moves) {
+      if (reached_end)
+        state.not_before_us = DomainState::kNothingAfterCursor;
+      else if (stopped_at_due != 0)
+        state.not_before_us = stopped_at_due;
+    }
     if (reached_end && taken == 0 && skipped == 0 && state.in_flight == 0) {
       // Nothing scheduled after the cursor and nothing in flight: forget the
       // domain (IndexSchedule brings it back with its next entry).

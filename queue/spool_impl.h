@@ -50,6 +50,16 @@ struct DomainState {
   // Recipients of this domain in flight (leased, not completed). A domain
   // with none, and no schedule entry after its cursor, is dropped.
   size_t in_flight = 0;
+  // LeaseDue skips the domain without a seek until this time (microseconds):
+  // its last scan found nothing leasable after the cursor before the first
+  // entry due then (kNothingAfterCursor: no entry at all). Lowered by every
+  // schedule Put of the domain (IndexSchedule); 0 = scan at the next visit.
+  // In-flight recipients come back only through a Put (a retry, a hold) or
+  // leave with their entry deleted, so the skip never hides due work. A scan
+  // that skipped an entry of a campaign not active yet, or stopped at its
+  // quota or skip bound, leaves it at 0.
+  static constexpr uint64_t kNothingAfterCursor = ~uint64_t{0};
+  uint64_t not_before_us = 0;
 };
 
 // What callers see: stored counts with leased recipients moved to in_flight.

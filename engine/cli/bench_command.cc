@@ -68,6 +68,8 @@ struct BenchArgs {
   int sink_shards = 1;
   int messages_per_connection = 100;
   int connections_per_site = 16;
+  // delivery.max_connections of the generated config (0 = the engine's default).
+  int max_connections = 0;
   bool json = false;
   bool keep = false;
   double timeout_seconds = 600;
@@ -254,7 +256,10 @@ absl::Status GenerateCampaign(const BenchArgs& a, size_t size, const Paths& p,
                            : absl::StrCat("shaping_file = \"", shaping_file, "\"\n"),
       "\n", Routes(domains, sink_addrs),
       "[delivery]\nmessages_per_connection = ", a.messages_per_connection,
-      "\nconnections_per_site = ", a.connections_per_site, "\nin_flight_limit = 20000\n\n",
+      "\nconnections_per_site = ", a.connections_per_site,
+      a.max_connections > 0 ? absl::StrCat("\nmax_connections = ", a.max_connections)
+                            : std::string(),
+      "\nin_flight_limit = 20000\n\n",
       a.durable_before_next == "on" ? "" : "[queue]\ndurable_before_next = false\n\n",
       "[tls]\nmode = \"", a.tls == "on" ? "required" : "off", "\"\nverify = false\n\n",
       a.fleet_redis.empty()
@@ -639,6 +644,17 @@ int RunBench(const BenchArgs& a) {
   // 1.5% of one core), excluded from the engine's CPU below.
   std::vector<double> floor_samples;
   double probe_cpu_us = 0;
+  // Progress marks on the same 25 ms beat, for the steady part of the run
+  // (from 10% to 90% of the recipients done): the ceiling it is compared
+  // with is a steady rate, the whole run also holds the start (shard
+  // threads, first leases, first connections) and the last copies.
+  struct ProgressMark {
+    SteadyClock::time_point at;
+    uint64_t done = 0;
+    double cpu_s = 0;     // the process's CPU
+    double probe_us = 0;  // the probes' share of it
+  };
+  std::vector<ProgressMark> marks;
   std::thread prober([&] {
     while (!finished.load()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(25));
@@ -646,6 +662,11 @@ int RunBench(const BenchArgs& a) {
       double us = floor_probe.MeasureUs(1);
       floor_samples.push_back(us);
       probe_cpu_us += us;
+      const delivery::EngineStats st = (*engine)->Stats();
+      rusage ru{};
+      ::getrusage(RUSAGE_SELF, &ru);
+      marks.push_back(
+          {SteadyClock::now(), st.delivered + st.bounced, CpuSeconds(ru), probe_cpu_us});
     }
   });
   // Scrapes as Prometheus would make them, on their own thread (their CPU is
@@ -729,6 +750,25 @@ int RunBench(const BenchArgs& a) {
   double sink_per_msg_us = sink_before >= 0 && sink_after >= sink_before && delivered
                                ? (sink_after - sink_before) / 1e3 / delivered
                                : 0;
+  // The steady part: the first marks at or past 10% and 90% done.
+  double steady_rate = 0, steady_cpu_us = 0, first_done_ms = -1, tail_ms = -1;
+  {
+    const ProgressMark* m10 = nullptr;
+    const ProgressMark* m90 = nullptr;
+    for (const ProgressMark& m : marks) {
+      if (first_done_ms < 0 && m.done > 0)
+        first_done_ms = std::chrono::duration<double, std::milli>(m.at - start).count();
+      if (!m10 && m.done * 10 >= total) m10 = &m;
+      if (!m90 && m.done * 10 >= total * 9) m90 = &m;
+    }
+    if (m10 && m90 && m90->done > m10->done && m90->at > m10->at) {
+      const double s = std::chrono::duration<double>(m90->at - m10->at).count();
+      steady_rate = (m90->done - m10->done) / s;
+      steady_cpu_us = ((m90->cpu_s - m10->cpu_s) * 1e6 - (m90->probe_us - m10->probe_us)) /
+                      static_cast<double>(m90->done - m10->done);
+      tail_ms = seconds * 1e3 - std::chrono::duration<double, std::milli>(m90->at - start).count();
+    }
+  }
   nlohmann::json out = {
       {"recipients", total},
       {"domains", a.domains},
@@ -740,6 +780,10 @@ int RunBench(const BenchArgs& a) {
       {"messages_per_second", delivered / seconds},
       {"messages_per_hour", delivered / seconds * 3600},
       {"engine_cpu_us_per_message", per_msg_us},
+      {"steady_messages_per_second", steady_rate},
+      {"steady_engine_cpu_us_per_message", steady_cpu_us},
+      {"first_done_ms", first_done_ms},
+      {"last_tenth_ms", tail_ms},
       {"crypto_floor_us_per_message", floor_us},
       {"crypto_floor_idle_us_per_message", floor_idle_us},
       {"crypto_floor_samples", floor_samples.size()},
@@ -747,6 +791,7 @@ int RunBench(const BenchArgs& a) {
       {"sink_cpu_us_per_message", sink_per_msg_us},
       {"peak_rss_bytes", static_cast<uint64_t>(after.ru_maxrss) * 1024},
       {"peak_sessions", stats.peak_sessions},
+      {"max_connections", a.max_connections},
       {"latency_ms_p50", source.Percentile(0.50)},
       {"latency_ms_p99", source.Percentile(0.99)},
       {"delivered", delivered},
@@ -798,6 +843,12 @@ int RunBench(const BenchArgs& a) {
     row("messages/s", absl::StrCat(static_cast<int64_t>(delivered / seconds)));
     row("messages/hour", absl::StrCat(static_cast<int64_t>(delivered / seconds * 3600)));
     row("engine CPU per message (us)", absl::StrCat(static_cast<int64_t>(per_msg_us)));
+    if (steady_rate > 0)
+      row("steady, 10% to 90% done",
+          absl::StrFormat("%.0f messages/s, %.1f us engine CPU per message", steady_rate,
+                          steady_cpu_us));
+    if (first_done_ms >= 0 && tail_ms >= 0)
+      row("first done / last tenth (ms)", absl::StrFormat("%.0f / %.0f", first_done_ms, tail_ms));
     row("crypto floor per message (us)",
         absl::StrCat(static_cast<int64_t>(floor_us),
                      "  (RSA-2048 sign + SHA-256 of the message, during the run; idle: ",
@@ -886,6 +937,10 @@ void RegisterBenchCommand(CLI::App& app, CommandContext& ctx) {
   cmd->add_option("--connections", args->connections_per_site, "Connections per destination")
       ->capture_default_str()
       ->check(CLI::Range(1, 100'000));
+  cmd->add_option("--max-connections", args->max_connections,
+                  "delivery.max_connections of the generated config: outbound connections "
+                  "open at once over every site (default: the engine's)")
+      ->check(CLI::Range(1, 10'000'000));
   cmd->add_option("--timeout", args->timeout_seconds, "Stop the run after this many seconds")
       ->capture_default_str()
       ->check(CLI::Range(1.0, 86400.0));

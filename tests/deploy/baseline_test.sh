@@ -10,7 +10,8 @@ trap 'rm -rf "$W"' EXIT
 "$HERE/../../bench/baseline.sh" --salvo "$SALVO" --quick --out "$W/raw.json" >"$W/table.txt"
 cat "$W/table.txt"
 for row in '`salvo bench --dkim rsa2048` msg/s' 'plain: engine CPU us/msg' 'recipients plain msg/s' 'peak RSS MiB' \
-           'signed, everything on' 'plain, everything on'; do
+           'signed, everything on' 'plain, everything on' 'signed, steady part (10% to 90% done)' \
+           'plain, steady part (10% to 90% done)'; do
   grep -qF "$row" "$W/table.txt" || { echo "FAIL: row '$row' missing" >&2; exit 1; }
 done
 if [ -x /usr/sbin/smtp-source ]; then
@@ -24,6 +25,8 @@ for r in raw["runs"]:
     s = r["signed"]
     assert s["delivered"] > 0 and r["plain"]["delivered"] > 0, "a run delivered nothing"
     assert r["openssl_signs_per_second"] > 0
+    for k in ("steady_messages_per_second", "steady_engine_cpu_us_per_message", "first_done_ms", "last_tenth_ms"):
+        assert k in s and k in r["plain"], (k, s)
     c = raw["cores"]
     want = c / (c / r["openssl_signs_per_second"] + s["sink_cpu_us_per_message"] * 1e-6)
     assert abs(r["ceiling"] - want) < 1e-6 * want, (r["ceiling"], want)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `salvo bench` keeps working end to end (a small run, not timed): plain with
 # dual DKIM signing, and with STARTTLS required on every connection (required
-# mode fails delivery if TLS is not negotiated, so delivered == N shows TLS ran).
+# mode fails delivery if TLS is not negotiated, so delivered == N shows TLS ran),
+# and --max-connections holding the generated delivery.max_connections.
 set -euo pipefail
 SALVO=${1:?usage: $0 PATH/TO/salvo}
 check() {  # check NAME ARGS...
@@ -29,8 +30,16 @@ if "STARTTLS" in name:
     # (one plain connection: bench's probe that the sink listens)
     assert d["sink_tls_sessions"] == d["sink_connections"] - 1, f"{name}: {d}"
     assert d["sink_tls_resumed"] * 2 >= d["sink_tls_sessions"] > 0, f"{name}: {d}"
+if "max-connections" in name:
+    # delivery.max_connections of the generated config holds: one shard (its
+    # peak is exact), 10 domains over 4 sink addresses at 16 each would open
+    # far more than 3.
+    assert d["max_connections"] == 3 and d["peak_sessions"] <= 3, f"{name}: {d}"
+elif "STARTTLS" not in name:
+    assert d["max_connections"] == 0 and d["peak_sessions"] > 3, f"{name}: {d}"
 print(f"{name}: ok, {d['delivered']} delivered")
 PY
 }
 check "dkim both, no TLS" --dkim both --tls off
+check "max-connections 3" --dkim none --shards 1 --max-connections 3
 check "STARTTLS required" --dkim ed25519 --tls on --connections 1 --messages-per-connection 10

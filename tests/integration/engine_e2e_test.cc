@@ -656,6 +656,8 @@ TEST(EngineE2E, SendingTheSameCampaignAgainIsRefusedUnlessAllowed) {
   r = RunSalvo(dir, {"send", c.file, "--config", cfg, "--quiet"});
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.err, HasSubstr("a campaign named 'weekly' already exists")) << r.err;
+  // The first send finished: said so, beside the campaign's state.
+  EXPECT_THAT(r.err, HasSubstr("every recipient has its final outcome")) << r.err;
   EXPECT_THAT(r.err, HasSubstr("--allow-duplicate-name")) << r.err;
   r = RunSalvo(dir, {"send", c.file, "--config", cfg, "--quiet", "--allow-duplicate-name"});
   ASSERT_EQ(r.code, 0) << r.err;
