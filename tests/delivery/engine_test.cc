@@ -162,9 +162,9 @@ void CheckComposedCopiesArriveByteForByte(bool chunking) {
   std::string big = "From: a@sender.test\r\nSubject: big\r\n\r\n";
   for (int i = 0; big.size() < (3u << 20); ++i)
     big += "line " + std::to_string(i) + " with a dot. in it and some more text to fill it\r\n";
-  const std::vector<std::string> bodies = {
-      big, big + ".\r\n..two\r\n.\r\n", "Subject: small\r\n\r\nhi\r\n",
-      "Subject: dots\r\n\r\n.\r\n.x\r\n"};
+  const std::vector<std::string> bodies = {big, big + ".\r\n..two\r\n.\r\n",
+                                           "Subject: small\r\n\r\nhi\r\n",
+                                           "Subject: dots\r\n\r\n.\r\n.x\r\n"};
   InMemorySource source;
   for (size_t i = 0; i < bodies.size() * 3; ++i) {
     Job job;
