@@ -392,6 +392,13 @@ absl::Status Engine::Run() {
   const config::Config& cfg = config_;
   const size_t limit = static_cast<size_t>(std::max(1, cfg.delivery.in_flight_limit));
   const size_t batch = static_cast<size_t>(std::max(1, cfg.queue.lease_batch));
+  // Leases wait until there is room for a full one (or a quarter of the
+  // limit, when that is smaller): completions that each free a few slots
+  // would otherwise cost a lease (a RocksDB seek and write, a post to each
+  // shard) per feeder turn. With durable_before_next the connections move in
+  // step with the feeder's writes, a few dozen results a turn; the pools
+  // still hold at least 3/4 of the limit.
+  const size_t refill = std::min(batch, std::max<size_t>(1, limit / 4));
   const auto poll = std::chrono::duration_cast<Steady::duration>(cfg.queue.poll_interval);
   const auto grace = std::chrono::duration_cast<Steady::duration>(cfg.delivery.shutdown_deadline);
   absl::Status error;
@@ -435,7 +442,8 @@ absl::Status Engine::Run() {
     }
 
     bool fetched_full = false;
-    if (!drain_sent && error.ok() && in_flight_ < limit && now >= next_fetch) {
+    if (!drain_sent && error.ok() && limit - std::min(limit, in_flight_) >= refill &&
+        now >= next_fetch) {
       auto jobs = source_->Fetch(std::min(limit - in_flight_, batch));
       if (!jobs.ok()) {
         error = jobs.status();
@@ -455,9 +463,9 @@ absl::Status Engine::Run() {
 
     {
       absl::MutexLock lock(&mu_);
-      auto wait =
-          fetched_full && in_flight_ < limit ? absl::ZeroDuration() : absl::Milliseconds(50);
-      if (!drain_sent && in_flight_ < limit && next_fetch > now)
+      const bool room = limit - std::min(limit, in_flight_) >= refill;
+      auto wait = fetched_full && room ? absl::ZeroDuration() : absl::Milliseconds(50);
+      if (!drain_sent && room && next_fetch > now)
         wait = std::min(wait, absl::FromChrono(next_fetch - now));
       mu_.AwaitWithTimeout(absl::Condition(&wake_), wait);
       wake_ = false;

@@ -623,6 +623,9 @@ TimerId IoUringReactor::RunAfter(Duration delay, absl::AnyInvocable<void()> cb) 
 
 bool IoUringReactor::CancelTimer(TimerId id) { return timers_.erase(id) > 0; }
 
+// The reactor whose Run() is on this thread's stack.
+thread_local const IoUringReactor* running_here = nullptr;
+
 void IoUringReactor::Post(absl::AnyInvocable<void()> task) {
   bool was_empty;
   {
@@ -630,7 +633,9 @@ void IoUringReactor::Post(absl::AnyInvocable<void()> task) {
     was_empty = posted_.empty();
     posted_.push_back(std::move(task));
   }
-  if (was_empty) {
+  // A post from inside this reactor's own loop (a callback, a timer, a posted
+  // task) needs no wake-up: the loop looks at the mailbox before it waits.
+  if (was_empty && running_here != this) {
     uint64_t one = 1;
     ssize_t n = ::write(wake_fd_, &one, sizeof(one));
     (void)n;  // EAGAIN means the counter is already non-zero: the ring wakes anyway
@@ -837,6 +842,8 @@ void IoUringReactor::Run() {
   };
   std::vector<Completion> batch;
   batch.reserve(kBatch);
+  const IoUringReactor* outer = running_here;
+  running_here = this;
   while (!stop_.load(std::memory_order_acquire)) {
     now_ = clock_->Now();
     RunPosted();
@@ -888,6 +895,7 @@ void IoUringReactor::Run() {
   // Flush SQEs prepared by the last callbacks (e.g. cancels) so the kernel
   // sees them even if Run() is called again later.
   io_uring_submit(&ring_);
+  running_here = outer;
   stop_.store(false, std::memory_order_release);  // Run() may be called again
 }
 

@@ -211,6 +211,36 @@ TEST(EngineTest, WithoutDurableBeforeNextConnectionsDoNotWaitForTheRecord) {
   EXPECT_EQ(server.message_count(), 20u);
 }
 
+// Records how many jobs each lease may take.
+class LeaseSizeSource : public InMemorySource {
+ public:
+  absl::StatusOr<std::vector<Job>> Fetch(size_t max_jobs) override {
+    asked.push_back(max_jobs);
+    return InMemorySource::Fetch(max_jobs);
+  }
+  std::vector<size_t> asked;  // feeder thread only
+};
+
+// Completions free a few in-flight slots per feeder turn (with
+// durable_before_next the connections move in step with its writes): the
+// feeder leases again only once a full batch fits (lease_batch, or a quarter
+// of in_flight_limit when smaller), not a lease per turn for what just came
+// back.
+TEST(EngineTest, LeasesWaitForRoomForAFullBatch) {
+  SinkPeer server;
+  auto cfg = MakeConfig(
+      "[delivery]\nconnections_per_site = 4\nmessages_per_connection = 1000\n"
+      "in_flight_limit = 40\n",
+      {server.hostport()});
+  cfg.queue.lease_batch = 10;
+  LeaseSizeSource source;
+  source.AddSimple("s@sender.test", Recipients(300), kBody);
+  ASSERT_TRUE(RunEngine(cfg, &source).ok());
+  EXPECT_EQ(source.Count(Disposition::kDelivered), 300u);
+  ASSERT_GE(source.asked.size(), 30u);
+  for (size_t n : source.asked) EXPECT_EQ(n, 10u);
+}
+
 TEST(EngineTest, MessagesPerConnectionLimitOpensFreshConnections) {
   SinkPeer server;
   auto cfg = MakeConfig("[delivery]\nconnections_per_site = 1\nmessages_per_connection = 3\n",

@@ -19,6 +19,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <fstream>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -478,6 +480,41 @@ TEST(ReactorTest, PostFromOtherThreadsRunsOnLoopThread) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(count, kThreads * kPerThread);
   EXPECT_FALSE(wrong_thread);
+}
+
+// write(2) calls this thread has made (the eventfd wake-up is one); -1
+// when /proc does not say.
+int64_t WriteSyscallsOfThisThread() {
+  std::ifstream in("/proc/thread-self/io");
+  std::string key;
+  int64_t value = 0;
+  while (in >> key >> value)
+    if (key == "syscw:") return value;
+  return -1;
+}
+
+// A shard posts to itself (its results flush, compose hand-offs): such a
+// post runs on the next loop turn and costs no eventfd write.
+TEST(ReactorTest, PostsFromTheLoopThreadRunWithoutAWakeUp) {
+  auto r = MakeReactor();
+  constexpr int kChain = 1000;
+  int ran = 0;
+  int64_t writes_before = -1, writes_after = -1;
+  std::function<void()> next = [&] {
+    if (ran == 0) writes_before = WriteSyscallsOfThisThread();
+    if (++ran == kChain) {
+      writes_after = WriteSyscallsOfThisThread();
+      r->Stop();
+      return;
+    }
+    r->Post([&] { next(); });
+  };
+  // From a timer with nothing else pending: the loop must not sleep on it.
+  r->RunAfter(milliseconds(0), [&] { r->Post([&] { next(); }); });
+  RunWithDeadline(*r);
+  EXPECT_EQ(ran, kChain);
+  ASSERT_GE(writes_before, 0) << "/proc/thread-self/io has no syscw";
+  EXPECT_LT(writes_after - writes_before, 10);
 }
 
 TEST(ReactorTest, StopFromOtherThreadWakesIdleLoop) {
