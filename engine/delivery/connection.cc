@@ -157,7 +157,7 @@ void Connection::Drive() {
   }
   Flush();
   if (state_ == State::kEnding) {
-    if (!send_in_flight_ && s.PendingOutput().empty()) SessionFinished();
+    if (!send_in_flight_ && !s.HasOutput()) SessionFinished();
     return;
   }
   ArmDeadline();
@@ -283,16 +283,27 @@ void Connection::ReportJob(std::vector<smtp::Outcome> outcomes) {
 
 void Connection::Flush() {
   if (send_in_flight_ || state_ == State::kClosing || !session_) return;
-  if (session_->PendingOutput().empty()) return;
-  session_->TakeOutput(&wbuf_);  // a buffer swap, not a copy
+  if (!session_->HasOutput()) return;
+  // A buffer swap, not a copy; a body the session sends unchanged stays
+  // where it was composed (a view in wbuf_, its owner held until the send
+  // completes) and goes out with the commands around it in one sendmsg.
+  session_->TakeOutput(&wbuf_);
   send_in_flight_ = true;
   shard_->counters()->Add(metrics::Counter::kBytesSent, wbuf_.size());
-  shard_->reactor()->Send(fd_, wbuf_.data(), wbuf_.size(), [this](int res) {
+  auto done = [this](int res) {
     send_in_flight_ = false;
+    wbuf_.Clear();  // releases the bodies (keeps the command buffer)
     if (state_ == State::kClosing) return;
     if (res < 0 && session_ && !session_->closed()) session_->OnConnectionLost();
     Drive();
-  });
+  };
+  segments_.clear();
+  wbuf_.Segments(&segments_);
+  if (segments_.size() == 1) {
+    shard_->reactor()->Send(fd_, segments_[0].data(), segments_[0].size(), std::move(done));
+  } else {
+    shard_->reactor()->SendV(fd_, segments_, std::move(done));
+  }
 }
 
 void Connection::ArmDeadline() {
@@ -322,7 +333,7 @@ void Connection::MakeIdle() {
   // for a job in composition owed to it (one per idle connection) keeps them:
   // it sends again within a loop turn or two.
   if (pool_->composing < pool_->idle.size()) {
-    if (!send_in_flight_) std::string().swap(wbuf_);
+    if (!send_in_flight_) wbuf_.Release();
     session_->ReleaseBuffers();
   }
   idle_timer_ = shard_->reactor()->RunAfter(pool_->policy().idle_timeout, [this] {
@@ -430,7 +441,7 @@ void Connection::Destroyed(int retry_host) {
   if (ever_ready_) pool->live--;
   if (retry_host >= 0 && !shard_->draining()) {
     if (ever_ready_) pool->starting++;
-    wbuf_.clear();
+    wbuf_.Clear();
     session_.reset();
     ConnectTo(static_cast<size_t>(retry_host));
     return;

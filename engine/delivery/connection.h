@@ -104,7 +104,11 @@ class Connection {
   // must stay put until it completes).
   bool ever_ready_ = false;
   bool send_in_flight_ = false;
-  std::string wbuf_;  // bytes being sent (the reactor needs them stable)
+  // The output being sent (the reactor needs it stable): the session's
+  // command bytes and, in place, views of the message bodies it sends
+  // unchanged, whose owners it holds until the send completes.
+  smtp::OutputBuffer wbuf_;
+  std::vector<std::string_view> segments_;  // wbuf_'s segments for SendV (reused)
   std::optional<Job> job_;
   uint64_t envelope_id_ = 0;
   uint64_t messages_ = 0;

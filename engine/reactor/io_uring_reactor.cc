@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,6 +31,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "engine/common/log.h"
@@ -56,10 +58,14 @@ struct Op {
   Op* next = nullptr;
   absl::AnyInvocable<void(int)> cb;                     // all but kRecv
   absl::AnyInvocable<void(int, std::string_view)> rcb;  // kRecv
-  // kSend
+  // kSend: one buffer (data), or segments (iov, sent with sendmsg); len and
+  // done count bytes over all of them.
   const char* data = nullptr;
   size_t len = 0;
   size_t done = 0;
+  absl::InlinedVector<iovec, 4> iov;  // SendV: the segments not yet fully sent
+  size_t iov_head = 0;                // the first segment with bytes left
+  msghdr msg{};                       // SendV: points into iov while in the kernel
   // kConnect: the address is copied so the caller's may die at once.
   sockaddr_storage addr{};
   socklen_t addr_len = 0;
@@ -152,6 +158,8 @@ class IoUringReactor final : public Reactor {
   void Connect(int fd, const sockaddr* addr, socklen_t len,
                absl::AnyInvocable<void(int res)> cb) override;
   void Send(int fd, const void* data, size_t len, absl::AnyInvocable<void(int res)> cb) override;
+  void SendV(int fd, absl::Span<const std::string_view> segments,
+             absl::AnyInvocable<void(int res)> cb) override;
   void Recv(int fd, absl::AnyInvocable<void(int res, std::string_view bytes)> cb) override;
   void PollAdd(int fd, uint32_t poll_mask, absl::AnyInvocable<void(int res)> cb) override;
   void CancelPoll(int fd) override;
@@ -181,6 +189,7 @@ class IoUringReactor final : public Reactor {
   void Arm(Op* op);
   void ArmSend(Op* op);
   void StartNextSend(int fd);
+  void QueueSend(Op* op);
   void CancelOp(Op* op);
   // Completes an op that is not in the kernel with -ECANCELED on a later
   // loop turn (still before the Close callback).
@@ -402,7 +411,14 @@ void IoUringReactor::Arm(Op* op) {
       io_uring_prep_connect(sqe, op->fd, reinterpret_cast<sockaddr*>(&op->addr), op->addr_len);
       break;
     case OpKind::kSend:
-      io_uring_prep_send(sqe, op->fd, op->data + op->done, op->len - op->done, MSG_NOSIGNAL);
+      if (op->iov.empty()) {
+        io_uring_prep_send(sqe, op->fd, op->data + op->done, op->len - op->done, MSG_NOSIGNAL);
+      } else {
+        op->msg = msghdr{};
+        op->msg.msg_iov = op->iov.data() + op->iov_head;
+        op->msg.msg_iovlen = std::min<size_t>(op->iov.size() - op->iov_head, IOV_MAX);
+        io_uring_prep_sendmsg(sqe, op->fd, &op->msg, MSG_NOSIGNAL);
+      }
       break;
     case OpKind::kRecv:
       io_uring_prep_recv_multishot(sqe, op->fd, nullptr, 0, 0);
@@ -463,10 +479,28 @@ void IoUringReactor::Send(int fd, const void* data, size_t len,
   op->cb = std::move(cb);
   op->data = static_cast<const char*>(data);
   op->len = len;
+  QueueSend(op);
+}
+
+void IoUringReactor::SendV(int fd, absl::Span<const std::string_view> segments,
+                           absl::AnyInvocable<void(int res)> cb) {
+  Op* op = NewOp(OpKind::kSend, fd);
+  op->cb = std::move(cb);
+  op->iov.reserve(segments.size());
+  for (std::string_view s : segments) {
+    if (s.empty()) continue;  // never hand the kernel an empty segment's null data()
+    op->iov.push_back(iovec{const_cast<char*>(s.data()), s.size()});
+    op->len += s.size();
+  }
+  QueueSend(op);
+}
+
+void IoUringReactor::QueueSend(Op* op) {
+  const int fd = op->fd;
   Track(op);
   FdState& st = fds_[fd];
   if (st.closing) return CancelLocally(op);
-  if (len == 0) {
+  if (op->len == 0) {
     op->cancel_sent = true;  // completes locally; Close must not report it again
     deferred_.push_back([this, op] {
       op->finished = true;
@@ -742,6 +776,17 @@ void IoUringReactor::HandleSend(Op* op, int res) {
   const bool closing = op->cancel_sent || Closing(fd);
   if (res > 0) {
     op->done += static_cast<size_t>(res);
+    // Segments: skip those sent whole, trim the one the kernel stopped in.
+    for (size_t n = static_cast<size_t>(res); n > 0 && op->iov_head < op->iov.size();) {
+      iovec& v = op->iov[op->iov_head];
+      if (n < v.iov_len) {
+        v.iov_base = static_cast<char*>(v.iov_base) + n;
+        v.iov_len -= n;
+        break;
+      }
+      n -= v.iov_len;
+      ++op->iov_head;
+    }
     if (op->done < op->len && !closing) {
       Arm(op);  // continue a short write before the next queued send
       return;

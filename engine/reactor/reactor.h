@@ -26,6 +26,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "engine/common/clock.h"
 
 namespace salvo::reactor {
@@ -78,6 +79,15 @@ class Reactor {
   // Send all `len` bytes (short writes are continued internally). The caller
   // keeps `data` alive and unchanged until `cb` runs. `cb(len)` or `cb(-errno)`.
   virtual void Send(int fd, const void* data, size_t len, absl::AnyInvocable<void(int res)> cb) = 0;
+
+  // Send the concatenation of `segments` with sendmsg (one syscall, no copy
+  // into one buffer: e.g. SMTP commands, a message body kept elsewhere, the
+  // final dot). Same contract as Send: all bytes (short writes continue from
+  // the segment the kernel stopped in), ordered with the fd's other sends;
+  // the caller keeps the bytes alive and unchanged until `cb` runs (the
+  // segment list itself is copied). `cb(total)` or `cb(-errno)`.
+  virtual void SendV(int fd, absl::Span<const std::string_view> segments,
+                     absl::AnyInvocable<void(int res)> cb) = 0;
 
   // Multishot receive with provided buffers: `cb(n, bytes)` for each chunk
   // (bytes valid only during the call), `cb(0, {})` at EOF, `cb(-errno, {})`

@@ -199,6 +199,172 @@ size_t NormalizedBodySize(std::string_view body) {
   return size;
 }
 
+namespace {
+#if defined(__x86_64__)
+// Where a scan for "\n." must go on from (the last <33 bytes), or nullptr
+// when one was found.
+__attribute__((target("avx2"))) const char* SkipNoNlDotAvx2(const char* p, const char* end) {
+  const __m256i nl = _mm256_set1_epi8('\n');
+  const __m256i dot = _mm256_set1_epi8('.');
+  while (end - p >= 33) {
+    __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 1));
+    __m256i hit = _mm256_and_si256(_mm256_cmpeq_epi8(v, nl), _mm256_cmpeq_epi8(w, dot));
+    if (!_mm256_testz_si256(hit, hit)) return nullptr;
+    p += 32;
+  }
+  return p;
+}
+#endif
+}  // namespace
+
+bool NoLineStartsWithDot(std::string_view body) {
+  if (body.empty()) return true;
+  if (body.front() == '.') return false;
+  const char* p = body.data();
+  const char* end = p + body.size();
+  // A "\n." pair anywhere: compare each byte with '\n' and the next with '.'.
+#if defined(__x86_64__)
+  if (HasAvx2()) {
+    p = SkipNoNlDotAvx2(p, end);
+    if (p == nullptr) return false;
+  }
+#endif
+#if defined(__SSE2__)
+  const __m128i nl = _mm_set1_epi8('\n');
+  const __m128i dot = _mm_set1_epi8('.');
+  while (end - p >= 17) {
+    __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    __m128i w = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 1));
+    if (_mm_movemask_epi8(_mm_and_si128(_mm_cmpeq_epi8(v, nl), _mm_cmpeq_epi8(w, dot))) != 0)
+      return false;
+    p += 16;
+  }
+#endif
+  for (; end - p >= 2; ++p)
+    if (p[0] == '\n' && p[1] == '.') return false;
+  return true;
+}
+
+// ---- OutputBuffer -------------------------------------------------------
+
+template <typename F>
+void OutputBuffer::ForEachSegment(F&& f) const {
+  size_t skip = consumed_;
+  size_t own_pos = 0;
+  auto emit = [&](std::string_view b) {
+    if (skip >= b.size()) {
+      skip -= b.size();
+      return;
+    }
+    b.remove_prefix(skip);
+    skip = 0;
+    f(b);
+  };
+  const std::string_view own(own_);
+  for (const View& v : views_) {
+    emit(own.substr(own_pos, v.at - own_pos));
+    emit(v.bytes);
+    own_pos = v.at;
+  }
+  emit(own.substr(own_pos));
+}
+
+void OutputBuffer::Segments(std::vector<std::string_view>* out) const {
+  ForEachSegment([out](std::string_view b) { out->push_back(b); });
+}
+
+void OutputBuffer::AppendView(std::string_view bytes, std::shared_ptr<const void> owner) {
+  if (bytes.empty()) return;
+  views_.push_back(View{own_.size(), bytes, std::move(owner)});
+  views_bytes_ += bytes.size();
+}
+
+void OutputBuffer::Consume(size_t n) {
+  consumed_ += std::min(n, size());
+  if (consumed_ == own_.size() + views_bytes_) {
+    Clear();
+  } else if (!views_.empty() ? consumed_ >= views_.front().at + views_.front().bytes.size()
+                             : consumed_ > 65536 && consumed_ * 2 > own_.size()) {
+    Compact();  // a body sent whole goes (its owner with it); or a long own prefix
+  }
+}
+
+void OutputBuffer::Compact() {
+  size_t skip = consumed_;
+  size_t cut = 0;  // own bytes to drop from the front
+  size_t dropped = 0;
+  size_t own_pos = 0;
+  bool done = false;
+  for (View& v : views_) {
+    const size_t piece = v.at - own_pos;
+    if (skip < piece) {
+      cut = own_pos + skip;
+      skip = 0;
+      done = true;
+      break;
+    }
+    skip -= piece;
+    cut = own_pos = v.at;
+    if (skip < v.bytes.size()) {
+      v.bytes.remove_prefix(skip);
+      views_bytes_ -= skip;
+      skip = 0;
+      done = true;
+      break;
+    }
+    skip -= v.bytes.size();
+    views_bytes_ -= v.bytes.size();
+    ++dropped;
+  }
+  if (!done) cut = own_pos + skip;
+  views_.erase(views_.begin(), views_.begin() + static_cast<ptrdiff_t>(dropped));
+  own_.erase(0, cut);
+  for (View& v : views_) v.at -= cut;
+  consumed_ = 0;
+}
+
+void OutputBuffer::Clear() {
+  own_.clear();
+  views_.clear();
+  views_bytes_ = 0;
+  consumed_ = 0;
+}
+
+void OutputBuffer::Release() {
+  Clear();
+  std::string().swap(own_);
+  std::vector<View>().swap(views_);
+}
+
+std::string_view OutputBuffer::Flatten() {
+  if (views_.empty()) return std::string_view(own_).substr(consumed_);
+  std::string flat;
+  flat.reserve(size());
+  ForEachSegment([&flat](std::string_view b) { flat.append(b); });
+  Clear();
+  own_.swap(flat);
+  return own_;
+}
+
+void OutputBuffer::TakeFlat(std::string* into) {
+  Flatten();
+  if (consumed_ == 0) {
+    into->clear();
+    own_.swap(*into);
+  } else {
+    into->assign(own_, consumed_);
+  }
+  Clear();
+}
+
+void OutputBuffer::Swap(OutputBuffer* other) {
+  own_.swap(other->own_);
+  views_.swap(other->views_);
+  std::swap(views_bytes_, other->views_bytes_);
+  std::swap(consumed_, other->consumed_);
+}
+
 Session::Session(Options options)
     : opts_(std::move(options)),
       clock_(opts_.clock != nullptr ? opts_.clock : Clock::System()),
@@ -214,18 +380,18 @@ Session::~Session() = default;
 
 // ---- Output -------------------------------------------------------------
 
-void Session::Write(std::string_view bytes) {
-  if (tls_ != nullptr && tls_->handshake_done()) {
-    scratch_.append(bytes);
-  } else {
-    out_.append(bytes);
-  }
-}
+void Session::Write(std::string_view bytes) { Buf()->append(bytes); }
 
 void Session::WriteBody(std::string_view body, bool dot_stuff) {
-  std::string* out = tls_ != nullptr && tls_->handshake_done() ? &scratch_ : &out_;
-  if (!dot_stuff && BodyIsCanonical()) {
-    out->append(body);
+  const bool tls = tls_ != nullptr && tls_->handshake_done();
+  std::string* out = tls ? &scratch_ : out_.own();
+  if (dot_stuff ? BodyNeedsNoStuffing() : BodyIsCanonical()) {
+    // As it is: a view when the caller keeps it alive (TLS encrypts a copy).
+    if (!tls && txn_->env.body_owner != nullptr) {
+      out_.AppendView(body, txn_->env.body_owner);
+    } else {
+      out->append(body);
+    }
     return;
   }
   AppendNormalizedBody(body, dot_stuff, out);
@@ -235,6 +401,12 @@ bool Session::BodyIsCanonical() const {
   if (!txn_ || !txn_->env.body_crlf) return false;
   std::string_view b = txn_->env.body;
   return b.size() >= 2 && b[b.size() - 2] == '\r' && b[b.size() - 1] == '\n';
+}
+
+bool Session::BodyNeedsNoStuffing() {
+  if (!BodyIsCanonical()) return false;
+  if (txn_->dot_free < 0) txn_->dot_free = NoLineStartsWithDot(txn_->env.body) ? 1 : 0;
+  return txn_->dot_free == 1;
 }
 
 void Session::FlushTls() {
@@ -248,39 +420,29 @@ void Session::FlushTls() {
                 false);
     }
   }
-  tls_->DrainCiphertext(&out_);
+  tls_->DrainCiphertext(out_.own());
 }
 
 void Session::ConsumeOutput(size_t n) {
-  out_pos_ += std::min(n, out_.size() - out_pos_);
-  if (out_pos_ == out_.size()) {
-    out_.clear();
-    out_pos_ = 0;
-  } else if (out_pos_ > 65536 && out_pos_ * 2 > out_.size()) {
-    out_.erase(0, out_pos_);
-    out_pos_ = 0;
-  }
+  out_.Consume(n);
   OutputConsumed(n);
 }
 
 void Session::TakeOutput(std::string* into) {
-  size_t n = out_.size() - out_pos_;
-  if (out_pos_ == 0) {
-    into->clear();
-    out_.swap(*into);
-  } else {
-    into->assign(out_, out_pos_);
-    out_.clear();
-    out_pos_ = 0;
-  }
+  size_t n = out_.size();
+  out_.TakeFlat(into);
+  OutputConsumed(n);
+}
+
+void Session::TakeOutput(OutputBuffer* into) {
+  size_t n = out_.size();
+  into->Clear();
+  out_.Swap(into);
   OutputConsumed(n);
 }
 
 void Session::ReleaseBuffers() {
-  if (out_pos_ == out_.size()) {
-    std::string().swap(out_);
-    out_pos_ = 0;
-  }
+  if (out_.empty()) out_.Release();
   if (scratch_.empty()) std::string().swap(scratch_);
   if (plain_in_.empty()) std::string().swap(plain_in_);
 }
@@ -296,7 +458,7 @@ void Session::OutputConsumed(size_t n) {
 }
 
 std::string* Session::Buf() {
-  return tls_ != nullptr && tls_->handshake_done() ? &scratch_ : &out_;
+  return tls_ != nullptr && tls_->handshake_done() ? &scratch_ : out_.own();
 }
 
 void Session::Expect(Cmd cmd, uint32_t index) {
@@ -356,7 +518,7 @@ void Session::ArmDeadline() {
   }
   Cmd front = pending_[pending_head_].cmd;
   absl::Duration d = TimeoutFor(front);
-  if ((front == Cmd::kDot || front == Cmd::kBdat) && out_pos_ < out_.size()) {
+  if ((front == Cmd::kDot || front == Cmd::kBdat) && !out_.empty()) {
     d = opts_.timeouts.data_block;  // still writing the body
   }
   deadline_ = now_ + d;
@@ -660,7 +822,7 @@ void Session::StartTls() {
 
 void Session::ContinueHandshake() {
   TlsChannel::Step step = tls_->Handshake();
-  tls_->DrainCiphertext(&out_);
+  tls_->DrainCiphertext(out_.own());
   switch (step) {
     case TlsChannel::Step::kInProgress:
       ArmDeadline();

@@ -11,6 +11,8 @@
 //   Session s(opts);                       // after TCP connect; expects the greeting
 //   loop:
 //     write(s.PendingOutput()); s.ConsumeOutput(n_written);
+//       (or without a copy of the body: s.TakeOutput(&buffer), then
+//        sendmsg(buffer.Segments()) and keep `buffer` until it completes)
 //     s.Feed(bytes_read)  | s.OnConnectionLost() on EOF/error
 //                         | s.OnTimeout(now) when NextDeadline() passes
 //     for (Event& e : s.TakeEvents()):
@@ -98,11 +100,17 @@ struct Envelope {
   std::vector<std::string> rcpts;
   // The message (headers + body). Must stay valid until kTransactionDone for
   // this envelope. Bare LF line ends are sent as CRLF; lines starting with
-  // "." are dot-stuffed for DATA. It is copied once, into the output buffer.
+  // "." are dot-stuffed for DATA. It is copied once, into the output buffer,
+  // unless it goes out as it is (see body_crlf).
   std::string_view body;
-  std::shared_ptr<const void> body_owner;  // optional keep-alive for `body`
+  // Keep-alive for `body`. With it, a body that goes out unchanged is not
+  // copied: the output holds a view of it and a reference to the owner
+  // (OutputBuffer), so the bytes live until the owner's send completes.
+  std::shared_ptr<const void> body_owner;
   // The caller promises CRLF line ends only (a composed copy): with BDAT a
-  // body that also ends in CRLF goes out as it is, without a scan for bare LFs.
+  // body that also ends in CRLF goes out as it is, without a scan for bare
+  // LFs; with DATA too when no line starts with "." (one read-only scan
+  // decides). Without TLS and with body_owner set, "as it is" is a view.
   bool body_crlf = false;
   bool needs_8bit = false;      // send BODY=8BITMIME when offered
   bool needs_smtputf8 = false;  // bounced if the server lacks SMTPUTF8
@@ -142,6 +150,59 @@ enum class State : uint8_t {
 };
 std::string_view StateName(State s);
 
+// Output waiting to be written, as a few segments in order: the session's
+// own bytes (commands, rewritten or encrypted bodies) and views of envelope
+// bodies that go out unchanged, each kept alive by a reference to its owner.
+// One view at most per transaction; commands before and after it are own
+// bytes. Moved whole to the connection by Session::TakeOutput(OutputBuffer*),
+// which sends it with one sendmsg and keeps it until the send completes.
+class OutputBuffer {
+ public:
+  // Bytes not yet consumed, over all segments.
+  size_t size() const { return own_.size() + views_bytes_ - consumed_; }
+  bool empty() const { return size() == 0; }
+  // Views of bodies among the pending segments (0: one contiguous buffer).
+  size_t views() const { return views_.size(); }
+  // Appends the pending segments (non-empty, in order, from the first
+  // unconsumed byte) to *out; valid until the next non-const call.
+  void Segments(std::vector<std::string_view>* out) const;
+  // Drops the first n pending bytes (across segment boundaries); a view
+  // consumed whole releases its owner.
+  void Consume(size_t n);
+  // Empties it, releasing the owners; keeps the own buffer's capacity.
+  void Clear();
+  // Empties it and frees the own buffer.
+  void Release();
+
+  // Writers (the session): own bytes go at the end, after any view.
+  std::string* own() { return &own_; }
+  void AppendView(std::string_view bytes, std::shared_ptr<const void> owner);
+  // Copies the views into the own buffer (drops consumed bytes first): one
+  // contiguous buffer again. Returns it.
+  std::string_view Flatten();
+  // Moves the pending bytes into *into as one buffer (swapped, not copied,
+  // when nothing was consumed and there is no view) and empties this.
+  void TakeFlat(std::string* into);
+  void Swap(OutputBuffer* other);
+
+ private:
+  struct View {
+    size_t at;  // offset in own_ it stands before
+    std::string_view bytes;
+    std::shared_ptr<const void> owner;
+  };
+  // Drops the consumed prefix from own_ and views_ (consumed_ = 0 after).
+  void Compact();
+  // f(segment) for each non-empty pending segment, in order.
+  template <typename F>
+  void ForEachSegment(F&& f) const;
+
+  std::string own_;
+  std::vector<View> views_;  // by `at`, ascending
+  size_t views_bytes_ = 0;   // sum of views_[i].bytes.size()
+  size_t consumed_ = 0;      // bytes consumed from the start of the segments
+};
+
 namespace internal {
 // One transaction in flight; private to Session (outside it because clang
 // rejects std::optional of a nested struct with member initialisers).
@@ -160,6 +221,7 @@ struct Transaction {
   bool end_owed = false;   // the end of data is due but held
   bool need_rset = true;
   size_t chunk_size = 0;  // BDAT size (normalised body), computed once
+  int8_t dot_free = -1;   // body_crlf body with no line starting with ".": -1 not scanned yet
 };
 }  // namespace internal
 
@@ -172,14 +234,22 @@ class Session {
 
   // Bytes read from the socket (ciphertext once TLS is up).
   void Feed(std::string_view bytes);
-  // Bytes to write to the socket; valid until the next non-const call.
-  std::string_view PendingOutput() const { return std::string_view(out_).substr(out_pos_); }
+  // Bytes to write to the socket as one buffer; valid until the next
+  // non-const call. A body held as a view (Envelope::body_owner) is copied
+  // into the buffer here: TakeOutput(OutputBuffer*) sends it without that copy.
+  std::string_view PendingOutput() { return out_.Flatten(); }
+  bool HasOutput() const { return !out_.empty(); }
+  size_t PendingBytes() const { return out_.size(); }
+  // Drops the first n bytes of the pending output (across segments).
   void ConsumeOutput(size_t n);
   // Moves all pending output into *into, replacing what it held. Without a
   // copy: the session keeps *into's old buffer (cleared) for its next output,
   // so a caller that always passes the same string alternates two buffers.
   // Same effect as into->assign(PendingOutput()) + ConsumeOutput(all).
   void TakeOutput(std::string* into);
+  // Same, keeping the segments: bodies stay views (with their owners) until
+  // *into is cleared. The caller writes into->Segments() (e.g. one sendmsg).
+  void TakeOutput(OutputBuffer* into);
   // Frees the buffers kept for reuse (call when the connection goes idle).
   void ReleaseBuffers();
 
@@ -259,6 +329,8 @@ class Session {
   void WriteBody(std::string_view body, bool dot_stuff);
   // The current envelope's body needs no normalising for BDAT (see Envelope::body_crlf).
   bool BodyIsCanonical() const;
+  // Ditto for DATA: canonical and no line starts with "." (scanned once).
+  bool BodyNeedsNoStuffing();
   void ArmDeadline();
   absl::Duration TimeoutFor(Cmd cmd) const;
   Phase PhaseFor(Cmd cmd) const;
@@ -273,8 +345,7 @@ class Session {
   const Clock* clock_;
   State state_ = State::kGreeting;
   ReplyParser parser_;
-  std::string out_;  // ciphertext when TLS is active, else plaintext
-  size_t out_pos_ = 0;
+  OutputBuffer out_;     // ciphertext when TLS is active, else plaintext (+ body views)
   std::string scratch_;  // plaintext staging while TLS is active
   std::string plain_in_;
   std::vector<Pending> pending_;
@@ -300,5 +371,7 @@ class Session {
 void AppendNormalizedBody(std::string_view body, bool dot_stuff, std::string* out);
 // Size of `body` after CRLF normalisation (without dot-stuffing).
 size_t NormalizedBodySize(std::string_view body);
+// No line of `body` starts with "." (not at its start, not after any LF).
+bool NoLineStartsWithDot(std::string_view body);
 
 }  // namespace salvo::smtp

@@ -148,6 +148,57 @@ TEST(EngineTest, AConnectionStartsItsNextBdatTransactionOnlyOnceItsLastOutcomeIs
   CheckDurableBeforeNext(/*chunking=*/true);
 }
 
+// Composed copies (CRLF only) go out from where they were composed, the
+// commands around them in the same sendmsg: a dot-free copy as it is (DATA
+// and BDAT), one with lines starting with "." dot-stuffed in a copy with
+// DATA. Copies larger than the socket buffers (short writes that stop inside
+// the body) arrive byte for byte, as do small ones.
+void CheckComposedCopiesArriveByteForByte(bool chunking) {
+  SinkPeer::Options so;
+  so.chunking = chunking;
+  SinkPeer server(so);
+  auto cfg = MakeConfig("[delivery]\nconnections_per_site = 2\nmessages_per_connection = 1000\n",
+                        {server.hostport()});
+  std::string big = "From: a@sender.test\r\nSubject: big\r\n\r\n";
+  for (int i = 0; big.size() < (3u << 20); ++i)
+    big += "line " + std::to_string(i) + " with a dot. in it and some more text to fill it\r\n";
+  const std::vector<std::string> bodies = {big, big + ".\r\n..two\r\n.\r\n",
+                                           "Subject: small\r\n\r\nhi\r\n",
+                                           "Subject: dots\r\n\r\n.\r\n.x\r\n"};
+  InMemorySource source;
+  for (size_t i = 0; i < bodies.size() * 3; ++i) {
+    Job job;
+    job.domain = "example.com";
+    job.mail_from = "s@sender.test";
+    job.recipients.push_back({"user" + std::to_string(i) + "@example.com", 0, 0});
+    job.body = std::make_shared<const std::string>(bodies[i % bodies.size()]);
+    job.body_crlf = true;
+    source.Add(std::move(job));
+  }
+  ASSERT_TRUE(RunEngine(cfg, &source).ok());
+  EXPECT_EQ(source.Count(Disposition::kDelivered), bodies.size() * 3);
+  auto msgs = server.messages();
+  ASSERT_EQ(msgs.size(), bodies.size() * 3);
+  std::map<std::string, std::string> got;  // recipient -> data
+  for (const auto& m : msgs) {
+    ASSERT_EQ(m.recipients.size(), 1u);
+    got[m.recipients[0]] = m.data;
+  }
+  for (size_t i = 0; i < bodies.size() * 3; ++i) {
+    const std::string& data = got["user" + std::to_string(i) + "@example.com"];
+    EXPECT_EQ(data.size(), bodies[i % bodies.size()].size()) << i;
+    EXPECT_TRUE(data == bodies[i % bodies.size()]) << i;
+  }
+}
+
+TEST(EngineTest, ComposedCopiesGoOutByteForByteOverData) {
+  CheckComposedCopiesArriveByteForByte(/*chunking=*/false);
+}
+
+TEST(EngineTest, ComposedCopiesGoOutByteForByteOverBdat) {
+  CheckComposedCopiesArriveByteForByte(/*chunking=*/true);
+}
+
 TEST(EngineTest, WithoutDurableBeforeNextConnectionsDoNotWaitForTheRecord) {
   SinkPeer server;
   auto cfg = MakeConfig("[delivery]\nconnections_per_site = 2\nmessages_per_connection = 1000\n",

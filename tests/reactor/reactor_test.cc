@@ -23,6 +23,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -314,6 +315,62 @@ TEST(ReactorTest, LargeSendIsContinuedAcrossShortWrites) {
   RunWithDeadline(*r);
   EXPECT_EQ(sent, int(payload.size()));
   EXPECT_TRUE(got == payload) << "received " << got.size() << " bytes";
+  close(sv[0]);
+  close(sv[1]);
+}
+
+TEST(ReactorTest, SendVSendsItsSegmentsInOrderAcrossShortWrites) {
+  auto r = MakeReactor();
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+  int small = 4096;  // short writes that stop inside a segment and at its end
+  ASSERT_EQ(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+  // Commands, a large body, an empty segment, a one-byte one, the final dot:
+  // twice, with a plain Send between them (sends keep their call order).
+  std::string commands = "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n";
+  std::string body(3 << 20, '\0');
+  for (size_t i = 0; i < body.size(); ++i) body[i] = static_cast<char>(i * 13 + (i >> 11));
+  std::string one = "x";
+  std::string dot = "\r\n.\r\n";
+  const std::vector<std::string_view> segments = {commands, body, std::string_view(), one, dot};
+  std::string between = "RSET\r\n";
+  std::string expected;
+  for (std::string_view s : segments) expected.append(s);
+  const size_t total = expected.size();
+  expected += between;
+  for (std::string_view s : segments) expected.append(s);
+  std::vector<int> results;
+  r->SendV(sv[0], segments, [&](int res) { results.push_back(res); });
+  r->Send(sv[0], between.data(), between.size(), [&](int res) { results.push_back(res); });
+  r->SendV(sv[0], segments, [&](int res) {
+    results.push_back(res);
+    shutdown(sv[0], SHUT_WR);
+  });
+  std::string got;
+  r->Recv(sv[1], [&](int res, std::string_view bytes) {
+    if (res > 0) return got.append(bytes), void();
+    r->Stop();
+  });
+  RunWithDeadline(*r);
+  EXPECT_EQ(results, (std::vector<int>{int(total), int(between.size()), int(total)}));
+  EXPECT_EQ(got.size(), expected.size());
+  EXPECT_TRUE(got == expected);
+  close(sv[0]);
+  close(sv[1]);
+}
+
+TEST(ReactorTest, SendVOfNothingCompletesWithZero) {
+  auto r = MakeReactor();
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+  int result = -1;
+  const std::vector<std::string_view> none = {std::string_view(), std::string_view()};
+  r->SendV(sv[0], none, [&](int res) {
+    result = res;
+    r->Stop();
+  });
+  RunWithDeadline(*r);
+  EXPECT_EQ(result, 0);
   close(sv[0]);
   close(sv[1]);
 }

@@ -579,5 +579,258 @@ TEST(SessionTest, ConnectionLostDuringDataDefersWithConnectionScope) {
   EXPECT_EQ(Rcpt(h, 1).disposition, Disposition::kBounced);  // decided before the loss
 }
 
+// ---- Output as segments: bodies sent from where they were composed ----
+
+// The pending output taken as segments (TakeOutput(OutputBuffer*)).
+struct Taken {
+  OutputBuffer buffer;
+  std::vector<std::string> segments;
+  std::vector<const char*> starts;  // data() of each segment
+  std::string All() const {
+    std::string all;
+    for (const std::string& s : segments) all += s;
+    return all;
+  }
+};
+void Take(Harness& h, Taken* t) {
+  h.session->TakeOutput(&t->buffer);
+  std::vector<std::string_view> views;
+  t->buffer.Segments(&views);
+  t->segments.assign(views.begin(), views.end());
+  t->starts.clear();
+  for (std::string_view v : views) t->starts.push_back(v.data());
+}
+
+Envelope Owned(std::vector<std::string> rcpts, std::shared_ptr<const std::string> body) {
+  Envelope e = Harness::Env(std::move(rcpts), *body);
+  e.body_owner = body;
+  e.body_crlf = true;
+  return e;
+}
+
+TEST(SessionTest, BdatSendsAComposedBodyAsAViewBetweenItsCommandsAndFramesItExactly) {
+  Harness h;
+  h.Greet({"mx", "PIPELINING", "CHUNKING", "SIZE 100000"});
+  h.Out();
+  auto body = std::make_shared<const std::string>(".dot first\r\nline\r\n\r\nend\r\n");
+  ASSERT_TRUE(h.Start(Owned({"a@x", "b@x"}, body)));
+  Taken t;
+  Take(h, &t);
+  ASSERT_EQ(t.segments.size(), 2u);
+  EXPECT_EQ(t.buffer.views(), 1u);
+  EXPECT_EQ(t.segments[0],
+            "MAIL FROM:<sender@client.test> SIZE=25\r\nRCPT TO:<a@x>\r\n"
+            "RCPT TO:<b@x>\r\nBDAT 25 LAST\r\n");
+  EXPECT_EQ(t.segments[1], *body);       // BDAT sends dots as they are
+  EXPECT_EQ(t.starts[1], body->data());  // not a copy: the composed bytes themselves
+  EXPECT_EQ(t.buffer.size(), t.segments[0].size() + body->size());
+  // The buffer keeps the body alive (the connection holds it until the send
+  // completes), also after the session has finished with the envelope.
+  h.Feed("250 ok\r\n250 ok\r\n250 ok\r\n250 2.0.0 queued\r\n");
+  EXPECT_EQ(Rcpt(h, 1).disposition, Disposition::kDelivered);
+  EXPECT_EQ(body.use_count(), 2);
+  t.buffer.Clear();
+  EXPECT_EQ(body.use_count(), 1);
+
+  // Not taken between two transactions: commands, body, the next commands
+  // and body, in order, one buffer.
+  auto second = std::make_shared<const std::string>("two\r\n");
+  ASSERT_TRUE(h.Start(Owned({"c@x"}, body)));
+  h.Feed("250 ok\r\n250 ok\r\n250 ok\r\n");
+  ASSERT_TRUE(h.Start(Owned({"d@x"}, second)));
+  Take(h, &t);
+  ASSERT_EQ(t.segments.size(), 4u);
+  EXPECT_EQ(t.buffer.views(), 2u);
+  EXPECT_EQ(t.starts[1], body->data());
+  EXPECT_EQ(t.starts[3], second->data());
+  EXPECT_EQ(t.All(), "MAIL FROM:<sender@client.test> SIZE=25\r\nRCPT TO:<c@x>\r\nBDAT 25 LAST\r\n" +
+                         *body +
+                         "MAIL FROM:<sender@client.test> SIZE=5\r\nRCPT TO:<d@x>\r\nBDAT 5 LAST\r\n"
+                         "two\r\n");
+}
+
+TEST(SessionTest, DataSendsADotFreeBodyAsAViewAndStuffsOrNormalisesOthersInACopy) {
+  Harness h;
+  h.Greet({"mx", "PIPELINING"});
+  h.Out();
+  Taken t;
+  auto run = [&](Envelope e) {
+    EXPECT_TRUE(h.Start(std::move(e)));
+    h.Out();
+    h.Feed("250 ok\r\n250 ok\r\n354 go\r\n");
+    Take(h, &t);
+    h.Feed("250 ok\r\n");
+    EXPECT_EQ(Rcpt(h, 0).disposition, Disposition::kDelivered);
+  };
+  // No line starts with ".": the body, then the final dot.
+  std::string text = "Subject: s\r\n\r\n";
+  for (int i = 0; i < 40; ++i) text += "line. with .dots. inside.\r\n";
+  auto clean = std::make_shared<const std::string>(text);
+  run(Owned({"a@x"}, clean));
+  ASSERT_EQ(t.segments.size(), 2u);
+  EXPECT_EQ(t.starts[0], clean->data());
+  EXPECT_EQ(t.segments[0], *clean);
+  EXPECT_EQ(t.segments[1], ".\r\n");
+  // A line starting with "." (also past the vector blocks): the stuffed copy.
+  auto dotted = std::make_shared<const std::string>(text + ".\r\n.x\r\nend\r\n");
+  run(Owned({"a@x"}, dotted));
+  EXPECT_EQ(t.buffer.views(), 0u);
+  ASSERT_EQ(t.segments.size(), 1u);
+  EXPECT_EQ(t.segments[0], text + "..\r\n..x\r\nend\r\n.\r\n");
+  // Dot-free but not promised CRLF (a bare LF): normalised in a copy.
+  auto bare = std::make_shared<const std::string>("a\nb\r\n");
+  Envelope e = Owned({"a@x"}, bare);
+  e.body_crlf = false;
+  run(std::move(e));
+  EXPECT_EQ(t.buffer.views(), 0u);
+  EXPECT_EQ(t.All(), "a\r\nb\r\n.\r\n");
+  // Without an owner the session cannot keep the bytes alive: a copy.
+  Envelope unowned = Owned({"a@x"}, clean);
+  unowned.body_owner = nullptr;
+  run(std::move(unowned));
+  EXPECT_EQ(t.buffer.views(), 0u);
+  EXPECT_EQ(t.All(), *clean + ".\r\n");
+}
+
+TEST(SessionTest, HeldEndsStayHeldWhenTheBodyIsAView) {
+  Harness h;
+  h.Greet({"mx", "PIPELINING"});
+  h.Out();
+  auto body = std::make_shared<const std::string>("B\r\n");
+  Envelope e = Owned({"a@x"}, body);
+  e.hold_end = true;
+  ASSERT_TRUE(h.Start(std::move(e)));
+  h.Out();
+  h.Feed("250 ok\r\n250 ok\r\n354 go\r\n");
+  Taken t;
+  Take(h, &t);
+  ASSERT_EQ(t.segments.size(), 1u);  // the body, without the end of data
+  EXPECT_EQ(t.starts[0], body->data());
+  EXPECT_TRUE(h.session->end_held());
+  Take(h, &t);
+  EXPECT_TRUE(t.segments.empty());
+  h.session->ReleaseEnd();
+  Take(h, &t);
+  EXPECT_EQ(t.All(), ".\r\n");
+  h.Feed("250 ok\r\n");
+  EXPECT_EQ(Rcpt(h, 0).disposition, Disposition::kDelivered);
+
+  Harness b;
+  b.Greet({"mx", "PIPELINING", "CHUNKING"});
+  b.Out();
+  Envelope held = Owned({"a@x"}, body);
+  held.hold_end = true;
+  ASSERT_TRUE(b.Start(std::move(held)));
+  Take(b, &t);
+  EXPECT_EQ(t.All(), "MAIL FROM:<sender@client.test>\r\nRCPT TO:<a@x>\r\n");
+  b.Feed("250 ok\r\n250 ok\r\n");
+  Take(b, &t);
+  EXPECT_TRUE(t.segments.empty());  // the chunk is the end: held
+  b.session->ReleaseEnd();
+  Take(b, &t);
+  ASSERT_EQ(t.segments.size(), 2u);
+  EXPECT_EQ(t.segments[0], "BDAT 3 LAST\r\n");
+  EXPECT_EQ(t.starts[1], body->data());
+}
+
+TEST(SessionTest, OutputIsConsumedAcrossSegmentBoundariesInAnySteps) {
+  // own | view | own | view | own, consumed in steps of every size from 1 to
+  // past the whole: what is left is always the rest of the same bytes.
+  auto first = std::make_shared<const std::string>("0123456789");
+  auto second = std::make_shared<const std::string>("abcdefghijklmnopqrs\r\n");
+  const std::string expected = "MAIL\r\n" + *first + "BDAT\r\n" + *second + ".\r\n";
+  for (size_t step = 1; step <= expected.size() + 1; ++step) {
+    OutputBuffer out;
+    out.own()->append("MAIL\r\n");
+    out.AppendView(*first, first);
+    out.own()->append("BDAT\r\n");
+    out.AppendView(*second, second);
+    out.AppendView(std::string_view(), nullptr);  // an empty view is no segment
+    out.own()->append(".\r\n");
+    ASSERT_EQ(out.views(), 2u);
+    size_t consumed = 0;
+    while (!out.empty()) {
+      std::vector<std::string_view> segs;
+      out.Segments(&segs);
+      std::string rest;
+      for (std::string_view s : segs) {
+        EXPECT_FALSE(s.empty());
+        rest.append(s);
+      }
+      ASSERT_EQ(rest, expected.substr(consumed)) << "step " << step;
+      ASSERT_EQ(out.size(), rest.size());
+      out.Consume(step);
+      consumed = std::min(expected.size(), consumed + step);
+      // A body consumed whole is let go of at once.
+      if (consumed >= 6 + first->size()) {
+        EXPECT_EQ(first.use_count(), 1) << "step " << step;
+      }
+    }
+    EXPECT_EQ(consumed, expected.size());
+    EXPECT_EQ(second.use_count(), 1);
+  }
+  // The session's own ConsumeOutput/PendingOutput see the same bytes.
+  Harness h;
+  h.Greet({"mx", "PIPELINING", "CHUNKING"});
+  h.Out();
+  ASSERT_TRUE(h.Start(Owned({"a@x"}, second)));
+  const std::string all =
+      "MAIL FROM:<sender@client.test>\r\nRCPT TO:<a@x>\r\nBDAT 21 LAST\r\n" + *second;
+  h.session->ConsumeOutput(all.size() - 5);  // into the body
+  EXPECT_EQ(h.session->PendingBytes(), 5u);
+  Taken t;
+  Take(h, &t);
+  ASSERT_EQ(t.segments.size(), 1u);
+  EXPECT_EQ(t.segments[0], "qrs\r\n");
+  EXPECT_EQ(t.starts[0], second->data() + 16);
+  EXPECT_FALSE(h.session->HasOutput());
+}
+
+TEST(SessionTest, PendingOutputFlattensAViewIntoOneBuffer) {
+  Harness h;
+  h.Greet({"mx", "PIPELINING", "CHUNKING"});
+  h.Out();
+  auto body = std::make_shared<const std::string>("hello\r\n");
+  ASSERT_TRUE(h.Start(Owned({"a@x"}, body)));
+  EXPECT_EQ(h.session->PendingOutput(),
+            "MAIL FROM:<sender@client.test>\r\nRCPT TO:<a@x>\r\nBDAT 7 LAST\r\nhello\r\n");
+  EXPECT_EQ(body.use_count(), 2);  // only the envelope's now: the output is a copy
+  std::string wire;
+  h.session->ConsumeOutput(10);
+  h.session->TakeOutput(&wire);
+  EXPECT_EQ(wire, "<sender@client.test>\r\nRCPT TO:<a@x>\r\nBDAT 7 LAST\r\nhello\r\n");
+}
+
+TEST(SessionTest, NoLineStartsWithDotMatchesAByteByByteReference) {
+  uint64_t x = 0x9e3779b97f4a7c15ull;
+  const char alphabet[] = {'a', '\r', '\n', '.', 'x', '\n', 'y', 'z', 'q'};
+  for (int round = 0; round < 3000; ++round) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    size_t len = round % 10 == 0 ? x % 700 : x % 97;
+    std::string body;
+    for (size_t i = 0; i < len; ++i) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      body.push_back(alphabet[x % sizeof(alphabet)]);
+    }
+    bool reference = body.empty() || body[0] != '.';
+    for (size_t i = 0; i + 1 < body.size(); ++i)
+      if (body[i] == '\n' && body[i + 1] == '.') reference = false;
+    ASSERT_EQ(NoLineStartsWithDot(body), reference) << body;
+  }
+  // One "\n." at every offset of a long clean body (every vector lane and tail).
+  std::string clean(200, 'a');
+  ASSERT_TRUE(NoLineStartsWithDot(clean));
+  for (size_t i = 0; i + 1 < clean.size(); ++i) {
+    std::string b = clean;
+    b[i] = '\n';
+    b[i + 1] = '.';
+    ASSERT_FALSE(NoLineStartsWithDot(b)) << i;
+  }
+}
+
 }  // namespace
 }  // namespace salvo::smtp
