@@ -115,6 +115,10 @@ TEST(CrashTest, SigkillDuringSendingLosesNothing) {
                              config)
                     .exit_code,
                 0);
+    } else if (k == 0 && st.err.find("no salvo data directory here") != std::string::npos) {
+      // Killed before the first load had created the data directory (a slow
+      // machine): nothing was loaded, nothing is left half-written.
+      std::printf("crash test: load kill %d came before the data directory existed\n", load_kills);
     } else {
       EXPECT_NE(st.err.find("no campaign"), std::string::npos) << st.err;
     }
