@@ -187,7 +187,6 @@ class IoUringReactor final : public Reactor {
   // was the last one of a closing fd.
   void Retire(Op* op);
   void Arm(Op* op);
-  void ArmSend(Op* op);
   void StartNextSend(int fd);
   void QueueSend(Op* op);
   void CancelOp(Op* op);
