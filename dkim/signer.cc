@@ -7,6 +7,7 @@
 #include <openssl/err.h>
 #include <openssl/rsa.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/time/clock.h"
@@ -394,9 +395,32 @@ absl::StatusOr<std::string> Signer::Sign(std::string_view message,
     return absl::InvalidArgumentError("message has no From header field (DKIM must sign From)");
   }
 
-  // Body hash, once for all keys.
+  // Body hash, once for all keys; taken from a remembered body only when
+  // that body is byte for byte this one (same canonicalization).
   unsigned char body_digest[kSha256Len];
-  if (auto s = HashBody(parsed->body, options.body_canon, body_digest); !s.ok()) return s;
+  const RememberedBody* same = nullptr;
+  for (std::size_t i = 0; i < remembered_count_ && same == nullptr; ++i) {
+    const RememberedBody& r = remembered_[i];
+    // (An empty body has no data() to compare: memcmp wants two pointers.)
+    if (r.canon == options.body_canon && r.body.size() == parsed->body.size() &&
+        (r.body.empty() || std::memcmp(r.body.data(), parsed->body.data(), r.body.size()) == 0)) {
+      same = &r;
+    }
+  }
+  if (same != nullptr) {
+    std::memcpy(body_digest, same->digest, kSha256Len);
+    ++body_hash_reused_;
+  } else {
+    if (auto s = HashBody(parsed->body, options.body_canon, body_digest); !s.ok()) return s;
+    if (options.remember_body && parsed->body.size() <= kMaxRememberedBody) {
+      RememberedBody& r = remembered_[remembered_next_];
+      remembered_next_ = (remembered_next_ + 1) % kRememberedBodies;
+      remembered_count_ = std::min(remembered_count_ + 1, kRememberedBodies);
+      r.canon = options.body_canon;
+      r.body.assign(parsed->body);
+      std::memcpy(r.digest, body_digest, kSha256Len);
+    }
+  }
   const std::string bh = Base64Encode(
       std::string_view(reinterpret_cast<const char*>(body_digest), sizeof(body_digest)));
 

@@ -40,6 +40,13 @@ struct SignOptions {
   std::optional<int64_t> expire_after_seconds;
   // i= when non-empty (must be in d= or a subdomain; not checked here).
   std::string identity;
+  // The body is likely to come again byte for byte (a campaign whose body
+  // has no placeholders): keep a copy of it (up to 1 MiB) with its hash, so
+  // that the next identical body is compared (memcmp), not hashed. Whatever
+  // this says, a body hash is reused only for a body equal to a remembered
+  // one under the same canonicalization, so bh= is always that of the body
+  // signed; this only decides what is kept.
+  bool remember_body = false;
 };
 
 // Header names Salvo signs by default, when present in the message.
@@ -76,6 +83,9 @@ class Signer {
                                                 std::string_view signature_field,
                                                 const DkimKey& key);
 
+  // Body hashes taken from a remembered identical body (tests, benchmarks).
+  uint64_t body_hashes_reused() const { return body_hash_reused_; }
+
  private:
   absl::StatusOr<std::string> SignHeaderHash(const DkimKey& key, const unsigned char* digest,
                                              std::size_t digest_len);
@@ -94,6 +104,22 @@ class Signer {
   // Per-key Ed25519 DigestSign contexts, initialized once; copied per signature.
   absl::flat_hash_map<const EVP_PKEY*, EVP_MD_CTX*> ed_ctx_template_;
   std::string scratch_;  // canonical header bytes, reused
+  // Bodies kept because SignOptions::remember_body said they will repeat,
+  // with their canonical SHA-256: the last four (campaigns composed on this
+  // shard at once), replaced round-robin. Only an equal body (same
+  // canonicalization, same bytes) takes its digest from here.
+  struct RememberedBody {
+    Canonicalization canon = Canonicalization::kSimple;
+    std::string body;
+    unsigned char digest[32] = {};
+  };
+  static constexpr std::size_t kRememberedBodies = 4;
+  // Larger bodies are hashed every time (memory: at most 4 MiB per Signer).
+  static constexpr std::size_t kMaxRememberedBody = 1 << 20;
+  RememberedBody remembered_[kRememberedBodies];
+  std::size_t remembered_count_ = 0;
+  std::size_t remembered_next_ = 0;
+  uint64_t body_hash_reused_ = 0;
 };
 
 // Folds a DKIM-Signature field: tags separated by "; ", lines <= 78 columns,

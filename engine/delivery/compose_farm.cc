@@ -21,6 +21,12 @@ using Steady = std::chrono::steady_clock;
 // on and off, leaving one core to compose its owner's sites alone.
 constexpr std::chrono::microseconds kComposeAheadAbove{25};
 
+// How long a shard composes from the queue before its own I/O gets a turn:
+// about two RSA-2048 copies, ten Ed25519 ones. Composing one copy per turn
+// cost ~10 us more CPU per message (a post back to the owner, and a ring
+// wake-up, per copy).
+constexpr std::chrono::microseconds kPullSlice{500};
+
 smtp::Outcome ShutdownOutcome() {
   return smtp::OutcomeForLocal("shutdown", "the engine is shutting down; will retry", false,
                                smtp::Scope::kSite, "");
@@ -28,26 +34,44 @@ smtp::Outcome ShutdownOutcome() {
 
 }  // namespace
 
+void ComposeQueue::Push(std::vector<ComposeWork>* work) {
+  absl::MutexLock lock(&mu_);
+  for (ComposeWork& w : *work) queue_.push_back(std::move(w));
+  work->clear();
+}
+
+std::optional<ComposeWork> ComposeQueue::Pop() {
+  absl::MutexLock lock(&mu_);
+  if (queue_.empty()) return std::nullopt;
+  std::optional<ComposeWork> w(std::move(queue_.front()));
+  queue_.pop_front();
+  return w;
+}
+
+bool ComposeQueue::Empty() const {
+  absl::MutexLock lock(&mu_);
+  return queue_.empty();
+}
+
 ComposeFarm::ComposeFarm(Shard* shard, int shard_count)
-    : shard_(shard),
-      out_(static_cast<size_t>(std::max(1, shard_count))),
-      next_(static_cast<size_t>(shard->index())) {}  // shards start the round-robin apart
+    : shard_(shard), shard_count_(std::max(1, shard_count)) {}
 
 // Keep about one composed (or composing) job per connection of the site, at
 // most two per allowed connection, so a connection that becomes ready finds
 // its next message signed and memory stays bounded by the pool, not the
-// queue. The signing goes round-robin to every shard (this one included): a
-// few big sites no longer load their owner shard alone.
+// queue. The jobs go to the engine's ComposeQueue, which every shard (this
+// one included) takes from: a few big sites no longer load their owner shard
+// alone, and the shard with the least else to do signs the most.
 //
 // Only when composing is dear: a hand-off to another shard and back costs a
 // few microseconds of CPU (two mailbox posts, ring wake-ups, a 20 KB body
 // read on another core), about what rendering alone costs (~5 us for 20 KB),
 // while an RSA-2048 signed copy costs ~290 us and an Ed25519 one ~50 us. Below the
 // threshold every job is composed by the connection that sends it. The cost
-// is this shard's moving average over its own Compose calls (its round-robin
-// share included, so it follows the campaign mix).
+// is this shard's moving average over its own Compose calls (the jobs it
+// took from the queue included, so it follows the campaign mix).
 void ComposeFarm::TopUp(SitePool* pool) {
-  if (shard_->draining() || out_.size() < 2 || avg_ < kComposeAheadAbove) return;
+  if (shard_->draining() || shard_count_ < 2 || avg_ < kComposeAheadAbove) return;
   const size_t cap = 2 * pool->policy().max_connections;
   const size_t target = std::clamp<size_t>(pool->connections, 1, cap);
   // Ship in batches of a quarter of the target, not one job per finished
@@ -63,61 +87,87 @@ void ComposeFarm::TopUp(SitePool* pool) {
       pool->composed.push_back(std::move(job));
       continue;
     }
-    size_t to = next_++ % out_.size();
-    out_[to].push_back(ComposeWork{pool, std::move(job), {}, false});
+    out_.push_back(ComposeWork{pool, shard_->index(), std::move(job), {}, false});
     pool->composing++;
     composing_++;
     queued = true;
   }
   if (queued && !flush_scheduled_) {
     flush_scheduled_ = true;
-    // At the next loop turn: one hand-off per compose shard per turn.
+    // At the next loop turn: one push to the queue per turn.
     shard_->reactor()->Post([this] { Flush(); });
   }
 }
 
 void ComposeFarm::Flush() {
   flush_scheduled_ = false;
-  std::vector<ComposeWork> own;
-  for (size_t i = 0; i < out_.size(); ++i) {
-    if (out_[i].empty()) continue;
-    std::vector<ComposeWork> work;
-    work.swap(out_[i]);
-    if (static_cast<int>(i) == shard_->index()) {
-      own = std::move(work);  // after the others have theirs: they work meanwhile
-      continue;
-    }
-    Shard* s = shard_->engine()->shard(static_cast<int>(i));
-    s->Post([s, owner = shard_->index(), w = std::move(work)]() mutable {
-      s->ComposeFor(owner, std::move(w));
-    });
+  if (out_.empty()) return;
+  Engine* engine = shard_->engine();
+  ComposeQueue* queue = engine->compose_queue();
+  queue->Push(&out_);
+  // Every shard not pulling yet starts (the others first: they work while
+  // this one finishes its turn).
+  for (int k = 1; k <= shard_count_; ++k) {
+    const int i = (shard_->index() + k) % shard_count_;
+    if (queue->pulling(i).exchange(true)) continue;
+    Shard* s = engine->shard(i);
+    s->Post([s] { s->farm()->Pull(); });
   }
-  if (!own.empty()) ComposeFor(shard_->index(), std::move(own));
 }
 
-void ComposeFarm::ComposeFor(int owner, std::vector<ComposeWork> work) {
+// Jobs are taken one at a time (another shard may take the next meanwhile)
+// for up to kPullSlice, then this shard's own I/O gets its turn; what was
+// composed goes back in one post per owner.
+void ComposeFarm::Pull() {
+  ComposeQueue* queue = shard_->engine()->compose_queue();
+  const int self = shard_->index();
+  std::vector<std::vector<ComposeWork>> done(static_cast<size_t>(shard_count_));
+  const auto until = Steady::now() + kPullSlice;
+  bool emptied = false;
+  do {
+    std::optional<ComposeWork> w = queue->Pop();
+    if (!w) {
+      emptied = true;
+      break;
+    }
+    ComposeOne(&*w);
+    done[static_cast<size_t>(w->owner)].push_back(std::move(*w));
+  } while (Steady::now() < until);
+  for (size_t owner = 0; owner < done.size(); ++owner) {
+    if (done[owner].empty()) continue;
+    if (static_cast<int>(owner) == self) {
+      shard_->AcceptComposed(std::move(done[owner]));
+      continue;
+    }
+    Shard* s = shard_->engine()->shard(static_cast<int>(owner));
+    s->Post([s, w = std::move(done[owner])]() mutable { s->AcceptComposed(std::move(w)); });
+  }
+  if (!emptied) {
+    shard_->reactor()->Post([this] { Pull(); });  // more after this turn's I/O
+    return;
+  }
+  queue->pulling(self).store(false);
+  // A push between the Pop and the store saw this shard pulling and did not
+  // post: look again at the next turn.
+  if (!queue->Empty() && !queue->pulling(self).exchange(true))
+    shard_->reactor()->Post([this] { Pull(); });
+}
+
+void ComposeFarm::ComposeOne(ComposeWork* w) {
   // Composed even when this shard is draining: only the owner knows whether
   // the copy is still wanted, and the work is bounded by the owner's pools.
   // Over delivery.max_composed_bytes: not composed (or, when the cap was
   // reached while composing, not kept) here; the owner queues it again.
   Engine* engine = shard_->engine();
-  for (ComposeWork& w : work) {
-    if (!engine->ComposedRoom()) {
-      w.over_cap = true;
-      continue;
-    }
-    w.status = ComposeHere(&w.job, &w.permanent);
-    if (w.status.ok() && w.job.body && !engine->AdmitComposed(&w.job.body)) {
-      w.job.body.reset();
-      w.over_cap = true;
-    }
-  }
-  if (owner == shard_->index()) {
-    shard_->AcceptComposed(std::move(work));
+  if (!engine->ComposedRoom()) {
+    w->over_cap = true;
     return;
   }
-  Shard* s = shard_->engine()->shard(owner);
-  s->Post([s, w = std::move(work)]() mutable { s->AcceptComposed(std::move(w)); });
+  w->status = ComposeHere(&w->job, &w->permanent);
+  if (w->status.ok() && w->job.body && !engine->AdmitComposed(&w->job.body)) {
+    w->job.body.reset();
+    w->over_cap = true;
+  }
 }
 
 void ComposeFarm::AcceptComposed(std::vector<ComposeWork> work) {

@@ -62,6 +62,7 @@ std::shared_ptr<const CampaignComposer> CampaignComposer::Prepare(
     }
   }
   // A VERP copy carries one recipient: its envelope sender names it.
+  c->body_constant_ = c->error_.ok() && !c->tmpl_->BodyHasPlaceholders();
   c->identical_copies_ = c->error_.ok() && c->tmpl_->variables().empty() &&
                          c->settings_.unsubscribe_url.empty() &&
                          c->settings_.unsubscribe_mailto.empty() && !c->verp_.enabled();
@@ -106,6 +107,13 @@ absl::StatusOr<ComposedCopy> CampaignComposer::Compose(const CopyRequest& copy,
   // Room for the rendered copy and its DKIM-Signature fields (about 600
   // bytes per RSA-2048 key): see size_hint_.
   body.reserve(std::max<size_t>(4096, size_hint_.load(std::memory_order_relaxed)));
+  const bool signing = sign && !keys_.empty() && signer != nullptr;
+  // A signed copy is rendered behind a gap the size of the last copy's
+  // DKIM-Signature fields (they rarely change size within a campaign: same
+  // keys, same h=, t= of the same width), so the fields are copied into the
+  // gap instead of moving the whole rendered copy behind them.
+  const size_t gap = signing ? signature_size_hint_.load(std::memory_order_relaxed) : 0;
+  body.append(gap, ' ');
   auto rendered = tmpl_->Render(rc, &body);
   if (!rendered.ok()) {
     *permanent = true;
@@ -113,18 +121,21 @@ absl::StatusOr<ComposedCopy> CampaignComposer::Compose(const CopyRequest& copy,
   }
   out.needs_8bitmime = rendered->needs_8bitmime;
   out.needs_smtputf8 = rendered->needs_smtputf8;
-  if (sign && !keys_.empty() && signer != nullptr) {
+  if (signing) {
     dkim::SignOptions options;
     options.timestamp = absl::ToUnixSeconds(copy.date);  // t= matches Date:
+    options.remember_body = body_constant_;
     const absl::Time started = absl::Now();
-    auto sig = signer->Sign(body, keys_, options);
+    auto sig = signer->Sign(std::string_view(body).substr(gap), keys_, options);
     out.signing_seconds = absl::ToDoubleSeconds(absl::Now() - started);
     if (!sig.ok()) {
       *permanent = false;
       return sig.status();
     }
-    // In front of the message, in place (the buffer was reserved for it).
-    body.insert(0, *sig);
+    // In front of the message: into the gap when it is the right size, else
+    // in place of it (moves the copy once; the next copy's gap fits).
+    body.replace(0, gap, *sig);
+    if (sig->size() != gap) signature_size_hint_.store(sig->size(), std::memory_order_relaxed);
     out.is_signed = true;
     for (const dkim::DkimKey* k : keys_)
       ++(k->type == dkim::KeyType::kEd25519 ? out.ed25519_signatures : out.rsa_signatures);

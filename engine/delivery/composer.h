@@ -102,6 +102,12 @@ class CampaignComposer {
   // does not grow it four times and the DKIM-Signature fields go in front
   // without another allocation. Only a hint.
   mutable std::atomic<size_t> size_hint_{0};
+  // The size of the last copy's DKIM-Signature fields (relaxed; any shard):
+  // a signed copy is rendered behind a gap of this size. Only a hint.
+  mutable std::atomic<size_t> signature_size_hint_{0};
+  // No placeholder in any body part: every copy has the same body, whose
+  // hash each shard's Signer keeps (SignOptions::remember_body).
+  bool body_constant_ = false;
 };
 
 }  // namespace salvo::delivery

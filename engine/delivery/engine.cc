@@ -148,6 +148,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const config::Config& con
   e->registry_ = registry;
   e->max_connections_ = std::max(1, config.delivery.max_connections);
   e->max_composed_bytes_ = std::max<uint64_t>(1, config.delivery.max_composed_bytes);
+  e->compose_queue_ = std::make_unique<ComposeQueue>(n);
   for (int i = 0; i < n; ++i)
     e->shards_.push_back(std::make_unique<Shard>(e.get(), i, registry->AddShard()));
   return e;

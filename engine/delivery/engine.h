@@ -10,8 +10,8 @@
 //   home shard: resolve the domain to a Site (routing override, or DNS when
 //     a resolver is configured) → Post to the site's owner shard if another
 //   owner shard: site ready queue → compose-ahead: a few jobs per site (about
-//     one per connection) are Posted round-robin to every shard, the owner
-//     included
+//     one per connection) go to the engine's ComposeQueue, which every shard
+//     (the owner included) takes from, ~0.5 ms of jobs per loop turn
 //   compose shard: MessageSource::Compose (render + DKIM sign, with its own
 //     shard index) → Post the composed job back to the owner
 //   owner shard: site composed queue → pooled SMTP connection (MX hosts tried
@@ -43,6 +43,7 @@
 #include "absl/time/time.h"
 #include "engine/common/clock.h"
 #include "engine/config/config.h"
+#include "engine/delivery/compose_farm.h"
 #include "engine/delivery/source.h"
 #include "engine/dns/resolver.h"
 #include "engine/shaping/throttle.h"
@@ -191,6 +192,8 @@ class Engine {
   // when the cap is reached; a copy is admitted whenever nothing else is
   // held, however large, so the total stays under the cap plus one copy.
   bool AdmitComposed(std::shared_ptr<const std::string>* body);
+  // Copies waiting to be composed, for every shard to take (ComposeFarm).
+  ComposeQueue* compose_queue() { return compose_queue_.get(); }
 
  private:
   Engine(const config::Config& config, MessageSource* source, EngineOptions options);
@@ -218,6 +221,8 @@ class Engine {
   // Fleet-wide limits ([fleet] redis); before the shards and the shaper,
   // whose shaping keys use it, so it is destroyed after them.
   std::unique_ptr<fleet::SharedLimits> fleet_limits_;
+  // Before the shards: jobs in it point at their owners' pools.
+  std::unique_ptr<ComposeQueue> compose_queue_;
   std::vector<std::unique_ptr<Shard>> shards_;
   std::vector<std::thread> threads_;
 

@@ -205,10 +205,6 @@ void Shard::AcceptForSite(std::shared_ptr<const SiteInfo> info, std::vector<Job>
   pool->Pump();
 }
 
-void Shard::ComposeFor(int owner, std::vector<ComposeWork> work) {
-  farm_->ComposeFor(owner, std::move(work));
-}
-
 void Shard::AcceptComposed(std::vector<ComposeWork> work) {
   farm_->AcceptComposed(std::move(work));
   CheckDrained();

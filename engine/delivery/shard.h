@@ -65,9 +65,6 @@ class Shard {
   void BeginDrain();
   // Now: close every connection; open transactions are reported deferred.
   void ForceClose();
-  // Compose shard: render + sign jobs for `owner` (any shard, this one
-  // included), then hand them back to it.
-  void ComposeFor(int owner, std::vector<ComposeWork> work);
   // Owner shard: jobs back from a compose shard.
   void AcceptComposed(std::vector<ComposeWork> work);
   // The feeder recorded this shard's result batches up to `seq` durably:

@@ -1039,6 +1039,15 @@ Template::Template(Template&&) noexcept = default;
 Template& Template::operator=(Template&&) noexcept = default;
 Template::~Template() = default;
 
+bool Template::BodyHasPlaceholders() const {
+  for (const Leaf& leaf : impl_->leaves) {
+    for (const Segment& seg : leaf.segs) {
+      if (seg.is_var) return true;
+    }
+  }
+  return false;
+}
+
 absl::StatusOr<Template> Template::Parse(std::string_view text, std::string_view file_name) {
   Template t;
   t.file_name_ = std::string(file_name);

@@ -104,6 +104,9 @@ class Template {
 
   // Distinct placeholder names, in order of first appearance.
   const std::vector<std::string>& variables() const { return variables_; }
+  // Some body part holds a placeholder. When not, every copy of the campaign
+  // has the same body bytes (headers differ: To, Date, Message-ID, ...).
+  bool BodyHasPlaceholders() const;
   // The addr-spec of the template's From header ("" if none).
   const std::string& from_address() const { return from_address_; }
   const std::string& file_name() const { return file_name_; }

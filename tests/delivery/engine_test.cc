@@ -679,6 +679,49 @@ TEST(EngineTest, AnEd25519PricedCopyIsComposedOnEveryShard) {
   source.ExpectEachReportedOnce(400);
 }
 
+// Composing takes 200 us a copy, except that the first copy composed on
+// shard 0 stalls until shard 1 has composed 30 more (at most 3 s), and then
+// the first copy shard 1 composes stalls until shard 0 has composed 30 more
+// (at most 3 s). One of the two stalls is on the shard that does not own the
+// site: the owner must go on composing without it.
+class StallingComposeSource : public RecordingComposeSource {
+ public:
+  using RecordingComposeSource::RecordingComposeSource;
+  absl::Status Compose(Job* job, int shard, bool* permanent) override {
+    int expected = shard;
+    if (shard < 2 && stall_on_.compare_exchange_strong(expected, -2)) {
+      const int other = 1 - shard;
+      const int start = by_shard_[other].load();
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+      while (by_shard_[other].load() < start + 30 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      others_went_on_[shard] = by_shard_[other].load() >= start + 30;
+      stall_on_.store(shard == 0 ? 1 : -1);
+    }
+    return RecordingComposeSource::Compose(job, shard, permanent);
+  }
+  std::atomic<int> stall_on_{0};  // the shard whose next compose stalls; -2 stalling, -1 done
+  std::atomic<bool> others_went_on_[2] = {};
+};
+
+TEST(EngineTest, AShardStalledInComposingHoldsBackNoCopyTheOthersCouldSign) {
+  // One site: one owner shard, copies composed on both. While the shard that
+  // does not own the site is stuck in one copy (as a shard busy with its own
+  // connections is), the owner signs everything else that waits; before the
+  // shared compose queue, half the queued copies waited behind the stalled
+  // shard and every connection of the site with them.
+  SinkPeer server;
+  auto cfg = MakeConfig("[delivery]\nconnections_per_site = 4\n", {server.hostport()});
+  StallingComposeSource source(Recipients(400), std::chrono::microseconds(200));
+  std::unique_ptr<Engine> engine;
+  ASSERT_TRUE(RunEngine(cfg, &source, &engine).ok());
+  EXPECT_EQ(source.stall_on_.load(), -1);  // both stalls happened
+  EXPECT_TRUE(source.others_went_on_[0].load() || source.others_went_on_[1].load());
+  EXPECT_EQ(source.composed_.load(), 400);
+  EXPECT_EQ(source.inner_.Count(Disposition::kDelivered), 400u);
+  source.ExpectEachReportedOnce(400);
+}
+
 TEST(EngineTest, GracefulShutdownDefersComposedAheadCopiesOnce) {
   // Slow final replies: while two transactions wait, copies are composed
   // ahead. Shutdown defers those (and the queue) exactly once each.

@@ -226,6 +226,105 @@ TEST_F(DkimSignerTest, ShardsShareKeysEachWithItsOwnSigner) {
   EXPECT_EQ(mismatches.load(), 0);
 }
 
+TEST_F(DkimSignerTest, RememberedBodyGivesTheSameSignaturesAsHashingIt) {
+  // A campaign whose body has no placeholders: the shard's Signer keeps the
+  // body and its hash (SignOptions::remember_body) and compares, not hashes,
+  // the next identical body. RSA PKCS#1 v1.5 and Ed25519 are deterministic,
+  // so every field must equal a fresh Signer's byte for byte; a body of the
+  // same length that differs in one byte, or the same body under the other
+  // canonicalization, must be hashed, not taken from memory.
+  const DkimKey* keys[] = {&rsa_, &ed_};
+  const std::string body = "Hi there.\r\nSame words  for everyone. \r\n\r\n";
+  std::string other_body = body;
+  other_body[3] = 'T';
+  auto message = [](int n, const std::string& b) {
+    return "From: Shop <news@example.com>\r\nTo: r" + std::to_string(n) +
+           "@example.net\r\nSubject: Hello\r\nMessage-ID: <" + std::to_string(n) +
+           "@example.com>\r\n\r\n" + b;
+  };
+  SignOptions remember = options_;
+  remember.remember_body = true;
+  Signer remembering;
+  struct Case {
+    int n;
+    const std::string* body;
+    Canonicalization canon;
+    bool reused;
+  };
+  const Case cases[] = {
+      {1, &body, Canonicalization::kRelaxed, false},        // first: hashed, kept
+      {2, &body, Canonicalization::kRelaxed, true},         // same body, other headers
+      {3, &other_body, Canonicalization::kRelaxed, false},  // same length, one byte differs
+      {4, &body, Canonicalization::kSimple, false},         // other canonicalization
+      {5, &body, Canonicalization::kSimple, true},
+      {6, &body, Canonicalization::kRelaxed, true},
+  };
+  uint64_t reused = 0;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.n);
+    const std::string msg = message(c.n, *c.body);
+    remember.body_canon = c.canon;
+    SignOptions fresh_options = options_;
+    fresh_options.body_canon = c.canon;
+    Signer fresh;
+    auto expected = fresh.Sign(msg, keys, fresh_options);
+    auto got = remembering.Sign(msg, keys, remember);
+    ASSERT_TRUE(expected.ok() && got.ok());
+    EXPECT_EQ(*got, *expected);
+    reused += c.reused ? 1 : 0;
+    EXPECT_EQ(remembering.body_hashes_reused(), reused);
+    auto bh = fresh.BodyHash(msg, c.canon);
+    ASSERT_TRUE(bh.ok());
+    EXPECT_EQ(Tag(SplitFields(*got)[0], "bh"), *bh);
+  }
+  // Without remember_body nothing is kept: a new Signer never reuses.
+  Signer plain;
+  for (int n = 0; n < 3; ++n) ASSERT_TRUE(plain.Sign(message(n, body), keys, options_).ok());
+  EXPECT_EQ(plain.body_hashes_reused(), 0u);
+}
+
+TEST_F(DkimSignerTest, RememberedBodiesEmptyLargeAndManyStayCorrect) {
+  // Edge cases of the remembered bodies: an empty body (no data() to
+  // compare), a body over 1 MiB (hashed every time, never kept), and more
+  // distinct bodies than are kept (the oldest is forgotten, then hashed
+  // again). Every signature equals a fresh Signer's.
+  const DkimKey* keys[] = {&rsa_};
+  auto message = [](int n, const std::string& b) {
+    return "From: news@example.com\r\nTo: r" + std::to_string(n) + "@example.net\r\n\r\n" + b;
+  };
+  SignOptions remember = options_;
+  remember.remember_body = true;
+  Signer remembering;
+  uint64_t reused = 0;
+  int n = 0;
+  auto sign_and_compare = [&](const std::string& body, bool expect_reused) {
+    SCOPED_TRACE(n);
+    const std::string msg = message(++n, body);
+    Signer fresh;
+    auto expected = fresh.Sign(msg, keys, options_);
+    auto got = remembering.Sign(msg, keys, remember);
+    ASSERT_TRUE(expected.ok() && got.ok()) << expected.status() << got.status();
+    EXPECT_EQ(*got, *expected);
+    reused += expect_reused ? 1 : 0;
+    EXPECT_EQ(remembering.body_hashes_reused(), reused);
+  };
+  sign_and_compare("", false);
+  sign_and_compare("", true);
+  std::string large;
+  while (large.size() <= (1u << 20)) large += "A line of a large newsletter body.\r\n";
+  sign_and_compare(large, false);
+  sign_and_compare(large, false);  // not kept: hashed again
+  std::vector<std::string> bodies;
+  for (int i = 0; i < 5; ++i) bodies.push_back("Body number " + std::to_string(i) + ".\r\n");
+  for (const std::string& b : bodies) sign_and_compare(b, false);
+  // Four are kept (the empty one and bodies[0] were pushed out): the last
+  // four come back from memory, the first is hashed again.
+  for (int i = 1; i < 5; ++i) sign_and_compare(bodies[i], true);
+  sign_and_compare(bodies[0], false);
+  // A longer body that starts with a kept one is not that body.
+  sign_and_compare(bodies[0] + "P.S.\r\n", false);
+}
+
 TEST_F(DkimSignerTest, ArbitraryBytesNeverCrash) {
   // Messages come from templates and recipient data: any bytes must give a
   // signature or a clear error, never a crash (this also runs under ASan).

@@ -1,13 +1,15 @@
 #!/usr/bin/python3
 """Independent check of what `salvo sink --save-dir` received from Salvo.
 
-Usage: check_saved.py SAVE_DIR RECIPIENTS.csv DKIM_TXT_FILE SELECTOR DOMAIN
+Usage: check_saved.py SAVE_DIR RECIPIENTS.csv DKIM_TXT_FILE SELECTOR DOMAIN [--same-body]
 
 For every n.eml (with its n.env envelope):
   * parse with Python's email package, policy=email.policy.strict: no defects;
   * the To header is the envelope recipient (one RCPT per message);
   * the Subject is "Hello <name>" with the recipient's CSV name, decoded;
-  * the body contains the recipient's code from the CSV;
+  * the body contains the recipient's code from the CSV; with --same-body
+    (a template whose body has no placeholder), the body lacks it and every
+    message's body is the same bytes;
   * the DKIM signature verifies with dkimpy against the given TXT record;
   * Message-IDs are unique.
 Prints "ok N" and exits 0, else prints each problem and exits 1.
@@ -25,6 +27,8 @@ import dkim
 
 def main():
     save_dir, csv_path, txt_file, selector, domain = sys.argv[1:6]
+    same_body = "--same-body" in sys.argv[6:]
+    bodies = set()
     with open(txt_file, "rb") as f:
         txt = f.read().strip()
     people = {}
@@ -68,7 +72,11 @@ def main():
         if str(msg["Subject"]) != "Hello " + person["name"]:
             problems.append("%s: Subject %r, want %r" % (where, str(msg["Subject"]), "Hello " + person["name"]))
         body = msg.get_body(("plain",)).get_content()
-        if person["code"] not in body:
+        if same_body:
+            if person["code"] in body:
+                problems.append("%s: body holds code %r" % (where, person["code"]))
+            bodies.add(raw[raw.index(b"\r\n\r\n") + 4:])
+        elif person["code"] not in body:
             problems.append("%s: body lacks code %r" % (where, person["code"]))
         mid = msg["Message-ID"]
         if mid in seen_ids:
@@ -78,6 +86,8 @@ def main():
             problems.append("%s: DKIM signature does not verify" % where)
     if n == 0:
         problems.append("no saved messages in %s" % save_dir)
+    if same_body and len(bodies) > 1:
+        problems.append("%d different bodies, want one" % len(bodies))
     for p in problems[:50]:
         print(p)
     if problems:
