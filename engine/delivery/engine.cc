@@ -411,6 +411,7 @@ absl::Status Engine::Run() {
   // of it is not yet durable (the spool holds outcomes its disk refused).
   std::vector<uint64_t> posted(static_cast<size_t>(n), 0);
   bool unacked = false;
+  const bool gate = cfg.queue.durable_before_next;
 
   while (true) {
     auto now = clock_->Now();
@@ -487,7 +488,9 @@ absl::Status Engine::Run() {
     }
     // Connections waiting for their last outcome to be recorded go on
     // (at most 50 ms late while the spool holds outcomes and retries).
-    if (unacked && source_->Durable()) {
+    // Without durable_before_next none waits: no ack (a post to each shard
+    // per turn, waking it for nothing).
+    if (unacked && gate && source_->Durable()) {
       unacked = false;
       AckDurable(posted);
     }

@@ -101,7 +101,11 @@ TEST(EngineTest, DeliversAndReusesConnections) {
 class UndurableSource : public InMemorySource {
  public:
   std::atomic<bool> durable{false};
-  bool Durable() override { return durable.load(); }
+  std::atomic<int> asked{0};  // Durable() calls: the feeder's ack checks
+  bool Durable() override {
+    asked++;
+    return durable.load();
+  }
 };
 
 // With DATA (`chunking` false) the next transaction goes ahead up to its
@@ -138,6 +142,7 @@ void CheckDurableBeforeNext(bool chunking) {
   EXPECT_TRUE(run_status.ok()) << run_status;
   EXPECT_EQ(source.Count(Disposition::kDelivered), 20u);
   EXPECT_EQ(server.message_count(), 20u);
+  EXPECT_GT(source.asked.load(), 0);
 }
 
 TEST(EngineTest, AConnectionEndsItsNextDataTransactionOnlyOnceItsLastOutcomeIsDurable) {
@@ -209,6 +214,9 @@ TEST(EngineTest, WithoutDurableBeforeNextConnectionsDoNotWaitForTheRecord) {
   ASSERT_TRUE(RunEngine(cfg, &source).ok());
   EXPECT_EQ(source.Count(Disposition::kDelivered), 20u);
   EXPECT_EQ(server.message_count(), 20u);
+  // Nothing waits for a record, so the feeder acknowledges none to the
+  // shards (no durability check, no post per shard and turn).
+  EXPECT_EQ(source.asked.load(), 0);
 }
 
 // Records how many jobs each lease may take.
