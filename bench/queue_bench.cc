@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -349,6 +350,144 @@ void BM_FeederPattern(benchmark::State& state) {
   state.counters["recipients"] = static_cast<double>(n);
 }
 BENCHMARK(BM_FeederPattern)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
+
+// bench/scale.sh's campaign without the engine (issue 19 item 5): N
+// recipients (SALVO_QUEUE_BENCH_N) over D domains (SALVO_QUEUE_BENCH_DOMAINS,
+// default 100000; 30% gmail.com, 20% yahoo.com, 15% outlook.com, the rest
+// tail<i % (D-3)>.example), loaded, the spool closed and opened again (as
+// `salvo run` finds it), then leased 200 at a time while fewer than 20,000
+// are in flight and completed as delivered 64 at a time, roughly in lease
+// order. Per tenth of the campaign: the process's CPU µs per
+// recipient (RocksDB's flushes and compactions included) and this thread's,
+// split into lease and complete: the spool's share of scale.sh's first and
+// last tenth, without the shards and the sink.
+void BM_ScaleProgression(benchmark::State& state) {
+  const size_t n = BenchSize();
+  const char* d_env = std::getenv("SALVO_QUEUE_BENCH_DOMAINS");
+  const size_t domains = d_env != nullptr ? std::strtoull(d_env, nullptr, 10) : 100000;
+  const size_t tail = std::max<size_t>(1, domains > 3 ? domains - 3 : 1);
+  std::string csv =
+      BenchDir() + "/scale-" + std::to_string(n) + "-" + std::to_string(domains) + ".csv";
+  if (!std::filesystem::exists(csv)) {
+    std::ofstream out(csv);
+    out << "email,first_name\n";
+    uint64_t x = 19;
+    for (size_t i = 0; i < n; ++i) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      const size_t h = x % 100;
+      out << "user" << i << "@";
+      if (h < 30)
+        out << "gmail.com";
+      else if (h < 50)
+        out << "yahoo.com";
+      else if (h < 65)
+        out << "outlook.com";
+      else
+        out << "tail" << (i % tail) << ".example";
+      out << ",Name" << (i % 1000) << "\n";
+    }
+  }
+  std::string dir = BenchDir() + "/scale";
+  LeaseLimits limits;
+  limits.max_per_domain = 200;
+  limits.max_total = 200;
+  // Results come back roughly in lease order (64 connections, each taking
+  // the site's next job): each turn completes 64 of the oldest 512 leased.
+  constexpr size_t kWindow = 20000, kCompleteEach = 64, kOldest = 512, kSlices = 10;
+  const absl::Time now = absl::Now() + absl::Hours(1);
+  std::vector<double> cpu(kSlices, 0), thread_cpu(kSlices, 0), lease_cpu(kSlices, 0);
+  std::vector<size_t> count(kSlices, 0);
+  salvo::smtp::Outcome ok;
+  ok.disposition = salvo::smtp::Disposition::kDelivered;
+  ok.reply = {250, "2.0.0", "ok"};
+  for (auto _ : state) {
+    state.PauseTiming();
+    std::filesystem::remove_all(dir);
+    // SALVO_QUEUE_BENCH_LOADED=DIR: a copy of the loaded spool, made by the
+    // first run that names it and copied from by the next ones (A/B of
+    // options that do not change how the load writes, without loading again).
+    const char* loaded = std::getenv("SALVO_QUEUE_BENCH_LOADED");
+    if (loaded != nullptr && std::filesystem::exists(loaded)) {
+      std::filesystem::copy(loaded, dir, std::filesystem::copy_options::recursive);
+    } else {
+      {
+        auto spool = Open(dir);
+        CampaignSpec spec = Spec(1);
+        spec.recipients_path = csv;
+        if (!spool->LoadCampaign(spec, {}).ok()) {
+          state.SkipWithError("load failed");
+          break;
+        }
+      }
+      if (loaded != nullptr)
+        std::filesystem::copy(dir, loaded, std::filesystem::copy_options::recursive);
+    }
+    auto spool = Open(dir);
+    state.ResumeTiming();
+    // Leased recipients in lease order (16 bytes each: cheap to erase from).
+    std::deque<std::pair<salvo::queue::CampaignId, salvo::queue::RecipientId>> window;
+    std::vector<Completion> done;
+    uint64_t rng = 88172645463325252ull;
+    size_t completed = 0, last_slice = kSlices;
+    // SALVO_QUEUE_BENCH_TENTHS=K stops after the first K tenths (A/B of the
+    // first tenth without sending the rest).
+    const char* k_env = std::getenv("SALVO_QUEUE_BENCH_TENTHS");
+    const size_t stop_at = k_env != nullptr ? n / kSlices * std::strtoull(k_env, nullptr, 10) : n;
+    while (completed < std::min(n, stop_at)) {
+      const size_t slice = std::min(kSlices - 1, completed * kSlices / n);
+      if (slice != last_slice) {  // for a profiler attached to one tenth
+        std::fprintf(stderr, "scale progression: tenth %zu begins\n", slice + 1);
+        last_slice = slice;
+      }
+      const double c0 = ProcessCpuSeconds(), t0 = ThreadCpuSeconds();
+      if (window.size() + limits.max_total <= kWindow) {
+        auto batches = spool->LeaseDue(now, limits);
+        if (!batches.ok()) {
+          state.SkipWithError("lease failed");
+          break;
+        }
+        for (const auto& b : *batches)
+          for (const auto& r : b.recipients) window.emplace_back(r.campaign, r.id);
+      }
+      lease_cpu[slice] += ThreadCpuSeconds() - t0;
+      if (window.empty()) {
+        state.SkipWithError("nothing leased before the end of the campaign");
+        break;
+      }
+      done.clear();
+      for (size_t k = 0; k < kCompleteEach && !window.empty(); ++k) {
+        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+        const size_t j = rng % std::min(window.size(), kOldest);
+        done.push_back({window[j].first, window[j].second, ok});
+        window.erase(window.begin() + static_cast<ptrdiff_t>(j));
+      }
+      if (!spool->CompleteBatch(done).ok()) state.SkipWithError("complete failed");
+      cpu[slice] += ProcessCpuSeconds() - c0;
+      thread_cpu[slice] += ThreadCpuSeconds() - t0;
+      count[slice] += done.size();
+      completed += done.size();
+    }
+    state.PauseTiming();
+    spool.reset();
+    std::filesystem::remove_all(dir);
+    state.ResumeTiming();
+  }
+  for (size_t i = 0; i < kSlices; ++i) {
+    if (count[i] == 0) continue;
+    const std::string tenth = (i + 1 < 10 ? "0" : "") + std::to_string(i + 1);
+    const double c = static_cast<double>(count[i]);
+    state.counters["cpu_us_" + tenth] = 1e6 * cpu[i] / c;
+    state.counters["thread_us_" + tenth] = 1e6 * thread_cpu[i] / c;
+    state.counters["lease_us_" + tenth] = 1e6 * lease_cpu[i] / c;
+  }
+  if (count[0] > 0 && count[kSlices - 1] > 0)
+    state.counters["cpu_last_over_first"] =
+        (cpu[kSlices - 1] / static_cast<double>(count[kSlices - 1])) /
+        (cpu[0] / static_cast<double>(count[0]));
+  state.counters["recipients"] = static_cast<double>(n);
+  state.counters["domains"] = static_cast<double>(domains);
+}
+BENCHMARK(BM_ScaleProgression)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
 
 // Restart: Spool::Open on a spool holding N queued recipients (plus a few in flight).
 // The load runs in a child process so the RSS figure is the reopened spool's only.

@@ -8,7 +8,8 @@
 #   and first message: opening the spool and rebuilding its in-memory index),
 #   the time SIGTERM takes once messages flow, restart time with (almost) N
 #   still queued (the measured run is that restart), send rate, engine CPU per
-#   message in the first and the last tenth of the messages (flat = the queue
+#   message in the first and the last tenth of the messages, and the feeder
+#   thread's share of it (the main thread: leases and outcomes; flat = the queue
 #   does not slow down as it empties; the first tenth counts from the first
 #   message at the sink, the start-up before it is the restart row's), peak
 #   RSS.
@@ -190,9 +191,12 @@ deadline=$($PY -c "print($t_start + $TIMEOUT)")
 while kill -0 "$RUN_PID" 2>/dev/null; do
   m=$(sink_messages)
   read -r ut st < <(awk '{print $14, $15}' "/proc/$RUN_PID/stat" 2>/dev/null || echo "0 0")
+  # The main thread is the feeder (leases from the spool, records outcomes).
+  read -r fut fst < <(awk '{print $14, $15}' "/proc/$RUN_PID/task/$RUN_PID/stat" 2>/dev/null ||
+    echo "0 0")
   rss=$(awk '/VmHWM/{print $2}' "/proc/$RUN_PID/status" 2>/dev/null || echo 0)
   t=$(now)
-  echo "$t $m $((ut + st)) $rss" >> "$W/samples"
+  echo "$t $m $((ut + st)) $rss $((fut + fst))" >> "$W/samples"
   if [ -z "$first_msg" ] && [ "$m" -gt "$m0" ]; then first_msg=$t; fi
   [ "$m" -ge "$N" ] && break
   if awk -v t="$t" -v d="$deadline" 'BEGIN { exit !(t > d) }'; then
@@ -226,15 +230,17 @@ def at(count):
     for s in samples:
         if s[1] >= count: return s
     return samples[-1]
-def cpu_per_msg(lo, hi):
+def cpu_per_msg(lo, hi, col=2):
     a, b = at(lo), at(hi)
     dm = b[1] - a[1]
-    return (b[2] - a[2]) / clk * 1e6 / dm if dm > 0 else float("nan")
+    return (b[col] - a[col]) / clk * 1e6 / dm if dm > 0 else float("nan")
 tenth = n / 10
 # From the first sample with a message at the sink: the start-up before it
 # (opening the spool, rebuilding its index) is the restart-time row's.
 first = cpu_per_msg(at(1)[1], tenth)
 last = cpu_per_msg(9 * tenth, n)
+feeder_first = cpu_per_msg(at(1)[1], tenth, 4)
+feeder_last = cpu_per_msg(9 * tenth, n, 4)
 s0, s1 = at(samples[0][1] + 1), at(n)
 rate = (s1[1] - s0[1]) / (s1[0] - s0[0]) if s1[0] > s0[0] else float("nan")
 peak_rss_mib = max(s[3] for s in samples) / 1024
@@ -259,6 +265,8 @@ r = {
     "engine_cpu_us_per_message_first_tenth": round(first, 1) if first == first else None,
     "engine_cpu_us_per_message_last_tenth": round(last, 1) if last == last else None,
     "last_over_first": round(last / first, 3) if first == first and last == last and first > 0 else None,
+    "feeder_cpu_us_per_message_first_tenth": round(feeder_first, 1) if feeder_first == feeder_first else None,
+    "feeder_cpu_us_per_message_last_tenth": round(feeder_last, 1) if feeder_last == feeder_last else None,
     "peak_rss_mib": round(peak_rss_mib),
 }
 print(f"Salvo at scale: {n:,} recipients over {d:,} domains, {size:,}-byte messages, "
@@ -276,6 +284,8 @@ print(f"| restart with {queued_at_restart:,} queued: to first connection / first
 print(f"| messages at the sink | {sent:,} of {n:,} |")
 print(f"| send rate | {rate:,.0f} msg/s |")
 print(f"| engine CPU per message, first tenth / last tenth | {first:.1f} us / {last:.1f} us ({last / first:.2f}x) |")
+print(f"| of it the feeder thread (leases, outcomes), first / last tenth | "
+      f"{feeder_first:.1f} us / {feeder_last:.1f} us |")
 print(f"| peak RSS of `salvo run` | {peak_rss_mib:,.0f} MiB |")
 if out:
     with open(out, "w") as f: json.dump(r, f, indent=2)

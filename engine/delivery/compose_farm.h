@@ -2,11 +2,11 @@
 // Compose-ahead: copies (rendered + DKIM-signed by MessageSource::Compose)
 // are prepared before a connection needs them, by every shard, so a few
 // dominant sites do not load their owner shard alone. The owner puts the jobs
-// in the engine's ComposeQueue; each shard takes one job per loop turn while
-// the queue holds any, so a shard busy with its connections (or the owner of
-// every site left at the end of a run) signs less and the others sign more:
-// no shard idles while a copy waits to be signed. One ComposeFarm per shard;
-// shard thread only.
+// in the engine's ComposeQueue; each shard takes jobs from it (one at a
+// time, ~0.5 ms per loop turn) while the queue holds any, so a shard busy
+// with its connections (or the owner of every site left at the end of a run)
+// signs less and the others sign more: no shard idles while a copy waits to
+// be signed. One ComposeFarm per shard; shard thread only.
 //
 // Per site the owner keeps `composed + composing` at about one job per open
 // connection (at least 1, at most 2 x max_connections), so memory is bounded
@@ -74,12 +74,11 @@ class ComposeFarm {
 
   // Owner side: queues jobs of `pool` for composition when it is worth it.
   void TopUp(SitePool* pool);
-  // Compose side: takes one job from the engine's ComposeQueue, composes it
-  // and hands it back to its owner; posts itself again while the queue holds
-  // more (one job per loop turn, so this shard's own I/O runs in between).
+  // Compose side: takes jobs one at a time from the engine's ComposeQueue
+  // for up to ~0.5 ms, composes them and hands them back to their owners;
+  // posts itself again while the queue holds more (this shard's own I/O
+  // runs in between).
   void Pull();
-  // Compose side: composes `work` for shard `owner` and hands it back.
-  void ComposeFor(int owner, std::vector<ComposeWork> work);
   // Owner side: composed jobs are back.
   void AcceptComposed(std::vector<ComposeWork> work);
   // Composes one job here, now (also used by a connection that found
@@ -92,6 +91,7 @@ class ComposeFarm {
 
  private:
   void Flush();
+  void ComposeOne(ComposeWork* w);
 
   Shard* shard_;
   int shard_count_;

@@ -11,7 +11,7 @@
 //     a resolver is configured) → Post to the site's owner shard if another
 //   owner shard: site ready queue → compose-ahead: a few jobs per site (about
 //     one per connection) go to the engine's ComposeQueue, which every shard
-//     (the owner included) takes from, one job per loop turn
+//     (the owner included) takes from, ~0.5 ms of jobs per loop turn
 //   compose shard: MessageSource::Compose (render + DKIM sign, with its own
 //     shard index) → Post the composed job back to the owner
 //   owner shard: site composed queue → pooled SMTP connection (MX hosts tried

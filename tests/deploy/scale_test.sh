@@ -14,7 +14,9 @@ cat "$W/table.txt"
 for row in '| load |' '| spool on disk after load / at end |' '| first start with 30,000 queued' \
            '| SIGTERM to exit, once messages flow |' '| restart with ' \
            '| messages at the sink | 30,000 of 30,000 |' '| send rate |' \
-           '| engine CPU per message, first tenth / last tenth |' '| peak RSS of `salvo run` |'; do
+           '| engine CPU per message, first tenth / last tenth |' \
+           '| of it the feeder thread (leases, outcomes), first / last tenth |' \
+           '| peak RSS of `salvo run` |'; do
   grep -qF "$row" "$W/table.txt" || { echo "FAIL: row '$row' missing" >&2; exit 1; }
 done
 python3 - "$W/raw.json" <<'PY'
@@ -27,5 +29,13 @@ assert r["load_seconds"] > 0 and r["spool_bytes_after_load"] > 0 and r["spool_by
 assert r["peak_rss_mib"] > 0
 assert 0 < r["queued_at_restart"] <= 30000, r["queued_at_restart"]
 assert r["startup_seconds_to_first_connection"] is not None and r["restart_seconds_to_first_connection"] is not None, r
+# The feeder is one thread of the process: its share is no more than the
+# whole (up to a few clock ticks between the two reads of each sample). At
+# this size a tenth can fall between two samples (0.5 s): both are null then.
+for part in ("first", "last"):
+    f = r[f"feeder_cpu_us_per_message_{part}_tenth"]
+    e = r[f"engine_cpu_us_per_message_{part}_tenth"]
+    assert (f is None) == (e is None), (part, f, e)
+    assert f is None or 0 <= f <= e + 20, (part, f, e)
 PY
 echo "scale_test: ok"
