@@ -131,6 +131,17 @@ char* PutKey(const char (&key)[N], char* p) {
 // Worst case of a JSON string: every byte a \u00XX escape, and the quotes.
 constexpr size_t JsonStringBound(size_t bytes) { return 6 * bytes + 2; }
 
+// The bytes a JSON string holds as they are: printable ASCII but the quote
+// and the backslash. One table lookup per byte on the common path (every
+// field of a typical line is plain ASCII).
+struct PlainBytes {
+  bool plain[256] = {};
+  constexpr PlainBytes() {
+    for (int c = 0x20; c < 0x80; ++c) plain[c] = c != '"' && c != '\\';
+  }
+};
+constexpr PlainBytes kPlainBytes;
+
 // `text` as a JSON string literal, then `suffix` (plain ASCII) inside the
 // quotes.
 char* PutJsonString(std::string_view text, char* p, std::string_view suffix = {}) {
@@ -140,11 +151,7 @@ char* PutJsonString(std::string_view text, char* p, std::string_view suffix = {}
   while (i < text.size()) {
     // Copy runs of plain ASCII at once.
     size_t j = i;
-    while (j < text.size()) {
-      unsigned char c = static_cast<unsigned char>(text[j]);
-      if (c < 0x20 || c == '"' || c == '\\' || c >= 0x80) break;
-      ++j;
-    }
+    while (j < text.size() && kPlainBytes.plain[static_cast<unsigned char>(text[j])]) ++j;
     std::memcpy(p, text.data() + i, j - i);
     p += j - i;
     i = j;

@@ -149,6 +149,23 @@ TEST(DeliveryLogFormatTest, HostileBytesStayOneValidJsonLine) {
   EXPECT_EQ(j["recipient"], "b\xEF\xBF\xBDob@example.com");
 }
 
+// Every single byte value, alone among plain letters: ASCII comes back as
+// it was (escaped where JSON needs it), a lone byte of 0x80 or more is not
+// UTF-8 and becomes U+FFFD.
+TEST(DeliveryLogFormatTest, EveryByteValueRoundTrips) {
+  for (int b = 0; b < 256; ++b) {
+    Record r = Sample();
+    const std::string reply = std::string("a") + static_cast<char>(b) + "z";
+    r.reply = reply;
+    std::string line;
+    AppendJsonLine(r, &line);
+    ASSERT_EQ(std::count(line.begin(), line.end(), '\n'), 1) << b;
+    nlohmann::json j = nlohmann::json::parse(line);
+    const std::string want = b < 0x80 ? reply : std::string("a\xEF\xBF\xBDz");
+    EXPECT_EQ(j["reply"], want) << b;
+  }
+}
+
 TEST(DeliveryLogFormatTest, LongRepliesAreCutAtACharacterBoundary) {
   Record r = Sample();
   std::string reply(kMaxReplyBytes - 1, 'a');
