@@ -439,6 +439,7 @@ absl::StatusOr<SuppressionImportReport> Spool::ImportSuppression(const std::stri
       ++report.already;
       continue;
     }
+    impl_->MaySuppress();
     batch.Put(impl_->suppression_cf_, key, value);
     added.insert(key);
     ++report.added;

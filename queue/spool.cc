@@ -443,6 +443,7 @@ void Spool::DeliverNotices() {
 double Spool::Impl::Jitter() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
 
 bool Spool::Impl::Suppressed(std::string_view normalized) const {
+  if (!AnySuppressed()) return false;
   std::string value;
   rocksdb::ReadOptions ro;
   return db_->Get(ro, suppression_cf_, normalized, &value).ok();
@@ -465,6 +466,7 @@ absl::Status Spool::Impl::FoldSuppressionKeys() {
     const std::string want = MailboxKey(key);
     if (want == key) continue;
     // Kept as the key's entry unless the folded form is listed already.
+    MaySuppress();
     if (!Suppressed(want)) batch.Put(suppression_cf_, want, it->value());
     batch.Delete(suppression_cf_, key);
     ++folded;
@@ -666,6 +668,13 @@ absl::StatusOr<std::unique_ptr<Spool>> Spool::Open(const std::string& data_dir, 
     if (absl::Status st = impl->BuildDomainIndex(); !st.ok()) return st;
   }
   if (absl::Status st = impl->FoldSuppressionKeys(); !st.ok()) return st;
+  {
+    std::unique_ptr<rocksdb::Iterator> it(
+        impl->db_->NewIterator(rocksdb::ReadOptions(), impl->suppression_cf_));
+    it->SeekToFirst();
+    if (!it->status().ok()) return FromRocks(it->status(), "reading the suppression list");
+    impl->any_suppressed_.store(it->Valid());
+  }
   return std::unique_ptr<Spool>(new Spool(std::move(impl)));
 }
 
@@ -1095,7 +1104,8 @@ absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDueInner(absl::Time now,
     if (now >= keys::MicrosToTime(r.queued_us) + e.info.retry.max_age) {
       final_state = RecipientState::kExpired;
       why = "expired before the next attempt (older than max_age)";
-    } else if (m.SuppressedMailbox(r.email.substr(0, r.email.rfind('@') + 1) + r.domain)) {
+    } else if (m.AnySuppressed() &&
+               m.SuppressedMailbox(r.email.substr(0, r.email.rfind('@') + 1) + r.domain)) {
       final_state = RecipientState::kSuppressed;
       why = "on the suppression list";
     }
@@ -1289,6 +1299,7 @@ absl::Status Spool::CompleteBatchInner(absl::Span<const Completion> completions)
   put_sorted(m.schedule_cf_, new_schedule);
   put_sorted(m.recipients_cf_, records);
   put_sorted(m.history_cf_, history);
+  if (!suppress.empty()) m.MaySuppress();
   put_sorted(m.suppression_cf_, suppress);
   for (const auto& [c, unused] : touched)
     m.PutCounts(&batch, CampaignId{c}, m.campaigns_[c].counts);
@@ -1758,6 +1769,7 @@ absl::Status Spool::AddSuppression(std::string_view email, std::string_view reas
     return absl::InvalidArgumentError(Cat("invalid address '", email, "': ", a.status().message()));
   nlohmann::json v = {{"reason", std::string(reason)},
                       {"added_us", keys::TimeToMicros(impl_->clock_->Now())}};
+  impl_->MaySuppress();
   return FromRocks(impl_->db_->Put(impl_->SyncWrite(), impl_->suppression_cf_,
                                    a->Key(case_sensitive_local), v.dump()),
                    "adding to the suppression list");

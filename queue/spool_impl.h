@@ -4,6 +4,7 @@
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
 
+#include <atomic>
 #include <chrono>
 
 #include <functional>
@@ -227,6 +228,13 @@ class Spool::Impl {
   // case-insensitively covers every spelling, one added with
   // --case-sensitive-local-parts only its own.
   bool SuppressedMailbox(std::string_view mailbox) const;
+  // False while the suppression list is known to be empty (most spools):
+  // the lease then skips its per-recipient lookups. Found at Open; set
+  // (MaySuppress) before every write that puts an entry, so a reader never
+  // misses one that is written.
+  std::atomic<bool> any_suppressed_{true};
+  void MaySuppress() { any_suppressed_.store(true); }
+  bool AnySuppressed() const { return any_suppressed_.load(); }
   // Older spools stored suppression keys with the local part as written:
   // folds them once (marker in the default column family).
   absl::Status FoldSuppressionKeys();

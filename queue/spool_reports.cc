@@ -185,6 +185,7 @@ absl::StatusOr<Spool::ReportApplied> Spool::RecordReport(const Report& report) {
       std::string existing;
       if (!m.db_->Get(rocksdb::ReadOptions(), m.suppression_cf_, key, &existing).ok()) {
         nlohmann::json v = {{"reason", suppress_reason}, {"added_us", now_us}};
+        m.MaySuppress();
         batch.Put(m.suppression_cf_, key, v.dump());
         out.suppressed = true;
       }

@@ -4,6 +4,7 @@
 
 #include <rocksdb/db.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -274,6 +275,58 @@ TEST_F(SpoolTest, SuppressionAppliesAtLoadAndAtLeaseTime) {
   EXPECT_EQ(spool_->RemoveSuppression("c@three.example").code(), absl::StatusCode::kNotFound);
   EXPECT_FALSE(spool_->AddSuppression("not-an-address", "x").ok());
   EXPECT_EQ(spool_->ListSuppression(10).size(), 1u);
+}
+
+// An empty suppression list (most spools) spares the lease its lookups; an
+// entry added afterwards in any way still stops the recipient at its next
+// lease: from a hard bounce of another campaign, added by hand, imported,
+// and one on the list when the spool opens. Each step starts from a spool
+// opened with an empty list.
+TEST_F(SpoolTest, EntriesAddedToAnEmptySuppressionListApplyAtTheNextLease) {
+  testing::TempDir d;
+  CampaignId c = Load("email\na@one.example\nb@two.example\nc@three.example\nd@four.example\n");
+  CampaignId bouncer = Load("email\nd@four.example\n");  // loaded while the list is empty
+  auto leased = LeaseAll(clock_.Now());
+  ASSERT_EQ(leased.size(), 5u);
+  for (const auto& l : leased)
+    ASSERT_TRUE(spool_
+                    ->Complete(l.campaign, l.id,
+                               l.campaign == c ? Deferred() : Bounced("invalid_recipient"))
+                    .ok());
+  EXPECT_EQ(StateOf(bouncer, 1), RecipientState::kBounced);
+  // Leases the campaign's due recipients, defers them, and returns their
+  // addresses, sorted.
+  auto lease_and_defer = [&] {
+    clock_.Advance(absl::Hours(5));
+    std::vector<std::string> emails;
+    for (const auto& l : LeaseAll(clock_.Now())) {
+      emails.push_back(l.email);
+      EXPECT_TRUE(spool_->Complete(l.campaign, l.id, Deferred()).ok());
+    }
+    std::sort(emails.begin(), emails.end());
+    return emails;
+  };
+  using V = std::vector<std::string>;
+  EXPECT_EQ(lease_and_defer(), (V{"a@one.example", "b@two.example", "c@three.example"}));
+  EXPECT_EQ(StateOf(c, 4), RecipientState::kSuppressed);  // the other campaign's bounce
+
+  ASSERT_TRUE(spool_->RemoveSuppression("d@four.example").ok());
+  Reopen();
+  ASSERT_TRUE(spool_->AddSuppression("a@one.example", "manual").ok());
+  EXPECT_EQ(lease_and_defer(), (V{"b@two.example", "c@three.example"}));
+  EXPECT_EQ(StateOf(c, 1), RecipientState::kSuppressed);
+
+  ASSERT_TRUE(spool_->RemoveSuppression("a@one.example").ok());
+  Reopen();
+  ASSERT_TRUE(spool_->ImportSuppression(d.Write("u.txt", "b@two.example\n"), "import").ok());
+  EXPECT_EQ(lease_and_defer(), (V{"c@three.example"}));
+  EXPECT_EQ(StateOf(c, 2), RecipientState::kSuppressed);
+
+  ASSERT_TRUE(spool_->RemoveSuppression("b@two.example").ok());
+  ASSERT_TRUE(spool_->AddSuppression("c@three.example", "manual").ok());
+  Reopen();
+  EXPECT_EQ(lease_and_defer(), V{});
+  EXPECT_EQ(StateOf(c, 3), RecipientState::kSuppressed);
 }
 
 TEST_F(SpoolTest, SuppressionImportSkipsCommentsAndReportsInvalidLines) {
