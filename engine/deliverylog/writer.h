@@ -40,8 +40,11 @@ struct WriterOptions {
   uint64_t rotate_bytes = 0;       // rotate before a file grows past this; 0 = never
   absl::Duration rotate_interval;  // rotate a non-empty file this old; 0 = never
   absl::Duration flush_interval =
-      absl::Milliseconds(200);           // partly filled buffers reach disk within about this
-  size_t buffer_bytes = 64 * 1024;       // a producer hands its buffer over when it is this full
+      absl::Milliseconds(200);  // partly filled buffers reach disk within about this
+  // A producer hands its buffer over when it is this full. 256 KiB: a
+  // quarter of the hand-overs, wake-ups and writes of 64 KiB, about 0.13 us
+  // less CPU per line (BM_WriterProcessCpu).
+  size_t buffer_bytes = 256 * 1024;
   size_t max_buffered_bytes = 64 << 20;  // per producer, waiting for the disk; beyond: dropped
   Clock* clock = nullptr;                // rotation time and names; nullptr = Clock::System()
 };
