@@ -59,6 +59,17 @@ Campaign WriteCampaign(const TempDir& dir, int n, int domains, const std::string
   return c;
 }
 
+// An RSA-2048 key made by openssl at `key` (mode 600) and its DKIM TXT
+// record (v=DKIM1; k=rsa; p=...) at `txt`.
+bool MakeRsaKey(const std::string& key, const std::string& txt) {
+  return std::system(("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " + key +
+                      " 2>/dev/null && chmod 600 " + key)
+                         .c_str()) == 0 &&
+         std::system(("printf 'v=DKIM1; k=rsa; p=%s' \"$(openssl pkey -in " + key +
+                      " -pubout -outform DER 2>/dev/null | base64 -w0)\" > " + txt)
+                         .c_str()) == 0;
+}
+
 std::string Config(const TempDir& dir, const std::string& routes, const std::string& extra = "") {
   std::string path = dir / "salvo.toml";
   WriteFile(path,
@@ -137,17 +148,9 @@ TEST(EngineE2E, SendCampaignSignedRenderedAndVerifiedIndependently) {
   Sink b(dir, "sink-b", "127.0.0.3");
   ASSERT_GT(a.port(), 0) << a.err();
   ASSERT_GT(b.port(), 0) << b.err();
-  // DKIM key made by openssl, the TXT record from its public half.
-  std::string key = dir / "dkim.pem";
-  ASSERT_EQ(std::system(("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " +
-                         key + " 2>/dev/null && chmod 600 " + key)
-                            .c_str()),
-            0);
-  std::string txt = dir / "dkim.txt";
-  ASSERT_EQ(std::system(("printf 'v=DKIM1; k=rsa; p=%s' \"$(openssl pkey -in " + key +
-                         " -pubout -outform DER 2>/dev/null | base64 -w0)\" > " + txt)
-                            .c_str()),
-            0);
+  // DKIM key made by openssl (dkim.pem), the TXT record from its public half.
+  const std::string txt = dir / "dkim.txt";
+  ASSERT_TRUE(MakeRsaKey(dir / "dkim.pem", txt));
   std::string cfg = Config(
       dir,
       "[routes]\n\"d0.example\" = \"" + a.hostport() + "\"\n\"*\" = \"" + b.hostport() + "\"\n",
@@ -188,16 +191,9 @@ TEST(EngineE2E, SignedCopiesOfAPlaceholderFreeBodyVerifyAtTheSink) {
   std::filesystem::create_directories(dir / "saved");
   Sink sink(dir, "sink", "127.0.0.2", {"--save-dir", dir / "saved"});
   ASSERT_GT(sink.port(), 0) << sink.err();
-  std::string key = dir / "dkim.pem";
-  ASSERT_EQ(std::system(("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " +
-                         key + " 2>/dev/null && chmod 600 " + key)
-                            .c_str()),
-            0);
-  std::string txt = dir / "dkim.txt";
-  ASSERT_EQ(std::system(("printf 'v=DKIM1; k=rsa; p=%s' \"$(openssl pkey -in " + key +
-                         " -pubout -outform DER 2>/dev/null | base64 -w0)\" > " + txt)
-                            .c_str()),
-            0);
+  // DKIM key made by openssl (dkim.pem), the TXT record from its public half.
+  const std::string txt = dir / "dkim.txt";
+  ASSERT_TRUE(MakeRsaKey(dir / "dkim.pem", txt));
   std::string cfg = Config(dir, "[routes]\n\"*\" = \"" + sink.hostport() + "\"\n",
                            "[[dkim.keys]]\ndomain = \"sender.example\"\nselector = \"s1\"\n"
                            "key_file = \"dkim.pem\"\ntype = \"rsa\"\n");
