@@ -191,6 +191,18 @@ double ThreadCpuSeconds() {
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
 
+// "01".."10": the counter suffix of tenth `i` (0-based).
+std::string TenthLabel(size_t i) { return (i + 1 < 10 ? "0" : "") + std::to_string(i + 1); }
+
+// CPU per recipient in the last tenth over the first (1 = flat), when both
+// tenths completed something.
+void SetLastOverFirst(benchmark::State& state, const std::vector<double>& cpu,
+                      const std::vector<size_t>& count) {
+  if (count.front() == 0 || count.back() == 0) return;
+  state.counters["cpu_last_over_first"] = (cpu.back() / static_cast<double>(count.back())) /
+                                          (cpu.front() / static_cast<double>(count.front()));
+}
+
 // One campaign of N recipients, all to one domain (the gmail share of a real
 // list), leased 1000 at a time and completed, to the end. Reported per tenth
 // of the campaign: transitions/s (wall) and CPU µs per recipient (this
@@ -246,14 +258,12 @@ void BM_LeaseCompleteProgression(benchmark::State& state) {
   }
   for (size_t i = 0; i < kSlices; ++i) {
     if (count[i] == 0) continue;
-    const std::string tenth = (i + 1 < 10 ? "0" : "") + std::to_string(i + 1);
+    const std::string tenth = TenthLabel(i);
     state.counters["tps_tenth_" + tenth] = 2.0 * static_cast<double>(count[i]) / wall[i];
     state.counters["cpu_us_per_rcpt_tenth_" + tenth] = 1e6 * cpu[i] / static_cast<double>(count[i]);
   }
+  SetLastOverFirst(state, cpu, count);
   if (count[0] > 0 && count[kSlices - 1] > 0) {
-    state.counters["cpu_last_over_first"] =
-        (cpu[kSlices - 1] / static_cast<double>(count[kSlices - 1])) /
-        (cpu[0] / static_cast<double>(count[0]));
     // The LeaseDue part alone (the rest is CompleteBatch), first and last tenth.
     state.counters["lease_cpu_us_per_rcpt_tenth_01"] =
         1e6 * lease_cpu[0] / static_cast<double>(count[0]);
@@ -474,16 +484,13 @@ void BM_ScaleProgression(benchmark::State& state) {
   }
   for (size_t i = 0; i < kSlices; ++i) {
     if (count[i] == 0) continue;
-    const std::string tenth = (i + 1 < 10 ? "0" : "") + std::to_string(i + 1);
+    const std::string tenth = TenthLabel(i);
     const double c = static_cast<double>(count[i]);
     state.counters["cpu_us_" + tenth] = 1e6 * cpu[i] / c;
     state.counters["thread_us_" + tenth] = 1e6 * thread_cpu[i] / c;
     state.counters["lease_us_" + tenth] = 1e6 * lease_cpu[i] / c;
   }
-  if (count[0] > 0 && count[kSlices - 1] > 0)
-    state.counters["cpu_last_over_first"] =
-        (cpu[kSlices - 1] / static_cast<double>(count[kSlices - 1])) /
-        (cpu[0] / static_cast<double>(count[0]));
+  SetLastOverFirst(state, cpu, count);
   state.counters["recipients"] = static_cast<double>(n);
   state.counters["domains"] = static_cast<double>(domains);
 }
