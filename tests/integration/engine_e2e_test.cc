@@ -553,8 +553,12 @@ TEST(EngineE2E, ShapingFileReloadsOnSighupAndABadOneKeepsTheOld) {
   for (int i = 0; i < 5 && after <= 15; ++i) after = rate_over(std::chrono::seconds(3));
   std::printf("reload: %.1f/s at 5/s, %.1f/s after a bad file, %.1f/s after 50/s\n", before, still,
               after);
-  EXPECT_NEAR(before, 5, 1.5);
-  EXPECT_NEAR(still, 5, 1.5);
+  // The limit is an upper bound: a loaded machine may send below it (the
+  // lower bounds only say sending went on), never above it.
+  EXPECT_LE(before, 6.5);
+  EXPECT_GE(before, 2);
+  EXPECT_LE(still, 6.5);  // the bad file changed nothing
+  EXPECT_GE(still, 2);
   EXPECT_GT(after, 15);  // three times the old limit: the new one is in force
   run.Signal(SIGTERM);
   EXPECT_EQ(run.Wait(std::chrono::seconds(20)), 0) << run.err();
