@@ -22,10 +22,12 @@ using Steady = std::chrono::steady_clock;
 constexpr std::chrono::microseconds kComposeAheadAbove{25};
 
 // How long a shard composes from the queue before its own I/O gets a turn:
-// about two RSA-2048 copies, ten Ed25519 ones. Composing one copy per turn
-// cost ~10 us more CPU per message (a post back to the owner, and a ring
-// wake-up, per copy).
-constexpr std::chrono::microseconds kPullSlice{500};
+// about seven RSA-2048 copies, forty Ed25519 ones. Composing one copy per
+// turn cost ~10 us more CPU per message (a post back to the owner, and a
+// ring wake-up, per copy); 2 ms instead of 0.5 ms ~10 us less again (fewer
+// loop turns and ring entries per copy); 4 ms no further gain (bench/README
+// "Signed path profile"). Replies wait at most this long for their turn.
+constexpr std::chrono::microseconds kPullSlice{2000};
 
 smtp::Outcome ShutdownOutcome() {
   return smtp::OutcomeForLocal("shutdown", "the engine is shutting down; will retry", false,

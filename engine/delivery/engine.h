@@ -237,6 +237,8 @@ class Engine {
   std::vector<uint64_t> acked_seq_;
   int shards_stopped_ ABSL_GUARDED_BY(mu_) = 0;
   bool wake_ ABSL_GUARDED_BY(mu_) = false;
+  // PostResults wakes the feeder once this many results wait (see Run).
+  size_t wake_at_results_ ABSL_GUARDED_BY(mu_) = 1;
   size_t in_flight_ = 0;  // feeder thread only
   bool done_ = false;     // the source finished (as opposed to a shutdown request)
   std::unique_ptr<metrics::Registry> own_registry_;
