@@ -942,68 +942,79 @@ absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDueInner(absl::Time now,
   };
   std::vector<Candidate> candidates;
   std::vector<DomainState*> batch_domain;  // parallel to `out`
-  // Round-robin over the domain index, starting after the domain visited last.
-  auto d = m.rr_position_.empty() ? m.domains_.begin() : m.domains_.upper_bound(m.rr_position_);
-  const size_t n_domains = m.domains_.size();
-  std::string domain_end;
+  // This call's batch of each domain leased from and how many it took (a
+  // backlog domain can be scanned twice in one call: in the backlog share and
+  // again when the round robin reaches it, up to max_per_domain in all).
+  struct Taken {
+    size_t batch;
+    size_t count;
+  };
+  absl::flat_hash_map<const DomainState*, Taken> taken_by;
+  std::string domain_end, last_end;
   rocksdb::Slice upper;
   rocksdb::ReadOptions ro;
   ro.iterate_upper_bound = &upper;
   std::unique_ptr<rocksdb::Iterator> it;
-  size_t visited = 0;  // every domain stepped over, skipped or not
   size_t scanned = 0;  // domains whose schedule was read (limits.max_domains_visited)
-  while (visited < n_domains && candidates.size() < limits.max_total &&
-         scanned < limits.max_domains_visited) {
-    if (d == m.domains_.end()) d = m.domains_.begin();  // wrap
-    ++visited;
+  enum class Scan { kSkipped, kStoppedAtQuota, kOther, kErased };
+  // Scans one domain's due schedule from its cursor and takes up to `quota`.
+  // kStoppedAtQuota: it took `quota` and stopped there (maybe more due).
+  // kErased: the domain was dropped from the index (`d` is invalid now).
+  auto scan_domain = [&](std::map<std::string, DomainState, std::less<>>::iterator d,
+                         size_t quota) -> absl::StatusOr<Scan> {
     const std::string& domain = d->first;
     DomainState& state = d->second;
-    m.rr_position_ = domain;
-    auto next = std::next(d);
-    size_t quota = std::min(limits.max_per_domain, limits.max_total - candidates.size());
     if (limits.domain_quota) quota = std::min(quota, limits.domain_quota(domain));
-    if (quota == 0) {
-      d = next;
-      continue;
-    }
+    if (quota == 0) return Scan::kSkipped;
     if (state.not_before_us > now_us) {
       // Nothing to lease here before then (see DomainState::not_before_us):
       // no seek. Found with nothing in flight either: forget the domain.
-      if (state.not_before_us == DomainState::kNothingAfterCursor && state.in_flight == 0)
+      // Not due: out of the backlog (the round robin brings it back).
+      m.lease_backlog_.erase(domain);
+      if (state.not_before_us == DomainState::kNothingAfterCursor && state.in_flight == 0 &&
+          !taken_by.contains(&state)) {
         m.domains_.erase(d);
-      d = next;
-      continue;
+        return Scan::kErased;
+      }
+      return Scan::kSkipped;
     }
     ++scanned;
     // Bounded to the domain's range: a scan that runs off the end of this
     // domain stops at the bound instead of walking the tombstones at the
-    // front of the next domain. One iterator serves the whole call, re-seeked
-    // with each domain's bound (RocksDB re-reads the bound at every Seek); a
-    // new one after a wrap keeps the bounds of one iterator ascending.
+    // front of the next domain. One iterator serves ascending domains,
+    // re-seeked with each domain's bound (RocksDB re-reads the bound at every
+    // Seek); a new one when the next domain is not after the last one (a
+    // wrap, or the round robin after the backlog share) keeps the bounds of
+    // one iterator ascending.
     domain_end = keys::ScheduleDomainEnd(domain);
     upper = rocksdb::Slice(domain_end);
-    if (!it || d == m.domains_.begin()) it.reset(m.db_->NewIterator(ro, m.schedule_cf_));
+    if (!it || domain_end <= last_end) it.reset(m.db_->NewIterator(ro, m.schedule_cf_));
+    last_end = domain_end;
     if (state.cursor.empty()) {
       it->Seek(domain);
     } else {
       it->Seek(state.cursor);
       if (it->Valid() && it->key().compare(state.cursor) == 0) it->Next();
     }
+    auto found = taken_by.find(&state);
     size_t taken = 0, skipped = 0;
-    bool reached_end = false;
+    bool reached_end = false, at_quota = false;
     // The cursor moves over what this scan leases and over entries in flight,
     // until the first entry it must find again (a campaign not active yet).
     bool cursor_moves = true;
     // The due time of the entry the scan stopped at because it is not due yet.
     uint64_t stopped_at_due = 0;
     std::string new_cursor;
-    const size_t batch_index = out.size();
     for (;; it->Next()) {
       if (!it->Valid()) {
         reached_end = it->status().ok();
         break;
       }
-      if (taken >= quota || skipped >= kMaxSkipPerDomain) break;
+      if (taken >= quota) {
+        at_quota = true;
+        break;
+      }
+      if (skipped >= kMaxSkipPerDomain) break;
       keys::ScheduleKey sk;
       if (!keys::ParseSchedule(it->key().ToStringView(), &sk)) continue;  // not ours
       if (sk.domain != domain) {  // past the bound (RocksDB checks it; so do we)
@@ -1025,13 +1036,15 @@ absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDueInner(absl::Time now,
         if (cursor_moves) new_cursor.assign(it->key().data(), it->key().size());
         continue;
       }
-      if (taken == 0) {
+      if (found == taken_by.end()) {
+        found = taken_by.emplace(&state, Taken{out.size(), 0}).first;
         out.push_back(DomainBatch{domain, {}});
         batch_domain.push_back(&state);
       }
-      candidates.push_back({it->key().ToString(), batch_index});
+      candidates.push_back({it->key().ToString(), found->second.batch});
       if (cursor_moves) new_cursor = candidates.back().key;
       ++taken;
+      ++found->second.count;
     }
     if (auto s = FromRocks(it->status(), "scanning the schedule"); !s.ok()) return s;
     if (!new_cursor.empty()) state.cursor = std::move(new_cursor);
@@ -1044,11 +1057,74 @@ absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDueInner(absl::Time now,
       else if (stopped_at_due != 0)
         state.not_before_us = stopped_at_due;
     }
-    if (reached_end && taken == 0 && skipped == 0 && state.in_flight == 0) {
-      // Nothing scheduled after the cursor and nothing in flight: forget the
-      // domain (IndexSchedule brings it back with its next entry).
+    if (reached_end && taken == 0 && skipped == 0 && state.in_flight == 0 &&
+        found == taken_by.end()) {
+      // Nothing scheduled after the cursor and nothing in flight or leased by
+      // this call: forget the domain (IndexSchedule brings it back with its
+      // next entry).
+      m.lease_backlog_.erase(domain);
       m.domains_.erase(d);
+      return Scan::kErased;
     }
+    // A domain that stopped at its quota joins the backlog (served first by
+    // the next calls); one that ran out of due work leaves it.
+    if (at_quota)
+      m.lease_backlog_.insert(domain);
+    else
+      m.lease_backlog_.erase(domain);
+    return at_quota ? Scan::kStoppedAtQuota : Scan::kOther;
+  };
+
+  // 1. The backlog share: domains whose last scan stopped at their quota (more
+  // due than one batch: the big providers) are served in turn first, each up
+  // to max_per_domain, with at most half of this call's budget, and only while
+  // fewer than kBacklogInFlightBatches batches of the domain are in flight (a
+  // throttled or slow domain must not fill the engine's window; the round
+  // robin below still visits it). Without it a long tail of small domains,
+  // each leased whole per visit, holds a big domain to one batch per pass
+  // over the whole index. The rest of the budget goes to the round robin, so
+  // the tail progresses in every call too.
+  constexpr size_t kBacklogInFlightBatches = 2;
+  const size_t backlog_budget = limits.max_total / 2;
+  const size_t backlog_in_flight_cap = kBacklogInFlightBatches * limits.max_per_domain;
+  if (backlog_budget > 0 && !m.lease_backlog_.empty()) {
+    auto b = m.lease_backlog_.upper_bound(m.backlog_position_);
+    for (size_t n = m.lease_backlog_.size();
+         n > 0 && candidates.size() < backlog_budget && scanned < limits.max_domains_visited; --n) {
+      if (b == m.lease_backlog_.end()) b = m.lease_backlog_.begin();  // wrap
+      m.backlog_position_ = *b;
+      auto d = m.domains_.find(*b);
+      if (d == m.domains_.end()) {  // defensive: the index dropped it
+        b = m.lease_backlog_.erase(b);
+        continue;
+      }
+      ++b;  // before the scan, which may erase this entry
+      if (d->second.in_flight >= backlog_in_flight_cap) continue;
+      const size_t quota = std::min(limits.max_per_domain, backlog_budget - candidates.size());
+      auto r = scan_domain(d, quota);
+      if (!r.ok()) return r.status();
+      // The scan may have erased entries: find our place again by name.
+      b = m.lease_backlog_.upper_bound(m.backlog_position_);
+    }
+  }
+
+  // 2. Round-robin over the domain index, starting after the domain visited
+  // last, with the rest of the budget.
+  auto d = m.rr_position_.empty() ? m.domains_.begin() : m.domains_.upper_bound(m.rr_position_);
+  const size_t n_domains = m.domains_.size();
+  size_t visited = 0;  // every domain stepped over, skipped or not
+  while (visited < n_domains && candidates.size() < limits.max_total &&
+         scanned < limits.max_domains_visited) {
+    if (d == m.domains_.end()) d = m.domains_.begin();  // wrap
+    ++visited;
+    m.rr_position_ = d->first;
+    auto next = std::next(d);
+    size_t already = 0;
+    if (auto t = taken_by.find(&d->second); t != taken_by.end()) already = t->second.count;
+    const size_t quota = std::min(limits.max_per_domain - std::min(limits.max_per_domain, already),
+                                  limits.max_total - candidates.size());
+    auto r = scan_domain(d, quota);
+    if (!r.ok()) return r.status();
     d = next;
   }
 

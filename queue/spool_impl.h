@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -118,6 +119,11 @@ class Spool::Impl {
   // Round-robin position: the domain LeaseDue visited last; the next call
   // starts after it.
   std::string rr_position_ ABSL_GUARDED_BY(mu_);
+  // The lease backlog: domains whose last scan stopped at its quota (more due
+  // than one batch), served first by LeaseDue with part of each call's budget
+  // (see LeaseDueInner); backlog_position_ is the one served last.
+  std::set<std::string, std::less<>> lease_backlog_ ABSL_GUARDED_BY(mu_);
+  std::string backlog_position_ ABSL_GUARDED_BY(mu_);
   uint64_t next_campaign_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
   // SetOutcomeListener; the notices of the call in progress (see DeliverNotices).

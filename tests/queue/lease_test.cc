@@ -346,5 +346,91 @@ TEST_F(LeaseTest, WorkPerLeaseDoesNotGrowWithCompletedRecipients) {
             << " keys stepped beyond those leased\n";
 }
 
+// Issue 19 item 5: a big domain (a provider holding most of a list) must not
+// wait behind a long tail of small domains, each leased whole per visit of
+// the round robin. The engine's sizes: max_total up to lease_batch, equal to
+// max_per_domain.
+constexpr size_t kBatch = 200;
+constexpr int kBigRecipients = 3000;
+constexpr int kTailDomains = 300;
+constexpr int kPerTailDomain = 5;
+
+std::string BigAndTailCsv() {
+  std::string csv = "email\n" + Csv("u", "big.example", kBigRecipients);
+  for (int d = 0; d < kTailDomains; ++d) csv += Csv("u", "t" + std::to_string(d) + ".example", kPerTailDomain);
+  return csv;
+}
+
+size_t CountOf(const std::vector<DomainBatch>& batches, const std::string& domain) {
+  size_t n = 0;
+  for (const auto& b : batches)
+    if (b.domain == domain) n += b.recipients.size();
+  return n;
+}
+
+TEST_F(LeaseTest, BigDomainIsLeasedInEveryCallWhileTheTailProgresses) {
+  CampaignId c = Load(BigAndTailCsv());
+  LeaseLimits limits;
+  limits.max_per_domain = kBatch;
+  limits.max_total = kBatch;
+  std::set<std::string> tail_leased;
+  size_t big_leased = 0;
+  int calls_until_tail_done = 0;
+  // Each call's leases delivered before the next (as an engine keeping up).
+  for (int call = 0; call < 100 && big_leased < kBigRecipients; ++call) {
+    auto batches = Lease(clock_.Now(), limits);
+    const size_t big = CountOf(batches, "big.example");
+    // From the first call on, the big domain gets at least the backlog share
+    // (half the budget); before, it got one batch per pass over the tail.
+    EXPECT_GE(big, kBatch / 2) << "call " << call;
+    big_leased += big;
+    size_t total = 0;
+    std::vector<Completion> done;
+    for (const auto& b : batches) {
+      EXPECT_LE(b.recipients.size(), kBatch) << b.domain;
+      total += b.recipients.size();
+      if (b.domain != "big.example") tail_leased.insert(b.domain);
+      for (const auto& r : b.recipients) done.push_back({r.campaign, r.id, Delivered()});
+    }
+    EXPECT_LE(total, kBatch);
+    ASSERT_TRUE(spool_->CompleteBatch(done).ok());
+    if (tail_leased.size() < static_cast<size_t>(kTailDomains)) calls_until_tail_done = call + 1;
+  }
+  EXPECT_EQ(big_leased, static_cast<size_t>(kBigRecipients));
+  // The tail still gets at least half of each call: all of it (1,500) within
+  // 1,500 / 100 calls, plus one pass's share the round robin gives the big
+  // domain when it reaches it.
+  EXPECT_EQ(tail_leased.size(), static_cast<size_t>(kTailDomains));
+  EXPECT_LE(calls_until_tail_done, kTailDomains * kPerTailDomain / int{kBatch / 2} + 2);
+  for (int i = 0; i < 10; ++i) {
+    auto rest = LeaseAll(clock_.Now());
+    if (rest.empty()) break;
+    std::vector<Completion> done;
+    for (const auto& r : rest) done.push_back({r.campaign, r.id, Delivered()});
+    ASSERT_TRUE(spool_->CompleteBatch(done).ok());
+  }
+  EXPECT_TRUE(*spool_->AllDone(c));
+}
+
+TEST_F(LeaseTest, BigDomainAtItsInFlightCapGetsNoBacklogShare) {
+  Load(BigAndTailCsv());
+  LeaseLimits limits;
+  limits.max_per_domain = kBatch;
+  limits.max_total = kBatch;
+  // Nothing completed: the big domain's in-flight count grows 200 (the first
+  // call's round robin starts at it), 300, 400; at 2 batches in flight the
+  // backlog share stops and the whole budget goes to the tail.
+  std::vector<size_t> big;
+  for (int call = 0; call < 6; ++call) {
+    auto batches = Lease(clock_.Now(), limits);
+    big.push_back(CountOf(batches, "big.example"));
+    size_t total = 0;
+    for (const auto& b : batches) total += b.recipients.size();
+    EXPECT_EQ(total, kBatch) << "call " << call;
+  }
+  EXPECT_EQ(big, (std::vector<size_t>{kBatch, kBatch / 2, kBatch / 2, 0, 0, 0}));
+  EXPECT_EQ(spool_->InFlight(), 6 * kBatch);
+}
+
 }  // namespace
 }  // namespace salvo::queue
