@@ -369,8 +369,9 @@ BENCHMARK(BM_FeederPattern)->Unit(benchmark::kMillisecond)->UseRealTime()->Itera
 // are in flight and completed as delivered 64 at a time, roughly in lease
 // order. Per tenth of the campaign: the process's CPU µs per
 // recipient (RocksDB's flushes and compactions included) and this thread's,
-// split into lease and complete: the spool's share of scale.sh's first and
-// last tenth, without the shards and the sink.
+// split into lease and complete, and the share of the big domains (the
+// tenth's mix): the spool's share of scale.sh's first and last tenth, without
+// the shards and the sink.
 void BM_ScaleProgression(benchmark::State& state) {
   const size_t n = BenchSize();
   const char* d_env = std::getenv("SALVO_QUEUE_BENCH_DOMAINS");
@@ -401,12 +402,13 @@ void BM_ScaleProgression(benchmark::State& state) {
   LeaseLimits limits;
   limits.max_per_domain = 200;
   limits.max_total = 200;
+  limits.backlog_in_flight = 20000 / 4;  // as the engine: a quarter of its window
   // Results come back roughly in lease order (64 connections, each taking
   // the site's next job): each turn completes 64 of the oldest 512 leased.
   constexpr size_t kWindow = 20000, kCompleteEach = 64, kOldest = 512, kSlices = 10;
   const absl::Time now = absl::Now() + absl::Hours(1);
   std::vector<double> cpu(kSlices, 0), thread_cpu(kSlices, 0), lease_cpu(kSlices, 0);
-  std::vector<size_t> count(kSlices, 0);
+  std::vector<size_t> count(kSlices, 0), big_count(kSlices, 0);
   salvo::smtp::Outcome ok;
   ok.disposition = salvo::smtp::Disposition::kDelivered;
   ok.reply = {250, "2.0.0", "ok"};
@@ -434,8 +436,14 @@ void BM_ScaleProgression(benchmark::State& state) {
     }
     auto spool = Open(dir);
     state.ResumeTiming();
-    // Leased recipients in lease order (16 bytes each: cheap to erase from).
-    std::deque<std::pair<salvo::queue::CampaignId, salvo::queue::RecipientId>> window;
+    // Leased recipients in lease order (cheap to erase from), and whether
+    // each is on one of the three big domains.
+    struct InFlight {
+      salvo::queue::CampaignId campaign;
+      salvo::queue::RecipientId id;
+      bool big;
+    };
+    std::deque<InFlight> window;
     std::vector<Completion> done;
     uint64_t rng = 88172645463325252ull;
     size_t completed = 0, last_slice = kSlices;
@@ -456,8 +464,10 @@ void BM_ScaleProgression(benchmark::State& state) {
           state.SkipWithError("lease failed");
           break;
         }
-        for (const auto& b : *batches)
-          for (const auto& r : b.recipients) window.emplace_back(r.campaign, r.id);
+        for (const auto& b : *batches) {
+          const bool big = !b.domain.ends_with(".example");
+          for (const auto& r : b.recipients) window.push_back({r.campaign, r.id, big});
+        }
       }
       lease_cpu[slice] += ThreadCpuSeconds() - t0;
       if (window.empty()) {
@@ -468,7 +478,8 @@ void BM_ScaleProgression(benchmark::State& state) {
       for (size_t k = 0; k < kCompleteEach && !window.empty(); ++k) {
         rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
         const size_t j = rng % std::min(window.size(), kOldest);
-        done.push_back({window[j].first, window[j].second, ok});
+        done.push_back({window[j].campaign, window[j].id, ok});
+        big_count[slice] += window[j].big ? 1 : 0;
         window.erase(window.begin() + static_cast<ptrdiff_t>(j));
       }
       if (!spool->CompleteBatch(done).ok()) state.SkipWithError("complete failed");
@@ -489,6 +500,8 @@ void BM_ScaleProgression(benchmark::State& state) {
     state.counters["cpu_us_" + tenth] = 1e6 * cpu[i] / c;
     state.counters["thread_us_" + tenth] = 1e6 * thread_cpu[i] / c;
     state.counters["lease_us_" + tenth] = 1e6 * lease_cpu[i] / c;
+    // The tenth's mix: % of its recipients on gmail/yahoo/outlook (65% of the list).
+    state.counters["big_pct_" + tenth] = 100.0 * static_cast<double>(big_count[i]) / c;
   }
   SetLastOverFirst(state, cpu, count);
   state.counters["recipients"] = static_cast<double>(n);

@@ -1078,15 +1078,15 @@ absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDueInner(absl::Time now,
   // 1. The backlog share: domains whose last scan stopped at their quota (more
   // due than one batch: the big providers) are served in turn first, each up
   // to max_per_domain, with at most half of this call's budget, and only while
-  // fewer than kBacklogInFlightBatches batches of the domain are in flight (a
+  // fewer than limits.backlog_in_flight of the domain are in flight (a
   // throttled or slow domain must not fill the engine's window; the round
   // robin below still visits it). Without it a long tail of small domains,
   // each leased whole per visit, holds a big domain to one batch per pass
   // over the whole index. The rest of the budget goes to the round robin, so
   // the tail progresses in every call too.
-  constexpr size_t kBacklogInFlightBatches = 2;
   const size_t backlog_budget = limits.max_total / 2;
-  const size_t backlog_in_flight_cap = kBacklogInFlightBatches * limits.max_per_domain;
+  const size_t backlog_in_flight_cap =
+      limits.backlog_in_flight != 0 ? limits.backlog_in_flight : 2 * limits.max_per_domain;
   if (backlog_budget > 0 && !m.lease_backlog_.empty()) {
     auto b = m.lease_backlog_.upper_bound(m.backlog_position_);
     for (size_t n = m.lease_backlog_.size();

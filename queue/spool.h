@@ -89,6 +89,12 @@ struct LeaseLimits {
   // Bounds the work of one call: at most this many destination domains are
   // visited; the next call continues round-robin where this one stopped.
   size_t max_domains_visited = 4096;
+  // The backlog share (a domain with more than one batch due is served first
+  // with up to half of each call; queue/README.md, "Lease order") goes to a
+  // domain only while it has fewer than this many in flight, so a throttled
+  // or slow one does not fill the caller's window. 0 = 2 x max_per_domain.
+  // The engine passes a quarter of delivery.in_flight_limit.
+  size_t backlog_in_flight = 0;
   // Optional: how many more the engine wants for this domain right now (e.g.
   // 0 while the domain is throttled). Called with the spool mutex held: keep it
   // cheap and never call back into the spool.

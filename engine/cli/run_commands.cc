@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -186,6 +187,10 @@ int RunEngine(Loaded& l, SignalWatcher& signals, delivery::SpoolSourceOptions so
               delivery::EngineStats* stats_out, bool* finished, bool serve_inbound = false) {
   so.shards = l.config.EffectiveShards();
   so.max_per_domain = static_cast<size_t>(l.config.queue.lease_batch);
+  // A big domain's share of each lease stops at a quarter of the window in
+  // flight (queue/README.md, "Lease order").
+  so.backlog_in_flight =
+      std::max(2 * so.max_per_domain, static_cast<size_t>(l.config.delivery.in_flight_limit) / 4);
   so.max_recipients_per_message = static_cast<size_t>(l.config.delivery.max_recipients_per_message);
   so.egress_pools.clear();
   for (const config::EgressPoolConfig& p : l.config.egress_pools) so.egress_pools.push_back(p.name);

@@ -253,6 +253,7 @@ absl::StatusOr<std::vector<Job>> SpoolSource::Fetch(size_t max_jobs) {
   queue::LeaseLimits limits;
   limits.max_per_domain = options_.max_per_domain;
   limits.max_total = max_jobs;
+  limits.backlog_in_flight = options_.backlog_in_flight;
   auto batches = spool_->LeaseDue(spool_->Now(), limits);
   if (!batches.ok()) return batches.status();
   std::vector<Job> jobs;

@@ -36,6 +36,8 @@ namespace salvo::delivery {
 struct SpoolSourceOptions {
   int shards = 1;               // Compose is called with shard < shards
   size_t max_per_domain = 200;  // per lease call
+  // queue::LeaseLimits::backlog_in_flight (0 = 2 x max_per_domain).
+  size_t backlog_in_flight = 0;
   // Recipients of identical copies (same campaign and domain, a template
   // with no per-recipient values and no unsubscribe link) share one
   // transaction, up to this many ([delivery] max_recipients_per_message).

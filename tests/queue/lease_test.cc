@@ -357,7 +357,8 @@ constexpr int kPerTailDomain = 5;
 
 std::string BigAndTailCsv() {
   std::string csv = "email\n" + Csv("u", "big.example", kBigRecipients);
-  for (int d = 0; d < kTailDomains; ++d) csv += Csv("u", "t" + std::to_string(d) + ".example", kPerTailDomain);
+  for (int d = 0; d < kTailDomains; ++d)
+    csv += Csv("u", "t" + std::to_string(d) + ".example", kPerTailDomain);
   return csv;
 }
 
