@@ -1366,10 +1366,16 @@ absl::Status Spool::CompleteBatchInner(absl::Span<const Completion> completions)
     records.emplace_back(keys::Recipient(c.campaign, c.id), keys::EncodeRecord(r));
   }
   rocksdb::WriteBatch& batch = scratch.batch;
+  // Every delete goes before every put: a held or deferred recipient whose
+  // new schedule key equals its old one (the clock stepped back) keeps it.
   std::sort(old_schedule.begin(), old_schedule.end());
   for (const auto& k : old_schedule) batch.Delete(m.schedule_cf_, k);
+  // By key only and stably: a key put twice in one batch (two campaigns
+  // bouncing one mailbox) keeps the value of the later completion, as the
+  // batch's later put of a key wins.
   auto put_sorted = [&batch](rocksdb::ColumnFamilyHandle* cf, auto& kvs) {
-    std::sort(kvs.begin(), kvs.end());
+    std::stable_sort(kvs.begin(), kvs.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
     for (const auto& [k, v] : kvs) batch.Put(cf, k, v);
   };
   put_sorted(m.schedule_cf_, new_schedule);

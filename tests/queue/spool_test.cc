@@ -500,6 +500,57 @@ TEST_F(SpoolTest, CompletingTwiceOrUnleasedIsRejected) {
   EXPECT_EQ(StateOf(c, Value(leased[1].id)), RecipientState::kDelivered);
 }
 
+// One batch bouncing the same mailbox in two campaigns writes its
+// suppression entry twice: the later completion's reason is the one kept
+// (the batch is sorted by key, stably, before it is written).
+TEST_F(SpoolTest, ABatchSuppressingOneMailboxTwiceKeepsTheLaterReason) {
+  CampaignId c1 = Load("email\nx@gone.example\n");
+  CampaignId c2 = Load("email\nx@gone.example\n");
+  auto leased = LeaseAll(clock_.Now());
+  ASSERT_EQ(leased.size(), 2u);
+  smtp::Outcome first = Bounced(), second = Bounced();
+  first.reply = {550, "5.1.1", "user unknown"};
+  second.reply = {550, "5.1.1", "mailbox gone"};  // sorts before the first's reason
+  std::vector<Completion> batch = {
+      {c1, leased[0].campaign == c1 ? leased[0].id : leased[1].id, first},
+      {c2, leased[0].campaign == c2 ? leased[0].id : leased[1].id, second}};
+  ASSERT_TRUE(spool_->CompleteBatch(batch).ok());
+  for (int round = 0; round < 2; ++round) {  // in memory, then as written
+    EXPECT_TRUE(spool_->IsSuppressed("x@gone.example"));
+    auto list = spool_->ListSuppression(10);
+    ASSERT_EQ(list.size(), 1u);
+    EXPECT_EQ(list[0].reason, "bounce: 550 5.1.1 mailbox gone");
+    Reopen();
+  }
+}
+
+// The deletes of a batch's old schedule keys go before its new ones: a held
+// recipient whose new key equals its old one (the clock stepped back by the
+// hold) stays scheduled, in memory and on disk, next to a deferral in the
+// same batch whose keys sort after it.
+TEST_F(SpoolTest, AHeldRecipientWhoseScheduleKeyIsUnchangedStaysScheduled) {
+  CampaignId c = Load("email\na@same.example\nb@same.example\n");
+  const absl::Time loaded = clock_.Now();
+  auto leased = LeaseAll(loaded);
+  ASSERT_EQ(leased.size(), 2u);
+  clock_.Set(loaded - absl::Seconds(1));
+  smtp::Outcome hold;
+  hold.hold_ms = 1000;  // due again exactly when it was due: the same key
+  std::vector<Completion> batch = {{c, leased[1].id, Deferred()}, {c, leased[0].id, hold}};
+  ASSERT_TRUE(spool_->CompleteBatch(batch).ok());
+  clock_.Set(loaded);
+  for (int round = 0; round < 2; ++round) {  // in memory, then as written
+    auto again = LeaseAll(loaded);
+    ASSERT_EQ(again.size(), 1u) << round;
+    EXPECT_EQ(again[0].id, leased[0].id);
+    EXPECT_EQ(StateOf(c, Value(leased[1].id)), RecipientState::kDeferred);
+    Reopen();  // the lease is memory-only: the held one is queued again
+  }
+  RecipientView deferred = *spool_->GetRecipient(c, leased[1].id);
+  clock_.Set(deferred.next_attempt);
+  EXPECT_EQ(LeaseAll(clock_.Now()).size(), 2u);
+}
+
 TEST_F(SpoolTest, NoHeadOfLineBlockingAcrossDomains) {
   std::string csv = "email\n";
   for (int i = 0; i < 500; ++i) csv += "u" + std::to_string(i) + "@big.example\n";
