@@ -956,16 +956,15 @@ absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDueInner(absl::Time now,
   ro.iterate_upper_bound = &upper;
   std::unique_ptr<rocksdb::Iterator> it;
   size_t scanned = 0;  // domains whose schedule was read (limits.max_domains_visited)
-  enum class Scan { kSkipped, kStoppedAtQuota, kOther, kErased };
-  // Scans one domain's due schedule from its cursor and takes up to `quota`.
-  // kStoppedAtQuota: it took `quota` and stopped there (maybe more due).
-  // kErased: the domain was dropped from the index (`d` is invalid now).
+  // Scans one domain's due schedule from its cursor and takes up to `quota`;
+  // may drop the domain from the index (`d` is invalid afterwards) and moves
+  // it into or out of the backlog.
   auto scan_domain = [&](std::map<std::string, DomainState, std::less<>>::iterator d,
-                         size_t quota) -> absl::StatusOr<Scan> {
+                         size_t quota) -> absl::Status {
     const std::string& domain = d->first;
     DomainState& state = d->second;
     if (limits.domain_quota) quota = std::min(quota, limits.domain_quota(domain));
-    if (quota == 0) return Scan::kSkipped;
+    if (quota == 0) return absl::OkStatus();
     if (state.not_before_us > now_us) {
       // Nothing to lease here before then (see DomainState::not_before_us):
       // no seek. Found with nothing in flight either: forget the domain.
@@ -974,9 +973,8 @@ absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDueInner(absl::Time now,
       if (state.not_before_us == DomainState::kNothingAfterCursor && state.in_flight == 0 &&
           !taken_by.contains(&state)) {
         m.domains_.erase(d);
-        return Scan::kErased;
       }
-      return Scan::kSkipped;
+      return absl::OkStatus();
     }
     ++scanned;
     // Bounded to the domain's range: a scan that runs off the end of this
@@ -1064,7 +1062,7 @@ absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDueInner(absl::Time now,
       // next entry).
       m.lease_backlog_.erase(domain);
       m.domains_.erase(d);
-      return Scan::kErased;
+      return absl::OkStatus();
     }
     // A domain that stopped at its quota joins the backlog (served first by
     // the next calls); one that ran out of due work leaves it.
@@ -1072,7 +1070,7 @@ absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDueInner(absl::Time now,
       m.lease_backlog_.insert(domain);
     else
       m.lease_backlog_.erase(domain);
-    return at_quota ? Scan::kStoppedAtQuota : Scan::kOther;
+    return absl::OkStatus();
   };
 
   // 1. The backlog share: domains whose last scan stopped at their quota (more
@@ -1101,8 +1099,7 @@ absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDueInner(absl::Time now,
       ++b;  // before the scan, which may erase this entry
       if (d->second.in_flight >= backlog_in_flight_cap) continue;
       const size_t quota = std::min(limits.max_per_domain, backlog_budget - candidates.size());
-      auto r = scan_domain(d, quota);
-      if (!r.ok()) return r.status();
+      if (auto st = scan_domain(d, quota); !st.ok()) return st;
       // The scan may have erased entries: find our place again by name.
       b = m.lease_backlog_.upper_bound(m.backlog_position_);
     }
@@ -1123,8 +1120,7 @@ absl::StatusOr<std::vector<DomainBatch>> Spool::LeaseDueInner(absl::Time now,
     if (auto t = taken_by.find(&d->second); t != taken_by.end()) already = t->second.count;
     const size_t quota = std::min(limits.max_per_domain - std::min(limits.max_per_domain, already),
                                   limits.max_total - candidates.size());
-    auto r = scan_domain(d, quota);
-    if (!r.ok()) return r.status();
+    if (auto st = scan_domain(d, quota); !st.ok()) return st;
     d = next;
   }
 
