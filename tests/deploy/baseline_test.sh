@@ -11,7 +11,7 @@ trap 'rm -rf "$W"' EXIT
 cat "$W/table.txt"
 for row in '`salvo bench --dkim rsa2048` msg/s' 'plain: engine CPU us/msg' 'recipients plain msg/s' 'peak RSS MiB' \
            'signed, everything on' 'plain, everything on' 'signed, steady part (10% to 90% done)' \
-           'plain, steady part (10% to 90% done)'; do
+           'plain, steady part (10% to 90% done)' 'signed, everything on, against its own ceiling'; do
   grep -qF "$row" "$W/table.txt" || { echo "FAIL: row '$row' missing" >&2; exit 1; }
 done
 if [ -x /usr/sbin/smtp-source ]; then
@@ -31,6 +31,14 @@ for r in raw["runs"]:
     want = c / (c / r["openssl_signs_per_second"] + s["sink_cpu_us_per_message"] * 1e-6)
     assert abs(r["ceiling"] - want) < 1e-6 * want, (r["ceiling"], want)
     assert r["ceiling"] < r["openssl_signs_per_second"] * 1.0001, "ceiling above the bare signing rate"
+    # The everything-on signed run's own ceiling: both signatures and the sink.
+    sa = r["signed_everything_on"]
+    assert r["openssl_ed25519_signs_per_second"] > 0
+    want = c / (c / r["openssl_signs_per_second"] + c / r["openssl_ed25519_signs_per_second"]
+                + sa["sink_cpu_us_per_message"] * 1e-6)
+    assert abs(r["dual_ceiling"] - want) < 1e-6 * want, (r["dual_ceiling"], want)
+    assert r["dual_ceiling"] < r["ceiling"] * (1 + 1e-6) or sa["sink_cpu_us_per_message"] < s["sink_cpu_us_per_message"], \
+        "dual ceiling above the RSA-only one"
     for k in ("signed_everything_on", "plain_everything_on"):
         assert r[k]["everything_on"] and r[k]["delivered"] > 0 and r[k]["http_scrapes"] >= 1, (k, r[k])
     assert r["signed_everything_on"]["dkim"] == "both" and r["plain_everything_on"]["dkim"] == "none"
