@@ -176,6 +176,15 @@ t_stopped=$(now)
 RUN_PID=""
 sleep 1.2  # the sink's stats file catches up
 QUEUED_AT_RESTART=$((N - $(sink_messages)))
+# The first start is stopped once the sink reports a message (its stats file
+# is rewritten every second, so about a second of sending goes first). A list
+# that small is all sent by then: the restart would have nothing to send and
+# would wait for a connection that never comes.
+if [ "$QUEUED_AT_RESTART" -le 0 ]; then
+  echo "scale.sh: the first start sent all $N recipients before it was stopped, so there is no restart" \
+    "to measure; use more --recipients (a second of sending is tens of thousands; the default is 10000000)" >&2
+  exit 1
+fi
 
 echo "scale: restart with $QUEUED_AT_RESTART queued, sending" >&2
 t_start=$(now)
@@ -282,10 +291,15 @@ print(f"| SIGTERM to exit, once messages flow | {t_stopped - t_term:.2f} s |")
 print(f"| restart with {queued_at_restart:,} queued: to first connection / first message at the sink | "
       f"{fmt(restart_conn_s)} / {fmt(startup if startup == startup else None)} |")
 print(f"| messages at the sink | {sent:,} of {n:,} |")
-print(f"| send rate | {rate:,.0f} msg/s |")
-print(f"| engine CPU per message, first tenth / last tenth | {first:.1f} us / {last:.1f} us ({last / first:.2f}x) |")
+# A figure that could not be measured (a tenth that fell between two samples
+# of a small run, or was sent before the restart) says so instead of "nan".
+def us(x):
+    return f"{x:.1f} us" if x == x else "n/a"
+ratio = f"{last / first:.2f}x" if first == first and last == last and first > 0 else "n/a"
+print(f"| send rate | {f'{rate:,.0f} msg/s' if rate == rate else 'n/a'} |")
+print(f"| engine CPU per message, first tenth / last tenth | {us(first)} / {us(last)} ({ratio}) |")
 print(f"| of it the feeder thread (leases, outcomes), first / last tenth | "
-      f"{feeder_first:.1f} us / {feeder_last:.1f} us |")
+      f"{us(feeder_first)} / {us(feeder_last)} |")
 print(f"| peak RSS of `salvo run` | {peak_rss_mib:,.0f} MiB |")
 if out:
     with open(out, "w") as f: json.dump(r, f, indent=2)
