@@ -135,6 +135,11 @@ def signs_per_s(name):
         sys.exit("baseline.sh: cannot read the ed25519 sign rate from openssl speed:\n" + text)
     return float(m.group(1)), float(e.group(1))
 
+def ceiling_for(sign_rates, sink_us):
+    # Messages/s with every core busy: each message costs cores/rate of CPU
+    # per signature it carries plus the sink's CPU for it.
+    return cores / (sum(cores / r for r in sign_rates) + sink_us * 1e-6)
+
 raw = {"cores": cores, "runs": []}
 rows = []
 signed_rate, ceiling, pct, signed_cpu, plain_rate, plain_cpu = [], [], [], [], [], []
@@ -145,7 +150,7 @@ for i in range(1, runs + 1):
     s, p = load(f"signed{i}"), load(f"plain{i}")
     sps, eds = signs_per_s(f"speed{i}")
     sink_us = s.get("sink_cpu_us_per_message", 0.0)
-    ceil = cores / (cores / sps + sink_us * 1e-6)
+    ceil = ceiling_for([sps], sink_us)
     signed_rate.append(s["messages_per_second"]); ceiling.append(ceil)
     pct.append(100.0 * s["messages_per_second"] / ceil)
     signed_cpu.append(s["engine_cpu_us_per_message"])
@@ -161,7 +166,7 @@ for i in range(1, runs + 1):
         if not (r.get("everything_on") and r.get("http_scrapes", 0) >= 1 and r.get("delivery_log_lines", 0) > 0):
             sys.exit(f"baseline.sh: the {what} everything-on run {i} did not have everything on: {r}")
     sall_rate.append(sa["messages_per_second"]); sall_cpu.append(sa["engine_cpu_us_per_message"])
-    dceil = cores / (cores / sps + cores / eds + sa.get("sink_cpu_us_per_message", 0.0) * 1e-6)
+    dceil = ceiling_for([sps, eds], sa.get("sink_cpu_us_per_message", 0.0))
     dual_ceiling.append(dceil); sall_pct.append(100.0 * sa["messages_per_second"] / dceil)
     pall_rate.append(pa["messages_per_second"]); pall_cpu.append(pa["engine_cpu_us_per_message"])
     raw["runs"].append({"signed": s, "plain": p, "signed_everything_on": sa, "plain_everything_on": pa,
