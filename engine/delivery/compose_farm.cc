@@ -158,18 +158,18 @@ void ComposeFarm::Pull() {
 void ComposeFarm::ComposeOne(ComposeWork* w) {
   // Composed even when this shard is draining: only the owner knows whether
   // the copy is still wanted, and the work is bounded by the owner's pools.
-  // Over delivery.max_composed_bytes: not composed (or, when the cap was
-  // reached while composing, not kept) here; the owner queues it again.
+  // Over delivery.max_composed_bytes: not composed here; the owner queues
+  // it again and its connection composes it. When another shard reached the
+  // cap while this copy was being composed, the copy is kept, uncounted like
+  // a connection's own copy, and goes to the front of its ready queue:
+  // composing it again would sign it twice (and count the signature twice).
   Engine* engine = shard_->engine();
   if (!engine->ComposedRoom()) {
     w->over_cap = true;
     return;
   }
   w->status = ComposeHere(&w->job, &w->permanent);
-  if (w->status.ok() && w->job.body && !engine->AdmitComposed(&w->job.body)) {
-    w->job.body.reset();
-    w->over_cap = true;
-  }
+  if (w->status.ok() && w->job.body && !engine->AdmitComposed(&w->job.body)) w->over_cap = true;
 }
 
 void ComposeFarm::AcceptComposed(std::vector<ComposeWork> work) {

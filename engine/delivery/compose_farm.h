@@ -16,8 +16,9 @@
 //
 // delivery.max_composed_bytes caps the bytes of copies composed ahead and
 // not yet sent (Engine::AdmitComposed): over it nothing is shipped, a copy
-// composed meanwhile goes back uncounted to the ready queue, and connections
-// compose their own copies one at a time until sending frees room.
+// composed meanwhile goes back uncounted (never composed twice) to the front
+// of the ready queue, and connections compose their own copies one at a time
+// until sending frees room.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -45,8 +46,9 @@ struct ComposeWork {
   Job job;
   absl::Status status;     // Compose()'s answer
   bool permanent = false;  // with a failed status: bounce, else defer
-  // Not composed ahead: delivery.max_composed_bytes was reached. The job goes
-  // back to the front of its site's ready queue (its connection composes it).
+  // delivery.max_composed_bytes was reached: the job goes back to the front
+  // of its site's ready queue, uncomposed (its connection composes it) or,
+  // when the cap was reached while it was composed, with its copy, uncounted.
   bool over_cap = false;
 };
 

@@ -104,8 +104,10 @@ TEST(CapsTest, MaxConnectionsHoldsAcrossShardsAndEverythingIsDelivered) {
 
 TEST(CapsTest, MaxComposedBytesBoundsCopiesComposedAheadAndEverythingIsDelivered) {
   // 8 KiB copies, composed slowly (so ahead, on both shards), under a cap of
-  // 20 KiB: every copy is delivered once; the bytes held by copies composed
-  // ahead never pass the cap plus one copy.
+  // 20 KiB: every copy is delivered once and composed once (a copy composed
+  // while another shard filled the cap is sent uncounted, not composed, and
+  // so signed, again); the bytes held by copies composed ahead never pass the
+  // cap plus one copy.
   SinkPeer::Options o;
   o.final_delay = std::chrono::milliseconds(2);
   SinkPeer server(o);
@@ -121,6 +123,7 @@ TEST(CapsTest, MaxComposedBytesBoundsCopiesComposedAheadAndEverythingIsDelivered
   ASSERT_TRUE((*e)->Run().ok());
   EXPECT_EQ(source.inner_.Count(Disposition::kDelivered), 180u);
   EXPECT_EQ(server.message_count(), 180u);
+  EXPECT_EQ(source.composed_.load(), 180);
   EngineStats st = (*e)->Stats();
   EXPECT_GT(st.composed_bytes_peak, 0u);  // copies were composed ahead
   EXPECT_LE(st.composed_bytes_peak, 20u * 1024 + kCopy);
