@@ -138,7 +138,10 @@ void RegisterSinkCommand(CLI::App& app, CommandContext& ctx) {
   cmd->add_option("--save-dir", o.save_dir,
                   "Save each received message as N.eml (exact bytes after dot-unstuffing) and "
                   "N.env (MAIL FROM/RCPT TO lines)");
-  cmd->add_option("--stats-file", o.stats_file, "JSON stats, rewritten every second and at exit");
+  cmd->add_option(
+      "--stats-file", o.stats_file,
+      "JSON stats, rewritten every second, within 50 ms when messages start after a quiet "
+      "second, and at exit");
   cmd->add_flag("--track-duplicates", o.track_duplicates,
                 "Count recipient addresses delivered more than once (duplicate_recipients)");
   cmd->add_option("--hostname", o.hostname, "Name in the greeting and EHLO reply")

@@ -16,6 +16,9 @@ for row in '| load |' '| spool on disk after load / at end |' '| first start wit
            '| messages at the sink | 30,000 of 30,000 |' '| send rate |' \
            '| engine CPU per message, first tenth / last tenth |' \
            '| of it the feeder thread (leases, outcomes), first / last tenth |' \
+           '| engine CPU per message, every tenth (us) |' \
+           '| of it the feeder thread, every tenth (us) |' \
+           "| of it RocksDB's flush and compaction threads, every tenth (us) |" \
            '| peak RSS of `salvo run` |'; do
   grep -qF "$row" "$W/table.txt" || { echo "FAIL: row '$row' missing" >&2; exit 1; }
 done
@@ -37,6 +40,18 @@ for part in ("first", "last"):
     e = r[f"engine_cpu_us_per_message_{part}_tenth"]
     assert (f is None) == (e is None), (part, f, e)
     assert f is None or 0 <= f <= e + 20, (part, f, e)
+# Every tenth: ten figures each; the feeder's and RocksDB's threads are parts
+# of the process; the first and last tenth are the rows above.
+e10 = r["engine_cpu_us_per_message_by_tenth"]
+f10 = r["feeder_cpu_us_per_message_by_tenth"]
+b10 = r["rocksdb_background_cpu_us_per_message_by_tenth"]
+assert len(e10) == len(f10) == len(b10) == 10, r
+for e, f, b in zip(e10, f10, b10):
+    assert (e is None) == (f is None) == (b is None), (e, f, b)
+    assert e is None or (0 <= f <= e + 20 and 0 <= b <= e + 20), (e, f, b)
+assert e10[0] == r["engine_cpu_us_per_message_first_tenth"], (e10, r)
+assert e10[9] == r["engine_cpu_us_per_message_last_tenth"], (e10, r)
+assert any(e is not None for e in e10), e10
 PY
 # A list so small that the first start sends it whole: there is no restart to
 # measure, so the script says so and exits 1 at once (it used to wait 600 s
