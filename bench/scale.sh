@@ -147,8 +147,8 @@ sink_messages() {  # the sink's stats file has one '"messages": N,' line
 # with (almost) everything still queued: SIGTERM once messages flow, and the
 # measured run starts again on the same spool. Start-up is timed to the
 # first connection at the sink (ss, every 20 ms) and to the first message in
-# the sink's stats file (rewritten every second, and within 50 ms of the
-# first message).
+# the sink's stats file (rewritten every second, and within 50 ms when
+# messages start after a quiet second).
 first_connection() {  # prints the time of the first established connection to the sink
   local pid=$1 limit=$2
   while kill -0 "$pid" 2>/dev/null; do
@@ -249,19 +249,17 @@ def cpu_per_msg(lo, hi, col=2):
     dm = b[1] - a[1]
     return (b[col] - a[col]) / clk * 1e6 / dm if dm > 0 else float("nan")
 tenth = n / 10
-# From the first sample with a message at the sink: the start-up before it
-# (opening the spool, rebuilding its index) is the restart-time row's.
-first = cpu_per_msg(at(1)[1], tenth)
-last = cpu_per_msg(9 * tenth, n)
-feeder_first = cpu_per_msg(at(1)[1], tenth, 4)
-feeder_last = cpu_per_msg(9 * tenth, n, 4)
-# Every tenth (the first from the first message, as above): whether the cost
-# moves with the campaign's progress or from one window to the next (RocksDB's
-# compactions land in whichever tenth they happen to run in).
+# Every tenth: whether the cost moves with the campaign's progress or from one
+# window to the next (RocksDB's compactions land in whichever tenth they happen
+# to run in). The first counts from the first sample with a message at the
+# sink: the start-up before it (opening the spool, rebuilding its index) is
+# the restart-time row's.
 bounds = [at(1)[1]] + [k * tenth for k in range(1, 11)]
 by_tenth = [cpu_per_msg(bounds[k], bounds[k + 1]) for k in range(10)]
 feeder_by_tenth = [cpu_per_msg(bounds[k], bounds[k + 1], 4) for k in range(10)]
 background_by_tenth = [cpu_per_msg(bounds[k], bounds[k + 1], 5) for k in range(10)]
+first, last = by_tenth[0], by_tenth[-1]
+feeder_first, feeder_last = feeder_by_tenth[0], feeder_by_tenth[-1]
 def series(xs):
     return [round(x, 1) if x == x else None for x in xs]
 s0, s1 = at(samples[0][1] + 1), at(n)
